@@ -1,0 +1,93 @@
+"""Multiplicative filter networks (Fathony et al. 2021).
+
+The recursion ``z_1 = g_1(x)``, ``z_{i+1} = g_{i+1}(x) * (W_i z_i + b_i)``, output ``A z_n + a`` lives in
+:class:`MultiplicativeFilterNetwork`; the filter classes only say what ``g`` is. Initialisation follows
+REFERENCE.md section 1 (the recipe used by the implicit-layer paper).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class FourierFilter(nn.Module):
+    """``g(x) = sin(U x + c)``; U is the default Linear init scaled by ``input_scale / sqrt(n_filters)``."""
+
+    def __init__(self, in_features: int, out_features: int, input_scale: float, n_filters: int):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        with torch.no_grad():
+            self.linear.weight.mul_(input_scale / math.sqrt(n_filters))
+            self.linear.bias.uniform_(-math.pi, math.pi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.linear(x))
+
+
+class GaborFilter(FourierFilter):
+    """``g(x) = sin(U x + c) * exp(-gamma/2 * ||x - mu||^2)``.
+
+    ``mu ~ U(-1, 1)``, ``gamma ~ Gamma(alpha / n_filters, rate 1)`` and the rows of U are further
+    scaled by ``sqrt(gamma)`` so that narrow envelopes carry high frequencies.
+    """
+
+    def __init__(self, in_features: int, out_features: int, input_scale: float, n_filters: int, alpha: float):
+        super().__init__(in_features, out_features, input_scale, n_filters)
+        gamma = torch.distributions.Gamma(alpha / n_filters, 1.0).sample((out_features,))
+        self.mu = nn.Parameter(torch.empty(out_features, in_features).uniform_(-1.0, 1.0))
+        self.gamma = nn.Parameter(gamma)
+        with torch.no_grad():
+            self.linear.weight.mul_(gamma.sqrt()[:, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # ||x - mu||^2 expanded as ||x||^2 - 2 x.mu + ||mu||^2: one matmul instead of an N x C x d tensor.
+        sq_dist = (x * x).sum(-1, keepdim=True) - 2.0 * (x @ self.mu.t()) + (self.mu * self.mu).sum(-1)
+        envelope = torch.exp(-0.5 * self.gamma * sq_dist.clamp_min(0.0))
+        return torch.sin(self.linear(x)) * envelope
+
+
+class MultiplicativeFilterNetwork(nn.Module):
+    """``layers`` hidden linear maps interleaved with ``layers + 1`` filters, then a linear output."""
+
+    def __init__(self, filters: list[nn.Module], hidden: int, out_features: int):
+        super().__init__()
+        self.filters = nn.ModuleList(filters)
+        self.linears = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(len(filters) - 1))
+        bound = math.sqrt(1.0 / hidden)
+        with torch.no_grad():
+            for linear in self.linears:
+                linear.weight.uniform_(-bound, bound)
+        self.head = nn.Linear(hidden, out_features)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        z = self.filters[0](coords)
+        for filt, linear in zip(self.filters[1:], self.linears):
+            z = filt(coords) * linear(z)
+        return self.head(z)
+
+
+class FourierMFN(MultiplicativeFilterNetwork):
+    def __init__(self, in_features: int, out_features: int, hidden: int = 256, layers: int = 3,
+                 input_scale: float = 256.0):
+        n_filters = layers + 1
+        filters = [FourierFilter(in_features, hidden, input_scale, n_filters) for _ in range(n_filters)]
+        super().__init__(filters, hidden, out_features)
+
+
+class GaborMFN(MultiplicativeFilterNetwork):
+    # alpha of the Gamma prior on envelope widths: wider envelopes on the first filter (REFERENCE.md section 1).
+    FIRST_ALPHA = 6.0
+    LATER_ALPHA = 3.0
+
+    def __init__(self, in_features: int, out_features: int, hidden: int = 256, layers: int = 3,
+                 input_scale: float = 256.0):
+        n_filters = layers + 1
+        filters = [
+            GaborFilter(in_features, hidden, input_scale, n_filters,
+                        alpha=self.FIRST_ALPHA if i == 0 else self.LATER_ALPHA)
+            for i in range(n_filters)
+        ]
+        super().__init__(filters, hidden, out_features)

@@ -1,0 +1,65 @@
+"""Models looked up by name. A new model is one module and one entry here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from models.mfn import FourierMFN, GaborMFN
+from models.siren import Siren
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # "siren" or "mfn": decides which recipe (learning rate, frequency scale) applies
+    build: Callable[..., nn.Module]
+    summary: str
+
+
+def _siren(in_features, out_features, hidden, layers, frequency):
+    return Siren(in_features, out_features, hidden=hidden, layers=layers, first_w0=frequency)
+
+
+def _fourier_mfn(in_features, out_features, hidden, layers, frequency):
+    return FourierMFN(in_features, out_features, hidden=hidden, layers=layers, input_scale=frequency)
+
+
+def _gabor_mfn(in_features, out_features, hidden, layers, frequency):
+    return GaborMFN(in_features, out_features, hidden=hidden, layers=layers, input_scale=frequency)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("siren", "siren", _siren, "sine layers, w0 = 30 (Sitzmann et al. 2020)"),
+        ModelSpec("fourier-mfn", "mfn", _fourier_mfn, "multiplicative filter network, sine filters"),
+        ModelSpec("gabor-mfn", "mfn", _gabor_mfn, "multiplicative filter network, Gabor filters"),
+    )
+}
+
+
+def model_names() -> list[str]:
+    return list(MODELS)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
+
+
+def build_model(name: str, in_features: int, out_features: int, *, hidden: int, layers: int,
+                frequency: float) -> nn.Module:
+    """Build the network ``name`` mapping ``in_features`` coordinates to ``out_features`` values.
+
+    ``frequency`` is the family's frequency scale: the first-layer w0 for SIREN, the input scale for MFNs.
+    """
+    return get_spec(name).build(in_features, out_features, hidden, layers, frequency)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,53 @@
+"""SIREN (Sitzmann et al. 2020): sine-activated coordinate network.
+
+Each hidden layer computes ``sin(w0 * (W x + b))``; the last layer is linear.
+Initialisation follows REFERENCE.md section 1: the first layer draws ``W ~ U(-1/n_in, 1/n_in)``,
+every later layer (the output layer included) ``W ~ U(-sqrt(6/n)/w0, sqrt(6/n)/w0)``.
+Biases keep PyTorch's default Linear initialisation, as in the reference code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SineLayer(nn.Module):
+    """``sin(w0 * (W x + b))`` with the SIREN initialisation for its position in the network."""
+
+    def __init__(self, in_features: int, out_features: int, w0: float, is_first: bool, hidden_w0: float):
+        super().__init__()
+        self.w0 = w0
+        self.linear = nn.Linear(in_features, out_features)
+        # The first layer spreads its inputs over several periods of the sine; later layers keep
+        # pre-activations ~ U(-sqrt(6), sqrt(6)) once multiplied by their w0.
+        bound = 1.0 / in_features if is_first else math.sqrt(6.0 / in_features) / hidden_w0
+        with torch.no_grad():
+            self.linear.weight.uniform_(-bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.w0 * self.linear(x))
+
+
+class Siren(nn.Module):
+    """``layers`` hidden-to-hidden sine layers after a first sine layer, then a linear output.
+
+    ``layers=3, hidden=256`` is the paper's 3x256 image network (four sine layers, one linear).
+    ``first_w0`` is the frequency scale of the first layer; ``hidden_w0`` (30 in the paper) of the rest.
+    """
+
+    def __init__(self, in_features: int, out_features: int, hidden: int = 256, layers: int = 3,
+                 first_w0: float = 30.0, hidden_w0: float = 30.0):
+        super().__init__()
+        blocks = [SineLayer(in_features, hidden, first_w0, is_first=True, hidden_w0=hidden_w0)]
+        blocks += [SineLayer(hidden, hidden, hidden_w0, is_first=False, hidden_w0=hidden_w0) for _ in range(layers)]
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(hidden, out_features)
+        bound = math.sqrt(6.0 / hidden) / hidden_w0
+        with torch.no_grad():
+            self.head.weight.uniform_(-bound, bound)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(coords))

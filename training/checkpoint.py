@@ -1,0 +1,82 @@
+"""Checkpoints as plain data: config, weights, optimizer state, step, and what the signal looked like.
+
+Serialised with ``torch.save`` and read back with ``weights_only=True``, so loading a checkpoint never runs
+code from the file: it may hold only tensors, numbers, strings, lists and dicts.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import fields
+
+import torch
+from torch import nn
+
+from models import build_model
+from training.errors import UserError
+from training.fit import FitConfig, FitResult
+
+FORMAT = "inr-checkpoint"
+VERSION = 1
+
+
+def checkpoint_payload(result: FitResult, signal_info: dict, in_features: int, out_features: int) -> dict:
+    """Everything needed to re-render or resume: ``signal_info`` describes the source (kind, size, bit depth...)."""
+    config = result.config
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config.to_dict(),
+        "architecture": {
+            "name": config.model, "in_features": in_features, "out_features": out_features,
+            "hidden": config.hidden, "layers": config.layers, "frequency": float(config.frequency),
+        },
+        "step": config.steps,
+        "signal": signal_info,
+        "model_state": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "optimizer_state": _to_cpu(result.optimizer.state_dict()),
+    }
+
+
+def _to_cpu(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def serialize(payload: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def deserialize(data: bytes, source: str = "checkpoint") -> dict:
+    """Parse checkpoint bytes without executing code; raise UserError for anything that is not our checkpoint."""
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{source}: not a readable inr checkpoint ({first_line})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{source}: not an inr checkpoint (missing format marker)")
+    if payload.get("version", 0) > VERSION:
+        raise UserError(f"{source}: checkpoint version {payload['version']} is newer than this inr understands")
+    return payload
+
+
+def config_from_payload(payload: dict) -> FitConfig:
+    known = {f.name for f in fields(FitConfig)}
+    return FitConfig(**{k: v for k, v in payload["config"].items() if k in known})
+
+
+def model_from_payload(payload: dict, device: torch.device | str = "cpu") -> nn.Module:
+    arch = payload["architecture"]
+    model = build_model(arch["name"], arch["in_features"], arch["out_features"], hidden=arch["hidden"],
+                        layers=arch["layers"], frequency=arch["frequency"])
+    model.load_state_dict(payload["model_state"])
+    return model.to(device).eval()

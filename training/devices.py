@@ -1,0 +1,59 @@
+"""Choosing a device and sizing batches and render chunks to the memory it has."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from training.errors import UserError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise UserError(f"unknown device {name!r}; choose one of: {', '.join(DEVICE_CHOICES)}")
+
+
+def memory_budget_bytes(device: torch.device) -> int:
+    """Memory a fit may plan to use for activations: half the free GPU memory, or a quarter of the host's RAM."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return free // 2
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return total // 4
+
+
+def activation_bytes_per_point(hidden: int, layers: int, training: bool) -> int:
+    """A deliberately generous estimate of float32 activation memory per input point.
+
+    Each hidden layer keeps a few width-``hidden`` tensors alive (pre-activation, activation, filter output);
+    backward needs about as much again for gradients.
+    """
+    per_layer_tensors = 8 if training else 2
+    return 4 * hidden * (layers + 2) * per_layer_tensors
+
+
+def auto_batch_size(n_points: int, hidden: int, layers: int, device: torch.device) -> int:
+    """Full batch when it fits in the memory budget, else the largest power of two that does."""
+    fits = memory_budget_bytes(device) // activation_bytes_per_point(hidden, layers, training=True)
+    if fits >= n_points:
+        return n_points
+    return max(1024, 1 << max(0, int(fits).bit_length() - 1))
+
+
+def render_chunk_size(hidden: int, layers: int, device: torch.device) -> int:
+    """Points per forward pass when rendering without gradients: bounded so a 4096^2 image is never one batch."""
+    fits = memory_budget_bytes(device) // activation_bytes_per_point(hidden, layers, training=False)
+    return int(min(1 << 18, max(4096, fits)))

@@ -1,0 +1,45 @@
+"""Render a fitted network over its signal's grid and measure it on the training and held-out points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from training.metrics import psnr, ssim, to_unit_range
+from training.render import render_grid
+from training.signal import Signal
+
+
+@dataclass
+class Evaluation:
+    reconstruction: torch.Tensor  # (*grid_shape, C) in [0, 1], on the CPU
+    psnr: float  # on the training points
+    ssim: float | None
+    psnr_holdout: float | None = None  # on the held-out points, when there are any
+    ssim_holdout: float | None = None
+
+
+def _subgrid_ssim(prediction: torch.Tensor, target: torch.Tensor, shape: tuple[int, ...] | None) -> float | None:
+    if shape is None or len(shape) != 2:
+        return None
+    return ssim(prediction.reshape(*shape, -1), target.reshape(*shape, -1))
+
+
+def evaluate(model: nn.Module, signal: Signal, device: torch.device, chunk_points: int) -> Evaluation:
+    rendered = render_grid(model, signal.grid_shape, signal.channels, device, chunk_points)
+    reconstruction = to_unit_range(rendered)
+    flat = reconstruction.reshape(-1, signal.channels)
+    target = (signal.values + 1.0) * 0.5
+    train_pred, train_target = flat[signal.train_index], target[signal.train_index]
+    result = Evaluation(
+        reconstruction=reconstruction,
+        psnr=psnr(train_pred, train_target),
+        ssim=_subgrid_ssim(train_pred, train_target, signal.train_grid_shape),
+    )
+    if len(signal.holdout_index):
+        held_pred, held_target = flat[signal.holdout_index], target[signal.holdout_index]
+        result.psnr_holdout = psnr(held_pred, held_target)
+        result.ssim_holdout = _subgrid_ssim(held_pred, held_target, signal.holdout_grid_shape)
+    return result

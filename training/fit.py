@@ -1,0 +1,178 @@
+"""The fit loop: one network, one signal, Adam on the mean squared error."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+import torch
+from torch import nn
+
+from models import build_model, count_parameters, get_spec
+from training.devices import auto_batch_size, render_chunk_size, resolve_device
+from training.errors import UserError
+from training.evaluate import Evaluation, evaluate
+from training.metrics import psnr_from_mse
+from training.recipes import default_frequency, default_learning_rate
+from training.signal import Signal
+
+
+@dataclass
+class FitConfig:
+    """Everything that decides a fit. ``None`` means "resolve from the signal" (see :func:`resolve_config`)."""
+
+    model: str = "siren"
+    hidden: int = 256
+    layers: int = 3
+    steps: int = 2000
+    lr: float | None = None
+    frequency: float | None = None  # SIREN first-layer w0, or MFN input scale
+    batch_size: int | None = None  # points per step; None = full batch when it fits in memory
+    device: str = "auto"
+    seed: int = 0
+    holdout: str = "none"
+    eval_every: int | None = None  # steps between full evaluations; None = about 25 over the run, 0 = only at the end
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate_config(config: FitConfig) -> None:
+    """Reject options no fit can use, with a message naming the option."""
+    get_spec(config.model)  # raises ValueError naming the known models
+    checks = [
+        (config.steps >= 1, f"--steps must be at least 1, got {config.steps}"),
+        (config.hidden >= 1, f"--hidden must be at least 1, got {config.hidden}"),
+        (config.layers >= 0, f"--layers must be 0 or more, got {config.layers}"),
+        (config.lr is None or (config.lr > 0 and math.isfinite(config.lr)), f"--lr must be positive, got {config.lr}"),
+        (config.frequency is None or (config.frequency > 0 and math.isfinite(config.frequency)),
+         f"--frequency must be positive, got {config.frequency}"),
+        (config.batch_size is None or config.batch_size >= 1, f"--batch-size must be at least 1, got {config.batch_size}"),
+        (config.eval_every is None or config.eval_every >= 0, f"--eval-every must be 0 or more, got {config.eval_every}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
+def resolve_config(config: FitConfig, signal: Signal) -> FitConfig:
+    """Fill every ``None`` with the concrete value this fit will use, so the saved config reproduces the run."""
+    validate_config(config)
+    device = resolve_device(config.device)
+    n_train = len(signal.train_index)
+    batch = config.batch_size or auto_batch_size(n_train, config.hidden, config.layers, device)
+    return replace(
+        config,
+        device=str(device),
+        lr=config.lr if config.lr is not None else default_learning_rate(config.model, signal.grid_shape),
+        frequency=config.frequency if config.frequency is not None else default_frequency(config.model, signal.grid_shape),
+        batch_size=min(batch, n_train),
+        eval_every=config.eval_every if config.eval_every is not None else max(1, config.steps // 25),
+    )
+
+
+@dataclass
+class FitProgress:
+    step: int
+    steps: int
+    loss: float
+    psnr: float  # on the step's batch, from the training loss (values in [0, 1])
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: FitConfig  # resolved
+    params: int
+    train_seconds: float  # the optimisation alone, evaluations excluded
+    eval_seconds: float
+    batch_psnr: list[float]  # per step, from the training loss
+    evaluations: list[dict] = field(default_factory=list)  # {"step", "psnr", "psnr_holdout"} along the run
+    final: Evaluation | None = None
+
+
+def make_model(config: FitConfig, signal: Signal) -> nn.Module:
+    return build_model(config.model, signal.dims, signal.channels, hidden=config.hidden, layers=config.layers,
+                       frequency=config.frequency)
+
+
+def make_optimizer(model: nn.Module, config: FitConfig, device: torch.device) -> torch.optim.Optimizer:
+    # The fused kernel is the fastest Adam on CUDA; on the CPU the default (foreach) implementation is.
+    return torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type == "cuda" or None)
+
+
+class _BatchSampler:
+    """Index batches into the training points: every point once per epoch, in a fresh random order each epoch."""
+
+    def __init__(self, n: int, batch_size: int, device: torch.device, generator: torch.Generator):
+        self.n, self.batch_size, self.device, self.generator = n, batch_size, device, generator
+        self._order = torch.empty(0, dtype=torch.int64)
+        self._pos = n
+
+    def next(self) -> torch.Tensor:
+        if self._pos + self.batch_size > self.n:
+            self._order = torch.randperm(self.n, generator=self.generator).to(self.device)
+            self._pos = 0
+        batch = self._order[self._pos:self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return batch
+
+
+def fit(signal: Signal, config: FitConfig, on_progress: Callable[[FitProgress], None] | None = None) -> FitResult:
+    """Fit a fresh network to ``signal``. ``config`` may be partly unresolved; the result holds the resolved one."""
+    config = resolve_config(config, signal)
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    model = make_model(config, signal).to(device)
+    optimizer = make_optimizer(model, config, device)
+    chunk = render_chunk_size(config.hidden, config.layers, device)
+
+    train_coords = signal.coordinates(signal.train_index).to(device)
+    train_values = signal.values[signal.train_index].to(device)
+    n_train = len(signal.train_index)
+    full_batch = config.batch_size >= n_train
+    sampler = _BatchSampler(n_train, config.batch_size, device, torch.Generator().manual_seed(config.seed))
+
+    # Losses stay on the device; reading them back forces a sync, so on a GPU we only do it now and then.
+    losses = torch.zeros(config.steps, device=device)
+    sync_every = 25 if device.type == "cuda" else 1
+    evaluations: list[dict] = []
+    eval_seconds = 0.0
+    start = time.perf_counter()
+    for step in range(1, config.steps + 1):
+        if full_batch:
+            coords, target = train_coords, train_values
+        else:
+            batch = sampler.next()
+            coords, target = train_coords[batch], train_values[batch]
+        loss = torch.mean((model(coords) - target) ** 2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses[step - 1] = loss.detach()
+
+        last = step == config.steps
+        if step % sync_every == 0 or last:
+            value = loss.item()
+            if not math.isfinite(value):
+                raise UserError(f"training diverged at step {step} (loss {value}); try a smaller --lr")
+            if on_progress is not None:
+                on_progress(FitProgress(step, config.steps, value, psnr_from_mse(value),
+                                        time.perf_counter() - start - eval_seconds))
+        if (config.eval_every and step % config.eval_every == 0) or last:
+            eval_start = time.perf_counter()
+            result = evaluate(model, signal, device, chunk)
+            evaluations.append({"step": step, "psnr": result.psnr, "psnr_holdout": result.psnr_holdout})
+            eval_seconds += time.perf_counter() - eval_start
+    train_seconds = time.perf_counter() - start - eval_seconds
+
+    return FitResult(
+        model=model, optimizer=optimizer, config=config, params=count_parameters(model),
+        train_seconds=train_seconds, eval_seconds=eval_seconds,
+        batch_psnr=[psnr_from_mse(v) for v in losses.cpu().tolist()],
+        evaluations=evaluations, final=result,
+    )

@@ -1,0 +1,41 @@
+"""Quality metrics on the signal's natural range ([0, 1] for pixels)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+
+
+def to_unit_range(values: torch.Tensor) -> torch.Tensor:
+    """Map network outputs from the training range [-1, 1] to [0, 1], clamped."""
+    return ((values + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """``-10 log10(MSE)`` for values in [0, 1] (the prediction is clamped first). Infinite for a perfect match."""
+    mse = torch.mean((prediction.clamp(0.0, 1.0).double() - target.double()) ** 2).item()
+    return math.inf if mse == 0.0 else -10.0 * math.log10(mse)
+
+
+def psnr_from_mse(mse_pm1: float) -> float:
+    """PSNR on [0, 1] from an MSE measured on [-1, 1] data (a factor 4 apart); no clamping, for progress."""
+    mse = mse_pm1 / 4.0
+    return math.inf if mse <= 0.0 else -10.0 * math.log10(mse)
+
+
+def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float | None:
+    """SSIM (scikit-image defaults: uniform 7x7 window, smaller for tiny images) of two ``(H, W, C)`` images in [0, 1].
+
+    Returns None when the image is too small for even a 3x3 window.
+    """
+    height, width = target.shape[:2]
+    win = min(7, height, width)
+    win -= 1 - win % 2  # the window must be odd
+    if win < 3:
+        return None
+    pred = prediction.clamp(0.0, 1.0).cpu().numpy().astype(np.float64)
+    ref = target.cpu().numpy().astype(np.float64)
+    return float(structural_similarity(ref, pred, data_range=1.0, channel_axis=-1, win_size=win))
