@@ -1,0 +1,3 @@
+from inr_cli.app import main
+
+main()

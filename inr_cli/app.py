@@ -1,0 +1,141 @@
+"""The `inr` command line: Typer commands that turn options into configs and call the layers below."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from models import model_names
+from training.devices import DEVICE_CHOICES
+from training.errors import UserError
+from training.fit import FitConfig
+from training.signal import HOLDOUT_MODES
+
+# Typer's usage-error class lives in click (older Typer) or in Typer's own copy of click (0.29+): find it from
+# the public BadParameter so the entry point works with either.
+UsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
+
+app = typer.Typer(
+    name="inr",
+    help="Fit implicit neural representations (SIREN, multiplicative filter networks) to images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+fit_app = typer.Typer(help="Fit a network to a signal.", no_args_is_help=True)
+app.add_typer(fit_app, name="fit")
+
+
+def _choice(value: str, choices, option: str) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of: {', '.join(choices)}", param_hint=option)
+    return value
+
+
+FIT_IMAGE_EXAMPLES = """
+[bold]Examples[/bold]
+
+  inr fit image                                   [dim]# scikit-image's camera, SIREN 3x256[/dim]
+  inr fit image photo.png --model gabor-mfn --hidden 512 --steps 5000 --out runs/photo
+  inr fit image skimage:astronaut --resize 128 --steps 500
+  inr fit image photo.png --holdout grid          [dim]# train on [::2, ::2], report PSNR on [1::2, 1::2][/dim]
+  ls *.png | inr fit image - --json --out runs/batch | jq .psnr
+"""
+
+
+@fit_app.command("image", epilog=FIT_IMAGE_EXAMPLES)
+def fit_image(
+    paths: Annotated[Optional[list[str]], typer.Argument(
+        help="Images (PNG/JPEG/TIFF/BMP/WebP), skimage:NAME for a scikit-image sample, or - to read paths from "
+             "stdin. Default: skimage:camera.", show_default=False)] = None,
+    model: Annotated[str, typer.Option(help=f"Network: {', '.join(model_names())}.")] = "siren",
+    hidden: Annotated[int, typer.Option(help="Width of each hidden layer.")] = 256,
+    layers: Annotated[int, typer.Option(help="Hidden-to-hidden layers (SIREN: after the first sine layer; "
+                                             "MFN: linear maps, with one more filter).")] = 3,
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 2000,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. Default: by model and image size.",
+                                                show_default=False)] = None,
+    frequency: Annotated[Optional[float], typer.Option(
+        help="Frequency scale: SIREN first-layer w0, or MFN input scale. Default: by image size.",
+        show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        help="Pixels per step. Default: all of them when they fit in memory.", show_default=False)] = None,
+    holdout: Annotated[str, typer.Option(help="none, or grid: train on [::2, ::2], evaluate on [1::2, 1::2].")] = "none",
+    alpha: Annotated[str, typer.Option(help="keep: fit a non-opaque alpha channel as one more channel; drop it.")] = "keep",
+    resize: Annotated[Optional[int], typer.Option(help="Downscale so the longest side is this many pixels.",
+                                                  show_default=False)] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 0,
+    eval_every: Annotated[Optional[int], typer.Option(
+        help="Steps between full evaluations for the plot. Default: 25 over the run; 0: only at the end.",
+        show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Output folder (one sub-folder per input when there are several). Default: runs/NAME-MODEL-TIME.",
+        show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report per input on stdout, nothing else.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """Fit an image: write the reconstruction, a comparison, a PSNR plot, report.json and a checkpoint."""
+    from inr_cli.fit_image import run_fit_image
+
+    _choice(model, model_names(), "--model")
+    _choice(holdout, HOLDOUT_MODES, "--holdout")
+    _choice(device, DEVICE_CHOICES, "--device")
+    _choice(alpha, ("keep", "drop"), "--alpha")
+    config = FitConfig(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
+                       batch_size=batch_size, device=device, seed=seed, holdout=holdout, eval_every=eval_every)
+    code = run_fit_image(paths or [], config, out=out, alpha=alpha, resize=resize, show_progress=not quiet,
+                         as_json=as_json)
+    raise typer.Exit(code)
+
+
+SAMPLE_EXAMPLES = """
+[bold]Examples[/bold]
+
+  inr sample runs/photo/checkpoint.pt --scale 2            [dim]# twice the fitted resolution[/dim]
+  inr sample runs/photo/checkpoint.pt --width 1920 --out big.png
+"""
+
+
+@app.command("sample", epilog=SAMPLE_EXAMPLES)
+def sample(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt written by `inr fit`.", show_default=False)],
+    scale: Annotated[Optional[float], typer.Option(help="Multiple of the fitted size.", show_default=False)] = None,
+    width: Annotated[Optional[int], typer.Option(help="Output width (alone: keeps the aspect ratio).",
+                                                 show_default=False)] = None,
+    height: Annotated[Optional[int], typer.Option(help="Output height (alone: keeps the aspect ratio).",
+                                                  show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output PNG. Default: sample-WxH.png beside the checkpoint.",
+                                                show_default=False)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+):
+    """Re-render a fitted image network at any resolution from its checkpoint alone."""
+    from inr_cli.sample import run_sample
+
+    _choice(device, DEVICE_CHOICES, "--device")
+    written = run_sample(checkpoint, scale=scale, width=width, height=height, out=out, device_name=device)
+    print(written)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit code, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="inr", standalone_mode=False)
+    except UsageError as error:
+        where = error.ctx.command_path if error.ctx is not None else "inr"
+        print(f"{where}: error: {error.format_message()}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except UserError as error:
+        print(f"inr: error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        print("inr: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(141)
+    sys.exit(code if isinstance(code, int) else 0)

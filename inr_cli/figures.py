@@ -1,0 +1,75 @@
+"""Pictures for people: the side-by-side comparison and the PSNR-vs-step plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display here, and none needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from inr_cli.files import atomic_write_with  # noqa: E402
+
+# The error map is scaled so that an absolute error of this much (on [0, 1]) is full brightness.
+ERROR_MAP_FULL_SCALE = 0.1
+COMPARISON_MAX_HEIGHT = 1024
+GAP = 4
+
+
+def _display_rgb(pixels: torch.Tensor) -> np.ndarray:
+    """(H, W, C) in [0, 1] -> (H, W, 3) floats for display; alpha is composited over white."""
+    array = pixels.numpy().astype(np.float32)
+    channels = array.shape[2]
+    if channels in (2, 4):
+        colour, alpha = array[:, :, :-1], array[:, :, -1:]
+        array = colour * alpha + (1.0 - alpha)
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return array
+
+
+def comparison_image(target: torch.Tensor, reconstruction: torch.Tensor) -> Image.Image:
+    """target | reconstruction | error map (mean absolute error over channels, inferno colour map)."""
+    error = (reconstruction - target).abs().mean(dim=2).numpy()
+    error_rgb = matplotlib.colormaps["inferno"](np.clip(error / ERROR_MAP_FULL_SCALE, 0.0, 1.0))[:, :, :3]
+    panels = [_display_rgb(target), _display_rgb(reconstruction), error_rgb.astype(np.float32)]
+    height, width = panels[0].shape[:2]
+    scale = min(1.0, COMPARISON_MAX_HEIGHT / height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    images = [Image.fromarray(np.rint(p * 255).astype(np.uint8)) for p in panels]
+    if scale < 1.0:
+        images = [im.resize(size, Image.Resampling.LANCZOS) for im in images]
+    canvas = Image.new("RGB", (3 * size[0] + 2 * GAP, size[1]), (255, 255, 255))
+    for i, im in enumerate(images):
+        canvas.paste(im, (i * (size[0] + GAP), 0))
+    return canvas
+
+
+def write_comparison(path: Path, target: torch.Tensor, reconstruction: torch.Tensor) -> None:
+    image = comparison_image(target, reconstruction)
+    atomic_write_with(path, lambda buf: image.save(buf, format="PNG"))
+
+
+def write_psnr_plot(path: Path, batch_psnr: list[float], evaluations: list[dict], title: str) -> None:
+    """Training-batch PSNR every step, and the full evaluations (training and held-out points) along the run."""
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    steps = np.arange(1, len(batch_psnr) + 1)
+    finite = np.clip(np.asarray(batch_psnr, dtype=float), None, 150.0)
+    ax.plot(steps, finite, lw=0.8, alpha=0.6, label="batch (from training loss)")
+    if evaluations:
+        eval_steps = [e["step"] for e in evaluations]
+        ax.plot(eval_steps, [min(e["psnr"], 150.0) for e in evaluations], "o-", ms=3, label="training points")
+        if evaluations[-1].get("psnr_holdout") is not None:
+            ax.plot(eval_steps, [e["psnr_holdout"] for e in evaluations], "s-", ms=3, label="held-out points")
+    ax.set_xlabel("step")
+    ax.set_ylabel("PSNR (dB, values in [0, 1])")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
+    plt.close(fig)

@@ -1,0 +1,59 @@
+"""Writing files so that a crash or a full disk never leaves a half-written output behind."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from training.errors import UserError
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file in the same folder, flush it to disk, then rename it over ``path``."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp creates the file private (0600); give it the permissions a plain open() would have.
+        os.fchmod(fd, 0o666 & ~_current_umask())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_with(path: Path, write) -> None:
+    """Atomic write for writers that want a file object: ``write(buffer)`` fills an in-memory buffer first."""
+    buffer = io.BytesIO()
+    write(buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def prepare_output_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and prove we can write there, before any long computation starts."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".inr-write-test.", delete=True)
+        probe.close()
+    except OSError as error:
+        raise UserError(f"cannot write to output folder {path}: {error.strerror or error}") from None
+    return path

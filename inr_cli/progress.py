@@ -1,0 +1,37 @@
+"""A rich progress bar on stderr, fed by the fit loop's progress callback."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from training.fit import FitProgress
+
+stderr_console = Console(stderr=True)
+
+
+@contextmanager
+def fit_progress(label: str, total_steps: int, enabled: bool = True):
+    """Yield a callback for :func:`training.fit.fit` that draws step, loss, PSNR, steps/s and ETA."""
+    if not enabled:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3e}  PSNR {task.fields[psnr]:6.2f} dB  {task.fields[rate]:7.1f} steps/s"),
+        TimeRemainingColumn(),
+        console=stderr_console,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task(label, total=total_steps, loss=float("nan"), psnr=0.0, rate=0.0)
+
+        def update(state: FitProgress) -> None:
+            rate = state.step / state.seconds if state.seconds > 0 else 0.0
+            progress.update(task, completed=state.step, loss=state.loss, psnr=state.psnr, rate=rate)
+
+        yield update

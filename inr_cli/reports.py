@@ -1,0 +1,75 @@
+"""The report of a run: one JSON object with stable keys (README "Report keys"), and a human summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from importlib import metadata
+
+import numpy
+import torch
+
+REPORT_VERSION = 1
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("inr")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def versions() -> dict:
+    info = {
+        "inr": package_version(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+    }
+    if torch.cuda.is_available():
+        info["cuda"] = torch.version.cuda
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def json_number(value):
+    """JSON has no infinity: a perfect reconstruction's PSNR is written as null with ``*_exact`` flags elsewhere."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def clean(value):
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return json_number(value)
+
+
+def to_json(report: dict, indent: int | None = 2) -> str:
+    return json.dumps(clean(report), indent=indent, allow_nan=False)
+
+
+def human_summary(report: dict) -> str:
+    parts = [
+        f"{report['input']}: {report['model']} ({report['params']:,} parameters), {report['steps']} steps "
+        f"in {report['seconds']:.1f} s ({report['steps_per_second']:.1f} steps/s, {report['device']})",
+        f"  PSNR {_db(report['psnr'])}  SSIM {_num(report['ssim'])}",
+    ]
+    if report.get("psnr_holdout") is not None:
+        parts[-1] += f"   held-out PSNR {_db(report['psnr_holdout'])}  SSIM {_num(report.get('ssim_holdout'))}"
+    for note in report.get("notes", []):
+        parts.append(f"  note: {note}")
+    parts.append(f"  -> {report['output_dir']}")
+    return "\n".join(parts)
+
+
+def _db(value) -> str:
+    return "inf dB" if value is None or not math.isfinite(value) else f"{value:.2f} dB"
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
