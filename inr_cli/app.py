@@ -18,15 +18,25 @@ from training.signal import HOLDOUT_MODES
 # the public BadParameter so the entry point works with either.
 UsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
 
+TOP_EXAMPLES = """
+[bold]Examples[/bold]
+
+  inr fit image --resize 128 --steps 300     [dim]# bundled camera photo[/dim]
+  inr fit image photo.png --model gabor-mfn --hidden 512
+  inr sample runs/photo/checkpoint.pt --scale 2
+"""
+
 app = typer.Typer(
     name="inr",
+    epilog=TOP_EXAMPLES,
     help="Fit implicit neural representations (SIREN, multiplicative filter networks) to images.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-fit_app = typer.Typer(help="Fit a network to a signal.", no_args_is_help=True)
+fit_app = typer.Typer(help="Fit a network to a signal.", no_args_is_help=True,
+                      epilog="[bold]Example[/bold]\n\n  inr fit image photo.png --model siren --steps 2000")
 app.add_typer(fit_app, name="fit")
 
 
@@ -39,11 +49,11 @@ def _choice(value: str, choices, option: str) -> str:
 FIT_IMAGE_EXAMPLES = """
 [bold]Examples[/bold]
 
-  inr fit image                                   [dim]# scikit-image's camera, SIREN 3x256[/dim]
-  inr fit image photo.png --model gabor-mfn --hidden 512 --steps 5000 --out runs/photo
+  inr fit image                        [dim]# skimage:camera, SIREN 3x256[/dim]
+  inr fit image photo.png --model gabor-mfn --hidden 512
   inr fit image skimage:astronaut --resize 128 --steps 500
-  inr fit image photo.png --holdout grid          [dim]# train on [::2, ::2], report PSNR on [1::2, 1::2][/dim]
-  ls *.png | inr fit image - --json --out runs/batch | jq .psnr
+  inr fit image photo.png --holdout grid   [dim]# generalization[/dim]
+  ls *.png | inr fit image - --json --out runs/batch
 """
 
 
@@ -96,7 +106,7 @@ def fit_image(
 SAMPLE_EXAMPLES = """
 [bold]Examples[/bold]
 
-  inr sample runs/photo/checkpoint.pt --scale 2            [dim]# twice the fitted resolution[/dim]
+  inr sample runs/photo/checkpoint.pt --scale 2   [dim]# twice the size[/dim]
   inr sample runs/photo/checkpoint.pt --width 1920 --out big.png
 """
 

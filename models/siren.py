@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 class SineLayer(nn.Module):
@@ -28,7 +29,9 @@ class SineLayer(nn.Module):
             self.linear.weight.uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sin(self.w0 * self.linear(x))
+        # sin(w0 (W x + b)) with w0 folded into the small weight and bias tensors: the same function and
+        # gradients, without an extra N x C multiply (and its backward) on every layer.
+        return torch.sin(F.linear(x, self.linear.weight * self.w0, self.linear.bias * self.w0))
 
 
 class Siren(nn.Module):
