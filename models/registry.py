@@ -7,6 +7,7 @@ from typing import Callable
 
 from torch import nn
 
+from models.implicit import ImplicitINR, SolveSettings
 from models.mfn import FourierMFN, GaborMFN
 from models.siren import Siren
 
@@ -17,6 +18,14 @@ class ModelSpec:
     family: str  # "siren" or "mfn": decides which recipe (learning rate, frequency scale) applies
     build: Callable[..., nn.Module]
     summary: str
+    implicit: bool = False  # solved to a fixpoint; takes solver settings and a one-pass switch
+
+
+def _implicit(kind):
+    def build(in_features, out_features, hidden, layers, frequency, one_pass=False, settings=None):
+        return ImplicitINR(in_features, out_features, hidden=hidden, layers=layers, input_scale=frequency,
+                           kind=kind, one_pass=one_pass, settings=settings)
+    return build
 
 
 def _siren(in_features, out_features, hidden, layers, frequency):
@@ -37,6 +46,10 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("siren", "siren", _siren, "sine layers, w0 = 30 (Sitzmann et al. 2020)"),
         ModelSpec("fourier-mfn", "mfn", _fourier_mfn, "multiplicative filter network, sine filters"),
         ModelSpec("gabor-mfn", "mfn", _gabor_mfn, "multiplicative filter network, Gabor filters"),
+        # The implicit models use the implicit-layer paper's MFN recipe (lr, input scale), iSIREN included.
+        ModelSpec("isiren", "mfn", _implicit("siren"), "implicit layer, sine with injected input", implicit=True),
+        ModelSpec("fourier-imfn", "mfn", _implicit("fourier"), "implicit layer, sine filters", implicit=True),
+        ModelSpec("gabor-imfn", "mfn", _implicit("gabor"), "implicit layer, Gabor filters", implicit=True),
     )
 }
 
@@ -53,12 +66,16 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def build_model(name: str, in_features: int, out_features: int, *, hidden: int, layers: int,
-                frequency: float) -> nn.Module:
+                frequency: float, one_pass: bool = False, settings: SolveSettings | None = None) -> nn.Module:
     """Build the network ``name`` mapping ``in_features`` coordinates to ``out_features`` values.
 
     ``frequency`` is the family's frequency scale: the first-layer w0 for SIREN, the input scale for MFNs.
+    ``one_pass`` and ``settings`` (solver, tolerance, backward mode) apply to implicit models only.
     """
-    return get_spec(name).build(in_features, out_features, hidden, layers, frequency)
+    spec = get_spec(name)
+    if spec.implicit:
+        return spec.build(in_features, out_features, hidden, layers, frequency, one_pass=one_pass, settings=settings)
+    return spec.build(in_features, out_features, hidden, layers, frequency)
 
 
 def count_parameters(model: nn.Module) -> int:

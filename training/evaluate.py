@@ -19,6 +19,7 @@ class Evaluation:
     ssim: float | None
     psnr_holdout: float | None = None  # on the held-out points, when there are any
     ssim_holdout: float | None = None
+    solver: dict | None = None  # implicit models: how the evaluation solves went (re-solved from zero)
 
 
 def _subgrid_ssim(prediction: torch.Tensor, target: torch.Tensor, shape: tuple[int, ...] | None) -> float | None:
@@ -27,7 +28,21 @@ def _subgrid_ssim(prediction: torch.Tensor, target: torch.Tensor, shape: tuple[i
     return ssim(prediction.reshape(*shape, -1), target.reshape(*shape, -1))
 
 
+def summarize_solves(log: list) -> dict | None:
+    """Aggregate the SolverStats of every chunk's solve into one record."""
+    if not log:
+        return None
+    steps = [s.steps for s in log]
+    return {"solves": len(log), "iterations_mean": sum(steps) / len(steps), "iterations_max": max(steps),
+            "max_rel_residual": max(s.max_rel_residual for s in log),
+            "max_abs_residual": max(s.max_abs_residual for s in log),
+            "converged": all(s.converged for s in log)}
+
+
 def evaluate(model: nn.Module, signal: Signal, device: torch.device, chunk_points: int) -> Evaluation:
+    logging = hasattr(model, "solve_log")
+    if logging:
+        model.solve_log = []
     rendered = render_grid(model, signal.grid_shape, signal.channels, device, chunk_points)
     reconstruction = to_unit_range(rendered)
     flat = reconstruction.reshape(-1, signal.channels)
@@ -37,7 +52,10 @@ def evaluate(model: nn.Module, signal: Signal, device: torch.device, chunk_point
         reconstruction=reconstruction,
         psnr=psnr(train_pred, train_target),
         ssim=_subgrid_ssim(train_pred, train_target, signal.train_grid_shape),
+        solver=summarize_solves(model.solve_log) if logging else None,
     )
+    if logging:
+        model.solve_log = None
     if len(signal.holdout_index):
         held_pred, held_target = flat[signal.holdout_index], target[signal.holdout_index]
         result.psnr_holdout = psnr(held_pred, held_target)

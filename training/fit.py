@@ -11,7 +11,11 @@ import torch
 from torch import nn
 
 from models import build_model, count_parameters, get_spec
+from models.fixpoint import SOLVERS
+from models.fixpoint.backward import BACKWARD_MODES
+from models.implicit import SolveSettings
 from training.devices import auto_batch_size, render_chunk_size, resolve_device
+from training.amortized import FixpointCache
 from training.errors import UserError
 from training.evaluate import Evaluation, evaluate
 from training.metrics import psnr_from_mse
@@ -34,6 +38,14 @@ class FitConfig:
     seed: int = 0
     holdout: str = "none"
     eval_every: int | None = None  # steps between full evaluations; None = about 25 over the run, 0 = only at the end
+    # Implicit models only (isiren, fourier-imfn, gabor-imfn):
+    explicit: bool = False  # one pass of f from z = 0: the explicit counterpart with the same parameters
+    solver: str = "fixed-point"
+    tol: float = 1e-3  # relative residual, per sample
+    max_iter: int = 100
+    backward: str = "neumann"  # or "exact"
+    neumann_steps: int = 1
+    amortize: bool = True  # reuse last step's fixpoint: one f evaluation per training step
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +63,13 @@ def validate_config(config: FitConfig) -> None:
          f"--frequency must be positive, got {config.frequency}"),
         (config.batch_size is None or config.batch_size >= 1, f"--batch-size must be at least 1, got {config.batch_size}"),
         (config.eval_every is None or config.eval_every >= 0, f"--eval-every must be 0 or more, got {config.eval_every}"),
+        (config.solver in SOLVERS, f"unknown --solver {config.solver!r}; choose one of: {', '.join(SOLVERS)}"),
+        (config.backward in BACKWARD_MODES,
+         f"unknown --backward {config.backward!r}; choose one of: {', '.join(BACKWARD_MODES)}"),
+        (config.tol > 0, f"--tol must be positive, got {config.tol}"),
+        (config.max_iter >= 1, f"--max-iter must be at least 1, got {config.max_iter}"),
+        (config.neumann_steps >= 0, f"--neumann-steps must be 0 or more, got {config.neumann_steps}"),
+        (not get_spec(config.model).implicit or config.layers >= 1, "implicit models need --layers of at least 1"),
     ]
     for ok, message in checks:
         if not ok:
@@ -93,11 +112,22 @@ class FitResult:
     batch_psnr: list[float]  # per step, from the training loss
     evaluations: list[dict] = field(default_factory=list)  # {"step", "psnr", "psnr_holdout"} along the run
     final: Evaluation | None = None
+    solver: dict | None = None  # implicit models: iterations and residuals (see solver_report)
+
+
+def solve_settings(config: FitConfig) -> SolveSettings:
+    return SolveSettings(solver=config.solver, tol=config.tol, max_iter=config.max_iter, backward=config.backward,
+                         neumann_steps=config.neumann_steps)
+
+
+def is_implicit(config: FitConfig) -> bool:
+    """True when the model is solved to a fixpoint (an implicit model not switched to its one-pass form)."""
+    return get_spec(config.model).implicit and not config.explicit
 
 
 def make_model(config: FitConfig, signal: Signal) -> nn.Module:
     return build_model(config.model, signal.dims, signal.channels, hidden=config.hidden, layers=config.layers,
-                       frequency=config.frequency)
+                       frequency=config.frequency, one_pass=config.explicit, settings=solve_settings(config))
 
 
 def make_optimizer(model: nn.Module, config: FitConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -129,6 +159,7 @@ def fit(signal: Signal, config: FitConfig, on_progress: Callable[[FitProgress], 
     torch.manual_seed(config.seed)
     model = make_model(config, signal).to(device)
     optimizer = make_optimizer(model, config, device)
+    params = [p for p in model.parameters() if p.requires_grad]
     chunk = render_chunk_size(config.hidden, config.layers, device)
 
     train_coords = signal.coordinates(signal.train_index).to(device)
@@ -136,6 +167,7 @@ def fit(signal: Signal, config: FitConfig, on_progress: Callable[[FitProgress], 
     n_train = len(signal.train_index)
     full_batch = config.batch_size >= n_train
     sampler = _BatchSampler(n_train, config.batch_size, device, torch.Generator().manual_seed(config.seed))
+    cache = FixpointCache(n_train, config.hidden, device) if is_implicit(config) and config.amortize else None
 
     # Losses stay on the device; reading them back forces a sync, so on a GPU we only do it now and then.
     losses = torch.zeros(config.steps, device=device)
@@ -144,14 +176,14 @@ def fit(signal: Signal, config: FitConfig, on_progress: Callable[[FitProgress], 
     eval_seconds = 0.0
     start = time.perf_counter()
     for step in range(1, config.steps + 1):
-        if full_batch:
-            coords, target = train_coords, train_values
-        else:
-            batch = sampler.next()
-            coords, target = train_coords[batch], train_values[batch]
-        loss = torch.mean((model(coords) - target) ** 2)
+        batch = None if full_batch else sampler.next()
+        coords = train_coords if batch is None else train_coords[batch]
+        target = train_values if batch is None else train_values[batch]
+        prediction = model(coords) if cache is None else cache.predict(model, coords, batch)
+        loss = torch.mean((prediction - target) ** 2)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # inputs=params: autograd skips the gradient with respect to an implicit model's cached state.
+        loss.backward(inputs=params)
         optimizer.step()
         losses[step - 1] = loss.detach()
 
@@ -175,4 +207,18 @@ def fit(signal: Signal, config: FitConfig, on_progress: Callable[[FitProgress], 
         train_seconds=train_seconds, eval_seconds=eval_seconds,
         batch_psnr=[psnr_from_mse(v) for v in losses.cpu().tolist()],
         evaluations=evaluations, final=result,
+        solver=solver_report(config, model, cache, train_coords, result, chunk) if is_implicit(config) else None,
     )
+
+
+def solver_report(config: FitConfig, model: nn.Module, cache: FixpointCache | None, train_coords: torch.Tensor,
+                  final: Evaluation, chunk: int) -> dict:
+    """The report's ``solver`` section: iterations and residuals at training and at evaluation."""
+    training: dict = {"amortized": cache is not None}
+    if cache is not None:
+        steps = [s["steps"] for s in cache.initial_solves]
+        training.update({"initial_solves": len(steps), "initial_solve_iterations_mean": sum(steps) / len(steps),
+                         "initial_solve_iterations_max": max(steps)})
+        training.update(cache.residuals(model, train_coords, chunk))
+    return {"solver": config.solver, "tol": config.tol, "max_iter": config.max_iter, "backward": config.backward,
+            "neumann_steps": config.neumann_steps, "training": training, "evaluation": final.solver}

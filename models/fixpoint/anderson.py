@@ -1,0 +1,65 @@
+"""Anderson acceleration, batched per sample, with a regularised least-squares step.
+
+Each new iterate mixes the last ``memory`` iterates with weights ``alpha`` that minimise the norm of the
+combined residual under ``sum(alpha) = 1``. The small bordered system is regularised (``lam``) so it stays
+solvable when residuals become collinear; samples whose system still fails fall back to a plain step.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from models.fixpoint.stats import BestIterate, SolverStats, per_sample_residuals
+
+
+@torch.no_grad()
+def anderson(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, tol: float = 1e-3, max_iter: int = 100,
+             stop_mode: str = "rel", memory: int = 5, lam: float = 1e-4, damping: float = 1.0,
+             **_) -> tuple[torch.Tensor, SolverStats]:
+    batch, dim = z0.shape
+    memory = max(1, memory)
+    xs = torch.zeros(batch, memory, dim, dtype=z0.dtype, device=z0.device)
+    fs = torch.zeros_like(xs)
+    best = BestIterate(z0)
+    trace: list[float] = []
+
+    def record(slot: int, z: torch.Tensor) -> bool:
+        fz = f(z)
+        xs[:, slot], fs[:, slot] = z, fz
+        absolute, relative = per_sample_residuals(z, fz)
+        best.update(z, absolute, relative, stop_mode)
+        trace.append(best.worst(stop_mode))
+        return trace[-1] <= tol
+
+    done = record(0, z0)
+    if not done and max_iter > 1:
+        done = record(1 % memory, fs[:, 0].clone())
+    k = 2
+    # Bordered system [[0, 1^T], [1, G G^T + lam I]] [nu; alpha] = [1; 0] for each sample.
+    while not done and k < max_iter:
+        n = min(k, memory)
+        residuals = fs[:, :n] - xs[:, :n]
+        gram = residuals @ residuals.transpose(1, 2)
+        scale = gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-20)[:, None, None]
+        system = torch.zeros(batch, n + 1, n + 1, dtype=z0.dtype, device=z0.device)
+        system[:, 0, 1:] = system[:, 1:, 0] = 1.0
+        system[:, 1:, 1:] = gram + lam * scale * torch.eye(n, dtype=z0.dtype, device=z0.device)
+        rhs = torch.zeros(batch, n + 1, 1, dtype=z0.dtype, device=z0.device)
+        rhs[:, 0] = 1.0
+        solution, info = torch.linalg.solve_ex(system, rhs)
+        alpha = solution[:, 1:, 0]
+        failed = (info != 0) | ~torch.isfinite(alpha).all(-1)
+        if failed.any():
+            # Fall back to a plain fixed-point step from the latest iterate for those samples.
+            latest = torch.zeros_like(alpha)
+            latest[:, (k - 1) % memory if n == memory else n - 1] = 1.0
+            alpha = torch.where(failed[:, None], latest, alpha)
+        mixed_f = torch.einsum("bn,bnd->bd", alpha, fs[:, :n])
+        if damping != 1.0:
+            mixed_x = torch.einsum("bn,bnd->bd", alpha, xs[:, :n])
+            mixed_f = torch.lerp(mixed_x, mixed_f, damping)
+        done = record(k % memory, mixed_f)
+        k += 1
+    return best.z, SolverStats("anderson", len(trace), best.abs, best.rel, trace[-1] <= tol, trace)

@@ -1,0 +1,41 @@
+"""Spectral normalisation that only shrinks: ``W / max(1, sigma(W) / target)``.
+
+With filters bounded by 1 in magnitude, a layer ``g(x) * (W z + b)`` or ``sin(W z + ...)`` is then Lipschitz in
+z with constant at most ``target`` < 1, so the weight-tied map is a contraction and its fixpoint unique.
+sigma is estimated by power iteration whose vectors persist across steps; a training forward refines them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ShrinkSpectralNorm(nn.Module):
+    def __init__(self, out_features: int, in_features: int, target: float = 0.97, power_iterations: int = 1):
+        super().__init__()
+        self.target = target
+        self.power_iterations = power_iterations
+        self.register_buffer("u", F.normalize(torch.randn(out_features), dim=0))
+        self.register_buffer("v", F.normalize(torch.randn(in_features), dim=0))
+        self._warm = False
+
+    @torch.no_grad()
+    def _power_iterate(self, weight: torch.Tensor, iterations: int) -> None:
+        u, v = self.u, self.v
+        for _ in range(iterations):
+            v = F.normalize(weight.t() @ u, dim=0)
+            u = F.normalize(weight @ v, dim=0)
+        self.u.copy_(u)
+        self.v.copy_(v)
+
+    def sigma(self, weight: torch.Tensor) -> torch.Tensor:
+        if self.training or not self._warm:
+            # A fresh estimate needs a few dozen iterations; afterwards one per step tracks the slowly moving W.
+            self._power_iterate(weight.detach(), self.power_iterations if self._warm else 30)
+            self._warm = True
+        return torch.dot(self.u, weight @ self.v)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight / torch.clamp(self.sigma(weight) / self.target, min=1.0)

@@ -1,0 +1,154 @@
+"""Implicit-layer coordinate networks (Huang, Bai, Kolter 2021): iSIREN, Fourier-iMFN, Gabor-iMFN.
+
+One weight-tied map is iterated to its fixpoint ``z* = f(x, z*)`` and the output is ``A z* + a``, with
+
+    f(x, z) = L_n(... L_1(z + g_0(x)))
+    L_i(z)  = g_i(x) * (W_i z + b_i)              Fourier / Gabor filters g_i (the iMFNs)
+    L_i(z)  = sin(W_i z + b_i + U_i x + c_i)      input injected inside the sine (iSIREN), g_0 = sin(U_0 x + c_0)
+
+``one_pass=True`` evaluates f once from z = 0 instead: the explicit counterpart with identical parameters,
+which for the MFN kinds is exactly the explicit MFN. W_i is spectrally normalised (shrink only) in both modes.
+
+Everything that does not depend on z (filter outputs, normalised weights) is computed once per forward by
+:meth:`ImplicitINR.prepare`, not once per solver iteration.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models.fixpoint import get_solver
+from models.fixpoint.backward import attach_implicit_backward
+from models.fixpoint.spectral import ShrinkSpectralNorm
+from models.mfn import FourierFilter, GaborFilter
+
+KINDS = ("fourier", "gabor", "siren")
+
+
+class InjectionFilter(nn.Module):
+    """``U x + c``: the input injection of iSIREN (added inside the sine, so no nonlinearity here)."""
+
+    def __init__(self, in_features: int, out_features: int, input_scale: float, n_filters: int):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        with torch.no_grad():
+            self.linear.weight.mul_(input_scale / math.sqrt(n_filters))
+            self.linear.bias.uniform_(-math.pi, math.pi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+@dataclass
+class Prepared:
+    """The z-independent part of f for one batch of coordinates."""
+
+    filters: list[torch.Tensor]
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+
+
+@dataclass
+class SolveSettings:
+    solver: str = "fixed-point"
+    tol: float = 1e-3
+    max_iter: int = 100
+    backward: str = "neumann"
+    neumann_steps: int = 1
+
+
+class ImplicitINR(nn.Module):
+    GABOR_FIRST_ALPHA = 6.0
+    GABOR_LATER_ALPHA = 3.0
+
+    def __init__(self, in_features: int, out_features: int, hidden: int = 256, layers: int = 1,
+                 input_scale: float = 256.0, kind: str = "fourier", one_pass: bool = False,
+                 spectral_target: float = 0.97, settings: SolveSettings | None = None):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"unknown implicit kind {kind!r}; choose one of: {', '.join(KINDS)}")
+        if layers < 1:
+            raise ValueError("an implicit model needs at least one layer")
+        self.kind, self.hidden, self.one_pass = kind, hidden, one_pass
+        self.settings = settings or SolveSettings()
+        n_filters = layers + 1
+        if kind == "fourier":
+            filters = [FourierFilter(in_features, hidden, input_scale, n_filters) for _ in range(n_filters)]
+        elif kind == "gabor":
+            filters = [GaborFilter(in_features, hidden, input_scale, n_filters,
+                                   alpha=self.GABOR_FIRST_ALPHA if i == 0 else self.GABOR_LATER_ALPHA)
+                       for i in range(n_filters)]
+        else:
+            filters = [InjectionFilter(in_features, hidden, input_scale, n_filters) for _ in range(n_filters)]
+        self.filters = nn.ModuleList(filters)
+        self.linears = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
+        bound = math.sqrt(1.0 / hidden)
+        with torch.no_grad():
+            for linear in self.linears:
+                linear.weight.uniform_(-bound, bound)
+        self.norms = nn.ModuleList(ShrinkSpectralNorm(hidden, hidden, spectral_target) for _ in range(layers))
+        self.head = nn.Linear(hidden, out_features)
+        self.f_evaluations = 0  # counted so tests and reports can check the cost of a step
+        self.last_stats = None  # SolverStats of the latest solve
+        self.solve_log: list | None = None  # when a list, every solve appends its SolverStats (evaluation)
+
+    def prepare(self, x: torch.Tensor) -> Prepared:
+        filters = [filt(x) for filt in self.filters]
+        if self.kind == "siren":
+            filters[0] = torch.sin(filters[0])
+        weights = [norm(linear.weight) for norm, linear in zip(self.norms, self.linears)]
+        return Prepared(filters, weights, [linear.bias for linear in self.linears])
+
+    def f(self, z: torch.Tensor, prepared: Prepared) -> torch.Tensor:
+        self.f_evaluations += 1
+        z = z + prepared.filters[0]
+        for weight, bias, g in zip(prepared.weights, prepared.biases, prepared.filters[1:]):
+            if self.kind == "siren":
+                z = torch.sin(F.linear(z, weight, bias) + g)
+            else:
+                z = g * F.linear(z, weight, bias)
+        return z
+
+    def zeros(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(x.shape[0], self.hidden)
+
+    @torch.no_grad()
+    def solve(self, prepared: Prepared, z0: torch.Tensor):
+        solver = get_solver(self.settings.solver)
+        z, stats = solver(lambda z: self.f(z, prepared), z0, tol=self.settings.tol, max_iter=self.settings.max_iter)
+        self.last_stats = stats
+        if self.solve_log is not None:
+            self.solve_log.append(stats)
+        return z
+
+    def _with_implicit_backward(self, z_star: torch.Tensor, prepared: Prepared) -> torch.Tensor:
+        z_in = z_star.detach().requires_grad_()
+        z_out = self.f(z_in, prepared)
+        attach_implicit_backward(z_out, z_in, self.settings.backward, self.settings.neumann_steps)
+        return z_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Solve from zero to tolerance (evaluation, rendering, and training without amortization)."""
+        prepared = self.prepare(x)
+        if self.one_pass:
+            return self.head(self.f(self.zeros(x), prepared))
+        z_star = self.solve(prepared, self.zeros(x))
+        if torch.is_grad_enabled():
+            return self.head(self._with_implicit_backward(z_star, prepared))
+        return self.head(z_star)
+
+    def amortized_step(self, x: torch.Tensor, z_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training evaluation from the cached state: exactly one f evaluation, no solver.
+
+        Returns the output (with the implicit backward attached) and the new state for the cache.
+        """
+        prepared = self.prepare(x)
+        if self.one_pass:
+            return self.head(self.f(self.zeros(x), prepared)), z_cache
+        z_out = self._with_implicit_backward(z_cache, prepared)
+        return self.head(z_out), z_out.detach()

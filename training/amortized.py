@@ -1,0 +1,61 @@
+"""Amortized fixpoints: a cache of the state z for every training coordinate.
+
+The first time a coordinate is seen, its fixpoint is solved from zero. On every later step the model makes a
+single evaluation ``z_new = f(x, z_cache)`` with the graph (the implicit backward attached) and the cache takes
+``z_new``: one f evaluation per step, no solver. Valid because the same coordinates recur (full batch, or
+minibatches addressed by index into the cache).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from models.fixpoint import per_sample_residuals
+from models.implicit import ImplicitINR
+
+
+class FixpointCache:
+    def __init__(self, n_points: int, hidden: int, device: torch.device):
+        self.z = torch.zeros(n_points, hidden, device=device)
+        self.valid = torch.zeros(n_points, dtype=torch.bool, device=device)
+        self.all_valid = False  # a Python flag, so a warmed-up cache never forces a device sync
+        self.initial_solves: list[dict] = []
+
+    def _ensure_solved(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None) -> None:
+        valid = self.valid if index is None else self.valid[index]
+        if bool(valid.all()):
+            return
+        with torch.no_grad():
+            z = model.solve(model.prepare(coords), model.zeros(coords))
+        self.initial_solves.append(model.last_stats.summary())
+        if index is None:
+            self.z.copy_(z)
+            self.valid.fill_(True)
+        else:
+            self.z[index] = z
+            self.valid[index] = True
+        self.all_valid = bool(self.valid.all())
+
+    def predict(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        """The training prediction for ``coords`` (rows ``index`` of the cache; None = all), updating the cache."""
+        if not self.all_valid:
+            self._ensure_solved(model, coords, index)
+        z_in = self.z if index is None else self.z[index]
+        prediction, z_new = model.amortized_step(coords, z_in)
+        if index is None:
+            self.z = z_new
+        else:
+            self.z[index] = z_new
+        return prediction
+
+    @torch.no_grad()
+    def residuals(self, model: ImplicitINR, coords: torch.Tensor, chunk: int) -> dict:
+        """How far the cached states are from fixpoints now: per-sample ``||f(z) - z|| / ||f(z)||``."""
+        worst, total = 0.0, 0.0
+        for start in range(0, len(coords), chunk):
+            x = coords[start:start + chunk]
+            z = self.z[start:start + chunk]
+            _, relative = per_sample_residuals(z, model.f(z, model.prepare(x)))
+            worst = max(worst, float(relative.max()))
+            total += float(relative.sum())
+        return {"max_rel_residual": worst, "mean_rel_residual": total / max(1, len(coords))}
