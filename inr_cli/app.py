@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from models import model_names
+from models.fixpoint import SOLVERS
+from models.fixpoint.backward import BACKWARD_MODES
 from training.devices import DEVICE_CHOICES
 from training.errors import UserError
 from training.fit import FitConfig
@@ -29,7 +31,7 @@ TOP_EXAMPLES = """
 app = typer.Typer(
     name="inr",
     epilog=TOP_EXAMPLES,
-    help="Fit implicit neural representations (SIREN, multiplicative filter networks) to images.",
+    help="Fit implicit neural representations (SIREN, MFN and their implicit-layer versions) to images.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -53,6 +55,7 @@ FIT_IMAGE_EXAMPLES = """
   inr fit image photo.png --model gabor-mfn --hidden 512
   inr fit image skimage:astronaut --resize 128 --steps 500
   inr fit image photo.png --holdout grid   [dim]# generalization[/dim]
+  inr fit image photo.png --model gabor-imfn --solver anderson
   ls *.png | inr fit image - --json --out runs/batch
 """
 
@@ -86,6 +89,15 @@ def fit_image(
     out: Annotated[Optional[Path], typer.Option(
         help="Output folder (one sub-folder per input when there are several). Default: runs/NAME-MODEL-TIME.",
         show_default=False)] = None,
+    explicit: Annotated[bool, typer.Option("--explicit", help="Implicit models: one pass of f from z = 0 (the "
+                                           "explicit counterpart, same parameters).")] = False,
+    solver: Annotated[str, typer.Option(help=f"Implicit models: fixpoint solver ({', '.join(SOLVERS)}).")] = "fixed-point",
+    tol: Annotated[float, typer.Option(help="Implicit models: relative residual per point to stop at.")] = 1e-3,
+    max_iter: Annotated[int, typer.Option(help="Implicit models: most solver iterations.")] = 100,
+    backward: Annotated[str, typer.Option(help="Implicit models: neumann (truncated series) or exact.")] = "neumann",
+    neumann_steps: Annotated[int, typer.Option(help="Implicit models: Neumann order T (0 = Jacobian-free).")] = 1,
+    no_amortize: Annotated[bool, typer.Option("--no-amortize", help="Implicit models: solve to tolerance every "
+                                              "step instead of reusing the last step's fixpoint.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report per input on stdout, nothing else.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
@@ -96,8 +108,12 @@ def fit_image(
     _choice(holdout, HOLDOUT_MODES, "--holdout")
     _choice(device, DEVICE_CHOICES, "--device")
     _choice(alpha, ("keep", "drop"), "--alpha")
+    _choice(solver, tuple(SOLVERS), "--solver")
+    _choice(backward, BACKWARD_MODES, "--backward")
     config = FitConfig(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
-                       batch_size=batch_size, device=device, seed=seed, holdout=holdout, eval_every=eval_every)
+                       batch_size=batch_size, device=device, seed=seed, holdout=holdout, eval_every=eval_every,
+                       explicit=explicit, solver=solver, tol=tol, max_iter=max_iter, backward=backward,
+                       neumann_steps=neumann_steps, amortize=not no_amortize)
     code = run_fit_image(paths or [], config, out=out, alpha=alpha, resize=resize, show_progress=not quiet,
                          as_json=as_json)
     raise typer.Exit(code)

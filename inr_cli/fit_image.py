@@ -106,11 +106,19 @@ def fit_one_image(source: str, out_dir: Path, config: FitConfig, *, alpha: str, 
         "image": image.info(),
         "notes": image.notes,
         "history": result.evaluations,
+        "solver": result.solver,
         "files": {"reconstruction": RECONSTRUCTION, "comparison": COMPARISON, "psnr_plot": PSNR_PLOT,
                   "checkpoint": CHECKPOINT, "report": REPORT},
         "config": {**result.config.to_dict(), "alpha": alpha, "resize": resize},
         "versions": versions(),
     }
+    if result.solver and result.solver["evaluation"] and not result.solver["evaluation"]["converged"]:
+        evaluation = result.solver["evaluation"]
+        warning = (f"evaluation solve did not converge: max relative residual {evaluation['max_rel_residual']:.2e} "
+                   f"> tol {config.tol:g} after up to {evaluation['iterations_max']} iterations "
+                   f"(raise --max-iter or try --solver anderson)")
+        report["notes"] = report["notes"] + [f"warning: {warning}"]
+        stderr_console.print(f"inr: warning: {source}: {warning}", markup=False, highlight=False, soft_wrap=True)
     # The report goes last: its presence means every other file of the run is complete.
     atomic_write_text(out_dir / REPORT, to_json(report) + "\n")
     return report

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from training.fit import FitProgress
 
-stderr_console = Console(stderr=True)
+stderr_console = Console(stderr=True, emoji=False, highlight=False)
 
 
 @contextmanager

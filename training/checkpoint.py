@@ -15,7 +15,7 @@ from torch import nn
 
 from models import build_model
 from training.errors import UserError
-from training.fit import FitConfig, FitResult
+from training.fit import FitConfig, FitResult, solve_settings
 
 FORMAT = "inr-checkpoint"
 VERSION = 1
@@ -31,6 +31,7 @@ def checkpoint_payload(result: FitResult, signal_info: dict, in_features: int, o
         "architecture": {
             "name": config.model, "in_features": in_features, "out_features": out_features,
             "hidden": config.hidden, "layers": config.layers, "frequency": float(config.frequency),
+            "one_pass": config.explicit,
         },
         "step": config.steps,
         "signal": signal_info,
@@ -77,6 +78,7 @@ def config_from_payload(payload: dict) -> FitConfig:
 def model_from_payload(payload: dict, device: torch.device | str = "cpu") -> nn.Module:
     arch = payload["architecture"]
     model = build_model(arch["name"], arch["in_features"], arch["out_features"], hidden=arch["hidden"],
-                        layers=arch["layers"], frequency=arch["frequency"])
+                        layers=arch["layers"], frequency=arch["frequency"], one_pass=arch.get("one_pass", False),
+                        settings=solve_settings(config_from_payload(payload)))
     model.load_state_dict(payload["model_state"])
     return model.to(device).eval()
