@@ -119,6 +119,46 @@ def fit_image(
     raise typer.Exit(code)
 
 
+compare_app = typer.Typer(help="Run the papers' model-size grid, implicit beside explicit.", no_args_is_help=True)
+app.add_typer(compare_app, name="compare")
+
+COMPARE_EXAMPLES = """
+[bold]Examples[/bold]
+
+  inr compare image skimage:camera --resize 64 --steps 300
+  inr compare image a.png b.png --models gabor-imfn,gabor-mfn --holdout grid
+"""
+
+
+@compare_app.command("image", epilog=COMPARE_EXAMPLES)
+def compare_image(
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Images or skimage:NAME. Default: skimage:camera.",
+                                                         show_default=False)] = None,
+    models: Annotated[str, typer.Option(help="Comma-separated models; implicit ones also run explicitly.")] =
+        "fourier-imfn,gabor-imfn,isiren",
+    sizes: Annotated[str, typer.Option(help="Comma-separated sizes nLcD (layers, width).")] = "1L256D,1L512D,4L256D",
+    steps: Annotated[int, typer.Option(help="Steps per fit.")] = 2000,
+    holdout: Annotated[str, typer.Option(help="none, or grid (generalization).")] = "none",
+    resize: Annotated[Optional[int], typer.Option(help="Downscale so the longest side is this many pixels.",
+                                                  show_default=False)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for every fit.")] = 0,
+    solver: Annotated[str, typer.Option(help="Fixpoint solver for the implicit variants.")] = "fixed-point",
+    out: Annotated[Path, typer.Option(help="Folder for compare.md and compare.json.")] = Path("runs/compare"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary instead of the table.")] = False,
+):
+    """Fit every model and size to every image; write a Markdown and a JSON table (PSNR mean ± std, ms/step,
+    parameters, peak memory)."""
+    from inr_cli.compare import run_compare
+
+    _choice(holdout, HOLDOUT_MODES, "--holdout")
+    _choice(device, DEVICE_CHOICES, "--device")
+    _choice(solver, tuple(SOLVERS), "--solver")
+    base = FitConfig(steps=steps, holdout=holdout, device=device, seed=seed, solver=solver)
+    raise typer.Exit(run_compare(paths or ["skimage:camera"], base, models=models, sizes=sizes, out=out,
+                                 resize=resize, as_json=as_json))
+
+
 SAMPLE_EXAMPLES = """
 [bold]Examples[/bold]
 

@@ -1,0 +1,131 @@
+"""`inr compare image`: the papers' grid — models x sizes, implicit beside explicit — over a set of images."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from inr_cli.files import atomic_write_text, prepare_output_dir
+from inr_cli.images import read_image, resize_longest_side
+from inr_cli.peak_memory import measure_peak_memory
+from inr_cli.progress import stderr_console
+from inr_cli.reports import clean, versions
+from models import get_spec
+from training.errors import UserError
+from training.fit import FitConfig, fit, resolve_config, validate_config
+from training.signal import image_signal
+
+SIZE_PATTERN = re.compile(r"^(\d+)L(\d+)D$", re.IGNORECASE)
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """'1L256D,4L256D' -> [(1, 256), (4, 256)]: layers and width, as the papers name them."""
+    sizes = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        match = SIZE_PATTERN.match(item)
+        if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+            raise UserError(f"--sizes: {item!r} is not of the form nLcD, e.g. 1L256D")
+        sizes.append((int(match.group(1)), int(match.group(2))))
+    if not sizes:
+        raise UserError("--sizes is empty; e.g. --sizes 1L256D,4L256D")
+    return sizes
+
+
+def parse_models(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise UserError("--models is empty; e.g. --models gabor-imfn,fourier-imfn")
+    for name in names:
+        try:
+            get_spec(name)
+        except ValueError as error:
+            raise UserError(f"--models: {error}") from None
+    return names
+
+
+def variants(models: list[str]) -> list[tuple[str, bool]]:
+    """(model, explicit) pairs: an implicit model is run both ways, side by side."""
+    rows = []
+    for name in models:
+        rows.append((name, False))
+        if get_spec(name).implicit:
+            rows.append((name, True))
+    return rows
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _fmt(mean, std, digits=2) -> str:
+    return "–" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(rows: list[dict], holdout: bool) -> str:
+    header = ["model", "size", "variant", "PSNR (dB)"] + (["holdout PSNR (dB)"] if holdout else []) + \
+             ["ms/step", "params", "peak MB", "eval iters"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["model"], row["size"], row["variant"], _fmt(row["psnr_mean"], row["psnr_std"])]
+        if holdout:
+            cells.append(_fmt(row["psnr_holdout_mean"], row["psnr_holdout_std"]))
+        cells += [f"{row['ms_per_step']:.1f}", f"{row['params']:,}",
+                  "–" if row["peak_mb"] is None else f"{row['peak_mb']:.0f}",
+                  "–" if row["eval_iterations"] is None else f"{row['eval_iterations']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_compare(paths: list[str], base: FitConfig, *, models: str, sizes: str, out: Path, resize: int | None,
+                as_json: bool) -> int:
+    validate_config(base)
+    model_names, size_list = parse_models(models), parse_sizes(sizes)
+    images = [(path, resize_longest_side(read_image(path), resize) if resize else read_image(path)) for path in paths]
+    prepare_output_dir(out)
+    rows = []
+    runs = [(name, explicit, layers, hidden) for layers, hidden in size_list for name, explicit in variants(model_names)]
+    for index, (name, explicit, layers, hidden) in enumerate(runs, 1):
+        variant = "explicit" if explicit or not get_spec(name).implicit else "implicit"
+        label = f"[{index}/{len(runs)}] {name} {layers}L-{hidden}D {variant}"
+        per_image = []
+        for path, image in images:
+            signal = image_signal(image.pixels, holdout=base.holdout)
+            config = resolve_config(replace(base, model=name, layers=layers, hidden=hidden, explicit=explicit,
+                                            eval_every=0), signal)
+            stderr_console.print(f"{label}: {path}", markup=False)
+            with measure_peak_memory(torch.device(config.device)) as peak:
+                result = fit(signal, config)
+            per_image.append((result, peak.megabytes))
+        psnr_mean, psnr_std = _mean_std([r.final.psnr for r, _ in per_image])
+        hold_mean, hold_std = _mean_std([r.final.psnr_holdout for r, _ in per_image])
+        evaluation_iters = [r.solver["evaluation"]["iterations_mean"] for r, _ in per_image
+                            if r.solver and r.solver["evaluation"]]
+        peaks = [p for _, p in per_image if p is not None]
+        rows.append({
+            "model": name, "size": f"{layers}L-{hidden}D", "layers": layers, "hidden": hidden, "variant": variant,
+            "psnr_mean": psnr_mean, "psnr_std": psnr_std, "psnr_holdout_mean": hold_mean, "psnr_holdout_std": hold_std,
+            "ms_per_step": 1e3 * statistics.fmean(r.train_seconds / r.config.steps for r, _ in per_image),
+            "params": per_image[0][0].params, "peak_mb": max(peaks) if peaks else None,
+            "eval_iterations": statistics.fmean(evaluation_iters) if evaluation_iters else None,
+            "per_image": [{"input": path, "psnr": r.final.psnr, "psnr_holdout": r.final.psnr_holdout}
+                          for (path, _), (r, _) in zip(images, per_image)],
+        })
+    device = rows[0] and resolve_config(base, image_signal(images[0][1].pixels)).device
+    summary = {"images": [p for p, _ in images], "steps": base.steps, "holdout": base.holdout, "device": device,
+               "peak_memory": "CUDA allocator peak" if device.startswith("cuda") else "process resident-set peak",
+               "value_range": [0.0, 1.0], "rows": rows, "versions": versions()}
+    table = markdown_table(rows, base.holdout != "none")
+    title = (f"# inr compare: {len(images)} image(s), {base.steps} steps, device {device}"
+             f"{', holdout grid' if base.holdout != 'none' else ''}\n\nPSNR on [0, 1], mean ± std over images.\n\n")
+    atomic_write_text(out / "compare.md", title + table + "\n")
+    atomic_write_text(out / "compare.json", json.dumps(clean(summary), indent=2) + "\n")
+    print(json.dumps(clean(summary)) if as_json else table, flush=True)
+    return 0
