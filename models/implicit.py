@@ -105,8 +105,11 @@ class ImplicitINR(nn.Module):
         return Prepared(filters, weights, [linear.bias for linear in self.linears])
 
     def f(self, z: torch.Tensor, prepared: Prepared) -> torch.Tensor:
+        return self._layers(z + prepared.filters[0], prepared)
+
+    def _layers(self, z: torch.Tensor, prepared: Prepared) -> torch.Tensor:
+        """f after its input injection: ``L_n(... L_1(z))`` with z already holding ``z + g_0(x)``."""
         self.f_evaluations += 1
-        z = z + prepared.filters[0]
         for weight, bias, g in zip(prepared.weights, prepared.biases, prepared.filters[1:]):
             if self.kind == "siren":
                 z = torch.sin(F.linear(z, weight, bias) + g)
@@ -127,9 +130,12 @@ class ImplicitINR(nn.Module):
         return z
 
     def _with_implicit_backward(self, z_star: torch.Tensor, prepared: Prepared) -> torch.Tensor:
-        z_in = z_star.detach().requires_grad_()
-        z_out = self.f(z_in, prepared)
-        attach_implicit_backward(z_out, z_in, self.settings.backward, self.settings.neumann_steps)
+        # Differentiate with respect to the injected state u = z + g_0(x) rather than z itself: df/dz = dL/du, and
+        # u is a tensor the layers save anyway, so the incoming state (the old cache) can be freed right away and
+        # no gradient is ever spent on it.
+        injected = z_star.detach() + prepared.filters[0]
+        z_out = self._layers(injected, prepared)
+        attach_implicit_backward(z_out, injected, self.settings.backward, self.settings.neumann_steps)
         return z_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Implicit backward modes, decoupled from whichever solver found the fixpoint.
 
 At a fixpoint ``z* = f(z*)`` the gradient of a loss through z* is ``u = (I - J^T)^-1 g`` with ``J = df/dz``.
-Given one evaluation ``f_out = f(z_in)`` recorded with autograd (``z_in`` a leaf at, or near, the fixpoint),
+Given one evaluation ``f_out = f(z_in)`` recorded with autograd (``z_in`` at, or near, the fixpoint, a leaf or any
+tensor of the graph whose Jacobian equals df/dz),
 :func:`attach_implicit_backward` replaces the gradient arriving at ``f_out`` by
 
 - ``neumann``: the truncated series ``g + J^T g + ... + (J^T)^T g``. T = 0 is the Jacobian-free gradient,

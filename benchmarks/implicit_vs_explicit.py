@@ -1,0 +1,105 @@
+"""Benchmark: implicit (amortized fixpoint, Neumann T = 1) against the explicit one-pass model of the same size.
+
+Same parameters, same seed, camera resized to --size; prints ms/step, PSNR (on [0, 1]) at fixed steps and peak
+memory of the whole fit, then implicit/explicit ratios. A last block shows that the implicit model's memory does
+not grow with the number of solver iterations (solves run without a graph), by fitting without amortization at
+two iteration caps. Reference numbers (one H200, 512 px) are in REFERENCE.md section 4.
+
+    python benchmarks/implicit_vs_explicit.py --size 128 --steps 300          # CPU, a few minutes
+    python benchmarks/implicit_vs_explicit.py --size 512 --steps 2000 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fit_image import camera  # noqa: E402
+
+from inr_cli.peak_memory import measure_peak_memory  # noqa: E402
+from training.amortized import FixpointCache  # noqa: E402
+from training.fit import FitConfig, fit, is_implicit, resolve_config  # noqa: E402
+from training.step_memory import training_step_bytes  # noqa: E402
+from training.signal import image_signal  # noqa: E402
+
+
+def run(config: FitConfig, pixels: torch.Tensor):
+    """Fit, then measure one more training step's memory on the fitted model (saved tensors + cache)."""
+    signal = image_signal(pixels)
+    config = resolve_config(config, signal)
+    device = torch.device(config.device)
+    with measure_peak_memory(device) as peak:
+        result = fit(signal, config)
+    coords, target = signal.coordinates().to(device), signal.values.to(device)
+    cache = FixpointCache(len(coords), config.hidden, device) if is_implicit(config) and config.amortize else None
+    step = training_step_bytes(result.model, coords, target, cache)
+    return result, step["total_bytes"] / 2**20, peak.megabytes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--models", default="gabor-imfn,fourier-imfn,isiren")
+    parser.add_argument("--sizes", default="1,4", help="layer counts to run at --hidden (default 1L and 4L)")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    pixels = camera(args.size)
+    checkpoints = sorted({args.steps // 2, args.steps})
+    rows = []
+    for name in args.models.split(","):
+        for layers in (int(n) for n in args.sizes.split(",")):
+            base = FitConfig(model=name, hidden=args.hidden, layers=layers, steps=args.steps, device=args.device,
+                             batch_size=args.size * args.size, eval_every=checkpoints[0])
+            explicit, explicit_mb, explicit_peak = run(FitConfig(**{**base.to_dict(), "explicit": True}), pixels)
+            implicit, implicit_mb, implicit_peak = run(base, pixels)
+            rows.append((f"{name} {layers}L-{args.hidden}D", explicit, explicit_mb, implicit, implicit_mb,
+                         explicit_peak, implicit_peak))
+
+    device = rows[0][1].config.device
+    gpu = f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") else ""
+    print(f"camera {args.size}x{args.size}, {args.steps} steps, full batch, fp32, device {device}{gpu}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print("MB = memory one training step keeps for backward, plus the implicit model's fixpoint cache"
+          + ("; peak = CUDA allocator peak over the whole fit" if gpu else ""))
+    head = f"{'model':<24}{'expl ms':>9}{'impl ms':>9}{'ratio':>7}"
+    for step in checkpoints:
+        head += f"{'expl@' + str(step):>11}{'impl@' + str(step):>11}"
+    head += f"{'expl MB':>9}{'impl MB':>9}{'ratio':>7}{'eval it':>8}"
+    if gpu:
+        head += f"{'expl peak':>10}{'impl peak':>10}"
+    print(head)
+    for label, explicit, explicit_mb, implicit, implicit_mb, explicit_peak, implicit_peak in rows:
+        e_ms = 1e3 * explicit.train_seconds / args.steps
+        i_ms = 1e3 * implicit.train_seconds / args.steps
+        line = f"{label:<24}{e_ms:>9.2f}{i_ms:>9.2f}{i_ms / e_ms:>7.2f}"
+        e_psnr = {e["step"]: e["psnr"] for e in explicit.evaluations}
+        i_psnr = {e["step"]: e["psnr"] for e in implicit.evaluations}
+        for step in checkpoints:
+            line += f"{e_psnr[step]:>11.2f}{i_psnr[step]:>11.2f}"
+        line += f"{explicit_mb:>9.1f}{implicit_mb:>9.1f}{implicit_mb / explicit_mb:>7.2f}"
+        line += f"{implicit.solver['evaluation']['iterations_mean']:>8.1f}"
+        if gpu:
+            line += f"{explicit_peak:>10.0f}{implicit_peak:>10.0f}"
+        print(line)
+    print("targets: ms ratio <= 1.3, memory ratio <= 1.1")
+
+    # Memory flat in solver iterations: the same fit, solving every step (no amortization) to 10 or 50 iterations.
+    name = args.models.split(",")[0]
+    print(f"\nmemory vs solver iterations ({name} 1L-{args.hidden}D, no amortization, tol 1e-9, 20 steps):")
+    for cap in (10, 50):
+        config = FitConfig(model=name, hidden=args.hidden, layers=1, steps=20, device=args.device, amortize=False,
+                           tol=1e-9, max_iter=cap, batch_size=args.size * args.size, eval_every=0)
+        result, megabytes, peak = run(config, pixels)
+        print(f"  max_iter {cap:>3}: step memory {megabytes:8.1f} MB"
+              + (f", CUDA peak {peak:8.0f} MB" if gpu else "") + f", {1e3 * result.train_seconds / 20:8.1f} ms/step")
+
+
+if __name__ == "__main__":
+    main()
