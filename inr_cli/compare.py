@@ -17,8 +17,10 @@ from inr_cli.progress import stderr_console
 from inr_cli.reports import clean, versions
 from models import get_spec
 from training.errors import UserError
-from training.fit import FitConfig, fit, resolve_config, validate_config
+from training.amortized import FixpointCache
+from training.fit import FitConfig, fit, is_implicit, resolve_config, validate_config
 from training.signal import image_signal
+from training.step_memory import training_step_bytes
 
 SIZE_PATTERN = re.compile(r"^(\d+)L(\d+)D$", re.IGNORECASE)
 
@@ -71,17 +73,25 @@ def _fmt(mean, std, digits=2) -> str:
 
 def markdown_table(rows: list[dict], holdout: bool) -> str:
     header = ["model", "size", "variant", "PSNR (dB)"] + (["holdout PSNR (dB)"] if holdout else []) + \
-             ["ms/step", "params", "peak MB", "eval iters"]
+             ["ms/step", "params", "step MB", "peak MB", "eval iters"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["model"], row["size"], row["variant"], _fmt(row["psnr_mean"], row["psnr_std"])]
         if holdout:
             cells.append(_fmt(row["psnr_holdout_mean"], row["psnr_holdout_std"]))
-        cells += [f"{row['ms_per_step']:.1f}", f"{row['params']:,}",
+        cells += [f"{row['ms_per_step']:.1f}", f"{row['params']:,}", f"{row['step_mb']:.1f}",
                   "–" if row["peak_mb"] is None else f"{row['peak_mb']:.0f}",
                   "–" if row["eval_iterations"] is None else f"{row['eval_iterations']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def step_megabytes(result, signal, device: torch.device) -> float:
+    """Memory one full-batch training step of the fitted model keeps for backward (plus an implicit cache)."""
+    coords, target = signal.coordinates(signal.train_index).to(device), signal.values[signal.train_index].to(device)
+    config = result.config
+    cache = FixpointCache(len(coords), config.hidden, device) if is_implicit(config) and config.amortize else None
+    return training_step_bytes(result.model, coords, target, cache)["total_bytes"] / 2**20
 
 
 def run_compare(paths: list[str], base: FitConfig, *, models: str, sizes: str, out: Path, resize: int | None,
@@ -101,30 +111,35 @@ def run_compare(paths: list[str], base: FitConfig, *, models: str, sizes: str, o
             config = resolve_config(replace(base, model=name, layers=layers, hidden=hidden, explicit=explicit,
                                             eval_every=0), signal)
             stderr_console.print(f"{label}: {path}", markup=False)
-            with measure_peak_memory(torch.device(config.device)) as peak:
+            device = torch.device(config.device)
+            with measure_peak_memory(device) as peak:
                 result = fit(signal, config)
-            per_image.append((result, peak.megabytes))
-        psnr_mean, psnr_std = _mean_std([r.final.psnr for r, _ in per_image])
-        hold_mean, hold_std = _mean_std([r.final.psnr_holdout for r, _ in per_image])
-        evaluation_iters = [r.solver["evaluation"]["iterations_mean"] for r, _ in per_image
+            per_image.append((result, peak.megabytes, step_megabytes(result, signal, device)))
+        psnr_mean, psnr_std = _mean_std([r.final.psnr for r, _, _ in per_image])
+        hold_mean, hold_std = _mean_std([r.final.psnr_holdout for r, _, _ in per_image])
+        evaluation_iters = [r.solver["evaluation"]["iterations_mean"] for r, _, _ in per_image
                             if r.solver and r.solver["evaluation"]]
-        peaks = [p for _, p in per_image if p is not None]
+        peaks = [p for _, p, _ in per_image if p is not None]
         rows.append({
             "model": name, "size": f"{layers}L-{hidden}D", "layers": layers, "hidden": hidden, "variant": variant,
             "psnr_mean": psnr_mean, "psnr_std": psnr_std, "psnr_holdout_mean": hold_mean, "psnr_holdout_std": hold_std,
-            "ms_per_step": 1e3 * statistics.fmean(r.train_seconds / r.config.steps for r, _ in per_image),
+            "ms_per_step": 1e3 * statistics.fmean(r.train_seconds / r.config.steps for r, _, _ in per_image),
             "params": per_image[0][0].params, "peak_mb": max(peaks) if peaks else None,
+            "step_mb": max(m for _, _, m in per_image),
             "eval_iterations": statistics.fmean(evaluation_iters) if evaluation_iters else None,
             "per_image": [{"input": path, "psnr": r.final.psnr, "psnr_holdout": r.final.psnr_holdout}
-                          for (path, _), (r, _) in zip(images, per_image)],
+                          for (path, _), (r, _, _) in zip(images, per_image)],
         })
     device = rows[0] and resolve_config(base, image_signal(images[0][1].pixels)).device
     summary = {"images": [p for p, _ in images], "steps": base.steps, "holdout": base.holdout, "device": device,
-               "peak_memory": "CUDA allocator peak" if device.startswith("cuda") else "process resident-set peak",
+               "memory": {"step_mb": "tensors one full-batch training step keeps for backward, plus the implicit cache",
+                          "peak_mb": "CUDA allocator peak over the fit (GPU only)"},
                "value_range": [0.0, 1.0], "rows": rows, "versions": versions()}
     table = markdown_table(rows, base.holdout != "none")
     title = (f"# inr compare: {len(images)} image(s), {base.steps} steps, device {device}"
-             f"{', holdout grid' if base.holdout != 'none' else ''}\n\nPSNR on [0, 1], mean ± std over images.\n\n")
+             f"{', holdout grid' if base.holdout != 'none' else ''}\n\nPSNR on [0, 1], mean ± std over images. "
+             f"step MB: what one full-batch training step keeps for backward (plus the implicit model's fixpoint "
+             f"cache); peak MB: CUDA allocator peak over the fit (GPU only).\n\n")
     atomic_write_text(out / "compare.md", title + table + "\n")
     atomic_write_text(out / "compare.json", json.dumps(clean(summary), indent=2) + "\n")
     print(json.dumps(clean(summary)) if as_json else table, flush=True)
