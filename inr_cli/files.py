@@ -47,6 +47,25 @@ def atomic_write_with(path: Path, write) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def missing_ancestors(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what creating it would add."""
+    missing = []
+    for candidate in [Path(path), *Path(path).parents]:
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    return missing
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove folders we created (deepest first) that are still empty; stop at the first one that is not."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 def prepare_output_dir(path: Path) -> Path:
     """Create ``path`` (and parents) and prove we can write there, before any long computation starts."""
     path = Path(path)

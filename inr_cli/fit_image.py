@@ -7,13 +7,14 @@ import time
 from pathlib import Path
 
 from inr_cli.figures import write_comparison, write_psnr_plot
-from inr_cli.files import atomic_write_bytes, atomic_write_text, prepare_output_dir
+from inr_cli.files import (atomic_write_bytes, atomic_write_text, missing_ancestors, prepare_output_dir,
+                           remove_if_empty)
 from inr_cli.images import DEFAULT_IMAGE, read_image, resize_longest_side, write_png
 from inr_cli.progress import fit_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, human_summary, to_json, versions
 from training.checkpoint import checkpoint_payload, serialize
 from training.errors import UserError
-from training.fit import FitConfig, fit, validate_config
+from training.fit import FitConfig, fit, resolve_config, validate_config
 from training.signal import image_signal
 
 RECONSTRUCTION = "reconstruction.png"
@@ -69,14 +70,14 @@ def fit_one_image(source: str, out_dir: Path, config: FitConfig, *, alpha: str, 
     except ValueError as error:
         raise UserError(f"{source}: {error}") from None
 
-    created = not out_dir.exists()
+    config = resolve_config(config, signal)  # a missing CUDA device fails here, before any folder exists
+    created = missing_ancestors(out_dir)
     prepare_output_dir(out_dir)
     try:
         with fit_progress(input_stem(source), config.steps, enabled=show_progress) as on_progress:
             result = fit(signal, config, on_progress)
     except BaseException:
-        if created and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # leave no empty folder behind for a fit that never finished
+        remove_if_empty(created)  # leave no empty folders behind for a fit that never finished
         raise
 
     final = result.final

@@ -1,0 +1,39 @@
+"""Plain helper functions shared by the test modules (imported as ``helpers``; pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def save_png(path: Path, array: np.ndarray) -> Path:
+    """Write a uint8 (H, W) / (H, W, C) or uint16 (H, W) array with Pillow."""
+    Image.fromarray(array).save(path)
+    return path
+
+
+def cli_env() -> dict:
+    # The working tree, not whatever copy of the package is installed, is what the tests exercise.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("PYTHONWARNINGS", None)
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``python -m inr_cli ARGS`` in ``cwd`` and capture its output as text."""
+    return subprocess.run([sys.executable, "-m", "inr_cli", *map(str, args)], cwd=cwd, input=stdin,
+                          capture_output=True, text=True, timeout=timeout, env=cli_env())
+
+
+def psnr_np(prediction: np.ndarray, target: np.ndarray) -> float:
+    """Reference PSNR for values in [0, 1], computed independently of training.metrics."""
+    mse = np.mean((np.clip(prediction.astype(np.float64), 0.0, 1.0) - target.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(-10.0 * np.log10(mse))

@@ -1,0 +1,123 @@
+"""Checkpoints: a byte-exact round trip of the network, and loading never runs code or accepts foreign files."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from training.checkpoint import (checkpoint_payload, config_from_payload, deserialize, model_from_payload,
+                                 serialize)
+from training.errors import UserError
+from training.fit import FitConfig, fit, make_optimizer
+from training.signal import grid_coordinates, image_signal
+
+SIGNAL_INFO = {"kind": "image", "height": 16, "width": 12, "channels": 3, "channel_names": "RGB", "bit_depth": 8}
+
+# Set if unpickling ever calls back into this module: it must not.
+CODE_RAN: list[str] = []
+
+
+def _side_effect(tag):
+    CODE_RAN.append(tag)
+    return tag
+
+
+class Sneaky:
+    """A custom class whose unpickling would run _side_effect."""
+
+    def __reduce__(self):
+        return (_side_effect, ("unpickled",))
+
+
+@pytest.fixture(scope="module", params=["siren", "gabor-mfn"])
+def fitted(request):
+    signal = image_signal(torch.rand(16, 12, 3))
+    config = FitConfig(model=request.param, hidden=16, layers=2, steps=7, device="cpu", eval_every=0, seed=3)
+    result = fit(signal, config)
+    return result, checkpoint_payload(result, SIGNAL_INFO, in_features=2, out_features=3)
+
+
+def test_payload_contents(fitted):
+    result, payload = fitted
+    assert {"config", "model_state", "optimizer_state", "step", "architecture", "signal"} <= set(payload)
+    assert payload["step"] == 7
+    assert payload["config"]["model"] == result.config.model
+    assert payload["config"]["lr"] == result.config.lr and payload["config"]["lr"] is not None
+    assert payload["signal"] == SIGNAL_INFO
+    assert set(payload["model_state"]) == set(result.model.state_dict())
+    assert payload["optimizer_state"]["state"]  # Adam moments after 7 steps
+    assert config_from_payload(payload) == result.config
+
+
+def test_round_trip_restores_identical_outputs(fitted):
+    result, payload = fitted
+    data = serialize(payload)
+    assert isinstance(data, bytes) and len(data) > 0
+    restored = deserialize(data)
+    model = model_from_payload(restored)
+    assert not model.training
+    coords = grid_coordinates((16, 12))
+    with torch.no_grad():
+        assert torch.equal(model(coords), result.model(coords))
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(restored["model_state"][key], value)
+    # The optimizer state loads into a fresh Adam over the restored parameters (resumable).
+    optimizer = make_optimizer(model, config_from_payload(restored), torch.device("cpu"))
+    optimizer.load_state_dict(restored["optimizer_state"])
+    assert optimizer.state_dict()["state"][0]["step"] == 7
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    b"\x00" * 64,
+    b"PK\x03\x04" + bytes(range(60)),  # looks like the start of a zip archive
+    np.random.default_rng(0).integers(0, 256, 1000, dtype=np.uint8).tobytes(),
+    b"\x89PNG\r\n\x1a\n" + bytes(40),
+], ids=["empty", "zeros", "zip-like", "random", "png-like"])
+def test_garbage_bytes_raise_user_error(data):
+    with pytest.raises(UserError) as info:
+        deserialize(data, source="x.pt")
+    assert str(info.value).startswith("x.pt")
+    assert "\n" not in str(info.value)
+
+
+def test_any_random_bytes_raise_user_error():
+    samples = [b"hello world\n", b"some notes\n"]
+    samples += [np.random.default_rng(seed).integers(0, 256, 300, dtype=np.uint8).tobytes() for seed in range(200)]
+    for data in samples:
+        with pytest.raises(UserError):
+            deserialize(data)
+
+
+def test_custom_class_is_refused_without_running_code():
+    buffer = io.BytesIO()
+    torch.save({"format": "inr-checkpoint", "version": 1, "payload": Sneaky()}, buffer)
+    # Sanity: plain pickle would run the reduce hook.
+    pickle.loads(pickle.dumps(Sneaky()))
+    assert CODE_RAN == ["unpickled"]
+    CODE_RAN.clear()
+    with pytest.raises(UserError) as info:
+        deserialize(buffer.getvalue(), source="evil.pt")
+    assert CODE_RAN == []
+    assert "evil.pt" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_foreign_torch_files_are_refused():
+    buffer = io.BytesIO()
+    torch.save({"weights": torch.zeros(3)}, buffer)
+    with pytest.raises(UserError, match="not an inr checkpoint"):
+        deserialize(buffer.getvalue())
+    buffer = io.BytesIO()
+    torch.save(torch.zeros(3), buffer)
+    with pytest.raises(UserError, match="not an inr checkpoint"):
+        deserialize(buffer.getvalue())
+
+
+def test_newer_version_is_refused(fitted):
+    _, payload = fitted
+    with pytest.raises(UserError, match="newer"):
+        deserialize(serialize({**payload, "version": 99}))

@@ -1,0 +1,190 @@
+"""Bad input through the command line: a non-zero exit, exactly one line on stderr, no traceback, nothing written.
+
+Run as subprocesses so that everything a user would see on stderr (warnings included) is checked.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import run_cli
+
+TINY = ["--hidden", "8", "--layers", "1", "--steps", "5", "--device", "cpu"]
+
+
+def make_png(folder: Path, name: str = "ok.png") -> Path:
+    path = folder / name
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 10), dtype=np.uint8)).save(path)
+    return path
+
+
+def assert_one_line_error(proc, *, code: int | None = None) -> str:
+    assert proc.returncode != 0
+    if code is not None:
+        assert proc.returncode == code
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), f"stderr was: {proc.stderr!r}"
+    assert "error" in lines[0]
+    assert proc.stdout == ""
+    return lines[0]
+
+
+# Each case: (prepare(folder) -> input argument, extra options, text the error line must contain)
+def missing(folder):
+    return "nope.png"
+
+
+def directory(folder):
+    (folder / "pictures").mkdir()
+    return "pictures"
+
+
+def truncated(folder):
+    path = make_png(folder, "cut.png")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return "cut.png"
+
+
+def not_an_image(folder):
+    (folder / "notes.png").write_text("hello, these are notes\n")
+    return "notes.png"
+
+
+def empty(folder):
+    (folder / "empty.png").write_bytes(b"")
+    return "empty.png"
+
+
+def good(folder):
+    make_png(folder)
+    return "ok.png"
+
+
+CASES = {
+    "missing-path": (missing, [], "nope.png"),
+    "directory": (directory, [], "pictures"),
+    "truncated-png": (truncated, [], "cut.png"),
+    "text-file": (not_an_image, [], "notes.png"),
+    "empty-file": (empty, [], "empty.png"),
+    "steps-zero": (good, ["--steps", "0"], "--steps"),
+    "steps-negative": (good, ["--steps", "-5"], "--steps"),
+    "unknown-holdout": (good, ["--holdout", "random"], "holdout"),
+    "resize-zero": (good, ["--resize", "0"], "--resize"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fit_bad_input(tmp_path, case):
+    prepare, extra, must_mention = CASES[case]
+    argument = prepare(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = run_cli(["fit", "image", argument, *TINY, *extra, "--out", "out"], cwd=tmp_path)
+    line = assert_one_line_error(proc)
+    assert must_mention in line
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing else appeared either (no runs/)
+
+
+def test_unknown_model_lists_the_models(tmp_path):
+    make_png(tmp_path)
+    proc = run_cli(["fit", "image", "ok.png", *TINY, "--model", "resnet", "--out", "out"], cwd=tmp_path)
+    line = assert_one_line_error(proc, code=2)  # a usage error
+    for name in ("siren", "fourier-mfn", "gabor-mfn"):
+        assert name in line
+
+
+def test_unwritable_output_folder(tmp_path):
+    """--out below a regular file: mkdir fails even for root."""
+    make_png(tmp_path)
+    (tmp_path / "afile").write_text("keep me")
+    proc = run_cli(["fit", "image", "ok.png", *TINY, "--out", "afile/run"], cwd=tmp_path)
+    line = assert_one_line_error(proc, code=1)
+    assert "afile" in line
+    assert (tmp_path / "afile").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "ok.png"]
+
+
+def test_empty_stdin(tmp_path):
+    proc = run_cli(["fit", "image", "-", *TINY, "--out", "out"], cwd=tmp_path, stdin="\n\n")
+    assert "stdin" in assert_one_line_error(proc)
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_bad_input_among_good_ones(tmp_path):
+    """Each failure is one stderr line; the good inputs are still fitted; the exit code says something failed."""
+    make_png(tmp_path)
+    proc = run_cli(["fit", "image", "ok.png", "nope.png", *TINY, "--json", "--quiet", "--out", "out"], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert len(proc.stdout.splitlines()) == 1 and '"input": "ok.png"' in proc.stdout
+    assert len(proc.stderr.splitlines()) == 1 and "nope.png" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "out" / "ok" / "report.json").is_file()
+    assert not (tmp_path / "out" / "nope").exists()
+
+
+def test_failed_fit_leaves_no_output_folder(tmp_path):
+    """A fit that fails after its output folder was created (here: it diverges) removes that folder again."""
+    make_png(tmp_path)
+    proc = run_cli(["fit", "image", "ok.png", "--hidden", "8", "--layers", "1", "--steps", "20", "--lr", "1e30",
+                    "--device", "cpu", "--quiet", "--out", "out"], cwd=tmp_path)
+    assert "diverged" in assert_one_line_error(proc, code=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]
+
+
+def test_failed_fit_leaves_no_parent_folders(tmp_path):
+    make_png(tmp_path)
+    proc = run_cli(["fit", "image", "ok.png", "--hidden", "8", "--layers", "1", "--steps", "20", "--lr", "1e30",
+                    "--device", "cpu", "--quiet", "--out", "new/run"], cwd=tmp_path)
+    assert "diverged" in assert_one_line_error(proc)
+    assert not (tmp_path / "new" / "run").exists()
+    assert not (tmp_path / "new").exists()
+
+
+# --------------------------------------------------------------------------------------------- inr sample
+
+
+def test_sample_missing_file(tmp_path):
+    proc = run_cli(["sample", "nope.pt"], cwd=tmp_path)
+    assert "nope.pt" in assert_one_line_error(proc)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_directory(tmp_path):
+    (tmp_path / "run").mkdir()
+    proc = run_cli(["sample", "run"], cwd=tmp_path)
+    assert "run" in assert_one_line_error(proc)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n" + bytes(100), b"\x00" * 50],
+                         ids=["empty", "png", "zeros"])
+def test_sample_non_checkpoint(tmp_path, content):
+    (tmp_path / "model.pt").write_bytes(content)
+    proc = run_cli(["sample", "model.pt", "--scale", "2"], cwd=tmp_path)
+    assert "model.pt" in assert_one_line_error(proc, code=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no sample-*.png
+
+
+def test_sample_image_file_instead_of_checkpoint(tmp_path):
+    make_png(tmp_path)
+    proc = run_cli(["sample", "ok.png"], cwd=tmp_path)
+    assert "ok.png" in assert_one_line_error(proc, code=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]
+
+
+@pytest.mark.parametrize("text", ["hello world\n", "some notes\n"])
+def test_sample_text_file(tmp_path, text):
+    (tmp_path / "notes.txt").write_text(text)
+    proc = run_cli(["sample", "notes.txt"], cwd=tmp_path)
+    assert_one_line_error(proc, code=1)
+
+
+def test_sample_plain_pickle(tmp_path):
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps({"weights": [1, 2, 3]}, protocol=4))
+    proc = run_cli(["sample", "model.pkl"], cwd=tmp_path)
+    assert_one_line_error(proc, code=1)

@@ -1,0 +1,267 @@
+"""Reading and writing images: exact round trips for every depth and layout we write, other formats, bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import png
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from inr_cli.images import quantize, read_image, resize_longest_side, write_png
+from training.errors import UserError
+
+RNG = np.random.default_rng(1234)
+
+
+def random_image(height: int, width: int, channels: int, bit_depth: int, opaque: bool = False) -> np.ndarray:
+    top = 255 if bit_depth == 8 else 65535
+    array = RNG.integers(0, top + 1, (height, width, channels))
+    if channels in (2, 4):
+        array[..., -1] = top if opaque else RNG.integers(0, top, (height, width))  # alpha below full somewhere
+    return array.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def as_ints(pixels: torch.Tensor, bit_depth: int) -> np.ndarray:
+    top = 255 if bit_depth == 8 else 65535
+    return np.rint(pixels.numpy().astype(np.float64) * top).astype(np.int64)
+
+
+def png_header(path: Path) -> tuple[int, int]:
+    """(bit depth, colour type) straight from the IHDR chunk."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return data[24], data[25]
+
+
+# ------------------------------------------------------------------------------------------ round trips
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+@pytest.mark.parametrize("channels,names,colour_type", [(1, "L", 0), (2, "LA", 4), (3, "RGB", 2), (4, "RGBA", 6)])
+def test_write_png_read_image_round_trip(tmp_path, bit_depth, channels, names, colour_type):
+    array = random_image(9, 11, channels, bit_depth)
+    top = 255 if bit_depth == 8 else 65535
+    path = tmp_path / "x.png"
+    write_png(path, torch.from_numpy(array.astype(np.float64) / top).float(), bit_depth)
+    assert png_header(path) == (bit_depth, colour_type)
+    image = read_image(str(path))
+    assert image.bit_depth == bit_depth
+    assert image.channel_names == names
+    assert image.pixels.shape == (9, 11, channels)
+    assert image.pixels.dtype == torch.float32
+    np.testing.assert_array_equal(as_ints(image.pixels, bit_depth), array)
+    if channels in (2, 4):
+        assert any("alpha" in note and "fitted" in note for note in image.notes)
+
+
+def test_gray8_values_exact(tmp_path):
+    array = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    Image.fromarray(array).save(tmp_path / "g.png")
+    image = read_image(str(tmp_path / "g.png"))
+    assert image.pixels.shape == (16, 16, 1) and image.bit_depth == 8
+    np.testing.assert_array_equal(image.pixels[:, :, 0].numpy(), array.astype(np.float32) / 255.0)
+
+
+def test_gray16_via_pillow(tmp_path):
+    array = random_image(10, 12, 1, 16)[:, :, 0]
+    Image.fromarray(array).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I;16")
+    image = read_image(str(tmp_path / "g16.png"))
+    assert image.bit_depth == 16 and image.channel_names == "L"
+    np.testing.assert_array_equal(as_ints(image.pixels, 16)[:, :, 0], array)
+    # Write it back at 16 bits: Pillow reads the same samples.
+    write_png(tmp_path / "back.png", image.pixels, 16)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "back.png")), array)
+
+
+def test_rgb16_via_pypng(tmp_path):
+    array = random_image(7, 9, 3, 16)
+    with open(tmp_path / "rgb16.png", "wb") as handle:
+        png.Writer(9, 7, greyscale=False, bitdepth=16).write(handle, array.reshape(7, 27))
+    image = read_image(str(tmp_path / "rgb16.png"))
+    assert image.bit_depth == 16 and image.channel_names == "RGB"
+    np.testing.assert_array_equal(as_ints(image.pixels, 16), array)
+    # And write_png keeps all 16 bits of a colour image (Pillow alone would narrow them).
+    write_png(tmp_path / "back.png", image.pixels, 16)
+    width, height, rows, info = png.Reader(filename=str(tmp_path / "back.png")).asDirect()
+    assert info["bitdepth"] == 16 and info["planes"] == 3
+    np.testing.assert_array_equal(np.vstack([np.asarray(r) for r in rows]).reshape(7, 9, 3), array)
+
+
+def test_rgba_alpha_kept_dropped_or_opaque(tmp_path):
+    translucent = random_image(6, 8, 4, 8)
+    Image.fromarray(translucent).save(tmp_path / "t.png")
+    kept = read_image(str(tmp_path / "t.png"))
+    assert kept.pixels.shape[2] == 4 and kept.channel_names == "RGBA"
+    np.testing.assert_array_equal(as_ints(kept.pixels, 8), translucent)
+
+    dropped = read_image(str(tmp_path / "t.png"), alpha="drop")
+    assert dropped.pixels.shape[2] == 3 and dropped.channel_names == "RGB"
+    np.testing.assert_array_equal(as_ints(dropped.pixels, 8), translucent[:, :, :3])
+    assert any("--alpha drop" in note for note in dropped.notes)
+
+    opaque = random_image(6, 8, 4, 8, opaque=True)
+    Image.fromarray(opaque).save(tmp_path / "o.png")
+    image = read_image(str(tmp_path / "o.png"))
+    assert image.pixels.shape[2] == 3 and image.channel_names == "RGB"
+    np.testing.assert_array_equal(as_ints(image.pixels, 8), opaque[:, :, :3])
+    assert any("opaque" in note for note in image.notes)
+
+
+def test_gray_alpha_opaque_dropped(tmp_path):
+    la = random_image(5, 5, 2, 8, opaque=True)
+    Image.fromarray(la).save(tmp_path / "la.png")
+    image = read_image(str(tmp_path / "la.png"))
+    assert image.channel_names == "L" and image.pixels.shape[2] == 1
+
+
+def test_palette_png_expanded(tmp_path):
+    rgb = random_image(8, 10, 3, 8)
+    palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.save(tmp_path / "p.png")
+    assert Image.open(tmp_path / "p.png").mode == "P"
+    image = read_image(str(tmp_path / "p.png"))
+    assert image.channel_names == "RGB" and image.bit_depth == 8
+    np.testing.assert_array_equal(as_ints(image.pixels, 8), np.asarray(palette.convert("RGB")))
+    assert any("palette" in note for note in image.notes)
+
+
+def test_palette_png_with_transparency_becomes_rgba(tmp_path):
+    rgb = random_image(8, 10, 3, 8)
+    palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    palette.save(tmp_path / "pt.png", transparency=0)
+    image = read_image(str(tmp_path / "pt.png"))
+    assert image.channel_names == "RGBA"
+    np.testing.assert_array_equal(as_ints(image.pixels, 8), np.asarray(Image.open(tmp_path / "pt.png").convert("RGBA")))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_tiff16_via_tifffile(tmp_path, channels):
+    array = random_image(6, 7, channels, 16)
+    tifffile.imwrite(tmp_path / "x.tif", array[:, :, 0] if channels == 1 else array)
+    image = read_image(str(tmp_path / "x.tif"))
+    assert image.bit_depth == 16 and image.pixels.shape == (6, 7, channels)
+    np.testing.assert_array_equal(as_ints(image.pixels, 16), array)
+
+
+def test_float_tiff(tmp_path):
+    array = RNG.random((4, 5)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "f.tif", array)
+    image = read_image(str(tmp_path / "f.tif"))
+    assert image.bit_depth == 16
+    np.testing.assert_array_equal(image.pixels[:, :, 0].numpy(), array)
+    tifffile.imwrite(tmp_path / "bad.tif", array * 3)
+    with pytest.raises(UserError):
+        read_image(str(tmp_path / "bad.tif"))
+
+
+@pytest.mark.parametrize("suffix,options", [(".bmp", {}), (".webp", {"lossless": True})])
+def test_lossless_formats_exact(tmp_path, suffix, options):
+    rgb = random_image(8, 9, 3, 8)
+    Image.fromarray(rgb).save(tmp_path / f"x{suffix}", **options)
+    image = read_image(str(tmp_path / f"x{suffix}"))
+    assert image.channel_names == "RGB" and image.bit_depth == 8
+    np.testing.assert_array_equal(as_ints(image.pixels, 8), rgb)
+
+
+def test_jpeg_readable(tmp_path):
+    y, x = np.mgrid[0:32, 0:40]
+    smooth = np.stack([x * 6, y * 7, (x + y) * 3], axis=-1).astype(np.uint8)
+    Image.fromarray(smooth).save(tmp_path / "x.jpg", quality=95)
+    image = read_image(str(tmp_path / "x.jpg"))
+    assert image.pixels.shape == (32, 40, 3) and image.bit_depth == 8
+    assert np.abs(image.pixels.numpy() - smooth / 255.0).mean() < 0.02
+
+
+def test_skimage_sample():
+    image = read_image("skimage:camera")
+    assert image.pixels.shape == (512, 512, 1) and image.bit_depth == 8
+    with pytest.raises(UserError, match="camera"):
+        read_image("skimage:no-such-sample")
+
+
+def test_resize_longest_side_never_upscales():
+    image = read_image("skimage:astronaut")
+    small = resize_longest_side(image, 48)
+    assert small.pixels.shape == (48, 48, 3)
+    assert any("resized" in note for note in small.notes)
+    assert float(small.pixels.min()) >= 0 and float(small.pixels.max()) <= 1
+    assert resize_longest_side(small, 100) is small
+
+
+def test_quantize_rounds_to_nearest():
+    pixels = torch.tensor([0.0, 0.4 / 255, 0.6 / 255, 0.5, 1.0, 1.5, -0.2])[:, None, None]
+    assert quantize(pixels, 8).ravel().tolist() == [0, 0, 1, 128, 255, 255, 0]
+    assert quantize(pixels, 16).ravel().tolist() == [0, 103, 154, 32768, 65535, 65535, 0]
+
+
+# ------------------------------------------------------------------------------------------ bad files
+
+
+def truncated_png(tmp_path: Path) -> Path:
+    path = tmp_path / "truncated.png"
+    Image.fromarray(random_image(32, 32, 3, 8)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def truncated_png16(tmp_path: Path) -> Path:
+    path = tmp_path / "truncated16.png"
+    array = random_image(16, 16, 3, 16)
+    with open(path, "wb") as handle:
+        png.Writer(16, 16, greyscale=False, bitdepth=16).write(handle, array.reshape(16, 48))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def truncated_tiff(tmp_path: Path) -> Path:
+    path = tmp_path / "truncated.tif"
+    tifffile.imwrite(path, random_image(16, 16, 1, 16)[:, :, 0])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def text_png(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.png"
+    path.write_text("these are not pixels\n")
+    return path
+
+
+def empty_png(tmp_path: Path) -> Path:
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    return path
+
+
+def a_directory(tmp_path: Path) -> Path:
+    path = tmp_path / "folder.png"
+    path.mkdir()
+    return path
+
+
+def missing(tmp_path: Path) -> Path:
+    return tmp_path / "missing.png"
+
+
+@pytest.mark.parametrize("make", [truncated_png, truncated_png16, truncated_tiff, text_png, empty_png, a_directory,
+                                  missing])
+def test_bad_files_raise_one_line_user_error(tmp_path, make):
+    path = make(tmp_path)
+    with pytest.raises(UserError) as info:
+        read_image(str(path))
+    message = str(info.value)
+    assert message and "\n" not in message
+    assert str(path) in message
+
+
+def test_unknown_alpha_mode(tmp_path):
+    Image.fromarray(random_image(4, 4, 4, 8)).save(tmp_path / "a.png")
+    with pytest.raises(UserError, match="alpha"):
+        read_image(str(tmp_path / "a.png"), alpha="sometimes")
