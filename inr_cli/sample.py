@@ -8,9 +8,10 @@ import torch
 
 from inr_cli.files import prepare_output_dir
 from inr_cli.images import write_png
-from training.checkpoint import deserialize, model_from_payload
+from training.checkpoint import config_from_payload, deserialize, model_from_payload
 from training.devices import render_chunk_size, resolve_device
 from training.errors import UserError
+from training.fit import solver_tensors
 from training.metrics import to_unit_range
 from training.render import render_grid
 
@@ -60,7 +61,7 @@ def run_sample(checkpoint: Path, *, scale: float | None, width: int | None, heig
     device = resolve_device(device_name)
     model = model_from_payload(payload, device)
     arch = payload["architecture"]
-    chunk = render_chunk_size(arch["hidden"], arch["layers"], device)
+    chunk = render_chunk_size(arch["hidden"], arch["layers"], device, solver_tensors(config_from_payload(payload)))
     if out is None:
         out = checkpoint.parent / f"sample-{size[1]}x{size[0]}.png"
     if out.suffix.lower() != ".png":

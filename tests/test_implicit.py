@@ -103,3 +103,35 @@ def test_minibatch_cache_is_addressed_by_index():
     # Each point is revisited only once an epoch while the weights move every step: a looser bound than full batch.
     assert training["max_rel_residual"] < 0.15
     assert isinstance(result.model, ImplicitINR)
+
+
+def test_cli_implicit_fit_reports_solver_and_samples_at_another_size(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from helpers import run_cli, save_png
+
+    save_png(tmp_path / "cam.png", data.camera()[::16, ::16])  # 32 x 32
+    proc = run_cli(["fit", "image", "cam.png", "--model", "gabor-imfn", "--hidden", "32", "--layers", "1",
+                    "--steps", "60", "--solver", "anderson", "--out", "run", "--json", "--quiet"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    solver = report["solver"]
+    assert solver["solver"] == "anderson" and solver["training"]["amortized"] is True
+    assert solver["evaluation"]["converged"] is True
+    assert solver["evaluation"]["max_rel_residual"] <= 1e-3
+    assert report["config"]["model"] == "gabor-imfn" and report["config"]["neumann_steps"] == 1
+    sampled = run_cli(["sample", "run/checkpoint.pt", "--scale", "2"], cwd=tmp_path)
+    assert sampled.returncode == 0, sampled.stderr
+    assert Image.open(tmp_path / "run" / "sample-64x64.png").size == (64, 64)
+
+
+def test_cli_warns_when_the_evaluation_solve_does_not_converge(tmp_path):
+    from helpers import run_cli, save_png
+
+    save_png(tmp_path / "cam.png", data.camera()[::16, ::16])
+    proc = run_cli(["fit", "image", "cam.png", "--model", "isiren", "--hidden", "16", "--steps", "5",
+                    "--max-iter", "2", "--out", "run", "--quiet"], cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "did not converge" in proc.stderr

@@ -45,15 +45,20 @@ def activation_bytes_per_point(hidden: int, layers: int, training: bool) -> int:
     return 4 * hidden * (layers + 2) * per_layer_tensors
 
 
-def auto_batch_size(n_points: int, hidden: int, layers: int, device: torch.device) -> int:
-    """Full batch when it fits in the memory budget, else the largest power of two that does."""
-    fits = memory_budget_bytes(device) // activation_bytes_per_point(hidden, layers, training=True)
+def auto_batch_size(n_points: int, hidden: int, layers: int, device: torch.device, solver_tensors: int = 0) -> int:
+    """Full batch when it fits in the memory budget, else the largest power of two that does.
+
+    ``solver_tensors``: width-``hidden`` tensors per point a fixpoint solver keeps (0 for explicit models).
+    """
+    per_point = max(activation_bytes_per_point(hidden, layers, training=True), 4 * hidden * solver_tensors)
+    fits = memory_budget_bytes(device) // per_point
     if fits >= n_points:
         return n_points
     return max(1024, 1 << max(0, int(fits).bit_length() - 1))
 
 
-def render_chunk_size(hidden: int, layers: int, device: torch.device) -> int:
+def render_chunk_size(hidden: int, layers: int, device: torch.device, solver_tensors: int = 0) -> int:
     """Points per forward pass when rendering without gradients: bounded so a 4096^2 image is never one batch."""
-    fits = memory_budget_bytes(device) // activation_bytes_per_point(hidden, layers, training=False)
+    per_point = activation_bytes_per_point(hidden, layers, training=False) + 4 * hidden * solver_tensors
+    fits = memory_budget_bytes(device) // per_point
     return int(min(1 << 18, max(4096, fits)))

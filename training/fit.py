@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from models import build_model, count_parameters, get_spec
-from models.fixpoint import SOLVERS
+from models.fixpoint import SOLVERS, solver_state_tensors
 from models.fixpoint.backward import BACKWARD_MODES
 from models.implicit import SolveSettings
 from training.devices import auto_batch_size, render_chunk_size, resolve_device
@@ -81,7 +81,8 @@ def resolve_config(config: FitConfig, signal: Signal) -> FitConfig:
     validate_config(config)
     device = resolve_device(config.device)
     n_train = len(signal.train_index)
-    batch = config.batch_size or auto_batch_size(n_train, config.hidden, config.layers, device)
+    batch = config.batch_size or auto_batch_size(n_train, config.hidden, config.layers, device,
+                                                 solver_tensors(config))
     return replace(
         config,
         device=str(device),
@@ -125,6 +126,11 @@ def is_implicit(config: FitConfig) -> bool:
     return get_spec(config.model).implicit and not config.explicit
 
 
+def solver_tensors(config: FitConfig) -> int:
+    """Width-hidden tensors per point the fit keeps beyond activations: solver state (and the amortized cache)."""
+    return solver_state_tensors(config.solver) + 1 if is_implicit(config) else 0
+
+
 def make_model(config: FitConfig, signal: Signal) -> nn.Module:
     return build_model(config.model, signal.dims, signal.channels, hidden=config.hidden, layers=config.layers,
                        frequency=config.frequency, one_pass=config.explicit, settings=solve_settings(config))
@@ -159,8 +165,7 @@ def fit(signal: Signal, config: FitConfig, on_progress: Callable[[FitProgress], 
     torch.manual_seed(config.seed)
     model = make_model(config, signal).to(device)
     optimizer = make_optimizer(model, config, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    chunk = render_chunk_size(config.hidden, config.layers, device)
+    chunk = render_chunk_size(config.hidden, config.layers, device, solver_tensors(config))
 
     train_coords = signal.coordinates(signal.train_index).to(device)
     train_values = signal.values[signal.train_index].to(device)
@@ -182,8 +187,7 @@ def fit(signal: Signal, config: FitConfig, on_progress: Callable[[FitProgress], 
         prediction = model(coords) if cache is None else cache.predict(model, coords, batch)
         loss = torch.mean((prediction - target) ** 2)
         optimizer.zero_grad(set_to_none=True)
-        # inputs=params: autograd skips the gradient with respect to an implicit model's cached state.
-        loss.backward(inputs=params)
+        loss.backward()
         optimizer.step()
         losses[step - 1] = loss.detach()
 
