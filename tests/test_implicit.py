@@ -161,3 +161,22 @@ def test_implicit_model_exact_gradient_matches_finite_differences():
                     parameter.view(-1)[index] -= sign * 1e-6
             numeric.view(-1)[index] = (values[0] - values[1]) / 2e-6
         assert torch.allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_cache_stays_close_to_the_re_solved_fixpoint_after_training():
+    torch.manual_seed(0)
+    model = build_model("fourier-imfn", 2, 1, hidden=32, layers=1, frequency=16.0)
+    signal = image_signal(crop(16))
+    coords = signal.coordinates()
+    cache = FixpointCache(len(coords), 32, torch.device("cpu"))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(100):
+        optimizer.zero_grad()
+        torch.mean((cache.predict(model, coords, None) - signal.values) ** 2).backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        z_star = model.solve(model.prepare(coords), model.zeros(coords))
+    assert model.last_stats.converged
+    distance = torch.linalg.norm(cache.z - z_star, dim=-1) / torch.linalg.norm(z_star, dim=-1)
+    assert distance.max() < 0.05
