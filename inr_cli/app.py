@@ -60,63 +60,112 @@ FIT_IMAGE_EXAMPLES = """
 """
 
 
+# Options shared by every `inr fit` command, declared once.
+ModelOpt = Annotated[str, typer.Option("--model", help=f"Network: {', '.join(model_names())}.")]
+HiddenOpt = Annotated[int, typer.Option("--hidden", help="Width of each hidden layer.")]
+LayersOpt = Annotated[int, typer.Option("--layers", help="Hidden-to-hidden layers (SIREN: after the first sine "
+                                        "layer; MFN and implicit: linear maps, with one more filter).")]
+StepsOpt = Annotated[int, typer.Option("--steps", help="Optimisation steps.")]
+LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate. Default: by model and signal size.",
+                                                show_default=False)]
+FrequencyOpt = Annotated[Optional[float], typer.Option(
+    "--frequency", help="Frequency scale: SIREN first-layer w0, or MFN input scale. Default: by signal size.",
+    show_default=False)]
+BatchOpt = Annotated[Optional[int], typer.Option(
+    "--batch-size", help="Points per step. Default: all of them when they fit in memory.", show_default=False)]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for initialisation and batch order.")]
+EvalEveryOpt = Annotated[Optional[int], typer.Option(
+    "--eval-every", help="Steps between full evaluations for the plot. Default: 25 over the run; 0: only at the end.",
+    show_default=False)]
+OutOpt = Annotated[Optional[Path], typer.Option(
+    "--out", help="Output folder (one sub-folder per input when there are several). Default: runs/NAME-MODEL-TIME.",
+    show_default=False)]
+ExplicitOpt = Annotated[bool, typer.Option("--explicit", help="Implicit models: one pass of f from z = 0 (the "
+                                           "explicit counterpart, same parameters).")]
+SolverOpt = Annotated[str, typer.Option("--solver", help=f"Implicit models: fixpoint solver ({', '.join(SOLVERS)}).")]
+TolOpt = Annotated[float, typer.Option("--tol", help="Implicit models: relative residual per point to stop at.")]
+MaxIterOpt = Annotated[int, typer.Option("--max-iter", help="Implicit models: most solver iterations.")]
+BackwardOpt = Annotated[str, typer.Option("--backward", help="Implicit models: neumann (truncated series) or exact.")]
+NeumannOpt = Annotated[int, typer.Option("--neumann-steps", help="Implicit models: Neumann order T (0 = Jacobian-free).")]
+NoAmortizeOpt = Annotated[bool, typer.Option("--no-amortize", help="Implicit models: solve to tolerance every step "
+                                             "instead of reusing the last step's fixpoint.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON report per input on stdout, nothing else.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def _fit_config(*, model, hidden, layers, steps, lr, frequency, batch_size, device, seed, eval_every, explicit,
+                solver, tol, max_iter, backward, neumann_steps, no_amortize, holdout="none") -> FitConfig:
+    _choice(model, model_names(), "--model")
+    _choice(device, DEVICE_CHOICES, "--device")
+    _choice(solver, tuple(SOLVERS), "--solver")
+    _choice(backward, BACKWARD_MODES, "--backward")
+    return FitConfig(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
+                     batch_size=batch_size, device=device, seed=seed, holdout=holdout, eval_every=eval_every,
+                     explicit=explicit, solver=solver, tol=tol, max_iter=max_iter, backward=backward,
+                     neumann_steps=neumann_steps, amortize=not no_amortize)
+
+
 @fit_app.command("image", epilog=FIT_IMAGE_EXAMPLES)
 def fit_image(
     paths: Annotated[Optional[list[str]], typer.Argument(
         help="Images (PNG/JPEG/TIFF/BMP/WebP), skimage:NAME for a scikit-image sample, or - to read paths from "
              "stdin. Default: skimage:camera.", show_default=False)] = None,
-    model: Annotated[str, typer.Option(help=f"Network: {', '.join(model_names())}.")] = "siren",
-    hidden: Annotated[int, typer.Option(help="Width of each hidden layer.")] = 256,
-    layers: Annotated[int, typer.Option(help="Hidden-to-hidden layers (SIREN: after the first sine layer; "
-                                             "MFN: linear maps, with one more filter).")] = 3,
-    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 2000,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. Default: by model and image size.",
-                                                show_default=False)] = None,
-    frequency: Annotated[Optional[float], typer.Option(
-        help="Frequency scale: SIREN first-layer w0, or MFN input scale. Default: by image size.",
-        show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(
-        help="Pixels per step. Default: all of them when they fit in memory.", show_default=False)] = None,
+    model: ModelOpt = "siren", hidden: HiddenOpt = 256, layers: LayersOpt = 3, steps: StepsOpt = 2000,
+    lr: LrOpt = None, frequency: FrequencyOpt = None, batch_size: BatchOpt = None,
     holdout: Annotated[str, typer.Option(help="none, or grid: train on [::2, ::2], evaluate on [1::2, 1::2].")] = "none",
     alpha: Annotated[str, typer.Option(help="keep: fit a non-opaque alpha channel as one more channel; drop it.")] = "keep",
     resize: Annotated[Optional[int], typer.Option(help="Downscale so the longest side is this many pixels.",
                                                   show_default=False)] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 0,
-    eval_every: Annotated[Optional[int], typer.Option(
-        help="Steps between full evaluations for the plot. Default: 25 over the run; 0: only at the end.",
-        show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        help="Output folder (one sub-folder per input when there are several). Default: runs/NAME-MODEL-TIME.",
-        show_default=False)] = None,
-    explicit: Annotated[bool, typer.Option("--explicit", help="Implicit models: one pass of f from z = 0 (the "
-                                           "explicit counterpart, same parameters).")] = False,
-    solver: Annotated[str, typer.Option(help=f"Implicit models: fixpoint solver ({', '.join(SOLVERS)}).")] = "fixed-point",
-    tol: Annotated[float, typer.Option(help="Implicit models: relative residual per point to stop at.")] = 1e-3,
-    max_iter: Annotated[int, typer.Option(help="Implicit models: most solver iterations.")] = 100,
-    backward: Annotated[str, typer.Option(help="Implicit models: neumann (truncated series) or exact.")] = "neumann",
-    neumann_steps: Annotated[int, typer.Option(help="Implicit models: Neumann order T (0 = Jacobian-free).")] = 1,
-    no_amortize: Annotated[bool, typer.Option("--no-amortize", help="Implicit models: solve to tolerance every "
-                                              "step instead of reusing the last step's fixpoint.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report per input on stdout, nothing else.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    device: DeviceOpt = "auto", seed: SeedOpt = 0, eval_every: EvalEveryOpt = None, out: OutOpt = None,
+    explicit: ExplicitOpt = False, solver: SolverOpt = "fixed-point", tol: TolOpt = 1e-3, max_iter: MaxIterOpt = 100,
+    backward: BackwardOpt = "neumann", neumann_steps: NeumannOpt = 1, no_amortize: NoAmortizeOpt = False,
+    as_json: JsonOpt = False, quiet: QuietOpt = False,
 ):
     """Fit an image: write the reconstruction, a comparison, a PSNR plot, report.json and a checkpoint."""
     from inr_cli.fit_image import run_fit_image
 
-    _choice(model, model_names(), "--model")
     _choice(holdout, HOLDOUT_MODES, "--holdout")
-    _choice(device, DEVICE_CHOICES, "--device")
     _choice(alpha, ("keep", "drop"), "--alpha")
-    _choice(solver, tuple(SOLVERS), "--solver")
-    _choice(backward, BACKWARD_MODES, "--backward")
-    config = FitConfig(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
-                       batch_size=batch_size, device=device, seed=seed, holdout=holdout, eval_every=eval_every,
-                       explicit=explicit, solver=solver, tol=tol, max_iter=max_iter, backward=backward,
-                       neumann_steps=neumann_steps, amortize=not no_amortize)
+    config = _fit_config(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
+                         batch_size=batch_size, device=device, seed=seed, eval_every=eval_every, explicit=explicit,
+                         solver=solver, tol=tol, max_iter=max_iter, backward=backward, neumann_steps=neumann_steps,
+                         no_amortize=no_amortize, holdout=holdout)
     code = run_fit_image(paths or [], config, out=out, alpha=alpha, resize=resize, show_progress=not quiet,
                          as_json=as_json)
     raise typer.Exit(code)
+
+
+FIT_AUDIO_EXAMPLES = """
+[bold]Examples[/bold]
+
+  inr fit audio clip.wav                          [dim]# SIREN 3x256[/dim]
+  inr fit audio song.flac --model fourier-mfn --steps 3000
+  inr fit audio speech.mp3 --model fourier-imfn --json
+"""
+
+
+@fit_app.command("audio", epilog=FIT_AUDIO_EXAMPLES)
+def fit_audio(
+    paths: Annotated[list[str], typer.Argument(
+        help="Audio clips (WAV/FLAC/OGG/MP3, any rate, mono or multichannel), or - to read paths from stdin.",
+        show_default=False)],
+    model: ModelOpt = "siren", hidden: HiddenOpt = 256, layers: LayersOpt = 3, steps: StepsOpt = 2000,
+    lr: LrOpt = None, frequency: FrequencyOpt = None, batch_size: BatchOpt = None,
+    device: DeviceOpt = "auto", seed: SeedOpt = 0, eval_every: EvalEveryOpt = None, out: OutOpt = None,
+    explicit: ExplicitOpt = False, solver: SolverOpt = "fixed-point", tol: TolOpt = 1e-3, max_iter: MaxIterOpt = 100,
+    backward: BackwardOpt = "neumann", neumann_steps: NeumannOpt = 1, no_amortize: NoAmortizeOpt = False,
+    as_json: JsonOpt = False, quiet: QuietOpt = False,
+):
+    """Fit an audio clip: write the reconstruction (same rate and channels), a waveform and spectrogram
+    comparison, a PSNR plot, report.json (PSNR and SNR) and a checkpoint."""
+    from inr_cli.fit_audio import run_fit_audio
+
+    config = _fit_config(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
+                         batch_size=batch_size, device=device, seed=seed, eval_every=eval_every, explicit=explicit,
+                         solver=solver, tol=tol, max_iter=max_iter, backward=backward, neumann_steps=neumann_steps,
+                         no_amortize=no_amortize)
+    raise typer.Exit(run_fit_audio(paths, config, out=out, show_progress=not quiet, as_json=as_json))
 
 
 compare_app = typer.Typer(help="Run the papers' model-size grid, implicit beside explicit.", no_args_is_help=True)
@@ -164,6 +213,8 @@ SAMPLE_EXAMPLES = """
 
   inr sample runs/photo/checkpoint.pt --scale 2   [dim]# twice the size[/dim]
   inr sample runs/photo/checkpoint.pt --width 1920 --out big.png
+  inr sample runs/clip/checkpoint.pt --rate 48000  [dim]# resample[/dim]
+  inr sample runs/clip/checkpoint.pt --duration 4  [dim]# stretch in time[/dim]
 """
 
 
@@ -175,15 +226,21 @@ def sample(
                                                  show_default=False)] = None,
     height: Annotated[Optional[int], typer.Option(help="Output height (alone: keeps the aspect ratio).",
                                                   show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output PNG. Default: sample-WxH.png beside the checkpoint.",
+    rate: Annotated[Optional[int], typer.Option(help="Audio: sample rate (same duration: resampling).",
+                                                show_default=False)] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Audio: seconds (the clip stretched or squeezed in "
+                                                      "time).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output PNG or WAV. Default: sample-... beside the checkpoint.",
                                                 show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ):
-    """Re-render a fitted image network at any resolution from its checkpoint alone."""
+    """Re-render a fitted network from its checkpoint alone: an image at any resolution, audio at any rate or
+    duration."""
     from inr_cli.sample import run_sample
 
     _choice(device, DEVICE_CHOICES, "--device")
-    written = run_sample(checkpoint, scale=scale, width=width, height=height, out=out, device_name=device)
+    written = run_sample(checkpoint, scale=scale, width=width, height=height, rate=rate, duration=duration, out=out,
+                         device_name=device)
     print(written)
 
 

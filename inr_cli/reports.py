@@ -59,6 +59,8 @@ def human_summary(report: dict) -> str:
         f"in {report['seconds']:.1f} s ({report['steps_per_second']:.1f} steps/s, {report['device']})",
         f"  PSNR {_db(report['psnr'])}  SSIM {_num(report['ssim'])}",
     ]
+    if report.get("snr") is not None:
+        parts[-1] += f"  SNR {_db(report['snr'])}"
     if report.get("psnr_holdout") is not None:
         parts[-1] += f"   held-out PSNR {_db(report['psnr_holdout'])}  SSIM {_num(report.get('ssim_holdout'))}"
     for note in report.get("notes", []):

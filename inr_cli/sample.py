@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from inr_cli.files import prepare_output_dir
+from inr_cli.audio import write_wav
 from inr_cli.images import write_png
 from training.checkpoint import config_from_payload, deserialize, model_from_payload
 from training.devices import render_chunk_size, resolve_device
@@ -16,6 +17,7 @@ from training.metrics import to_unit_range
 from training.render import render_grid
 
 MAX_SIDE = 65536
+MAX_AUDIO_SAMPLES = 1 << 31
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -51,23 +53,51 @@ def target_size(info: dict, scale: float | None, width: int | None, height: int 
     return size
 
 
-def run_sample(checkpoint: Path, *, scale: float | None, width: int | None, height: int | None,
-               out: Path | None, device_name: str) -> Path:
+def audio_length(info: dict, rate: int | None, duration: float | None) -> tuple[int, int]:
+    """(samples, rate) to render: by default the fitted clip; --rate resamples, --duration stretches in time."""
+    if rate is not None and rate < 1:
+        raise UserError(f"--rate must be at least 1, got {rate}")
+    if duration is not None and not duration > 0:
+        raise UserError(f"--duration must be positive, got {duration}")
+    rate = rate or info["rate"]
+    count = max(2, round((duration if duration is not None else info["seconds"]) * rate))
+    if count > MAX_AUDIO_SAMPLES:
+        raise UserError(f"requested {count} samples; at most {MAX_AUDIO_SAMPLES} can be rendered")
+    return count, rate
+
+
+def run_sample(checkpoint: Path, *, scale: float | None = None, width: int | None = None, height: int | None = None,
+               rate: int | None = None, duration: float | None = None, out: Path | None = None,
+               device_name: str = "auto") -> Path:
     payload = read_checkpoint(checkpoint)
     info = payload.get("signal", {})
-    if info.get("kind") != "image":
-        raise UserError(f"{checkpoint}: holds a {info.get('kind', 'unknown')} network; only images can be sampled yet")
-    size = target_size(info, scale, width, height)
+    kind = info.get("kind")
+    if kind not in ("image", "audio"):
+        raise UserError(f"{checkpoint}: holds a {kind or 'unknown'} network, which cannot be sampled")
+    image_options = scale is not None or width is not None or height is not None
+    audio_options = rate is not None or duration is not None
+    if (kind == "image" and audio_options) or (kind == "audio" and image_options):
+        raise UserError(f"{checkpoint}: an {kind} checkpoint takes "
+                        + ("--scale/--width/--height" if kind == "image" else "--rate/--duration"))
+    if kind == "image":
+        grid = target_size(info, scale, width, height)
+        default_name, suffix = f"sample-{grid[1]}x{grid[0]}.png", ".png"
+    else:
+        count, out_rate = audio_length(info, rate, duration)
+        grid = (count,)
+        default_name, suffix = f"sample-{out_rate}Hz-{count / out_rate:g}s.wav", ".wav"
+    out = out or checkpoint.parent / default_name
+    if out.suffix.lower() != suffix:
+        raise UserError(f"{out}: {kind} samples are written as {suffix[1:].upper()}; give a {suffix} file name")
     device = resolve_device(device_name)
     model = model_from_payload(payload, device)
     arch = payload["architecture"]
     chunk = render_chunk_size(arch["hidden"], arch["layers"], device, solver_tensors(config_from_payload(payload)))
-    if out is None:
-        out = checkpoint.parent / f"sample-{size[1]}x{size[0]}.png"
-    if out.suffix.lower() != ".png":
-        raise UserError(f"{out}: samples are written as PNG; give a .png file name")
     prepare_output_dir(out.parent)
     with torch.no_grad():
-        pixels = to_unit_range(render_grid(model, size, arch["out_features"], device, chunk))
-    write_png(out, pixels, info.get("bit_depth", 8))
+        values = to_unit_range(render_grid(model, grid, arch["out_features"], device, chunk))
+    if kind == "image":
+        write_png(out, values, info.get("bit_depth", 8))
+    else:
+        write_wav(out, values * 2.0 - 1.0, out_rate, info.get("subtype", "FLOAT"))
     return out

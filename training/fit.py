@@ -86,8 +86,9 @@ def resolve_config(config: FitConfig, signal: Signal) -> FitConfig:
     return replace(
         config,
         device=str(device),
-        lr=config.lr if config.lr is not None else default_learning_rate(config.model, signal.grid_shape),
-        frequency=config.frequency if config.frequency is not None else default_frequency(config.model, signal.grid_shape),
+        lr=config.lr if config.lr is not None else default_learning_rate(config.model, signal.grid_shape, signal.kind),
+        frequency=(config.frequency if config.frequency is not None
+                   else default_frequency(config.model, signal.grid_shape, signal.kind, signal.values)),
         batch_size=min(batch, n_train),
         eval_every=config.eval_every if config.eval_every is not None else max(1, config.steps // 25),
     )

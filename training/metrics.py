@@ -39,3 +39,12 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float | None:
     pred = prediction.clamp(0.0, 1.0).cpu().numpy().astype(np.float64)
     ref = target.cpu().numpy().astype(np.float64)
     return float(structural_similarity(ref, pred, data_range=1.0, channel_axis=-1, win_size=win))
+
+
+def snr(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """Signal-to-noise ratio in dB, ``10 log10(sum x^2 / sum (x - x_hat)^2)``, on the signal's own values."""
+    noise = torch.sum((prediction.double() - target.double()) ** 2).item()
+    power = torch.sum(target.double() ** 2).item()
+    if noise == 0.0:
+        return math.inf
+    return -math.inf if power == 0.0 else 10.0 * math.log10(power / noise)

@@ -9,11 +9,20 @@ both get a sensible start; every resolved value is written into the run's config
   (our choice, not the paper's) so that the first layer can still reach the image's highest frequencies.
 - Learning rate: the papers' value at 512 px (SIREN 1e-4, MFN 1e-3). The implicit-layer paper raises the MFN
   rate to 3e-3 at 128 px; we follow the power law through those two points, lr ~ side^-0.79, capped at 5x.
+
+Audio (time in [-1, 1], one coordinate) needs far higher frequencies (the papers: SIREN first w0 = 3000,
+MFN input scale 25000 for one Bach clip), and how much higher depends on the clip's length and content. We
+measure it: k99 is the number of cycles over the whole clip below which 99% of its energy lies, i.e. an angular
+frequency of pi * k99 in time coordinates. MFN input scale = 2 pi k99, SIREN first w0 = pi k99 / 4 (factors
+tuned on a tone sequence; our choice, not the papers'). A 2-second and a 2-minute clip of the same music then get
+the same frequency per second. Audio learning rates are the papers' (SIREN 1e-4, MFN 1e-3) at every length.
 """
 
 from __future__ import annotations
 
 import math
+
+import torch
 
 from models import get_spec
 
@@ -23,17 +32,35 @@ SIREN_W0 = 30.0
 # log(3) / log(4): the exponent that takes the MFN rate from 1e-3 at 512 px to 3e-3 at 128 px.
 LR_SIZE_EXPONENT = math.log(3.0) / math.log(4.0)
 MAX_LR_BOOST = 5.0
+AUDIO_ENERGY_FRACTION = 0.99
+AUDIO_MFN_FACTOR = 2.0  # input scale in units of pi * k99
+AUDIO_SIREN_FACTOR = 0.25  # first-layer w0 in units of pi * k99
 
 
-def default_learning_rate(model: str, grid_shape: tuple[int, ...]) -> float:
+def cycles_holding_energy(values: torch.Tensor, fraction: float = AUDIO_ENERGY_FRACTION) -> float:
+    """Cycles over the whole signal (an rfft bin) below which ``fraction`` of its energy lies, channels summed."""
+    power = torch.fft.rfft(values.double() - values.double().mean(0), dim=0).abs().pow(2).sum(-1)
+    cumulative = torch.cumsum(power, 0)
+    if cumulative[-1] <= 0:
+        return 1.0
+    return float(torch.searchsorted(cumulative, fraction * cumulative[-1]).item()) + 1.0
+
+
+def default_learning_rate(model: str, grid_shape: tuple[int, ...], kind: str = "image") -> float:
     family = get_spec(model).family
+    if kind == "audio":
+        return BASE_LR[family]
     side = max(grid_shape)
     boost = min(MAX_LR_BOOST, max(1.0, (REFERENCE_SIDE / side) ** LR_SIZE_EXPONENT))
     return BASE_LR[family] * boost
 
 
-def default_frequency(model: str, grid_shape: tuple[int, ...]) -> float:
+def default_frequency(model: str, grid_shape: tuple[int, ...], kind: str = "image",
+                      values: torch.Tensor | None = None) -> float:
     family = get_spec(model).family
+    if kind == "audio":
+        factor = AUDIO_SIREN_FACTOR if family == "siren" else AUDIO_MFN_FACTOR
+        return max(1.0, factor * math.pi * cycles_holding_energy(values))
     side = max(grid_shape)
     if family == "siren":
         return SIREN_W0 * max(1.0, side / REFERENCE_SIDE)

@@ -33,6 +33,7 @@ class Signal:
     # Shapes of the train / holdout points when they form sub-grids (for windowed metrics such as SSIM).
     train_grid_shape: tuple[int, ...] | None = None
     holdout_grid_shape: tuple[int, ...] | None = None
+    kind: str = "image"  # which recipe applies: "image" or "audio"
 
     @property
     def channels(self) -> int:
@@ -72,3 +73,12 @@ def image_signal(pixels: torch.Tensor, holdout: str = "none") -> Signal:
         return Signal(values, (height, width), train.reshape(-1), held.reshape(-1),
                       tuple(train.shape), tuple(held.shape))
     return Signal(values, (height, width), flat.reshape(-1), torch.empty(0, dtype=torch.int64), (height, width), None)
+
+
+def audio_signal(samples: torch.Tensor) -> Signal:
+    """Build a Signal from ``(N, channels)`` samples in [-1, 1]: time runs over [-1, 1], every sample trains."""
+    if samples.ndim != 2 or samples.shape[0] < 2:
+        raise ValueError(f"audio needs at least 2 samples, got shape {tuple(samples.shape)}")
+    count = samples.shape[0]
+    values = samples.float().clamp(-1.0, 1.0).contiguous()
+    return Signal(values, (count,), torch.arange(count), torch.empty(0, dtype=torch.int64), None, None, kind="audio")

@@ -1,0 +1,105 @@
+"""Reading and writing audio through soundfile (libsndfile: WAV, FLAC, OGG, MP3, ...), and its comparison figure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from inr_cli.files import atomic_write_with
+from training.errors import UserError
+
+# Integer sample formats we write back at the input's depth; anything else is written as 32-bit float WAV.
+PCM_SUBTYPES = {"PCM_16", "PCM_24", "PCM_32", "PCM_U8", "PCM_S8"}
+
+
+@dataclass
+class LoadedAudio:
+    samples: torch.Tensor  # (N, channels) float32 in [-1, 1]
+    rate: int
+    subtype: str  # the WAV subtype written back: the input's PCM depth, or FLOAT
+    notes: list[str] = field(default_factory=list)
+
+    def info(self) -> dict:
+        count, channels = self.samples.shape
+        return {"kind": "audio", "samples": count, "channels": channels, "rate": self.rate,
+                "seconds": count / self.rate, "subtype": self.subtype}
+
+
+def read_audio(source: str) -> LoadedAudio:
+    path = Path(source)
+    if not path.exists():
+        raise UserError(f"{source}: no such file")
+    if path.is_dir():
+        raise UserError(f"{source}: is a directory, not an audio file")
+    try:
+        with soundfile.SoundFile(path) as handle:
+            subtype = handle.subtype
+            rate = handle.samplerate
+            data = handle.read(dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{source}: unreadable or unsupported audio ({message})") from None
+    if data.shape[0] == 0:
+        raise UserError(f"{source}: the clip has no samples")
+    if data.shape[0] == 1:
+        raise UserError(f"{source}: the clip has a single sample; nothing to fit")
+    if not np.isfinite(data).all():
+        raise UserError(f"{source}: the clip contains NaN or infinite samples")
+    if not np.any(data):
+        raise UserError(f"{source}: the clip is silent (all samples zero); nothing to fit and SNR is undefined")
+    notes = []
+    if np.abs(data).max() > 1.0:
+        notes.append("samples beyond [-1, 1] (a float file) were clipped")
+    return LoadedAudio(torch.from_numpy(np.clip(data, -1.0, 1.0)), rate, subtype if subtype in PCM_SUBTYPES else "FLOAT",
+                       notes)
+
+
+def write_wav(path: Path, samples: torch.Tensor, rate: int, subtype: str = "FLOAT") -> None:
+    """Write ``(N, channels)`` samples in [-1, 1] as WAV, atomically."""
+    data = samples.clamp(-1.0, 1.0).numpy()
+    atomic_write_with(path, lambda buf: soundfile.write(buf, data, rate, subtype=subtype, format="WAV"))
+
+
+def _envelope(signal: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Min/max envelope over ``points`` buckets: a minutes-long clip plots as fast as a short one."""
+    count = len(signal)
+    if count <= 2 * points:
+        index = np.arange(count)
+        return index, signal, signal
+    edges = np.linspace(0, count, points + 1).astype(int)
+    low = np.minimum.reduceat(signal, edges[:-1])
+    high = np.maximum.reduceat(signal, edges[:-1])
+    return edges[:-1], low, high
+
+
+def write_audio_comparison(path: Path, target: np.ndarray, reconstruction: np.ndarray, rate: int) -> None:
+    """Waveforms (target, reconstruction, error) and spectrograms (target, reconstruction) of the first channel."""
+    from inr_cli.figures import plt
+
+    target, reconstruction = target[:, 0], reconstruction[:, 0]
+    fig, axes = plt.subplots(4, 1, figsize=(10, 9), dpi=100)
+    def draw(ax, wave, **style):
+        index, low, high = _envelope(wave, 4000)
+        ax.fill_between(index / rate, low, high, lw=0, **style)
+        ax.plot(index / rate, high, lw=0.4, **style)
+        ax.plot(index / rate, low, lw=0.4, **style)
+
+    for ax, (label, wave) in zip(axes[:2], (("target", target), ("reconstruction", reconstruction))):
+        draw(ax, wave, color="tab:blue")
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_ylabel(label)
+    draw(axes[1], reconstruction - target, color="tab:red", alpha=0.7)
+    axes[1].set_title("reconstruction (blue) and its error (red)", fontsize=9)
+    nfft = 512 if rate >= 8000 else 128
+    for ax, (label, wave) in zip(axes[2:], (("target", target), ("reconstruction", reconstruction))):
+        ax.specgram(wave.astype(np.float64), NFFT=min(nfft, len(wave)), Fs=rate, noverlap=min(nfft, len(wave)) // 2,
+                    cmap="magma")
+        ax.set_ylabel(f"{label}\nHz")
+    axes[-1].set_xlabel("seconds")
+    fig.tight_layout()
+    atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
+    plt.close(fig)
