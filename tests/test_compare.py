@@ -1,0 +1,53 @@
+"""`inr compare image`: the model x size grid, implicit beside explicit, written as Markdown and JSON."""
+
+import json
+
+import pytest
+
+from helpers import run_cli
+from inr_cli.compare import parse_sizes, variants
+from training.errors import UserError
+
+
+def test_sizes_parse_as_the_papers_name_them():
+    assert parse_sizes("1L256D, 4l512d") == [(1, 256), (4, 512)]
+    for bad in ("", "256D", "1L", "0L256D", "1L256"):
+        with pytest.raises(UserError):
+            parse_sizes(bad)
+
+
+def test_implicit_models_also_run_explicitly():
+    assert variants(["gabor-imfn", "siren"]) == [("gabor-imfn", False), ("gabor-imfn", True), ("siren", False)]
+
+
+def test_cli_compare_writes_one_row_per_model_size_and_variant(tmp_path):
+    proc = run_cli(["compare", "image", "skimage:camera", "skimage:moon", "--resize", "24", "--steps", "20",
+                    "--models", "fourier-imfn,fourier-mfn", "--sizes", "1L16D,2L16D", "--holdout", "grid",
+                    "--out", "cmp", "--json"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    rows = summary["rows"]
+    assert [(r["model"], r["size"], r["variant"]) for r in rows] == [
+        ("fourier-imfn", "1L-16D", "implicit"), ("fourier-imfn", "1L-16D", "explicit"),
+        ("fourier-mfn", "1L-16D", "explicit"),
+        ("fourier-imfn", "2L-16D", "implicit"), ("fourier-imfn", "2L-16D", "explicit"),
+        ("fourier-mfn", "2L-16D", "explicit"),
+    ]
+    for row in rows:
+        psnrs = [image["psnr"] for image in row["per_image"]]
+        assert len(psnrs) == 2
+        assert row["psnr_mean"] == pytest.approx(sum(psnrs) / 2)
+        assert row["psnr_holdout_mean"] is not None and row["step_mb"] > 0 and row["ms_per_step"] > 0
+    # The implicit and explicit variants of one size share their parameter count.
+    assert rows[0]["params"] == rows[1]["params"] == rows[2]["params"]
+    assert rows[0]["eval_iterations"] > 1 and rows[1]["eval_iterations"] is None
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert table.count("\n| fourier") == 6 and "holdout PSNR" in table
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"] == rows
+
+
+def test_cli_compare_rejects_bad_sizes_in_one_line(tmp_path):
+    proc = run_cli(["compare", "image", "--sizes", "big", "--out", "cmp"], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "nLcD" in proc.stderr
+    assert not (tmp_path / "cmp").exists()
