@@ -168,6 +168,45 @@ def fit_audio(
     raise typer.Exit(run_fit_audio(paths, config, out=out, show_progress=not quiet, as_json=as_json))
 
 
+FIT_VIDEO_EXAMPLES = """
+[bold]Examples[/bold]
+
+  inr fit video clip.mp4 --frames 0:60 --resize 128 --model gabor-mfn --layers 4
+  inr fit video frames_folder/ --model fourier-imfn --hidden 512
+  inr fit video anim.gif --steps 5000 --json
+"""
+
+
+@fit_app.command("video", epilog=FIT_VIDEO_EXAMPLES)
+def fit_video(
+    paths: Annotated[list[str], typer.Argument(
+        help="Videos (MP4/WebM/MKV/GIF) or folders of frames, or - to read paths from stdin.", show_default=False)],
+    frames: Annotated[Optional[str], typer.Option(help="Frame range START:STOP (0-based, STOP excluded).",
+                                                  show_default=False)] = None,
+    resize: Annotated[Optional[int], typer.Option(help="Downscale frames so the longest side is this many pixels.",
+                                                  show_default=False)] = None,
+    model: ModelOpt = "siren", hidden: HiddenOpt = 256, layers: LayersOpt = 3, steps: StepsOpt = 2000,
+    lr: LrOpt = None, frequency: FrequencyOpt = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", help="Random points per step. Default: 65,536, fewer if memory is short.",
+        show_default=False)] = None,
+    device: DeviceOpt = "auto", seed: SeedOpt = 0, eval_every: EvalEveryOpt = None, out: OutOpt = None,
+    explicit: ExplicitOpt = False, solver: SolverOpt = "fixed-point", tol: TolOpt = 1e-3, max_iter: MaxIterOpt = 100,
+    backward: BackwardOpt = "neumann", neumann_steps: NeumannOpt = 1, no_amortize: NoAmortizeOpt = False,
+    as_json: JsonOpt = False, quiet: QuietOpt = False,
+):
+    """Fit a video: write the reconstruction (MP4 to watch, lossless MKV to measure) at the input fps, a strip of
+    frames (original over reconstruction), per-frame PSNR (mean ± std) and its plot, report.json and a checkpoint."""
+    from inr_cli.fit_video import run_fit_video
+
+    config = _fit_config(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
+                         batch_size=batch_size, device=device, seed=seed, eval_every=eval_every, explicit=explicit,
+                         solver=solver, tol=tol, max_iter=max_iter, backward=backward, neumann_steps=neumann_steps,
+                         no_amortize=no_amortize)
+    raise typer.Exit(run_fit_video(paths, config, frames=frames, resize=resize, out=out, show_progress=not quiet,
+                                   as_json=as_json))
+
+
 compare_app = typer.Typer(help="Run the papers' model-size grid, implicit beside explicit.", no_args_is_help=True)
 app.add_typer(compare_app, name="compare")
 
@@ -215,6 +254,7 @@ SAMPLE_EXAMPLES = """
   inr sample runs/photo/checkpoint.pt --width 1920 --out big.png
   inr sample runs/clip/checkpoint.pt --rate 48000  [dim]# resample[/dim]
   inr sample runs/clip/checkpoint.pt --duration 4  [dim]# stretch in time[/dim]
+  inr sample runs/video/checkpoint.pt --scale 2 --fps 60
 """
 
 
@@ -230,17 +270,19 @@ def sample(
                                                 show_default=False)] = None,
     duration: Annotated[Optional[float], typer.Option(help="Audio: seconds (the clip stretched or squeezed in "
                                                       "time).", show_default=False)] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Video: frame rate (same duration, more or fewer frames).",
+                                                 show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output PNG or WAV. Default: sample-... beside the checkpoint.",
                                                 show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ):
     """Re-render a fitted network from its checkpoint alone: an image at any resolution, audio at any rate or
-    duration."""
+    duration, video at any resolution or frame rate."""
     from inr_cli.sample import run_sample
 
     _choice(device, DEVICE_CHOICES, "--device")
-    written = run_sample(checkpoint, scale=scale, width=width, height=height, rate=rate, duration=duration, out=out,
-                         device_name=device)
+    written = run_sample(checkpoint, scale=scale, width=width, height=height, rate=rate, duration=duration, fps=fps,
+                         out=out, device_name=device)
     print(written)
 
 

@@ -57,8 +57,10 @@ def human_summary(report: dict) -> str:
     parts = [
         f"{report['input']}: {report['model']} ({report['params']:,} parameters), {report['steps']} steps "
         f"in {report['seconds']:.1f} s ({report['steps_per_second']:.1f} steps/s, {report['device']})",
-        f"  PSNR {_db(report['psnr'])}  SSIM {_num(report['ssim'])}",
+        f"  PSNR {_db(report['psnr'])}" + (f"  SSIM {_num(report['ssim'])}" if report.get("ssim") is not None else ""),
     ]
+    if report.get("psnr_std") is not None:
+        parts[-1] += f" ± {report['psnr_std']:.2f} over {len(report['psnr_frames'])} frames"
     if report.get("snr") is not None:
         parts[-1] += f"  SNR {_db(report['snr'])}"
     if report.get("psnr_holdout") is not None:

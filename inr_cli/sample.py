@@ -9,6 +9,7 @@ import torch
 from inr_cli.files import prepare_output_dir
 from inr_cli.audio import write_wav
 from inr_cli.images import write_png
+from inr_cli.video import write_lossless, write_viewable
 from training.checkpoint import config_from_payload, deserialize, model_from_payload
 from training.devices import render_chunk_size, resolve_device
 from training.errors import UserError
@@ -67,28 +68,40 @@ def audio_length(info: dict, rate: int | None, duration: float | None) -> tuple[
 
 
 def run_sample(checkpoint: Path, *, scale: float | None = None, width: int | None = None, height: int | None = None,
-               rate: int | None = None, duration: float | None = None, out: Path | None = None,
+               rate: int | None = None, duration: float | None = None, fps: float | None = None,
+               out: Path | None = None,
                device_name: str = "auto") -> Path:
     payload = read_checkpoint(checkpoint)
     info = payload.get("signal", {})
     kind = info.get("kind")
-    if kind not in ("image", "audio"):
+    if kind not in ("image", "audio", "video"):
         raise UserError(f"{checkpoint}: holds a {kind or 'unknown'} network, which cannot be sampled")
-    image_options = scale is not None or width is not None or height is not None
-    audio_options = rate is not None or duration is not None
-    if (kind == "image" and audio_options) or (kind == "audio" and image_options):
-        raise UserError(f"{checkpoint}: an {kind} checkpoint takes "
-                        + ("--scale/--width/--height" if kind == "image" else "--rate/--duration"))
+    given = {"--scale": scale, "--width": width, "--height": height, "--rate": rate, "--duration": duration,
+             "--fps": fps}
+    allowed = {"image": ("--scale", "--width", "--height"), "audio": ("--rate", "--duration"),
+               "video": ("--scale", "--width", "--height", "--fps")}[kind]
+    stray = [name for name, value in given.items() if value is not None and name not in allowed]
+    if stray:
+        raise UserError(f"{checkpoint}: {' '.join(stray)} does not apply to a {kind} checkpoint "
+                        f"(it takes {', '.join(allowed)})")
+    suffixes = (".png",)
     if kind == "image":
         grid = target_size(info, scale, width, height)
         default_name, suffix = f"sample-{grid[1]}x{grid[0]}.png", ".png"
+    elif kind == "video":
+        if fps is not None and not fps > 0:
+            raise UserError(f"--fps must be positive, got {fps}")
+        out_fps = fps or info["fps"]
+        count = max(1, round(info["frames"] * out_fps / info["fps"]))  # same duration at the new frame rate
+        grid = (count, *target_size(info, scale, width, height))
+        default_name, suffix, suffixes = f"sample-{grid[2]}x{grid[1]}-{out_fps:g}fps.mp4", ".mp4", (".mp4", ".mkv")
     else:
         count, out_rate = audio_length(info, rate, duration)
         grid = (count,)
-        default_name, suffix = f"sample-{out_rate}Hz-{count / out_rate:g}s.wav", ".wav"
+        default_name, suffix, suffixes = f"sample-{out_rate}Hz-{count / out_rate:g}s.wav", ".wav", (".wav",)
     out = out or checkpoint.parent / default_name
-    if out.suffix.lower() != suffix:
-        raise UserError(f"{out}: {kind} samples are written as {suffix[1:].upper()}; give a {suffix} file name")
+    if out.suffix.lower() not in suffixes:
+        raise UserError(f"{out}: {kind} samples are written as {' or '.join(suffixes)}; give such a file name")
     device = resolve_device(device_name)
     model = model_from_payload(payload, device)
     arch = payload["architecture"]
@@ -98,6 +111,8 @@ def run_sample(checkpoint: Path, *, scale: float | None = None, width: int | Non
         values = to_unit_range(render_grid(model, grid, arch["out_features"], device, chunk))
     if kind == "image":
         write_png(out, values, info.get("bit_depth", 8))
+    elif kind == "video":
+        (write_lossless if out.suffix.lower() == ".mkv" else write_viewable)(out, values, out_fps)
     else:
         write_wav(out, values * 2.0 - 1.0, out_rate, info.get("subtype", "FLOAT"))
     return out

@@ -23,6 +23,10 @@ from training.recipes import default_frequency, default_learning_rate
 from training.signal import Signal
 
 
+# Video trains on random minibatches of points, never the whole clip at once (the implicit-layer paper: 65,536).
+VIDEO_POINTS_PER_STEP = 65536
+
+
 @dataclass
 class FitConfig:
     """Everything that decides a fit. ``None`` means "resolve from the signal" (see :func:`resolve_config`)."""
@@ -83,6 +87,8 @@ def resolve_config(config: FitConfig, signal: Signal) -> FitConfig:
     n_train = len(signal.train_index)
     batch = config.batch_size or auto_batch_size(n_train, config.hidden, config.layers, device,
                                                  solver_tensors(config))
+    if signal.kind == "video" and not config.batch_size:
+        batch = min(batch, VIDEO_POINTS_PER_STEP)
     return replace(
         config,
         device=str(device),

@@ -48,3 +48,8 @@ def snr(prediction: torch.Tensor, target: torch.Tensor) -> float:
     if noise == 0.0:
         return math.inf
     return -math.inf if power == 0.0 else 10.0 * math.log10(power / noise)
+
+
+def psnr_per_frame(prediction: torch.Tensor, target: torch.Tensor) -> list[float]:
+    """PSNR of each frame of ``(T, ...)`` tensors in [0, 1]; a video's PSNR is their mean."""
+    return [psnr(p, t) for p, t in zip(prediction, target)]

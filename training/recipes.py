@@ -10,6 +10,9 @@ both get a sensible start; every resolved value is written into the run's config
 - Learning rate: the papers' value at 512 px (SIREN 1e-4, MFN 1e-3). The implicit-layer paper raises the MFN
   rate to 3e-3 at 128 px; we follow the power law through those two points, lr ~ side^-0.79, capped at 5x.
 
+Video (t, y, x) uses the image rules on the frame's longest side (the paper's video scale, 128-256, is half a
+256-512 px frame) with the papers' video learning rates (MFN 1e-3, SIREN 1e-4) and no size boost.
+
 Audio (time in [-1, 1], one coordinate) needs far higher frequencies (the papers: SIREN first w0 = 3000,
 MFN input scale 25000 for one Bach clip), and how much higher depends on the clip's length and content. We
 measure it: k99 is the number of cycles over the whole clip below which 99% of its energy lies, i.e. an angular
@@ -48,7 +51,7 @@ def cycles_holding_energy(values: torch.Tensor, fraction: float = AUDIO_ENERGY_F
 
 def default_learning_rate(model: str, grid_shape: tuple[int, ...], kind: str = "image") -> float:
     family = get_spec(model).family
-    if kind == "audio":
+    if kind in ("audio", "video"):
         return BASE_LR[family]
     side = max(grid_shape)
     boost = min(MAX_LR_BOOST, max(1.0, (REFERENCE_SIDE / side) ** LR_SIZE_EXPONENT))
@@ -61,7 +64,7 @@ def default_frequency(model: str, grid_shape: tuple[int, ...], kind: str = "imag
     if kind == "audio":
         factor = AUDIO_SIREN_FACTOR if family == "siren" else AUDIO_MFN_FACTOR
         return max(1.0, factor * math.pi * cycles_holding_energy(values))
-    side = max(grid_shape)
+    side = max(grid_shape[-2:]) if kind == "video" else max(grid_shape)
     if family == "siren":
         return SIREN_W0 * max(1.0, side / REFERENCE_SIDE)
     return max(1.0, side / 2.0)

@@ -33,7 +33,7 @@ class Signal:
     # Shapes of the train / holdout points when they form sub-grids (for windowed metrics such as SSIM).
     train_grid_shape: tuple[int, ...] | None = None
     holdout_grid_shape: tuple[int, ...] | None = None
-    kind: str = "image"  # which recipe applies: "image" or "audio"
+    kind: str = "image"  # which recipe applies: "image", "audio" or "video"
 
     @property
     def channels(self) -> int:
@@ -82,3 +82,11 @@ def audio_signal(samples: torch.Tensor) -> Signal:
     count = samples.shape[0]
     values = samples.float().clamp(-1.0, 1.0).contiguous()
     return Signal(values, (count,), torch.arange(count), torch.empty(0, dtype=torch.int64), None, None, kind="audio")
+
+
+def video_signal(frames: torch.Tensor) -> Signal:
+    """Build a Signal from ``(T, H, W, C)`` frames in [0, 1]: coordinates (t, y, x), every point trains."""
+    count, height, width, channels = frames.shape
+    values = (frames.reshape(-1, channels).float() * 2.0 - 1.0).contiguous()
+    return Signal(values, (count, height, width), torch.arange(values.shape[0]), torch.empty(0, dtype=torch.int64),
+                  None, None, kind="video")

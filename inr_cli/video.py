@@ -1,0 +1,186 @@
+"""Reading and writing video: imageio's pyav plugin for MP4/WebM/MKV, Pillow for GIF, or a folder of frames.
+
+Frames are read one at a time (only the selected range is decoded into memory). Two files come back out:
+an H.264 MP4 for watching, and an FFV1 MKV that is lossless (8-bit RGB), from which metrics can be recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from PIL import Image
+
+from inr_cli.files import atomic_write_bytes, atomic_write_with
+from inr_cli.images import read_image
+from training.errors import UserError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+DEFAULT_FOLDER_FPS = 25.0
+
+
+@dataclass
+class LoadedVideo:
+    frames: torch.Tensor  # (T, H, W, C) float32 in [0, 1], C = 1 or 3
+    fps: float
+    notes: list[str] = field(default_factory=list)
+
+    def info(self) -> dict:
+        count, height, width, channels = self.frames.shape
+        return {"kind": "video", "frames": count, "height": height, "width": width, "channels": channels,
+                "fps": self.fps, "bit_depth": 8}
+
+
+def parse_frame_range(text: str | None) -> slice:
+    """'a:b' (Python slice of frame indices, either end optional) -> slice."""
+    if not text:
+        return slice(None)
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, stop = (int(p) if p.strip() else None for p in parts)
+    except ValueError:
+        raise UserError(f"--frames {text!r}: expected START:STOP, e.g. 0:60 or 30:") from None
+    if (start is not None and start < 0) or (stop is not None and stop < 0):
+        raise UserError(f"--frames {text!r}: frame indices must be 0 or more")
+    return slice(start, stop)
+
+
+def _to_unit(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.ndim == 2:
+        frame = frame[:, :, None]
+    if frame.shape[2] in (2, 4):
+        frame = frame[:, :, :-1]  # video has no use for alpha: dropped
+    if np.issubdtype(frame.dtype, np.floating):
+        return frame.astype(np.float32)  # frames read through our image reader are already in [0, 1]
+    if frame.dtype == np.uint16:
+        return frame.astype(np.float32) / 65535.0
+    return frame.astype(np.float32) / 255.0
+
+
+def _resize(frame: np.ndarray, longest: int | None) -> np.ndarray:
+    if longest is None or max(frame.shape[:2]) <= longest:
+        return frame
+    from skimage.transform import resize
+
+    scale = longest / max(frame.shape[:2])
+    shape = (max(1, round(frame.shape[0] * scale)), max(1, round(frame.shape[1] * scale)))
+    return resize(frame, shape, order=3, anti_aliasing=True, preserve_range=True).clip(0, 1).astype(np.float32)
+
+
+def _folder_frames(path: Path):
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for file in files:
+        yield read_image(str(file), alpha="drop").pixels.numpy()
+
+
+def _file_frames(path: Path):
+    plugin = "pillow" if path.suffix.lower() == ".gif" else "pyav"
+    yield from iio.imiter(path, plugin=plugin)
+
+
+def _fps(path: Path) -> float:
+    if path.is_dir():
+        return DEFAULT_FOLDER_FPS
+    meta = iio.immeta(path, plugin="pillow" if path.suffix.lower() == ".gif" else "pyav")
+    if "fps" in meta and meta["fps"]:
+        return float(meta["fps"])
+    if meta.get("duration"):  # GIF: milliseconds per frame
+        return 1000.0 / float(meta["duration"])
+    return DEFAULT_FOLDER_FPS
+
+
+def read_video(source: str, frames: str | None = None, resize: int | None = None) -> LoadedVideo:
+    path = Path(source)
+    if not path.exists():
+        raise UserError(f"{source}: no such file or folder")
+    selection = parse_frame_range(frames)
+    notes: list[str] = []
+    chosen = []
+    try:
+        fps = _fps(path)
+        stream = _folder_frames(path) if path.is_dir() else _file_frames(path)
+        for index, frame in enumerate(stream):
+            if selection.stop is not None and index >= selection.stop:
+                break
+            if selection.start is not None and index < selection.start:
+                continue
+            frame = _resize(_to_unit(frame), resize)
+            if chosen and frame.shape != chosen[0].shape:
+                raise UserError(f"{source}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first is "
+                                f"{chosen[0].shape[1]}x{chosen[0].shape[0]}; all frames must share one size")
+            chosen.append(frame)
+    except UserError:
+        raise
+    except Exception as error:  # noqa: BLE001 - decoders raise many types on bad files
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{source}: unreadable video ({message})") from None
+    if not chosen:
+        raise UserError(f"{source}: no frames" + (f" in --frames {frames}" if frames else ""))
+    if path.is_dir():
+        notes.append(f"frames from a folder: {DEFAULT_FOLDER_FPS:g} fps assumed")
+    if resize:
+        notes.append(f"frames resized to {chosen[0].shape[1]}x{chosen[0].shape[0]} (--resize {resize})")
+    return LoadedVideo(torch.from_numpy(np.stack(chosen)), fps, notes)
+
+
+def _as_uint8_rgb(frames: torch.Tensor) -> np.ndarray:
+    array = np.rint(frames.clamp(0, 1).numpy() * 255.0).astype(np.uint8)
+    return np.repeat(array, 3, axis=3) if array.shape[3] == 1 else array
+
+
+def write_lossless(path: Path, frames: torch.Tensor, fps: float) -> None:
+    """FFV1 in Matroska: exact 8-bit RGB frames, for measuring."""
+    data = iio.imwrite("<bytes>", _as_uint8_rgb(frames), extension=".mkv", plugin="pyav", codec="ffv1", fps=fps,
+                       out_pixel_format="bgr0")
+    atomic_write_bytes(path, data)
+
+
+def write_viewable(path: Path, frames: torch.Tensor, fps: float) -> None:
+    """H.264 MP4 that any player opens."""
+    array = _as_uint8_rgb(frames)
+    # 4:2:0 chroma needs even sides: repeat the last row/column where needed.
+    pad = ((0, 0), (0, array.shape[1] % 2), (0, array.shape[2] % 2), (0, 0))
+    data = iio.imwrite("<bytes>", np.pad(array, pad, mode="edge"), extension=".mp4", plugin="pyav",
+                       codec="libx264", fps=fps, out_pixel_format="yuv420p")
+    atomic_write_bytes(path, data)
+
+
+def write_videos(mp4: Path, mkv: Path, frames: torch.Tensor, fps: float) -> None:
+    """H.264 MP4 for watching and lossless FFV1 MKV for measuring, both atomically."""
+    write_lossless(mkv, frames, fps)
+    write_viewable(mp4, frames, fps)
+
+
+def read_lossless(path: Path) -> np.ndarray:
+    return iio.imread(path, plugin="pyav")
+
+
+def write_frame_strip(path: Path, target: torch.Tensor, reconstruction: torch.Tensor, count: int = 6) -> None:
+    """Evenly spaced frames: originals on the top row, reconstructions below."""
+    picks = np.unique(np.linspace(0, len(target) - 1, min(count, len(target))).round().astype(int))
+    top = np.concatenate([_as_uint8_rgb(target[i:i + 1])[0] for i in picks], axis=1)
+    bottom = np.concatenate([_as_uint8_rgb(reconstruction[i:i + 1])[0] for i in picks], axis=1)
+    strip = Image.fromarray(np.concatenate([top, bottom], axis=0))
+    if strip.width > 3000:
+        strip = strip.resize((3000, max(1, round(strip.height * 3000 / strip.width))), Image.Resampling.LANCZOS)
+    atomic_write_with(path, lambda buf: strip.save(buf, format="PNG"))
+
+
+def write_frame_psnr_plot(path: Path, psnrs: list[float], title: str) -> None:
+    from inr_cli.figures import plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    ax.plot(range(len(psnrs)), [min(p, 150.0) for p in psnrs], "o-", ms=3)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("PSNR (dB, values in [0, 1])")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
+    plt.close(fig)
