@@ -207,6 +207,50 @@ def fit_video(
                                    as_json=as_json))
 
 
+FIT_SDF_EXAMPLES = """
+[bold]Examples[/bold]
+
+  inr fit sdf bunny.ply                               [dim]# signed distance, SIREN 3x256[/dim]
+  inr fit sdf dragon.obj --target occupancy --model gabor-imfn --layers 1
+  inr fit sdf part.stl --resolution 256 --format glb
+"""
+
+
+@fit_app.command("sdf", epilog=FIT_SDF_EXAMPLES)
+def fit_sdf(
+    paths: Annotated[list[str], typer.Argument(help="Meshes (OBJ/PLY/STL/OFF/GLB), or - to read paths from stdin.",
+                                               show_default=False)],
+    target: Annotated[str, typer.Option(help="sdf: truncated signed distance (MSE); occupancy: inside/outside "
+                                        "(BCE), as the implicit-layer paper did.")] = "sdf",
+    samples: Annotated[int, typer.Option(help="Training points: half uniform in the cube, half near the surface.")]
+        = 200_000,
+    eval_points: Annotated[int, typer.Option(help="Held-out points for IoU, in each of the uniform and near-surface "
+                                             "sets.")] = 100_000,
+    resolution: Annotated[int, typer.Option(help="Marching-cubes grid for the extracted mesh.")] = 128,
+    mesh_format: Annotated[str, typer.Option("--format", help="Extracted mesh: ply, obj or glb.")] = "ply",
+    model: ModelOpt = "siren", hidden: HiddenOpt = 256, layers: LayersOpt = 3, steps: StepsOpt = 2000,
+    lr: LrOpt = None, frequency: FrequencyOpt = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", help="Random points per step. Default: 50,000, fewer if memory is short.",
+        show_default=False)] = None,
+    device: DeviceOpt = "auto", seed: SeedOpt = 0, eval_every: EvalEveryOpt = None, out: OutOpt = None,
+    explicit: ExplicitOpt = False, solver: SolverOpt = "fixed-point", tol: TolOpt = 1e-3, max_iter: MaxIterOpt = 100,
+    backward: BackwardOpt = "neumann", neumann_steps: NeumannOpt = 1, no_amortize: NoAmortizeOpt = False,
+    as_json: JsonOpt = False, quiet: QuietOpt = False,
+):
+    """Fit a 3D shape: write the extracted mesh (in the input's coordinates), a shaded preview, a training plot,
+    report.json (IoU, Chamfer distance, normal consistency) and a checkpoint."""
+    from inr_cli.fit_sdf import run_fit_sdf
+
+    config = _fit_config(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
+                         batch_size=batch_size, device=device, seed=seed, eval_every=eval_every, explicit=explicit,
+                         solver=solver, tol=tol, max_iter=max_iter, backward=backward, neumann_steps=neumann_steps,
+                         no_amortize=no_amortize)
+    raise typer.Exit(run_fit_sdf(paths, config, target=target, samples=samples, eval_points=eval_points,
+                                 resolution=resolution, mesh_format=mesh_format, out=out, show_progress=not quiet,
+                                 as_json=as_json))
+
+
 compare_app = typer.Typer(help="Run the papers' model-size grid, implicit beside explicit.", no_args_is_help=True)
 app.add_typer(compare_app, name="compare")
 
@@ -255,6 +299,7 @@ SAMPLE_EXAMPLES = """
   inr sample runs/clip/checkpoint.pt --rate 48000  [dim]# resample[/dim]
   inr sample runs/clip/checkpoint.pt --duration 4  [dim]# stretch in time[/dim]
   inr sample runs/video/checkpoint.pt --scale 2 --fps 60
+  inr sample runs/bunny/checkpoint.pt --resolution 256 --out bunny.obj
 """
 
 
@@ -272,17 +317,19 @@ def sample(
                                                       "time).", show_default=False)] = None,
     fps: Annotated[Optional[float], typer.Option(help="Video: frame rate (same duration, more or fewer frames).",
                                                  show_default=False)] = None,
+    resolution: Annotated[Optional[int], typer.Option(help="3D shape: marching-cubes grid (default 128).",
+                                                      show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output PNG or WAV. Default: sample-... beside the checkpoint.",
                                                 show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ):
     """Re-render a fitted network from its checkpoint alone: an image at any resolution, audio at any rate or
-    duration, video at any resolution or frame rate."""
+    duration, video at any resolution or frame rate, a 3D shape as a mesh at any grid resolution."""
     from inr_cli.sample import run_sample
 
     _choice(device, DEVICE_CHOICES, "--device")
     written = run_sample(checkpoint, scale=scale, width=width, height=height, rate=rate, duration=duration, fps=fps,
-                         out=out, device_name=device)
+                         resolution=resolution, out=out, device_name=device)
     print(written)
 
 

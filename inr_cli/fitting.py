@@ -34,6 +34,7 @@ class LoadedSignal:
     info: dict  # {"kind": "image" | "audio" | ..., size, channels, ...}
     write_outputs: Callable[[Path, FitResult], dict[str, str]]  # writes files, returns {role: file name}
     metrics: Callable[[FitResult], dict] = lambda result: {}  # extra report entries (e.g. SNR)
+    psnr_plot: bool = True  # False where PSNR means nothing (3D shapes draw their own progress plot)
     notes: list[str] = field(default_factory=list)
 
 
@@ -98,8 +99,10 @@ def fit_one(source: str, loaded: LoadedSignal, out_dir: Path, config: FitConfig,
         raise
 
     files = loaded.write_outputs(out_dir, result)
-    write_psnr_plot(out_dir / PSNR_PLOT, result.batch_psnr, result.evaluations,
-                    f"{input_stem(source)}: {config.model} {config.layers}L-{config.hidden}D")
+    if loaded.psnr_plot:
+        write_psnr_plot(out_dir / PSNR_PLOT, result.batch_psnr, result.evaluations,
+                        f"{input_stem(source)}: {config.model} {config.layers}L-{config.hidden}D")
+        files["psnr_plot"] = PSNR_PLOT
     payload = checkpoint_payload(result, loaded.info, in_features=signal.dims, out_features=signal.channels)
     atomic_write_bytes(out_dir / CHECKPOINT, serialize(payload))
 
@@ -130,7 +133,7 @@ def fit_one(source: str, loaded: LoadedSignal, out_dir: Path, config: FitConfig,
         "notes": notes,
         "history": result.evaluations,
         "solver": result.solver,
-        "files": {**files, "psnr_plot": PSNR_PLOT, "checkpoint": CHECKPOINT, "report": REPORT},
+        "files": {**files, "checkpoint": CHECKPOINT, "report": REPORT},
         "config": {**result.config.to_dict(), **extra_config},
         "versions": versions(),
     }

@@ -57,8 +57,13 @@ def human_summary(report: dict) -> str:
     parts = [
         f"{report['input']}: {report['model']} ({report['params']:,} parameters), {report['steps']} steps "
         f"in {report['seconds']:.1f} s ({report['steps_per_second']:.1f} steps/s, {report['device']})",
-        f"  PSNR {_db(report['psnr'])}" + (f"  SSIM {_num(report['ssim'])}" if report.get("ssim") is not None else ""),
+        (f"  PSNR {_db(report['psnr'])}" if report.get("psnr") is not None or "iou_uniform" not in report else "  ")
+        + (f"  SSIM {_num(report['ssim'])}" if report.get("ssim") is not None else ""),
     ]
+    if "iou_uniform" in report:
+        parts[-1] += (f"IoU uniform {_num(report['iou_uniform'])}  near-surface {_num(report['iou_surface'])}  "
+                      f"Chamfer {_num(report.get('chamfer'))} (x bbox diagonal)  "
+                      f"normal consistency {_num(report.get('normal_consistency'))}")
     if report.get("psnr_std") is not None:
         parts[-1] += f" ± {report['psnr_std']:.2f} over {len(report['psnr_frames'])} frames"
     if report.get("snr") is not None:

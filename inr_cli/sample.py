@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from inr_cli.files import prepare_output_dir
 from inr_cli.audio import write_wav
+from inr_cli.fit_sdf import extract
 from inr_cli.images import write_png
+from inr_cli.meshes import MESH_FORMATS, write_mesh
 from inr_cli.video import write_lossless, write_viewable
 from training.checkpoint import config_from_payload, deserialize, model_from_payload
 from training.devices import render_chunk_size, resolve_device
@@ -19,6 +22,7 @@ from training.render import render_grid
 
 MAX_SIDE = 65536
 MAX_AUDIO_SAMPLES = 1 << 31
+MAX_RESOLUTION = 1024
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -69,17 +73,18 @@ def audio_length(info: dict, rate: int | None, duration: float | None) -> tuple[
 
 def run_sample(checkpoint: Path, *, scale: float | None = None, width: int | None = None, height: int | None = None,
                rate: int | None = None, duration: float | None = None, fps: float | None = None,
+               resolution: int | None = None,
                out: Path | None = None,
                device_name: str = "auto") -> Path:
     payload = read_checkpoint(checkpoint)
     info = payload.get("signal", {})
     kind = info.get("kind")
-    if kind not in ("image", "audio", "video"):
+    if kind not in ("image", "audio", "video", "shape"):
         raise UserError(f"{checkpoint}: holds a {kind or 'unknown'} network, which cannot be sampled")
     given = {"--scale": scale, "--width": width, "--height": height, "--rate": rate, "--duration": duration,
-             "--fps": fps}
+             "--fps": fps, "--resolution": resolution}
     allowed = {"image": ("--scale", "--width", "--height"), "audio": ("--rate", "--duration"),
-               "video": ("--scale", "--width", "--height", "--fps")}[kind]
+               "video": ("--scale", "--width", "--height", "--fps"), "shape": ("--resolution",)}[kind]
     stray = [name for name, value in given.items() if value is not None and name not in allowed]
     if stray:
         raise UserError(f"{checkpoint}: {' '.join(stray)} does not apply to a {kind} checkpoint "
@@ -88,6 +93,12 @@ def run_sample(checkpoint: Path, *, scale: float | None = None, width: int | Non
     if kind == "image":
         grid = target_size(info, scale, width, height)
         default_name, suffix = f"sample-{grid[1]}x{grid[0]}.png", ".png"
+    elif kind == "shape":
+        resolution = resolution or 128
+        if not 8 <= resolution <= MAX_RESOLUTION:
+            raise UserError(f"--resolution must be between 8 and {MAX_RESOLUTION}, got {resolution}")
+        grid = (resolution,) * 3
+        default_name, suffix, suffixes = f"sample-{resolution}.ply", ".ply", tuple(f".{f}" for f in MESH_FORMATS)
     elif kind == "video":
         if fps is not None and not fps > 0:
             raise UserError(f"--fps must be positive, got {fps}")
@@ -107,6 +118,10 @@ def run_sample(checkpoint: Path, *, scale: float | None = None, width: int | Non
     arch = payload["architecture"]
     chunk = render_chunk_size(arch["hidden"], arch["layers"], device, solver_tensors(config_from_payload(payload)))
     prepare_output_dir(out.parent)
+    if kind == "shape":
+        vertices, faces = extract(model, info, grid[0], device, chunk, info.get("target", "sdf"))
+        write_mesh(out, vertices * info["scale"] + np.asarray(info["center"]), faces)
+        return out
     with torch.no_grad():
         values = to_unit_range(render_grid(model, grid, arch["out_features"], device, chunk))
     if kind == "image":

@@ -14,12 +14,37 @@ from training.signal import Signal
 
 @dataclass
 class Evaluation:
-    reconstruction: torch.Tensor  # (*grid_shape, C) in [0, 1], on the CPU
-    psnr: float  # on the training points
+    reconstruction: torch.Tensor | None  # (*grid_shape, C) in [0, 1], on the CPU (None for shapes)
+    psnr: float | None  # on the training points (None for shapes: see ``iou``)
     ssim: float | None
     psnr_holdout: float | None = None  # on the held-out points, when there are any
     ssim_holdout: float | None = None
     solver: dict | None = None  # implicit models: how the evaluation solves went (re-solved from zero)
+    iou: dict | None = None  # shapes: IoU of inside/outside on each held-out group
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, points: torch.Tensor, device: torch.device, chunk_points: int) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(piece.to(device)).cpu() for piece in points.split(chunk_points)])
+    model.train(was_training)
+    return out
+
+
+def evaluate_shape(model: nn.Module, signal: Signal, device: torch.device, chunk_points: int) -> Evaluation:
+    """IoU of the predicted inside (negative distance, or positive occupancy logit) on each held-out group."""
+    from training.geometry import iou
+
+    scores = {}
+    for name, index in (signal.holdout_groups or {}).items():
+        predicted = _predict(model, signal.points[index], device, chunk_points)[:, 0]
+        truth = signal.values[index][:, 0]
+        if signal.loss == "bce":
+            scores[name] = iou((predicted > 0).numpy(), (truth > 0.5).numpy())
+        else:
+            scores[name] = iou((predicted < 0).numpy(), (truth < 0).numpy())
+    return Evaluation(reconstruction=None, psnr=None, ssim=None, iou=scores)
 
 
 def _subgrid_ssim(prediction: torch.Tensor, target: torch.Tensor, shape: tuple[int, ...] | None) -> float | None:
@@ -40,6 +65,14 @@ def summarize_solves(log: list) -> dict | None:
 
 
 def evaluate(model: nn.Module, signal: Signal, device: torch.device, chunk_points: int) -> Evaluation:
+    if signal.kind == "shape":
+        logging = hasattr(model, "solve_log")
+        if logging:
+            model.solve_log = []
+        result = evaluate_shape(model, signal, device, chunk_points)
+        if logging:
+            result.solver, model.solve_log = summarize_solves(model.solve_log), None
+        return result
     logging = hasattr(model, "solve_log")
     if logging:
         model.solve_log = []

@@ -23,8 +23,9 @@ from training.recipes import default_frequency, default_learning_rate
 from training.signal import Signal
 
 
-# Video trains on random minibatches of points, never the whole clip at once (the implicit-layer paper: 65,536).
-VIDEO_POINTS_PER_STEP = 65536
+# Video and 3D shapes train on random minibatches of points, never the whole signal at once
+# (the implicit-layer paper: 65,536 video points, 50,000 shape points per step).
+POINTS_PER_STEP = {"video": 65536, "shape": 50000}
 
 
 @dataclass
@@ -87,8 +88,8 @@ def resolve_config(config: FitConfig, signal: Signal) -> FitConfig:
     n_train = len(signal.train_index)
     batch = config.batch_size or auto_batch_size(n_train, config.hidden, config.layers, device,
                                                  solver_tensors(config))
-    if signal.kind == "video" and not config.batch_size:
-        batch = min(batch, VIDEO_POINTS_PER_STEP)
+    if signal.kind in POINTS_PER_STEP and not config.batch_size:
+        batch = min(batch, POINTS_PER_STEP[signal.kind])
     return replace(
         config,
         device=str(device),
@@ -192,7 +193,10 @@ def fit(signal: Signal, config: FitConfig, on_progress: Callable[[FitProgress], 
         coords = train_coords if batch is None else train_coords[batch]
         target = train_values if batch is None else train_values[batch]
         prediction = model(coords) if cache is None else cache.predict(model, coords, batch)
-        loss = torch.mean((prediction - target) ** 2)
+        if signal.loss == "bce":
+            loss = nn.functional.binary_cross_entropy_with_logits(prediction, target)
+        else:
+            loss = torch.mean((prediction - target) ** 2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -209,7 +213,8 @@ def fit(signal: Signal, config: FitConfig, on_progress: Callable[[FitProgress], 
         if (config.eval_every and step % config.eval_every == 0) or last:
             eval_start = time.perf_counter()
             result = evaluate(model, signal, device, chunk)
-            evaluations.append({"step": step, "psnr": result.psnr, "psnr_holdout": result.psnr_holdout})
+            evaluations.append({"step": step, "psnr": result.psnr, "psnr_holdout": result.psnr_holdout,
+                                **({"iou": result.iou} if result.iou is not None else {})})
             eval_seconds += time.perf_counter() - eval_start
     train_seconds = time.perf_counter() - start - eval_seconds
 

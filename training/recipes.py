@@ -35,6 +35,8 @@ SIREN_W0 = 30.0
 # log(3) / log(4): the exponent that takes the MFN rate from 1e-3 at 512 px to 3e-3 at 128 px.
 LR_SIZE_EXPONENT = math.log(3.0) / math.log(4.0)
 MAX_LR_BOOST = 5.0
+# 3D shapes in the normalised cube: an MFN input scale of a 128-voxel grid's Nyquist rule (our choice).
+SHAPE_INPUT_SCALE = 64.0
 AUDIO_ENERGY_FRACTION = 0.99
 AUDIO_MFN_FACTOR = 2.0  # input scale in units of pi * k99
 AUDIO_SIREN_FACTOR = 0.25  # first-layer w0 in units of pi * k99
@@ -51,7 +53,7 @@ def cycles_holding_energy(values: torch.Tensor, fraction: float = AUDIO_ENERGY_F
 
 def default_learning_rate(model: str, grid_shape: tuple[int, ...], kind: str = "image") -> float:
     family = get_spec(model).family
-    if kind in ("audio", "video"):
+    if kind in ("audio", "video", "shape"):
         return BASE_LR[family]
     side = max(grid_shape)
     boost = min(MAX_LR_BOOST, max(1.0, (REFERENCE_SIDE / side) ** LR_SIZE_EXPONENT))
@@ -64,6 +66,8 @@ def default_frequency(model: str, grid_shape: tuple[int, ...], kind: str = "imag
     if kind == "audio":
         factor = AUDIO_SIREN_FACTOR if family == "siren" else AUDIO_MFN_FACTOR
         return max(1.0, factor * math.pi * cycles_holding_energy(values))
+    if kind == "shape":
+        return SIREN_W0 if family == "siren" else SHAPE_INPUT_SCALE
     side = max(grid_shape[-2:]) if kind == "video" else max(grid_shape)
     if family == "siren":
         return SIREN_W0 * max(1.0, side / REFERENCE_SIDE)

@@ -33,7 +33,12 @@ class Signal:
     # Shapes of the train / holdout points when they form sub-grids (for windowed metrics such as SSIM).
     train_grid_shape: tuple[int, ...] | None = None
     holdout_grid_shape: tuple[int, ...] | None = None
-    kind: str = "image"  # which recipe applies: "image", "audio" or "video"
+    kind: str = "image"  # which recipe applies: "image", "audio", "video" or "shape"
+    # Scattered signals (3D shapes) carry their own coordinates instead of a grid, a loss other than MSE
+    # ("bce": occupancy logits), and named groups of held-out points to measure separately.
+    points: torch.Tensor | None = None
+    loss: str = "mse"
+    holdout_groups: dict[str, torch.Tensor] | None = None
 
     @property
     def channels(self) -> int:
@@ -41,14 +46,14 @@ class Signal:
 
     @property
     def dims(self) -> int:
-        return len(self.grid_shape)
+        return self.points.shape[1] if self.points is not None else len(self.grid_shape)
 
     @property
     def num_points(self) -> int:
         return self.values.shape[0]
 
     def coordinates(self, index: torch.Tensor | None = None) -> torch.Tensor:
-        coords = grid_coordinates(self.grid_shape)
+        coords = self.points if self.points is not None else grid_coordinates(self.grid_shape)
         return coords if index is None else coords[index]
 
 
@@ -90,3 +95,18 @@ def video_signal(frames: torch.Tensor) -> Signal:
     values = (frames.reshape(-1, channels).float() * 2.0 - 1.0).contiguous()
     return Signal(values, (count, height, width), torch.arange(values.shape[0]), torch.empty(0, dtype=torch.int64),
                   None, None, kind="video")
+
+
+def shape_signal(train_points: torch.Tensor, train_values: torch.Tensor, holdout: dict[str, tuple[torch.Tensor,
+                 torch.Tensor]], loss: str) -> Signal:
+    """A 3D shape as scattered samples: training points with their targets, and named held-out sets
+    (e.g. uniform and near-surface points) whose values are the true signed distances or occupancies."""
+    points = [train_points] + [p for p, _ in holdout.values()]
+    values = [train_values] + [v for _, v in holdout.values()]
+    n_train = len(train_points)
+    groups, start = {}, n_train
+    for name, (group_points, _) in holdout.items():
+        groups[name] = torch.arange(start, start + len(group_points))
+        start += len(group_points)
+    return Signal(torch.cat(values).float(), (start,), torch.arange(n_train), torch.arange(n_train, start),
+                  kind="shape", points=torch.cat(points).float(), loss=loss, holdout_groups=groups)
