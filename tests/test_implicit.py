@@ -180,3 +180,15 @@ def test_cache_stays_close_to_the_re_solved_fixpoint_after_training():
     assert model.last_stats.converged
     distance = torch.linalg.norm(cache.z - z_star, dim=-1) / torch.linalg.norm(z_star, dim=-1)
     assert distance.max() < 0.05
+
+
+def test_no_cache_when_it_would_crowd_out_memory(monkeypatch):
+    import training.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "memory_budget_bytes", lambda device: 1 << 20)  # 1 MiB: the cache cannot fit
+    signal = image_signal(crop(32))
+    result = fit(signal, FitConfig(model="fourier-imfn", hidden=128, layers=1, steps=3, batch_size=1024,
+                                   eval_every=0))
+    training = result.solver["training"]
+    assert training["amortized"] is False and "GiB" in training["note"]
+    assert result.solver["evaluation"]["converged"]

@@ -14,7 +14,7 @@ from models import build_model, count_parameters, get_spec
 from models.fixpoint import SOLVERS, solver_state_tensors
 from models.fixpoint.backward import BACKWARD_MODES
 from models.implicit import SolveSettings
-from training.devices import auto_batch_size, render_chunk_size, resolve_device
+from training.devices import auto_batch_size, memory_budget_bytes, render_chunk_size, resolve_device
 from training.amortized import FixpointCache
 from training.errors import UserError
 from training.evaluate import Evaluation, evaluate
@@ -180,7 +180,15 @@ def fit(signal: Signal, config: FitConfig, on_progress: Callable[[FitProgress], 
     n_train = len(signal.train_index)
     full_batch = config.batch_size >= n_train
     sampler = _BatchSampler(n_train, config.batch_size, device, torch.Generator().manual_seed(config.seed))
-    cache = FixpointCache(n_train, config.hidden, device) if is_implicit(config) and config.amortize else None
+    cache_note = None
+    cache = None
+    if is_implicit(config) and config.amortize:
+        cache_bytes = 4 * n_train * config.hidden
+        if cache_bytes <= memory_budget_bytes(device) // 4:
+            cache = FixpointCache(n_train, config.hidden, device)
+        else:
+            # A state per training point would crowd out the activations: solve each step instead.
+            cache_note = f"no amortized cache: it would need {cache_bytes / 2**30:.1f} GiB for {n_train} points"
 
     # Losses stay on the device; reading them back forces a sync, so on a GPU we only do it now and then.
     losses = torch.zeros(config.steps, device=device)
@@ -223,14 +231,17 @@ def fit(signal: Signal, config: FitConfig, on_progress: Callable[[FitProgress], 
         train_seconds=train_seconds, eval_seconds=eval_seconds,
         batch_psnr=[psnr_from_mse(v) for v in losses.cpu().tolist()],
         evaluations=evaluations, final=result,
-        solver=solver_report(config, model, cache, train_coords, result, chunk) if is_implicit(config) else None,
+        solver=solver_report(config, model, cache, train_coords, result, chunk, cache_note) if is_implicit(config)
+        else None,
     )
 
 
 def solver_report(config: FitConfig, model: nn.Module, cache: FixpointCache | None, train_coords: torch.Tensor,
-                  final: Evaluation, chunk: int) -> dict:
+                  final: Evaluation, chunk: int, cache_note: str | None = None) -> dict:
     """The report's ``solver`` section: iterations and residuals at training and at evaluation."""
     training: dict = {"amortized": cache is not None}
+    if cache_note:
+        training["note"] = cache_note
     if cache is not None:
         steps = [s["steps"] for s in cache.initial_solves]
         training.update({"initial_solves": len(steps), "initial_solve_iterations_mean": sum(steps) / len(steps),
