@@ -9,7 +9,7 @@ import numpy as np
 import soundfile
 import torch
 
-from inr_cli.files import atomic_write_with
+from inr_cli.files import atomic_write_with, existing_file, first_line
 from training.errors import UserError
 
 # Integer sample formats we write back at the input's depth; anything else is written as 32-bit float WAV.
@@ -30,19 +30,14 @@ class LoadedAudio:
 
 
 def read_audio(source: str) -> LoadedAudio:
-    path = Path(source)
-    if not path.exists():
-        raise UserError(f"{source}: no such file")
-    if path.is_dir():
-        raise UserError(f"{source}: is a directory, not an audio file")
+    path = existing_file(source, "an audio file")
     try:
         with soundfile.SoundFile(path) as handle:
             subtype = handle.subtype
             rate = handle.samplerate
             data = handle.read(dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{source}: unreadable or unsupported audio ({message})") from None
+        raise UserError(f"{source}: unreadable or unsupported audio ({first_line(error)})") from None
     if data.shape[0] == 0:
         raise UserError(f"{source}: the clip has no samples")
     if data.shape[0] == 1:

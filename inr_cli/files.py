@@ -47,6 +47,22 @@ def atomic_write_with(path: Path, write) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def existing_file(source: str, what: str) -> Path:
+    """The path of an input file, or a one-line UserError if it is missing or a directory."""
+    path = Path(source)
+    if not path.exists():
+        raise UserError(f"{source}: no such file")
+    if path.is_dir():
+        raise UserError(f"{source}: is a directory, not {what}")
+    return path
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (or its type): third-party errors can run to many lines."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def missing_ancestors(path: Path) -> list[Path]:
     """``path`` and those of its parents that do not exist yet, deepest first: what creating it would add."""
     missing = []

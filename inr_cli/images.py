@@ -15,7 +15,7 @@ import tifffile
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from inr_cli.files import atomic_write_with
+from inr_cli.files import atomic_write_with, existing_file, first_line
 from training.errors import UserError
 
 # Photos that ship inside scikit-image, addressable as "skimage:NAME" (no download needed).
@@ -120,11 +120,7 @@ def read_image(source: str, alpha: str = "keep") -> LoadedImage:
     if source.startswith("skimage:"):
         array = _read_skimage_sample(source.split(":", 1)[1])
     else:
-        path = Path(source)
-        if not path.exists():
-            raise UserError(f"{source}: no such file")
-        if path.is_dir():
-            raise UserError(f"{source}: is a directory, not an image")
+        path = existing_file(source, "an image")
         try:
             if path.suffix.lower() in (".tif", ".tiff"):
                 array = tifffile.imread(path, key=0)
@@ -137,8 +133,7 @@ def read_image(source: str, alpha: str = "keep") -> LoadedImage:
         except Image.DecompressionBombError as error:
             raise UserError(f"{source}: {error}") from None
         except (OSError, ValueError, SyntaxError, png.Error, tifffile.TiffFileError) as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UserError(f"{source}: unreadable or corrupt image ({message})") from None
+            raise UserError(f"{source}: unreadable or corrupt image ({first_line(error)})") from None
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):

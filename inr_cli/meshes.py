@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from inr_cli.files import atomic_write_bytes, atomic_write_with
+from inr_cli.files import atomic_write_bytes, atomic_write_with, existing_file, first_line
 from training.errors import UserError
 
 FILL = 0.9  # the normalised mesh spans [-FILL, FILL] along its longest side
@@ -37,16 +37,11 @@ class LoadedMesh:
 
 
 def read_mesh(source: str) -> LoadedMesh:
-    path = Path(source)
-    if not path.exists():
-        raise UserError(f"{source}: no such file")
-    if path.is_dir():
-        raise UserError(f"{source}: is a directory, not a mesh")
+    path = existing_file(source, "a mesh")
     try:
         loaded = trimesh.load(path, force="mesh", process=False)
     except Exception as error:  # noqa: BLE001 - trimesh's loaders raise many types on bad files
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{source}: unreadable mesh ({message})") from None
+        raise UserError(f"{source}: unreadable mesh ({first_line(error)})") from None
     if isinstance(loaded, trimesh.PointCloud) or not isinstance(loaded, trimesh.Trimesh):
         raise UserError(f"{source}: holds a point cloud or no geometry; a mesh with faces is needed")
     vertices = np.asarray(loaded.vertices, dtype=np.float64)

@@ -89,27 +89,26 @@ def run_sample(checkpoint: Path, *, scale: float | None = None, width: int | Non
     if stray:
         raise UserError(f"{checkpoint}: {' '.join(stray)} does not apply to a {kind} checkpoint "
                         f"(it takes {', '.join(allowed)})")
-    suffixes = (".png",)
     if kind == "image":
         grid = target_size(info, scale, width, height)
-        default_name, suffix = f"sample-{grid[1]}x{grid[0]}.png", ".png"
+        default_name, suffixes = f"sample-{grid[1]}x{grid[0]}.png", (".png",)
     elif kind == "shape":
         resolution = resolution or 128
         if not 8 <= resolution <= MAX_RESOLUTION:
             raise UserError(f"--resolution must be between 8 and {MAX_RESOLUTION}, got {resolution}")
         grid = (resolution,) * 3
-        default_name, suffix, suffixes = f"sample-{resolution}.ply", ".ply", tuple(f".{f}" for f in MESH_FORMATS)
+        default_name, suffixes = f"sample-{resolution}.ply", tuple(f".{f}" for f in MESH_FORMATS)
     elif kind == "video":
         if fps is not None and not fps > 0:
             raise UserError(f"--fps must be positive, got {fps}")
         out_fps = fps or info["fps"]
         count = max(1, round(info["frames"] * out_fps / info["fps"]))  # same duration at the new frame rate
         grid = (count, *target_size(info, scale, width, height))
-        default_name, suffix, suffixes = f"sample-{grid[2]}x{grid[1]}-{out_fps:g}fps.mp4", ".mp4", (".mp4", ".mkv")
+        default_name, suffixes = f"sample-{grid[2]}x{grid[1]}-{out_fps:g}fps.mp4", (".mp4", ".mkv")
     else:
         count, out_rate = audio_length(info, rate, duration)
         grid = (count,)
-        default_name, suffix, suffixes = f"sample-{out_rate}Hz-{count / out_rate:g}s.wav", ".wav", (".wav",)
+        default_name, suffixes = f"sample-{out_rate}Hz-{count / out_rate:g}s.wav", (".wav",)
     out = out or checkpoint.parent / default_name
     if out.suffix.lower() not in suffixes:
         raise UserError(f"{out}: {kind} samples are written as {' or '.join(suffixes)}; give such a file name")

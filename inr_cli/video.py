@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inr_cli.files import atomic_write_bytes, atomic_write_with
+from inr_cli.files import atomic_write_bytes, atomic_write_with, first_line
 from inr_cli.images import read_image
 from training.errors import UserError
 
@@ -118,8 +118,7 @@ def read_video(source: str, frames: str | None = None, resize: int | None = None
     except UserError:
         raise
     except Exception as error:  # noqa: BLE001 - decoders raise many types on bad files
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{source}: unreadable video ({message})") from None
+        raise UserError(f"{source}: unreadable video ({first_line(error)})") from None
     if not chosen:
         raise UserError(f"{source}: no frames" + (f" in --frames {frames}" if frames else ""))
     if path.is_dir():

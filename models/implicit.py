@@ -30,15 +30,9 @@ from models.mfn import FourierFilter, GaborFilter
 KINDS = ("fourier", "gabor", "siren")
 
 
-class InjectionFilter(nn.Module):
-    """``U x + c``: the input injection of iSIREN (added inside the sine, so no nonlinearity here)."""
-
-    def __init__(self, in_features: int, out_features: int, input_scale: float, n_filters: int):
-        super().__init__()
-        self.linear = nn.Linear(in_features, out_features)
-        with torch.no_grad():
-            self.linear.weight.mul_(input_scale / math.sqrt(n_filters))
-            self.linear.bias.uniform_(-math.pi, math.pi)
+class InjectionFilter(FourierFilter):
+    """``U x + c``, initialised as a Fourier filter: the input injection of iSIREN, added inside the sine, so
+    without a nonlinearity of its own."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)
