@@ -1,0 +1,117 @@
+"""Image collections for the JIIO decoder, read without downloads: a folder of images, MNIST-format IDX files
+(gzipped or not), or .npz/.npy arrays. Every source comes out the same way: a float tensor (N, C, S, S) in
+[-1, 1], each image resized (shorter side to S) and centre-cropped to S x S.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from inr_cli.files import first_line
+from inr_cli.images import read_image
+from training.errors import UserError
+
+IDX_UNSIGNED_BYTE = 0x08
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _square(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, C) floats in [0, 1] -> (size, size, C): shorter side resized to ``size``, then centre-cropped."""
+    height, width, channels = image.shape
+    if (height, width) != (size, size):
+        scale = size / min(height, width)
+        new = (max(size, round(width * scale)), max(size, round(height * scale)))
+        planes = [np.asarray(Image.fromarray(image[:, :, c].astype(np.float32), mode="F").resize(
+            new, Image.Resampling.LANCZOS)) for c in range(channels)]
+        image = np.stack(planes, axis=2)
+        top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+        image = image[top:top + size, left:left + size]
+    return np.clip(image, 0.0, 1.0)
+
+
+def _to_batch(images: list[np.ndarray], size: int, source: str) -> torch.Tensor:
+    if not images:
+        raise UserError(f"{source}: no images")
+    channels = {im.shape[2] for im in images}
+    if len(channels) > 1:
+        raise UserError(f"{source}: images mix {sorted(channels)} channels; use all gray or all RGB")
+    stack = np.stack([_square(im, size) for im in images]).astype(np.float32)
+    return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous() * 2.0 - 1.0
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file of unsigned bytes (MNIST and Fashion-MNIST images), gzipped or not, as (N, H, W) uint8."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            header = handle.read(4)
+            if len(header) != 4 or header[:2] != b"\x00\x00":
+                raise UserError(f"{path}: not an IDX file (bad magic number)")
+            if header[2] != IDX_UNSIGNED_BYTE:
+                raise UserError(f"{path}: IDX data type 0x{header[2]:02x} is not unsigned bytes")
+            dims = header[3]
+            shape = struct.unpack(f">{dims}I", handle.read(4 * dims))
+            data = handle.read()
+    except (OSError, EOFError, struct.error) as error:
+        raise UserError(f"{path}: unreadable IDX file ({first_line(error)})") from None
+    if len(data) != int(np.prod(shape)):
+        raise UserError(f"{path}: IDX file holds {len(data)} bytes, its header promises {int(np.prod(shape))}")
+    if dims != 3:
+        raise UserError(f"{path}: IDX file has {dims} dimensions; images need 3 (count, height, width)")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+
+
+def _array_images(array: np.ndarray, source: str) -> list[np.ndarray]:
+    if array.ndim == 3:
+        array = array[..., None]
+    elif array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[3] not in (1, 3):
+        array = array.transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
+    if array.ndim != 4 or array.shape[3] not in (1, 3):
+        raise UserError(f"{source}: expected images shaped (N, H, W), (N, H, W, C) or (N, C, H, W), got {array.shape}")
+    if array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255.0
+    elif np.issubdtype(array.dtype, np.floating):
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise UserError(f"{source}: floating-point images must lie in [0, 1]")
+    else:
+        raise UserError(f"{source}: unsupported array type {array.dtype}; use uint8 or floats in [0, 1]")
+    return list(array.astype(np.float32))
+
+
+def read_npz(path: Path) -> list[np.ndarray]:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: unreadable array file ({first_line(error)})") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        keys = list(loaded.keys())
+        key = "images" if "images" in keys else (keys[0] if len(keys) == 1 else None)
+        if key is None:
+            raise UserError(f"{path}: .npz holds {keys}; name the image array 'images'")
+        loaded = loaded[key]
+    return _array_images(loaded, str(path))
+
+
+def load_images(source: str, size: int, limit: int | None = None) -> torch.Tensor:
+    """Images from a folder, an IDX file or an .npz/.npy file as (N, C, size, size) in [-1, 1]."""
+    path = Path(source)
+    if not path.exists():
+        raise UserError(f"{source}: no such file or folder")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+        images = [read_image(str(p), alpha="drop").pixels.numpy() for p in files]
+        images = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 and any(i.shape[2] == 3 for i in images) else im
+                  for im in images]
+    elif path.suffix.lower() in (".npz", ".npy"):
+        images = read_npz(path)[:limit]
+    elif path.name.endswith("-ubyte") or path.name.endswith("-ubyte.gz") or ".idx" in path.name:
+        images = _array_images(read_idx(path)[:limit], source)
+    else:
+        raise UserError(f"{source}: give a folder of images, an IDX file (*-ubyte[.gz]) or an .npz/.npy array")
+    return _to_batch(images, size, source)

@@ -1,0 +1,64 @@
+"""Image collections for JIIO: a folder, IDX (plain and gzipped) and npz give the same tensors; bad files fail clearly."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from inr_cli.datasets import load_images
+from training.errors import UserError
+
+
+@pytest.fixture
+def faces():
+    """Twelve 28x28 gray crops of scikit-image's camera as uint8."""
+    camera = data.camera()
+    return np.stack([camera[40 * i:40 * i + 28, 100 + 20 * i:128 + 20 * i] for i in range(12)])
+
+
+def write_idx(path, images, compress=False):
+    payload = b"\x00\x00\x08\x03" + struct.pack(">3I", *images.shape) + images.tobytes()
+    (gzip.open if compress else open)(path, "wb").write(payload)
+    return path
+
+
+def test_folder_idx_and_npz_agree(tmp_path, faces):
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i, image in enumerate(faces):
+        Image.fromarray(image).save(folder / f"{i:02d}.png")
+    np.savez(tmp_path / "faces.npz", images=faces)
+    np.save(tmp_path / "faces.npy", faces)
+    sources = [folder, write_idx(tmp_path / "train-images-idx3-ubyte", faces),
+               write_idx(tmp_path / "train-images-idx3-ubyte.gz", faces, compress=True),
+               tmp_path / "faces.npz", tmp_path / "faces.npy"]
+    batches = [load_images(str(s), 28) for s in sources]
+    expected = torch.from_numpy(faces).float()[:, None] / 255 * 2 - 1
+    for batch in batches:
+        assert batch.shape == (12, 1, 28, 28)
+        assert torch.allclose(batch, expected, atol=1e-6)
+
+
+def test_resize_and_centre_crop(tmp_path):
+    image = data.astronaut()[:300, :400]  # wide
+    np.save(tmp_path / "one.npy", image[None])
+    batch = load_images(str(tmp_path / "one.npy"), 32)
+    assert batch.shape == (1, 3, 32, 32) and batch.min() >= -1 and batch.max() <= 1
+
+
+def test_bad_collections_fail_in_one_line(tmp_path, faces):
+    (tmp_path / "notes-ubyte").write_bytes(b"hello world, not idx")
+    write_idx(tmp_path / "short-ubyte", faces)
+    (tmp_path / "short-ubyte").write_bytes((tmp_path / "short-ubyte").read_bytes()[:-10])
+    np.savez(tmp_path / "two.npz", a=faces, b=faces)
+    np.save(tmp_path / "floats.npy", faces.astype(np.float32))  # 0..255 floats: outside [0, 1]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    for name in ("notes-ubyte", "short-ubyte", "two.npz", "floats.npy", "empty", "file.txt", "missing.npz"):
+        with pytest.raises(UserError) as info:
+            load_images(str(tmp_path / name), 28)
+        assert "\n" not in str(info.value)
