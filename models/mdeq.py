@@ -1,0 +1,139 @@
+"""A multiscale deep-equilibrium (MDEQ) image decoder for JIIO: ``x -> z* = f(z*, x) -> image = h(z*)``.
+
+The state z has one feature map per resolution branch (full, 1/2, 1/4, ... of the image side). One application
+of f runs a residual block on every branch, with the latent x injected into each branch through a linear map,
+then fuses the branches: each branch receives every other one resampled to its resolution (strided 3x3
+convolutions going down, a 1x1 convolution and bilinear upsampling going up). GroupNorm after each step,
+weight normalisation on every convolution, tanh on the output (images in [-1, 1]).
+
+Solvers work on flat vectors, so :meth:`MDEQDecoder.pack` / :meth:`unpack` convert the branch list to one
+(B, D) tensor and back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.parametrizations import weight_norm
+
+# The injected latent enters as a BASE x BASE map per branch, upsampled: a linear map to the full resolution
+# would cost (channels * side^2) x latent parameters.
+INJECTION_BASE = 4
+
+
+@dataclass(frozen=True)
+class DecoderPreset:
+    image_size: int
+    channels: tuple[int, ...]  # per branch, highest resolution first
+    latent_dim: int
+    groups: int = 4
+
+
+PRESETS = {
+    "small": DecoderPreset(image_size=28, channels=(16, 32), latent_dim=32),  # trains on a CPU at 28-32 px
+    "large": DecoderPreset(image_size=64, channels=(32, 64, 128, 256), latent_dim=64, groups=8),  # 64 px, GPU
+}
+
+
+def _conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Module:
+    return weight_norm(nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False))
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels: int, groups: int):
+        super().__init__()
+        self.conv1, self.norm1 = _conv(channels, channels), nn.GroupNorm(groups, channels, affine=True)
+        self.conv2, self.norm2 = _conv(channels, channels), nn.GroupNorm(groups, channels, affine=True)
+        self.norm3 = nn.GroupNorm(groups, channels, affine=True)
+
+    def forward(self, z: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.norm1(self.conv1(z)))
+        y = self.norm2(self.conv2(y)) + injection
+        return F.relu(self.norm3(z + y))
+
+
+class _Fuse(nn.Module):
+    """Brings branch ``source`` to the resolution and width of branch ``target``."""
+
+    def __init__(self, channels: tuple[int, ...], source: int, target: int, groups: int):
+        super().__init__()
+        self.upsample = 2 ** (source - target) if source > target else 1
+        if source > target:  # lower resolution -> higher: 1x1 conv, then bilinear upsampling
+            self.path = nn.Sequential(_conv(channels[source], channels[target], kernel=1),
+                                      nn.GroupNorm(groups, channels[target]))
+        else:  # higher resolution -> lower: one stride-2 conv per halving
+            steps = []
+            width = channels[source]
+            for step in range(target - source):
+                out = channels[target] if step == target - source - 1 else width
+                steps += [_conv(width, out, stride=2), nn.GroupNorm(groups, out)]
+                if step < target - source - 1:
+                    steps.append(nn.ReLU())
+                width = out
+            self.path = nn.Sequential(*steps)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = self.path(z)
+        return F.interpolate(z, scale_factor=self.upsample, mode="bilinear", align_corners=False) \
+            if self.upsample > 1 else z
+
+
+class MDEQDecoder(nn.Module):
+    def __init__(self, preset: DecoderPreset, out_channels: int = 1):
+        super().__init__()
+        self.preset, self.out_channels = preset, out_channels
+        size, channels, groups = preset.image_size, preset.channels, preset.groups
+        self.sides = [math.ceil(size / 2 ** i) for i in range(len(channels))]
+        self.inject = nn.ModuleList(nn.Linear(preset.latent_dim, c * INJECTION_BASE ** 2) for c in channels)
+        self.blocks = nn.ModuleList(_ResidualBlock(c, groups) for c in channels)
+        self.fuse = nn.ModuleList(
+            nn.ModuleList(_Fuse(channels, source, target, groups) if source != target else nn.Identity()
+                          for source in range(len(channels)))
+            for target in range(len(channels)))
+        self.post = nn.ModuleList(nn.GroupNorm(groups, c, affine=False) for c in channels)
+        self.head = nn.Sequential(_conv(channels[0], channels[0]), nn.ReLU(), _conv(channels[0], out_channels, 1))
+
+    # -- state packing ------------------------------------------------------------------------------------
+    def state_shapes(self) -> list[tuple[int, int, int]]:
+        return [(c, s, s) for c, s in zip(self.preset.channels, self.sides)]
+
+    def state_size(self) -> int:
+        return sum(c * s * s for c, s, _ in self.state_shapes())
+
+    def pack(self, branches: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([b.reshape(b.shape[0], -1) for b in branches], dim=1)
+
+    def unpack(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        sizes = [c * s * s for c, s, _ in self.state_shapes()]
+        return [part.reshape(flat.shape[0], *shape)
+                for part, shape in zip(flat.split(sizes, dim=1), self.state_shapes())]
+
+    def zeros(self, batch: int, device=None, dtype=None) -> torch.Tensor:
+        return torch.zeros(batch, self.state_size(), device=device, dtype=dtype)
+
+    # -- the map and the output ---------------------------------------------------------------------------
+    def injections(self, latent: torch.Tensor) -> list[torch.Tensor]:
+        """The z-independent part of f: the latent mapped to every branch (computed once per solve)."""
+        maps = []
+        for linear, (c, s, _) in zip(self.inject, self.state_shapes()):
+            base = linear(latent).reshape(latent.shape[0], c, INJECTION_BASE, INJECTION_BASE)
+            maps.append(F.interpolate(base, size=(s, s), mode="bilinear", align_corners=False))
+        return maps
+
+    def f(self, flat_z: torch.Tensor, injections: list[torch.Tensor]) -> torch.Tensor:
+        branches = [block(z, inj) for block, z, inj in zip(self.blocks, self.unpack(flat_z), injections)]
+        fused = []
+        for target, row in enumerate(self.fuse):
+            total = sum(layer(branches[source]) for source, layer in enumerate(row))
+            fused.append(F.relu(self.post[target](total)))
+        return self.pack(fused)
+
+    def decode(self, flat_z: torch.Tensor) -> torch.Tensor:
+        """h(z): the image, (B, out_channels, size, size) in [-1, 1], from the highest-resolution branch."""
+        top = self.unpack(flat_z)[0]
+        size = self.preset.image_size
+        return torch.tanh(self.head(top))[:, :, :size, :size]
