@@ -51,3 +51,14 @@ def test_projection_keeps_x_in_the_ball():
     settings = JIIOSettings(iterations=50, step_size=0.1, project=l2_ball(center, 0.05))
     result = jiio(f, cost, torch.zeros(batch, dim, dtype=torch.float64), center, settings)
     assert torch.linalg.vector_norm(result.x, dim=1).max() <= 0.05 + 1e-12
+
+
+def test_anderson_on_the_augmented_state_needs_far_fewer_iterations():
+    f, cost, solve, dim, latent, batch = toy_problem()
+    z0 = torch.zeros(batch, dim, dtype=torch.float64)
+    x0 = torch.zeros(batch, latent, dtype=torch.float64)
+    plain = jiio(f, cost, z0, x0, JIIOSettings(iterations=40, step_size=0.02))
+    accelerated = jiio(f, cost, z0, x0, JIIOSettings(iterations=40, step_size=0.02, anderson_memory=5))
+    # Measured at 40 iterations: worst true cost 1.1 plain, 1.3e-5 with Anderson (memory 5).
+    plain_cost, accelerated_cost = cost(solve(plain.x)).max(), cost(solve(accelerated.x)).max()
+    assert accelerated_cost < 1e-3 and accelerated_cost < plain_cost / 100

@@ -12,7 +12,8 @@ cost, plus one vector-Jacobian product through f (for J_z^T mu and J_x^T mu toge
 
 The cost is summed per sample (not averaged over the batch), so every sample's step size is independent of the
 batch size, and each sample keeps the iterate with its lowest cost. The step size drops once, late in the run.
-This first version iterates with damping only; Anderson acceleration on the augmented state is still to come.
+With ``anderson_memory`` > 0 the damped update is accelerated by Anderson mixing over the whole augmented state
+(the same regularised least-squares step as the forward solver); its history restarts when alpha drops.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Callable
 import torch
 
 from models.fixpoint import per_sample_residuals
+from models.fixpoint.anderson import anderson_mix
 
 
 @dataclass
@@ -33,6 +35,7 @@ class JIIOSettings:
     late_fraction: float = 0.75  # ... after this fraction of the iterations
     damping_z: float = 0.8
     damping_mu: float = 0.6
+    anderson_memory: int = 0  # > 0: Anderson acceleration on the whole augmented state (the reference uses up to 40)
     project: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. an L2 ball around the start, for attacks
 
 
@@ -63,37 +66,62 @@ def jiio(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost: Callable
          z0: torch.Tensor, x0: torch.Tensor, settings: JIIOSettings | None = None) -> JIIOResult:
     """Minimise ``cost(z*(x))`` over x, where ``z* = f(z*, x)``. ``cost`` maps states (B, D) to (B,) costs."""
     settings = settings or JIIOSettings()
-    z, x = z0.detach(), x0.detach()
-    mu = torch.zeros_like(z)
-    best_x, best_z = x.clone(), z.clone()
-    best_cost = torch.full((len(z),), float("inf"), device=z.device, dtype=z.dtype)
+    batch, dim = z0.shape
+    x_shape = x0.shape[1:]
+
+    def split(u: torch.Tensor):
+        return u[:, :dim], u[:, dim:2 * dim], u[:, 2 * dim:].reshape(batch, *x_shape)
+
+    def join(z, mu, x):
+        return torch.cat([z, mu, x.reshape(batch, -1)], dim=1)
+
+    u = join(z0.detach(), torch.zeros_like(z0), x0.detach())
+    best_x, best_z = x0.detach().clone(), z0.detach().clone()
+    best_cost = torch.full((batch,), float("inf"), device=z0.device, dtype=z0.dtype)
+    memory = settings.anderson_memory
+    xs = torch.zeros(batch, max(1, memory), u.shape[1], dtype=u.dtype, device=u.device)
+    fs = torch.zeros_like(xs)
+    stored = 0
     trace: list[float] = []
-    adjoint_residual = None
     late_start = int(settings.late_fraction * settings.iterations)
     for step in range(settings.iterations):
+        if step == late_start:
+            stored = 0  # the map changes with alpha: old history no longer describes it
         alpha = settings.step_size * (settings.late_step_factor if step >= late_start else 1.0)
+        z, mu, x = split(u)
         with torch.enable_grad():
             z_in = z.detach().requires_grad_()
             x_in = x.detach().requires_grad_()
             f_out = f(z_in, x_in)
             costs = cost(z_in)
-            cost_grad = torch.autograd.grad(costs.sum(), z_in, retain_graph=False)[0]
+            cost_grad = torch.autograd.grad(costs.sum(), z_in)[0]
             jz_mu, jx_mu = torch.autograd.grad(f_out, (z_in, x_in), mu)
         with torch.no_grad():
-            better = costs.detach() < best_cost
-            best_cost = torch.where(better, costs.detach(), best_cost)
-            mask_x = better.reshape(-1, *([1] * (x.dim() - 1)))
-            best_x = torch.where(mask_x, x, best_x)
+            costs = costs.detach()
+            better = costs < best_cost
+            best_cost = torch.where(better, costs, best_cost)
+            best_x = torch.where(better.reshape(-1, *([1] * len(x_shape))), x, best_x)
             best_z = torch.where(better[:, None], z, best_z)
             trace.append(float(best_cost.mean()))
             mu_target = jz_mu + cost_grad
             _, adjoint_residual = per_sample_residuals(mu, mu_target)
             _, state_residual = per_sample_residuals(z, f_out.detach())
-            input_gradient = torch.linalg.vector_norm(jx_mu.reshape(len(x), -1), dim=1)
-            z = torch.lerp(z, f_out.detach(), settings.damping_z)
-            mu = torch.lerp(mu, mu_target, settings.damping_mu)
-            x = x - alpha * jx_mu
+            input_gradient = torch.linalg.vector_norm(jx_mu.reshape(batch, -1), dim=1)
+            x_next = x - alpha * jx_mu
             if settings.project is not None:
-                x = settings.project(x)
+                x_next = settings.project(x_next)
+            update = join(torch.lerp(z, f_out.detach(), settings.damping_z),
+                          torch.lerp(mu, mu_target, settings.damping_mu), x_next)
+            if memory < 1:
+                u = update
+                continue
+            slot = stored % memory
+            xs[:, slot], fs[:, slot] = u, update
+            stored += 1
+            n = min(stored, memory)
+            u = update if n < 2 else anderson_mix(xs[:, :n], fs[:, :n], slot)
+            if settings.project is not None:
+                z, mu, x = split(u)
+                u = join(z, mu, settings.project(x))
     return JIIOResult(best_x, best_z, best_cost, settings.iterations, trace, state_residual, adjoint_residual,
-                      input_gradient, x)
+                      input_gradient, split(u)[2])

@@ -15,6 +15,36 @@ from models.fixpoint.stats import BestIterate, SolverStats, per_sample_residuals
 
 
 @torch.no_grad()
+def anderson_mix(xs: torch.Tensor, fs: torch.Tensor, latest: int, lam: float = 1e-4,
+                 damping: float = 1.0) -> torch.Tensor:
+    """The next iterate from histories ``xs`` and ``fs = f(xs)``, both (B, n, D), per sample.
+
+    Solves the bordered system [[0, 1^T], [1, G G^T + lam I]] [nu; alpha] = [1; 0] with G = fs - xs (lam scaled
+    to G's mean squared norm); samples whose system fails take a plain step from history slot ``latest``.
+    """
+    batch, n, _ = xs.shape
+    residuals = fs - xs
+    gram = residuals @ residuals.transpose(1, 2)
+    scale = gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-20)[:, None, None]
+    system = torch.zeros(batch, n + 1, n + 1, dtype=xs.dtype, device=xs.device)
+    system[:, 0, 1:] = system[:, 1:, 0] = 1.0
+    system[:, 1:, 1:] = gram + lam * scale * torch.eye(n, dtype=xs.dtype, device=xs.device)
+    rhs = torch.zeros(batch, n + 1, 1, dtype=xs.dtype, device=xs.device)
+    rhs[:, 0] = 1.0
+    solution, info = torch.linalg.solve_ex(system, rhs)
+    alpha = solution[:, 1:, 0]
+    failed = (info != 0) | ~torch.isfinite(alpha).all(-1)
+    if failed.any():
+        plain = torch.zeros_like(alpha)
+        plain[:, latest] = 1.0
+        alpha = torch.where(failed[:, None], plain, alpha)
+    mixed = torch.einsum("bn,bnd->bd", alpha, fs)
+    if damping != 1.0:
+        mixed = torch.lerp(torch.einsum("bn,bnd->bd", alpha, xs), mixed, damping)
+    return mixed
+
+
+@torch.no_grad()
 def anderson(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, tol: float = 1e-3, max_iter: int = 100,
              stop_mode: str = "rel", memory: int = 5, lam: float = 1e-4, damping: float = 1.0,
              **_) -> tuple[torch.Tensor, SolverStats]:
@@ -37,29 +67,9 @@ def anderson(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, tol
     if not done and max_iter > 1:
         done = record(1 % memory, fs[:, 0].clone())
     k = 2
-    # Bordered system [[0, 1^T], [1, G G^T + lam I]] [nu; alpha] = [1; 0] for each sample.
     while not done and k < max_iter:
         n = min(k, memory)
-        residuals = fs[:, :n] - xs[:, :n]
-        gram = residuals @ residuals.transpose(1, 2)
-        scale = gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-20)[:, None, None]
-        system = torch.zeros(batch, n + 1, n + 1, dtype=z0.dtype, device=z0.device)
-        system[:, 0, 1:] = system[:, 1:, 0] = 1.0
-        system[:, 1:, 1:] = gram + lam * scale * torch.eye(n, dtype=z0.dtype, device=z0.device)
-        rhs = torch.zeros(batch, n + 1, 1, dtype=z0.dtype, device=z0.device)
-        rhs[:, 0] = 1.0
-        solution, info = torch.linalg.solve_ex(system, rhs)
-        alpha = solution[:, 1:, 0]
-        failed = (info != 0) | ~torch.isfinite(alpha).all(-1)
-        if failed.any():
-            # Fall back to a plain fixed-point step from the latest iterate for those samples.
-            latest = torch.zeros_like(alpha)
-            latest[:, (k - 1) % memory if n == memory else n - 1] = 1.0
-            alpha = torch.where(failed[:, None], latest, alpha)
-        mixed_f = torch.einsum("bn,bnd->bd", alpha, fs[:, :n])
-        if damping != 1.0:
-            mixed_x = torch.einsum("bn,bnd->bd", alpha, xs[:, :n])
-            mixed_f = torch.lerp(mixed_x, mixed_f, damping)
-        done = record(k % memory, mixed_f)
+        latest = (k - 1) % memory if n == memory else n - 1
+        done = record(k % memory, anderson_mix(xs[:, :n], fs[:, :n], latest, lam, damping))
         k += 1
     return best.z, SolverStats("anderson", len(trace), best.abs, best.rel, trace[-1] <= tol, trace)
