@@ -44,7 +44,7 @@ class JIIOResult:
     x: torch.Tensor  # best input per sample
     z: torch.Tensor  # its state
     cost: torch.Tensor  # (B,) its cost
-    evaluations: int
+    evaluations: int  # f evaluations plus vector-Jacobian products (2 per iteration), as the Adam baseline counts
     cost_trace: list[float] = field(default_factory=list)  # mean best cost per iteration
     state_residual: torch.Tensor | None = None  # (B,) ||f(z, x) - z|| / ||f(z, x)|| at the last iterate
     adjoint_residual: torch.Tensor | None = None  # (B,) of mu = J^T mu + dcost/dz at the last iterate
@@ -123,5 +123,5 @@ def jiio(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost: Callable
             if settings.project is not None:
                 z, mu, x = split(u)
                 u = join(z, mu, settings.project(x))
-    return JIIOResult(best_x, best_z, best_cost, settings.iterations, trace, state_residual, adjoint_residual,
+    return JIIOResult(best_x, best_z, best_cost, 2 * settings.iterations, trace, state_residual, adjoint_residual,
                       input_gradient, split(u)[2])
