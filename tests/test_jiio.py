@@ -78,3 +78,15 @@ def test_jiio_beats_adam_with_a_full_solve_per_step_at_equal_f_evaluations():
     assert jiio_cost < adam_cost / 100
     # And Adam's own bookkeeping agrees with re-solving at its x.
     assert torch.allclose(cost(solve(adam.x)), adam.cost, atol=1e-4)
+
+
+def test_adam_baseline_can_run_until_it_reaches_a_target_cost():
+    from training.inversion_baseline import adam_inversion
+
+    f, cost, _, dim, latent, batch = toy_problem()
+    z0 = torch.zeros(batch, dim, dtype=torch.float64)
+    x0 = torch.zeros(batch, latent, dtype=torch.float64)
+    adam = adam_inversion(f, cost, z0, x0, steps=2000, lr=0.05, target_cost=1e-2)
+    assert adam.cost_trace[-1] <= 1e-2 and adam.steps < 2000
+    trace = adam.evaluation_trace
+    assert all(later > earlier for earlier, later in zip(trace, trace[1:]))  # every step spends evaluations

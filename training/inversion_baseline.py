@@ -30,7 +30,10 @@ class AdamInversionResult:
 
 def adam_inversion(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost: Callable[[torch.Tensor], torch.Tensor],
                    z0: torch.Tensor, x0: torch.Tensor, *, steps: int = 40, lr: float = 1e-2, solver: str = "anderson",
-                   tol: float = 1e-4, max_iter: int = 50, max_evaluations: int | None = None) -> AdamInversionResult:
+                   tol: float = 1e-4, max_iter: int = 50, max_evaluations: int | None = None,
+                   target_cost: float | None = None) -> AdamInversionResult:
+    """Stops after ``steps``, or once ``max_evaluations`` are spent, or once the mean best cost reaches
+    ``target_cost`` (to time the baseline "until it reaches JIIO's loss")."""
     x = x0.detach().clone().requires_grad_()
     optimizer = torch.optim.Adam([x], lr=lr)
     z = z0.detach()
@@ -55,5 +58,7 @@ def adam_inversion(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost
         optimizer.step()
         z = z_out.detach()
         if max_evaluations is not None and evaluations >= max_evaluations:
+            break
+        if target_cost is not None and trace[-1] <= target_cost:
             break
     return AdamInversionResult(best_x, best_cost, len(trace), evaluations, trace, evaluation_trace)
