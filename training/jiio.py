@@ -50,6 +50,8 @@ class JIIOResult:
     adjoint_residual: torch.Tensor | None = None  # (B,) of mu = J^T mu + dcost/dz at the last iterate
     input_gradient: torch.Tensor | None = None  # (B,) ||J_x^T mu|| at the last iterate: ~0 at a stationary x
     last_x: torch.Tensor | None = None  # the final iterate (the returned x is the lowest-cost one)
+    last_z: torch.Tensor | None = None
+    last_mu: torch.Tensor | None = None  # the adjoint at the final iterate: warm-starts the decoder's backward
 
 
 def l2_ball(center: torch.Tensor, radius: float) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -123,5 +125,6 @@ def jiio(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost: Callable
             if settings.project is not None:
                 z, mu, x = split(u)
                 u = join(z, mu, settings.project(x))
+    last_z, last_mu, last_x = split(u)
     return JIIOResult(best_x, best_z, best_cost, 2 * settings.iterations, trace, state_residual, adjoint_residual,
-                      input_gradient, split(u)[2])
+                      input_gradient, last_x, last_z, last_mu)
