@@ -47,5 +47,5 @@ def test_denoising_raises_psnr_over_the_noisy_input(trained):
     noisy = corrupt(images, "denoise", sigma=0.4, generator=torch.Generator().manual_seed(2))
     restored, _ = restore(decoder, noisy, SOLVE)
     before, after = psnr01(noisy.observed, images), psnr01(restored, images)
-    # Measured: about 14 dB noisy, 20 dB restored.
+    # Measured: 15.0 dB noisy, 19.9 dB restored.
     assert after > before + 3.0, (before, after)
