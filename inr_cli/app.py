@@ -94,16 +94,16 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON report per
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
-def _fit_config(*, model, hidden, layers, steps, lr, frequency, batch_size, device, seed, eval_every, explicit,
-                solver, tol, max_iter, backward, neumann_steps, no_amortize, holdout="none") -> FitConfig:
-    _choice(model, model_names(), "--model")
-    _choice(device, DEVICE_CHOICES, "--device")
-    _choice(solver, tuple(SOLVERS), "--solver")
-    _choice(backward, BACKWARD_MODES, "--backward")
-    return FitConfig(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
-                     batch_size=batch_size, device=device, seed=seed, holdout=holdout, eval_every=eval_every,
-                     explicit=explicit, solver=solver, tol=tol, max_iter=max_iter, backward=backward,
-                     neumann_steps=neumann_steps, amortize=not no_amortize)
+def _fit_config(options: dict) -> FitConfig:
+    """The FitConfig from a fit command's options (its ``locals()``): the options shared by every modality."""
+    _choice(options["model"], model_names(), "--model")
+    _choice(options["device"], DEVICE_CHOICES, "--device")
+    _choice(options["solver"], tuple(SOLVERS), "--solver")
+    _choice(options["backward"], BACKWARD_MODES, "--backward")
+    shared = ("model", "hidden", "layers", "steps", "lr", "frequency", "batch_size", "device", "seed", "eval_every",
+              "explicit", "solver", "tol", "max_iter", "backward", "neumann_steps")
+    return FitConfig(**{key: options[key] for key in shared}, holdout=options.get("holdout", "none"),
+                     amortize=not options["no_amortize"])
 
 
 @fit_app.command("image", epilog=FIT_IMAGE_EXAMPLES)
@@ -127,10 +127,7 @@ def fit_image(
 
     _choice(holdout, HOLDOUT_MODES, "--holdout")
     _choice(alpha, ("keep", "drop"), "--alpha")
-    config = _fit_config(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
-                         batch_size=batch_size, device=device, seed=seed, eval_every=eval_every, explicit=explicit,
-                         solver=solver, tol=tol, max_iter=max_iter, backward=backward, neumann_steps=neumann_steps,
-                         no_amortize=no_amortize, holdout=holdout)
+    config = _fit_config(locals())
     code = run_fit_image(paths or [], config, out=out, alpha=alpha, resize=resize, show_progress=not quiet,
                          as_json=as_json)
     raise typer.Exit(code)
@@ -161,10 +158,7 @@ def fit_audio(
     comparison, a PSNR plot, report.json (PSNR and SNR) and a checkpoint."""
     from inr_cli.fit_audio import run_fit_audio
 
-    config = _fit_config(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
-                         batch_size=batch_size, device=device, seed=seed, eval_every=eval_every, explicit=explicit,
-                         solver=solver, tol=tol, max_iter=max_iter, backward=backward, neumann_steps=neumann_steps,
-                         no_amortize=no_amortize)
+    config = _fit_config(locals())
     raise typer.Exit(run_fit_audio(paths, config, out=out, show_progress=not quiet, as_json=as_json))
 
 
@@ -199,10 +193,7 @@ def fit_video(
     frames (original over reconstruction), per-frame PSNR (mean ± std) and its plot, report.json and a checkpoint."""
     from inr_cli.fit_video import run_fit_video
 
-    config = _fit_config(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
-                         batch_size=batch_size, device=device, seed=seed, eval_every=eval_every, explicit=explicit,
-                         solver=solver, tol=tol, max_iter=max_iter, backward=backward, neumann_steps=neumann_steps,
-                         no_amortize=no_amortize)
+    config = _fit_config(locals())
     raise typer.Exit(run_fit_video(paths, config, frames=frames, resize=resize, out=out, show_progress=not quiet,
                                    as_json=as_json))
 
@@ -242,10 +233,7 @@ def fit_sdf(
     report.json (IoU, Chamfer distance, normal consistency) and a checkpoint."""
     from inr_cli.fit_sdf import run_fit_sdf
 
-    config = _fit_config(model=model, hidden=hidden, layers=layers, steps=steps, lr=lr, frequency=frequency,
-                         batch_size=batch_size, device=device, seed=seed, eval_every=eval_every, explicit=explicit,
-                         solver=solver, tol=tol, max_iter=max_iter, backward=backward, neumann_steps=neumann_steps,
-                         no_amortize=no_amortize)
+    config = _fit_config(locals())
     raise typer.Exit(run_fit_sdf(paths, config, target=target, samples=samples, eval_points=eval_points,
                                  resolution=resolution, mesh_format=mesh_format, out=out, show_progress=not quiet,
                                  as_json=as_json))

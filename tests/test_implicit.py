@@ -61,12 +61,17 @@ def test_spectral_norm_makes_each_layer_a_contraction():
     assert torch.allclose(model.norms[0](small), small)  # shrink only: never scales up
 
 
-def test_amortized_step_evaluates_f_exactly_once():
+def amortized_setup(name: str, layers: int):
+    """A 32-wide implicit model, a 16x16 camera crop, its coordinates and an empty fixpoint cache."""
     torch.manual_seed(0)
-    model = build_model("gabor-imfn", 2, 1, hidden=32, layers=2, frequency=16.0)
+    model = build_model(name, 2, 1, hidden=32, layers=layers, frequency=16.0)
     signal = image_signal(crop(16))
     coords = signal.coordinates()
-    cache = FixpointCache(len(coords), 32, torch.device("cpu"))
+    return model, signal, coords, FixpointCache(len(coords), 32, torch.device("cpu"))
+
+
+def test_amortized_step_evaluates_f_exactly_once():
+    model, signal, coords, cache = amortized_setup("gabor-imfn", layers=2)
     cache.predict(model, coords, None).sum().backward()  # first step: solve, then one evaluation
     before = model.f_evaluations
     for _ in range(3):
@@ -164,11 +169,7 @@ def test_implicit_model_exact_gradient_matches_finite_differences():
 
 
 def test_cache_stays_close_to_the_re_solved_fixpoint_after_training():
-    torch.manual_seed(0)
-    model = build_model("fourier-imfn", 2, 1, hidden=32, layers=1, frequency=16.0)
-    signal = image_signal(crop(16))
-    coords = signal.coordinates()
-    cache = FixpointCache(len(coords), 32, torch.device("cpu"))
+    model, signal, coords, cache = amortized_setup("fourier-imfn", layers=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(100):
         optimizer.zero_grad()
