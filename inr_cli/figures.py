@@ -73,3 +73,29 @@ def write_psnr_plot(path: Path, batch_psnr: list[float], evaluations: list[dict]
     fig.tight_layout()
     atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
     plt.close(fig)
+
+
+def image_grid(rows: list[torch.Tensor], columns: int = 16, min_cell: int = 64) -> Image.Image:
+    """Rows of equally many images (N, C, S, S) in [-1, 1], e.g. corrupted / restored / original, laid out in
+    blocks of ``columns`` images (the rows of one block stay together), each image upscaled by an integer factor
+    (nearest neighbour) to at least ``min_cell`` pixels so small images stay readable."""
+    count, side = rows[0].shape[0], rows[0].shape[-1]
+    factor = max(1, -(-min_cell // side))
+    cell = side * factor
+    columns = max(1, min(columns, count))
+    blocks = -(-count // columns)
+    block_height = len(rows) * (cell + GAP) + GAP
+    canvas = Image.new("RGB", (columns * (cell + GAP) - GAP, blocks * block_height - GAP), (255, 255, 255))
+    for r, images in enumerate(rows):
+        pixels = ((images.detach().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)
+        for i in range(count):
+            tile = Image.fromarray(np.rint(_display_rgb(pixels[i]) * 255).astype(np.uint8))
+            tile = tile.resize((cell, cell), Image.Resampling.NEAREST)
+            block, column = divmod(i, columns)
+            canvas.paste(tile, (column * (cell + GAP), block * block_height + r * (cell + GAP)))
+    return canvas
+
+
+def write_image_grid(path: Path, rows: list[torch.Tensor], columns: int = 16) -> None:
+    image = image_grid(rows, columns)
+    atomic_write_with(path, lambda buf: image.save(buf, format="PNG"))

@@ -35,3 +35,21 @@ def fit_progress(label: str, total_steps: int, enabled: bool = True):
             progress.update(task, completed=state.step, loss=state.loss, psnr=state.psnr, rate=rate)
 
         yield update
+
+
+@contextmanager
+def counter_progress(label: str, total: int, enabled: bool = True, detail: str = ""):
+    """A plain progress bar on stderr: yields ``update(completed, text="")`` (or None when disabled)."""
+    if not enabled:
+        yield None
+        return
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[text]}"), TimeRemainingColumn(), console=stderr_console,
+                        transient=False)
+    with progress:
+        task = progress.add_task(label, total=total, text=detail)
+
+        def update(completed: int, text: str | None = None) -> None:
+            progress.update(task, completed=completed, **({} if text is None else {"text": text}))
+
+        yield update

@@ -14,6 +14,7 @@ from inr_cli.images import write_png
 from inr_cli.meshes import MESH_FORMATS, write_mesh
 from inr_cli.video import write_lossless, write_viewable
 from training.checkpoint import config_from_payload, deserialize, model_from_payload
+from training.decoder_checkpoint import is_decoder_payload
 from training.devices import render_chunk_size, resolve_device
 from training.errors import UserError
 from training.fit import solver_tensors
@@ -75,8 +76,21 @@ def run_sample(checkpoint: Path, *, scale: float | None = None, width: int | Non
                rate: int | None = None, duration: float | None = None, fps: float | None = None,
                resolution: int | None = None,
                out: Path | None = None,
-               device_name: str = "auto") -> Path:
+               device_name: str = "auto", decoder_options: dict | None = None) -> Path | None:
     payload = read_checkpoint(checkpoint)
+    decoder_options = {k: v for k, v in (decoder_options or {}).items() if v not in (None, False, 0)}
+    if is_decoder_payload(payload):
+        stray = [name for name, value in (("--scale", scale), ("--width", width), ("--height", height),
+                                          ("--rate", rate), ("--duration", duration), ("--fps", fps),
+                                          ("--resolution", resolution)) if value is not None]
+        if stray:
+            raise UserError(f"{checkpoint}: {' '.join(stray)} does not apply to a decoder checkpoint "
+                            "(it takes -n, --fid, --fid-model, --seed, --json)")
+        from inr_cli.decoder_sample import sample_decoder
+        return sample_decoder(checkpoint, payload, out=out, device_name=device_name, **decoder_options)
+    stray = [f"--{name.replace('_', '-')}" for name in decoder_options if name != "seed"]
+    if stray:
+        raise UserError(f"{checkpoint}: {' '.join(stray)} only applies to a decoder checkpoint")
     info = payload.get("signal", {})
     kind = info.get("kind")
     if kind not in ("image", "audio", "video", "shape"):

@@ -20,6 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
+from models.fixpoint import SolverStats, get_solver
+
 # The injected latent enters as a BASE x BASE map per branch, upsampled: a linear map to the full resolution
 # would cost (channels * side^2) x latent parameters.
 INJECTION_BASE = 4
@@ -137,3 +139,22 @@ class MDEQDecoder(nn.Module):
         top = self.unpack(flat_z)[0]
         size = self.preset.image_size
         return torch.tanh(self.head(top))[:, :, :size, :size]
+
+    @torch.no_grad()
+    def solve(self, latent: torch.Tensor, z0: torch.Tensor | None = None, *, tol: float = 1e-4, max_iter: int = 60,
+              solver: str = "anderson") -> tuple[torch.Tensor, SolverStats]:
+        """The equilibrium z* = f(z*, latent), solved to relative residual ``tol`` (per sample) from ``z0``."""
+        injections = self.injections(latent)
+        start = z0 if z0 is not None else self.zeros(len(latent), device=latent.device, dtype=latent.dtype)
+        return get_solver(solver)(lambda z: self.f(z, injections), start, tol=tol, max_iter=max_iter)
+
+    @torch.no_grad()
+    def generate(self, latents: torch.Tensor, chunk: int = 256, **solve_options) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images for many latent codes, decoded at their equilibria in chunks: (images, relative residuals)."""
+        images, residuals = [], []
+        for part in latents.split(chunk):
+            z, stats = self.solve(part, **solve_options)
+            images.append(self.decode(z))
+            residuals.append(stats.rel_residual)
+        return torch.cat(images), torch.cat(residuals)
+

@@ -5,15 +5,21 @@ equilibrium z* and the adjoint mu*. Then, with x* held fixed, one application of
 the decoder's gradient is the implicit one, (df/dtheta)^T mu* + d cost/d theta: mu* already solves the adjoint
 equation, so the backward needs no solve of its own. A Hutchinson estimate of ||J_z||_F^2 at z* is added to keep
 the map contractive.
+
+:func:`train_decoder` runs whole epochs, resumable from the state it hands to its per-epoch callback: every
+epoch reseeds the random number generators from (seed, epoch), so a run resumed after epoch k continues exactly
+as the uninterrupted run would have.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Callable
 
 import torch
 
-from models.mdeq import MDEQDecoder
+from models.mdeq import PRESETS, DecoderPreset, MDEQDecoder
 from training.jiio import JIIOSettings, jiio
 
 
@@ -27,6 +33,63 @@ class DecoderTrainingSettings:
     def __post_init__(self):
         if self.jiio is None:
             self.jiio = JIIOSettings(iterations=20, step_size=0.05, anderson_memory=5)
+
+
+@dataclass
+class DecoderConfig:
+    """Everything that defines a decoder training run; saved in its checkpoint."""
+    preset: str = "small"
+    image_size: int | None = None  # None: the preset's
+    channels: list[int] | None = None  # per branch, highest resolution first; None: the preset's
+    latent_dim: int | None = None
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 3e-3
+    jacobian_weight: float = 0.1
+    jiio_iterations: int = 20  # JIIO iterations per batch while training (restoration uses more)
+    jiio_step_size: float = 0.05
+    anderson_memory: int = 5
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown decoder preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
+        base = PRESETS[self.preset]
+        self.image_size = self.image_size or base.image_size
+        self.channels = list(self.channels or base.channels)
+        self.latent_dim = self.latent_dim or base.latent_dim
+
+    def decoder_preset(self) -> DecoderPreset:
+        groups = PRESETS[self.preset].groups
+        if any(c % groups for c in self.channels):
+            groups = 1 if any(c % 2 for c in self.channels) else 2
+        return DecoderPreset(image_size=self.image_size, channels=tuple(self.channels), latent_dim=self.latent_dim,
+                             groups=groups)
+
+    def training_settings(self) -> DecoderTrainingSettings:
+        return DecoderTrainingSettings(batch_size=self.batch_size, lr=self.lr, jacobian_weight=self.jacobian_weight,
+                                       jiio=JIIOSettings(iterations=self.jiio_iterations,
+                                                         step_size=self.jiio_step_size,
+                                                         anderson_memory=self.anderson_memory))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DecoderConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class DecoderTrainingState:
+    """What a run needs to continue: the decoder, its optimizer, every image's latent code, the epochs done."""
+    decoder: MDEQDecoder
+    optimizer: torch.optim.Optimizer
+    latents: torch.Tensor  # (N, latent_dim): the JIIO codes of the training images
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)  # one record per finished epoch
 
 
 def reconstruction_cost(decoder: MDEQDecoder, targets: torch.Tensor):
@@ -43,9 +106,11 @@ def jacobian_penalty(f_out: torch.Tensor, z_in: torch.Tensor) -> torch.Tensor:
 
 def train_epoch(decoder: MDEQDecoder, images: torch.Tensor, latents: torch.Tensor,
                 optimizer: torch.optim.Optimizer, settings: DecoderTrainingSettings,
-                generator: torch.Generator | None = None) -> dict:
-    """One pass over ``images`` (N, C, S, S) in [-1, 1]; ``latents`` (N, latent_dim) are updated in place."""
-    order = torch.randperm(len(images), generator=generator)
+                generator: torch.Generator | None = None,
+                on_batch: Callable[[int], None] | None = None) -> dict:
+    """One pass over ``images`` (N, C, S, S) in [-1, 1]; ``latents`` (N, latent_dim) are updated in place.
+    ``on_batch`` hears the number of images done so far (for progress bars)."""
+    order = torch.randperm(len(images), generator=generator).to(images.device)
     total_cost, total_penalty = 0.0, 0.0
     for start in range(0, len(images), settings.batch_size):
         index = order[start:start + settings.batch_size]
@@ -55,7 +120,8 @@ def train_epoch(decoder: MDEQDecoder, images: torch.Tensor, latents: torch.Tenso
         def f(z, x):
             return decoder.f(z, decoder.injections(x))
 
-        result = jiio(f, cost, decoder.zeros(len(index), dtype=images.dtype), latents[index], settings.jiio)
+        z0 = decoder.zeros(len(index), device=images.device, dtype=images.dtype)
+        result = jiio(f, cost, z0, latents[index], settings.jiio)
         latents[index] = result.x.detach()
 
         z_star = result.last_z.detach().requires_grad_()
@@ -70,4 +136,40 @@ def train_epoch(decoder: MDEQDecoder, images: torch.Tensor, latents: torch.Tenso
         optimizer.step()
         total_cost += float(result.cost.sum())
         total_penalty += float(penalty.detach()) * len(index)
+        if on_batch is not None:
+            on_batch(min(start + settings.batch_size, len(images)))
     return {"cost_per_image": total_cost / len(images), "jacobian_penalty": total_penalty / len(images)}
+
+
+def new_training_state(config: DecoderConfig, images: torch.Tensor) -> DecoderTrainingState:
+    torch.manual_seed(config.seed)
+    decoder = MDEQDecoder(config.decoder_preset(), out_channels=images.shape[1]).to(images.device)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=config.lr)
+    latents = torch.zeros(len(images), config.latent_dim, device=images.device, dtype=images.dtype)
+    return DecoderTrainingState(decoder, optimizer, latents)
+
+
+def train_decoder(config: DecoderConfig, images: torch.Tensor, state: DecoderTrainingState | None = None,
+                  on_epoch: Callable[[DecoderTrainingState], None] | None = None,
+                  on_batch: Callable[[int, int], None] | None = None) -> DecoderTrainingState:
+    """Train (or continue training) until ``config.epochs`` epochs are done. ``on_epoch`` gets the state after
+    every epoch (to write a checkpoint); ``on_batch`` gets (epoch index, images done in it)."""
+    state = state or new_training_state(config, images)
+    if len(state.latents) != len(images):
+        raise ValueError(f"the run holds latents for {len(state.latents)} images, the data has {len(images)}")
+    settings = config.training_settings()
+    state.decoder.train()
+    while state.epoch < config.epochs:
+        epoch = state.epoch
+        torch.manual_seed(config.seed * 100_003 + epoch + 1)  # Hutchinson probes: same on resume as straight through
+        order = torch.Generator().manual_seed(config.seed * 100_003 + epoch + 1)
+        started = time.perf_counter()
+        record = train_epoch(state.decoder, images, state.latents, state.optimizer, settings, order,
+                             on_batch=None if on_batch is None else (lambda done, e=epoch: on_batch(e, done)))
+        record.update(epoch=epoch + 1, seconds=time.perf_counter() - started)
+        state.history.append(record)
+        state.epoch = epoch + 1
+        if on_epoch is not None:
+            on_epoch(state)
+    state.decoder.eval()
+    return state

