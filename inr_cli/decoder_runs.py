@@ -100,6 +100,8 @@ def _train(source: DecoderSource, out: Path, device: torch.device, show_progress
         # The architecture and the optimisation recipe come from the run being resumed; only the goal moves.
         config = DecoderConfig.from_dict({**saved.to_dict(), "epochs": config.epochs, "device": config.device})
         notes.append(f"resumed from {resume_from} after epoch {state.epoch}")
+    elif target.exists():
+        raise UserError(f"{target} exists: add --resume to continue that run, or choose another --out")
     elif source.checkpoint is not None:
         raise UserError("--decoder with --data trains nothing new: add --resume to continue its training, or "
                         "drop --data to use it as it is")

@@ -84,8 +84,8 @@ def image_grid(rows: list[torch.Tensor], columns: int = 16, min_cell: int = 64) 
     cell = side * factor
     columns = max(1, min(columns, count))
     blocks = -(-count // columns)
-    block_height = len(rows) * (cell + GAP) + GAP
-    canvas = Image.new("RGB", (columns * (cell + GAP) - GAP, blocks * block_height - GAP), (255, 255, 255))
+    block_height = len(rows) * (cell + GAP) + GAP  # a double gap between blocks
+    canvas = Image.new("RGB", (columns * (cell + GAP) - GAP, blocks * block_height - 2 * GAP), (255, 255, 255))
     for r, images in enumerate(rows):
         pixels = ((images.detach().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)
         for i in range(count):

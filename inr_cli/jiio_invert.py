@@ -41,7 +41,7 @@ class InvertOptions:
     count: int = 16  # test images
     iters: int = 40
     step_size: float = 0.05  # JIIO's alpha (the cost is summed per image)
-    anderson_memory: int = 10
+    anderson_memory: int = 0  # see README: Anderson on the augmented state decoded worse on our decoders
     adam_lr: float = 0.05
     adam_max_steps: int | None = None  # to equal loss; default 10 x iters
     mask_size: int | None = None

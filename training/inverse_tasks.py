@@ -115,17 +115,17 @@ def restore(decoder: MDEQDecoder, corruption: Corruption, settings: JIIOSettings
 
 
 def restore_adam(decoder: MDEQDecoder, corruption: Corruption, *, steps: int = 40, lr: float = 0.05,
-                 target_cost: float | None = None, latents: torch.Tensor | None = None,
-                 tol: float = 1e-4, max_iter: int = 50) -> Restoration:
+                 target_cost: float | None = None, max_evaluations: int | None = None,
+                 latents: torch.Tensor | None = None, tol: float = 1e-4, max_iter: int = 50) -> Restoration:
     """The baseline: Adam on the latents, a full equilibrium solve and exact implicit backward per step; stops
-    after ``steps`` or once the mean cost reaches ``target_cost``."""
+    after ``steps``, once the mean cost reaches ``target_cost``, or once ``max_evaluations`` are spent."""
     f, cost = _problem(decoder, corruption)
     z0, x0 = _start(decoder, corruption, latents)
     device = corruption.observed.device
     _synchronize(device)
     started = time.perf_counter()
     result = adam_inversion(f, cost, z0, x0, steps=steps, lr=lr, tol=tol, max_iter=max_iter,
-                            target_cost=target_cost)
+                            target_cost=target_cost, max_evaluations=max_evaluations)
     images, costs, residuals, solve_steps = _finish(decoder, corruption, result.x, z0)
     _synchronize(device)
     seconds = time.perf_counter() - started
@@ -136,5 +136,9 @@ def restore_adam(decoder: MDEQDecoder, corruption: Corruption, *, steps: int = 4
 def psnr01(prediction: torch.Tensor, target: torch.Tensor, region: torch.Tensor | None = None) -> float:
     """PSNR on [0, 1] of images stored in [-1, 1], over all pixels or where ``region`` is 1."""
     error = (((prediction.clamp(-1, 1) + 1) / 2 - (target + 1) / 2) ** 2)
-    mse = float(error.sum() / region.sum()) if region is not None else float(error.mean())
+    if region is not None:
+        region = region.expand_as(error)
+        mse = float((error * region).sum() / region.sum())
+    else:
+        mse = float(error.mean())
     return math.inf if mse == 0 else -10 * math.log10(mse)

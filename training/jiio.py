@@ -36,6 +36,10 @@ class JIIOSettings:
     damping_z: float = 0.8
     damping_mu: float = 0.6
     anderson_memory: int = 0  # > 0: Anderson acceleration on the whole augmented state (the reference uses up to 40)
+    # An iterate may become a sample's best only if its state is this close to equilibrium (relative residual
+    # ||f(z, x) - z|| / ||f(z, x)||): the cost at a z far from z*(x) says little about x (Anderson's extrapolated
+    # states can score well and decode badly once solved). inf: the reference's plain keep-the-lowest-cost rule.
+    best_residual: float = 1e-2
     project: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. an L2 ball around the start, for attacks
 
 
@@ -65,8 +69,10 @@ def l2_ball(center: torch.Tensor, radius: float) -> Callable[[torch.Tensor], tor
 
 
 def jiio(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost: Callable[[torch.Tensor], torch.Tensor],
-         z0: torch.Tensor, x0: torch.Tensor, settings: JIIOSettings | None = None) -> JIIOResult:
-    """Minimise ``cost(z*(x))`` over x, where ``z* = f(z*, x)``. ``cost`` maps states (B, D) to (B,) costs."""
+         z0: torch.Tensor, x0: torch.Tensor, settings: JIIOSettings | None = None,
+         input_cost: Callable[[torch.Tensor], torch.Tensor] | None = None) -> JIIOResult:
+    """Minimise ``cost(z*(x)) + input_cost(x)`` over x, where ``z* = f(z*, x)``. Both costs map a batch to (B,)
+    per-sample costs; ``input_cost`` (e.g. a prior on latent codes) enters the x step directly."""
     settings = settings or JIIOSettings()
     batch, dim = z0.shape
     x_shape = x0.shape[1:]
@@ -98,16 +104,20 @@ def jiio(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost: Callable
             costs = cost(z_in)
             cost_grad = torch.autograd.grad(costs.sum(), z_in)[0]
             jz_mu, jx_mu = torch.autograd.grad(f_out, (z_in, x_in), mu)
+            if input_cost is not None:
+                prior = input_cost(x_in)
+                jx_mu = jx_mu + torch.autograd.grad(prior.sum(), x_in)[0]
+                costs = costs + prior
         with torch.no_grad():
             costs = costs.detach()
-            better = costs < best_cost
+            _, state_residual = per_sample_residuals(z, f_out.detach())
+            better = (costs < best_cost) & (state_residual <= settings.best_residual)
             best_cost = torch.where(better, costs, best_cost)
             best_x = torch.where(better.reshape(-1, *([1] * len(x_shape))), x, best_x)
             best_z = torch.where(better[:, None], z, best_z)
-            trace.append(float(best_cost.mean()))
+            trace.append(float(torch.where(torch.isinf(best_cost), costs, best_cost).mean()))
             mu_target = jz_mu + cost_grad
             _, adjoint_residual = per_sample_residuals(mu, mu_target)
-            _, state_residual = per_sample_residuals(z, f_out.detach())
             input_gradient = torch.linalg.vector_norm(jx_mu.reshape(batch, -1), dim=1)
             x_next = x - alpha * jx_mu
             if settings.project is not None:
@@ -125,6 +135,12 @@ def jiio(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost: Callable
             if settings.project is not None:
                 z, mu, x = split(u)
                 u = join(z, mu, settings.project(x))
+    # A sample whose iterates never came within best_residual of equilibrium keeps its last evaluated iterate.
+    never = torch.isinf(best_cost)
+    if bool(never.any()):
+        best_cost = torch.where(never, costs, best_cost)
+        best_x = torch.where(never.reshape(-1, *([1] * len(x_shape))), x, best_x)
+        best_z = torch.where(never[:, None], z, best_z)
     last_z, last_mu, last_x = split(u)
     return JIIOResult(best_x, best_z, best_cost, 2 * settings.iterations, trace, state_residual, adjoint_residual,
                       input_gradient, last_x, last_z, last_mu)

@@ -32,7 +32,7 @@ class DecoderTrainingSettings:
 
     def __post_init__(self):
         if self.jiio is None:
-            self.jiio = JIIOSettings(iterations=20, step_size=0.05, anderson_memory=5)
+            self.jiio = JIIOSettings(iterations=20, step_size=0.05)
 
 
 @dataclass
@@ -42,13 +42,14 @@ class DecoderConfig:
     image_size: int | None = None  # None: the preset's
     channels: list[int] | None = None  # per branch, highest resolution first; None: the preset's
     latent_dim: int | None = None
+    injection_base: int | None = None  # None: the preset's, or a quarter of a changed image side
     epochs: int = 20
     batch_size: int = 32
     lr: float = 3e-3
     jacobian_weight: float = 0.1
     jiio_iterations: int = 20  # JIIO iterations per batch while training (restoration uses more)
     jiio_step_size: float = 0.05
-    anderson_memory: int = 5
+    anderson_memory: int = 0  # Anderson on the augmented state: measured to stall far from equilibrium here
     seed: int = 0
     device: str = "auto"
 
@@ -56,6 +57,9 @@ class DecoderConfig:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown decoder preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
         base = PRESETS[self.preset]
+        if self.injection_base is None:
+            same_size = self.image_size in (None, base.image_size)
+            self.injection_base = base.injection_base if same_size else max(2, self.image_size // 4)
         self.image_size = self.image_size or base.image_size
         self.channels = list(self.channels or base.channels)
         self.latent_dim = self.latent_dim or base.latent_dim
@@ -65,7 +69,7 @@ class DecoderConfig:
         if any(c % groups for c in self.channels):
             groups = 1 if any(c % 2 for c in self.channels) else 2
         return DecoderPreset(image_size=self.image_size, channels=tuple(self.channels), latent_dim=self.latent_dim,
-                             groups=groups)
+                             groups=groups, injection_base=self.injection_base)
 
     def training_settings(self) -> DecoderTrainingSettings:
         return DecoderTrainingSettings(batch_size=self.batch_size, lr=self.lr, jacobian_weight=self.jacobian_weight,

@@ -1,0 +1,134 @@
+"""`inr jiio-invert` and `inr sample DECODER`: training with per-epoch checkpoints and --resume, restored images
+whose PSNR matches the report, the JIIO-vs-Adam comparison, decoder sampling, and one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from helpers import run_cli
+from training.checkpoint import deserialize
+from training.jiio_training import DecoderConfig, train_decoder
+from training.decoder_checkpoint import decoder_payload, training_state_from_payload
+from training.checkpoint import serialize
+
+TINY = ["--image-size", "16", "--latent-dim", "8", "--train-batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    """40 gray 16x16 crops of the camera photo as an .npz (uint8): 32 to train on, 8 held out."""
+    camera = data.camera()
+    crops = np.stack([camera[12 * i:12 * i + 16, 40 + 9 * i:56 + 9 * i] for i in range(40)])
+    path = tmp_path_factory.mktemp("data") / "crops.npz"
+    np.savez(path, images=crops)
+    return path
+
+
+def _report(folder):
+    return json.loads((folder / "report.json").read_text())
+
+
+def test_resume_continues_exactly_as_the_uninterrupted_run():
+    images = torch.from_numpy(data.camera()[:192:12, :192:12].astype(np.float32) / 127.5 - 1)  # one 16x16 image
+    images = torch.stack([images.roll(k, dims=1) for k in range(12)])[:, None]
+    config = DecoderConfig(image_size=16, latent_dim=8, batch_size=4, epochs=3, jiio_iterations=5)
+    straight = train_decoder(config, images)
+    first = train_decoder(DecoderConfig(**{**config.to_dict(), "epochs": 2}), images)
+    payload = deserialize(serialize(decoder_payload(first, config, {"source": "test"})))
+    state, saved = training_state_from_payload(payload, "test")
+    resumed = train_decoder(config, images, state)
+    assert resumed.epoch == 3 and len(resumed.history) == 3
+    for a, b in zip(straight.decoder.state_dict().values(), resumed.decoder.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert torch.allclose(straight.latents, resumed.latents, atol=1e-6)
+
+
+def test_train_then_inpaint_writes_images_grid_report_and_checkpoint(tmp_path, collection):
+    out = tmp_path / "run"
+    result = run_cli(["jiio-invert", "--task", "inpaint", "--data", collection, "--epochs", "2", *TINY,
+                      "--count", "8", "--iters", "10", "--out", out, "--quiet", "--json"], tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report == _report(out)
+    assert report["decoder"]["trained_here"] and report["decoder"]["epochs"] == 2
+    assert report["decoder"]["data"]["train_count"] == 32 and report["images"]["held_out_from_training"]
+    assert report["corruption"] == {"mask_size": 5}  # 20 px at 64 px, in proportion: round(16 * 20 / 64)
+    payload = deserialize((out / "decoder.pt").read_bytes())
+    assert payload["epoch"] == 2 and payload["latents"].shape == (32, 8)
+    assert payload["density"]["means"].shape[1] == 8
+    written = sorted((out / "restored" / "jiio").glob("*.png"))
+    assert len(written) == 8
+    # The report's PSNR is recomputed from the written 8-bit images and the held-out originals.
+    originals = np.load(collection)["images"][-8:].astype(np.float64) / 255
+    restored = np.stack([np.asarray(Image.open(p), dtype=np.float64) / 255 for p in written])
+    mse = ((restored - originals) ** 2).reshape(8, -1).mean(1)
+    assert np.allclose(-10 * np.log10(mse), [im["jiio"]["psnr"] for im in report["per_image"]], atol=0.1)
+    grid = Image.open(out / "grid.png")
+    assert grid.size == (8 * 64 + 7 * 4, 3 * 64 + 2 * 4)  # 8 images of 16 px shown at 64 px; 3 rows
+    summary = report["methods"]["jiio"]
+    assert summary["iterations"] == 10 and summary["psnr_masked"] is not None
+    assert summary["final_state_residual_max"] < 1e-3
+
+
+def test_resume_through_the_cli_and_refusal_to_overwrite(tmp_path, collection):
+    out = tmp_path / "run"
+    shared = ["jiio-invert", "--data", collection, *TINY, "--count", "4", "--iters", "3", "--quiet", "--no-fid"]
+    common = [*shared, "--out", out]
+    assert run_cli([*common, "--epochs", "1"], tmp_path, timeout=300).returncode == 0
+    again = run_cli([*common, "--epochs", "1"], tmp_path)
+    assert again.returncode == 1 and "exists: add --resume" in again.stderr
+    resumed = run_cli([*common, "--epochs", "2", "--resume", "--json"], tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    decoder = json.loads(resumed.stdout)["decoder"]
+    assert decoder["epochs"] == 2 and decoder["epochs_trained_now"] == 1 and len(decoder["history"]) == 2
+
+    straight = tmp_path / "straight"
+    assert run_cli([*shared, "--out", straight, "--epochs", "2"], tmp_path, timeout=300).returncode == 0
+    a = deserialize((out / "decoder.pt").read_bytes())["model_state"]
+    b = deserialize((straight / "decoder.pt").read_bytes())["model_state"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_both_methods_report_time_ratios_and_sample_draws_a_grid(tmp_path, collection):
+    out = tmp_path / "run"
+    result = run_cli(["jiio-invert", "--task", "denoise", "--data", collection, "--epochs", "1", *TINY,
+                      "--count", "4", "--iters", "5", "--method", "both", "--out", out, "--quiet"], tmp_path,
+                     timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "JIIO vs Adam" in result.stdout
+    report = _report(out)
+    equal_iterations = report["comparison"]["equal_iterations"]
+    assert equal_iterations["iterations"] == 5 and equal_iterations["time_ratio"] > 0
+    assert report["methods"]["adam"]["iterations"] == 5
+    assert report["comparison"]["equal_loss"]["time_ratio"] > 0
+    assert len(list((out / "restored" / "adam").glob("*.png"))) == 4
+
+    sample = run_cli(["sample", out / "decoder.pt", "-n", "10", "--json"], tmp_path)
+    assert sample.returncode == 0, sample.stderr
+    info = json.loads(sample.stdout)
+    assert info["samples"] == 10 and info["density_components"] == 10
+    grid = Image.open(out / "samples-10.png")
+    assert grid.size == (10 * 64 + 9 * 4, 64)
+    pixels = np.asarray(grid.convert("L"), dtype=np.float64)
+    assert pixels.std() > 5  # draws differ from one another: not one flat image
+
+
+def test_errors_are_one_line(tmp_path, collection):
+    cases = [
+        (["jiio-invert"], "give a trained decoder with --decoder"),
+        (["jiio-invert", "--data", tmp_path / "missing.npz"], "no such file"),
+        (["jiio-invert", "--task", "deblur", "--data", collection], "--task"),
+        (["jiio-invert", "--data", collection, "--count", "40"], "leave none for training"),
+        (["jiio-invert", "--decoder", tmp_path / "nope.pt"], "no such file"),
+        (["sample", tmp_path / "nope.pt", "-n", "4"], "no such file"),
+    ]
+    for args, message in cases:
+        result = run_cli([*args, "--quiet"] if args[0] == "jiio-invert" else args, tmp_path)
+        assert result.returncode != 0, args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, (args, result.stderr)
+    assert not (tmp_path / "runs").exists()  # failed runs leave no output folders behind
