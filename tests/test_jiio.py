@@ -90,3 +90,28 @@ def test_adam_baseline_can_run_until_it_reaches_a_target_cost():
     assert adam.cost_trace[-1] <= 1e-2 and adam.steps < 2000
     trace = adam.evaluation_trace
     assert all(later > earlier for earlier, later in zip(trace, trace[1:]))  # every step spends evaluations
+
+
+def test_an_input_cost_enters_the_objective():
+    f, cost, solve, dim, latent, batch = toy_problem(seed=2)
+    z0 = torch.zeros(batch, dim, dtype=torch.float64)
+    x0 = torch.zeros(batch, latent, dtype=torch.float64)
+    settings = JIIOSettings(iterations=300, step_size=0.02)
+    free = jiio(f, cost, z0, x0, settings)
+    weight = 5.0
+    held = jiio(f, cost, z0, x0, settings, input_cost=lambda x: weight * x.pow(2).sum(1))
+    # The penalised solution is pulled towards 0, and its reported cost includes the penalty.
+    assert (held.x.norm(dim=1) < free.x.norm(dim=1)).all()
+    assert torch.allclose(held.cost, cost(solve(held.x)) + weight * held.x.pow(2).sum(1), rtol=0.05, atol=1e-6)
+
+
+def test_iterates_far_from_equilibrium_are_never_the_best():
+    f, cost, solve, dim, latent, batch = toy_problem(seed=3)
+    z0 = torch.zeros(batch, dim, dtype=torch.float64)
+    x0 = torch.zeros(batch, latent, dtype=torch.float64)
+    result = jiio(f, cost, z0, x0, JIIOSettings(iterations=60, step_size=0.02, best_residual=1e-3))
+    # The tracked cost of the returned iterate is (nearly) its equilibrium cost, not a lucky off-equilibrium value.
+    assert torch.allclose(result.cost, cost(solve(result.x)), rtol=0.05, atol=1e-6)
+    # With a bar no iterate meets, every sample falls back to its last evaluated iterate.
+    never = jiio(f, cost, z0, x0, JIIOSettings(iterations=5, step_size=0.02, best_residual=-1.0))
+    assert torch.isfinite(never.cost).all() and (never.x != 0).any()
