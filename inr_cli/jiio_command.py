@@ -31,7 +31,8 @@ def jiio_invert(
     decoder: Annotated[Optional[Path], typer.Option(help="A decoder checkpoint (decoder.pt from an earlier run).",
                                                     show_default=False)] = None,
     data: Annotated[Optional[str], typer.Option(help="Train a decoder first on this collection: a folder of images, "
-                                                "an IDX file (*-ubyte[.gz]) or an .npz/.npy array.",
+                                                "an IDX file (*-ubyte[.gz]), an .npz/.npy array, or "
+                                                "skimage:lfw_faces (100 face crops shipped with scikit-image).",
                                                 show_default=False)] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs (with --resume: the total to reach).")] = 20,
     resume: Annotated[bool, typer.Option(help="Continue training the run in --decoder, or OUT/decoder.pt.")] = False,

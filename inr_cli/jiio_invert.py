@@ -8,9 +8,9 @@ The decoder part lives in :mod:`inr_cli.decoder_runs`; this module is the restor
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-import time
 
 import torch
 
@@ -19,7 +19,7 @@ from inr_cli.fid_model import fid_report, load_fid_model
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, missing_ancestors, prepare_output_dir, remove_if_empty
 from inr_cli.images import write_png
-from inr_cli.progress import counter_progress, stderr_console
+from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, to_json, versions
 from training.devices import resolve_device
 from training.errors import UserError
@@ -262,6 +262,3 @@ def summary_text(report: dict) -> str:
     lines.append(f"  wrote {report['output_dir']}")
     return "\n".join(lines)
 
-
-def warn(message: str) -> None:
-    stderr_console.print(f"inr: warning: {message}", markup=False, soft_wrap=True)

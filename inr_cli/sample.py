@@ -85,10 +85,11 @@ def run_sample(checkpoint: Path, *, scale: float | None = None, width: int | Non
                                           ("--resolution", resolution)) if value is not None]
         if stray:
             raise UserError(f"{checkpoint}: {' '.join(stray)} does not apply to a decoder checkpoint "
-                            "(it takes -n, --fid, --fid-model, --seed, --json)")
+                            "(it takes -n, --fid, --fid-model, --fid-count, --seed, --json)")
         from inr_cli.decoder_sample import sample_decoder
         return sample_decoder(checkpoint, payload, out=out, device_name=device_name, **decoder_options)
-    stray = [f"--{name.replace('_', '-')}" for name in decoder_options if name != "seed"]
+    flags = {"count": "-n", "as_json": "--json"}
+    stray = [flags.get(name, f"--{name.replace('_', '-')}") for name in decoder_options if name != "seed"]
     if stray:
         raise UserError(f"{checkpoint}: {' '.join(stray)} only applies to a decoder checkpoint")
     info = payload.get("signal", {})

@@ -62,3 +62,11 @@ def test_bad_collections_fail_in_one_line(tmp_path, faces):
         with pytest.raises(UserError) as info:
             load_images(str(tmp_path / name), 28)
         assert "\n" not in str(info.value)
+
+
+def test_face_crops_shipped_with_scikit_image():
+    faces = load_images("skimage:lfw_faces", 28)
+    assert faces.shape == (100, 1, 28, 28) and faces.min() >= -1 and faces.max() <= 1 and faces.std() > 0.1
+    assert load_images("skimage:lfw_subset", 25, limit=7).shape == (7, 1, 25, 25)
+    with pytest.raises(UserError, match="unknown image collection"):
+        load_images("skimage:camera", 28)

@@ -6,14 +6,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import run_cli
 from PIL import Image
 from skimage import data
 
-from helpers import run_cli
-from training.checkpoint import deserialize
-from training.jiio_training import DecoderConfig, train_decoder
+from training.checkpoint import deserialize, serialize
 from training.decoder_checkpoint import decoder_payload, training_state_from_payload
-from training.checkpoint import serialize
+from training.jiio_training import DecoderConfig, train_decoder
 
 TINY = ["--image-size", "16", "--latent-dim", "8", "--train-batch-size", "8"]
 

@@ -42,7 +42,8 @@ def is_decoder_payload(payload: dict) -> bool:
 
 def _check(payload: dict, source: str) -> None:
     if not is_decoder_payload(payload):
-        raise UserError(f"{source}: not a decoder checkpoint (it holds a fitted {payload.get('signal', {}).get('kind', 'unknown')} network); "
+        fitted = payload.get("signal", {}).get("kind", "unknown")
+        raise UserError(f"{source}: not a decoder checkpoint (it holds a fitted {fitted} network); "
                         "train one with `inr jiio-invert --data DATA`")
     missing = [k for k in ("config", "model_state", "latents", "out_channels") if k not in payload]
     if missing:
