@@ -35,14 +35,27 @@ def _square(image: np.ndarray, size: int) -> np.ndarray:
     return np.clip(image, 0.0, 1.0)
 
 
-def _to_batch(images: list[np.ndarray], size: int, source: str) -> torch.Tensor:
-    if not images:
+def _to_batch(images, count: int, size: int, source: str, mix_gray: bool = False) -> torch.Tensor:
+    """Square ``count`` images (an iterable, consumed one at a time) into one preallocated (N, C, S, S) tensor, so
+    a large collection never exists twice, or at its original resolution, in memory. ``mix_gray``: gray images
+    among colour ones are repeated to three channels (folders); otherwise mixing is an error."""
+    if count == 0:
         raise UserError(f"{source}: no images")
-    channels = {im.shape[2] for im in images}
-    if len(channels) > 1:
-        raise UserError(f"{source}: images mix {sorted(channels)} channels; use all gray or all RGB")
-    stack = np.stack([_square(im, size) for im in images]).astype(np.float32)
-    return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous() * 2.0 - 1.0
+    batch = None
+    for i, image in enumerate(images):
+        square = _square(image, size)
+        if batch is None:
+            batch = np.empty((count, size, size, square.shape[2]), dtype=np.float32)
+        if square.shape[2] != batch.shape[3]:
+            if not mix_gray:
+                raise UserError(f"{source}: images mix {sorted({square.shape[2], batch.shape[3]})} channels; "
+                                "use all gray or all RGB")
+            if square.shape[2] == 1:
+                square = np.repeat(square, 3, axis=2)
+            else:  # the first colour image: everything before it was gray
+                batch = np.repeat(batch, 3, axis=3)
+        batch[i] = square
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous() * 2.0 - 1.0
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -67,24 +80,29 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
-def _array_images(array: np.ndarray, source: str) -> list[np.ndarray]:
+def _array_images(array: np.ndarray, source: str) -> np.ndarray:
+    """Check an image array and bring it to (N, H, W, C); values are scaled to [0, 1] image by image later."""
     if array.ndim == 3:
         array = array[..., None]
     elif array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[3] not in (1, 3):
         array = array.transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
     if array.ndim != 4 or array.shape[3] not in (1, 3):
         raise UserError(f"{source}: expected images shaped (N, H, W), (N, H, W, C) or (N, C, H, W), got {array.shape}")
-    if array.dtype == np.uint8:
-        array = array.astype(np.float32) / 255.0
-    elif np.issubdtype(array.dtype, np.floating):
+    if np.issubdtype(array.dtype, np.floating):
         if array.size and (array.min() < 0.0 or array.max() > 1.0):
             raise UserError(f"{source}: floating-point images must lie in [0, 1]")
-    else:
+    elif array.dtype != np.uint8:
         raise UserError(f"{source}: unsupported array type {array.dtype}; use uint8 or floats in [0, 1]")
-    return list(array.astype(np.float32))
+    return array
 
 
-def read_npz(path: Path) -> list[np.ndarray]:
+def _as_unit_floats(array: np.ndarray):
+    """One image at a time as float32 in [0, 1]: the whole collection is never converted at once."""
+    scale = 1.0 / 255.0 if array.dtype == np.uint8 else 1.0
+    return (image.astype(np.float32) * scale for image in array)
+
+
+def read_npz(path: Path) -> np.ndarray:
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -116,20 +134,19 @@ def load_images(source: str, size: int, limit: int | None = None) -> torch.Tenso
     """Images from a folder, an IDX file, an .npz/.npy file or skimage:lfw_subset / skimage:lfw_faces as
     (N, C, size, size) in [-1, 1]."""
     if source.startswith("skimage:"):
-        return _to_batch(_array_images(_skimage_collection(source.split(":", 1)[1], source)[:limit], source),
-                         size, source)
+        images = _array_images(_skimage_collection(source.split(":", 1)[1], source)[:limit], source)
+        return _to_batch(_as_unit_floats(images), len(images), size, source)
     path = Path(source)
     if not path.exists():
         raise UserError(f"{source}: no such file or folder")
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
-        images = [read_image(str(p), alpha="drop").pixels.numpy() for p in files]
-        images = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 and any(i.shape[2] == 3 for i in images) else im
-                  for im in images]
-    elif path.suffix.lower() in (".npz", ".npy"):
+        images = (read_image(str(p), alpha="drop").pixels.numpy() for p in files)
+        return _to_batch(images, len(files), size, source, mix_gray=True)
+    if path.suffix.lower() in (".npz", ".npy"):
         images = read_npz(path)[:limit]
     elif path.name.endswith("-ubyte") or path.name.endswith("-ubyte.gz") or ".idx" in path.name:
         images = _array_images(read_idx(path)[:limit], source)
     else:
         raise UserError(f"{source}: give a folder of images, an IDX file (*-ubyte[.gz]) or an .npz/.npy array")
-    return _to_batch(images, size, source)
+    return _to_batch(_as_unit_floats(images), len(images), size, source)

@@ -106,7 +106,7 @@ def _train(source: DecoderSource, out: Path, device: torch.device, show_progress
         raise UserError("--decoder with --data trains nothing new: add --resume to continue its training, or "
                         "drop --data to use it as it is")
     images = load_images(source.data, config.image_size)
-    train = _training_split(images, source.train_count, source.held_out, source.data).to(device)
+    train = _training_split(images, source.train_count, source.held_out, source.data)  # stays in host memory
     if state is not None and len(state.latents) != len(train):
         raise UserError(f"{source.data}: the run being resumed trained on {len(state.latents)} images, this data "
                         f"gives {len(train)}; use the same --data and --train-count")
@@ -131,7 +131,8 @@ def _train(source: DecoderSource, out: Path, device: torch.device, show_progress
                 update((current.epoch - start_epoch) * len(train),
                        f"epoch {current.epoch}/{config.epochs} cost {last['cost_per_image']:.3g}")
 
-        state = train_decoder(config, train, state, on_epoch=on_epoch, on_batch=on_batch if batches > 1 else None)
+        state = train_decoder(config, train, state, on_epoch=on_epoch, on_batch=on_batch if batches > 1 else None,
+                              device=device)
     density = fit_gaussian_mixture(state.latents.detach().cpu(), components=GMM_COMPONENTS, seed=config.seed)
     save(state, density)  # the final checkpoint also carries the latent density that `inr sample` draws from
     payload = decoder_payload(state, config, data_info, density)

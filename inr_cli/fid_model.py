@@ -94,7 +94,7 @@ def fid_report(model: torch.nn.Module | None, reason: str | None, real: torch.Te
         return {"fid": None, "fid_unavailable": f"FID needs at least 2 images on each side, "
                                                 f"got {n_real} real and {n_generated} generated"}
     try:
-        value = fid(model, real, generated, batch_size=batch_size, device=device)
+        value = fid(model.to(device), real, generated, batch_size=batch_size, device=device)
     except ValueError as error:
         return {"fid": None, "fid_unavailable": f"FID could not be computed ({first_line(error)})"}
     if not math.isfinite(value):

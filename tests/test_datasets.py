@@ -70,3 +70,20 @@ def test_face_crops_shipped_with_scikit_image():
     assert load_images("skimage:lfw_subset", 25, limit=7).shape == (7, 1, 25, 25)
     with pytest.raises(UserError, match="unknown image collection"):
         load_images("skimage:camera", 28)
+
+
+def test_a_folder_mixing_gray_and_colour_comes_out_in_colour(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    gray = np.full((20, 20), 200, dtype=np.uint8)
+    colour = np.zeros((20, 20, 3), dtype=np.uint8)
+    colour[..., 0] = 255
+    Image.fromarray(gray).save(folder / "a_gray.png")  # read first: the colour image upgrades the batch later
+    Image.fromarray(colour).save(folder / "b_colour.png")
+    Image.fromarray(gray).save(folder / "c_gray.png")
+    images = load_images(str(folder), 16)
+    assert images.shape == (3, 3, 16, 16)
+    expected_gray = 200 / 255 * 2 - 1
+    assert torch.allclose(images[0], torch.full((3, 16, 16), expected_gray), atol=1e-5)
+    assert torch.allclose(images[2], images[0])
+    assert torch.allclose(images[1, 0], torch.ones(16, 16)) and torch.allclose(images[1, 1], -torch.ones(16, 16))

@@ -113,18 +113,20 @@ def train_epoch(decoder: MDEQDecoder, images: torch.Tensor, latents: torch.Tenso
                 generator: torch.Generator | None = None,
                 on_batch: Callable[[int], None] | None = None) -> dict:
     """One pass over ``images`` (N, C, S, S) in [-1, 1]; ``latents`` (N, latent_dim) are updated in place.
+    The images may stay in host memory while the decoder and latents sit on a GPU: each batch is moved on its own.
     ``on_batch`` hears the number of images done so far (for progress bars)."""
-    order = torch.randperm(len(images), generator=generator).to(images.device)
+    device = latents.device
+    order = torch.randperm(len(images), generator=generator)
     total_cost, total_penalty = 0.0, 0.0
     for start in range(0, len(images), settings.batch_size):
-        index = order[start:start + settings.batch_size]
-        targets = images[index]
+        index = order[start:start + settings.batch_size].to(device)
+        targets = images[index.to(images.device)].to(device, non_blocking=True)
         cost = reconstruction_cost(decoder, targets)
 
         def f(z, x):
             return decoder.f(z, decoder.injections(x))
 
-        z0 = decoder.zeros(len(index), device=images.device, dtype=images.dtype)
+        z0 = decoder.zeros(len(index), device=device, dtype=targets.dtype)
         result = jiio(f, cost, z0, latents[index], settings.jiio)
         latents[index] = result.x.detach()
 
@@ -145,20 +147,24 @@ def train_epoch(decoder: MDEQDecoder, images: torch.Tensor, latents: torch.Tenso
     return {"cost_per_image": total_cost / len(images), "jacobian_penalty": total_penalty / len(images)}
 
 
-def new_training_state(config: DecoderConfig, images: torch.Tensor) -> DecoderTrainingState:
+def new_training_state(config: DecoderConfig, images: torch.Tensor,
+                       device: torch.device | str | None = None) -> DecoderTrainingState:
     torch.manual_seed(config.seed)
-    decoder = MDEQDecoder(config.decoder_preset(), out_channels=images.shape[1]).to(images.device)
+    device = device if device is not None else images.device
+    decoder = MDEQDecoder(config.decoder_preset(), out_channels=images.shape[1]).to(device)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=config.lr)
-    latents = torch.zeros(len(images), config.latent_dim, device=images.device, dtype=images.dtype)
+    latents = torch.zeros(len(images), config.latent_dim, device=device, dtype=images.dtype)
     return DecoderTrainingState(decoder, optimizer, latents)
 
 
 def train_decoder(config: DecoderConfig, images: torch.Tensor, state: DecoderTrainingState | None = None,
                   on_epoch: Callable[[DecoderTrainingState], None] | None = None,
-                  on_batch: Callable[[int, int], None] | None = None) -> DecoderTrainingState:
-    """Train (or continue training) until ``config.epochs`` epochs are done. ``on_epoch`` gets the state after
-    every epoch (to write a checkpoint); ``on_batch`` gets (epoch index, images done in it)."""
-    state = state or new_training_state(config, images)
+                  on_batch: Callable[[int, int], None] | None = None,
+                  device: torch.device | str | None = None) -> DecoderTrainingState:
+    """Train (or continue training) until ``config.epochs`` epochs are done, on ``device`` (default: where the
+    images are; they may stay on the host). ``on_epoch`` gets the state after every epoch (to write a
+    checkpoint); ``on_batch`` gets (epoch index, images done in it)."""
+    state = state or new_training_state(config, images, device)
     if len(state.latents) != len(images):
         raise ValueError(f"the run holds latents for {len(state.latents)} images, the data has {len(images)}")
     settings = config.training_settings()
