@@ -163,9 +163,13 @@ def _run(source: DecoderSource, options: InvertOptions, out: Path, device: torch
         folder = out / "restored" / method
         folder.mkdir(parents=True, exist_ok=True)
         costs = torch.cat([r.cost for r in results[method]]).cpu()
+        residuals = torch.cat([r.state_residual for r in results[method]]).cpu()
+        # Images are restored batch by batch: each image's time is its share of its batch's.
+        seconds = [r.seconds / len(r.cost) for r in results[method] for _ in range(len(r.cost))]
         for i in range(len(target)):
             write_png(folder / f"{i:04d}.png", ((images[i] + 1) / 2).permute(1, 2, 0), 8)
-            per_image[i][method] = {"psnr": psnrs[i], "cost": float(costs[i]),
+            per_image[i][method] = {"psnr": psnrs[i], "cost": float(costs[i]), "seconds": seconds[i],
+                                    "final_state_residual": float(residuals[i]),
                                     **({} if masked is None else {"psnr_masked": masked[i]})}
         files[f"restored_{method}"] = f"restored/{method}/"
     write_image_grid(out / GRID, [corruption.observed, *restored_images.values(), target])

@@ -25,9 +25,12 @@ from models.fixpoint import SolverStats, get_solver
 # Each injected map is normalised, then scaled by this gain. Every z-dependent path in f ends in a GroupNorm,
 # so f's gain in z is set by how large those unit-scale paths are next to the injection inside the next norm,
 # not by the weights. With a unit-scale injection f is not contractive (spectral radius ~1.2 at initialisation,
-# Anderson stalls at relative residual ~0.1); a fixed, dominant injection keeps it contractive however the
-# weights train (ours: radius ~0.6, solves to 1e-5 in ~15 steps). Deviation from the reference MDEQ.
-INJECTION_GAIN = 4.0
+# Anderson stalls at relative residual ~0.1). A fixed, dominant injection keeps it contractive, and so does
+# giving the residual block's second norm no trainable scale (training would otherwise grow the z path back):
+# after 10 epochs on 1,024 Fashion-MNIST images the largest local gain at equilibrium is 0.77 (0.96 with gain 4
+# and a trainable scale, 1.04 with gain 6 alone), every solve reaches 1e-5, and test reconstruction is 18.0 dB
+# (17.0 dB with gain 4). Deviation from the reference MDEQ.
+INJECTION_GAIN = 6.0
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,14 @@ class _ResidualBlock(nn.Module):
     def __init__(self, channels: int, groups: int):
         super().__init__()
         self.conv1, self.norm1 = _conv(channels, channels), nn.GroupNorm(groups, channels, affine=True)
-        self.conv2, self.norm2 = _conv(channels, channels), nn.GroupNorm(groups, channels, affine=True)
+        # No trainable scale on norm2 (only a shift): see INJECTION_GAIN.
+        self.conv2, self.norm2 = _conv(channels, channels), nn.GroupNorm(groups, channels, affine=False)
+        self.shift2 = nn.Parameter(torch.zeros(channels))
         self.norm3 = nn.GroupNorm(groups, channels, affine=True)
 
     def forward(self, z: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.norm1(self.conv1(z)))
-        y = self.norm2(self.conv2(y)) + injection
+        y = self.norm2(self.conv2(y)) + self.shift2[:, None, None] + injection
         return F.relu(self.norm3(z + y))
 
 
