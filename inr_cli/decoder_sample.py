@@ -38,6 +38,7 @@ def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_
         raise UserError(f"{out}: decoder samples are written as a PNG grid; give a .png file name")
     device = resolve_device(device_name)
     decoder, config = decoder_from_payload(payload, str(checkpoint), device)
+    decoder.requires_grad_(False)
     model, reason = load_fid_model(fid_model) if fid is not None else (None, None)
     real = load_images(fid, config.image_size, limit=fid_count) if fid is not None else None
     density = payload.get("density")

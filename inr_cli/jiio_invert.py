@@ -119,7 +119,7 @@ def _run(source: DecoderSource, options: InvertOptions, out: Path, device: torch
     if options.fid and options.task == "reconstruct":
         fid_model, fid_reason = load_fid_model(options.fid_model)  # an explicit bad path fails before training
     run = obtain_decoder(source, out, device, show_progress=show_progress)
-    decoder = run.decoder
+    decoder = run.decoder.requires_grad_(False)  # restoration differentiates through the latents only
     size = decoder.preset.image_size
     target, images_info, notes = test_images(options.images, run, options.count, decoder.out_channels)
     mask_size = options.mask_size or max(1, round(MASK_FRACTION * size))
