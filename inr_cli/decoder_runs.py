@@ -156,7 +156,7 @@ def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels
     decoder's training collection."""
     size, notes = run.config.image_size, []
     if sources:
-        parts = [load_images(s, size) for s in sources]
+        parts = [load_images(s, size, limit=count) for s in sources]  # only what --count keeps
         images = torch.cat([_match_channels(p, channels, notes) for p in parts])[:count]
         return images, {"source": list(sources), "held_out_from_training": False}, notes
     data = (run.payload.get("data") or {}).get("source")
