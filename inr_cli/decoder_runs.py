@@ -24,7 +24,6 @@ from training.jiio_training import DecoderConfig, train_decoder
 from training.latent_density import fit_gaussian_mixture
 
 DECODER_FILE = "decoder.pt"
-GMM_COMPONENTS = 10
 
 
 @dataclass
@@ -133,7 +132,7 @@ def _train(source: DecoderSource, out: Path, device: torch.device, show_progress
 
         state = train_decoder(config, train, state, on_epoch=on_epoch, on_batch=on_batch if batches > 1 else None,
                               device=device)
-    density = fit_gaussian_mixture(state.latents.detach().cpu(), components=GMM_COMPONENTS, seed=config.seed)
+    density = fit_gaussian_mixture(state.latents.detach().cpu(), seed=config.seed)
     save(state, density)  # the final checkpoint also carries the latent density that `inr sample` draws from
     payload = decoder_payload(state, config, data_info, density)
     return DecoderRun(state.decoder.eval(), config, target, payload, trained_here=True,

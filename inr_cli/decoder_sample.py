@@ -20,7 +20,6 @@ from training.latent_density import fit_gaussian_mixture, sample_gaussian_mixtur
 
 MAX_SAMPLES = 100_000
 GRID_LIMIT = 256  # images shown in the grid; FID uses all of them
-GMM_COMPONENTS = 10
 FID_REAL_IMAGES = 10_000  # the usual count on the real side
 
 
@@ -44,7 +43,7 @@ def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_
     density = payload.get("density")
     notes = []
     if density is None:  # a checkpoint written mid-training: fit the mixture now, from the latents it holds
-        density = fit_gaussian_mixture(payload["latents"].float(), components=GMM_COMPONENTS, seed=config.seed)
+        density = fit_gaussian_mixture(payload["latents"].float(), seed=config.seed)
         notes.append(f"latent density fitted now from the checkpoint's {len(payload['latents'])} latents "
                      f"(training had not finished)")
     latents = sample_gaussian_mixture(density, count, torch.Generator().manual_seed(seed)).to(device)

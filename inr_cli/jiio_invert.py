@@ -20,7 +20,7 @@ from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, missing_ancestors, prepare_output_dir, remove_if_empty
 from inr_cli.images import write_png
 from inr_cli.progress import counter_progress
-from inr_cli.reports import REPORT_VERSION, to_json, versions
+from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
 from training.devices import resolve_device
 from training.errors import UserError
 from training.inverse_tasks import TASKS, Corruption, Restoration, corrupt, psnr01, restore, restore_adam
@@ -241,18 +241,14 @@ def _reconstruction_fid(options: InvertOptions, model, reason: str | None, targe
             for method, images in restored.items()}
 
 
-def _db(value) -> str:
-    return "inf" if value is None else f"{value:.2f}"
-
-
 def summary_text(report: dict) -> str:
     lines = [f"jiio-invert {report['task']}: {report['images']['count']} images "
-             f"{report['images']['size']}px, corrupted PSNR {_db(report['corrupted_psnr'])} dB"
-             + (f" (hidden region {_db(report['corrupted_psnr_masked'])} dB)"
+             f"{report['images']['size']}px, corrupted PSNR {db_text(report['corrupted_psnr'])}"
+             + (f" (hidden region {db_text(report['corrupted_psnr_masked'])})"
                 if report["corrupted_psnr_masked"] is not None else "")]
     for method, s in report["methods"].items():
-        masked = f" (hidden region {_db(s['psnr_masked'])} dB)" if s["psnr_masked"] is not None else ""
-        lines.append(f"  {method:5s} PSNR {_db(s['psnr'])} dB{masked}, cost {s['cost_mean']:.3g}, "
+        masked = f" (hidden region {db_text(s['psnr_masked'])})" if s["psnr_masked"] is not None else ""
+        lines.append(f"  {method:5s} PSNR {db_text(s['psnr'])}{masked}, cost {s['cost_mean']:.3g}, "
                      f"{1000 * s['seconds_per_image']:.1f} ms/image, {s['iterations']} iterations")
     comparison = report.get("comparison")
     if comparison:

@@ -57,7 +57,7 @@ def human_summary(report: dict) -> str:
     parts = [
         f"{report['input']}: {report['model']} ({report['params']:,} parameters), {report['steps']} steps "
         f"in {report['seconds']:.1f} s ({report['steps_per_second']:.1f} steps/s, {report['device']})",
-        (f"  PSNR {_db(report['psnr'])}" if report.get("psnr") is not None or "iou_uniform" not in report else "  ")
+        (f"  PSNR {db_text(report['psnr'])}" if report.get("psnr") is not None or "iou_uniform" not in report else "  ")
         + (f"  SSIM {_num(report['ssim'])}" if report.get("ssim") is not None else ""),
     ]
     if "iou_uniform" in report:
@@ -67,16 +67,16 @@ def human_summary(report: dict) -> str:
     if report.get("psnr_std") is not None:
         parts[-1] += f" ± {report['psnr_std']:.2f} over {len(report['psnr_frames'])} frames"
     if report.get("snr") is not None:
-        parts[-1] += f"  SNR {_db(report['snr'])}"
+        parts[-1] += f"  SNR {db_text(report['snr'])}"
     if report.get("psnr_holdout") is not None:
-        parts[-1] += f"   held-out PSNR {_db(report['psnr_holdout'])}  SSIM {_num(report.get('ssim_holdout'))}"
+        parts[-1] += f"   held-out PSNR {db_text(report['psnr_holdout'])}  SSIM {_num(report.get('ssim_holdout'))}"
     for note in report.get("notes", []):
         parts.append(f"  note: {note}")
     parts.append(f"  -> {report['output_dir']}")
     return "\n".join(parts)
 
 
-def _db(value) -> str:
+def db_text(value) -> str:
     return "inf dB" if value is None or not math.isfinite(value) else f"{value:.2f} dB"
 
 

@@ -37,17 +37,17 @@ def checkpoint_payload(result: FitResult, signal_info: dict, in_features: int, o
         "step": config.steps,
         "signal": signal_info,
         "model_state": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-        "optimizer_state": _to_cpu(result.optimizer.state_dict()),
+        "optimizer_state": to_cpu(result.optimizer.state_dict()),
     }
 
 
-def _to_cpu(value):
+def to_cpu(value):
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
     if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
+        return {k: to_cpu(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
+        return type(value)(to_cpu(v) for v in value)
     return value
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from models.mdeq import MDEQDecoder
-from training.checkpoint import FORMAT, _to_cpu
+from training.checkpoint import FORMAT, to_cpu
 from training.errors import UserError
 from training.jiio_training import DecoderConfig, DecoderTrainingState
 
@@ -29,10 +29,10 @@ def decoder_payload(state: DecoderTrainingState, config: DecoderConfig, data: di
         "epoch": state.epoch,
         "history": list(state.history),
         "data": dict(data),
-        "model_state": _to_cpu(state.decoder.state_dict()),
-        "optimizer_state": _to_cpu(state.optimizer.state_dict()),
+        "model_state": to_cpu(state.decoder.state_dict()),
+        "optimizer_state": to_cpu(state.optimizer.state_dict()),
         "latents": state.latents.detach().cpu(),
-        "density": None if density is None else _to_cpu(density),
+        "density": None if density is None else to_cpu(density),
     }
 
 

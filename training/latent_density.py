@@ -12,7 +12,10 @@ import torch
 REG_COVAR = 1e-4  # added to every covariance's diagonal: keeps components from collapsing onto a few codes
 
 
-def fit_gaussian_mixture(latents: torch.Tensor, components: int = 10, seed: int = 0) -> dict:
+MIXTURE_COMPONENTS = 10  # components of the density fitted to a decoder's training latents
+
+
+def fit_gaussian_mixture(latents: torch.Tensor, components: int = MIXTURE_COMPONENTS, seed: int = 0) -> dict:
     """Fit a full-covariance Gaussian mixture to ``(N, D)`` latent codes.
 
     Uses ``min(components, N)`` components. Returns ``{"weights": (K,), "means": (K, D),
