@@ -1,7 +1,7 @@
 """Benchmark: `inr`'s fit loop against a plain PyTorch loop of the same recipe, on scikit-image's camera.
 
 For each model it fits the same network (same seed, same initialisation) twice, once with
-``training.fit.fit`` and once with the textbook loop (full batch, Adam, fp32, nothing else), and prints
+``training.fitting.fit.fit`` and once with the textbook loop (full batch, Adam, fp32, nothing else), and prints
 ms/step and PSNR (on [0, 1]) at fixed step counts, then our figures as ratios to the plain loop's.
 Evaluation time is excluded from both timings. Runs on whatever device ``--device`` names, so the same
 command repeats on a GPU:
@@ -19,9 +19,9 @@ import torch
 from skimage import data, transform
 
 from models import build_model
-from training.fit import FitConfig, fit, resolve_config
+from training.fitting.fit import FitConfig, fit, resolve_config
 from training.metrics import psnr, to_unit_range
-from training.signal import image_signal
+from training.fitting.signal import image_signal
 
 
 def camera(size: int) -> torch.Tensor:

@@ -21,10 +21,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fit_image import camera  # noqa: E402
 
 from inr_cli.peak_memory import measure_peak_memory  # noqa: E402
-from training.amortized import FixpointCache  # noqa: E402
-from training.fit import FitConfig, fit, is_implicit, resolve_config  # noqa: E402
-from training.step_memory import training_step_bytes  # noqa: E402
-from training.signal import image_signal  # noqa: E402
+from training.fitting.amortized import FixpointCache  # noqa: E402
+from training.fitting.fit import FitConfig, fit, is_implicit, resolve_config  # noqa: E402
+from training.fitting.step_memory import training_step_bytes  # noqa: E402
+from training.fitting.signal import image_signal  # noqa: E402
 
 
 def run(config: FitConfig, pixels: torch.Tensor):

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from inr_cli.datasets import load_images
+from inr_cli.media.datasets import load_images
 from inr_cli.sample import read_checkpoint
-from training.decoder_checkpoint import decoder_from_payload
-from training.devices import resolve_device
-from training.inverse_tasks import Corruption, corrupt, psnr01, restore, restore_adam
-from training.jiio import JIIOSettings
-from training.jiio_training import DecoderConfig, train_decoder
+from training.jiio.decoder_checkpoint import decoder_from_payload
+from training.fitting.devices import resolve_device
+from training.jiio.inverse_tasks import Corruption, corrupt, psnr01, restore, restore_adam
+from training.jiio.inference import JIIOSettings
+from training.jiio.decoder_training import DecoderConfig, train_decoder
 
 FASHION = "/usr/share/datasets/fashion-mnist/"
 

@@ -18,10 +18,10 @@ import torch
 import trimesh
 from skimage import data
 
-from training.fit import FitConfig, fit
+from training.fitting.fit import FitConfig, fit
 from training.geometry import near_surface_points, signed_distance, uniform_points
 from training.metrics import psnr_per_frame, snr
-from training.signal import audio_signal, shape_signal, video_signal
+from training.fitting.signal import audio_signal, shape_signal, video_signal
 
 
 def tones(seconds: float, rate: int = 16000) -> torch.Tensor:

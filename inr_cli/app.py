@@ -12,10 +12,10 @@ from models import model_names
 from models.fixpoint import SOLVERS
 from models.fixpoint.backward import BACKWARD_MODES
 from inr_cli.jiio_command import JIIO_EXAMPLES, jiio_invert
-from training.devices import DEVICE_CHOICES
-from training.errors import UserError
-from training.fit import FitConfig
-from training.signal import HOLDOUT_MODES
+from training.fitting.devices import DEVICE_CHOICES
+from inr_core.errors import UserError
+from training.fitting.fit import FitConfig
+from training.fitting.signal import HOLDOUT_MODES
 
 # Typer's usage-error class lives in click (older Typer) or in Typer's own copy of click (0.29+): find it from
 # the public BadParameter so the entry point works with either.

@@ -11,16 +11,16 @@ from pathlib import Path
 import torch
 
 from inr_cli.files import atomic_write_text, prepare_output_dir
-from inr_cli.images import read_image, resize_longest_side
+from inr_cli.media.images import read_image, resize_longest_side
 from inr_cli.peak_memory import measure_peak_memory
 from inr_cli.progress import stderr_console
 from inr_cli.reports import clean, versions
 from models import get_spec
-from training.errors import UserError
-from training.amortized import FixpointCache
-from training.fit import FitConfig, fit, is_implicit, resolve_config, validate_config
-from training.signal import image_signal
-from training.step_memory import training_step_bytes
+from inr_core.errors import UserError
+from training.fitting.amortized import FixpointCache
+from training.fitting.fit import FitConfig, fit, is_implicit, resolve_config, validate_config
+from training.fitting.signal import image_signal
+from training.fitting.step_memory import training_step_bytes
 
 SIZE_PATTERN = re.compile(r"^(\d+)L(\d+)D$", re.IGNORECASE)
 

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import torch
 
-from inr_cli.datasets import load_images
+from inr_cli.media.datasets import load_images
 from inr_cli.files import atomic_write_bytes
 from inr_cli.progress import counter_progress
 from inr_cli.sample import read_checkpoint
 from models.mdeq import MDEQDecoder
-from training.checkpoint import serialize
-from training.decoder_checkpoint import decoder_from_payload, decoder_payload, training_state_from_payload
-from training.errors import UserError
-from training.jiio_training import DecoderConfig, train_decoder
-from training.latent_density import fit_gaussian_mixture
+from training.fitting.checkpoint import serialize
+from training.jiio.decoder_checkpoint import decoder_from_payload, decoder_payload, training_state_from_payload
+from inr_core.errors import UserError
+from training.jiio.decoder_training import DecoderConfig, train_decoder
+from training.jiio.latent_density import fit_gaussian_mixture
 
 DECODER_FILE = "decoder.pt"
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import torch
 
-from inr_cli.datasets import load_images
+from inr_cli.media.datasets import load_images
 from inr_cli.fid_model import fid_report, load_fid_model
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, prepare_output_dir
 from inr_cli.reports import REPORT_VERSION, to_json, versions
-from training.decoder_checkpoint import decoder_from_payload
-from training.devices import resolve_device
-from training.errors import UserError
-from training.latent_density import fit_gaussian_mixture, sample_gaussian_mixture
+from training.jiio.decoder_checkpoint import decoder_from_payload
+from training.fitting.devices import resolve_device
+from inr_core.errors import UserError
+from training.jiio.latent_density import fit_gaussian_mixture, sample_gaussian_mixture
 
 MAX_SAMPLES = 100_000
 GRID_LIMIT = 256  # images shown in the grid; FID uses all of them

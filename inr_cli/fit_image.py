@@ -6,10 +6,10 @@ from pathlib import Path
 
 from inr_cli.figures import write_comparison
 from inr_cli.fitting import LoadedSignal, run_fits
-from inr_cli.images import DEFAULT_IMAGE, read_image, resize_longest_side, write_png
-from training.errors import UserError
-from training.fit import FitConfig, FitResult
-from training.signal import image_signal
+from inr_cli.media.images import DEFAULT_IMAGE, read_image, resize_longest_side, write_png
+from inr_core.errors import UserError
+from training.fitting.fit import FitConfig, FitResult
+from training.fitting.signal import image_signal
 
 RECONSTRUCTION = "reconstruction.png"
 COMPARISON = "comparison.png"

@@ -9,14 +9,14 @@ import torch
 
 from inr_cli.files import atomic_write_with
 from inr_cli.fitting import LoadedSignal, run_fits
-from inr_cli.meshes import MESH_FORMATS, read_mesh, write_mesh, write_preview
-from training.devices import render_chunk_size
-from training.errors import UserError
-from training.fit import FitConfig, FitResult, solver_tensors
+from inr_cli.media.meshes import MESH_FORMATS, read_mesh, write_mesh, write_preview
+from training.fitting.devices import render_chunk_size
+from inr_core.errors import UserError
+from training.fitting.fit import FitConfig, FitResult, solver_tensors
 from training.geometry import (chamfer_and_normals, extract_mesh, near_surface_points, signed_distance,
                                uniform_points)
-from training.render import render_grid
-from training.signal import shape_signal
+from training.fitting.render import render_grid
+from training.fitting.signal import shape_signal
 
 TARGETS = ("sdf", "occupancy")
 TRUNCATION = 0.1  # signed distances are clamped to +-0.1 (normalised units) and scaled to [-1, 1]

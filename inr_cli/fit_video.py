@@ -7,11 +7,11 @@ import statistics
 from pathlib import Path
 
 from inr_cli.fitting import LoadedSignal, run_fits
-from inr_cli.video import read_video, write_frame_psnr_plot, write_frame_strip, write_videos
-from training.errors import UserError
-from training.fit import FitConfig, FitResult
+from inr_cli.media.video import read_video, write_frame_psnr_plot, write_frame_strip, write_videos
+from inr_core.errors import UserError
+from training.fitting.fit import FitConfig, FitResult
 from training.metrics import psnr, psnr_per_frame
-from training.signal import video_signal
+from training.fitting.signal import video_signal
 
 VIEWABLE = "reconstruction.mp4"
 LOSSLESS = "reconstruction.mkv"

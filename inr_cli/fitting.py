@@ -18,10 +18,10 @@ from inr_cli.files import (atomic_write_bytes, atomic_write_text, missing_ancest
                            remove_if_empty)
 from inr_cli.progress import fit_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, human_summary, to_json, versions
-from training.checkpoint import checkpoint_payload, serialize
-from training.errors import UserError
-from training.fit import FitConfig, FitResult, fit, resolve_config, validate_config
-from training.signal import Signal
+from training.fitting.checkpoint import checkpoint_payload, serialize
+from inr_core.errors import UserError
+from training.fitting.fit import FitConfig, FitResult, fit, resolve_config, validate_config
+from training.fitting.signal import Signal
 
 PSNR_PLOT = "psnr.png"
 REPORT = "report.json"

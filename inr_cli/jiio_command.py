@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from models.mdeq import PRESETS
-from training.devices import DEVICE_CHOICES
-from training.errors import UserError
+from training.fitting.devices import DEVICE_CHOICES
+from inr_core.errors import UserError
 
 JIIO_EXAMPLES = """
 [bold]Examples[/bold]
@@ -78,7 +78,7 @@ def jiio_invert(
     iterations and residuals."""
     from inr_cli.decoder_runs import DecoderSource
     from inr_cli.jiio_invert import InvertOptions, run_jiio_invert
-    from training.jiio_training import DecoderConfig
+    from training.jiio.decoder_training import DecoderConfig
 
     if device not in DEVICE_CHOICES:
         raise typer.BadParameter(f"{device!r} is not one of: {', '.join(DEVICE_CHOICES)}", param_hint="--device")

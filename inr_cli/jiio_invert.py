@@ -18,13 +18,13 @@ from inr_cli.decoder_runs import DecoderSource, obtain_decoder, test_images
 from inr_cli.fid_model import fid_report, load_fid_model
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, missing_ancestors, prepare_output_dir, remove_if_empty
-from inr_cli.images import write_png
+from inr_cli.media.images import write_png
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
-from training.devices import resolve_device
-from training.errors import UserError
-from training.inverse_tasks import TASKS, Corruption, Restoration, corrupt, psnr01, restore, restore_adam
-from training.jiio import JIIOSettings
+from training.fitting.devices import resolve_device
+from inr_core.errors import UserError
+from training.jiio.inverse_tasks import TASKS, Corruption, Restoration, corrupt, psnr01, restore, restore_adam
+from training.jiio.inference import JIIOSettings
 
 METHODS = ("jiio", "adam", "both")
 REPORT = "report.json"

@@ -2,7 +2,7 @@
 
 On the CPU there is no trustworthy equivalent (the C allocator reuses freed blocks without changing the
 process's resident size), so there we report nothing rather than a wrong number; the allocator-independent
-measure that works everywhere is :func:`training.step_memory.training_step_bytes`.
+measure that works everywhere is :func:`training.fitting.step_memory.training_step_bytes`.
 """
 
 from __future__ import annotations

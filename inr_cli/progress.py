@@ -7,14 +7,14 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from training.fit import FitProgress
+from training.fitting.fit import FitProgress
 
 stderr_console = Console(stderr=True, emoji=False, highlight=False)
 
 
 @contextmanager
 def fit_progress(label: str, total_steps: int, enabled: bool = True):
-    """Yield a callback for :func:`training.fit.fit` that draws step, loss, PSNR, steps/s and ETA."""
+    """Yield a callback for :func:`training.fitting.fit.fit` that draws step, loss, PSNR, steps/s and ETA."""
     if not enabled:
         yield None
         return

@@ -8,18 +8,18 @@ import numpy as np
 import torch
 
 from inr_cli.files import prepare_output_dir
-from inr_cli.audio import write_wav
+from inr_cli.media.audio import write_wav
 from inr_cli.fit_sdf import extract
-from inr_cli.images import write_png
-from inr_cli.meshes import MESH_FORMATS, write_mesh
-from inr_cli.video import write_lossless, write_viewable
-from training.checkpoint import config_from_payload, deserialize, model_from_payload
-from training.decoder_checkpoint import is_decoder_payload
-from training.devices import render_chunk_size, resolve_device
-from training.errors import UserError
-from training.fit import solver_tensors
+from inr_cli.media.images import write_png
+from inr_cli.media.meshes import MESH_FORMATS, write_mesh
+from inr_cli.media.video import write_lossless, write_viewable
+from training.fitting.checkpoint import config_from_payload, deserialize, model_from_payload
+from training.jiio.decoder_checkpoint import is_decoder_payload
+from training.fitting.devices import render_chunk_size, resolve_device
+from inr_core.errors import UserError
+from training.fitting.fit import solver_tensors
 from training.metrics import to_unit_range
-from training.render import render_grid
+from training.fitting.render import render_grid
 
 MAX_SIDE = 65536
 MAX_AUDIO_SAMPLES = 1 << 31

@@ -11,12 +11,12 @@ import soundfile
 import torch
 
 from helpers import run_cli
-from inr_cli.audio import read_audio, write_wav
-from training.errors import UserError
-from training.fit import FitConfig, fit
+from inr_cli.media.audio import read_audio, write_wav
+from inr_core.errors import UserError
+from training.fitting.fit import FitConfig, fit
 from training.metrics import snr
-from training.recipes import cycles_holding_energy
-from training.signal import audio_signal
+from training.fitting.recipes import cycles_holding_energy
+from training.fitting.signal import audio_signal
 
 RATE = 8000
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import (checkpoint_payload, config_from_payload, deserialize, model_from_payload,
+from training.fitting.checkpoint import (checkpoint_payload, config_from_payload, deserialize, model_from_payload,
                                  serialize)
-from training.errors import UserError
-from training.fit import FitConfig, fit, make_optimizer
-from training.signal import grid_coordinates, image_signal
+from inr_core.errors import UserError
+from training.fitting.fit import FitConfig, fit, make_optimizer
+from training.fitting.signal import grid_coordinates, image_signal
 
 SIGNAL_INFO = {"kind": "image", "height": 16, "width": 12, "channels": 3, "channel_names": "RGB", "bit_depth": 8}
 

@@ -20,9 +20,9 @@ from skimage.metrics import structural_similarity
 
 from helpers import run_cli, save_png
 from inr_cli.app import main
-from training.checkpoint import deserialize, model_from_payload
+from training.fitting.checkpoint import deserialize, model_from_payload
 from training.metrics import to_unit_range
-from training.render import render_grid
+from training.fitting.render import render_grid
 
 FILES = ("reconstruction.png", "comparison.png", "psnr.png", "report.json", "checkpoint.pt")
 REPORT_KEYS = ("input", "output_dir", "model", "params", "steps", "seconds", "steps_per_second", "device", "psnr",

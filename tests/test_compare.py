@@ -6,7 +6,7 @@ import pytest
 
 from helpers import run_cli
 from inr_cli.compare import parse_sizes, variants
-from training.errors import UserError
+from inr_core.errors import UserError
 
 
 def test_sizes_parse_as_the_papers_name_them():

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from skimage import data
 
-from inr_cli.datasets import load_images
-from training.errors import UserError
+from inr_cli.media.datasets import load_images
+from inr_core.errors import UserError
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import torch
 
 from inr_cli import fid_model
 from inr_cli.fid_model import default_fid_model_path, fid_report, load_fid_model
-from training.errors import UserError
-from training.fid import (
+from inr_core.errors import UserError
+from training.jiio.fid import (
     INCEPTION_RANGE,
     feature_statistics,
     fid,

@@ -1,7 +1,7 @@
 """The fit loop on a real photo crop: each model gets past a PSNR bar, hold-out, minibatches, determinism.
 
 Bars were set from measurements on the 64x64 crop camera()[200:264, 200:264] with the default recipe
-(resolved by training.recipes for a 64 px image: SIREN lr 5e-4, w0 30; MFN lr 5e-3, input scale 32),
+(resolved by training.fitting.recipes for a 64 px image: SIREN lr 5e-4, w0 30; MFN lr 5e-3, input scale 32),
 PyTorch 2.13 CPU. Each bar sits a few dB under the measured value so that other CPUs / BLAS builds pass.
 """
 
@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from helpers import psnr_np
-from training.errors import UserError
-from training.fit import FitConfig, fit, resolve_config
-from training.recipes import default_frequency, default_learning_rate
-from training.signal import image_signal
+from inr_core.errors import UserError
+from training.fitting.fit import FitConfig, fit, resolve_config
+from training.fitting.recipes import default_frequency, default_learning_rate
+from training.fitting.signal import image_signal
 
 CPU = "cpu"
 

@@ -11,8 +11,8 @@ import tifffile
 import torch
 from PIL import Image
 
-from inr_cli.images import quantize, read_image, resize_longest_side, write_png
-from training.errors import UserError
+from inr_cli.media.images import quantize, read_image, resize_longest_side, write_png
+from inr_core.errors import UserError
 
 RNG = np.random.default_rng(1234)
 

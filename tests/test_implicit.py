@@ -6,9 +6,9 @@ from skimage import data
 
 from models import build_model, count_parameters
 from models.implicit import ImplicitINR
-from training.amortized import FixpointCache
-from training.fit import FitConfig, fit
-from training.signal import image_signal
+from training.fitting.amortized import FixpointCache
+from training.fitting.fit import FitConfig, fit
+from training.fitting.signal import image_signal
 
 IMPLICIT = ["isiren", "fourier-imfn", "gabor-imfn"]
 
@@ -184,7 +184,7 @@ def test_cache_stays_close_to_the_re_solved_fixpoint_after_training():
 
 
 def test_no_cache_when_it_would_crowd_out_memory(monkeypatch):
-    import training.fit as fit_module
+    import training.fitting.fit as fit_module
 
     monkeypatch.setattr(fit_module, "memory_budget_bytes", lambda device: 1 << 20)  # 1 MiB: the cache cannot fit
     signal = image_signal(crop(32))

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from inr_cli.datasets import load_images
-from training.inverse_tasks import corrupt, psnr01, restore, restore_adam
-from training.jiio import JIIOSettings
-from training.jiio_training import DecoderConfig, train_decoder
+from inr_cli.media.datasets import load_images
+from training.jiio.inverse_tasks import corrupt, psnr01, restore, restore_adam
+from training.jiio.inference import JIIOSettings
+from training.jiio.decoder_training import DecoderConfig, train_decoder
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 SOLVE = JIIOSettings(iterations=40, step_size=0.05)

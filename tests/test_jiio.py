@@ -2,7 +2,7 @@
 
 import torch
 
-from training.jiio import JIIOSettings, jiio, l2_ball
+from training.jiio.inference import JIIOSettings, jiio, l2_ball
 
 
 def toy_problem(seed=0, batch=4, dim=8, latent=3):
@@ -65,7 +65,7 @@ def test_anderson_on_the_augmented_state_needs_far_fewer_iterations():
 
 
 def test_jiio_beats_adam_with_a_full_solve_per_step_at_equal_f_evaluations():
-    from training.inversion_baseline import adam_inversion
+    from training.jiio.adam_baseline import adam_inversion
 
     f, cost, solve, dim, latent, batch = toy_problem()
     z0 = torch.zeros(batch, dim, dtype=torch.float64)
@@ -81,7 +81,7 @@ def test_jiio_beats_adam_with_a_full_solve_per_step_at_equal_f_evaluations():
 
 
 def test_adam_baseline_can_run_until_it_reaches_a_target_cost():
-    from training.inversion_baseline import adam_inversion
+    from training.jiio.adam_baseline import adam_inversion
 
     f, cost, _, dim, latent, batch = toy_problem()
     z0 = torch.zeros(batch, dim, dtype=torch.float64)

@@ -10,9 +10,9 @@ from helpers import run_cli
 from PIL import Image
 from skimage import data
 
-from training.checkpoint import deserialize, serialize
-from training.decoder_checkpoint import decoder_payload, training_state_from_payload
-from training.jiio_training import DecoderConfig, train_decoder
+from training.fitting.checkpoint import deserialize, serialize
+from training.jiio.decoder_checkpoint import decoder_payload, training_state_from_payload
+from training.jiio.decoder_training import DecoderConfig, train_decoder
 
 TINY = ["--image-size", "16", "--latent-dim", "8", "--train-batch-size", "8"]
 

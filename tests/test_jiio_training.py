@@ -4,8 +4,8 @@ import torch
 from skimage import data
 
 from models.mdeq import DecoderPreset, MDEQDecoder
-from training.jiio import JIIOSettings
-from training.jiio_training import DecoderTrainingSettings, train_epoch
+from training.jiio.inference import JIIOSettings
+from training.jiio.decoder_training import DecoderTrainingSettings, train_epoch
 
 
 def test_a_few_epochs_lower_the_reconstruction_cost():

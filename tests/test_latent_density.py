@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.latent_density import fit_gaussian_mixture, sample_gaussian_mixture
+from training.jiio.latent_density import fit_gaussian_mixture, sample_gaussian_mixture
 
 DIMS = 4
 KNOWN_WEIGHTS = np.array([0.3, 0.7])

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from models import build_model
-from training.render import render_grid
-from training.signal import grid_axes, grid_coordinates
+from training.fitting.render import render_grid
+from training.fitting.signal import grid_axes, grid_coordinates
 
 
 def full_forward(model, shape, channels):

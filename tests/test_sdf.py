@@ -9,8 +9,8 @@ import pytest
 import trimesh
 
 from helpers import run_cli
-from inr_cli.meshes import read_mesh
-from training.errors import UserError
+from inr_cli.media.meshes import read_mesh
+from inr_core.errors import UserError
 from training.geometry import chamfer_and_normals, extract_mesh, iou, sample_surface, signed_distance
 
 

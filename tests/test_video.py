@@ -12,11 +12,11 @@ from PIL import Image
 from skimage import data
 
 from helpers import run_cli
-from inr_cli.video import parse_frame_range, read_lossless, read_video
-from training.errors import UserError
-from training.fit import FitConfig, fit
+from inr_cli.media.video import parse_frame_range, read_lossless, read_video
+from inr_core.errors import UserError
+from training.fitting.fit import FitConfig, fit
 from training.metrics import psnr_per_frame
-from training.signal import video_signal
+from training.fitting.signal import video_signal
 
 
 def pan(frames=8, height=24, width=32) -> np.ndarray:

@@ -46,8 +46,8 @@ def anderson_mix(xs: torch.Tensor, fs: torch.Tensor, latest: int, lam: float = 1
 
 @torch.no_grad()
 def anderson(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, tol: float = 1e-3, max_iter: int = 100,
-             stop_mode: str = "rel", memory: int = 5, lam: float = 1e-4, damping: float = 1.0,
-             **_) -> tuple[torch.Tensor, SolverStats]:
+             stop_mode: str = "rel", memory: int = 5, lam: float = 1e-4, damping: float = 1.0
+             ) -> tuple[torch.Tensor, SolverStats]:
     batch, dim = z0.shape
     memory = max(1, memory)
     xs = torch.zeros(batch, memory, dim, dtype=z0.dtype, device=z0.device)

@@ -20,7 +20,7 @@ def _apply(us: torch.Tensor, vs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def broyden(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, tol: float = 1e-3, max_iter: int = 100,
-            stop_mode: str = "rel", memory: int = 30, eps: float = 1e-12, **_) -> tuple[torch.Tensor, SolverStats]:
+            stop_mode: str = "rel", memory: int = 30, eps: float = 1e-12) -> tuple[torch.Tensor, SolverStats]:
     batch, dim = z0.shape
     us = torch.zeros(batch, 0, dim, dtype=z0.dtype, device=z0.device)
     vs = torch.zeros_like(us)

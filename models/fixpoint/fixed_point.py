@@ -11,7 +11,7 @@ from models.fixpoint.stats import BestIterate, SolverStats, per_sample_residuals
 
 @torch.no_grad()
 def fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, tol: float = 1e-3,
-                max_iter: int = 100, stop_mode: str = "rel", damping: float = 1.0, **_) -> tuple[torch.Tensor, SolverStats]:
+                max_iter: int = 100, stop_mode: str = "rel", damping: float = 1.0) -> tuple[torch.Tensor, SolverStats]:
     z = z0
     best = BestIterate(z0)
     trace: list[float] = []

@@ -16,7 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from inr_cli.files import atomic_write_with, existing_file, first_line
-from training.errors import UserError
+from inr_core.errors import UserError
 
 # Photos that ship inside scikit-image, addressable as "skimage:NAME" (no download needed).
 SKIMAGE_SAMPLES = ("camera", "astronaut", "coffee", "chelsea", "text", "moon", "coins", "page", "rocket",

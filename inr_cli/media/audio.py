@@ -10,7 +10,7 @@ import soundfile
 import torch
 
 from inr_cli.files import atomic_write_with, existing_file, first_line
-from training.errors import UserError
+from inr_core.errors import UserError
 
 # Integer sample formats we write back at the input's depth; anything else is written as 32-bit float WAV.
 PCM_SUBTYPES = {"PCM_16", "PCM_24", "PCM_32", "PCM_U8", "PCM_S8"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.amortized import FixpointCache
+from training.fitting.amortized import FixpointCache
 
 
 def _saved_bytes(run) -> tuple[int, set[int]]:

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from training.metrics import psnr, ssim, to_unit_range
-from training.render import render_grid
-from training.signal import Signal
+from training.fitting.render import render_grid
+from training.fitting.signal import Signal
 
 
 @dataclass

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from training.signal import grid_axes
+from training.fitting.signal import grid_axes
 
 
 @torch.no_grad()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 
 from models.mdeq import MDEQDecoder
-from training.checkpoint import FORMAT, to_cpu
-from training.errors import UserError
-from training.jiio_training import DecoderConfig, DecoderTrainingState
+from training.fitting.checkpoint import FORMAT, to_cpu
+from inr_core.errors import UserError
+from training.jiio.decoder_training import DecoderConfig, DecoderTrainingState
 
 KIND = "mdeq-decoder"
 VERSION = 1

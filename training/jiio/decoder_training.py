@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from models.mdeq import PRESETS, DecoderPreset, MDEQDecoder
-from training.jiio import JIIOSettings, jiio
+from training.jiio.inference import JIIOSettings, jiio
 
 
 @dataclass

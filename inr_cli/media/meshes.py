@@ -13,7 +13,7 @@ import numpy as np
 import trimesh
 
 from inr_cli.files import atomic_write_bytes, atomic_write_with, existing_file, first_line
-from training.errors import UserError
+from inr_core.errors import UserError
 
 FILL = 0.9  # the normalised mesh spans [-FILL, FILL] along its longest side
 MESH_FORMATS = ("ply", "obj", "glb")

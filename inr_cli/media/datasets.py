@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from inr_cli.files import first_line
-from inr_cli.images import read_image
-from training.errors import UserError
+from inr_cli.media.images import read_image
+from inr_core.errors import UserError
 
 IDX_UNSIGNED_BYTE = 0x08
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}

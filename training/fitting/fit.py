@@ -11,16 +11,17 @@ import torch
 from torch import nn
 
 from models import build_model, count_parameters, get_spec
-from models.fixpoint import SOLVERS, solver_state_tensors
+from models.fixpoint import SOLVERS
+from models.fixpoint.core import STATE_TENSORS
 from models.fixpoint.backward import BACKWARD_MODES
 from models.implicit import SolveSettings
-from training.devices import auto_batch_size, memory_budget_bytes, render_chunk_size, resolve_device
-from training.amortized import FixpointCache
-from training.errors import UserError
-from training.evaluate import Evaluation, evaluate
+from training.fitting.devices import auto_batch_size, memory_budget_bytes, render_chunk_size, resolve_device
+from training.fitting.amortized import FixpointCache
+from inr_core.errors import UserError
+from training.fitting.evaluate import Evaluation, evaluate
 from training.metrics import psnr_from_mse
-from training.recipes import default_frequency, default_learning_rate
-from training.signal import Signal
+from training.fitting.recipes import default_frequency, default_learning_rate
+from training.fitting.signal import Signal
 
 
 # Video and 3D shapes train on random minibatches of points, never the whole signal at once
@@ -136,7 +137,7 @@ def is_implicit(config: FitConfig) -> bool:
 
 def solver_tensors(config: FitConfig) -> int:
     """Width-hidden tensors per point the fit keeps beyond activations: solver state (and the amortized cache)."""
-    return solver_state_tensors(config.solver) + 1 if is_implicit(config) else 0
+    return STATE_TENSORS[config.solver] + 1 if is_implicit(config) else 0
 
 
 def make_model(config: FitConfig, signal: Signal) -> nn.Module:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 
 from models.mdeq import MDEQDecoder
-from training.inversion_baseline import adam_inversion
-from training.jiio import JIIOSettings, jiio
+from training.jiio.adam_baseline import adam_inversion
+from training.jiio.inference import JIIOSettings, jiio
 
 TASKS = ("reconstruct", "inpaint", "denoise")
 FINAL_SOLVE_TOL = 1e-4

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from models import build_model
-from training.errors import UserError
-from training.fit import FitConfig, FitResult, solve_settings
+from inr_core.errors import UserError
+from training.fitting.fit import FitConfig, FitResult, solve_settings
 
 FORMAT = "inr-checkpoint"
 VERSION = 1

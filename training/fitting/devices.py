@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from training.errors import UserError
+from inr_core.errors import UserError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

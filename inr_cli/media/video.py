@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from inr_cli.files import atomic_write_bytes, atomic_write_with, first_line
-from inr_cli.images import read_image
-from training.errors import UserError
+from inr_cli.media.images import read_image
+from inr_core.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 DEFAULT_FOLDER_FPS = 25.0

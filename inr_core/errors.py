@@ -1,0 +1,27 @@
+"""The error types for problems the user can fix (bad input, bad settings, a missing device).
+
+Code below the command line raises them with messages that name the problem in the terms of the library (a
+setting's name, a file, a shape); the command line turns them into one line on stderr and a non-zero exit code,
+and phrases settings as the flags that set them (see ``inr_cli.errors``).
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Raised with a message that says what went wrong and what to do; the CLI prints it as one line."""
+
+
+class InvalidSetting(UserError, ValueError):
+    """A configuration value no run can use. ``setting`` is the field's name (``steps``, ``solver.tol``),
+    ``problem`` what is wrong with it (``must be at least 1, got 0``)."""
+
+    def __init__(self, setting: str, problem: str):
+        super().__init__(f"{setting} {problem}")
+        self.setting, self.problem = setting, problem
+
+
+def check(ok: bool, setting: str, problem: str) -> None:
+    """Raise :class:`InvalidSetting` unless ``ok``."""
+    if not ok:
+        raise InvalidSetting(setting, problem)
