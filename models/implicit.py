@@ -15,17 +15,16 @@ Everything that does not depend on z (filter outputs, normalised weights) is com
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.fixpoint import get_solver
-from models.fixpoint.backward import attach_implicit_backward
+from models.base import CoordinateNetwork
+from models.fixpoint import SolverSettings, SolverStats, attach_backward, solve
 from models.fixpoint.spectral import ShrinkSpectralNorm
-from models.mfn import FourierFilter, GaborFilter
+from models.mfn import FourierFilter, filter_bank, hidden_linears
 
 KINDS = ("fourier", "gabor", "siren")
 
@@ -47,49 +46,24 @@ class Prepared:
     biases: list[torch.Tensor]
 
 
-@dataclass
-class SolveSettings:
-    solver: str = "fixed-point"
-    tol: float = 1e-3
-    max_iter: int = 100
-    backward: str = "neumann"
-    neumann_steps: int = 1
-
-
-class ImplicitINR(nn.Module):
-    GABOR_FIRST_ALPHA = 6.0
-    GABOR_LATER_ALPHA = 3.0
-
+class ImplicitINR(CoordinateNetwork):
     def __init__(self, in_features: int, out_features: int, hidden: int = 256, layers: int = 1,
                  input_scale: float = 256.0, kind: str = "fourier", one_pass: bool = False,
-                 spectral_target: float = 0.97, settings: SolveSettings | None = None):
+                 spectral_target: float = 0.97, settings: SolverSettings | None = None):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"unknown implicit kind {kind!r}; choose one of: {', '.join(KINDS)}")
         if layers < 1:
             raise ValueError("an implicit model needs at least one layer")
         self.kind, self.hidden, self.one_pass = kind, hidden, one_pass
-        self.settings = settings or SolveSettings()
+        self.settings = settings or SolverSettings()
         n_filters = layers + 1
-        if kind == "fourier":
-            filters = [FourierFilter(in_features, hidden, input_scale, n_filters) for _ in range(n_filters)]
-        elif kind == "gabor":
-            filters = [GaborFilter(in_features, hidden, input_scale, n_filters,
-                                   alpha=self.GABOR_FIRST_ALPHA if i == 0 else self.GABOR_LATER_ALPHA)
-                       for i in range(n_filters)]
-        else:
-            filters = [InjectionFilter(in_features, hidden, input_scale, n_filters) for _ in range(n_filters)]
-        self.filters = nn.ModuleList(filters)
-        self.linears = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
-        bound = math.sqrt(1.0 / hidden)
-        with torch.no_grad():
-            for linear in self.linears:
-                linear.weight.uniform_(-bound, bound)
+        # The iMFNs use the MFN filters as they are; iSIREN's injections are Fourier filters without the sine.
+        self.filters = filter_bank(kind, in_features, hidden, input_scale, n_filters) if kind != "siren" else \
+            nn.ModuleList(InjectionFilter(in_features, hidden, input_scale, n_filters) for _ in range(n_filters))
+        self.linears = hidden_linears(hidden, layers)
         self.norms = nn.ModuleList(ShrinkSpectralNorm(hidden, hidden, spectral_target) for _ in range(layers))
         self.head = nn.Linear(hidden, out_features)
-        self.f_evaluations = 0  # counted so tests and reports can check the cost of a step
-        self.last_stats = None  # SolverStats of the latest solve
-        self.solve_log: list | None = None  # when a list, every solve appends its SolverStats (evaluation)
 
     def prepare(self, x: torch.Tensor) -> Prepared:
         filters = [filt(x) for filt in self.filters]
@@ -103,7 +77,6 @@ class ImplicitINR(nn.Module):
 
     def _layers(self, z: torch.Tensor, prepared: Prepared) -> torch.Tensor:
         """f after its input injection: ``L_n(... L_1(z))`` with z already holding ``z + g_0(x)``."""
-        self.f_evaluations += 1
         for weight, bias, g in zip(prepared.weights, prepared.biases, prepared.filters[1:]):
             if self.kind == "siren":
                 z = torch.sin(F.linear(z, weight, bias) + g)
@@ -115,13 +88,9 @@ class ImplicitINR(nn.Module):
         return x.new_zeros(x.shape[0], self.hidden)
 
     @torch.no_grad()
-    def solve(self, prepared: Prepared, z0: torch.Tensor):
-        solver = get_solver(self.settings.solver)
-        z, stats = solver(lambda z: self.f(z, prepared), z0, tol=self.settings.tol, max_iter=self.settings.max_iter)
-        self.last_stats = stats
-        if self.solve_log is not None:
-            self.solve_log.append(stats)
-        return z
+    def solve(self, prepared: Prepared, z0: torch.Tensor) -> tuple[torch.Tensor, SolverStats]:
+        """The fixpoint for the prepared coordinates from ``z0``, without a graph: ``(z*, stats)``."""
+        return solve(lambda z: self.f(z, prepared), z0, self.settings)
 
     def _with_implicit_backward(self, z_star: torch.Tensor, prepared: Prepared) -> torch.Tensor:
         # Differentiate with respect to the injected state u = z + g_0(x) rather than z itself: df/dz = dL/du, and
@@ -129,18 +98,22 @@ class ImplicitINR(nn.Module):
         # no gradient is ever spent on it.
         injected = z_star.detach() + prepared.filters[0]
         z_out = self._layers(injected, prepared)
-        attach_implicit_backward(z_out, injected, self.settings.backward, self.settings.neumann_steps)
+        attach_backward(z_out, injected, self.settings)
         return z_out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Solve from zero to tolerance (evaluation, rendering, and training without amortization)."""
+    def forward_with_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, SolverStats | None]:
+        """Solve from zero to tolerance (evaluation, rendering, and training without amortization); with
+        gradients enabled the output carries the implicit backward. Returns the output and the solve's stats."""
         prepared = self.prepare(x)
         if self.one_pass:
-            return self.head(self.f(self.zeros(x), prepared))
-        z_star = self.solve(prepared, self.zeros(x))
+            return self.head(self.f(self.zeros(x), prepared)), None
+        z_star, stats = self.solve(prepared, self.zeros(x))
         if torch.is_grad_enabled():
-            return self.head(self._with_implicit_backward(z_star, prepared))
-        return self.head(z_star)
+            return self.head(self._with_implicit_backward(z_star, prepared)), stats
+        return self.head(z_star), stats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_stats(x)[0]
 
     def amortized_step(self, x: torch.Tensor, z_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One training evaluation from the cached state: exactly one f evaluation, no solver.

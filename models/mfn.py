@@ -1,8 +1,10 @@
 """Multiplicative filter networks (Fathony et al. 2021).
 
 The recursion ``z_1 = g_1(x)``, ``z_{i+1} = g_{i+1}(x) * (W_i z_i + b_i)``, output ``A z_n + a`` lives in
-:class:`MultiplicativeFilterNetwork`; the filter classes only say what ``g`` is. Initialisation follows
-REFERENCE.md section 1 (the recipe used by the implicit-layer paper).
+:class:`MultiplicativeFilterNetwork`; the filter classes only say what ``g`` is. Initialisation is the one the
+implicit-layer paper (Huang, Bai and Kolter 2021) uses for its MFNs; docs/models.md has the equations.
+:func:`filter_bank` and :func:`hidden_linears` build the filters and the W_i for the explicit networks here and
+for the implicit ones in :mod:`models.implicit` alike, so both start from the same initialisation.
 """
 
 from __future__ import annotations
@@ -11,6 +13,13 @@ import math
 
 import torch
 from torch import nn
+
+from models.base import CoordinateNetwork
+
+FILTER_KINDS = ("fourier", "gabor")
+# alpha of the Gamma prior on Gabor envelope widths: wider envelopes on the first filter (the paper's recipe).
+GABOR_FIRST_ALPHA = 6.0
+GABOR_LATER_ALPHA = 3.0
 
 
 class FourierFilter(nn.Module):
@@ -49,17 +58,36 @@ class GaborFilter(FourierFilter):
         return torch.sin(self.linear(x)) * envelope
 
 
-class MultiplicativeFilterNetwork(nn.Module):
-    """``layers`` hidden linear maps interleaved with ``layers + 1`` filters, then a linear output."""
+def filter_bank(kind: str, in_features: int, hidden: int, input_scale: float, n_filters: int) -> nn.ModuleList:
+    """``n_filters`` Fourier or Gabor filters of width ``hidden``, initialised for a network with that many."""
+    if kind == "fourier":
+        return nn.ModuleList(FourierFilter(in_features, hidden, input_scale, n_filters) for _ in range(n_filters))
+    if kind == "gabor":
+        return nn.ModuleList(
+            GaborFilter(in_features, hidden, input_scale, n_filters,
+                        alpha=GABOR_FIRST_ALPHA if i == 0 else GABOR_LATER_ALPHA)
+            for i in range(n_filters))
+    raise ValueError(f"unknown filter kind {kind!r}; choose one of: {', '.join(FILTER_KINDS)}")
 
-    def __init__(self, filters: list[nn.Module], hidden: int, out_features: int):
+
+def hidden_linears(hidden: int, count: int) -> nn.ModuleList:
+    """The hidden maps ``W_i z + b_i``: weights ``U(-sqrt(1/C), sqrt(1/C))``, PyTorch's default bias."""
+    linears = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(count))
+    bound = math.sqrt(1.0 / hidden)
+    with torch.no_grad():
+        for linear in linears:
+            linear.weight.uniform_(-bound, bound)
+    return linears
+
+
+class MultiplicativeFilterNetwork(CoordinateNetwork):
+    """``layers`` hidden linear maps interleaved with ``layers + 1`` filters of ``kind``, then a linear output."""
+
+    def __init__(self, kind: str, in_features: int, out_features: int, hidden: int = 256, layers: int = 3,
+                 input_scale: float = 256.0):
         super().__init__()
-        self.filters = nn.ModuleList(filters)
-        self.linears = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(len(filters) - 1))
-        bound = math.sqrt(1.0 / hidden)
-        with torch.no_grad():
-            for linear in self.linears:
-                linear.weight.uniform_(-bound, bound)
+        self.filters = filter_bank(kind, in_features, hidden, input_scale, layers + 1)
+        self.linears = hidden_linears(hidden, layers)
         self.head = nn.Linear(hidden, out_features)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
@@ -72,22 +100,10 @@ class MultiplicativeFilterNetwork(nn.Module):
 class FourierMFN(MultiplicativeFilterNetwork):
     def __init__(self, in_features: int, out_features: int, hidden: int = 256, layers: int = 3,
                  input_scale: float = 256.0):
-        n_filters = layers + 1
-        filters = [FourierFilter(in_features, hidden, input_scale, n_filters) for _ in range(n_filters)]
-        super().__init__(filters, hidden, out_features)
+        super().__init__("fourier", in_features, out_features, hidden, layers, input_scale)
 
 
 class GaborMFN(MultiplicativeFilterNetwork):
-    # alpha of the Gamma prior on envelope widths: wider envelopes on the first filter (REFERENCE.md section 1).
-    FIRST_ALPHA = 6.0
-    LATER_ALPHA = 3.0
-
     def __init__(self, in_features: int, out_features: int, hidden: int = 256, layers: int = 3,
                  input_scale: float = 256.0):
-        n_filters = layers + 1
-        filters = [
-            GaborFilter(in_features, hidden, input_scale, n_filters,
-                        alpha=self.FIRST_ALPHA if i == 0 else self.LATER_ALPHA)
-            for i in range(n_filters)
-        ]
-        super().__init__(filters, hidden, out_features)
+        super().__init__("gabor", in_features, out_features, hidden, layers, input_scale)

@@ -7,7 +7,8 @@ from typing import Callable
 
 from torch import nn
 
-from models.implicit import ImplicitINR, SolveSettings
+from models.fixpoint import SolverSettings
+from models.implicit import ImplicitINR
 from models.mfn import FourierMFN, GaborMFN
 from models.siren import Siren
 
@@ -66,7 +67,7 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def build_model(name: str, in_features: int, out_features: int, *, hidden: int, layers: int,
-                frequency: float, one_pass: bool = False, settings: SolveSettings | None = None) -> nn.Module:
+                frequency: float, one_pass: bool = False, settings: SolverSettings | None = None) -> nn.Module:
     """Build the network ``name`` mapping ``in_features`` coordinates to ``out_features`` values.
 
     ``frequency`` is the family's frequency scale: the first-layer w0 for SIREN, the input scale for MFNs.

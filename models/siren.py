@@ -1,9 +1,9 @@
 """SIREN (Sitzmann et al. 2020): sine-activated coordinate network.
 
 Each hidden layer computes ``sin(w0 * (W x + b))``; the last layer is linear.
-Initialisation follows REFERENCE.md section 1: the first layer draws ``W ~ U(-1/n_in, 1/n_in)``,
-every later layer (the output layer included) ``W ~ U(-sqrt(6/n)/w0, sqrt(6/n)/w0)``.
-Biases keep PyTorch's default Linear initialisation, as in the reference code.
+Initialisation (the paper's): the first layer draws ``W ~ U(-1/n_in, 1/n_in)``, every later layer (the output
+layer included) ``W ~ U(-sqrt(6/n)/w0, sqrt(6/n)/w0)``. Biases keep PyTorch's default Linear initialisation, as
+the authors' code does. docs/models.md has the equations and their sources.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from models.base import CoordinateNetwork
 
 
 class SineLayer(nn.Module):
@@ -34,7 +36,7 @@ class SineLayer(nn.Module):
         return torch.sin(F.linear(x, self.linear.weight * self.w0, self.linear.bias * self.w0))
 
 
-class Siren(nn.Module):
+class Siren(CoordinateNetwork):
     """``layers`` hidden-to-hidden sine layers after a first sine layer, then a linear output.
 
     ``layers=3, hidden=256`` is the paper's 3x256 image network (four sine layers, one linear).

@@ -138,3 +138,40 @@ def test_neumann_orders_zero_and_one_are_the_expected_approximations():
     expected = torch.autograd.grad(out, w, c + jtc)[0]
     assert torch.allclose(implicit_gradient("neumann", 1)[0], expected)
     assert not math.isclose(torch.linalg.norm(expected).item(), torch.linalg.norm(direct).item(), rel_tol=1e-6)
+
+
+def test_the_core_solve_returns_stats_and_rejects_unknown_solver_options():
+    from models.fixpoint import SolverSettings, solve
+
+    f = random_contraction()
+    z0 = torch.zeros(32, 24, dtype=torch.float64)
+    z, stats = solve(f, z0, SolverSettings(solver="anderson", tol=1e-9, max_iter=200), memory=3)
+    assert stats.solver == "anderson" and stats.converged and stats.max_rel_residual <= 1e-9
+    with pytest.raises(TypeError):
+        solve(f, z0, SolverSettings(solver="fixed-point"), memory=3)  # fixed-point has no history to size
+    with pytest.raises(TypeError):
+        solve(f, z0, SolverSettings(solver="broyden"), dampnig=0.5)  # a misspelt option is an error, not ignored
+
+
+@pytest.mark.parametrize("field,value,setting", [("solver", "newton", "solver"), ("tol", 0.0, "tol"),
+                                                 ("max_iter", 0, "max_iter"), ("backward", "adjoint", "backward"),
+                                                 ("neumann_steps", -1, "neumann_steps")])
+def test_solver_settings_name_the_setting_they_reject(field, value, setting):
+    from inr_core.errors import InvalidSetting
+    from models.fixpoint import SolverSettings
+
+    with pytest.raises(InvalidSetting) as caught:
+        SolverSettings(**{field: value}).validate()
+    assert caught.value.setting == setting and str(value) in caught.value.problem
+
+
+def test_attach_backward_returns_the_exact_backwards_record():
+    from models.fixpoint import SolverSettings, attach_backward
+
+    f, exact = slow_linear_map(batch=2, dim=6, rate=0.5)
+    z_in = exact.clone().requires_grad_()
+    f_out = f(z_in)
+    record = attach_backward(f_out, z_in, SolverSettings(backward="exact", backward_tol=1e-10))
+    assert record.steps == 0  # filled in when the backward runs
+    f_out.sum().backward(inputs=[z_in])
+    assert record.steps > 1 and record.rel_residual <= 1e-10

@@ -26,8 +26,8 @@ class FixpointCache:
         if bool(valid.all()):
             return
         with torch.no_grad():
-            z = model.solve(model.prepare(coords), model.zeros(coords))
-        self.initial_solves.append(model.last_stats.summary())
+            z, stats = model.solve(model.prepare(coords), model.zeros(coords))
+        self.initial_solves.append(stats.summary())
         if index is None:
             self.z.copy_(z)
             self.valid.fill_(True)
