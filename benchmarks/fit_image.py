@@ -18,10 +18,12 @@ import time
 import torch
 from skimage import data, transform
 
+from inr_cli.modalities.image import IMAGE
 from models import build_model
-from training.fitting.fit import FitConfig, fit, resolve_config
-from training.metrics import psnr, to_unit_range
+from training.fitting.config import FitConfig, resolve_config
+from training.fitting.fit import fit
 from training.fitting.signal import image_signal
+from training.metrics import psnr, to_unit_range
 
 
 def camera(size: int) -> torch.Tensor:
@@ -88,7 +90,7 @@ def main() -> None:
         layers = args.layers if args.layers is not None else (3 if name == "siren" else 1)
         config = FitConfig(model=name, hidden=args.hidden, layers=layers, steps=args.steps, device=args.device,
                            batch_size=args.size * args.size, eval_every=checkpoints[0])
-        config = resolve_config(config, image_signal(pixels))
+        config = resolve_config(config, image_signal(pixels), IMAGE.recipe)
         best_plain, best_ours = float("inf"), float("inf")
         for _ in range(args.repeats):
             plain_s, plain_psnr = plain_loop(config, pixels, checkpoints)
@@ -97,7 +99,7 @@ def main() -> None:
         rows.append((f"{name} {layers}L-{args.hidden}D", 1e3 * best_plain / args.steps, 1e3 * best_ours / args.steps,
                      plain_psnr, ours_psnr))
 
-    device = resolve_config(FitConfig(device=args.device), image_signal(pixels)).device
+    device = resolve_config(FitConfig(device=args.device), image_signal(pixels), IMAGE.recipe).device
     gpu = f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") else ""
     print(f"camera {args.size}x{args.size}, {args.steps} steps, full batch, fp32, device {device}{gpu}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")

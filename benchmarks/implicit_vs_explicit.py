@@ -3,7 +3,7 @@
 Same parameters, same seed, camera resized to --size; prints ms/step, PSNR (on [0, 1]) at fixed steps and peak
 memory of the whole fit, then implicit/explicit ratios. A last block shows that the implicit model's memory does
 not grow with the number of solver iterations (solves run without a graph), by fitting without amortization at
-two iteration caps. Reference numbers (one H200, 512 px) are in REFERENCE.md section 4.
+two iteration caps. Timings of the papers' published code (one H200, 512 px) are in docs/models.md.
 
     python benchmarks/implicit_vs_explicit.py --size 128 --steps 300          # CPU, a few minutes
     python benchmarks/implicit_vs_explicit.py --size 512 --steps 2000 --device cuda
@@ -14,28 +14,32 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fit_image import camera  # noqa: E402
 
+from inr_cli.modalities.image import IMAGE  # noqa: E402
 from inr_cli.peak_memory import measure_peak_memory  # noqa: E402
+from models.fixpoint import SolverSettings  # noqa: E402
 from training.fitting.amortized import FixpointCache  # noqa: E402
-from training.fitting.fit import FitConfig, fit, is_implicit, resolve_config  # noqa: E402
-from training.fitting.step_memory import training_step_bytes  # noqa: E402
+from training.fitting.config import FitConfig, resolve_config  # noqa: E402
+from training.fitting.fit import fit  # noqa: E402
 from training.fitting.signal import image_signal  # noqa: E402
+from training.fitting.step_memory import training_step_bytes  # noqa: E402
 
 
 def run(config: FitConfig, pixels: torch.Tensor):
     """Fit, then measure one more training step's memory on the fitted model (saved tensors + cache)."""
     signal = image_signal(pixels)
-    config = resolve_config(config, signal)
+    config = resolve_config(config, signal, IMAGE.recipe)
     device = torch.device(config.device)
     with measure_peak_memory(device) as peak:
         result = fit(signal, config)
     coords, target = signal.coordinates().to(device), signal.values.to(device)
-    cache = FixpointCache(len(coords), config.hidden, device) if is_implicit(config) and config.amortize else None
+    cache = FixpointCache(len(coords), config.hidden, device) if config.is_implicit() and config.amortize else None
     step = training_step_bytes(result.model, coords, target, cache)
     return result, step["total_bytes"] / 2**20, peak.megabytes
 
@@ -57,7 +61,7 @@ def main() -> None:
         for layers in (int(n) for n in args.sizes.split(",")):
             base = FitConfig(model=name, hidden=args.hidden, layers=layers, steps=args.steps, device=args.device,
                              batch_size=args.size * args.size, eval_every=checkpoints[0])
-            explicit, explicit_mb, explicit_peak = run(FitConfig(**{**base.to_dict(), "explicit": True}), pixels)
+            explicit, explicit_mb, explicit_peak = run(replace(base, explicit=True), pixels)
             implicit, implicit_mb, implicit_peak = run(base, pixels)
             rows.append((f"{name} {layers}L-{args.hidden}D", explicit, explicit_mb, implicit, implicit_mb,
                          explicit_peak, implicit_peak))
@@ -95,7 +99,8 @@ def main() -> None:
     print(f"\nmemory vs solver iterations ({name} 1L-{args.hidden}D, no amortization, tol 1e-9, 20 steps):")
     for cap in (10, 50):
         config = FitConfig(model=name, hidden=args.hidden, layers=1, steps=20, device=args.device, amortize=False,
-                           tol=1e-9, max_iter=cap, batch_size=args.size * args.size, eval_every=0)
+                           solver=SolverSettings(tol=1e-9, max_iter=cap), batch_size=args.size * args.size,
+                           eval_every=0)
         result, megabytes, peak = run(config, pixels)
         print(f"  max_iter {cap:>3}: step memory {megabytes:8.1f} MB"
               + (f", CUDA peak {peak:8.0f} MB" if gpu else "") + f", {1e3 * result.train_seconds / 20:8.1f} ms/step")

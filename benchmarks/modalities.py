@@ -18,10 +18,12 @@ import torch
 import trimesh
 from skimage import data
 
-from training.fitting.fit import FitConfig, fit
-from training.geometry import near_surface_points, signed_distance, uniform_points
+from inr_cli.modalities import get_modality
+from training.fitting.config import FitConfig
+from training.fitting.fit import fit
+from training.fitting.shapes import shape_samples
+from training.fitting.signal import audio_signal, video_signal
 from training.metrics import psnr_per_frame, snr
-from training.fitting.signal import audio_signal, shape_signal, video_signal
 
 
 def tones(seconds: float, rate: int = 16000) -> torch.Tensor:
@@ -41,17 +43,11 @@ def camera_pan(frames: int, side: int) -> torch.Tensor:
 
 
 def torus_signal(samples: int):
+    """Truncated signed distances of a torus, sampled as `inr fit sdf` samples a mesh."""
     mesh = trimesh.creation.torus(0.6, 0.25)
     vertices, faces = np.asarray(mesh.vertices, float), np.asarray(mesh.faces, np.int64)
-    rng = np.random.default_rng(0)
-    train = np.concatenate([uniform_points(samples // 2, rng), near_surface_points(vertices, faces, samples // 2, rng)])
-    groups = {"uniform": uniform_points(20000, rng), "surface": near_surface_points(vertices, faces, 20000, rng)}
-
-    def sdf(points):
-        return torch.from_numpy(np.clip(signed_distance(points, vertices, faces), -0.1, 0.1) / 0.1).float()[:, None]
-
-    return shape_signal(torch.from_numpy(train), sdf(train),
-                        {k: (torch.from_numpy(p), sdf(p)) for k, p in groups.items()}, loss="mse")
+    return shape_samples(vertices, faces, target="sdf", samples=samples, eval_points=20000,
+                         rng=np.random.default_rng(0))
 
 
 def main() -> None:
@@ -82,7 +78,7 @@ def main() -> None:
         for model in (args.explicit, args.implicit):
             config = FitConfig(model=model, hidden=args.hidden, layers=args.layers, steps=args.steps,
                                device=args.device, eval_every=0)
-            result = fit(signal, config)
+            result = fit(signal, config, get_modality(kind).recipe)
             device = result.config.device
             rows.append((kind, model, signal.num_points, result.config.batch_size,
                          1e3 * result.train_seconds / args.steps, quality(kind, result)))

@@ -5,21 +5,23 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from inr_cli.files import atomic_write_text, prepare_output_dir
-from inr_cli.media.images import read_image, resize_longest_side
+from inr_cli.modalities.image import IMAGE, ImageOptions
 from inr_cli.peak_memory import measure_peak_memory
 from inr_cli.progress import stderr_console
 from inr_cli.reports import clean, versions
-from models import get_spec
-from inr_core.errors import UserError
+from inr_core.errors import UserError, check
+from models import get_spec, model_names
 from training.fitting.amortized import FixpointCache
-from training.fitting.fit import FitConfig, fit, is_implicit, resolve_config, validate_config
-from training.fitting.signal import image_signal
+from training.fitting.config import FitConfig, resolve_config
+from training.fitting.devices import resolve_device
+from training.fitting.fit import FitResult, fit
+from training.fitting.signal import GridSignal
 from training.fitting.step_memory import training_step_bytes
 
 SIZE_PATTERN = re.compile(r"^(\d+)L(\d+)D$", re.IGNORECASE)
@@ -39,14 +41,10 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
 
 
 def parse_models(text: str) -> list[str]:
+    """'gabor-imfn, siren' -> ['gabor-imfn', 'siren']."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise UserError("--models is empty; e.g. --models gabor-imfn,fourier-imfn")
-    for name in names:
-        try:
-            get_spec(name)
-        except ValueError as error:
-            raise UserError(f"--models: {error}") from None
     return names
 
 
@@ -86,34 +84,52 @@ def markdown_table(rows: list[dict], holdout: bool) -> str:
     return "\n".join(lines)
 
 
-def step_megabytes(result, signal, device: torch.device) -> float:
+def step_megabytes(result: FitResult, signal: GridSignal, device: torch.device) -> float:
     """Memory one full-batch training step of the fitted model keeps for backward (plus an implicit cache)."""
-    coords, target = signal.coordinates(signal.train_index).to(device), signal.values[signal.train_index].to(device)
+    coords, target = signal.train_coordinates().to(device), signal.train_targets().to(device)
     config = result.config
-    cache = FixpointCache(len(coords), config.hidden, device) if is_implicit(config) and config.amortize else None
+    cache = FixpointCache(len(coords), config.hidden, device) if config.is_implicit() and config.amortize else None
     return training_step_bytes(result.model, coords, target, cache)["total_bytes"] / 2**20
 
 
-def run_compare(paths: list[str], base: FitConfig, *, models: str, sizes: str, out: Path, resize: int | None,
-                as_json: bool) -> int:
-    validate_config(base)
-    model_names, size_list = parse_models(models), parse_sizes(sizes)
-    images = [(path, resize_longest_side(read_image(path), resize) if resize else read_image(path)) for path in paths]
+@dataclass(frozen=True)
+class CompareConfig:
+    """`inr compare image`: every model (implicit ones both ways) at every size, with the shared fit settings
+    (steps, seed, device, solver) and image options; ``fit``'s model and size are set per run."""
+
+    fit: FitConfig
+    image: ImageOptions
+    models: tuple[str, ...]
+    sizes: tuple[tuple[int, int], ...]  # (layers, hidden)
+
+    def validate(self) -> None:
+        self.fit.validate()
+        self.image.validate()
+        unknown = [name for name in self.models if name not in model_names()]
+        check(not unknown, "models", f"must be among: {', '.join(model_names())}; got {', '.join(unknown)}")
+
+
+def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: bool) -> int:
+    """Validate ``config`` once, fit the grid to every image, write compare.md and compare.json."""
+    config.validate()
+    base, holdout = replace(config.fit, eval_every=0), config.image.holdout
+    images = [(path, IMAGE.load(path, config.image, base.seed)) for path in paths]
     prepare_output_dir(out)
     rows = []
-    runs = [(name, explicit, layers, hidden) for layers, hidden in size_list for name, explicit in variants(model_names)]
+    runs = [(name, explicit, layers, hidden) for layers, hidden in config.sizes
+            for name, explicit in variants(list(config.models))]
     for index, (name, explicit, layers, hidden) in enumerate(runs, 1):
         variant = "explicit" if explicit or not get_spec(name).implicit else "implicit"
         label = f"[{index}/{len(runs)}] {name} {layers}L-{hidden}D {variant}"
         per_image = []
-        for path, image in images:
-            signal = image_signal(image.pixels, holdout=base.holdout)
-            config = resolve_config(replace(base, model=name, layers=layers, hidden=hidden, explicit=explicit,
-                                            eval_every=0), signal)
+        for path, loaded in images:
+            signal = loaded.signal
+            run_config = replace(base, model=name, layers=layers, hidden=hidden, explicit=explicit)
+            run_config = resolve_config(run_config, signal, IMAGE.recipe)
             stderr_console.print(f"{label}: {path}", markup=False)
-            device = torch.device(config.device)
+            device = torch.device(run_config.device)
             with measure_peak_memory(device) as peak:
-                result = fit(signal, config)
+                result = fit(signal, run_config)
             per_image.append((result, peak.megabytes, step_megabytes(result, signal, device)))
         psnr_mean, psnr_std = _mean_std([r.final.psnr for r, _, _ in per_image])
         hold_mean, hold_std = _mean_std([r.final.psnr_holdout for r, _, _ in per_image])
@@ -130,14 +146,14 @@ def run_compare(paths: list[str], base: FitConfig, *, models: str, sizes: str, o
             "per_image": [{"input": path, "psnr": r.final.psnr, "psnr_holdout": r.final.psnr_holdout}
                           for (path, _), (r, _, _) in zip(images, per_image)],
         })
-    device = rows[0] and resolve_config(base, image_signal(images[0][1].pixels)).device
-    summary = {"images": [p for p, _ in images], "steps": base.steps, "holdout": base.holdout, "device": device,
+    device = str(resolve_device(base.device))
+    summary = {"images": [p for p, _ in images], "steps": base.steps, "holdout": holdout, "device": device,
                "memory": {"step_mb": "tensors one full-batch training step keeps for backward, plus the implicit cache",
                           "peak_mb": "CUDA allocator peak over the fit (GPU only)"},
                "value_range": [0.0, 1.0], "rows": rows, "versions": versions()}
-    table = markdown_table(rows, base.holdout != "none")
+    table = markdown_table(rows, holdout != "none")
     title = (f"# inr compare: {len(images)} image(s), {base.steps} steps, device {device}"
-             f"{', holdout grid' if base.holdout != 'none' else ''}\n\nPSNR on [0, 1], mean ± std over images. "
+             f"{', holdout grid' if holdout != 'none' else ''}\n\nPSNR on [0, 1], mean ± std over images. "
              f"step MB: what one full-batch training step keeps for backward (plus the implicit model's fixpoint "
              f"cache); peak MB: CUDA allocator peak over the fit (GPU only).\n\n")
     atomic_write_text(out / "compare.md", title + table + "\n")

@@ -1,41 +1,39 @@
-"""What every `inr fit <modality>` shares: inputs, output folders, the fit, the plot, checkpoint and report.
+"""What every `inr fit` run shares, whatever the modality: inputs, output folders, the fit, the PSNR plot, the
+checkpoint and the report.
 
-A modality supplies one function that turns a source into a :class:`LoadedSignal`: the Signal to fit, a
-description of the source (saved in the checkpoint and the report), notes on what was done to it, and how to
-write its own outputs (reconstruction, comparison picture) and extra metrics once the fit is done.
+:func:`run_fit_command` validates the run's config once, then for each input asks the modality to load it,
+fits the signal with the modality's recipe, and lets the modality measure and write its own outputs.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
+from inr_cli.errors import phrase
 from inr_cli.figures import write_psnr_plot
 from inr_cli.files import (atomic_write_bytes, atomic_write_text, missing_ancestors, prepare_output_dir,
                            remove_if_empty)
+from inr_cli.modalities.base import QUALITY_KEYS, FitCommandConfig, LoadedSignal, Modality, get_modality
 from inr_cli.progress import fit_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, human_summary, to_json, versions
-from training.fitting.checkpoint import checkpoint_payload, serialize
 from inr_core.errors import UserError
-from training.fitting.fit import FitConfig, FitResult, fit, resolve_config, validate_config
-from training.fitting.signal import Signal
+from training.fitting.checkpoint import checkpoint_payload, serialize
+from training.fitting.config import resolve_config
+from training.fitting.fit import FitResult, fit
 
 PSNR_PLOT = "psnr.png"
 REPORT = "report.json"
 CHECKPOINT = "checkpoint.pt"
 
 
-@dataclass
-class LoadedSignal:
-    signal: Signal
-    info: dict  # {"kind": "image" | "audio" | ..., size, channels, ...}
-    write_outputs: Callable[[Path, FitResult], dict[str, str]]  # writes files, returns {role: file name}
-    metrics: Callable[[FitResult], dict] = lambda result: {}  # extra report entries (e.g. SNR)
-    psnr_plot: bool = True  # False where PSNR means nothing (3D shapes draw their own progress plot)
-    notes: list[str] = field(default_factory=list)
+@dataclass(frozen=True)
+class OutputOptions:
+    out: Path | None = None  # the run folder (one sub-folder per input when there are several)
+    as_json: bool = False  # one JSON report per input on stdout, nothing else
+    show_progress: bool = True
 
 
 def input_stem(source: str) -> str:
@@ -80,33 +78,48 @@ def _solver_warning(result: FitResult) -> str | None:
     if not evaluation or evaluation["converged"]:
         return None
     return (f"evaluation solve did not converge: max relative residual {evaluation['max_rel_residual']:.2e} "
-            f"> tol {result.config.tol:g} after up to {evaluation['iterations_max']} iterations "
+            f"> tol {result.config.solver.tol:g} after up to {evaluation['iterations_max']} iterations "
             f"(raise --max-iter or try --solver anderson)")
 
 
-def fit_one(source: str, loaded: LoadedSignal, out_dir: Path, config: FitConfig, *, show_progress: bool,
-            extra_config: dict) -> dict:
+def _report_metrics(metrics: dict, measured: dict) -> dict:
+    """A modality's metrics of the fit and those measured on its outputs, as report entries. Every report has
+    the quality keys; a key in both is the modality's bug, not something for merge order to settle."""
+    missing = [key for key in QUALITY_KEYS if key not in metrics]
+    if missing:
+        raise ValueError(f"the modality's metrics lack {', '.join(missing)}")
+    both = metrics.keys() & measured.keys()
+    if both:
+        raise ValueError(f"report entries measured twice: {', '.join(sorted(both))}")
+    return {**metrics, **measured}
+
+
+def fit_one(modality: Modality, source: str, loaded: LoadedSignal, out_dir: Path, config: FitCommandConfig, *,
+            show_progress: bool) -> dict:
     """Fit, then write the modality's outputs, the plot, the checkpoint and (last) the report."""
     signal = loaded.signal
-    config = resolve_config(config, signal)  # a missing CUDA device fails here, before any folder exists
+    # Resolved here, so a missing CUDA device fails before any folder exists.
+    fit_config = resolve_config(config.fit, signal, modality.recipe)
     created = missing_ancestors(out_dir)
     prepare_output_dir(out_dir)
     try:
-        with fit_progress(input_stem(source), config.steps, enabled=show_progress) as on_progress:
-            result = fit(signal, config, on_progress)
+        with fit_progress(input_stem(source), fit_config.steps, enabled=show_progress) as on_progress:
+            result = fit(signal, fit_config, on_progress=on_progress)
     except BaseException:
         remove_if_empty(created)  # leave no empty folders behind for a fit that never finished
         raise
+    resolved = replace(config, fit=result.config)
 
-    files = loaded.write_outputs(out_dir, result)
-    if loaded.psnr_plot:
+    outputs = modality.write_outputs(loaded, result, out_dir)
+    files = dict(outputs.files)
+    if modality.psnr_plot:
         write_psnr_plot(out_dir / PSNR_PLOT, result.batch_psnr, result.evaluations,
-                        f"{input_stem(source)}: {config.model} {config.layers}L-{config.hidden}D")
+                        f"{input_stem(source)}: {fit_config.model} {fit_config.layers}L-{fit_config.hidden}D")
         files["psnr_plot"] = PSNR_PLOT
-    payload = checkpoint_payload(result, loaded.info, in_features=signal.dims, out_features=signal.channels)
+    payload = checkpoint_payload(result, loaded.info, in_features=signal.dims, out_features=signal.channels,
+                                 config=resolved.to_dict())
     atomic_write_bytes(out_dir / CHECKPOINT, serialize(payload))
 
-    final = result.final
     notes = list(loaded.notes)
     warning = _solver_warning(result)
     if warning:
@@ -124,17 +137,13 @@ def fit_one(source: str, loaded: LoadedSignal, out_dir: Path, config: FitConfig,
         "eval_seconds": result.eval_seconds,
         "device": result.config.device,
         "value_range": [0.0, 1.0],
-        "psnr": final.psnr,
-        "ssim": final.ssim,
-        "psnr_holdout": final.psnr_holdout,
-        "ssim_holdout": final.ssim_holdout,
-        **loaded.metrics(result),
-        loaded.info["kind"]: loaded.info,
+        **_report_metrics(modality.metrics(loaded, result), outputs.metrics),
+        modality.name: loaded.info,
         "notes": notes,
         "history": result.evaluations,
         "solver": result.solver,
         "files": {**files, "checkpoint": CHECKPOINT, "report": REPORT},
-        "config": {**result.config.to_dict(), **extra_config},
+        "config": resolved.to_dict(),
         "versions": versions(),
     }
     # The report goes last: its presence means every other file of the run is complete.
@@ -142,23 +151,24 @@ def fit_one(source: str, loaded: LoadedSignal, out_dir: Path, config: FitConfig,
     return report
 
 
-def run_fits(paths: list[str], config: FitConfig, load: Callable[[str], LoadedSignal], *, default: str | None,
-             out: Path | None, show_progress: bool, as_json: bool, extra_config: dict) -> int:
-    """Fit every input; report each failure on one stderr line and carry on. Returns the exit code."""
-    validate_config(config)
-    sources = expand_inputs(paths, default)
+def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOptions) -> int:
+    """Validate ``config`` once, then fit every input; report each failure on one stderr line and carry on.
+    Returns the exit code."""
+    config.validate()
+    modality = get_modality(config.modality)
+    sources = expand_inputs(paths, modality.default_input)
     failures = 0
-    for source, out_dir in zip(sources, output_dirs(sources, out, config.model)):
+    for source, out_dir in zip(sources, output_dirs(sources, output.out, config.fit.model)):
         try:
-            report = fit_one(source, load(source), out_dir, config, show_progress=show_progress,
-                             extra_config=extra_config)
+            loaded = modality.load(source, config.options, config.fit.seed)
+            report = fit_one(modality, source, loaded, out_dir, config, show_progress=output.show_progress)
         except UserError as error:
             failures += 1
-            stderr_console.print(f"inr: error: {error}", markup=False, soft_wrap=True)
+            stderr_console.print(f"inr: error: {phrase(error)}", markup=False, soft_wrap=True)
             continue
-        if as_json:
+        if output.as_json:
             sys.stdout.write(to_json(report, indent=None) + "\n")
             sys.stdout.flush()
         else:
-            print(human_summary(report), flush=True)
+            print(human_summary(report, modality.summary_line(report)), flush=True)
     return 1 if failures else 0

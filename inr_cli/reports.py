@@ -10,7 +10,8 @@ from importlib import metadata
 import numpy
 import torch
 
-REPORT_VERSION = 1
+# 2: `config` is the run's whole config, nested (fit settings, solver settings, the command's own options).
+REPORT_VERSION = 2
 
 
 def package_version() -> str:
@@ -53,23 +54,13 @@ def to_json(report: dict, indent: int | None = 2) -> str:
     return json.dumps(clean(report), indent=indent, allow_nan=False)
 
 
-def human_summary(report: dict) -> str:
+def human_summary(report: dict, quality_line: str) -> str:
+    """The run's summary for people: what ran and how fast, the modality's ``quality_line``, notes, the folder."""
     parts = [
         f"{report['input']}: {report['model']} ({report['params']:,} parameters), {report['steps']} steps "
         f"in {report['seconds']:.1f} s ({report['steps_per_second']:.1f} steps/s, {report['device']})",
-        (f"  PSNR {db_text(report['psnr'])}" if report.get("psnr") is not None or "iou_uniform" not in report else "  ")
-        + (f"  SSIM {_num(report['ssim'])}" if report.get("ssim") is not None else ""),
+        quality_line,
     ]
-    if "iou_uniform" in report:
-        parts[-1] += (f"IoU uniform {_num(report['iou_uniform'])}  near-surface {_num(report['iou_surface'])}  "
-                      f"Chamfer {_num(report.get('chamfer'))} (x bbox diagonal)  "
-                      f"normal consistency {_num(report.get('normal_consistency'))}")
-    if report.get("psnr_std") is not None:
-        parts[-1] += f" ± {report['psnr_std']:.2f} over {len(report['psnr_frames'])} frames"
-    if report.get("snr") is not None:
-        parts[-1] += f"  SNR {db_text(report['snr'])}"
-    if report.get("psnr_holdout") is not None:
-        parts[-1] += f"   held-out PSNR {db_text(report['psnr_holdout'])}  SSIM {_num(report.get('ssim_holdout'))}"
     for note in report.get("notes", []):
         parts.append(f"  note: {note}")
     parts.append(f"  -> {report['output_dir']}")
@@ -80,5 +71,5 @@ def db_text(value) -> str:
     return "inf dB" if value is None or not math.isfinite(value) else f"{value:.2f} dB"
 
 
-def _num(value) -> str:
+def number_text(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"

@@ -13,10 +13,12 @@ import torch
 from helpers import run_cli
 from inr_cli.media.audio import read_audio, write_wav
 from inr_core.errors import UserError
-from training.fitting.fit import FitConfig, fit
-from training.metrics import snr
+from inr_cli.modalities.audio import AUDIO
+from training.fitting.config import FitConfig
+from training.fitting.fit import fit
 from training.fitting.recipes import cycles_holding_energy
 from training.fitting.signal import audio_signal
+from training.metrics import snr
 
 RATE = 8000
 
@@ -71,7 +73,8 @@ def test_snr_matches_its_definition():
 def test_models_fit_a_tone_sequence(model, psnr_bar, snr_bar):
     # Measured on this recipe (0.5 s, 8 kHz, 64 wide, 1 layer, 300 steps): fourier-mfn ~32 dB PSNR / ~15 dB SNR.
     samples = torch.from_numpy(tone_sequence())
-    result = fit(audio_signal(samples), FitConfig(model=model, hidden=64, layers=1, steps=300, eval_every=0))
+    result = fit(audio_signal(samples), FitConfig(model=model, hidden=64, layers=1, steps=300, eval_every=0),
+                 AUDIO.recipe)
     reconstruction = result.final.reconstruction * 2 - 1
     assert result.final.psnr > psnr_bar
     assert snr(reconstruction, samples) > snr_bar

@@ -139,9 +139,14 @@ def test_report_keys_and_values(run_a):
     assert 12.0 < report["psnr"] < 60.0
     assert 0.0 < report["ssim"] <= 1.0
     assert report.get("psnr_holdout") is None
+    assert report["report_version"] == 2
     config = report["config"]
-    assert (config["model"], config["hidden"], config["layers"], config["steps"]) == ("siren", 32, 1, 60)
-    assert config["lr"] > 0 and config["frequency"] > 0 and config["batch_size"] == 48 * 40  # resolved, not null
+    assert config["modality"] == "image" and config["options"] == {"holdout": "none", "alpha": "keep", "resize": 48}
+    fit = config["fit"]
+    assert (fit["model"], fit["hidden"], fit["layers"], fit["steps"]) == ("siren", 32, 1, 60)
+    # Resolved, not null: the 48x40 image's recipe (SIREN: lr 1e-4 x (512/48)^0.79, capped at 5x; w0 30).
+    assert fit["lr"] == pytest.approx(5e-4) and fit["frequency"] == 30.0 and fit["batch_size"] == 48 * 40
+    assert fit["solver"]["solver"] == "fixed-point" and fit["solver"]["tol"] == 1e-3
     assert report["versions"]["torch"] == torch.__version__
     assert {"python", "numpy", "inr"} <= set(report["versions"])
     assert report["image"]["height"] == 48 and report["image"]["width"] == 40 and report["image"]["bit_depth"] == 8
@@ -172,7 +177,7 @@ def test_figures(run_a):
 def test_checkpoint_reproduces_reconstruction(run_a):
     _, out = run_a
     payload = deserialize((out / "checkpoint.pt").read_bytes())
-    assert payload["step"] == 60 and payload["config"]["model"] == "siren"
+    assert payload["step"] == 60 and payload["config"]["fit"]["model"] == "siren"
     assert {"model_state", "optimizer_state", "config"} <= set(payload)
     model = model_from_payload(payload)
     pixels = to_unit_range(render_grid(model, (48, 40), 1, torch.device("cpu"), 4096))
@@ -266,7 +271,7 @@ def test_json_holdout_and_resize(run_b):
     proc, out = run_b
     astro, gray = (json.loads(line) for line in proc.stdout.splitlines())
     for report in (astro, gray):
-        assert report["config"]["holdout"] == "grid"
+        assert report["config"]["options"]["holdout"] == "grid"
         assert isinstance(report["psnr_holdout"], float) and math.isfinite(report["psnr_holdout"])
         assert report["psnr_holdout"] > 5.0
         assert report["model"] == "fourier-mfn"

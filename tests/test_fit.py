@@ -13,13 +13,23 @@ import numpy as np
 import pytest
 import torch
 
+from dataclasses import replace
+
 from helpers import psnr_np
-from inr_core.errors import UserError
-from training.fitting.fit import FitConfig, fit, resolve_config
-from training.fitting.recipes import default_frequency, default_learning_rate
+from inr_cli.modalities.image import IMAGE
+from inr_core.errors import InvalidSetting, UserError
+from models.fixpoint import SolverSettings
+from training.fitting.config import FitConfig, resolve_config
+from training.fitting.fit import fit
+from training.fitting.recipes import frequency_for_side, learning_rate_for_side
 from training.fitting.signal import image_signal
 
 CPU = "cpu"
+
+
+def fit_image(signal, config):
+    """A fit with the image modality's recipe, as `inr fit image` runs it."""
+    return fit(signal, config, IMAGE.recipe)
 
 
 # (model, hidden, layers, steps, measured PSNR in dB, bar)
@@ -33,7 +43,8 @@ QUALITY = [
 @pytest.mark.parametrize("model,hidden,layers,steps,measured,bar", QUALITY, ids=[q[0] for q in QUALITY])
 def test_model_fits_camera_crop(camera_crop, model, hidden, layers, steps, measured, bar):
     signal = image_signal(camera_crop)
-    result = fit(signal, FitConfig(model=model, hidden=hidden, layers=layers, steps=steps, device=CPU, eval_every=0))
+    result = fit_image(signal, FitConfig(model=model, hidden=hidden, layers=layers, steps=steps, device=CPU,
+                                         eval_every=0))
     # The reported PSNR is the PSNR of the returned reconstruction against the image.
     reconstruction = result.final.reconstruction
     assert reconstruction.shape == (64, 64, 1)
@@ -48,7 +59,7 @@ def test_model_fits_camera_crop(camera_crop, model, hidden, layers, steps, measu
 
 def test_default_evaluations_along_the_run(camera_crop):
     signal = image_signal(camera_crop[:32, :32])
-    result = fit(signal, FitConfig(model="siren", hidden=32, layers=1, steps=50, device=CPU))
+    result = fit_image(signal, FitConfig(model="siren", hidden=32, layers=1, steps=50, device=CPU))
     steps = [e["step"] for e in result.evaluations]
     assert result.config.eval_every == 2  # steps // 25
     assert steps == list(range(2, 51, 2))
@@ -59,8 +70,7 @@ def test_default_evaluations_along_the_run(camera_crop):
 
 def test_holdout_grid(camera_crop):
     signal = image_signal(camera_crop, holdout="grid")
-    result = fit(signal, FitConfig(model="siren", hidden=32, layers=2, steps=200, device=CPU, eval_every=0,
-                                   holdout="grid"))
+    result = fit_image(signal, FitConfig(model="siren", hidden=32, layers=2, steps=200, device=CPU, eval_every=0))
     final = result.final
     # Measured: train 38.52 dB, held-out 25.64 dB.
     assert final.psnr_holdout is not None and math.isfinite(final.psnr_holdout)
@@ -79,20 +89,23 @@ def test_image_signal_grid_split():
     pixels = torch.rand(6, 5, 2)
     signal = image_signal(pixels, holdout="grid")
     flat = np.arange(30).reshape(6, 5)
-    assert signal.train_index.tolist() == flat[::2, ::2].ravel().tolist()
-    assert signal.holdout_index.tolist() == flat[1::2, 1::2].ravel().tolist()
-    assert signal.train_grid_shape == (3, 3) and signal.holdout_grid_shape == (3, 2)
+    assert signal.train.index.tolist() == flat[::2, ::2].ravel().tolist()
+    assert signal.holdout.index.tolist() == flat[1::2, 1::2].ravel().tolist()
+    assert signal.train.shape == (3, 3) and signal.holdout.shape == (3, 2)
     torch.testing.assert_close(signal.values, pixels.reshape(-1, 2) * 2 - 1)
+    torch.testing.assert_close(signal.train_targets(), signal.values[flat[::2, ::2].ravel()])
     plain = image_signal(pixels)
-    assert len(plain.train_index) == 30 and len(plain.holdout_index) == 0
-    with pytest.raises(ValueError):
+    assert plain.train.index.tolist() == list(range(30)) and plain.holdout is None
+    with pytest.raises(InvalidSetting, match="holdout"):
         image_signal(pixels, holdout="random")
+    with pytest.raises(InvalidSetting, match="2x2"):
+        image_signal(pixels[:1], holdout="grid")
 
 
 def test_minibatch_still_learns(camera_crop):
     signal = image_signal(camera_crop)
-    result = fit(signal, FitConfig(model="siren", hidden=64, layers=3, steps=300, batch_size=512, device=CPU,
-                                   eval_every=0))
+    result = fit_image(signal, FitConfig(model="siren", hidden=64, layers=3, steps=300, batch_size=512, device=CPU,
+                                         eval_every=0))
     assert result.config.batch_size == 512
     # Measured 38.61 dB (full batch of 4096 reaches 47.29 dB in the same number of steps).
     assert result.final.psnr > 35.0
@@ -102,47 +115,72 @@ def test_minibatch_still_learns(camera_crop):
 def test_same_seed_same_result(camera_crop, model):
     signal = image_signal(camera_crop[:32, :32])
     config = FitConfig(model=model, hidden=32, layers=2, steps=60, batch_size=300, device=CPU, eval_every=0, seed=7)
-    first, second = fit(signal, config), fit(signal, config)
+    first, second = fit_image(signal, config), fit_image(signal, config)
     assert first.batch_psnr == second.batch_psnr
     assert first.final.psnr == second.final.psnr
     for key, value in first.model.state_dict().items():
         assert torch.equal(value, second.model.state_dict()[key]), key
-    other = fit(signal, FitConfig(**{**config.to_dict(), "seed": 8}))
+    other = fit_image(signal, replace(config, seed=8))
     assert other.batch_psnr != first.batch_psnr
 
 
 def test_resolved_config_is_concrete(camera_crop):
     signal = image_signal(camera_crop)
-    config = resolve_config(FitConfig(model="gabor-mfn", hidden=16, layers=1, steps=100, device=CPU), signal)
+    config = resolve_config(FitConfig(model="gabor-mfn", hidden=16, layers=1, steps=100, device=CPU), signal,
+                            IMAGE.recipe)
     assert config.device == "cpu"
     assert config.lr == pytest.approx(5e-3)  # 1e-3 at 512 px, boosted and capped at 5x for 64 px
     assert config.frequency == pytest.approx(32.0)  # half the longest side
     assert config.batch_size == 64 * 64
     assert config.eval_every == 4
+    assert resolve_config(config, signal) == config  # a resolved config needs no recipe and stays as it is
+
+
+def test_config_round_trips_through_its_dict():
+    config = FitConfig(model="gabor-imfn", layers=2, lr=1e-3, solver=SolverSettings(solver="anderson", tol=1e-4))
+    data = config.to_dict()
+    assert data["solver"]["solver"] == "anderson" and data["solver"]["tol"] == 1e-4 and "tol" not in data
+    assert FitConfig.from_dict(data) == config
+    flat = {**{k: v for k, v in data.items() if k != "solver"}, **data["solver"], "holdout": "grid"}
+    assert FitConfig.from_flat_dict(flat) == config  # version-1 checkpoints: one flat dict
 
 
 def test_recipes_match_reference_at_paper_sizes():
-    # REFERENCE.md: SIREN lr 1e-4, w0 30 at 512 px; MFN lr 1e-3 and input scale 256 at 512 px,
-    # lr 3e-3 and input scale 64 at 128 px.
-    assert default_learning_rate("siren", (512, 512)) == pytest.approx(1e-4)
-    assert default_frequency("siren", (512, 512)) == pytest.approx(30.0)
-    assert default_learning_rate("gabor-mfn", (512, 512)) == pytest.approx(1e-3)
-    assert default_frequency("fourier-mfn", (512, 512)) == pytest.approx(256.0)
-    assert default_learning_rate("fourier-mfn", (128, 128)) == pytest.approx(3e-3, rel=1e-6)
-    assert default_frequency("gabor-mfn", (128, 128)) == pytest.approx(64.0)
+    # The papers' recipes (docs/recipes.md): SIREN lr 1e-4, w0 30 at 512 px; MFN lr 1e-3 and input scale 256
+    # at 512 px, lr 3e-3 and input scale 64 at 128 px.
+    assert learning_rate_for_side("siren", 512) == pytest.approx(1e-4)
+    assert frequency_for_side("siren", 512) == pytest.approx(30.0)
+    assert learning_rate_for_side("gabor-mfn", 512) == pytest.approx(1e-3)
+    assert frequency_for_side("fourier-mfn", 512) == pytest.approx(256.0)
+    assert learning_rate_for_side("fourier-mfn", 128) == pytest.approx(3e-3, rel=1e-6)
+    assert frequency_for_side("gabor-mfn", 128) == pytest.approx(64.0)
 
 
 @pytest.mark.parametrize("field,value", [("steps", 0), ("steps", -5), ("hidden", 0), ("lr", -1.0),
                                          ("lr", float("nan")), ("frequency", 0.0), ("batch_size", 0),
-                                         ("model", "nope")])
-def test_invalid_config_is_rejected(camera_crop, field, value):
-    signal = image_signal(camera_crop[:8, :8])
-    with pytest.raises((UserError, ValueError)) as info:
-        fit(signal, FitConfig(**{"device": CPU, "steps": 5, "hidden": 8, "layers": 1, field: value}))
-    assert "\n" not in str(info.value)
+                                         ("model", "nope"), ("device", "gpu"), ("eval_every", -1)])
+def test_invalid_config_is_rejected_naming_the_setting(field, value):
+    with pytest.raises(InvalidSetting) as info:
+        FitConfig(**{"device": CPU, "steps": 5, "hidden": 8, "layers": 1, field: value}).validate()
+    assert info.value.setting == field and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("settings,setting", [(SolverSettings(tol=0.0), "solver.tol"),
+                                              (SolverSettings(solver="newton"), "solver.solver"),
+                                              (SolverSettings(max_iter=0), "solver.max_iter")])
+def test_invalid_solver_settings_are_named_inside_the_config(settings, setting):
+    with pytest.raises(InvalidSetting) as info:
+        FitConfig(solver=settings).validate()
+    assert info.value.setting == setting
+
+
+def test_implicit_models_need_a_layer():
+    with pytest.raises(InvalidSetting, match="implicit"):
+        FitConfig(model="fourier-imfn", layers=0).validate()
+    FitConfig(model="fourier-mfn", layers=0).validate()  # an explicit MFN is fine with none
 
 
 def test_divergence_is_a_user_error(camera_crop):
     signal = image_signal(camera_crop[:16, :16])
     with pytest.raises(UserError, match="diverged"):
-        fit(signal, FitConfig(model="siren", hidden=16, layers=1, steps=20, lr=1e30, device=CPU))
+        fit_image(signal, FitConfig(model="siren", hidden=16, layers=1, steps=20, lr=1e30, device=CPU))

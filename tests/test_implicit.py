@@ -4,11 +4,13 @@ import pytest
 import torch
 from skimage import data
 
+from inr_cli.modalities.image import IMAGE
 from models import build_model, count_parameters
 from models.fixpoint import SolverSettings
 from models.implicit import ImplicitINR
 from training.fitting.amortized import FixpointCache
-from training.fitting.fit import FitConfig, fit
+from training.fitting.config import FitConfig
+from training.fitting.fit import fit
 from training.fitting.signal import image_signal
 
 IMPLICIT = ["isiren", "fourier-imfn", "gabor-imfn"]
@@ -100,7 +102,8 @@ def test_amortized_step_evaluates_f_exactly_once(monkeypatch):
 def test_training_without_amortization_solves_every_step(monkeypatch):
     signal = image_signal(crop(16))
     calls = count_f_evaluations(monkeypatch)
-    result = fit(signal, FitConfig(model="fourier-imfn", hidden=32, layers=1, steps=3, amortize=False, eval_every=0))
+    result = fit(signal, FitConfig(model="fourier-imfn", hidden=32, layers=1, steps=3, amortize=False, eval_every=0),
+                 IMAGE.recipe)
     evaluation = result.solver["evaluation"]
     training_calls = calls[0] - evaluation["solves"] * evaluation["iterations_mean"]
     assert training_calls > 3 * 3  # each step a full solve (several evaluations) and one with the graph
@@ -110,7 +113,7 @@ def test_training_without_amortization_solves_every_step(monkeypatch):
 @pytest.mark.parametrize("name,bar", [("isiren", 27.0), ("fourier-imfn", 27.0), ("gabor-imfn", 27.0)])
 def test_implicit_models_fit_a_real_image_and_their_evaluation_converges(name, bar):
     signal = image_signal(crop(32))
-    result = fit(signal, FitConfig(model=name, hidden=64, layers=1, steps=200, eval_every=0))
+    result = fit(signal, FitConfig(model=name, hidden=64, layers=1, steps=200, eval_every=0), IMAGE.recipe)
     assert result.final.psnr > bar
     evaluation = result.solver["evaluation"]
     assert evaluation["converged"]
@@ -121,7 +124,8 @@ def test_implicit_models_fit_a_real_image_and_their_evaluation_converges(name, b
 
 def test_minibatch_cache_is_addressed_by_index():
     signal = image_signal(crop(16))
-    result = fit(signal, FitConfig(model="fourier-imfn", hidden=32, layers=1, steps=40, batch_size=64, eval_every=0))
+    result = fit(signal, FitConfig(model="fourier-imfn", hidden=32, layers=1, steps=40, batch_size=64, eval_every=0),
+                 IMAGE.recipe)
     training = result.solver["training"]
     assert training["initial_solves"] == 256 // 64  # each point solved once, on its first visit
     # Each point is revisited only once an epoch while the weights move every step: a looser bound than full batch.
@@ -145,7 +149,7 @@ def test_cli_implicit_fit_reports_solver_and_samples_at_another_size(tmp_path):
     assert solver["solver"] == "anderson" and solver["training"]["amortized"] is True
     assert solver["evaluation"]["converged"] is True
     assert solver["evaluation"]["max_rel_residual"] <= 1e-3
-    assert report["config"]["model"] == "gabor-imfn" and report["config"]["neumann_steps"] == 1
+    assert report["config"]["fit"]["model"] == "gabor-imfn" and report["config"]["fit"]["solver"]["neumann_steps"] == 1
     sampled = run_cli(["sample", "run/checkpoint.pt", "--scale", "2"], cwd=tmp_path)
     assert sampled.returncode == 0, sampled.stderr
     assert Image.open(tmp_path / "run" / "sample-64x64.png").size == (64, 64)
@@ -207,7 +211,7 @@ def test_no_cache_when_it_would_crowd_out_memory(monkeypatch):
     monkeypatch.setattr(fit_module, "memory_budget_bytes", lambda device: 1 << 20)  # 1 MiB: the cache cannot fit
     signal = image_signal(crop(32))
     result = fit(signal, FitConfig(model="fourier-imfn", hidden=128, layers=1, steps=3, batch_size=1024,
-                                   eval_every=0))
+                                   eval_every=0), IMAGE.recipe)
     training = result.solver["training"]
     assert training["amortized"] is False and "GiB" in training["note"]
     assert result.solver["evaluation"]["converged"]

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from models import build_model
-from training.fitting.render import render_grid
-from training.fitting.signal import grid_axes, grid_coordinates
+from training.fitting.render import (grid_axes, grid_coordinates, predict_points_with_stats, render_grid,
+                                     render_grid_with_stats)
 
 
 def full_forward(model, shape, channels):
@@ -60,3 +60,19 @@ def test_grid_axes_span_minus_one_to_one():
     coords = grid_coordinates((2, 3))
     # Row-major: the last axis varies fastest.
     assert coords.tolist() == [[-1, -1], [-1, 0], [-1, 1], [1, -1], [1, 0], [1, 1]]
+
+
+def test_implicit_render_returns_one_solve_per_chunk_and_agrees_with_the_whole_pass():
+    torch.manual_seed(2)
+    model = build_model("fourier-imfn", 2, 1, hidden=16, layers=1, frequency=8.0)
+    values, solves = render_grid_with_stats(model, (9, 13), 1, torch.device("cpu"), chunk_points=30)
+    assert len(solves) == 5  # 30 points hold two rows of 13: rows 0-1, 2-3, 4-5, 6-7 and 8, one solve each
+    # Each chunk stops when its own worst point converges, so values agree to the solver's tolerance (1e-3).
+    torch.testing.assert_close(values, full_forward(model, (9, 13), 1), rtol=0, atol=1e-3)
+    assert all(stats.converged for stats in solves)
+    points = grid_coordinates((9, 13))
+    predicted, point_solves = predict_points_with_stats(model, points, torch.device("cpu"), chunk_points=50)
+    assert len(point_solves) == 3  # 117 points in pieces of 50
+    torch.testing.assert_close(predicted, values.reshape(-1, 1), rtol=0, atol=1e-3)
+    explicit = build_model("fourier-mfn", 2, 1, hidden=16, layers=1, frequency=8.0)
+    assert render_grid_with_stats(explicit, (9, 13), 1, torch.device("cpu"), chunk_points=30)[1] == []

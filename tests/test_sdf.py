@@ -88,7 +88,7 @@ def test_occupancy_target_trains_with_bce(meshes):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     # Measured: IoU 0.89 on uniform points after 100 steps of this tiny network.
-    assert report["config"]["target"] == "occupancy" and report["iou_uniform"] > 0.8
+    assert report["config"]["options"]["target"] == "occupancy" and report["iou_uniform"] > 0.8
 
 
 def test_bad_meshes_are_one_line_each_and_write_nothing(meshes):

@@ -14,9 +14,11 @@ from skimage import data
 from helpers import run_cli
 from inr_cli.media.video import parse_frame_range, read_lossless, read_video
 from inr_core.errors import UserError
-from training.fitting.fit import FitConfig, fit
-from training.metrics import psnr_per_frame
+from inr_cli.modalities.video import VIDEO
+from training.fitting.config import FitConfig
+from training.fitting.fit import fit
 from training.fitting.signal import video_signal
+from training.metrics import psnr_per_frame
 
 
 def pan(frames=8, height=24, width=32) -> np.ndarray:
@@ -62,7 +64,7 @@ def test_a_model_fits_a_pan_in_random_minibatches():
     frames = torch.from_numpy(pan()).float() / 255
     signal = video_signal(frames)
     config = FitConfig(model="fourier-mfn", hidden=64, layers=2, steps=300, batch_size=2048, eval_every=0)
-    result = fit(signal, config)
+    result = fit(signal, config, VIDEO.recipe)
     assert result.config.batch_size == 2048 < signal.num_points  # never the whole clip in one step
     per_frame = psnr_per_frame(result.final.reconstruction, frames)
     # Measured: about 20 dB on the worst frame with this recipe (300 steps of 2,048 random points).

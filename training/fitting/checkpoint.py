@@ -1,7 +1,12 @@
-"""Checkpoints as plain data: config, weights, optimizer state, step, and what the signal looked like.
+"""Checkpoints as plain data: the run's config, the architecture, weights, optimizer state, step, and what the
+signal looked like.
 
 Serialised with ``torch.save`` and read back with ``weights_only=True``, so loading a checkpoint never runs
 code from the file: it may hold only tensors, numbers, strings, lists and dicts.
+
+Version 2 keeps the whole config of the command that made it (as that command's ``to_dict()``) and the solver
+settings inside ``architecture``, so the network rebuilds from ``architecture`` alone. Version 1 kept a flat
+config; its solver fields are read from there.
 """
 
 from __future__ import annotations
@@ -9,32 +14,35 @@ from __future__ import annotations
 import io
 import pickle
 import warnings
-from dataclasses import fields
 
 import torch
 from torch import nn
 
-from models import build_model
 from inr_core.errors import UserError
-from training.fitting.fit import FitConfig, FitResult, solve_settings
+from models import build_model
+from models.fixpoint import SolverSettings
+from training.fitting.config import FitConfig
+from training.fitting.fit import FitResult
 
 FORMAT = "inr-checkpoint"
-VERSION = 1
+VERSION = 2
 
 
-def checkpoint_payload(result: FitResult, signal_info: dict, in_features: int, out_features: int) -> dict:
-    """Everything needed to re-render or resume: ``signal_info`` describes the source (kind, size, bit depth...)."""
-    config = result.config
+def checkpoint_payload(result: FitResult, signal_info: dict, *, in_features: int, out_features: int,
+                       config: dict) -> dict:
+    """Everything needed to re-render or resume. ``signal_info`` describes the source (kind, size, bit depth...);
+    ``config`` is the whole config of the run (the fit's resolved config and whatever else the command set)."""
+    fit_config = result.config
     return {
         "format": FORMAT,
         "version": VERSION,
-        "config": config.to_dict(),
+        "config": config,
         "architecture": {
-            "name": config.model, "in_features": in_features, "out_features": out_features,
-            "hidden": config.hidden, "layers": config.layers, "frequency": float(config.frequency),
-            "one_pass": config.explicit,
+            "name": fit_config.model, "in_features": in_features, "out_features": out_features,
+            "hidden": fit_config.hidden, "layers": fit_config.layers, "frequency": float(fit_config.frequency),
+            "one_pass": fit_config.explicit, "solver": fit_config.solver.to_dict(),
         },
-        "step": config.steps,
+        "step": fit_config.steps,
         "signal": signal_info,
         "model_state": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
         "optimizer_state": to_cpu(result.optimizer.state_dict()),
@@ -76,15 +84,17 @@ def deserialize(data: bytes, source: str = "checkpoint") -> dict:
     return payload
 
 
-def config_from_payload(payload: dict) -> FitConfig:
-    known = {f.name for f in fields(FitConfig)}
-    return FitConfig(**{k: v for k, v in payload["config"].items() if k in known})
+def solver_settings_from_payload(payload: dict) -> SolverSettings:
+    arch = payload["architecture"]
+    if "solver" in arch:
+        return SolverSettings(**arch["solver"])
+    return FitConfig.from_flat_dict(payload["config"]).solver  # version 1
 
 
 def model_from_payload(payload: dict, device: torch.device | str = "cpu") -> nn.Module:
     arch = payload["architecture"]
     model = build_model(arch["name"], arch["in_features"], arch["out_features"], hidden=arch["hidden"],
                         layers=arch["layers"], frequency=arch["frequency"], one_pass=arch.get("one_pass", False),
-                        settings=solve_settings(config_from_payload(payload)))
+                        settings=solver_settings_from_payload(payload))
     model.load_state_dict(payload["model_state"])
     return model.to(device).eval()

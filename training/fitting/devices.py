@@ -6,9 +6,15 @@ import os
 
 import torch
 
-from inr_core.errors import UserError
+from inr_core.errors import UserError, check
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def check_device_name(name: str, setting: str = "device") -> None:
+    """Raise InvalidSetting unless ``name`` is a device we know how to resolve (``cuda:N`` included)."""
+    check(name in DEVICE_CHOICES or name.startswith("cuda:"), setting,
+          f"must be one of: {', '.join(DEVICE_CHOICES)} (or cuda:N); got {name!r}")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,29 +1,26 @@
-"""Per-model defaults that depend on the signal's size: learning rate and frequency scale.
+"""Default learning rates and frequency scales: general rules of a model and a signal's size or spectrum.
 
-The papers give recipes at fixed sizes. We interpolate between them so a 64 px crop and a 4096 px photo
-both get a sensible start; every resolved value is written into the run's config, so a run is reproducible.
+Each modality picks the rules that suit it and returns them as a :class:`Recipe`; every value a fit resolves
+from it is written into the run's config, so a run is reproducible. docs/recipes.md gives the sources (the
+papers' recipes at fixed sizes) and marks which choices are ours.
 
-- MFN input scale: 256 at 512 px, 128 at 256 px, 64 at 128 px in the implicit-layer paper, i.e. half the
-  longest side (about the Nyquist frequency divided by pi). We use exactly that rule at every size.
-- SIREN first-layer w0: 30 in the paper up to 512 px. Above 512 px we grow it in proportion to the side
-  (our choice, not the paper's) so that the first layer can still reach the image's highest frequencies.
-- Learning rate: the papers' value at 512 px (SIREN 1e-4, MFN 1e-3). The implicit-layer paper raises the MFN
-  rate to 3e-3 at 128 px; we follow the power law through those two points, lr ~ side^-0.79, capped at 5x.
-
-Video (t, y, x) uses the image rules on the frame's longest side (the paper's video scale, 128-256, is half a
-256-512 px frame) with the papers' video learning rates (MFN 1e-3, SIREN 1e-4) and no size boost.
-
-Audio (time in [-1, 1], one coordinate) needs far higher frequencies (the papers: SIREN first w0 = 3000,
-MFN input scale 25000 for one Bach clip), and how much higher depends on the clip's length and content. We
-measure it: k99 is the number of cycles over the whole clip below which 99% of its energy lies, i.e. an angular
-frequency of pi * k99 in time coordinates. MFN input scale = 2 pi k99, SIREN first w0 = pi k99 / 4 (factors
-tuned on a tone sequence; our choice, not the papers'). A 2-second and a 2-minute clip of the same music then get
-the same frequency per second. Audio learning rates are the papers' (SIREN 1e-4, MFN 1e-3) at every length.
+- :func:`learning_rate_for_side`: the papers' rate at 512 px (SIREN 1e-4, MFN 1e-3), raised for smaller sides
+  along the power law through the implicit-layer paper's two MFN recipes (1e-3 at 512 px, 3e-3 at 128 px),
+  lr ~ side^-0.79, at most 5x. :func:`papers_learning_rate` is the rate at 512 px alone.
+- :func:`frequency_for_side`: MFN input scale = half the longest side (the implicit-layer paper's 256 at 512 px,
+  128 at 256 px, 64 at 128 px); SIREN first-layer w0 = 30 up to 512 px, grown in proportion above (ours).
+- :func:`frequency_for_bandwidth`: from the signal's spectrum. k99 is the number of cycles over the whole signal
+  below which 99% of its energy lies, an angular frequency of pi * k99 in coordinates over [-1, 1]; MFN input
+  scale = 2 pi k99, SIREN first w0 = pi k99 / 4 (factors tuned on a tone sequence; ours).
+- :func:`frequency_for_cube`: a fixed scale for fields in the unit cube (MFN 32, the best of 8-64 on a torus,
+  ours; SIREN w0 30).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
@@ -35,14 +32,44 @@ SIREN_W0 = 30.0
 # log(3) / log(4): the exponent that takes the MFN rate from 1e-3 at 512 px to 3e-3 at 128 px.
 LR_SIZE_EXPONENT = math.log(3.0) / math.log(4.0)
 MAX_LR_BOOST = 5.0
-# 3D shapes in the normalised cube: MFN input scale 32, best of 8-64 on a torus (our choice; IoU 0.99 vs 0.77 at 64).
-SHAPE_INPUT_SCALE = 32.0
-AUDIO_ENERGY_FRACTION = 0.99
-AUDIO_MFN_FACTOR = 2.0  # input scale in units of pi * k99
-AUDIO_SIREN_FACTOR = 0.25  # first-layer w0 in units of pi * k99
+CUBE_INPUT_SCALE = 32.0
+ENERGY_FRACTION = 0.99
+BANDWIDTH_FACTOR = {"mfn": 2.0, "siren": 0.25}  # frequency scale in units of pi * k99
 
 
-def cycles_holding_energy(values: torch.Tensor, fraction: float = AUDIO_ENERGY_FRACTION) -> float:
+@dataclass(frozen=True)
+class Recipe:
+    """A modality's defaults for one model on one signal: what ``None`` in a FitConfig resolves to."""
+
+    learning_rate: float
+    frequency: float  # SIREN first-layer w0, or MFN input scale
+    points_per_step: int | None = None  # at most this many random points per step; None: as memory allows
+
+
+# A modality's rule: the Recipe for a model (by name) on a signal. Modality.recipe is one.
+RecipeRule = Callable[[str, Any], Recipe]
+
+
+def _family(model: str) -> str:
+    return get_spec(model).family
+
+
+def papers_learning_rate(model: str) -> float:
+    return BASE_LR[_family(model)]
+
+
+def learning_rate_for_side(model: str, side: int) -> float:
+    boost = min(MAX_LR_BOOST, max(1.0, (REFERENCE_SIDE / side) ** LR_SIZE_EXPONENT))
+    return BASE_LR[_family(model)] * boost
+
+
+def frequency_for_side(model: str, side: int) -> float:
+    if _family(model) == "siren":
+        return SIREN_W0 * max(1.0, side / REFERENCE_SIDE)
+    return max(1.0, side / 2.0)
+
+
+def cycles_holding_energy(values: torch.Tensor, fraction: float = ENERGY_FRACTION) -> float:
     """Cycles over the whole signal (an rfft bin) below which ``fraction`` of its energy lies, channels summed."""
     power = torch.fft.rfft(values.double() - values.double().mean(0), dim=0).abs().pow(2).sum(-1)
     cumulative = torch.cumsum(power, 0)
@@ -51,24 +78,10 @@ def cycles_holding_energy(values: torch.Tensor, fraction: float = AUDIO_ENERGY_F
     return float(torch.searchsorted(cumulative, fraction * cumulative[-1]).item()) + 1.0
 
 
-def default_learning_rate(model: str, grid_shape: tuple[int, ...], kind: str = "image") -> float:
-    family = get_spec(model).family
-    if kind in ("audio", "video", "shape"):
-        return BASE_LR[family]
-    side = max(grid_shape)
-    boost = min(MAX_LR_BOOST, max(1.0, (REFERENCE_SIDE / side) ** LR_SIZE_EXPONENT))
-    return BASE_LR[family] * boost
+def frequency_for_bandwidth(model: str, values: torch.Tensor) -> float:
+    """For ``(N, C)`` samples along one coordinate over [-1, 1]."""
+    return max(1.0, BANDWIDTH_FACTOR[_family(model)] * math.pi * cycles_holding_energy(values))
 
 
-def default_frequency(model: str, grid_shape: tuple[int, ...], kind: str = "image",
-                      values: torch.Tensor | None = None) -> float:
-    family = get_spec(model).family
-    if kind == "audio":
-        factor = AUDIO_SIREN_FACTOR if family == "siren" else AUDIO_MFN_FACTOR
-        return max(1.0, factor * math.pi * cycles_holding_energy(values))
-    if kind == "shape":
-        return SIREN_W0 if family == "siren" else SHAPE_INPUT_SCALE
-    side = max(grid_shape[-2:]) if kind == "video" else max(grid_shape)
-    if family == "siren":
-        return SIREN_W0 * max(1.0, side / REFERENCE_SIDE)
-    return max(1.0, side / 2.0)
+def frequency_for_cube(model: str) -> float:
+    return SIREN_W0 if _family(model) == "siren" else CUBE_INPUT_SCALE

@@ -1,25 +1,60 @@
-"""Evaluate a fitted network on a whole grid, a chunk of rows at a time."""
+"""Where a fitted network is evaluated: on a regular grid over [-1, 1]^d, or at given points, a chunk at a time.
+
+Chunking bounds the memory of a pass (a 4096^2 image never goes through the network at once). Each chunk is a
+separate solve for an implicit network; the ``*_with_stats`` forms return those solves' statistics beside the
+values (explicit networks have none), for the caller to summarise.
+"""
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from training.fitting.signal import grid_axes
+from models.fixpoint import SolverStats
+
+
+def grid_axes(shape: tuple[int, ...], device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """Per-axis coordinates of a regular grid: ``linspace(-1, 1, n)`` on each axis (a single sample sits at 0)."""
+    return [torch.linspace(-1.0, 1.0, n, device=device) if n > 1 else torch.zeros(1, device=device) for n in shape]
+
+
+def grid_coordinates(shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
+    """All points of the grid, row-major, as an ``(prod(shape), len(shape))`` tensor."""
+    mesh = torch.meshgrid(*grid_axes(shape, device), indexing="ij")
+    return torch.stack(mesh, dim=-1).reshape(-1, len(shape))
+
+
+@contextmanager
+def _eval_mode(model: nn.Module):
+    """Run a block with the model in eval mode, then restore the mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _forward(model: nn.Module, coords: torch.Tensor, solves: list[SolverStats]) -> torch.Tensor:
+    values, stats = model.forward_with_stats(coords)
+    if stats is not None:
+        solves.append(stats)
+    return values
 
 
 @torch.no_grad()
-def render_grid(model: nn.Module, grid_shape: tuple[int, ...], out_channels: int, device: torch.device,
-                chunk_points: int) -> torch.Tensor:
-    """Values of ``model`` at every point of a ``grid_shape`` grid, as a CPU float32 ``(*grid_shape, C)`` tensor.
+def render_grid_with_stats(model: nn.Module, grid_shape: tuple[int, ...], out_channels: int, device: torch.device,
+                           chunk_points: int) -> tuple[torch.Tensor, list[SolverStats]]:
+    """Values of ``model`` at every point of a ``grid_shape`` grid, as a CPU float32 ``(*grid_shape, C)`` tensor,
+    and the statistics of every chunk's solve.
 
     Coordinates are generated per chunk along the first axis, so neither the coordinate grid nor the
     activations of the whole signal ever exist at once on the device.
     """
-    was_training = model.training
-    model.eval()
+    solves: list[SolverStats] = []
     axes = grid_axes(grid_shape, device)
     first, rest = axes[0], axes[1:]
     points_per_row = math.prod(grid_shape[1:])
@@ -27,13 +62,29 @@ def render_grid(model: nn.Module, grid_shape: tuple[int, ...], out_channels: int
     rest_mesh = torch.meshgrid(*rest, indexing="ij") if rest else ()
     rest_flat = torch.stack([m.reshape(-1) for m in rest_mesh], dim=-1) if rest else torch.zeros(1, 0, device=device)
     output = torch.empty(grid_shape[0], points_per_row, out_channels)
-    for start in range(0, grid_shape[0], rows_per_chunk):
-        rows = first[start:start + rows_per_chunk]
-        coords = torch.cat(
-            [rows.repeat_interleave(points_per_row)[:, None], rest_flat.repeat(len(rows), 1)], dim=-1
-        )
-        # A single row can still be too long (a very wide image): split it further.
-        pieces = [model(piece) for piece in coords.split(chunk_points)]
-        output[start:start + len(rows)] = torch.cat(pieces).reshape(len(rows), points_per_row, out_channels).cpu()
-    model.train(was_training)
-    return output.reshape(*grid_shape, out_channels)
+    with _eval_mode(model):
+        for start in range(0, grid_shape[0], rows_per_chunk):
+            rows = first[start:start + rows_per_chunk]
+            coords = torch.cat(
+                [rows.repeat_interleave(points_per_row)[:, None], rest_flat.repeat(len(rows), 1)], dim=-1
+            )
+            # A single row can still be too long (a very wide image): split it further.
+            pieces = [_forward(model, piece, solves) for piece in coords.split(chunk_points)]
+            output[start:start + len(rows)] = torch.cat(pieces).reshape(len(rows), points_per_row, out_channels).cpu()
+    return output.reshape(*grid_shape, out_channels), solves
+
+
+def render_grid(model: nn.Module, grid_shape: tuple[int, ...], out_channels: int, device: torch.device,
+                chunk_points: int) -> torch.Tensor:
+    """:func:`render_grid_with_stats` without the statistics."""
+    return render_grid_with_stats(model, grid_shape, out_channels, device, chunk_points)[0]
+
+
+@torch.no_grad()
+def predict_points_with_stats(model: nn.Module, points: torch.Tensor, device: torch.device, chunk_points: int
+                              ) -> tuple[torch.Tensor, list[SolverStats]]:
+    """Values of ``model`` at ``points`` (N, D), on the CPU, and the statistics of every chunk's solve."""
+    solves: list[SolverStats] = []
+    with _eval_mode(model):
+        values = torch.cat([_forward(model, piece.to(device), solves).cpu() for piece in points.split(chunk_points)])
+    return values, solves

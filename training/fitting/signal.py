@@ -1,112 +1,173 @@
-"""The Signal a fit works on: coordinates in [-1, 1], target values in [-1, 1], grid shape, train/holdout split."""
+"""The signals a fit works on, and how each one measures a network against itself.
+
+Two kinds, each a complete type (no optional fields that only one of them uses):
+
+- :class:`GridSignal`: values on a regular grid over [-1, 1]^d (images, audio, video), with the points that
+  train and those held out, each forming a sub-grid.
+- :class:`ScatteredSamples`: targets at scattered points (a 3D shape's signed distances or occupancies), with
+  named groups of held-out points.
+
+The fit loop only asks a signal for its coordinates and targets, its loss and its evaluation; it never asks
+which modality produced it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+from torch.nn import functional as F
+
+from inr_core.errors import InvalidSetting
+from training.fitting.evaluate import GridEvaluation, SampleEvaluation, evaluate_grid, evaluate_samples
+from training.fitting.render import grid_coordinates
+
+HOLDOUT_MODES = ("none", "grid")
 
 
-def grid_axes(shape: tuple[int, ...], device: torch.device | str = "cpu") -> list[torch.Tensor]:
-    """Per-axis coordinates of a regular grid: ``linspace(-1, 1, n)`` on each axis (a single sample sits at 0)."""
-    return [torch.linspace(-1.0, 1.0, n, device=device) if n > 1 else torch.zeros(1, device=device) for n in shape]
+def mean_squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return torch.mean((prediction - target) ** 2)
 
 
-def grid_coordinates(shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
-    """All points of the grid, row-major, as an ``(prod(shape), len(shape))`` tensor."""
-    mesh = torch.meshgrid(*grid_axes(shape, device), indexing="ij")
-    return torch.stack(mesh, dim=-1).reshape(-1, len(shape))
+# "bce": the targets are 0/1 occupancies and the network's outputs are their logits.
+LOSSES = {"mse": mean_squared_error, "bce": F.binary_cross_entropy_with_logits}
+
+
+@dataclass(frozen=True)
+class SubGrid:
+    """Some points of a grid: their flat (row-major) indices, and the shape they form (for windowed metrics)."""
+
+    index: torch.Tensor  # (n,) int64
+    shape: tuple[int, ...]
 
 
 @dataclass
-class Signal:
-    """A sampled signal on a regular grid.
+class GridSignal:
+    """Values at every point of a regular grid, row-major, scaled to [-1, 1]; trained with the squared error."""
 
-    ``values`` holds every grid point (row-major), scaled to [-1, 1]; ``train_index`` and ``holdout_index``
-    select the points used for training and for measuring generalization (``holdout_index`` may be empty).
-    """
-
-    values: torch.Tensor  # (N, channels), float32, in [-1, 1]
+    values: torch.Tensor  # (prod(grid_shape), channels), float32
     grid_shape: tuple[int, ...]
-    train_index: torch.Tensor  # (n_train,) int64
-    holdout_index: torch.Tensor  # (n_holdout,) int64
-    # Shapes of the train / holdout points when they form sub-grids (for windowed metrics such as SSIM).
-    train_grid_shape: tuple[int, ...] | None = None
-    holdout_grid_shape: tuple[int, ...] | None = None
-    kind: str = "image"  # which recipe applies: "image", "audio", "video" or "shape"
-    # Scattered signals (3D shapes) carry their own coordinates instead of a grid, a loss other than MSE
-    # ("bce": occupancy logits), and named groups of held-out points to measure separately.
-    points: torch.Tensor | None = None
-    loss: str = "mse"
-    holdout_groups: dict[str, torch.Tensor] | None = None
+    train: SubGrid
+    holdout: SubGrid | None = None  # points kept out of training to measure generalization
+
+    loss = "mse"
+
+    @property
+    def dims(self) -> int:
+        return len(self.grid_shape)
 
     @property
     def channels(self) -> int:
         return self.values.shape[1]
 
     @property
-    def dims(self) -> int:
-        return self.points.shape[1] if self.points is not None else len(self.grid_shape)
-
-    @property
     def num_points(self) -> int:
         return self.values.shape[0]
 
+    @property
+    def train_count(self) -> int:
+        return len(self.train.index)
+
     def coordinates(self, index: torch.Tensor | None = None) -> torch.Tensor:
-        coords = self.points if self.points is not None else grid_coordinates(self.grid_shape)
+        coords = grid_coordinates(self.grid_shape)
         return coords if index is None else coords[index]
 
+    def train_coordinates(self) -> torch.Tensor:
+        return self.coordinates(self.train.index)
 
-HOLDOUT_MODES = ("none", "grid")
+    def train_targets(self) -> torch.Tensor:
+        return self.values[self.train.index]
+
+    def training_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LOSSES[self.loss](prediction, target)
+
+    def evaluate(self, model: nn.Module, device: torch.device, chunk_points: int) -> GridEvaluation:
+        """Render the whole grid; PSNR and SSIM on the training and held-out points, values in [0, 1]."""
+        return evaluate_grid(model, self, device, chunk_points)
 
 
-def image_signal(pixels: torch.Tensor, holdout: str = "none") -> Signal:
-    """Build a Signal from an ``(H, W, C)`` image with values in [0, 1].
+@dataclass(frozen=True)
+class Samples:
+    points: torch.Tensor  # (n, dims) float32 in [-1, 1]
+    values: torch.Tensor  # (n, channels) float32
+
+
+@dataclass
+class ScatteredSamples:
+    """Targets of a field at scattered points, whose inside (negative values, or occupancy 1) is a solid.
+
+    ``held_out`` names groups of points kept out of training (e.g. uniform and near-surface points); each is
+    measured on its own by the intersection over union of the predicted and true inside.
+    """
+
+    train: Samples
+    held_out: dict[str, Samples]
+    loss: str = "mse"  # or "bce": occupancy logits
+
+    @property
+    def dims(self) -> int:
+        return self.train.points.shape[1]
+
+    @property
+    def channels(self) -> int:
+        return self.train.values.shape[1]
+
+    @property
+    def num_points(self) -> int:
+        return len(self.train.points) + sum(len(group.points) for group in self.held_out.values())
+
+    @property
+    def train_count(self) -> int:
+        return len(self.train.points)
+
+    def train_coordinates(self) -> torch.Tensor:
+        return self.train.points
+
+    def train_targets(self) -> torch.Tensor:
+        return self.train.values
+
+    def training_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LOSSES[self.loss](prediction, target)
+
+    def evaluate(self, model: nn.Module, device: torch.device, chunk_points: int) -> SampleEvaluation:
+        return evaluate_samples(model, self, device, chunk_points)
+
+Signal = GridSignal | ScatteredSamples
+
+
+def _full_grid(values: torch.Tensor, grid_shape: tuple[int, ...]) -> GridSignal:
+    return GridSignal(values.contiguous(), grid_shape, SubGrid(torch.arange(values.shape[0]), grid_shape))
+
+
+def image_signal(pixels: torch.Tensor, holdout: str = "none") -> GridSignal:
+    """A signal from an ``(H, W, C)`` image with values in [0, 1].
 
     ``holdout="grid"`` is the generalization split of the implicit-layer paper: train on pixels
     ``[::2, ::2]``, hold out ``[1::2, 1::2]`` (a quarter of the image each; the rest is unused).
     """
     if holdout not in HOLDOUT_MODES:
-        raise ValueError(f"unknown holdout mode {holdout!r}; choose one of: {', '.join(HOLDOUT_MODES)}")
+        raise InvalidSetting("holdout", f"must be one of: {', '.join(HOLDOUT_MODES)}; got {holdout!r}")
     height, width, channels = pixels.shape
-    values = (pixels.reshape(-1, channels).float() * 2.0 - 1.0).contiguous()
+    values = pixels.reshape(-1, channels).float() * 2.0 - 1.0
+    if holdout == "none":
+        return _full_grid(values, (height, width))
+    if height < 2 or width < 2:
+        raise InvalidSetting("holdout", f"grid needs an image of at least 2x2 pixels, got {width}x{height}")
     flat = torch.arange(height * width).reshape(height, width)
-    if holdout == "grid":
-        if height < 2 or width < 2:
-            raise ValueError(f"--holdout grid needs an image of at least 2x2 pixels, got {width}x{height}")
-        train, held = flat[::2, ::2], flat[1::2, 1::2]
-        return Signal(values, (height, width), train.reshape(-1), held.reshape(-1),
-                      tuple(train.shape), tuple(held.shape))
-    return Signal(values, (height, width), flat.reshape(-1), torch.empty(0, dtype=torch.int64), (height, width), None)
+    train, held = flat[::2, ::2], flat[1::2, 1::2]
+    return GridSignal(values.contiguous(), (height, width), SubGrid(train.reshape(-1), tuple(train.shape)),
+                      SubGrid(held.reshape(-1), tuple(held.shape)))
 
 
-def audio_signal(samples: torch.Tensor) -> Signal:
-    """Build a Signal from ``(N, channels)`` samples in [-1, 1]: time runs over [-1, 1], every sample trains."""
+def audio_signal(samples: torch.Tensor) -> GridSignal:
+    """A signal from ``(N, channels)`` samples in [-1, 1]: time runs over [-1, 1], every sample trains."""
     if samples.ndim != 2 or samples.shape[0] < 2:
         raise ValueError(f"audio needs at least 2 samples, got shape {tuple(samples.shape)}")
-    count = samples.shape[0]
-    values = samples.float().clamp(-1.0, 1.0).contiguous()
-    return Signal(values, (count,), torch.arange(count), torch.empty(0, dtype=torch.int64), None, None, kind="audio")
+    return _full_grid(samples.float().clamp(-1.0, 1.0), (samples.shape[0],))
 
 
-def video_signal(frames: torch.Tensor) -> Signal:
-    """Build a Signal from ``(T, H, W, C)`` frames in [0, 1]: coordinates (t, y, x), every point trains."""
+def video_signal(frames: torch.Tensor) -> GridSignal:
+    """A signal from ``(T, H, W, C)`` frames in [0, 1]: coordinates (t, y, x), every point trains."""
     count, height, width, channels = frames.shape
-    values = (frames.reshape(-1, channels).float() * 2.0 - 1.0).contiguous()
-    return Signal(values, (count, height, width), torch.arange(values.shape[0]), torch.empty(0, dtype=torch.int64),
-                  None, None, kind="video")
-
-
-def shape_signal(train_points: torch.Tensor, train_values: torch.Tensor, holdout: dict[str, tuple[torch.Tensor,
-                 torch.Tensor]], loss: str) -> Signal:
-    """A 3D shape as scattered samples: training points with their targets, and named held-out sets
-    (e.g. uniform and near-surface points) whose values are the true signed distances or occupancies."""
-    points = [train_points] + [p for p, _ in holdout.values()]
-    values = [train_values] + [v for _, v in holdout.values()]
-    n_train = len(train_points)
-    groups, start = {}, n_train
-    for name, (group_points, _) in holdout.items():
-        groups[name] = torch.arange(start, start + len(group_points))
-        start += len(group_points)
-    return Signal(torch.cat(values).float(), (start,), torch.arange(n_train), torch.arange(n_train, start),
-                  kind="shape", points=torch.cat(points).float(), loss=loss, holdout_groups=groups)
+    return _full_grid(frames.reshape(-1, channels).float() * 2.0 - 1.0, (count, height, width))

@@ -1,0 +1,1 @@
+"""One module per `inr` command: its Typer declaration, the config it builds from the options, and its run."""

@@ -1,0 +1,200 @@
+"""`inr fit image|audio|video|sdf`: each command declares its inputs and its modality's options and builds the
+run's config from them; the options every fit shares are declared once here, and :func:`fit_command` adds them to
+each command and builds them into one :class:`FitConfig`."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from inr_cli.fitting import OutputOptions, run_fit_command
+from inr_cli.modalities.base import FitCommandConfig, ModalityOptions
+from models import model_names
+from models.fixpoint import SOLVERS, SolverSettings
+from models.fixpoint.backward import BACKWARD_MODES
+from training.fitting.config import FitConfig
+
+fit_app = typer.Typer(help="Fit a network to a signal.", no_args_is_help=True,
+                      epilog="[bold]Example[/bold]\n\n  inr fit image photo.png --model siren --steps 2000")
+
+
+def _option(name: str, kind, default, *flags: str, **info):
+    """A keyword parameter declaring one shared Typer option."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[kind, typer.Option(*flags, **info)])
+
+
+# The options every `inr fit` command takes, with FitConfig's own defaults. A command that declares one of these
+# names itself (e.g. a --batch-size with its own help) keeps its declaration.
+SHARED_OPTIONS = [
+    _option("model", str, FitConfig.model, "--model", help=f"Network: {', '.join(model_names())}."),
+    _option("hidden", int, FitConfig.hidden, "--hidden", help="Width of each hidden layer."),
+    _option("layers", int, FitConfig.layers, "--layers", help="Hidden-to-hidden layers (SIREN: after the first "
+            "sine layer; MFN and implicit: linear maps, with one more filter)."),
+    _option("steps", int, FitConfig.steps, "--steps", help="Optimisation steps."),
+    _option("lr", Optional[float], None, "--lr", help="Adam learning rate. Default: by model and signal size.",
+            show_default=False),
+    _option("frequency", Optional[float], None, "--frequency", help="Frequency scale: SIREN first-layer w0, or MFN "
+            "input scale. Default: by signal size.", show_default=False),
+    _option("batch_size", Optional[int], None, "--batch-size", help="Points per step. Default: all of them when "
+            "they fit in memory.", show_default=False),
+    _option("device", str, FitConfig.device, "--device", help="auto (CUDA when available), cpu or cuda."),
+    _option("seed", int, FitConfig.seed, "--seed", help="Seed for initialisation and batch order."),
+    _option("eval_every", Optional[int], None, "--eval-every", help="Steps between full evaluations for the plot. "
+            "Default: 25 over the run; 0: only at the end.", show_default=False),
+    _option("out", Optional[Path], None, "--out", help="Output folder (one sub-folder per input when there are "
+            "several). Default: runs/NAME-MODEL-TIME.", show_default=False),
+    _option("explicit", bool, FitConfig.explicit, "--explicit", help="Implicit models: one pass of f from z = 0 (the "
+            "explicit counterpart, same parameters)."),
+    _option("solver", str, SolverSettings.solver, "--solver",
+            help=f"Implicit models: fixpoint solver ({', '.join(SOLVERS)})."),
+    _option("tol", float, SolverSettings.tol, "--tol", help="Implicit models: relative residual per point to stop at."),
+    _option("max_iter", int, SolverSettings.max_iter, "--max-iter", help="Implicit models: most solver iterations."),
+    _option("backward", str, SolverSettings.backward, "--backward",
+            help=f"Implicit models: {' (truncated series) or '.join(BACKWARD_MODES)}."),
+    _option("neumann_steps", int, SolverSettings.neumann_steps, "--neumann-steps",
+            help="Implicit models: Neumann order T (0 = Jacobian-free)."),
+    _option("no_amortize", bool, not FitConfig.amortize, "--no-amortize", help="Implicit models: solve to tolerance "
+            "every step instead of reusing the last step's fixpoint."),
+    _option("as_json", bool, False, "--json", help="Print one JSON report per input on stdout, nothing else."),
+    _option("quiet", bool, False, "--quiet", "-q", help="No progress bar."),
+]
+
+
+def _shared_config(values: dict) -> tuple[FitConfig, OutputOptions]:
+    """The FitConfig and output options from the shared options (taken out of ``values``)."""
+    solver = SolverSettings(solver=values.pop("solver"), tol=values.pop("tol"), max_iter=values.pop("max_iter"),
+                            backward=values.pop("backward"), neumann_steps=values.pop("neumann_steps"))
+    fit = FitConfig(model=values.pop("model"), hidden=values.pop("hidden"), layers=values.pop("layers"),
+                    frequency=values.pop("frequency"), explicit=values.pop("explicit"), steps=values.pop("steps"),
+                    lr=values.pop("lr"), batch_size=values.pop("batch_size"), eval_every=values.pop("eval_every"),
+                    seed=values.pop("seed"), device=values.pop("device"), amortize=not values.pop("no_amortize"),
+                    solver=solver)
+    output = OutputOptions(out=values.pop("out"), as_json=values.pop("as_json"), show_progress=not values.pop("quiet"))
+    return fit, output
+
+
+def fit_command(command: str, epilog: str, batch_size_help: str | None = None):
+    """Register a function as `inr fit COMMAND`. It declares the input paths and its modality's options, and
+    receives the shared options already built: ``fit`` (a FitConfig) and ``output`` (where and how to report)."""
+
+    def register(function: Callable[..., int]):
+        own = [p for p in inspect.signature(function, eval_str=True).parameters.values()
+               if p.name not in ("fit", "output")]
+        shared = [_option("batch_size", Optional[int], None, "--batch-size", help=batch_size_help, show_default=False)
+                  if p.name == "batch_size" and batch_size_help else p for p in SHARED_OPTIONS]
+
+        def run(**values):
+            fit, output = _shared_config(values)
+            raise typer.Exit(function(**values, fit=fit, output=output))
+
+        run.__name__, run.__doc__ = function.__name__, function.__doc__
+        run.__signature__ = inspect.Signature([*own, *shared])
+        fit_app.command(command, epilog=epilog)(run)
+        return function
+
+    return register
+
+
+@fit_command("image", epilog="""
+[bold]Examples[/bold]
+
+  inr fit image                        [dim]# skimage:camera, SIREN 3x256[/dim]
+  inr fit image photo.png --model gabor-mfn --hidden 512
+  inr fit image skimage:astronaut --resize 128 --steps 500
+  inr fit image photo.png --holdout grid   [dim]# generalization[/dim]
+  inr fit image photo.png --model gabor-imfn --solver anderson
+  ls *.png | inr fit image - --json --out runs/batch
+""")
+def fit_image(
+    paths: Annotated[Optional[list[str]], typer.Argument(
+        help="Images (PNG/JPEG/TIFF/BMP/WebP), skimage:NAME for a scikit-image sample, or - to read paths from "
+             "stdin. Default: skimage:camera.", show_default=False)] = None,
+    holdout: Annotated[str, typer.Option(help="none, or grid: train on [::2, ::2], evaluate on [1::2, 1::2].")]
+        = "none",
+    alpha: Annotated[str, typer.Option(help="keep: fit a non-opaque alpha channel as one more channel; drop it.")]
+        = "keep",
+    resize: Annotated[Optional[int], typer.Option(help="Downscale so the longest side is this many pixels.",
+                                                  show_default=False)] = None,
+    *, fit: FitConfig, output: OutputOptions,
+) -> int:
+    """Fit an image: write the reconstruction, a comparison, a PSNR plot, report.json and a checkpoint."""
+    from inr_cli.modalities.image import ImageOptions
+
+    options = ImageOptions(holdout=holdout, alpha=alpha, resize=resize)
+    return run_fit_command(FitCommandConfig("image", fit, options), paths or [], output)
+
+
+@fit_command("audio", epilog="""
+[bold]Examples[/bold]
+
+  inr fit audio clip.wav                          [dim]# SIREN 3x256[/dim]
+  inr fit audio song.flac --model fourier-mfn --steps 3000
+  inr fit audio speech.mp3 --model fourier-imfn --json
+""")
+def fit_audio(
+    paths: Annotated[list[str], typer.Argument(
+        help="Audio clips (WAV/FLAC/OGG/MP3, any rate, mono or multichannel), or - to read paths from stdin.",
+        show_default=False)],
+    *, fit: FitConfig, output: OutputOptions,
+) -> int:
+    """Fit an audio clip: write the reconstruction (same rate and channels), a waveform and spectrogram
+    comparison, a PSNR plot, report.json (PSNR and SNR) and a checkpoint."""
+    return run_fit_command(FitCommandConfig("audio", fit, ModalityOptions()), paths, output)
+
+
+@fit_command("video", batch_size_help="Random points per step. Default: 65,536, fewer if memory is short.",
+             epilog="""
+[bold]Examples[/bold]
+
+  inr fit video clip.mp4 --frames 0:60 --resize 128 --model gabor-mfn --layers 4
+  inr fit video frames_folder/ --model fourier-imfn --hidden 512
+  inr fit video anim.gif --steps 5000 --json
+""")
+def fit_video(
+    paths: Annotated[list[str], typer.Argument(
+        help="Videos (MP4/WebM/MKV/GIF) or folders of frames, or - to read paths from stdin.", show_default=False)],
+    frames: Annotated[Optional[str], typer.Option(help="Frame range START:STOP (0-based, STOP excluded).",
+                                                  show_default=False)] = None,
+    resize: Annotated[Optional[int], typer.Option(help="Downscale frames so the longest side is this many pixels.",
+                                                  show_default=False)] = None,
+    *, fit: FitConfig, output: OutputOptions,
+) -> int:
+    """Fit a video: write the reconstruction (MP4 to watch, lossless MKV to measure) at the input fps, a strip of
+    frames (original over reconstruction), per-frame PSNR (mean ± std) and its plot, report.json and a checkpoint."""
+    from inr_cli.modalities.video import VideoOptions
+
+    return run_fit_command(FitCommandConfig("video", fit, VideoOptions(frames=frames, resize=resize)), paths, output)
+
+
+@fit_command("sdf", batch_size_help="Random points per step. Default: 50,000, fewer if memory is short.",
+             epilog="""
+[bold]Examples[/bold]
+
+  inr fit sdf bunny.ply                               [dim]# signed distance, SIREN 3x256[/dim]
+  inr fit sdf dragon.obj --target occupancy --model gabor-imfn --layers 1
+  inr fit sdf part.stl --resolution 256 --format glb
+""")
+def fit_sdf(
+    paths: Annotated[list[str], typer.Argument(help="Meshes (OBJ/PLY/STL/OFF/GLB), or - to read paths from stdin.",
+                                               show_default=False)],
+    target: Annotated[str, typer.Option(help="sdf: truncated signed distance (MSE); occupancy: inside/outside "
+                                        "(BCE), as the implicit-layer paper did.")] = "sdf",
+    samples: Annotated[int, typer.Option(help="Training points: half uniform in the cube, half near the surface.")]
+        = 200_000,
+    eval_points: Annotated[int, typer.Option(help="Held-out points for IoU, in each of the uniform and near-surface "
+                                             "sets.")] = 100_000,
+    resolution: Annotated[int, typer.Option(help="Marching-cubes grid for the extracted mesh.")] = 128,
+    mesh_format: Annotated[str, typer.Option("--format", help="Extracted mesh: ply, obj or glb.")] = "ply",
+    *, fit: FitConfig, output: OutputOptions,
+) -> int:
+    """Fit a 3D shape: write the extracted mesh (in the input's coordinates), a shaded preview, a training plot,
+    report.json (IoU, Chamfer distance, normal consistency) and a checkpoint."""
+    from inr_cli.modalities.shape import ShapeOptions
+
+    options = ShapeOptions(target=target, samples=samples, eval_points=eval_points, resolution=resolution,
+                           format=mesh_format)
+    return run_fit_command(FitCommandConfig("shape", fit, options), paths, output)

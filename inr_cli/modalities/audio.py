@@ -1,0 +1,75 @@
+"""Audio: time over [-1, 1] across the clip, one output per channel; samples in [-1, 1]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from inr_cli.media.audio import LoadedAudio, read_audio, write_audio_comparison, write_wav
+from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, Outputs, SampleRequest, SampleTarget,
+                                     grid_quality, register_modality)
+from inr_cli.reports import db_text
+from inr_core.errors import UserError
+from training.fitting.fit import FitResult
+from training.fitting.recipes import Recipe, frequency_for_bandwidth, papers_learning_rate
+from training.fitting.signal import GridSignal, audio_signal
+from training.metrics import snr
+
+MAX_SAMPLES = 1 << 31
+RECONSTRUCTION = "reconstruction.wav"
+COMPARISON = "comparison.png"
+
+
+@dataclass
+class LoadedAudioSignal(LoadedSignal):
+    audio: LoadedAudio
+
+
+def to_samples(unit_values: torch.Tensor) -> torch.Tensor:
+    """Evaluations and renders hold [0, 1]; audio lives in [-1, 1]."""
+    return unit_values * 2.0 - 1.0
+
+
+class AudioModality(Modality):
+    name = "audio"
+    sample_settings = ("rate", "duration")
+
+    def load(self, source: str, options, seed: int) -> LoadedAudioSignal:
+        audio = read_audio(source)
+        try:
+            signal = audio_signal(audio.samples)
+        except ValueError as error:
+            raise UserError(f"{source}: {error}") from None
+        return LoadedAudioSignal(signal, audio.info(), audio.notes, audio)
+
+    def recipe(self, model: str, signal: GridSignal) -> Recipe:
+        return Recipe(papers_learning_rate(model), frequency_for_bandwidth(model, signal.values))
+
+    def metrics(self, loaded: LoadedAudioSignal, result: FitResult) -> dict:
+        return {**grid_quality(result.final), "snr": snr(to_samples(result.final.reconstruction), loaded.audio.samples),
+                "metric_notes": "psnr: samples mapped from [-1, 1] to [0, 1]; snr: on the samples in [-1, 1]"}
+
+    def write_outputs(self, loaded: LoadedAudioSignal, result: FitResult, out_dir: Path) -> Outputs:
+        audio, reconstruction = loaded.audio, to_samples(result.final.reconstruction)
+        write_wav(out_dir / RECONSTRUCTION, reconstruction, audio.rate, audio.subtype)
+        write_audio_comparison(out_dir / COMPARISON, audio.samples.numpy(), reconstruction.numpy(), audio.rate)
+        return Outputs({"reconstruction": RECONSTRUCTION, "comparison": COMPARISON})
+
+    def summary_line(self, report: dict) -> str:
+        return f"  PSNR {db_text(report['psnr'])}  SNR {db_text(report['snr'])}"
+
+    def sample_target(self, info: dict, request: SampleRequest) -> SampleTarget:
+        """By default the fitted clip; --rate resamples it, --duration stretches it in time."""
+        rate = request.rate or info["rate"]
+        count = max(2, round((request.duration if request.duration is not None else info["seconds"]) * rate))
+        if count > MAX_SAMPLES:
+            raise UserError(f"requested {count} samples; at most {MAX_SAMPLES} can be rendered")
+        return SampleTarget((count,), f"sample-{rate}Hz-{count / rate:g}s.wav", (".wav",), rate)
+
+    def write_sample(self, network: FittedNetwork, target: SampleTarget, path: Path) -> None:
+        write_wav(path, to_samples(network.render(target.grid)), target.rate, network.info.get("subtype", "FLOAT"))
+
+
+AUDIO = register_modality(AudioModality())

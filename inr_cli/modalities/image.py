@@ -1,0 +1,91 @@
+"""Images: (y, x) in [-1, 1]^2, any channel count and bit depth; optionally a held-out grid of pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from inr_cli.errors import phrase
+from inr_cli.figures import write_comparison
+from inr_cli.media.images import DEFAULT_IMAGE, LoadedImage, read_image, resize_longest_side, write_png
+from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
+                                     SampleTarget, register_modality)
+from inr_core.errors import InvalidSetting, UserError, check
+from training.fitting.fit import FitResult
+from training.fitting.recipes import Recipe, frequency_for_side, learning_rate_for_side
+from training.fitting.signal import HOLDOUT_MODES, GridSignal, image_signal
+
+ALPHA_MODES = ("keep", "drop")
+MAX_SIDE = 65536
+RECONSTRUCTION = "reconstruction.png"
+COMPARISON = "comparison.png"
+
+
+@dataclass(frozen=True)
+class ImageOptions(ModalityOptions):
+    holdout: str = "none"  # or "grid": train on [::2, ::2], measure on [1::2, 1::2]
+    alpha: str = "keep"  # a non-opaque alpha channel: fitted as one more channel, or dropped
+    resize: int | None = None  # downscale so the longest side is this many pixels
+
+    def validate(self) -> None:
+        check(self.holdout in HOLDOUT_MODES, "holdout", f"must be one of: {', '.join(HOLDOUT_MODES)}; got {self.holdout!r}")
+        check(self.alpha in ALPHA_MODES, "alpha", f"must be one of: {', '.join(ALPHA_MODES)}; got {self.alpha!r}")
+        check(self.resize is None or self.resize >= 1, "resize", f"must be at least 1, got {self.resize}")
+
+
+@dataclass
+class LoadedImageSignal(LoadedSignal):
+    image: LoadedImage
+
+
+def sample_size(info: dict, request: SampleRequest) -> tuple[int, int]:
+    """(height, width) to render: a scale of the fitted size, or explicit sides (one side keeps the aspect ratio)."""
+    scale, width, height = request.scale, request.width, request.height
+    if scale is not None and (width is not None or height is not None):
+        raise UserError("give either --scale or --width/--height, not both")
+    src_h, src_w = info["height"], info["width"]
+    if scale is not None:
+        size = (max(1, round(src_h * scale)), max(1, round(src_w * scale)))
+    elif width is None and height is None:
+        size = (src_h, src_w)
+    else:
+        size = (height or max(1, round(width * src_h / src_w)), width or max(1, round(height * src_w / src_h)))
+    if max(size) > MAX_SIDE:
+        raise UserError(f"requested {size[1]}x{size[0]} pixels; the largest side allowed is {MAX_SIDE}")
+    return size
+
+
+class ImageModality(Modality):
+    name = "image"
+    options_type = ImageOptions
+    default_input = DEFAULT_IMAGE
+    sample_settings = ("scale", "width", "height")
+
+    def load(self, source: str, options: ImageOptions, seed: int) -> LoadedImageSignal:
+        image = read_image(source, alpha=options.alpha)
+        if options.resize is not None:
+            image = resize_longest_side(image, options.resize)
+        try:
+            signal = image_signal(image.pixels, holdout=options.holdout)
+        except InvalidSetting as error:
+            raise UserError(f"{source}: {phrase(error)}") from None
+        return LoadedImageSignal(signal, image.info(), image.notes, image)
+
+    def recipe(self, model: str, signal: GridSignal) -> Recipe:
+        side = max(signal.grid_shape)
+        return Recipe(learning_rate_for_side(model, side), frequency_for_side(model, side))
+
+    def write_outputs(self, loaded: LoadedImageSignal, result: FitResult, out_dir: Path) -> Outputs:
+        write_png(out_dir / RECONSTRUCTION, result.final.reconstruction, loaded.image.bit_depth)
+        write_comparison(out_dir / COMPARISON, loaded.image.pixels, result.final.reconstruction)
+        return Outputs({"reconstruction": RECONSTRUCTION, "comparison": COMPARISON})
+
+    def sample_target(self, info: dict, request: SampleRequest) -> SampleTarget:
+        height, width = sample_size(info, request)
+        return SampleTarget((height, width), f"sample-{width}x{height}.png", (".png",))
+
+    def write_sample(self, network: FittedNetwork, target: SampleTarget, path: Path) -> None:
+        write_png(path, network.render(target.grid), network.info.get("bit_depth", 8))
+
+
+IMAGE = register_modality(ImageModality())

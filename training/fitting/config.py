@@ -1,0 +1,112 @@
+"""What decides a fit: the typed :class:`FitConfig`, its validation, and its resolution against a signal.
+
+A command builds one FitConfig, calls :meth:`FitConfig.validate` once, and each fit resolves it against its
+signal and the modality's :class:`~training.fitting.recipes.Recipe` (:func:`resolve_config`): every ``None``
+becomes the concrete value the run uses, so the saved config reproduces the run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from inr_core.errors import InvalidSetting, check
+from models import get_spec, model_names
+from models.fixpoint import SolverSettings
+from training.fitting.devices import auto_batch_size, check_device_name, resolve_device
+from training.fitting.recipes import RecipeRule
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything that decides a fit. ``None`` means "resolve from the signal" (see :func:`resolve_config`)."""
+
+    # The network
+    model: str = "siren"
+    hidden: int = 256
+    layers: int = 3
+    frequency: float | None = None  # SIREN first-layer w0, or MFN input scale
+    explicit: bool = False  # implicit models: one pass of f from z = 0, the explicit counterpart
+    # The optimisation
+    steps: int = 2000
+    lr: float | None = None
+    batch_size: int | None = None  # points per step; None = full batch when it fits in memory
+    eval_every: int | None = None  # steps between full evaluations; None = about 25 over the run, 0 = only at the end
+    seed: int = 0
+    device: str = "auto"
+    # Implicit models: how fixpoints are found and differentiated, and whether training reuses them
+    amortize: bool = True  # reuse last step's fixpoint: one f evaluation per training step
+    solver: SolverSettings = field(default_factory=SolverSettings)
+
+    def validate(self) -> None:
+        """Raise :class:`inr_core.errors.InvalidSetting` naming the first setting no fit can use."""
+        check(self.model in model_names(), "model", f"must be one of: {', '.join(model_names())}; got {self.model!r}")
+        check(self.hidden >= 1, "hidden", f"must be at least 1, got {self.hidden}")
+        check(self.layers >= 0, "layers", f"must be 0 or more, got {self.layers}")
+        check(not get_spec(self.model).implicit or self.layers >= 1, "layers",
+              f"must be at least 1 for the implicit model {self.model}, got {self.layers}")
+        check(self.frequency is None or _positive(self.frequency), "frequency", f"must be positive, got {self.frequency}")
+        check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
+        check(self.lr is None or _positive(self.lr), "lr", f"must be positive, got {self.lr}")
+        check(self.batch_size is None or self.batch_size >= 1, "batch_size",
+              f"must be at least 1, got {self.batch_size}")
+        check(self.eval_every is None or self.eval_every >= 0, "eval_every", f"must be 0 or more, got {self.eval_every}")
+        check_device_name(self.device)
+        try:
+            self.solver.validate()
+        except InvalidSetting as error:
+            raise InvalidSetting(f"solver.{error.setting}", error.problem) from None
+
+    def is_implicit(self) -> bool:
+        """True when the model is solved to a fixpoint (an implicit model not switched to its one-pass form)."""
+        return get_spec(self.model).implicit and not self.explicit
+
+    def solver_tensors(self) -> int:
+        """Width-hidden tensors per point the fit keeps beyond activations: solver state (and the amortized cache)."""
+        return self.solver.state_tensors() + 1 if self.is_implicit() else 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # the solver settings nest as a dict of their own
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FitConfig:
+        """The inverse of :meth:`to_dict`."""
+        return cls(**{**data, "solver": SolverSettings(**data.get("solver", {}))})
+
+    @classmethod
+    def from_flat_dict(cls, data: dict) -> FitConfig:
+        """From the flat layout of version-1 checkpoints and reports: solver fields beside the others, other
+        commands' options mixed in (ignored here)."""
+        own = {f.name for f in fields(cls)} - {"solver"}
+        solver = {f.name for f in fields(SolverSettings)}
+        return cls(**{k: v for k, v in data.items() if k in own},
+                   solver=SolverSettings(**{k: v for k, v in data.items() if k in solver}))
+
+
+def _positive(value: float) -> bool:
+    return value > 0 and math.isfinite(value)
+
+
+def resolve_config(config: FitConfig, signal, recipe_rule: RecipeRule | None = None) -> FitConfig:
+    """Fill every ``None`` of a validated ``config`` with the value this fit on ``signal`` will use.
+
+    ``recipe_rule`` (the modality's, e.g. ``Modality.recipe``) gives the learning rate, frequency scale and points
+    per step for the model; a config that already has them (a resolved one) needs none.
+    """
+    if recipe_rule is None and (config.lr is None or config.frequency is None):
+        raise ValueError("resolving lr or frequency needs the modality's recipe rule")
+    recipe = recipe_rule(config.model, signal) if recipe_rule is not None else None
+    device = resolve_device(config.device)
+    n_train = signal.train_count
+    batch = config.batch_size or auto_batch_size(n_train, config.hidden, config.layers, device,
+                                                 config.solver_tensors())
+    if recipe is not None and recipe.points_per_step and not config.batch_size:
+        batch = min(batch, recipe.points_per_step)
+    return replace(
+        config,
+        device=str(device),
+        lr=config.lr if config.lr is not None else recipe.learning_rate,
+        frequency=config.frequency if config.frequency is not None else recipe.frequency,
+        batch_size=min(batch, n_train),
+        eval_every=config.eval_every if config.eval_every is not None else max(1, config.steps // 25),
+    )
