@@ -1,7 +1,9 @@
 """Benchmark: JIIO against the Adam baseline (a full DEQ solve and exact implicit backward per step) on one decoder
 and the same test images. Prints ms per inversion (per image), cost reached and PSNR, then JIIO/Adam time ratios
-at equal iterations and to equal loss (Adam run until its cost reaches JIIO's). Adam's learning rate is swept and
-the best is used, so the baseline is not handicapped by a poor step size. The paper reports 3.5-9x for JIIO.
+at equal iterations and to equal loss (Adam run until its cost reaches JIIO's): the protocol of
+training/jiio/comparison.py, the one `inr jiio-invert --method both` runs, with Adam's learning rate swept (the
+best kept, so the baseline is not handicapped by a poor step size) and each run timed as the median of repeats.
+The paper reports 3.5-9x for JIIO.
 
     python benchmarks/jiio_vs_adam.py --decoder runs/fmnist/decoder.pt \\
         --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz           # CPU, small preset
@@ -14,17 +16,20 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from inr_cli.media.datasets import load_images
 from inr_cli.sample import read_checkpoint
-from training.jiio.decoder_checkpoint import decoder_from_payload
 from training.fitting.devices import resolve_device
-from training.jiio.inverse_tasks import Corruption, corrupt, psnr01, restore, restore_adam
-from training.jiio.inference import JIIOSettings
+from training.jiio.comparison import compare_on_batch, summarize_comparisons
+from training.jiio.decoder_checkpoint import decoder_from_payload
 from training.jiio.decoder_training import DecoderConfig, train_decoder
+from training.jiio.inverse_tasks import SIGNED_RANGE, Corruption, corrupt, restore
+from training.jiio.settings import AdamSettings, CorruptionSettings, JIIOSettings
+from training.metrics import psnr
 
 FASHION = "/usr/share/datasets/fashion-mnist/"
 
@@ -34,7 +39,7 @@ def decoder_for(args, device):
         payload = read_checkpoint(Path(args.decoder))
         decoder, config = decoder_from_payload(payload, args.decoder, device)
         return decoder, config.image_size
-    config = DecoderConfig(preset=args.preset, epochs=args.epochs, device=str(device))
+    config = DecoderConfig(preset=args.preset, epochs=args.epochs)
     images = load_images(FASHION + "train-images-idx3-ubyte.gz", config.image_size)[:args.train].to(device)
     started = time.perf_counter()
     state = train_decoder(config, images, on_epoch=lambda s: print(
@@ -53,12 +58,12 @@ def main() -> None:
     parser.add_argument("--images", default=FASHION + "t10k-images-idx3-ubyte.gz")
     parser.add_argument("--count", type=int, default=32, help="test images, inverted as one batch")
     parser.add_argument("--task", default="reconstruct")
-    parser.add_argument("--iters", type=int, default=40)
+    parser.add_argument("--iters", type=int, default=JIIOSettings.iterations)
     parser.add_argument("--adam-lrs", default="0.01,0.03,0.1")
     parser.add_argument("--adam-max-steps", type=int, default=400)
-    parser.add_argument("--adam-tol", type=float, default=1e-4,
+    parser.add_argument("--adam-tol", type=float, default=AdamSettings.tol,
                         help="relative residual for Adam's per-step forward and backward solves")
-    parser.add_argument("--adam-max-iter", type=int, default=50,
+    parser.add_argument("--adam-max-iter", type=int, default=AdamSettings.max_iter,
                         help="cap on each of Adam's per-step solves (a lower cap is a cheaper, rougher baseline)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
     parser.add_argument("--device", default="auto")
@@ -70,46 +75,41 @@ def main() -> None:
     for p in decoder.parameters():
         p.requires_grad_(False)
     images = load_images(args.images, size)[:args.count]
-    corrupted = corrupt(images, args.task, mask_size=max(1, round(size * 20 / 64)),
-                        generator=torch.Generator().manual_seed(0))
+    corrupted = corrupt(images, args.task, CorruptionSettings(), generator=torch.Generator().manual_seed(0))
     problem = Corruption(corrupted.observed.to(device), corrupted.mask.to(device))
-    settings = JIIOSettings(iterations=args.iters, step_size=0.05)
 
-    def timed(run):
+    def median_of_repeats(run):
         results = [run() for _ in range(args.repeats)]
-        return results[-1], statistics.median(r.seconds for r in results)
+        return replace(results[-1], seconds=statistics.median(r.seconds for r in results))
 
     restore(decoder, problem, JIIOSettings(iterations=2))  # warm-up (allocator, kernels)
-    jiio, jiio_s = timed(lambda: restore(decoder, problem, settings))
-    jiio_cost = float(jiio.cost.mean())
+    adam = [AdamSettings(steps=args.iters, lr=float(lr), tol=args.adam_tol, max_iter=args.adam_max_iter)
+            for lr in args.adam_lrs.split(",")]
+    batch = compare_on_batch(decoder, problem, JIIOSettings(iterations=args.iters), adam, args.adam_max_steps,
+                             measure=median_of_repeats)
+    summary = summarize_comparisons([batch], args.adam_max_steps)
+    jiio_s = batch.jiio.seconds
 
-    def row(name, result, seconds):
-        print(f"{name:28s} {result.iterations:6d} {1000 * seconds / len(images):12.2f}"
-              f" {float(result.cost.mean()):10.2f} {psnr01(result.images.cpu(), images):8.2f}"
-              f" {jiio_s and seconds / jiio_s:8.2f}")
+    def row(name, result):
+        print(f"{name:28s} {result.iterations:6d} {1000 * result.seconds / len(images):12.2f}"
+              f" {float(result.cost.mean()):10.2f} {psnr(result.images.cpu(), images, value_range=SIGNED_RANGE):8.2f}"
+              f" {jiio_s and result.seconds / jiio_s:8.2f}")
 
     print(f"\n{args.task}, {len(images)} images {size}px, Adam solves to {args.adam_tol:g} "
           f"(at most {args.adam_max_iter} steps), device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"{'method':28s} {'iters':>6s} {'ms/image':>12s} {'cost':>10s} {'PSNR':>8s} {'vs JIIO':>8s}")
-    row("JIIO", jiio, jiio_s)
-    best = None
-    for lr in (float(v) for v in args.adam_lrs.split(",")):
-        adam, adam_s = timed(lambda: restore_adam(decoder, problem, steps=args.iters, lr=lr, tol=args.adam_tol,
-                                                           max_iter=args.adam_max_iter))
-        row(f"Adam lr {lr:g}, equal iters", adam, adam_s)
-        if best is None or float(adam.cost.mean()) < best[1]:
-            best = (lr, float(adam.cost.mean()), adam_s)
-    lr = best[0]
-    chase, chase_s = timed(lambda: restore_adam(decoder, problem, steps=args.adam_max_steps, lr=lr,
-                                                target_cost=jiio_cost, tol=args.adam_tol,
-                                                max_iter=args.adam_max_iter))
-    reached = chase.cost_trace[-1] <= jiio_cost
-    row(f"Adam lr {lr:g}, to JIIO's loss", chase, chase_s)
-    print(f"\nJIIO is {best[2] / jiio_s:.1f}x faster than Adam (lr {lr:g}) at equal iterations ({args.iters}), "
-          f"and {'' if reached else '>= '}{chase_s / jiio_s:.1f}x faster to equal loss "
-          f"({chase.iterations} Adam steps{'' if reached else ', not reached'}); "
-          f"JIIO cost {jiio_cost:.2f}, Adam at equal iterations {best[1]:.2f}.")
+    row("JIIO", batch.jiio)
+    for settings, result in zip(adam, batch.sweep):
+        row(f"Adam lr {settings.lr:g}, equal iters", result)
+    lr = batch.adam_settings.lr
+    row(f"Adam lr {lr:g}, to JIIO's loss", batch.to_equal_loss)
+    equal_iterations, equal_loss = summary["equal_iterations"], summary["equal_loss"]
+    reached = equal_loss["reached"]
+    print(f"\nJIIO is {equal_iterations['time_ratio']:.1f}x faster than Adam (lr {lr:g}) at equal iterations "
+          f"({args.iters}), and {'' if reached else '>= '}{equal_loss['time_ratio']:.1f}x faster to equal loss "
+          f"({batch.to_equal_loss.iterations} Adam steps{'' if reached else ', not reached'}); "
+          f"JIIO cost {batch.target_cost:.2f}, Adam at equal iterations {equal_iterations['adam_cost']:.2f}.")
 
 
 if __name__ == "__main__":

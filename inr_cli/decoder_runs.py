@@ -7,7 +7,7 @@ out: a decoder is never scored on the images it was trained on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -18,23 +18,14 @@ from inr_cli.progress import counter_progress
 from inr_cli.sample import read_checkpoint
 from models.mdeq import MDEQDecoder
 from training.fitting.checkpoint import serialize
+from training.jiio.channels import match_channels
 from training.jiio.decoder_checkpoint import decoder_from_payload, decoder_payload, training_state_from_payload
 from inr_core.errors import UserError
 from training.jiio.decoder_training import DecoderConfig, train_decoder
+from training.jiio.invert_config import DecoderSource
 from training.jiio.latent_density import fit_gaussian_mixture
 
 DECODER_FILE = "decoder.pt"
-
-
-@dataclass
-class DecoderSource:
-    """Where the decoder comes from: a checkpoint, or training on ``data`` (then ``config`` says how)."""
-    checkpoint: Path | None = None
-    data: str | None = None
-    config: DecoderConfig | None = None  # for training; epochs is the total to reach when resuming
-    train_count: int | None = None  # images to train on; default all but the held-out test images
-    held_out: int = 16  # images at the end of ``data`` that training leaves for testing
-    resume: bool = False
 
 
 @dataclass
@@ -64,8 +55,6 @@ def _training_split(images: torch.Tensor, train_count: int | None, held_out: int
         raise UserError(f"{data}: {len(images)} images leave none for training after holding out {held_out} "
                         "for testing; lower --count or pass test images with --images")
     if train_count is not None:
-        if train_count < 1:
-            raise UserError(f"--train-count must be at least 1, got {train_count}")
         if train_count > available:
             raise UserError(f"{data}: --train-count {train_count} exceeds the {available} images left after "
                             f"holding out {held_out} for testing")
@@ -73,23 +62,20 @@ def _training_split(images: torch.Tensor, train_count: int | None, held_out: int
     return images[:available]
 
 
-def obtain_decoder(source: DecoderSource, out: Path, device: torch.device, *, show_progress: bool) -> DecoderRun:
+def obtain_decoder(source: DecoderSource, held_out: int, out: Path, device: torch.device, *,
+                   show_progress: bool) -> DecoderRun:
+    """Load ``source.checkpoint``, or train on ``source.data`` leaving its last ``held_out`` images for testing.
+    ``source`` is validated (:meth:`training.jiio.invert_config.InvertConfig.validate`)."""
     if source.data is None:
-        if source.checkpoint is None:
-            raise UserError("give a trained decoder with --decoder CKPT, or a collection to train one on with "
-                            "--data DATA")
-        if source.resume:
-            raise UserError("--resume continues training: it needs --data")
         payload = read_checkpoint(source.checkpoint)
         decoder, config = decoder_from_payload(payload, str(source.checkpoint), device)
         return DecoderRun(decoder, config, source.checkpoint, payload, trained_here=False)
-    return _train(source, out, device, show_progress)
+    return _train(source, held_out, out, device, show_progress)
 
 
-def _train(source: DecoderSource, out: Path, device: torch.device, show_progress: bool) -> DecoderRun:
-    config = source.config or DecoderConfig()
-    if config.epochs < 1:
-        raise UserError(f"--epochs must be at least 1, got {config.epochs}")
+def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device, show_progress: bool
+           ) -> DecoderRun:
+    config = source.training
     target = out / DECODER_FILE
     state, notes = None, []
     if source.resume:
@@ -97,15 +83,12 @@ def _train(source: DecoderSource, out: Path, device: torch.device, show_progress
         payload = read_checkpoint(resume_from)
         state, saved = training_state_from_payload(payload, str(resume_from), device)
         # The architecture and the optimisation recipe come from the run being resumed; only the goal moves.
-        config = DecoderConfig.from_dict({**saved.to_dict(), "epochs": config.epochs, "device": config.device})
+        config = replace(saved, epochs=config.epochs)
         notes.append(f"resumed from {resume_from} after epoch {state.epoch}")
     elif target.exists():
         raise UserError(f"{target} exists: add --resume to continue that run, or choose another --out")
-    elif source.checkpoint is not None:
-        raise UserError("--decoder with --data trains nothing new: add --resume to continue its training, or "
-                        "drop --data to use it as it is")
     images = load_images(source.data, config.image_size)
-    train = _training_split(images, source.train_count, source.held_out, source.data)  # stays in host memory
+    train = _training_split(images, source.train_count, held_out, source.data)  # stays in host memory
     if state is not None and len(state.latents) != len(train):
         raise UserError(f"{source.data}: the run being resumed trained on {len(state.latents)} images, this data "
                         f"gives {len(train)}; use the same --data and --train-count")
@@ -139,14 +122,12 @@ def _train(source: DecoderSource, out: Path, device: torch.device, show_progress
                       epochs_trained_now=state.epoch - start_epoch, notes=notes)
 
 
-def _match_channels(images: torch.Tensor, channels: int, notes: list[str]) -> torch.Tensor:
-    if images.shape[1] == channels:
-        return images
-    if channels == 1:
-        notes.append("test images converted to gray (the decoder is single-channel)")
-        return images.mean(dim=1, keepdim=True)
-    notes.append(f"gray test images repeated to {channels} channels")
-    return images.repeat(1, channels, 1, 1)
+def _matched(images: torch.Tensor, channels: int, notes: list[str]) -> torch.Tensor:
+    """Test images with the decoder's channel count, saying so in the notes when they had to change."""
+    if images.shape[1] != channels:
+        notes.append("test images converted to gray (the decoder is single-channel)" if channels == 1
+                     else f"gray test images repeated to {channels} channels")
+    return match_channels(images, channels)
 
 
 def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels: int
@@ -156,7 +137,7 @@ def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels
     size, notes = run.config.image_size, []
     if sources:
         parts = [load_images(s, size, limit=count) for s in sources]  # only what --count keeps
-        images = torch.cat([_match_channels(p, channels, notes) for p in parts])[:count]
+        images = torch.cat([_matched(p, channels, notes) for p in parts])[:count]
         return images, {"source": list(sources), "held_out_from_training": False}, notes
     data = (run.payload.get("data") or {}).get("source")
     if not data or not (data.startswith("skimage:") or Path(data).exists()):
@@ -168,5 +149,5 @@ def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels
         raise UserError(f"{data}: only {len(images) - trained} images follow the {trained} the decoder was trained "
                         f"on; lower --count or pass --images")
     first = len(images) - count
-    images = _match_channels(images[first:], channels, notes)
+    images = _matched(images[first:], channels, notes)
     return images, {"source": [data], "held_out_from_training": True, "first_index": first}, notes

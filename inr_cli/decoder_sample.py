@@ -13,6 +13,7 @@ from inr_cli.fid_model import fid_report, load_fid_model
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, prepare_output_dir
 from inr_cli.reports import REPORT_VERSION, to_json, versions
+from training.jiio.channels import match_channels
 from training.jiio.decoder_checkpoint import decoder_from_payload
 from training.fitting.devices import resolve_device
 from inr_core.errors import UserError
@@ -59,8 +60,7 @@ def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_
         "notes": notes, "versions": versions(),
     }
     if real is not None:
-        if real.shape[1] != images.shape[1]:
-            real = real.mean(dim=1, keepdim=True) if images.shape[1] == 1 else real.repeat(1, images.shape[1], 1, 1)
+        real = match_channels(real, images.shape[1])
         report["fid_real_images"] = fid
         report.update(fid_report(model, reason, real, images, device, model_path=fid_model))
     report_path = out.with_suffix(".json")

@@ -10,6 +10,8 @@ from PIL import Image
 from skimage import data
 
 from inr_cli.media.datasets import load_images
+from inr_cli.media.images import resize_pixels
+from training.jiio.channels import match_channels
 from inr_core.errors import UserError
 
 
@@ -44,10 +46,33 @@ def test_folder_idx_and_npz_agree(tmp_path, faces):
 
 
 def test_resize_and_centre_crop(tmp_path):
-    image = data.astronaut()[:300, :400]  # wide
-    np.save(tmp_path / "one.npy", image[None])
-    batch = load_images(str(tmp_path / "one.npy"), 32)
-    assert batch.shape == (1, 3, 32, 32) and batch.min() >= -1 and batch.max() <= 1
+    stripes = np.zeros((20, 40, 3), dtype=np.uint8)  # wide: red | green (the middle half) | blue
+    stripes[:, :10, 0], stripes[:, 10:30, 1], stripes[:, 30:, 2] = 255, 255, 255
+    np.save(tmp_path / "one.npy", stripes[None])
+    batch = load_images(str(tmp_path / "one.npy"), 10)
+    # Shorter side 20 -> 10, then the centre 10 x 10 of the 10 x 20 result: exactly the green half.
+    green = torch.tensor([-1.0, 1.0, -1.0])[:, None, None].expand(3, 10, 10)
+    assert batch.shape == (1, 3, 10, 10) and torch.allclose(batch[0], green, atol=1e-6)
+
+
+def test_collections_resize_as_images_and_video_frames_do(tmp_path):
+    photo = data.astronaut()[100:164, 200:264]
+    np.save(tmp_path / "one.npy", photo[None])
+    expected = resize_pixels(photo.astype(np.float32) / 255, (16, 16))  # the resize behind --resize too
+    batch = load_images(str(tmp_path / "one.npy"), 16)
+    assert torch.allclose(batch[0], torch.from_numpy(expected).permute(2, 0, 1) * 2 - 1, atol=1e-6)
+
+
+def test_channel_matching_repeats_gray_and_averages_colour():
+    gray = torch.rand(2, 1, 4, 4)
+    colour = match_channels(gray, 3)
+    assert colour.shape == (2, 3, 4, 4) and all(torch.equal(colour[:, [c]], gray) for c in range(3))
+    assert torch.allclose(match_channels(colour, 1), gray)
+    rgb = torch.rand(2, 4, 4, 3)  # channels last
+    assert torch.allclose(match_channels(rgb, 1, dim=3), rgb.mean(dim=3, keepdim=True))
+    assert match_channels(rgb, 3, dim=3) is rgb
+    with pytest.raises(ValueError):
+        match_channels(rgb, 4, dim=3)
 
 
 def test_bad_collections_fail_in_one_line(tmp_path, faces):

@@ -2,7 +2,9 @@
 
 import torch
 
-from training.jiio.inference import JIIOSettings, jiio, l2_ball
+from training.jiio.adam_baseline import adam_inversion
+from training.jiio.inference import jiio, l2_ball
+from training.jiio.settings import AdamSettings, JIIOSettings
 
 
 def toy_problem(seed=0, batch=4, dim=8, latent=3):
@@ -65,13 +67,11 @@ def test_anderson_on_the_augmented_state_needs_far_fewer_iterations():
 
 
 def test_jiio_beats_adam_with_a_full_solve_per_step_at_equal_f_evaluations():
-    from training.jiio.adam_baseline import adam_inversion
-
     f, cost, solve, dim, latent, batch = toy_problem()
     z0 = torch.zeros(batch, dim, dtype=torch.float64)
     x0 = torch.zeros(batch, latent, dtype=torch.float64)
     jiio_result = jiio(f, cost, z0, x0, JIIOSettings(iterations=60, step_size=0.02, anderson_memory=5))
-    adam = adam_inversion(f, cost, z0, x0, steps=1000, lr=0.05, max_evaluations=jiio_result.evaluations)
+    adam = adam_inversion(f, cost, z0, x0, AdamSettings(steps=1000, lr=0.05), max_evaluations=jiio_result.evaluations)
     assert adam.evaluations >= jiio_result.evaluations  # Adam got at least as many f evaluations
     jiio_cost, adam_cost = cost(solve(jiio_result.x)).mean(), cost(solve(adam.x)).mean()
     # Measured: JIIO 5e-14 after 60 iterations (120 evaluations); Adam, 5-10 steps in the same budget, 0.3-3.
@@ -81,12 +81,10 @@ def test_jiio_beats_adam_with_a_full_solve_per_step_at_equal_f_evaluations():
 
 
 def test_adam_baseline_can_run_until_it_reaches_a_target_cost():
-    from training.jiio.adam_baseline import adam_inversion
-
     f, cost, _, dim, latent, batch = toy_problem()
     z0 = torch.zeros(batch, dim, dtype=torch.float64)
     x0 = torch.zeros(batch, latent, dtype=torch.float64)
-    adam = adam_inversion(f, cost, z0, x0, steps=2000, lr=0.05, target_cost=1e-2)
+    adam = adam_inversion(f, cost, z0, x0, AdamSettings(steps=2000, lr=0.05), target_cost=1e-2)
     assert adam.cost_trace[-1] <= 1e-2 and adam.steps < 2000
     trace = adam.evaluation_trace
     assert all(later > earlier for earlier, later in zip(trace, trace[1:]))  # every step spends evaluations
@@ -115,3 +113,35 @@ def test_iterates_far_from_equilibrium_are_never_the_best():
     # With a bar no iterate meets, every sample falls back to its last evaluated iterate.
     never = jiio(f, cost, z0, x0, JIIOSettings(iterations=5, step_size=0.02, best_residual=-1.0))
     assert torch.isfinite(never.cost).all() and (never.x != 0).any()
+
+
+def counting(f):
+    """``f`` wrapped to count its evaluations, and the vector-Jacobian products taken through its outputs."""
+    counts = {"evaluations": 0, "products": 0}
+
+    def wrapped(z, x):
+        counts["evaluations"] += 1
+        out = f(z, x)
+        if out.requires_grad:
+            out.register_hook(lambda grad: counts.__setitem__("products", counts["products"] + 1))
+        return out
+
+    return wrapped, counts
+
+
+def test_evaluation_counts_match_what_each_method_actually_spends():
+    f, cost, _, dim, latent, batch = toy_problem(seed=4)
+    z0 = torch.zeros(batch, dim, dtype=torch.float64)
+    x0 = torch.zeros(batch, latent, dtype=torch.float64)
+    counted, counts = counting(f)
+    result = jiio(counted, cost, z0, x0, JIIOSettings(iterations=25, step_size=0.02))
+    # One f evaluation and one vector-Jacobian product (J_z^T mu and J_x^T mu together) per iteration.
+    assert counts == {"evaluations": 25, "products": 25} and result.evaluations == 50
+
+    counted, counts = counting(f)
+    adam = adam_inversion(counted, cost, z0, x0, AdamSettings(steps=6, lr=0.05))
+    # Per step: the forward solve's evaluations, one more with the graph, then the gradient arriving at that
+    # output plus one product per iteration of the exact adjoint solve. Adam's count is all of them but the
+    # arriving gradient, which costs no extra product.
+    assert adam.steps == 6 and adam.evaluations == counts["evaluations"] + counts["products"] - adam.steps
+    assert adam.evaluation_trace[-1] == adam.evaluations

@@ -2,6 +2,7 @@
 whose PSNR matches the report, the JIIO-vs-Adam comparison, decoder sampling, and one-line errors."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +11,13 @@ from helpers import run_cli
 from PIL import Image
 from skimage import data
 
+from inr_cli.commands.jiio_invert import phrase_setting
+from inr_core.errors import InvalidSetting
 from training.fitting.checkpoint import deserialize, serialize
 from training.jiio.decoder_checkpoint import decoder_payload, training_state_from_payload
 from training.jiio.decoder_training import DecoderConfig, train_decoder
+from training.jiio.invert_config import DecoderSource, InvertConfig
+from training.jiio.settings import CorruptionSettings, RestorationSettings
 
 TINY = ["--image-size", "16", "--latent-dim", "8", "--train-batch-size", "8"]
 
@@ -102,10 +107,28 @@ def test_both_methods_report_time_ratios_and_sample_draws_a_grid(tmp_path, colle
     assert result.returncode == 0, result.stderr
     assert "JIIO vs Adam" in result.stdout
     report = _report(out)
-    equal_iterations = report["comparison"]["equal_iterations"]
-    assert equal_iterations["iterations"] == 5 and equal_iterations["time_ratio"] > 0
-    assert report["methods"]["adam"]["iterations"] == 5
-    assert report["comparison"]["equal_loss"]["time_ratio"] > 0
+    jiio, adam = report["methods"]["jiio"], report["methods"]["adam"]
+    equal_iterations, equal_loss = report["comparison"]["equal_iterations"], report["comparison"]["equal_loss"]
+    # Equal iterations: the methods' own runs, with the ratio of their own seconds and their own costs.
+    assert equal_iterations["iterations"] == 5 and adam["iterations"] == 5 and jiio["iterations"] == 5
+    assert equal_iterations["jiio_seconds"] == pytest.approx(jiio["seconds"], rel=1e-12)
+    assert equal_iterations["adam_seconds"] == pytest.approx(adam["seconds"], rel=1e-12)
+    assert equal_iterations["time_ratio"] == pytest.approx(adam["seconds"] / jiio["seconds"], rel=1e-12)
+    assert equal_iterations["jiio_cost"] == pytest.approx(jiio["cost_mean"], rel=1e-12)
+    assert equal_iterations["adam_cost"] == pytest.approx(adam["cost_mean"], rel=1e-12)
+    # Equal loss: Adam chases JIIO's mean cost (one batch here) for at most 10 x --iters steps.
+    assert report["config"]["adam_max_steps"] == 50
+    assert equal_loss["target_cost"] == pytest.approx(jiio["cost_mean"], rel=1e-12)
+    assert equal_loss["jiio_seconds"] == equal_iterations["jiio_seconds"]
+    assert equal_loss["time_ratio"] == pytest.approx(equal_loss["adam_seconds"] / jiio["seconds"], rel=1e-12)
+    [steps] = equal_loss["adam_steps"]
+    assert 1 <= steps <= 50 and (equal_loss["note"] is None) == equal_loss["reached"]
+    if not equal_loss["reached"]:
+        assert steps == 50
+    elif adam["cost_mean"] > 1.01 * jiio["cost_mean"]:  # Adam had not got there in 5 steps: the chase ran longer
+        assert steps > 5
+    ratio = f"{equal_iterations['time_ratio']:.1f}x faster at equal iterations"
+    assert ratio in result.stdout
     assert len(list((out / "restored" / "adam").glob("*.png"))) == 4
 
     sample = run_cli(["sample", out / "decoder.pt", "-n", "10", "--json"], tmp_path)
@@ -133,3 +156,29 @@ def test_errors_are_one_line(tmp_path, collection):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, (args, result.stderr)
     assert not (tmp_path / "runs").exists()  # failed runs leave no output folders behind
+
+
+@pytest.mark.parametrize("config, message", [
+    (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(batch_size=0))),
+     "--train-batch-size must be positive, got 0"),
+    (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(lr=-1.0))), "--lr must be positive, got -1.0"),
+    (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(preset="huge"))),
+     "--preset must be one of: small, large; got 'huge'"),
+    (InvertConfig(decoder=DecoderSource(data="d", train_count=0)), "--train-count must be at least 1, got 0"),
+    (InvertConfig(decoder=DecoderSource(checkpoint=Path("a.pt"), resume=True)),
+     "--resume continues training: it needs --data"),
+    (InvertConfig(decoder=DecoderSource(checkpoint=Path("a.pt"), data="d")),
+     "--decoder with --data trains nothing new: add --resume to continue its training, or drop --data to use it "
+     "as it is"),
+    (InvertConfig(decoder=DecoderSource(data="d"), restoration=RestorationSettings(adam_max_steps=0)),
+     "--adam-max-steps must be at least 1, got 0"),
+    (InvertConfig(decoder=DecoderSource(data="d"), corruption=CorruptionSettings(sigma=0.0)),
+     "--sigma must be positive, got 0.0"),
+    (InvertConfig(decoder=DecoderSource(data="d"), device="tpu"),
+     "--device must be one of: auto, cpu, cuda; got 'tpu'"),
+])
+def test_settings_are_checked_below_the_cli_and_phrased_as_its_flags(config, message):
+    with pytest.raises(InvalidSetting) as raised:
+        config.validate()
+    assert "--" not in str(raised.value)  # below the CLI, settings are named by their fields
+    assert phrase_setting(raised.value) == message

@@ -48,6 +48,24 @@ def test_psnr_clamps_the_prediction(pair):
     assert psnr(wild, target) == pytest.approx(psnr(wild.clamp(0, 1), target), abs=1e-12)
 
 
+def test_psnr_of_signed_data_over_a_region_matches_a_recomputation():
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 8, 8, generator=generator) * 2 - 1
+    prediction = target + 0.2 * torch.randn(2, 3, 8, 8, generator=generator)  # some values leave [-1, 1]
+    region = torch.zeros(2, 1, 8, 8)
+    region[:, :, 2:5, 3:7] = 1
+    a, b = (prediction.clamp(-1, 1).double().numpy() + 1) / 2, (target.double().numpy() + 1) / 2  # float64
+    inside = np.broadcast_to(region.numpy(), a.shape).astype(bool)
+    signed = (-1.0, 1.0)
+    expected_inside = -10 * np.log10(((a - b)[inside] ** 2).mean())
+    assert psnr(prediction, target, region, value_range=signed) == pytest.approx(expected_inside, abs=1e-9)
+    assert psnr(prediction, target, value_range=signed) == pytest.approx(-10 * np.log10(((a - b) ** 2).mean()),
+                                                                         abs=1e-9)
+    # The same data moved to [0, 1] by hand gives the same value with the default range.
+    assert psnr((prediction + 1) / 2, (target + 1) / 2, region) == pytest.approx(expected_inside, abs=1e-4)
+    assert psnr(target, target, region, value_range=signed) == math.inf
+
+
 def test_psnr_from_mse_is_psnr_of_pm1_data(pair):
     """An MSE measured on [-1, 1] data is 4x the [0, 1] MSE: psnr_from_mse must undo exactly that."""
     prediction, target = pair

@@ -14,16 +14,30 @@ def to_unit_range(values: torch.Tensor) -> torch.Tensor:
     return ((values + 1.0) * 0.5).clamp(0.0, 1.0)
 
 
-def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """``-10 log10(MSE)`` for values in [0, 1] (the prediction is clamped first). Infinite for a perfect match."""
-    mse = torch.mean((prediction.clamp(0.0, 1.0).double() - target.double()) ** 2).item()
-    return math.inf if mse == 0.0 else -10.0 * math.log10(mse)
+def _decibels(mse: float) -> float:
+    """``-10 log10(mse)`` for an MSE on a unit range; infinite for a perfect match."""
+    return math.inf if mse <= 0.0 else -10.0 * math.log10(mse)
+
+
+def psnr(prediction: torch.Tensor, target: torch.Tensor, region: torch.Tensor | None = None, *,
+         value_range: tuple[float, float] = (0.0, 1.0)) -> float:
+    """PSNR in dB with a peak of 1 on the unit range: ``-10 log10(MSE)`` once both tensors, whose values lie in
+    ``value_range`` ([0, 1] by default; (-1, 1) for data kept in the training range), are mapped onto [0, 1].
+
+    The prediction is clamped to ``value_range`` first. With ``region`` (1 where a value counts, 0 elsewhere;
+    broadcast to the tensors' shape) the MSE is taken over that region only. Infinite for a perfect match.
+    """
+    low, high = value_range
+    error = ((prediction.clamp(low, high).double() - target.double()) / (high - low)) ** 2
+    if region is None:
+        return _decibels(error.mean().item())
+    region = region.double().expand_as(error)
+    return _decibels((error * region).sum().item() / region.sum().item())
 
 
 def psnr_from_mse(mse_pm1: float) -> float:
     """PSNR on [0, 1] from an MSE measured on [-1, 1] data (a factor 4 apart); no clamping, for progress."""
-    mse = mse_pm1 / 4.0
-    return math.inf if mse <= 0.0 else -10.0 * math.log10(mse)
+    return _decibels(mse_pm1 / 4.0)
 
 
 def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float | None:

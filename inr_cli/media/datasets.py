@@ -1,6 +1,7 @@
 """Image collections for the JIIO decoder, read without downloads: a folder of images, MNIST-format IDX files
 (gzipped or not), or .npz/.npy arrays. Every source comes out the same way: a float tensor (N, C, S, S) in
-[-1, 1], each image resized (shorter side to S) and centre-cropped to S x S.
+[-1, 1], each image resized (shorter side to S, by the resize images and video frames use) and centre-cropped to
+S x S.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-
 from inr_cli.files import first_line
-from inr_cli.media.images import read_image
+from inr_cli.media.images import read_image, resize_pixels
 from inr_core.errors import UserError
+from training.jiio.channels import match_channels
 
 IDX_UNSIGNED_BYTE = 0x08
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -23,13 +23,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 def _square(image: np.ndarray, size: int) -> np.ndarray:
     """(H, W, C) floats in [0, 1] -> (size, size, C): shorter side resized to ``size``, then centre-cropped."""
-    height, width, channels = image.shape
+    height, width, _ = image.shape
     if (height, width) != (size, size):
         scale = size / min(height, width)
-        new = (max(size, round(width * scale)), max(size, round(height * scale)))
-        planes = [np.asarray(Image.fromarray(image[:, :, c].astype(np.float32), mode="F").resize(
-            new, Image.Resampling.LANCZOS)) for c in range(channels)]
-        image = np.stack(planes, axis=2)
+        image = resize_pixels(image, (max(size, round(height * scale)), max(size, round(width * scale))))
         top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
         image = image[top:top + size, left:left + size]
     return np.clip(image, 0.0, 1.0)
@@ -43,19 +40,17 @@ def _to_batch(images, count: int, size: int, source: str, mix_gray: bool = False
         raise UserError(f"{source}: no images")
     batch = None
     for i, image in enumerate(images):
-        square = _square(image, size)
+        square = torch.from_numpy(np.ascontiguousarray(_square(image, size), dtype=np.float32))
         if batch is None:
-            batch = np.empty((count, size, size, square.shape[2]), dtype=np.float32)
+            batch = torch.empty((count, size, size, square.shape[2]), dtype=torch.float32)
         if square.shape[2] != batch.shape[3]:
             if not mix_gray:
                 raise UserError(f"{source}: images mix {sorted({square.shape[2], batch.shape[3]})} channels; "
                                 "use all gray or all RGB")
-            if square.shape[2] == 1:
-                square = np.repeat(square, 3, axis=2)
-            else:  # the first colour image: everything before it was gray
-                batch = np.repeat(batch, 3, axis=3)
+            # A gray image among colour ones, or the first colour image after gray ones: everything becomes RGB.
+            square, batch = match_channels(square, 3, dim=2), match_channels(batch, 3, dim=3)
         batch[i] = square
-    return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous() * 2.0 - 1.0
+    return batch.permute(0, 3, 1, 2).contiguous() * 2.0 - 1.0
 
 
 def read_idx(path: Path) -> np.ndarray:

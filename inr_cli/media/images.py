@@ -160,19 +160,30 @@ def _handle_alpha(pixels: np.ndarray, alpha: str, notes: list[str]) -> np.ndarra
     return pixels
 
 
-def resize_longest_side(image: LoadedImage, longest: int) -> LoadedImage:
-    """Downscale (anti-aliased) so the longest side is ``longest``; never upscales."""
+def resize_pixels(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``(H, W, C)`` values in [0, 1] resampled to ``shape`` (height, width): bicubic, anti-aliased when shrinking,
+    clipped to [0, 1], float32. The one resize behind images, video frames and image collections."""
     from skimage.transform import resize
 
-    height, width = image.height, image.width
+    return resize(pixels, shape, order=3, anti_aliasing=True, preserve_range=True).clip(0, 1).astype(np.float32)
+
+
+def shrink_to_longest_side(pixels: np.ndarray, longest: int) -> np.ndarray:
+    """``(H, W, C)`` pixels scaled down so the longest side is ``longest``; returned as they are when no longer."""
+    height, width = pixels.shape[:2]
     scale = longest / max(height, width)
     if scale >= 1.0:
+        return pixels
+    return resize_pixels(pixels, (max(1, round(height * scale)), max(1, round(width * scale))))
+
+
+def resize_longest_side(image: LoadedImage, longest: int) -> LoadedImage:
+    """Downscale (anti-aliased) so the longest side is ``longest``; never upscales."""
+    resized = shrink_to_longest_side(image.pixels.numpy(), longest)
+    if resized.shape == image.pixels.shape:
         return image
-    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
-    resized = resize(image.pixels.numpy(), shape, order=3, anti_aliasing=True, preserve_range=True).clip(0, 1)
-    note = f"resized from {width}x{height} to {shape[1]}x{shape[0]} (--resize {longest})"
-    return LoadedImage(torch.from_numpy(resized.astype(np.float32)), image.bit_depth, image.channel_names,
-                       image.notes + [note])
+    note = f"resized from {image.width}x{image.height} to {resized.shape[1]}x{resized.shape[0]} (--resize {longest})"
+    return LoadedImage(torch.from_numpy(resized), image.bit_depth, image.channel_names, image.notes + [note])
 
 
 def quantize(pixels: torch.Tensor, bit_depth: int) -> np.ndarray:

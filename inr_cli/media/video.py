@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from inr_cli.files import atomic_write_bytes, atomic_write_with, first_line
-from inr_cli.media.images import read_image
+from inr_cli.media.images import read_image, shrink_to_longest_side
 from inr_core.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
@@ -63,16 +63,6 @@ def _to_unit(frame: np.ndarray) -> np.ndarray:
     return frame.astype(np.float32) / 255.0
 
 
-def _resize(frame: np.ndarray, longest: int | None) -> np.ndarray:
-    if longest is None or max(frame.shape[:2]) <= longest:
-        return frame
-    from skimage.transform import resize
-
-    scale = longest / max(frame.shape[:2])
-    shape = (max(1, round(frame.shape[0] * scale)), max(1, round(frame.shape[1] * scale)))
-    return resize(frame, shape, order=3, anti_aliasing=True, preserve_range=True).clip(0, 1).astype(np.float32)
-
-
 def _folder_frames(path: Path):
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     for file in files:
@@ -110,7 +100,7 @@ def read_video(source: str, frames: str | None = None, resize: int | None = None
                 break
             if selection.start is not None and index < selection.start:
                 continue
-            frame = _resize(_to_unit(frame), resize)
+            frame = _to_unit(frame) if resize is None else shrink_to_longest_side(_to_unit(frame), resize)
             if chosen and frame.shape != chosen[0].shape:
                 raise UserError(f"{source}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first is "
                                 f"{chosen[0].shape[1]}x{chosen[0].shape[0]}; all frames must share one size")

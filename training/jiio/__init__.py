@@ -1,2 +1,4 @@
-"""JIIO (joint inference and input optimisation): the augmented fixpoint, decoder training, the Adam baseline,
-inverse tasks, decoder checkpoints, the latent density and FID."""
+"""JIIO (joint inference and input optimisation): settings.py (every default), inference.py (the augmented
+fixpoint), decoder_training.py (the decoder's config and training), adam_baseline.py, inverse_tasks.py (corrupt and
+restore, one stopwatch), comparison.py (the JIIO-vs-Adam protocol), invert_config.py (`inr jiio-invert`'s config),
+decoder_checkpoint.py, latent_density.py, fid.py and channels.py (gray/colour matching)."""

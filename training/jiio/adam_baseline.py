@@ -5,6 +5,10 @@ backpropagates through the exact implicit gradient (the adjoint solved to ``tol`
 Evaluations of f and vector-Jacobian products through it (solver steps, the final application, one product per
 adjoint iteration) are counted, as JIIO counts its own (one of each per iteration), so the two methods can be
 compared at equal work.
+
+Both solves go through the DEQ core: :func:`models.fixpoint.solve` for the forward equilibrium and
+:func:`models.fixpoint.attach_backward` (exact mode) for the adjoint; the counts come from the statistics they
+return. The defaults live in :class:`training.jiio.settings.AdamSettings`.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from typing import Callable
 
 import torch
 
-from models.fixpoint import get_solver
-from models.fixpoint.backward import attach_implicit_backward
+from models.fixpoint import attach_backward, solve
+from training.jiio.settings import AdamSettings
 
 
 @dataclass
@@ -28,23 +32,23 @@ class AdamInversionResult:
     evaluation_trace: list[int] = field(default_factory=list)  # cumulative f evaluations after each step
 
 
-def adam_inversion(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost: Callable[[torch.Tensor], torch.Tensor],
-                   z0: torch.Tensor, x0: torch.Tensor, *, steps: int = 40, lr: float = 1e-2, solver: str = "anderson",
-                   tol: float = 1e-4, max_iter: int = 50, max_evaluations: int | None = None,
+def adam_inversion(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                   cost: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, x0: torch.Tensor,
+                   settings: AdamSettings = AdamSettings(), *, max_evaluations: int | None = None,
                    target_cost: float | None = None) -> AdamInversionResult:
-    """Stops after ``steps``, or once ``max_evaluations`` are spent, or once the mean best cost reaches
+    """Stops after ``settings.steps``, or once ``max_evaluations`` are spent, or once the mean best cost reaches
     ``target_cost`` (to time the baseline "until it reaches JIIO's loss")."""
+    solver = settings.solver_settings()
     x = x0.detach().clone().requires_grad_()
-    optimizer = torch.optim.Adam([x], lr=lr)
+    optimizer = torch.optim.Adam([x], lr=settings.lr)
     z = z0.detach()
     best_x, best_cost = x0.detach().clone(), torch.full((len(z0),), float("inf"), dtype=z0.dtype, device=z0.device)
     evaluations, trace, evaluation_trace = 0, [], []
-    for step in range(steps):
-        with torch.no_grad():
-            z, stats = get_solver(solver)(lambda state: f(state, x), z, tol=tol, max_iter=max_iter)
+    for step in range(settings.steps):
+        z, stats = solve(lambda state: f(state, x), z, solver)
         z_in = z.detach().requires_grad_()
         z_out = f(z_in, x)
-        backward = attach_implicit_backward(z_out, z_in, "exact", tol=tol, max_iter=max_iter)
+        backward = attach_backward(z_out, z_in, solver)
         costs = cost(z_out)
         optimizer.zero_grad()
         costs.sum().backward(inputs=[x])

@@ -19,25 +19,16 @@ from typing import Callable
 
 import torch
 
+from inr_core.errors import check
 from models.mdeq import PRESETS, DecoderPreset, MDEQDecoder
-from training.jiio.inference import JIIOSettings, jiio
-
-
-@dataclass
-class DecoderTrainingSettings:
-    batch_size: int = 32
-    lr: float = 1e-3
-    jacobian_weight: float = 1.0
-    jiio: JIIOSettings = None  # type: ignore[assignment]
-
-    def __post_init__(self):
-        if self.jiio is None:
-            self.jiio = JIIOSettings(iterations=20, step_size=0.05)
+from training.jiio.inference import jiio
+from training.jiio.settings import TRAINING_JIIO_ITERATIONS, JIIOSettings
 
 
 @dataclass
 class DecoderConfig:
-    """Everything that defines a decoder training run; saved in its checkpoint."""
+    """Everything that defines a decoder training run: the architecture (a preset, optionally overridden) and the
+    optimisation. Saved whole in the run's checkpoint and read back whole (:meth:`from_dict`)."""
     preset: str = "small"
     image_size: int | None = None  # None: the preset's
     channels: list[int] | None = None  # per branch, highest resolution first; None: the preset's
@@ -48,22 +39,36 @@ class DecoderConfig:
     lr: float = 3e-3
     # Measured (10 epochs, 1,024 Fashion-MNIST images): test reconstruction 17.95 dB against 17.53 dB with 0.1.
     jacobian_weight: float = 1.0
-    jiio_iterations: int = 20  # JIIO iterations per batch while training (restoration uses more)
-    jiio_step_size: float = 0.05
-    anderson_memory: int = 0  # Anderson on the augmented state: measured to stall far from equilibrium here
+    jiio_iterations: int = TRAINING_JIIO_ITERATIONS  # per batch (restoration uses more)
+    jiio_step_size: float = JIIOSettings.step_size
+    anderson_memory: int = JIIOSettings.anderson_memory
     seed: int = 0
-    device: str = "auto"
 
     def __post_init__(self):
+        # Fill in the preset's architecture; an unknown preset is left for validate() to report.
         if self.preset not in PRESETS:
-            raise ValueError(f"unknown decoder preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
+            return
         base = PRESETS[self.preset]
         if self.injection_base is None:
             same_size = self.image_size in (None, base.image_size)
             self.injection_base = base.injection_base if same_size else max(2, self.image_size // 4)
-        self.image_size = self.image_size or base.image_size
-        self.channels = list(self.channels or base.channels)
-        self.latent_dim = self.latent_dim or base.latent_dim
+        self.image_size = base.image_size if self.image_size is None else self.image_size
+        self.channels = list(base.channels if self.channels is None else self.channels)
+        self.latent_dim = base.latent_dim if self.latent_dim is None else self.latent_dim
+
+    def validate(self) -> None:
+        """Raise :class:`inr_core.errors.InvalidSetting` naming the first field no training run can use."""
+        check(self.preset in PRESETS, "preset", f"must be one of: {', '.join(PRESETS)}; got {self.preset!r}")
+        for name in ("image_size", "latent_dim", "injection_base", "epochs", "jiio_iterations"):
+            value = getattr(self, name)
+            check(value >= 1, name, f"must be at least 1, got {value}")
+        check(bool(self.channels) and min(self.channels) >= 1, "channels",
+              f"must be one or more positive widths, got {self.channels}")
+        for name in ("batch_size", "lr", "jiio_step_size"):
+            value = getattr(self, name)
+            check(value > 0, name, f"must be positive, got {value}")
+        check(self.jacobian_weight >= 0, "jacobian_weight", f"must be 0 or more, got {self.jacobian_weight}")
+        check(self.anderson_memory >= 0, "anderson_memory", f"must be 0 or more, got {self.anderson_memory}")
 
     def decoder_preset(self) -> DecoderPreset:
         groups = PRESETS[self.preset].groups
@@ -72,17 +77,17 @@ class DecoderConfig:
         return DecoderPreset(image_size=self.image_size, channels=tuple(self.channels), latent_dim=self.latent_dim,
                              groups=groups, injection_base=self.injection_base)
 
-    def training_settings(self) -> DecoderTrainingSettings:
-        return DecoderTrainingSettings(batch_size=self.batch_size, lr=self.lr, jacobian_weight=self.jacobian_weight,
-                                       jiio=JIIOSettings(iterations=self.jiio_iterations,
-                                                         step_size=self.jiio_step_size,
-                                                         anderson_memory=self.anderson_memory))
+    def jiio_settings(self) -> JIIOSettings:
+        """The JIIO run on every training batch."""
+        return JIIOSettings(iterations=self.jiio_iterations, step_size=self.jiio_step_size,
+                            anderson_memory=self.anderson_memory)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "DecoderConfig":
+        """The config saved by :meth:`to_dict`; keys of older versions that no longer exist are ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -97,9 +102,13 @@ class DecoderTrainingState:
     history: list[dict] = field(default_factory=list)  # one record per finished epoch
 
 
-def reconstruction_cost(decoder: MDEQDecoder, targets: torch.Tensor):
-    """Squared error of the decoded image, summed per sample (so step sizes do not depend on the batch)."""
-    return lambda z: (decoder.decode(z) - targets).pow(2).flatten(1).sum(1)
+def reconstruction_cost(decoder: MDEQDecoder, targets: torch.Tensor, mask: torch.Tensor | None = None
+                        ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """z -> squared error of the decoded image against ``targets`` where ``mask`` is 1 (everywhere without one),
+    summed per sample, so step sizes do not depend on the batch."""
+    if mask is None:
+        return lambda z: (decoder.decode(z) - targets).pow(2).flatten(1).sum(1)
+    return lambda z: ((decoder.decode(z) - targets) * mask).pow(2).flatten(1).sum(1)
 
 
 def jacobian_penalty(f_out: torch.Tensor, z_in: torch.Tensor) -> torch.Tensor:
@@ -110,41 +119,38 @@ def jacobian_penalty(f_out: torch.Tensor, z_in: torch.Tensor) -> torch.Tensor:
 
 
 def train_epoch(decoder: MDEQDecoder, images: torch.Tensor, latents: torch.Tensor,
-                optimizer: torch.optim.Optimizer, settings: DecoderTrainingSettings,
+                optimizer: torch.optim.Optimizer, config: DecoderConfig,
                 generator: torch.Generator | None = None,
                 on_batch: Callable[[int], None] | None = None) -> dict:
     """One pass over ``images`` (N, C, S, S) in [-1, 1]; ``latents`` (N, latent_dim) are updated in place.
     The images may stay in host memory while the decoder and latents sit on a GPU: each batch is moved on its own.
     ``on_batch`` hears the number of images done so far (for progress bars)."""
     device = latents.device
+    settings = config.jiio_settings()
     order = torch.randperm(len(images), generator=generator)
     total_cost, total_penalty = 0.0, 0.0
-    for start in range(0, len(images), settings.batch_size):
-        index = order[start:start + settings.batch_size].to(device)
+    for start in range(0, len(images), config.batch_size):
+        index = order[start:start + config.batch_size].to(device)
         targets = images[index.to(images.device)].to(device, non_blocking=True)
         cost = reconstruction_cost(decoder, targets)
-
-        def f(z, x):
-            return decoder.f(z, decoder.injections(x))
-
         z0 = decoder.zeros(len(index), device=device, dtype=targets.dtype)
-        result = jiio(f, cost, z0, latents[index], settings.jiio)
+        result = jiio(decoder.f_from_latent, cost, z0, latents[index], settings)
         latents[index] = result.x.detach()
 
         z_star = result.last_z.detach().requires_grad_()
         x_star = result.last_x.detach()
-        f_out = decoder.f(z_star, decoder.injections(x_star))
+        f_out = decoder.f_from_latent(z_star, x_star)
         costs = cost(z_star)
         penalty = jacobian_penalty(f_out, z_star)
         optimizer.zero_grad(set_to_none=True)
         # (df/dtheta)^T mu* through f_out, plus the cost's own dependence on theta (the output head).
-        surrogate = (f_out * result.last_mu.detach()).sum() + costs.sum() + settings.jacobian_weight * penalty
+        surrogate = (f_out * result.last_mu.detach()).sum() + costs.sum() + config.jacobian_weight * penalty
         surrogate.backward(inputs=[p for p in decoder.parameters() if p.requires_grad])
         optimizer.step()
         total_cost += float(result.cost.sum())
         total_penalty += float(penalty.detach()) * len(index)
         if on_batch is not None:
-            on_batch(min(start + settings.batch_size, len(images)))
+            on_batch(min(start + config.batch_size, len(images)))
     return {"cost_per_image": total_cost / len(images), "jacobian_penalty": total_penalty / len(images)}
 
 
@@ -168,14 +174,13 @@ def train_decoder(config: DecoderConfig, images: torch.Tensor, state: DecoderTra
     state = state or new_training_state(config, images, device)
     if len(state.latents) != len(images):
         raise ValueError(f"the run holds latents for {len(state.latents)} images, the data has {len(images)}")
-    settings = config.training_settings()
     state.decoder.train()
     while state.epoch < config.epochs:
         epoch = state.epoch
         torch.manual_seed(config.seed * 100_003 + epoch + 1)  # Hutchinson probes: same on resume as straight through
         order = torch.Generator().manual_seed(config.seed * 100_003 + epoch + 1)
         started = time.perf_counter()
-        record = train_epoch(state.decoder, images, state.latents, state.optimizer, settings, order,
+        record = train_epoch(state.decoder, images, state.latents, state.optimizer, config, order,
                              on_batch=None if on_batch is None else (lambda done, e=epoch: on_batch(e, done)))
         record.update(epoch=epoch + 1, seconds=time.perf_counter() - started)
         state.history.append(record)

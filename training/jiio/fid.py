@@ -20,6 +20,8 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from training.jiio.channels import match_channels
+
 INCEPTION_SIZE = 299
 INCEPTION_RANGE = (-1.0, 0.9921875)  # TensorFlow-Inception's input convention: 255 levels mapped to [-1, 1 - 1/128]
 
@@ -102,9 +104,7 @@ def frechet_distance_of_features(features1: np.ndarray, features2: np.ndarray) -
 
 def _inception_input(images: torch.Tensor) -> torch.Tensor:
     """``(B, C, S, S)`` images in [-1, 1] (C = 1 or 3) as ``(B, 3, 299, 299)`` in the Inception input range."""
-    unit = ((images.float() + 1.0) * 0.5).clamp(0.0, 1.0)
-    if unit.shape[1] == 1:
-        unit = unit.expand(-1, 3, -1, -1)
+    unit = match_channels(((images.float() + 1.0) * 0.5).clamp(0.0, 1.0), 3)
     resized = F.interpolate(unit, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
                             align_corners=False, antialias=False)
     low, high = INCEPTION_RANGE

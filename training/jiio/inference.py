@@ -14,6 +14,13 @@ The cost is summed per sample (not averaged over the batch), so every sample's s
 batch size, and each sample keeps the iterate with its lowest cost. The step size drops once, late in the run.
 With ``anderson_memory`` > 0 the damped update is accelerated by Anderson mixing over the whole augmented state
 (the same regularised least-squares step as the forward solver); its history restarts when alpha drops.
+
+Relation to the DEQ core (:mod:`models.fixpoint.core`): this loop is not a :func:`~models.fixpoint.solve` call.
+Its map changes when alpha drops, each iteration also needs the vector-Jacobian product, and each sample keeps
+its best iterate by cost, not by residual. It shares the core's pieces instead — :func:`anderson_mix` for the
+acceleration and :func:`per_sample_residuals` for every residual it reports — and a restoration's final
+equilibrium solve goes through the core (:meth:`models.mdeq.MDEQDecoder.solve`). The defaults live in
+:class:`training.jiio.settings.JIIOSettings`.
 """
 
 from __future__ import annotations
@@ -23,24 +30,10 @@ from typing import Callable
 
 import torch
 
-from models.fixpoint import per_sample_residuals
-from models.fixpoint.anderson import anderson_mix
+from models.fixpoint import anderson_mix, per_sample_residuals
+from training.jiio.settings import JIIOSettings
 
-
-@dataclass
-class JIIOSettings:
-    iterations: int = 40
-    step_size: float = 1e-2  # alpha
-    late_step_factor: float = 0.1  # alpha is multiplied by this ...
-    late_fraction: float = 0.75  # ... after this fraction of the iterations
-    damping_z: float = 0.8
-    damping_mu: float = 0.6
-    anderson_memory: int = 0  # > 0: Anderson acceleration on the whole augmented state (the reference uses up to 40)
-    # An iterate may become a sample's best only if its state is this close to equilibrium (relative residual
-    # ||f(z, x) - z|| / ||f(z, x)||): the cost at a z far from z*(x) says little about x (Anderson's extrapolated
-    # states can score well and decode badly once solved). inf: the reference's plain keep-the-lowest-cost rule.
-    best_residual: float = 1e-2
-    project: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. an L2 ball around the start, for attacks
+__all__ = ["JIIOResult", "JIIOSettings", "jiio", "l2_ball"]
 
 
 @dataclass

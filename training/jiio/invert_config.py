@@ -1,0 +1,91 @@
+"""The whole configuration of one `inr jiio-invert` run, nested by concern, validated once.
+
+    InvertConfig
+      decoder      DecoderSource: a checkpoint, or a collection to train on (with DecoderConfig in ``training``)
+      restoration  RestorationSettings: task, method(s), test image count, iterations, step sizes, batch size
+      corruption   CorruptionSettings: the inpainting square, the denoising noise
+      fid          FidSettings: whether to measure reconstruction FID, and with which network
+      test_images, device, seed
+
+:meth:`InvertConfig.validate` raises :class:`inr_core.errors.InvalidSetting` with the dotted name of the field
+(``restoration.iters``, ``decoder.training.lr``); problems that involve a second field name it the same way. The
+command line phrases those names as its flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from inr_core.errors import InvalidSetting, check
+from training.fitting.devices import DEVICE_CHOICES
+from training.jiio.decoder_training import DecoderConfig
+from training.jiio.settings import CorruptionSettings, RestorationSettings
+
+
+@dataclass
+class DecoderSource:
+    """Where the decoder comes from: a checkpoint, or training on ``data`` as ``training`` says. With ``resume``,
+    the checkpoint (or the run's own decoder.pt) is trained on up to ``training.epochs``."""
+    checkpoint: Path | None = None
+    data: str | None = None
+    train_count: int | None = None  # images to train on; None: all but the held-out test images
+    resume: bool = False
+    training: DecoderConfig = field(default_factory=DecoderConfig)
+
+
+@dataclass(frozen=True)
+class FidSettings:
+    enabled: bool = True  # reconstruct only: FID of the decoded latents against the test images
+    model: Path | None = None  # a TorchScript Inception file; None: the optional package's
+
+
+@dataclass
+class InvertConfig:
+    decoder: DecoderSource = field(default_factory=DecoderSource)
+    restoration: RestorationSettings = field(default_factory=RestorationSettings)
+    corruption: CorruptionSettings = field(default_factory=CorruptionSettings)
+    fid: FidSettings = field(default_factory=FidSettings)
+    test_images: list[str] | None = None  # None: the held-out end of the training collection
+    device: str = "auto"
+    seed: int = 0  # training (decoder.training.seed follows it) and the corruptions
+
+    def held_out(self) -> int:
+        """Images at the end of the training collection that training leaves for testing."""
+        return 0 if self.test_images else self.restoration.count
+
+    def validate(self) -> None:
+        """Raise :class:`InvalidSetting` naming the first field (dotted, from this config) no run can use."""
+        check(self.device in DEVICE_CHOICES, "device",
+              f"must be one of: {', '.join(DEVICE_CHOICES)}; got {self.device!r}")
+        source = self.decoder
+        check(source.data is not None or source.checkpoint is not None, "decoder.checkpoint",
+              "or decoder.data is needed: give a trained decoder with decoder.checkpoint, or a collection to train "
+              "one on with decoder.data")
+        check(source.data is not None or not source.resume, "decoder.resume",
+              "continues training: it needs decoder.data")
+        check(source.checkpoint is None or source.data is None or source.resume, "decoder.checkpoint",
+              "with decoder.data trains nothing new: add decoder.resume to continue its training, or drop "
+              "decoder.data to use it as it is")
+        check(source.train_count is None or source.train_count >= 1, "decoder.train_count",
+              f"must be at least 1, got {source.train_count}")
+        _within("decoder.training", source.training.validate)
+        _within("restoration", self.restoration.validate)
+        _within("corruption", self.corruption.validate)
+
+    def report(self, image_side: int) -> dict:
+        """The restoration settings a report records, with defaults that depend on others resolved (the mask side
+        on the decoder's ``image_side``, Adam's step cap on the iterations)."""
+        return {**asdict(self.restoration), **asdict(self.corruption),
+                "mask_size": self.corruption.mask_side(image_side), "adam_max_steps": self.restoration.chase_steps(),
+                "images": self.test_images, "seed": self.seed, "device": self.device, "fid": self.fid.enabled,
+                "fid_model": None if self.fid.model is None else str(self.fid.model)}
+
+
+def _within(prefix: str, validate: Callable[[], None]) -> None:
+    """Run a nested part's validation, naming its fields from the top of this config."""
+    try:
+        validate()
+    except InvalidSetting as error:
+        raise InvalidSetting(f"{prefix}.{error.setting}", error.problem) from None
