@@ -28,12 +28,17 @@ class LoadedMesh:
     notes: list[str] = field(default_factory=list)
 
     def to_input(self, vertices: np.ndarray) -> np.ndarray:
-        return vertices * self.scale + self.center
+        return to_input_coordinates(vertices, self.scale, self.center)
 
     def info(self) -> dict:
         return {"kind": "shape", "vertices": len(self.vertices), "faces": len(self.faces),
                 "center": self.center.tolist(), "scale": self.scale,
                 "bbox_diagonal": float(np.linalg.norm(np.ptp(self.to_input(self.vertices), axis=0)))}
+
+
+def to_input_coordinates(vertices: np.ndarray, scale: float, center) -> np.ndarray:
+    """Vertices from the normalised cube back into the input mesh's coordinates (the inverse of reading)."""
+    return vertices * scale + np.asarray(center)
 
 
 def read_mesh(source: str) -> LoadedMesh:

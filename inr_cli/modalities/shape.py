@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from inr_cli.files import atomic_write_with
-from inr_cli.media.meshes import MESH_FORMATS, LoadedMesh, read_mesh, write_mesh, write_preview
+from inr_cli.media.meshes import (MESH_FORMATS, LoadedMesh, read_mesh, to_input_coordinates, write_mesh,
+                                  write_preview)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, register_modality)
 from inr_cli.reports import number_text
@@ -112,7 +113,7 @@ class ShapeModality(Modality):
         info = network.info
         vertices, faces = extract_surface(network.model, target.grid[0], network.device, network.chunk,
                                           info.get("target", "sdf"))
-        write_mesh(path, vertices * info["scale"] + np.asarray(info["center"]), faces)
+        write_mesh(path, to_input_coordinates(vertices, info["scale"], info["center"]), faces)
 
 
 def write_progress(path: Path, result: FitResult) -> None:
