@@ -11,7 +11,9 @@ from inr_core.errors import InvalidSetting, UserError
 
 
 def flag_for(setting: str, flags: dict[str, str] | None = None) -> str:
-    """``solver.max_iter`` -> ``--max-iter`` unless ``flags`` names it otherwise."""
+    """``solver.max_iter`` -> ``--max-iter`` unless ``flags`` names it otherwise; a flag stays as it is."""
+    if setting.startswith("--"):
+        return setting
     if flags and setting in flags:
         return flags[setting]
     return "--" + setting.rsplit(".", 1)[-1].replace("_", "-")

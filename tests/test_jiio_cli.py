@@ -142,17 +142,18 @@ def test_both_methods_report_time_ratios_and_sample_draws_a_grid(tmp_path, colle
 
 
 def test_errors_are_one_line(tmp_path, collection):
+    # Exit code 2: a setting no run can use (as for any bad option value); 1: an input or run that failed.
     cases = [
-        (["jiio-invert"], "give a trained decoder with --decoder"),
-        (["jiio-invert", "--data", tmp_path / "missing.npz"], "no such file"),
-        (["jiio-invert", "--task", "deblur", "--data", collection], "--task"),
-        (["jiio-invert", "--data", collection, "--count", "40"], "leave none for training"),
-        (["jiio-invert", "--decoder", tmp_path / "nope.pt"], "no such file"),
-        (["sample", tmp_path / "nope.pt", "-n", "4"], "no such file"),
+        (["jiio-invert"], "give a trained decoder with --decoder", 2),
+        (["jiio-invert", "--data", tmp_path / "missing.npz"], "no such file", 1),
+        (["jiio-invert", "--task", "deblur", "--data", collection], "--task", 2),
+        (["jiio-invert", "--data", collection, "--count", "40"], "leave none for training", 1),
+        (["jiio-invert", "--decoder", tmp_path / "nope.pt"], "no such file", 1),
+        (["sample", tmp_path / "nope.pt", "-n", "4"], "no such file", 1),
     ]
-    for args, message in cases:
+    for args, message, code in cases:
         result = run_cli([*args, "--quiet"] if args[0] == "jiio-invert" else args, tmp_path)
-        assert result.returncode != 0, args
+        assert result.returncode == code, (args, result.returncode, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, (args, result.stderr)
     assert not (tmp_path / "runs").exists()  # failed runs leave no output folders behind

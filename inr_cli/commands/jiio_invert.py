@@ -132,7 +132,7 @@ def jiio_invert(
     try:
         config.validate()
     except InvalidSetting as error:
-        raise UserError(phrase_setting(error)) from None
+        raise as_command_line_setting(error) from None
     raise typer.Exit(run_jiio_invert(config, out=out, show_progress=not quiet, as_json=as_json))
 
 
@@ -149,10 +149,15 @@ _NAMED_SETTING = re.compile("|".join(rf"\b{re.escape(name)}\b" for name in
                                      sorted(_setting_names(InvertConfig()), key=len, reverse=True) if "." in name))
 
 
-def phrase_setting(error: InvalidSetting) -> str:
-    """The error as the user typed it: the setting it names, and any other setting its problem mentions, as flags."""
+def as_command_line_setting(error: InvalidSetting) -> InvalidSetting:
+    """The error as the user typed it: the setting it names, and any other setting its problem mentions, as flags
+    (still an InvalidSetting, so the command exits as for any other bad option value)."""
     problem = _NAMED_SETTING.sub(lambda match: flag_for(match.group(0), FLAGS), error.problem)
-    return phrase(InvalidSetting(error.setting, problem), FLAGS)
+    return InvalidSetting(flag_for(error.setting, FLAGS), problem)
+
+
+def phrase_setting(error: InvalidSetting) -> str:
+    return phrase(as_command_line_setting(error))
 
 
 def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bool, as_json: bool) -> int:
