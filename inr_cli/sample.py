@@ -71,7 +71,7 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
         if stray:
             raise UserError(f"{checkpoint}: {' '.join(stray)} does not apply to a decoder checkpoint "
                             "(it takes -n, --fid, --fid-model, --fid-count, --seed, --json)")
-        from inr_cli.decoder_sample import sample_decoder
+        from inr_cli.jiio.decoder_sample import sample_decoder
         return sample_decoder(checkpoint, payload, out=out, device_name=device, count=decoder.count, fid=decoder.fid,
                               fid_model=decoder.fid_model, fid_count=decoder.fid_count, seed=decoder.seed,
                               as_json=decoder.as_json)
@@ -92,10 +92,10 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
         raise UserError(f"{out}: {modality.name} samples are written as {' or '.join(target.suffixes)}; "
                         "give such a file name")
     torch_device = resolve_device(device)
-    arch = payload["architecture"]
+    fit = config.fit
     network = FittedNetwork(
-        model=model_from_payload(payload, torch_device), out_features=arch["out_features"], device=torch_device,
-        chunk=render_chunk_size(arch["hidden"], arch["layers"], torch_device, config.fit.solver_tensors()),
+        model=model_from_payload(payload, torch_device), out_features=payload["architecture"]["out_features"],
+        device=torch_device, chunk=render_chunk_size(fit.hidden, fit.layers, torch_device, fit.solver_tensors()),
         info=info, config=config)
     prepare_output_dir(out.parent)
     modality.write_sample(network, target, out)

@@ -37,9 +37,17 @@ def test_cli_compare_writes_one_row_per_model_size_and_variant(tmp_path):
         psnrs = [image["psnr"] for image in row["per_image"]]
         assert len(psnrs) == 2
         assert row["psnr_mean"] == pytest.approx(sum(psnrs) / 2)
-        assert row["psnr_holdout_mean"] is not None and row["step_mb"] > 0 and row["ms_per_step"] > 0
-    # The implicit and explicit variants of one size share their parameter count.
+        assert row["psnr_holdout_mean"] is not None and 0 < row["ms_per_step"] < 60_000
+        # A step keeps at least each linear map's input for backward: (layers + 1) x N x hidden floats, where N
+        # is the 12 x 12 training points that --holdout grid leaves of a 24 x 24 image.
+        floor_mb = (row["layers"] + 1) * 144 * row["hidden"] * 4 / 2**20
+        assert row["step_mb"] >= floor_mb, (row, floor_mb)
+    # The implicit and explicit variants of one size share their parameter count, and the implicit step keeps no
+    # more memory than the explicit one beyond its fixpoint cache (one hidden-wide state per training point).
     assert rows[0]["params"] == rows[1]["params"] == rows[2]["params"]
+    for implicit, explicit in ((rows[0], rows[1]), (rows[3], rows[4])):
+        cache_mb = 144 * implicit["hidden"] * 4 / 2**20
+        assert implicit["step_mb"] <= explicit["step_mb"] + cache_mb + 1e-9, (implicit, explicit)
     assert rows[0]["eval_iterations"] > 1 and rows[1]["eval_iterations"] is None
     table = (tmp_path / "cmp" / "compare.md").read_text()
     assert table.count("\n| fourier") == 6 and "holdout PSNR" in table

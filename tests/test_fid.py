@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from inr_cli import fid_model
-from inr_cli.fid_model import default_fid_model_path, fid_report, load_fid_model
+from inr_cli.jiio import fid_model
+from inr_cli.jiio.fid_model import default_fid_model_path, fid_report, load_fid_model
 from inr_core.errors import UserError
 from training.jiio.fid import (
     INCEPTION_RANGE,

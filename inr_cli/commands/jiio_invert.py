@@ -3,7 +3,7 @@ epoch), then restore test images with JIIO and/or the Adam baseline, and write t
 (corrupted | restored | original), and report.json.
 
 The options become one :class:`training.jiio.invert_config.InvertConfig`, validated once before anything runs;
-the decoder part lives in :mod:`inr_cli.decoder_runs`, the JIIO-vs-Adam protocol in
+the decoder part lives in :mod:`inr_cli.jiio.decoder_runs`, the JIIO-vs-Adam protocol in
 :mod:`training.jiio.comparison`, and this module is the restoration run and its report.
 """
 
@@ -19,15 +19,15 @@ from typing import Annotated, Optional
 import torch
 import typer
 
-from inr_cli.decoder_runs import obtain_decoder, test_images
+from inr_cli.jiio.decoder_runs import obtain_decoder, test_images
 from inr_cli.errors import flag_for, phrase
-from inr_cli.fid_model import fid_report, load_fid_model
+from inr_cli.jiio.fid_model import fid_report, load_fid_model
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, missing_ancestors, prepare_output_dir, remove_if_empty
 from inr_cli.media.images import write_png
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
-from inr_core.errors import InvalidSetting, UserError
+from inr_core.errors import InvalidSetting
 from models.mdeq import MDEQDecoder
 from training.fitting.devices import resolve_device
 from training.jiio.comparison import BatchComparison, compare_on_batch, summarize_comparisons

@@ -1,6 +1,6 @@
 """Fréchet Inception Distance: the distance between two Gaussians fitted to Inception features of two image sets.
 
-Tensors in, numbers out; which network computes the features is the caller's choice (``inr_cli.fid_model``
+Tensors in, numbers out; which network computes the features is the caller's choice (``inr_cli.jiio.fid_model``
 finds and loads one). The network is expected to take ``(N, 3, 299, 299)`` images in TensorFlow-Inception's
 input range ``(-1, 0.9921875)`` and return ``(N, 2048)`` pooled features.
 

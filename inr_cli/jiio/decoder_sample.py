@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from inr_cli.media.datasets import load_images
-from inr_cli.fid_model import fid_report, load_fid_model
+from inr_cli.jiio.fid_model import fid_report, load_fid_model
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, prepare_output_dir
 from inr_cli.reports import REPORT_VERSION, to_json, versions
