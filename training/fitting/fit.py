@@ -21,7 +21,7 @@ from training.fitting.config import FitConfig, resolve_config
 from training.fitting.devices import memory_budget_bytes, render_chunk_size
 from training.fitting.evaluate import GridEvaluation, SampleEvaluation
 from training.fitting.recipes import RecipeRule
-from training.fitting.signal import Signal
+from training.fitting.signal import Signal, training_loss
 from training.metrics import psnr_from_mse
 
 
@@ -106,6 +106,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     full_batch = config.batch_size >= n_train
     sampler = _BatchSampler(n_train, config.batch_size, device, torch.Generator().manual_seed(config.seed))
     cache, cache_note = _amortized_cache(config, n_train, device)
+    loss_of = training_loss(signal)
 
     # Losses stay on the device; reading them back forces a sync, so on a GPU we only do it now and then.
     losses = torch.zeros(config.steps, device=device)
@@ -118,7 +119,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
         coords = train_coords if batch is None else train_coords[batch]
         target = train_values if batch is None else train_values[batch]
         prediction = model(coords) if cache is None else cache.predict(model, coords, batch)
-        loss = signal.training_loss(prediction, target)
+        loss = loss_of(prediction, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

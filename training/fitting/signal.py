@@ -34,6 +34,11 @@ def mean_squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.
 LOSSES = {"mse": mean_squared_error, "bce": F.binary_cross_entropy_with_logits}
 
 
+def training_loss(signal: "Signal"):
+    """The function ``(prediction, target) -> loss`` a fit of ``signal`` minimises (its ``loss`` names it)."""
+    return LOSSES[signal.loss]
+
+
 @dataclass(frozen=True)
 class SubGrid:
     """Some points of a grid: their flat (row-major) indices, and the shape they form (for windowed metrics)."""
@@ -79,9 +84,6 @@ class GridSignal:
     def train_targets(self) -> torch.Tensor:
         return self.values[self.train.index]
 
-    def training_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return LOSSES[self.loss](prediction, target)
-
     def evaluate(self, model: nn.Module, device: torch.device, chunk_points: int) -> GridEvaluation:
         """Render the whole grid; PSNR and SSIM on the training and held-out points, values in [0, 1]."""
         return evaluate_grid(model, self, device, chunk_points)
@@ -126,9 +128,6 @@ class ScatteredSamples:
 
     def train_targets(self) -> torch.Tensor:
         return self.train.values
-
-    def training_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return LOSSES[self.loss](prediction, target)
 
     def evaluate(self, model: nn.Module, device: torch.device, chunk_points: int) -> SampleEvaluation:
         return evaluate_samples(model, self, device, chunk_points)
