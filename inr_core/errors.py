@@ -7,6 +7,9 @@ and phrases settings as the flags that set them (see ``inr_cli.errors``).
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 
 class UserError(Exception):
     """Raised with a message that says what went wrong and what to do; the CLI prints it as one line."""
@@ -25,3 +28,17 @@ def check(ok: bool, setting: str, problem: str) -> None:
     """Raise :class:`InvalidSetting` unless ``ok``."""
     if not ok:
         raise InvalidSetting(setting, problem)
+
+
+def positive(value: float) -> bool:
+    """A usable positive number: above zero and finite (not inf or nan)."""
+    return value > 0 and math.isfinite(value)
+
+
+def within(prefix: str, validate: Callable[[], None]) -> None:
+    """Run a nested part's ``validate``, naming the field it rejects from the enclosing config
+    (``tol`` -> ``solver.tol``)."""
+    try:
+        validate()
+    except InvalidSetting as error:
+        raise InvalidSetting(f"{prefix}.{error.setting}", error.problem) from None

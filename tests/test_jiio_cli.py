@@ -176,7 +176,7 @@ def test_errors_are_one_line(tmp_path, collection):
     (InvertConfig(decoder=DecoderSource(data="d"), corruption=CorruptionSettings(sigma=0.0)),
      "--sigma must be positive, got 0.0"),
     (InvertConfig(decoder=DecoderSource(data="d"), device="tpu"),
-     "--device must be one of: auto, cpu, cuda; got 'tpu'"),
+     "--device must be one of: auto, cpu, cuda (or cuda:N); got 'tpu'"),
 ])
 def test_settings_are_checked_below_the_cli_and_phrased_as_its_flags(config, message):
     with pytest.raises(InvalidSetting) as raised:

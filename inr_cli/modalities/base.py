@@ -21,7 +21,6 @@ A new modality is one module: a subclass registered with :func:`register_modalit
 from __future__ import annotations
 
 import importlib
-import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 from torch import nn
 
 from inr_cli.reports import db_text, number_text
-from inr_core.errors import UserError, check
+from inr_core.errors import UserError, check, positive
 from training.fitting.config import FitConfig
 from training.fitting.evaluate import GridEvaluation
 from training.fitting.fit import FitResult
@@ -90,21 +89,17 @@ class SampleRequest:
     resolution: int | None = None  # of the grid a surface is extracted on
 
     def validate(self) -> None:
-        check(self.scale is None or _positive(self.scale), "scale", f"must be positive, got {self.scale}")
+        check(self.scale is None or positive(self.scale), "scale", f"must be positive, got {self.scale}")
         for name in ("width", "height", "rate"):
             value = getattr(self, name)
             check(value is None or value >= 1, name, f"must be at least 1, got {value}")
-        check(self.duration is None or _positive(self.duration), "duration", f"must be positive, got {self.duration}")
-        check(self.fps is None or _positive(self.fps), "fps", f"must be positive, got {self.fps}")
+        check(self.duration is None or positive(self.duration), "duration", f"must be positive, got {self.duration}")
+        check(self.fps is None or positive(self.fps), "fps", f"must be positive, got {self.fps}")
         check(self.resolution is None or 8 <= self.resolution <= MAX_RESOLUTION, "resolution",
               f"must be between 8 and {MAX_RESOLUTION}, got {self.resolution}")
 
     def given(self) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
-
-
-def _positive(value: float) -> bool:
-    return value > 0 and math.isfinite(value)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,9 @@ becomes the concrete value the run uses, so the saved config reproduces the run.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from inr_core.errors import InvalidSetting, check
+from inr_core.errors import check, positive, within
 from models import get_spec, model_names
 from models.fixpoint import SolverSettings
 from training.fitting.devices import auto_batch_size, check_device_name, resolve_device
@@ -45,17 +44,14 @@ class FitConfig:
         check(self.layers >= 0, "layers", f"must be 0 or more, got {self.layers}")
         check(not get_spec(self.model).implicit or self.layers >= 1, "layers",
               f"must be at least 1 for the implicit model {self.model}, got {self.layers}")
-        check(self.frequency is None or _positive(self.frequency), "frequency", f"must be positive, got {self.frequency}")
+        check(self.frequency is None or positive(self.frequency), "frequency", f"must be positive, got {self.frequency}")
         check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
-        check(self.lr is None or _positive(self.lr), "lr", f"must be positive, got {self.lr}")
+        check(self.lr is None or positive(self.lr), "lr", f"must be positive, got {self.lr}")
         check(self.batch_size is None or self.batch_size >= 1, "batch_size",
               f"must be at least 1, got {self.batch_size}")
         check(self.eval_every is None or self.eval_every >= 0, "eval_every", f"must be 0 or more, got {self.eval_every}")
         check_device_name(self.device)
-        try:
-            self.solver.validate()
-        except InvalidSetting as error:
-            raise InvalidSetting(f"solver.{error.setting}", error.problem) from None
+        within("solver", self.solver.validate)
 
     def is_implicit(self) -> bool:
         """True when the model is solved to a fixpoint (an implicit model not switched to its one-pass form)."""
@@ -81,10 +77,6 @@ class FitConfig:
         solver = {f.name for f in fields(SolverSettings)}
         return cls(**{k: v for k, v in data.items() if k in own},
                    solver=SolverSettings(**{k: v for k, v in data.items() if k in solver}))
-
-
-def _positive(value: float) -> bool:
-    return value > 0 and math.isfinite(value)
 
 
 def resolve_config(config: FitConfig, signal, recipe_rule: RecipeRule | None = None) -> FitConfig:

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from inr_core.errors import InvalidSetting, check
-from training.fitting.devices import DEVICE_CHOICES
+from inr_core.errors import check, within
+from training.fitting.devices import check_device_name
 from training.jiio.decoder_training import DecoderConfig
 from training.jiio.settings import CorruptionSettings, RestorationSettings
 
@@ -57,8 +56,7 @@ class InvertConfig:
 
     def validate(self) -> None:
         """Raise :class:`InvalidSetting` naming the first field (dotted, from this config) no run can use."""
-        check(self.device in DEVICE_CHOICES, "device",
-              f"must be one of: {', '.join(DEVICE_CHOICES)}; got {self.device!r}")
+        check_device_name(self.device)
         source = self.decoder
         check(source.data is not None or source.checkpoint is not None, "decoder.checkpoint",
               "or decoder.data is needed: give a trained decoder with decoder.checkpoint, or a collection to train "
@@ -70,9 +68,9 @@ class InvertConfig:
               "decoder.data to use it as it is")
         check(source.train_count is None or source.train_count >= 1, "decoder.train_count",
               f"must be at least 1, got {source.train_count}")
-        _within("decoder.training", source.training.validate)
-        _within("restoration", self.restoration.validate)
-        _within("corruption", self.corruption.validate)
+        within("decoder.training", source.training.validate)
+        within("restoration", self.restoration.validate)
+        within("corruption", self.corruption.validate)
 
     def report(self, image_side: int) -> dict:
         """The restoration settings a report records, with defaults that depend on others resolved (the mask side
@@ -82,10 +80,3 @@ class InvertConfig:
                 "images": self.test_images, "seed": self.seed, "device": self.device, "fid": self.fid.enabled,
                 "fid_model": None if self.fid.model is None else str(self.fid.model)}
 
-
-def _within(prefix: str, validate: Callable[[], None]) -> None:
-    """Run a nested part's validation, naming its fields from the top of this config."""
-    try:
-        validate()
-    except InvalidSetting as error:
-        raise InvalidSetting(f"{prefix}.{error.setting}", error.problem) from None
