@@ -17,3 +17,29 @@ class CoordinateNetwork(nn.Module):
     def forward_with_stats(self, coords: torch.Tensor) -> tuple[torch.Tensor, SolverStats | None]:
         """The output at ``coords`` and how its fixpoint solve went (``None``: no solve, an explicit network)."""
         return self(coords), None
+
+
+# Coordinates have at most this many components (audio 1, images 2, video and shapes 3): below it a product with
+# them is a few multiply-adds per output, done elementwise in exact float32.
+MAX_COORDINATE_DIMS = 4
+
+
+def coordinate_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x W^T + b`` for low-dimensional coordinates ``x``, always in exact float32.
+
+    Used for every sine phase taken of the coordinates (SIREN's first layer, MFN filters) and for Gabor distances.
+    These arguments reach hundreds of radians, so neither TF32 matrix products nor bf16 autocast may touch them:
+    autocast is switched off here, and the product is a sum of ``d`` broadcast multiply-adds rather than a
+    matrix product (which TF32 would round). Under ``torch.compile`` the sum fuses with the sine that follows.
+    """
+    # At least float32: a float64 model (gradient checks) keeps its precision.
+    dtype = torch.promote_types(torch.promote_types(x.dtype, weight.dtype), torch.float32)
+    x, weight = x.to(dtype), weight.to(dtype)
+    bias = None if bias is None else bias.to(dtype)
+    with torch.autocast(x.device.type, enabled=False):
+        if weight.shape[1] > MAX_COORDINATE_DIMS:
+            return nn.functional.linear(x, weight, bias)
+        out = x[:, :1] * weight[:, 0]
+        for k in range(1, weight.shape[1]):
+            out = torch.addcmul(out, x[:, k:k + 1], weight[:, k])
+        return out if bias is None else out + bias

@@ -34,7 +34,7 @@ class InjectionFilter(FourierFilter):
     without a nonlinearity of its own."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)
+        return self.phase(x)
 
 
 @dataclass

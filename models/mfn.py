@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from models.base import CoordinateNetwork
+from models.base import CoordinateNetwork, coordinate_linear
 
 FILTER_KINDS = ("fourier", "gabor")
 # alpha of the Gamma prior on Gabor envelope widths: wider envelopes on the first filter (the paper's recipe).
@@ -32,8 +32,12 @@ class FourierFilter(nn.Module):
             self.linear.weight.mul_(input_scale / math.sqrt(n_filters))
             self.linear.bias.uniform_(-math.pi, math.pi)
 
+    def phase(self, x: torch.Tensor) -> torch.Tensor:
+        """``U x + c`` in exact float32 whatever the precision mode (arguments of hundreds of radians)."""
+        return coordinate_linear(x, self.linear.weight, self.linear.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sin(self.linear(x))
+        return torch.sin(self.phase(x))
 
 
 class GaborFilter(FourierFilter):
@@ -52,10 +56,13 @@ class GaborFilter(FourierFilter):
             self.linear.weight.mul_(gamma.sqrt()[:, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # ||x - mu||^2 expanded as ||x||^2 - 2 x.mu + ||mu||^2: one matmul instead of an N x C x d tensor.
-        sq_dist = (x * x).sum(-1, keepdim=True) - 2.0 * (x @ self.mu.t()) + (self.mu * self.mu).sum(-1)
-        envelope = torch.exp(-0.5 * self.gamma * sq_dist.clamp_min(0.0))
-        return torch.sin(self.linear(x)) * envelope
+        # ||x - mu||^2 expanded as ||x||^2 - 2 x.mu + ||mu||^2: never an N x C x d tensor. The product x.mu is
+        # d multiply-adds in exact float32, which torch.compile fuses with the exp, the sine and the product below.
+        cross = coordinate_linear(x, self.mu)  # float32 at least, outside autocast
+        x, mu = x.to(cross.dtype), self.mu.to(cross.dtype)
+        sq_dist = (x * x).sum(-1, keepdim=True) - 2.0 * cross + (mu * mu).sum(-1)
+        envelope = torch.exp(-0.5 * self.gamma.to(cross.dtype) * sq_dist.clamp_min(0.0))
+        return torch.sin(self.phase(x)) * envelope
 
 
 def filter_bank(kind: str, in_features: int, hidden: int, input_scale: float, n_filters: int) -> nn.ModuleList:

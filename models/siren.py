@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.base import CoordinateNetwork
+from models.base import CoordinateNetwork, coordinate_linear
 
 
 class SineLayer(nn.Module):
@@ -22,7 +22,7 @@ class SineLayer(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, w0: float, is_first: bool, hidden_w0: float):
         super().__init__()
-        self.w0 = w0
+        self.w0, self.is_first = w0, is_first
         self.linear = nn.Linear(in_features, out_features)
         # The first layer spreads its inputs over several periods of the sine; later layers keep
         # pre-activations ~ U(-sqrt(6), sqrt(6)) once multiplied by their w0.
@@ -32,8 +32,10 @@ class SineLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # sin(w0 (W x + b)) with w0 folded into the small weight and bias tensors: the same function and
-        # gradients, without an extra N x C multiply (and its backward) on every layer.
-        return torch.sin(F.linear(x, self.linear.weight * self.w0, self.linear.bias * self.w0))
+        # gradients, without an extra N x C multiply (and its backward) on every layer. The first layer's phases
+        # (tens of radians) stay in exact float32 in every precision mode; later ones are O(1).
+        linear = coordinate_linear if self.is_first else F.linear
+        return torch.sin(linear(x, self.linear.weight * self.w0, self.linear.bias * self.w0))
 
 
 class Siren(CoordinateNetwork):

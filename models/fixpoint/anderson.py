@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from models.fixpoint.stats import BestIterate, SolverStats, per_sample_residuals
+from models.fixpoint.stats import BestIterate, ConvergenceMonitor, SolverStats, per_sample_residuals
 
 
 @torch.no_grad()
@@ -34,10 +34,10 @@ def anderson_mix(xs: torch.Tensor, fs: torch.Tensor, latest: int, lam: float = 1
     solution, info = torch.linalg.solve_ex(system, rhs)
     alpha = solution[:, 1:, 0]
     failed = (info != 0) | ~torch.isfinite(alpha).all(-1)
-    if failed.any():
-        plain = torch.zeros_like(alpha)
-        plain[:, latest] = 1.0
-        alpha = torch.where(failed[:, None], plain, alpha)
+    # Unconditionally (asking ``failed.any()`` would cost a host-device synchronisation every iteration).
+    plain = torch.zeros_like(alpha)
+    plain[:, latest] = 1.0
+    alpha = torch.where(failed[:, None], plain, alpha)
     mixed = torch.einsum("bn,bnd->bd", alpha, fs)
     if damping != 1.0:
         mixed = torch.lerp(torch.einsum("bn,bnd->bd", alpha, xs), mixed, damping)
@@ -53,15 +53,14 @@ def anderson(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, tol
     xs = torch.zeros(batch, memory, dim, dtype=z0.dtype, device=z0.device)
     fs = torch.zeros_like(xs)
     best = BestIterate(z0)
-    trace: list[float] = []
+    monitor = ConvergenceMonitor(tol, z0.device)
 
     def record(slot: int, z: torch.Tensor) -> bool:
         fz = f(z)
         xs[:, slot], fs[:, slot] = z, fz
         absolute, relative = per_sample_residuals(z, fz)
         best.update(z, absolute, relative, stop_mode)
-        trace.append(best.worst(stop_mode))
-        return trace[-1] <= tol
+        return monitor.record(best.worst(stop_mode))
 
     done = record(0, z0)
     if not done and max_iter > 1:
@@ -72,4 +71,5 @@ def anderson(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, tol
         latest = (k - 1) % memory if n == memory else n - 1
         done = record(k % memory, anderson_mix(xs[:, :n], fs[:, :n], latest, lam, damping))
         k += 1
-    return best.z, SolverStats("anderson", len(trace), best.abs, best.rel, trace[-1] <= tol, trace)
+    trace = monitor.trace()
+    return best.z, SolverStats("anderson", monitor.iterations, best.abs, best.rel, monitor.converged(trace), trace)

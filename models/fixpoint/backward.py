@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from models.fixpoint.stats import per_sample_residuals
+from models.fixpoint.stats import ConvergenceMonitor, per_sample_residuals
 
 BACKWARD_MODES = ("neumann", "exact")
 
@@ -57,13 +57,15 @@ def attach_implicit_backward(f_out: torch.Tensor, z_in: torch.Tensor, mode: str 
 
     def exact(g: torch.Tensor) -> torch.Tensor:
         u = g
-        for step in range(1, max_iter + 1):
+        monitor = ConvergenceMonitor(tol, g.device)
+        for _ in range(max_iter):
             u_next = vjp(u) + g
             _, relative = per_sample_residuals(u.reshape(len(u), -1), u_next.reshape(len(u), -1))
             u = u_next
-            stats.steps, stats.rel_residual = step, float(relative.max())
-            if stats.rel_residual <= tol:
+            if monitor.record(relative.max()):
                 break
+        trace = monitor.trace()
+        stats.steps, stats.rel_residual = monitor.iterations, trace[-1]
         return u
 
     transform = neumann if mode == "neumann" else exact

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from models.fixpoint.stats import BestIterate, SolverStats, per_sample_residuals
+from models.fixpoint.stats import BestIterate, ConvergenceMonitor, SolverStats, per_sample_residuals
 
 
 def _apply(us: torch.Tensor, vs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -25,22 +25,22 @@ def broyden(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, tol:
     us = torch.zeros(batch, 0, dim, dtype=z0.dtype, device=z0.device)
     vs = torch.zeros_like(us)
     best = BestIterate(z0)
-    trace: list[float] = []
+    monitor = ConvergenceMonitor(tol, z0.device)
 
     z = z0
     fz = f(z)
     gz = fz - z
     absolute, relative = per_sample_residuals(z, fz)
     best.update(z, absolute, relative, stop_mode)
-    trace.append(best.worst(stop_mode))
-    while trace[-1] > tol and len(trace) < max_iter:
+    done = monitor.record(best.worst(stop_mode))
+    while not done and monitor.iterations < max_iter:
         step = -_apply(us, vs, gz)
         z_new = z + step
         fz_new = f(z_new)
         g_new = fz_new - z_new
         absolute, relative = per_sample_residuals(z_new, fz_new)
         best.update(z_new, absolute, relative, stop_mode)
-        trace.append(best.worst(stop_mode))
+        done = monitor.record(best.worst(stop_mode))
 
         dg = g_new - gz
         b_dg = _apply(us, vs, dg)
@@ -52,4 +52,5 @@ def broyden(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, tol:
         us = torch.cat([us, u[:, None]], dim=1)[:, -memory:]
         vs = torch.cat([vs, v[:, None]], dim=1)[:, -memory:]
         z, gz = z_new, g_new
-    return best.z, SolverStats("broyden", len(trace), best.abs, best.rel, trace[-1] <= tol, trace)
+    trace = monitor.trace()
+    return best.z, SolverStats("broyden", monitor.iterations, best.abs, best.rel, monitor.converged(trace), trace)
