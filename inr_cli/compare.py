@@ -139,7 +139,7 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
         rows.append({
             "model": name, "size": f"{layers}L-{hidden}D", "layers": layers, "hidden": hidden, "variant": variant,
             "psnr_mean": psnr_mean, "psnr_std": psnr_std, "psnr_holdout_mean": hold_mean, "psnr_holdout_std": hold_std,
-            "ms_per_step": 1e3 * statistics.fmean(r.train_seconds / r.config.steps for r, _, _ in per_image),
+            "ms_per_step": 1e3 * statistics.fmean(1.0 / r.steps_per_second for r, _, _ in per_image),
             "params": per_image[0][0].params, "peak_mb": max(peaks) if peaks else None,
             "step_mb": max(m for _, _, m in per_image),
             "eval_iterations": statistics.fmean(evaluation_iters) if evaluation_iters else None,

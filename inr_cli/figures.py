@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no display here, and none needed
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -30,6 +30,12 @@ def _display_rgb(pixels: torch.Tensor) -> np.ndarray:
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
     return array
+
+
+def new_figure(figsize: tuple[float, float], dpi: int = 100) -> Figure:
+    """A figure of its own, outside pyplot's global state: outputs are drawn on a background thread while the
+    next input trains, and pyplot is not thread-safe. Nothing to close: it is freed with its last reference."""
+    return Figure(figsize=figsize, dpi=dpi)
 
 
 def comparison_image(target: torch.Tensor, reconstruction: torch.Tensor) -> Image.Image:
@@ -56,7 +62,8 @@ def write_comparison(path: Path, target: torch.Tensor, reconstruction: torch.Ten
 
 def write_psnr_plot(path: Path, batch_psnr: list[float], evaluations: list[dict], title: str) -> None:
     """Training-batch PSNR every step, and the full evaluations (training and held-out points) along the run."""
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = new_figure(figsize=(7, 4), dpi=100)
+    ax = fig.subplots()
     steps = np.arange(1, len(batch_psnr) + 1)
     finite = np.clip(np.asarray(batch_psnr, dtype=float), None, 150.0)
     ax.plot(steps, finite, lw=0.8, alpha=0.6, label="batch (from training loss)")
@@ -72,7 +79,6 @@ def write_psnr_plot(path: Path, batch_psnr: list[float], evaluations: list[dict]
     ax.legend(loc="lower right")
     fig.tight_layout()
     atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
-    plt.close(fig)
 
 
 def image_grid(rows: list[torch.Tensor], columns: int = 16, min_cell: int = 64) -> Image.Image:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from inr_cli.files import (atomic_write_bytes, atomic_write_text, missing_ancest
 from inr_cli.modalities.base import QUALITY_KEYS, FitCommandConfig, LoadedSignal, Modality, get_modality
 from inr_cli.progress import fit_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, human_summary, to_json, versions
+from inr_core.clock import PROCESS_STARTED_AT
 from inr_core.errors import UserError
 from training.fitting.checkpoint import checkpoint_payload, serialize
 from training.fitting.config import resolve_config
@@ -94,9 +96,22 @@ def _report_metrics(metrics: dict, measured: dict) -> dict:
     return {**metrics, **measured}
 
 
-def fit_one(modality: Modality, source: str, loaded: LoadedSignal, out_dir: Path, config: FitCommandConfig, *,
-            show_progress: bool) -> dict:
-    """Fit, then write the modality's outputs, the plot, the checkpoint and (last) the report."""
+@dataclass
+class TrainedRun:
+    """One input fitted, its outputs not yet written."""
+
+    source: str
+    loaded: LoadedSignal
+    out_dir: Path
+    config: FitCommandConfig  # resolved
+    result: FitResult
+    startup_seconds: float  # from this input's turn (the process's start, for the first) to its first step
+
+
+def train_one(modality: Modality, source: str, out_dir: Path, config: FitCommandConfig, *, show_progress: bool,
+              turn_started_at: float) -> TrainedRun:
+    """Load ``source`` and fit it; the run folder is made here (and removed again if the fit fails)."""
+    loaded = modality.load(source, config.options, config.fit.seed)
     signal = loaded.signal
     # Resolved here, so a missing CUDA device fails before any folder exists.
     fit_config = resolve_config(config.fit, signal, modality.recipe)
@@ -108,19 +123,25 @@ def fit_one(modality: Modality, source: str, loaded: LoadedSignal, out_dir: Path
     except BaseException:
         remove_if_empty(created)  # leave no empty folders behind for a fit that never finished
         raise
-    resolved = replace(config, fit=result.config)
+    return TrainedRun(source, loaded, out_dir, replace(config, fit=result.config), result,
+                      result.first_step_at - turn_started_at)
 
+
+def write_run(modality: Modality, run: TrainedRun) -> dict:
+    """Write the modality's outputs, the plot, the checkpoint and (last) the report; return the report."""
+    source, loaded, out_dir, result = run.source, run.loaded, run.out_dir, run.result
+    fit_config = result.config
     outputs = modality.write_outputs(loaded, result, out_dir)
     files = dict(outputs.files)
     if modality.psnr_plot:
         write_psnr_plot(out_dir / PSNR_PLOT, result.batch_psnr, result.evaluations,
                         f"{input_stem(source)}: {fit_config.model} {fit_config.layers}L-{fit_config.hidden}D")
         files["psnr_plot"] = PSNR_PLOT
-    payload = checkpoint_payload(result, loaded.info, in_features=signal.dims, out_features=signal.channels,
-                                 config=resolved.to_dict())
+    payload = checkpoint_payload(result, loaded.info, in_features=loaded.signal.dims,
+                                 out_features=loaded.signal.channels, config=run.config.to_dict())
     atomic_write_bytes(out_dir / CHECKPOINT, serialize(payload))
 
-    notes = list(loaded.notes)
+    notes = list(loaded.notes) + list(result.notes)
     warning = _solver_warning(result)
     if warning:
         notes.append(f"warning: {warning}")
@@ -129,13 +150,17 @@ def fit_one(modality: Modality, source: str, loaded: LoadedSignal, out_dir: Path
         "report_version": REPORT_VERSION,
         "input": source,
         "output_dir": str(out_dir),
-        "model": result.config.model,
+        "model": fit_config.model,
         "params": result.params,
-        "steps": result.config.steps,
+        "steps": fit_config.steps,
         "seconds": result.train_seconds,
-        "steps_per_second": result.config.steps / result.train_seconds if result.train_seconds > 0 else None,
+        "steps_per_second": result.steps_per_second,
         "eval_seconds": result.eval_seconds,
-        "device": result.config.device,
+        "compile_seconds": result.compile_seconds,
+        "startup_seconds": run.startup_seconds,
+        "device": fit_config.device,
+        "precision": fit_config.precision,
+        "compiled": result.compiled,
         "value_range": [0.0, 1.0],
         **_report_metrics(modality.metrics(loaded, result), outputs.metrics),
         modality.name: loaded.info,
@@ -143,7 +168,7 @@ def fit_one(modality: Modality, source: str, loaded: LoadedSignal, out_dir: Path
         "history": result.evaluations,
         "solver": result.solver,
         "files": {**files, "checkpoint": CHECKPOINT, "report": REPORT},
-        "config": resolved.to_dict(),
+        "config": run.config.to_dict(),
         "versions": versions(),
     }
     # The report goes last: its presence means every other file of the run is complete.
@@ -151,24 +176,59 @@ def fit_one(modality: Modality, source: str, loaded: LoadedSignal, out_dir: Path
     return report
 
 
-def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOptions) -> int:
-    """Validate ``config`` once, then fit every input; report each failure on one stderr line and carry on.
-    Returns the exit code."""
-    config.validate()
-    modality = get_modality(config.modality)
-    sources = expand_inputs(paths, modality.default_input)
-    failures = 0
-    for source, out_dir in zip(sources, output_dirs(sources, output.out, config.fit.model)):
+class _ReportPrinter:
+    """Announces each input's outcome in input order: its report (JSON or summary) or its one-line error."""
+
+    def __init__(self, modality: Modality, output: OutputOptions):
+        self.modality, self.output, self.failures = modality, output, 0
+
+    def error(self, error: UserError) -> None:
+        self.failures += 1
+        stderr_console.print(f"inr: error: {phrase(error)}", markup=False, soft_wrap=True)
+
+    def written(self, pending: Future) -> None:
         try:
-            loaded = modality.load(source, config.options, config.fit.seed)
-            report = fit_one(modality, source, loaded, out_dir, config, show_progress=output.show_progress)
+            report = pending.result()
         except UserError as error:
-            failures += 1
-            stderr_console.print(f"inr: error: {phrase(error)}", markup=False, soft_wrap=True)
-            continue
-        if output.as_json:
+            self.error(error)
+            return
+        if self.output.as_json:
             sys.stdout.write(to_json(report, indent=None) + "\n")
             sys.stdout.flush()
         else:
-            print(human_summary(report, modality.summary_line(report)), flush=True)
-    return 1 if failures else 0
+            print(human_summary(report, self.modality.summary_line(report)), flush=True)
+
+
+def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOptions) -> int:
+    """Validate ``config`` once, then fit every input; report each failure on one stderr line and carry on.
+    Returns the exit code.
+
+    One input's outputs (pictures, checkpoint, report) are written by a background thread while the next input
+    trains, so the device does not wait for PNG encoders and plots. Reports still appear in input order, and each
+    run folder is complete once its report.json exists.
+    """
+    config.validate()
+    modality = get_modality(config.modality)
+    sources = expand_inputs(paths, modality.default_input)
+    printer = _ReportPrinter(modality, output)
+    turn_started_at = PROCESS_STARTED_AT
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inr-writer") as writer:
+        pending: Future | None = None
+        for source, out_dir in zip(sources, output_dirs(sources, output.out, config.fit.model)):
+            try:
+                run = train_one(modality, source, out_dir, config, show_progress=output.show_progress,
+                                turn_started_at=turn_started_at)
+            except UserError as error:
+                if pending is not None:  # keep the order of messages: the previous input's outcome first
+                    printer.written(pending)
+                    pending = None
+                printer.error(error)
+                continue
+            finally:
+                turn_started_at = time.perf_counter()
+            if pending is not None:
+                printer.written(pending)
+            pending = writer.submit(write_run, modality, run)
+        if pending is not None:
+            printer.written(pending)
+    return 1 if printer.failures else 0

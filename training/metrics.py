@@ -35,6 +35,13 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor, region: torch.Tensor | 
     return _decibels((error * region).sum().item() / region.sum().item())
 
 
+def psnr_on_device(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:func:`psnr` of values in [0, 1] as a 0-d tensor left where the inputs are: no host-device synchronisation,
+    for measurements taken while training goes on. ``inf`` for a perfect match."""
+    error = (prediction.clamp(0.0, 1.0).double() - target.double()) ** 2
+    return -10.0 * torch.log10(error.mean())
+
+
 def psnr_from_mse(mse_pm1: float) -> float:
     """PSNR on [0, 1] from an MSE measured on [-1, 1] data (a factor 4 apart); no clamping, for progress."""
     return _decibels(mse_pm1 / 4.0)

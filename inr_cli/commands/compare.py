@@ -9,6 +9,7 @@ import typer
 
 from models.fixpoint import SolverSettings
 from training.fitting.config import FitConfig
+from training.fitting.precision import PRECISIONS
 
 compare_app = typer.Typer(help="Run the papers' model-size grid, implicit beside explicit.", no_args_is_help=True)
 
@@ -32,6 +33,11 @@ def compare_image(
     resize: Annotated[Optional[int], typer.Option(help="Downscale so the longest side is this many pixels.",
                                                   show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = FitConfig.device,
+    precision: Annotated[Optional[str], typer.Option(help=f"Arithmetic: {', '.join(PRECISIONS)}. Default: tf32 on "
+                                                     "CUDA, fp32 on the CPU.", show_default=False)] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="Compile training steps with "
+                                                    "torch.compile. Default: on CUDA only.", show_default=False)]
+        = None,
     seed: Annotated[int, typer.Option(help="Seed for every fit.")] = FitConfig.seed,
     solver: Annotated[str, typer.Option(help="Fixpoint solver for the implicit variants.")] = SolverSettings.solver,
     out: Annotated[Path, typer.Option(help="Folder for compare.md and compare.json.")] = Path("runs/compare"),
@@ -43,7 +49,9 @@ def compare_image(
     from inr_cli.media.images import DEFAULT_IMAGE
     from inr_cli.modalities.image import ImageOptions
 
-    config = CompareConfig(fit=FitConfig(steps=steps, device=device, seed=seed, solver=SolverSettings(solver=solver)),
+    fit = FitConfig(steps=steps, device=device, seed=seed, precision=precision, compile=compile,
+                    solver=SolverSettings(solver=solver))
+    config = CompareConfig(fit=fit,
                            image=ImageOptions(holdout=holdout, resize=resize),
                            models=tuple(parse_models(models)), sizes=tuple(parse_sizes(sizes)))
     raise typer.Exit(run_compare(paths or [DEFAULT_IMAGE], config, out=out, as_json=as_json))

@@ -16,6 +16,7 @@ from models import model_names
 from models.fixpoint import SOLVERS, SolverSettings
 from models.fixpoint.backward import BACKWARD_MODES
 from training.fitting.config import FitConfig
+from training.fitting.precision import PRECISIONS
 
 fit_app = typer.Typer(help="Fit a network to a signal.", no_args_is_help=True,
                       epilog="[bold]Example[/bold]\n\n  inr fit image photo.png --model siren --steps 2000")
@@ -42,6 +43,12 @@ SHARED_OPTIONS = [
     _option("batch_size", Optional[int], None, "--batch-size", help="Points per step. Default: all of them when "
             "they fit in memory.", show_default=False),
     _option("device", str, FitConfig.device, "--device", help="auto (CUDA when available), cpu or cuda."),
+    _option("precision", Optional[str], None, "--precision", help=f"Arithmetic: {', '.join(PRECISIONS)}. Sine "
+            "phases of the coordinates stay fp32 in every mode. Default: tf32 on CUDA, fp32 on the CPU.",
+            show_default=False),
+    _option("compile", Optional[bool], None, "--compile/--no-compile", help="Compile the training step with "
+            "torch.compile (falls back to eager, with a note, where it fails). Default: on CUDA only.",
+            show_default=False),
     _option("seed", int, FitConfig.seed, "--seed", help="Seed for initialisation and batch order."),
     _option("eval_every", Optional[int], None, "--eval-every", help="Steps between full evaluations for the plot. "
             "Default: 25 over the run; 0: only at the end.", show_default=False),
@@ -71,7 +78,8 @@ def _shared_config(values: dict) -> tuple[FitConfig, OutputOptions]:
     fit = FitConfig(model=values.pop("model"), hidden=values.pop("hidden"), layers=values.pop("layers"),
                     frequency=values.pop("frequency"), explicit=values.pop("explicit"), steps=values.pop("steps"),
                     lr=values.pop("lr"), batch_size=values.pop("batch_size"), eval_every=values.pop("eval_every"),
-                    seed=values.pop("seed"), device=values.pop("device"), amortize=not values.pop("no_amortize"),
+                    seed=values.pop("seed"), device=values.pop("device"), precision=values.pop("precision"),
+                    compile=values.pop("compile"), amortize=not values.pop("no_amortize"),
                     solver=solver)
     output = OutputOptions(out=values.pop("out"), as_json=values.pop("as_json"), show_progress=not values.pop("quiet"))
     return fit, output

@@ -73,10 +73,11 @@ def _envelope(signal: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray, 
 
 def write_audio_comparison(path: Path, target: np.ndarray, reconstruction: np.ndarray, rate: int) -> None:
     """Waveforms (target, reconstruction, error) and spectrograms (target, reconstruction) of the first channel."""
-    from inr_cli.figures import plt
+    from inr_cli.figures import new_figure
 
     target, reconstruction = target[:, 0], reconstruction[:, 0]
-    fig, axes = plt.subplots(4, 1, figsize=(10, 9), dpi=100)
+    fig = new_figure(figsize=(10, 9), dpi=100)
+    axes = fig.subplots(4, 1)
     def draw(ax, wave, **style):
         index, low, high = _envelope(wave, 4000)
         ax.fill_between(index / rate, low, high, lw=0, **style)
@@ -97,4 +98,3 @@ def write_audio_comparison(path: Path, target: np.ndarray, reconstruction: np.nd
     axes[-1].set_xlabel("seconds")
     fig.tight_layout()
     atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
-    plt.close(fig)

@@ -101,11 +101,10 @@ def _draw(ax, vertices, faces, title, max_faces=20000, seed=0):
 
 def write_preview(path: Path, target: LoadedMesh, vertices: np.ndarray, faces: np.ndarray) -> None:
     """Target | reconstruction, shaded, from the same viewpoint, in the normalised cube."""
-    from inr_cli.figures import plt
+    from inr_cli.figures import new_figure
 
-    fig = plt.figure(figsize=(10, 5), dpi=100)
+    fig = new_figure(figsize=(10, 5), dpi=100)
     _draw(fig.add_subplot(1, 2, 1, projection="3d"), target.vertices, target.faces, "target")
     _draw(fig.add_subplot(1, 2, 2, projection="3d"), vertices, faces, "reconstruction")
     fig.tight_layout()
     atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
-    plt.close(fig)

@@ -162,9 +162,10 @@ def write_frame_strip(path: Path, target: torch.Tensor, reconstruction: torch.Te
 
 
 def write_frame_psnr_plot(path: Path, psnrs: list[float], title: str) -> None:
-    from inr_cli.figures import plt
+    from inr_cli.figures import new_figure
 
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    fig = new_figure(figsize=(7, 3.5), dpi=100)
+    ax = fig.subplots()
     ax.plot(range(len(psnrs)), [min(p, 150.0) for p in psnrs], "o-", ms=3)
     ax.set_xlabel("frame")
     ax.set_ylabel("PSNR (dB, values in [0, 1])")
@@ -172,4 +173,3 @@ def write_frame_psnr_plot(path: Path, psnrs: list[float], title: str) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
-    plt.close(fig)

@@ -118,9 +118,10 @@ class ShapeModality(Modality):
 
 def write_progress(path: Path, result: FitResult) -> None:
     """The training loss every step and the IoU of each held-out group along the run."""
-    from inr_cli.figures import plt
+    from inr_cli.figures import new_figure
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = new_figure(figsize=(7, 4), dpi=100)
+    ax = fig.subplots()
     losses = [10 ** (-p / 10) * 4 for p in result.batch_psnr]  # batch_psnr came from the loss: undo it
     ax.semilogy(range(1, len(losses) + 1), losses, lw=0.8, label="training loss")
     ax.set_xlabel("step")
@@ -135,7 +136,6 @@ def write_progress(path: Path, result: FitResult) -> None:
     fig.legend(loc="lower right")
     fig.tight_layout()
     atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
-    plt.close(fig)
 
 
 SHAPE = register_modality(ShapeModality())

@@ -13,6 +13,7 @@ from inr_core.errors import check, positive, within
 from models import get_spec, model_names
 from models.fixpoint import SolverSettings
 from training.fitting.devices import auto_batch_size, check_device_name, resolve_device
+from training.fitting.precision import check_precision, default_precision
 from training.fitting.recipes import RecipeRule
 
 
@@ -33,6 +34,10 @@ class FitConfig:
     eval_every: int | None = None  # steps between full evaluations; None = about 25 over the run, 0 = only at the end
     seed: int = 0
     device: str = "auto"
+    # Speed: the arithmetic precision (fp32, tf32, bf16; None = tf32 on CUDA, fp32 on the CPU) and whether the
+    # training step is compiled with torch.compile (None = on CUDA only)
+    precision: str | None = None
+    compile: bool | None = None
     # Implicit models: how fixpoints are found and differentiated, and whether training reuses them
     amortize: bool = True  # reuse last step's fixpoint: one f evaluation per training step
     solver: SolverSettings = field(default_factory=SolverSettings)
@@ -51,6 +56,7 @@ class FitConfig:
               f"must be at least 1, got {self.batch_size}")
         check(self.eval_every is None or self.eval_every >= 0, "eval_every", f"must be 0 or more, got {self.eval_every}")
         check_device_name(self.device)
+        check_precision(self.precision)
         within("solver", self.solver.validate)
 
     def is_implicit(self) -> bool:
@@ -100,5 +106,7 @@ def resolve_config(config: FitConfig, signal, recipe_rule: RecipeRule | None = N
         lr=config.lr if config.lr is not None else recipe.learning_rate,
         frequency=config.frequency if config.frequency is not None else recipe.frequency,
         batch_size=min(batch, n_train),
+        precision=config.precision or default_precision(device),
+        compile=config.compile if config.compile is not None else device.type == "cuda",
         eval_every=config.eval_every if config.eval_every is not None else max(1, config.steps // 25),
     )

@@ -14,7 +14,7 @@ from torch import nn
 
 from models.fixpoint import summarize_solves
 from training.fitting.render import predict_points_with_stats, render_grid_with_stats
-from training.metrics import psnr, ssim, to_unit_range
+from training.metrics import psnr, psnr_on_device, ssim, to_unit_range
 
 if TYPE_CHECKING:
     from training.fitting.signal import GridSignal, ScatteredSamples
@@ -66,6 +66,31 @@ def evaluate_grid(model: nn.Module, signal: GridSignal, device: torch.device, ch
         result.psnr_holdout = psnr(flat[held.index], target[held.index])
         result.ssim_holdout = _subgrid_ssim(flat[held.index], target[held.index], held.shape)
     return result
+
+
+class GridProgress:
+    """PSNR on the training and held-out points along the run, measured on the device and left there.
+
+    The targets move to the device once; each call renders the grid there and returns 0-d tensors, so recording
+    progress never waits for the GPU. SSIM, the reconstruction and solver statistics are for the final evaluation.
+    """
+
+    def __init__(self, signal: GridSignal, device: torch.device, chunk_points: int):
+        self.signal, self.device, self.chunk_points = signal, device, chunk_points
+        target = ((signal.values + 1.0) * 0.5).to(device)
+        self.parts = {"psnr": signal.train}
+        if signal.holdout is not None and len(signal.holdout.index):
+            self.parts["psnr_holdout"] = signal.holdout
+        self.indices = {key: part.index.to(device) for key, part in self.parts.items()}
+        self.targets = {key: target[index] for key, index in self.indices.items()}
+
+    def __call__(self, model: nn.Module) -> dict:
+        rendered, _ = render_grid_with_stats(model, self.signal.grid_shape, self.signal.channels, self.device,
+                                             self.chunk_points, on_device=True)
+        flat = to_unit_range(rendered).reshape(-1, self.signal.channels)
+        entry = {"psnr": None, "psnr_holdout": None}
+        entry.update({key: psnr_on_device(flat[self.indices[key]], self.targets[key]) for key in self.parts})
+        return entry
 
 
 def evaluate_samples(model: nn.Module, signal: ScatteredSamples, device: torch.device, chunk_points: int

@@ -20,8 +20,10 @@ from training.fitting.amortized import FixpointCache
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.devices import memory_budget_bytes, render_chunk_size
 from training.fitting.evaluate import GridEvaluation, SampleEvaluation
+from training.fitting.precision import precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
 from training.fitting.signal import Signal, training_loss
+from training.fitting.step import TrainingStep
 from training.metrics import psnr_from_mse
 
 
@@ -40,12 +42,22 @@ class FitResult:
     optimizer: torch.optim.Optimizer
     config: FitConfig  # resolved
     params: int
-    train_seconds: float  # the optimisation alone, evaluations excluded
+    train_seconds: float  # the optimisation alone: evaluations and the first (compiling) step excluded
+    timed_steps: int  # the steps train_seconds covers (all but the first when the step was compiled)
     eval_seconds: float
+    compiled: bool  # the training step ran compiled (False: not asked for, or compilation failed; see notes)
+    compile_seconds: float  # the first step of a compiled fit, compilation included (0 when not compiled)
+    setup_seconds: float  # from the call to the first step: model, optimizer, data on the device
+    first_step_at: float  # time.perf_counter() when the first step began (for start-up measured by the caller)
     batch_psnr: list[float]  # per step, from the training loss
     final: GridEvaluation | SampleEvaluation
     evaluations: list[dict] = field(default_factory=list)  # {"step", "psnr", "psnr_holdout", ...} along the run
     solver: dict | None = None  # implicit models: iterations and residuals (see solver_report)
+    notes: list[str] = field(default_factory=list)  # what the user should know (compile fallback, precision)
+
+    @property
+    def steps_per_second(self) -> float | None:
+        return self.timed_steps / self.train_seconds if self.train_seconds > 0 else None
 
 
 def make_model(config: FitConfig, signal: Signal) -> nn.Module:
@@ -86,13 +98,28 @@ def _amortized_cache(config: FitConfig, n_train: int, device: torch.device) -> t
     return FixpointCache(n_train, config.hidden, device), None
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _read_back(entry: dict) -> dict:
+    """A progress entry with its device tensors read back as Python numbers."""
+    return {key: value.item() if isinstance(value, torch.Tensor) else value for key, value in entry.items()}
+
+
 def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None,
         on_progress: Callable[[FitProgress], None] | None = None) -> FitResult:
     """Fit a fresh network to ``signal``.
 
     ``config`` must be valid (:meth:`FitConfig.validate`); its ``None`` values resolve by ``recipe_rule`` (the
     modality's, e.g. ``Modality.recipe``). The result holds the resolved config.
+
+    Along the run the GPU is never made to wait for the host: losses and progress PSNRs stay on the device and
+    are read back every ``sync_every`` steps (progress, divergence check) and at the end. The first step of a
+    compiled fit is timed on its own (``compile_seconds``) and left out of ``train_seconds``.
     """
+    called_at = time.perf_counter()
     config = resolve_config(config, signal, recipe_rule)
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
@@ -106,45 +133,57 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     full_batch = config.batch_size >= n_train
     sampler = _BatchSampler(n_train, config.batch_size, device, torch.Generator().manual_seed(config.seed))
     cache, cache_note = _amortized_cache(config, n_train, device)
-    loss_of = training_loss(signal)
+    training_step = TrainingStep(model, optimizer, training_loss(signal), cache, device, config.compile)
+    measure_progress = signal.progress(device, chunk)
+    notes = [note for note in (precision_note(config.precision, device),) if note]
 
     # Losses stay on the device; reading them back forces a sync, so on a GPU we only do it now and then.
     losses = torch.zeros(config.steps, device=device)
-    sync_every = 25 if device.type == "cuda" else 1
-    evaluations: list[dict] = []
+    sync_every = 50 if device.type == "cuda" else 1
+    progress: list[tuple[int, dict]] = []
     eval_seconds = 0.0
-    start = time.perf_counter()
-    for step in range(1, config.steps + 1):
-        batch = None if full_batch else sampler.next()
-        coords = train_coords if batch is None else train_coords[batch]
-        target = train_values if batch is None else train_values[batch]
-        prediction = model(coords) if cache is None else cache.predict(model, coords, batch)
-        loss = loss_of(prediction, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses[step - 1] = loss.detach()
+    compiling = training_step.compile  # the first step is then timed apart, whether compilation succeeds or not
+    first_step_at = time.perf_counter()
+    start = first_step_at
+    with precision_scope(config.precision, device):
+        for step in range(1, config.steps + 1):
+            batch = None if full_batch else sampler.next()
+            coords = train_coords if batch is None else train_coords[batch]
+            target = train_values if batch is None else train_values[batch]
+            losses[step - 1] = training_step(coords, target, batch)
+            if step == 1 and compiling:
+                start = time.perf_counter()  # the compiling step is timed apart: compile_seconds
 
-        last = step == config.steps
-        if step % sync_every == 0 or last:
-            value = loss.item()
-            if not math.isfinite(value):
-                raise UserError(f"training diverged at step {step} (loss {value}); try a smaller --lr")
-            if on_progress is not None:
-                on_progress(FitProgress(step, config.steps, value, psnr_from_mse(value),
-                                        time.perf_counter() - start - eval_seconds))
-        if (config.eval_every and step % config.eval_every == 0) or last:
-            eval_start = time.perf_counter()
-            result = signal.evaluate(model, device, chunk)
-            evaluations.append({"step": step, **result.history_entry()})
-            eval_seconds += time.perf_counter() - eval_start
-    train_seconds = time.perf_counter() - start - eval_seconds
+            last = step == config.steps
+            if step % sync_every == 0 or last:
+                value = losses[step - 1].item()
+                if not math.isfinite(value):
+                    raise UserError(f"training diverged at step {step} (loss {value}); try a smaller --lr")
+                if on_progress is not None:
+                    on_progress(FitProgress(step, config.steps, value, psnr_from_mse(value),
+                                            time.perf_counter() - start - eval_seconds))
+            if config.eval_every and step % config.eval_every == 0 and not last:
+                eval_start = time.perf_counter()
+                progress.append((step, measure_progress(model)))
+                eval_seconds += time.perf_counter() - eval_start
+        _synchronize(device)
+        train_seconds = time.perf_counter() - start - eval_seconds
+        eval_start = time.perf_counter()
+        result = signal.evaluate(model, device, chunk)
+        eval_seconds += time.perf_counter() - eval_start
+    evaluations = [{"step": step, **_read_back(entry)} for step, entry in progress]
+    evaluations.append({"step": config.steps, **result.history_entry()})
+    if training_step.note:
+        notes.append(training_step.note)
 
     return FitResult(
         model=model, optimizer=optimizer, config=config, params=count_parameters(model),
-        train_seconds=train_seconds, eval_seconds=eval_seconds,
+        train_seconds=train_seconds, timed_steps=config.steps - (1 if compiling else 0),
+        compiled=training_step.compile,
+        eval_seconds=eval_seconds, compile_seconds=training_step.compile_seconds,
+        setup_seconds=first_step_at - called_at, first_step_at=first_step_at,
         batch_psnr=[psnr_from_mse(v) for v in losses.cpu().tolist()],
-        evaluations=evaluations, final=result,
+        evaluations=evaluations, final=result, notes=notes,
         solver=solver_report(config, model, cache, train_coords, result, chunk, cache_note) if config.is_implicit()
         else None,
     )

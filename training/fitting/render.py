@@ -47,9 +47,10 @@ def _forward(model: nn.Module, coords: torch.Tensor, solves: list[SolverStats]) 
 
 @torch.no_grad()
 def render_grid_with_stats(model: nn.Module, grid_shape: tuple[int, ...], out_channels: int, device: torch.device,
-                           chunk_points: int) -> tuple[torch.Tensor, list[SolverStats]]:
-    """Values of ``model`` at every point of a ``grid_shape`` grid, as a CPU float32 ``(*grid_shape, C)`` tensor,
-    and the statistics of every chunk's solve.
+                           chunk_points: int, on_device: bool = False) -> tuple[torch.Tensor, list[SolverStats]]:
+    """Values of ``model`` at every point of a ``grid_shape`` grid, as a float32 ``(*grid_shape, C)`` tensor on the
+    CPU (or left on ``device`` with ``on_device``: no copy, no synchronisation), and the statistics of every
+    chunk's solve.
 
     Coordinates are generated per chunk along the first axis, so neither the coordinate grid nor the
     activations of the whole signal ever exist at once on the device.
@@ -61,7 +62,7 @@ def render_grid_with_stats(model: nn.Module, grid_shape: tuple[int, ...], out_ch
     rows_per_chunk = max(1, chunk_points // max(1, points_per_row))
     rest_mesh = torch.meshgrid(*rest, indexing="ij") if rest else ()
     rest_flat = torch.stack([m.reshape(-1) for m in rest_mesh], dim=-1) if rest else torch.zeros(1, 0, device=device)
-    output = torch.empty(grid_shape[0], points_per_row, out_channels)
+    output = torch.empty(grid_shape[0], points_per_row, out_channels, device=device if on_device else "cpu")
     with _eval_mode(model):
         for start in range(0, grid_shape[0], rows_per_chunk):
             rows = first[start:start + rows_per_chunk]
@@ -70,7 +71,8 @@ def render_grid_with_stats(model: nn.Module, grid_shape: tuple[int, ...], out_ch
             )
             # A single row can still be too long (a very wide image): split it further.
             pieces = [_forward(model, piece, solves) for piece in coords.split(chunk_points)]
-            output[start:start + len(rows)] = torch.cat(pieces).reshape(len(rows), points_per_row, out_channels).cpu()
+            values = torch.cat(pieces).reshape(len(rows), points_per_row, out_channels)
+            output[start:start + len(rows)] = values if on_device else values.cpu()
     return output.reshape(*grid_shape, out_channels), solves
 
 

@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from inr_core.errors import InvalidSetting
-from training.fitting.evaluate import GridEvaluation, SampleEvaluation, evaluate_grid, evaluate_samples
+from training.fitting.evaluate import (GridEvaluation, GridProgress, SampleEvaluation, evaluate_grid,
+                                      evaluate_samples)
 from training.fitting.render import grid_coordinates
 
 HOLDOUT_MODES = ("none", "grid")
@@ -88,6 +89,10 @@ class GridSignal:
         """Render the whole grid; PSNR and SSIM on the training and held-out points, values in [0, 1]."""
         return evaluate_grid(model, self, device, chunk_points)
 
+    def progress(self, device: torch.device, chunk_points: int):
+        """The measurement a fit records along the run: ``model -> {"psnr", "psnr_holdout"}`` as device tensors."""
+        return GridProgress(self, device, chunk_points)
+
 
 @dataclass(frozen=True)
 class Samples:
@@ -131,6 +136,11 @@ class ScatteredSamples:
 
     def evaluate(self, model: nn.Module, device: torch.device, chunk_points: int) -> SampleEvaluation:
         return evaluate_samples(model, self, device, chunk_points)
+
+    def progress(self, device: torch.device, chunk_points: int):
+        """The measurement a fit records along the run: IoU on each held-out group (read back: these fits are
+        few and their evaluations small)."""
+        return lambda model: self.evaluate(model, device, chunk_points).history_entry()
 
 Signal = GridSignal | ScatteredSamples
 

@@ -1,0 +1,135 @@
+"""One training step — prediction, loss, backward, Adam update — eager or with its network compiled.
+
+What is compiled (``torch.compile``): an explicit network's forward; for an implicit network, its z-independent
+preparation (filters, normalised weights) and the layers of f, as two separate pieces. The implicit backward is a
+hook that takes vector-Jacobian products through the layers' graph; keeping it between compiled pieces lets it
+differentiate through the layers' compiled backward, which AOTAutograd generates as usual. The solver loop, the
+hook and the optimizer stay eager (the optimizer is one fused kernel on CUDA already).
+
+Compilation is paid once per process for a model class and input shape, not once per fit: what is compiled is
+the class's own (unbound) method, shared by every instance. torch.compile caches by code and guards on shapes,
+dtypes and the module's constant settings, not on which instance it is given. A second input of another shape
+compiles once more, with dynamic shapes, and that version serves every later shape.
+
+Where compilation fails (no compiler, an unsupported operator), the step falls back to eager mode and says why
+in :attr:`TrainingStep.note`; the fit goes on. ``INR_COMPILE_BACKEND`` selects another torch.compile backend
+(``aot_eager`` traces and splits graphs exactly as ``inductor`` does, without generating code: the tests use it).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from contextlib import contextmanager
+from typing import Callable
+
+import torch
+from torch import nn
+
+from training.fitting.amortized import FixpointCache
+
+DEFAULT_COMPILE_BACKEND = "inductor"
+_COMPILED: dict[tuple[type, str], Callable] = {}
+# Why compilation failed for a model class in this process: its later fits go straight to eager mode.
+_COMPILE_FAILURES: dict[type, str] = {}
+
+
+def compile_backend() -> str:
+    return os.environ.get("INR_COMPILE_BACKEND", DEFAULT_COMPILE_BACKEND)
+
+
+def compile_function(function: Callable) -> Callable:
+    """``torch.compile`` with the process's backend (a seam the tests replace to force a failure)."""
+    return torch.compile(function, backend=compile_backend())
+
+
+def compiled_method(cls: type, name: str) -> Callable:
+    """The compiled form of ``cls.name``, made once per process and shared by every instance."""
+    key = (cls, name)
+    if key not in _COMPILED:
+        _COMPILED[key] = compile_function(getattr(cls, name))
+    return _COMPILED[key]
+
+
+def compiled_pieces(model: nn.Module) -> tuple[str, ...]:
+    """The methods of ``model`` a compiled step replaces by their compiled forms."""
+    if hasattr(model, "prepare") and hasattr(model, "_layers") and not getattr(model, "one_pass", False):
+        return ("prepare", "_layers")
+    return ("forward",)
+
+
+@contextmanager
+def _compiled(model: nn.Module, names: tuple[str, ...]):
+    """Within the block, ``model.NAME`` calls the compiled method (outside it, evaluations run eagerly)."""
+    for name in names:
+        object.__setattr__(model, name, functools.partial(compiled_method(type(model), name), model))
+    try:
+        yield
+    finally:
+        for name in names:
+            object.__delattr__(model, name)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class TrainingStep:
+    """Forward, loss, backward and optimizer update for one batch.
+
+    ``compile``: compile the network's pieces; the first call then pays the compilation, timed (with a device
+    synchronisation) as :attr:`compile_seconds`.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cache: FixpointCache | None,
+                 device: torch.device, compile: bool):
+        self.model, self.optimizer, self.loss_of, self.cache, self.device = model, optimizer, loss_of, cache, device
+        self.compile = compile
+        self.compile_seconds = 0.0
+        self.note: str | None = None
+        self._first = True
+        if compile and type(model) in _COMPILE_FAILURES:
+            self._fall_back(_COMPILE_FAILURES[type(model)])
+
+    def _fall_back(self, reason: str) -> None:
+        self.compile = False
+        self.note = f"torch.compile failed ({reason}); the training step ran eagerly"
+
+    def _run(self, coords: torch.Tensor, target: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
+        model = self.model
+        prediction = model(coords) if self.cache is None else self.cache.predict(model, coords, batch)
+        loss = self.loss_of(prediction, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
+
+    def __call__(self, coords: torch.Tensor, target: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
+        """One step on ``coords``/``target`` (rows ``batch`` of the training set; None = all). Returns the loss."""
+        if not self.compile:
+            loss = self._run(coords, target, batch)
+        elif self._first:
+            loss = self._first_compiled(coords, target, batch)
+        else:
+            with _compiled(self.model, compiled_pieces(self.model)):
+                loss = self._run(coords, target, batch)
+        self._first = False
+        self.optimizer.step()
+        return loss.detach()
+
+    def _first_compiled(self, coords, target, batch) -> torch.Tensor:
+        start = time.perf_counter()
+        try:
+            with _compiled(self.model, compiled_pieces(self.model)):
+                loss = self._run(coords, target, batch)
+            _synchronize(self.device)
+        except Exception as error:  # any failure to compile or to run compiled code: eager mode instead
+            reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}"
+            _COMPILE_FAILURES[type(self.model)] = reason
+            self._fall_back(reason)
+            self.compile_seconds = time.perf_counter() - start
+            return self._run(coords, target, batch)
+        self.compile_seconds = time.perf_counter() - start
+        return loss
