@@ -38,4 +38,7 @@ class ShrinkSpectralNorm(nn.Module):
         return torch.dot(self.u, weight @ self.v)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight / torch.clamp(self.sigma(weight) / self.target, min=1.0)
+        # In float32 whatever the precision mode: the bound decides whether f is a contraction at all, and the
+        # power-iteration vectors it keeps are float32 buffers.
+        with torch.autocast(weight.device.type, enabled=False):
+            return weight / torch.clamp(self.sigma(weight) / self.target, min=1.0)

@@ -67,6 +67,7 @@ class BestIterate:
 # synchronisation that leaves the GPU idle until the host queues the next iteration; every 4th iteration keeps
 # the queue full at the price of at most 3 extra iterations (which only improve the best iterate).
 CUDA_CHECK_EVERY = 4
+CPU_CHECK_EVERY = 1
 
 
 class ConvergenceMonitor:
@@ -75,7 +76,7 @@ class ConvergenceMonitor:
 
     def __init__(self, tol: float, device: torch.device, check_every: int | None = None):
         self.tol = tol
-        self.check_every = check_every or (CUDA_CHECK_EVERY if device.type == "cuda" else 1)
+        self.check_every = check_every or (CUDA_CHECK_EVERY if device.type == "cuda" else CPU_CHECK_EVERY)
         self._values: list[torch.Tensor] = []
         self._known_done = False
 

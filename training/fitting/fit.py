@@ -20,7 +20,7 @@ from training.fitting.amortized import FixpointCache
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.devices import memory_budget_bytes, render_chunk_size
 from training.fitting.evaluate import GridEvaluation, SampleEvaluation
-from training.fitting.precision import precision_note, precision_scope
+from training.fitting.precision import matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
 from training.fitting.signal import Signal, training_loss
 from training.fitting.step import TrainingStep
@@ -133,7 +133,8 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     full_batch = config.batch_size >= n_train
     sampler = _BatchSampler(n_train, config.batch_size, device, torch.Generator().manual_seed(config.seed))
     cache, cache_note = _amortized_cache(config, n_train, device)
-    training_step = TrainingStep(model, optimizer, training_loss(signal), cache, device, config.compile)
+    training_step = TrainingStep(model, optimizer, training_loss(signal), cache, device, config.compile,
+                                 config.precision)
     measure_progress = signal.progress(device, chunk)
     notes = [note for note in (precision_note(config.precision, device),) if note]
 
@@ -145,7 +146,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     compiling = training_step.compile  # the first step is then timed apart, whether compilation succeeds or not
     first_step_at = time.perf_counter()
     start = first_step_at
-    with precision_scope(config.precision, device):
+    with matmul_precision(config.precision, device):
         for step in range(1, config.steps + 1):
             batch = None if full_batch else sampler.next()
             coords = train_coords if batch is None else train_coords[batch]
@@ -164,12 +165,14 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
                                             time.perf_counter() - start - eval_seconds))
             if config.eval_every and step % config.eval_every == 0 and not last:
                 eval_start = time.perf_counter()
-                progress.append((step, measure_progress(model)))
+                with precision_scope(config.precision, device):
+                    progress.append((step, measure_progress(model)))
                 eval_seconds += time.perf_counter() - eval_start
         _synchronize(device)
         train_seconds = time.perf_counter() - start - eval_seconds
         eval_start = time.perf_counter()
-        result = signal.evaluate(model, device, chunk)
+        with precision_scope(config.precision, device):
+            result = signal.evaluate(model, device, chunk)
         eval_seconds += time.perf_counter() - eval_start
     evaluations = [{"step": step, **_read_back(entry)} for step, entry in progress]
     evaluations.append({"step": config.steps, **result.history_entry()})

@@ -13,7 +13,7 @@ whose arguments are O(1), run in reduced precision.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -42,8 +42,8 @@ def precision_note(precision: str, device: torch.device) -> str | None:
 
 
 @contextmanager
-def precision_scope(precision: str, device: torch.device):
-    """Run a block (training steps, evaluations) in ``precision``; global switches are restored afterwards."""
+def matmul_precision(precision: str, device: torch.device):
+    """For a whole run: switch CUDA float32 matrix products to TF32 in ``tf32`` mode (restored afterwards)."""
     if precision == "tf32" and device.type == "cuda":
         previous = torch.get_float32_matmul_precision()
         torch.set_float32_matmul_precision("high")
@@ -51,8 +51,24 @@ def precision_scope(precision: str, device: torch.device):
             yield
         finally:
             torch.set_float32_matmul_precision(previous)
-    elif precision == "bf16":
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            yield
     else:
+        yield
+
+
+def autocast(precision: str, device: torch.device):
+    """For one forward pass: bf16 autocast in ``bf16`` mode, nothing otherwise.
+
+    Enter it around each training forward, never around a loop of steps: autocast caches its bf16 copies of the
+    weights until the context exits, so a loop inside one context would keep computing with the first step's
+    weights while the optimizer updates the float32 ones.
+    """
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@contextmanager
+def precision_scope(precision: str, device: torch.device):
+    """Both switches at once, for work that does not update weights (an evaluation, a render)."""
+    with matmul_precision(precision, device), autocast(precision, device):
         yield

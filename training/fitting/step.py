@@ -28,9 +28,10 @@ import torch
 from torch import nn
 
 from training.fitting.amortized import FixpointCache
+from training.fitting.precision import autocast
 
 DEFAULT_COMPILE_BACKEND = "inductor"
-_COMPILED: dict[tuple[type, str], Callable] = {}
+_COMPILED: dict[tuple[type, str, str], Callable] = {}
 # Why compilation failed for a model class in this process: its later fits go straight to eager mode.
 _COMPILE_FAILURES: dict[type, str] = {}
 
@@ -46,7 +47,7 @@ def compile_function(function: Callable) -> Callable:
 
 def compiled_method(cls: type, name: str) -> Callable:
     """The compiled form of ``cls.name``, made once per process and shared by every instance."""
-    key = (cls, name)
+    key = (cls, name, compile_backend())
     if key not in _COMPILED:
         _COMPILED[key] = compile_function(getattr(cls, name))
     return _COMPILED[key]
@@ -77,7 +78,8 @@ def _synchronize(device: torch.device) -> None:
 
 
 class TrainingStep:
-    """Forward, loss, backward and optimizer update for one batch.
+    """Forward, loss, backward and optimizer update for one batch, the forward in ``precision``'s autocast (the
+    TF32 switch is the caller's, for the whole run: :func:`training.fitting.precision.matmul_precision`).
 
     ``compile``: compile the network's pieces; the first call then pays the compilation, timed (with a device
     synchronisation) as :attr:`compile_seconds`.
@@ -85,8 +87,9 @@ class TrainingStep:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cache: FixpointCache | None,
-                 device: torch.device, compile: bool):
+                 device: torch.device, compile: bool, precision: str = "fp32"):
         self.model, self.optimizer, self.loss_of, self.cache, self.device = model, optimizer, loss_of, cache, device
+        self.precision = precision
         self.compile = compile
         self.compile_seconds = 0.0
         self.note: str | None = None
@@ -100,8 +103,9 @@ class TrainingStep:
 
     def _run(self, coords: torch.Tensor, target: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
         model = self.model
-        prediction = model(coords) if self.cache is None else self.cache.predict(model, coords, batch)
-        loss = self.loss_of(prediction, target)
+        with autocast(self.precision, self.device):  # per step: see training.fitting.precision.autocast
+            prediction = model(coords) if self.cache is None else self.cache.predict(model, coords, batch)
+            loss = self.loss_of(prediction.float(), target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         return loss

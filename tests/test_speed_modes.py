@@ -1,0 +1,186 @@
+"""Precision modes, the compiled training step and its fallback, sync-free solvers, and outputs written while
+the next input trains — all on the CPU.
+
+The compiled path runs with the ``aot_eager`` backend: it traces, splits forward and backward and replays them
+exactly as ``inductor`` does, without spending a minute generating C++ on a two-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import psnr_np, save_png
+from inr_cli.fitting import OutputOptions, run_fit_command
+from inr_cli.modalities.base import FitCommandConfig
+from inr_cli.modalities.image import IMAGE, ImageOptions
+from models import build_model
+from models.base import coordinate_linear
+from models.fixpoint import SolverSettings, solve
+from models.fixpoint import stats as stats_module
+from training.fitting import step as step_module
+from training.fitting.config import FitConfig
+from training.fitting.fit import fit
+from training.fitting.precision import autocast
+from training.fitting.signal import image_signal
+
+CPU = torch.device("cpu")
+
+# PSNR of these fits as the code before precision modes and compiled steps gave them (PyTorch 2.13 CPU, seed 0):
+# 64x64 camera (area-downscaled), hidden 64, one hidden layer (SIREN three), 60 steps, default recipe.
+BEFORE = {"siren": 31.931495812924, "gabor-mfn": 26.315975136461034, "fourier-imfn": 24.90414097677652}
+
+
+@pytest.fixture(scope="module")
+def camera_64() -> torch.Tensor:
+    from skimage import data
+
+    pixels = torch.from_numpy(data.camera().astype(np.float32) / 255.0)[None, None]
+    return torch.nn.functional.interpolate(pixels, size=(64, 64), mode="area")[0].permute(1, 2, 0)
+
+
+def small_config(model: str, **changes) -> FitConfig:
+    return replace(FitConfig(model=model, hidden=64, layers=3 if model == "siren" else 1, steps=60, device="cpu",
+                             eval_every=30), **changes)
+
+
+@pytest.mark.parametrize("model", list(BEFORE))
+def test_fp32_gives_the_psnr_of_the_code_before_precision_modes(camera_64, model):
+    result = fit(image_signal(camera_64), small_config(model, precision="fp32"), IMAGE.recipe)
+    assert result.config.precision == "fp32" and not result.compiled
+    # Same arithmetic in the same order: only rounding-level differences are allowed, never a change of method.
+    assert result.final.psnr == pytest.approx(BEFORE[model], abs=1e-3)
+
+
+def test_cpu_defaults_are_fp32_and_eager(camera_64):
+    config = fit(image_signal(camera_64[:16, :16]), small_config("siren", steps=2), IMAGE.recipe).config
+    assert config.precision == "fp32" and config.compile is False
+
+
+def test_bf16_runs_hidden_products_in_bf16_and_phases_in_fp32():
+    coords = torch.rand(100, 2) * 2 - 1
+    weight, bias = torch.randn(16, 2) * 300, torch.randn(16)  # phases of hundreds of radians
+    with autocast("bf16", CPU):
+        phases = coordinate_linear(coords, weight, bias)
+        hidden = torch.nn.functional.linear(torch.sin(phases), torch.randn(8, 16))
+    assert phases.dtype == torch.float32 and hidden.dtype == torch.bfloat16
+    assert torch.allclose(phases, coords @ weight.t() + bias, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("model", ["siren", "gabor-imfn"])
+def test_bf16_fit_learns_close_to_fp32(camera_64, model):
+    signal = image_signal(camera_64)
+    fp32 = fit(signal, small_config(model, precision="fp32"), IMAGE.recipe)
+    bf16 = fit(signal, small_config(model, precision="bf16"), IMAGE.recipe)
+    assert bf16.config.precision == "bf16"
+    assert bf16.batch_psnr[-1] > bf16.batch_psnr[0] + 5.0
+    # bf16 keeps 8 mantissa bits: close to fp32 after 60 steps, not equal (measured within 0.05 dB here).
+    assert abs(bf16.final.psnr - fp32.final.psnr) < 0.5
+    assert bf16.final.psnr != fp32.final.psnr
+
+
+def test_tf32_on_the_cpu_says_it_changes_nothing(camera_64):
+    result = fit(image_signal(camera_64[:16, :16]), small_config("siren", steps=3, precision="tf32"), IMAGE.recipe)
+    assert any("tf32 has no effect on the CPU" in note for note in result.notes)
+
+
+@pytest.fixture
+def aot_eager(monkeypatch):
+    monkeypatch.setenv("INR_COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(step_module, "_COMPILED", {})
+    monkeypatch.setattr(step_module, "_COMPILE_FAILURES", {})
+
+
+@pytest.mark.parametrize("model", ["siren", "fourier-imfn"])
+def test_compiled_step_trains_like_the_eager_one(camera_64, aot_eager, model):
+    signal = image_signal(camera_64[:32, :32])
+    eager = fit(signal, small_config(model, steps=20, compile=False), IMAGE.recipe)
+    compiled = fit(signal, small_config(model, steps=20, compile=True), IMAGE.recipe)
+    assert compiled.compiled and not compiled.notes
+    assert compiled.compile_seconds > 0 and eager.compile_seconds == 0
+    assert compiled.timed_steps == 19 and eager.timed_steps == 20
+    # The implicit backward (a hook taking vector-Jacobian products) works through the compiled layers.
+    assert compiled.final.psnr == pytest.approx(eager.final.psnr, abs=1e-3)
+
+
+def test_compilation_is_paid_once_for_same_shaped_inputs(camera_64, monkeypatch):
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    counter = CompileCounterWithBackend("aot_eager")
+    monkeypatch.setattr(step_module, "_COMPILED", {})
+    monkeypatch.setattr(step_module, "compile_function", lambda function: torch.compile(function, backend=counter))
+    signal = image_signal(camera_64[:32, :32])
+    fit(signal, small_config("gabor-imfn", steps=3, compile=True), IMAGE.recipe)
+    after_first = counter.frame_count
+    fit(image_signal(camera_64[32:, 32:]), small_config("gabor-imfn", steps=3, compile=True, seed=1), IMAGE.recipe)
+    assert after_first >= 2  # prepare and the layers of f, at least
+    assert counter.frame_count == after_first  # a new model and image of the same shape: nothing recompiled
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_a_note(tmp_path, camera_u8, monkeypatch, capsys):
+    def broken(function):
+        def fail(*args, **kwargs):
+            raise RuntimeError("no compiler here\nsecond line")
+        return fail
+
+    monkeypatch.setattr(step_module, "_COMPILED", {})
+    monkeypatch.setattr(step_module, "_COMPILE_FAILURES", {})
+    monkeypatch.setattr(step_module, "compile_function", broken)
+    save_png(tmp_path / "cam.png", camera_u8[::16, ::16])
+    fit_config = FitConfig(model="siren", hidden=16, layers=1, steps=5, device="cpu", compile=True)
+    code = run_fit_command(FitCommandConfig("image", fit_config, ImageOptions()), [str(tmp_path / "cam.png")],
+                           OutputOptions(out=tmp_path / "run", as_json=True, show_progress=False))
+    assert code == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["compiled"] is False and report["config"]["fit"]["compile"] is True
+    assert report["notes"] == ["torch.compile failed (RuntimeError: no compiler here); the training step ran eagerly"]
+    assert report["steps_per_second"] > 0 and report["history"][-1]["psnr"] > report["history"][0]["psnr"]
+    assert json.loads(capsys.readouterr().out)["notes"] == report["notes"]
+
+
+def test_outputs_written_while_the_next_input_trains_are_complete(tmp_path, camera_u8, astronaut_u8, capsys):
+    from skimage import data
+
+    images = {"cam": camera_u8[::16, ::16], "astro": astronaut_u8[::16, ::16], "coins": data.coins()[::10, ::10]}
+    paths = [str(save_png(tmp_path / f"{name}.png", array)) for name, array in images.items()]
+    fit_config = FitConfig(model="siren", hidden=16, layers=1, steps=25, device="cpu", eval_every=0)
+    code = run_fit_command(FitCommandConfig("image", fit_config, ImageOptions()), paths,
+                           OutputOptions(out=tmp_path / "runs", as_json=True, show_progress=False))
+    assert code == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["input"] for r in printed] == paths  # in input order
+    for (name, array), report in zip(images.items(), printed):
+        run = tmp_path / "runs" / name
+        assert json.loads((run / "report.json").read_text()) == json.loads(json.dumps(report))
+        written = np.asarray(Image.open(run / "reconstruction.png"), dtype=np.float64) / 255.0
+        target = array.astype(np.float64) / 255.0
+        # Each report's PSNR is that of the reconstruction written beside it (to 8-bit rounding).
+        assert psnr_np(written.reshape(target.shape), target) == pytest.approx(report["psnr"], abs=0.05), name
+        assert report["startup_seconds"] > 0 and report["compile_seconds"] == 0
+        assert {"checkpoint.pt", "comparison.png", "psnr.png"} <= {p.name for p in run.iterdir()}
+
+
+def test_solver_reading_residuals_every_fourth_iteration_returns_the_best_iterate(monkeypatch):
+    torch.manual_seed(0)
+    matrix = torch.randn(8, 8)
+    matrix = 0.8 * matrix / torch.linalg.matrix_norm(matrix, ord=2)
+    offset = torch.randn(5, 8)
+
+    def contraction(z):
+        return z @ matrix.t() + offset
+
+    settings = SolverSettings(tol=1e-5, max_iter=200)
+    every_step, stats_1 = solve(contraction, torch.zeros(5, 8), settings)
+    monkeypatch.setattr(stats_module, "CPU_CHECK_EVERY", 4)  # as on a GPU
+    every_fourth, stats_4 = solve(contraction, torch.zeros(5, 8), settings)
+    assert stats_1.converged and stats_4.converged
+    assert stats_4.steps % 4 == 0 and 0 <= stats_4.steps - stats_1.steps < 4
+    assert len(stats_4.trace) == stats_4.steps and stats_4.trace[:stats_1.steps] == stats_1.trace
+    # At most three more iterations, and the returned iterate is the best seen: no worse than stopping at once.
+    assert stats_4.max_rel_residual <= stats_1.max_rel_residual
+    assert torch.allclose(every_fourth, every_step, atol=1e-4)
