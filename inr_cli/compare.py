@@ -139,7 +139,7 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
         rows.append({
             "model": name, "size": f"{layers}L-{hidden}D", "layers": layers, "hidden": hidden, "variant": variant,
             "psnr_mean": psnr_mean, "psnr_std": psnr_std, "psnr_holdout_mean": hold_mean, "psnr_holdout_std": hold_std,
-            "ms_per_step": 1e3 * statistics.fmean(1.0 / r.steps_per_second for r, _, _ in per_image),
+            "ms_per_step": 1e3 * statistics.fmean(r.train_seconds / max(1, r.timed_steps) for r, _, _ in per_image),
             "params": per_image[0][0].params, "peak_mb": max(peaks) if peaks else None,
             "step_mb": max(m for _, _, m in per_image),
             "eval_iterations": statistics.fmean(evaluation_iters) if evaluation_iters else None,
@@ -147,12 +147,15 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
                           for (path, _), (r, _, _) in zip(images, per_image)],
         })
     device = str(resolve_device(base.device))
+    resolved = per_image[0][0].config  # precision and compile as the last fits resolved them (same for all)
     summary = {"images": [p for p, _ in images], "steps": base.steps, "holdout": holdout, "device": device,
+               "precision": resolved.precision, "compile": resolved.compile,
                "memory": {"step_mb": "tensors one full-batch training step keeps for backward, plus the implicit cache",
                           "peak_mb": "CUDA allocator peak over the fit (GPU only)"},
                "value_range": [0.0, 1.0], "rows": rows, "versions": versions()}
     table = markdown_table(rows, holdout != "none")
-    title = (f"# inr compare: {len(images)} image(s), {base.steps} steps, device {device}"
+    title = (f"# inr compare: {len(images)} image(s), {base.steps} steps, device {device}, {resolved.precision}"
+             f"{', compiled' if resolved.compile else ''}"
              f"{', holdout grid' if holdout != 'none' else ''}\n\nPSNR on [0, 1], mean ± std over images. "
              f"step MB: what one full-batch training step keeps for backward (plus the implicit model's fixpoint "
              f"cache); peak MB: CUDA allocator peak over the fit (GPU only).\n\n")

@@ -23,9 +23,10 @@ def test_implicit_models_also_run_explicitly():
 def test_cli_compare_writes_one_row_per_model_size_and_variant(tmp_path):
     proc = run_cli(["compare", "image", "skimage:camera", "skimage:moon", "--resize", "24", "--steps", "20",
                     "--models", "fourier-imfn,fourier-mfn", "--sizes", "1L16D,2L16D", "--holdout", "grid",
-                    "--out", "cmp", "--json"], cwd=tmp_path)
+                    "--out", "cmp", "--json", "--precision", "bf16"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
+    assert (summary["precision"], summary["compile"]) == ("bf16", False)  # as asked; CPU default: not compiled
     rows = summary["rows"]
     assert [(r["model"], r["size"], r["variant"]) for r in rows] == [
         ("fourier-imfn", "1L-16D", "implicit"), ("fourier-imfn", "1L-16D", "explicit"),

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One GPU check of the speed work, sized for one device call (under 10 minutes on an H100 or H200):
+#   1. benchmarks/speed_modes.py at 512 px, 2000 steps: every model in every precision, eager and compiled,
+#      against the plain fp32 loop (rows past a 270 s budget are skipped and listed);
+#   2. `inr fit image --steps 2000` (the default model) and `--model gabor-imfn --layers 1`, whole-command wall;
+#   3. eight scikit-image photos at 128 px, 300 steps each, in one process through stdin, whole wall.
+# Results go to $OUT (the device tool's output folder) or ./gpu-out.
+#
+# The GPU image lacks pypng, which `inr_cli.media.images` imports; carry it as a wheel, from the repo root here:
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl pypng==0.20220715.0
+# and run:  bash benchmarks/gpu_check.sh   (with `carry: [".whl"]`).
+set -o pipefail
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+RUNS=$(mktemp -d)
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+} 2>&1 | tee "$OUT/gpu.txt"
+
+python3 benchmarks/speed_modes.py --size 512 --steps 2000 --device cuda --budget-seconds 270 \
+  --json "$OUT/speed_modes.json" 2>&1 | tee "$OUT/speed_modes.txt"
+
+wall() {  # wall seconds of a command, appended to fits.txt with the command
+  local start end
+  start=$(date +%s.%N)
+  "$@" > "$RUNS/last.jsonl" 2>>"$OUT/fits.txt"
+  end=$(date +%s.%N)
+  echo "$* : $(python3 -c "print(f'{$end - $start:.1f}')") s wall" | tee -a "$OUT/fits.txt"
+  python3 - "$RUNS/last.jsonl" <<'PY' | tee -a "$OUT/fits.txt"
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    history = {h["step"]: h["psnr"] for h in r["history"]}
+    print(f"  {r['input']}: {r['model']} psnr {r['psnr']:.2f} dB, {1e3 / r['steps_per_second']:.2f} ms/step, "
+          f"train {r['seconds']:.2f} s, eval {r['eval_seconds']:.2f} s, compile {r['compile_seconds']:.1f} s, "
+          f"startup {r['startup_seconds']:.1f} s, {r['precision']}, compiled {r['compiled']}, notes {r['notes']}")
+PY
+}
+
+wall python3 -m inr_cli fit image --steps 2000 --json --quiet --out "$RUNS/camera"
+wall python3 -m inr_cli fit image --model gabor-imfn --hidden 256 --layers 1 --steps 2000 --json --quiet \
+  --out "$RUNS/gabor"
+printf 'skimage:%s\n' astronaut camera coffee chelsea rocket coins moon page > "$RUNS/photos.txt"
+wall sh -c "python3 -m inr_cli fit image - --resize 128 --steps 300 --json --quiet --out $RUNS/batch < $RUNS/photos.txt"
+cp "$RUNS/camera/report.json" "$OUT/camera_report.json" 2>/dev/null
