@@ -80,8 +80,8 @@ def main() -> None:
         head += f"{'expl peak':>10}{'impl peak':>10}"
     print(head)
     for label, explicit, explicit_mb, implicit, implicit_mb, explicit_peak, implicit_peak in rows:
-        e_ms = 1e3 * explicit.train_seconds / args.steps
-        i_ms = 1e3 * implicit.train_seconds / args.steps
+        e_ms = 1e3 / explicit.steps_per_second
+        i_ms = 1e3 / implicit.steps_per_second
         line = f"{label:<24}{e_ms:>9.2f}{i_ms:>9.2f}{i_ms / e_ms:>7.2f}"
         e_psnr = {e["step"]: e["psnr"] for e in explicit.evaluations}
         i_psnr = {e["step"]: e["psnr"] for e in implicit.evaluations}
@@ -103,7 +103,7 @@ def main() -> None:
                            eval_every=0)
         result, megabytes, peak = run(config, pixels)
         print(f"  max_iter {cap:>3}: step memory {megabytes:8.1f} MB"
-              + (f", CUDA peak {peak:8.0f} MB" if gpu else "") + f", {1e3 * result.train_seconds / 20:8.1f} ms/step")
+              + (f", CUDA peak {peak:8.0f} MB" if gpu else "") + f", {1e3 / result.steps_per_second:8.1f} ms/step")
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def main() -> None:
             result = fit(signal, config, get_modality(kind).recipe)
             device = result.config.device
             rows.append((kind, model, signal.num_points, result.config.batch_size,
-                         1e3 * result.train_seconds / args.steps, quality(kind, result)))
+                         1e3 / result.steps_per_second, quality(kind, result)))
     print(f"{args.steps} steps, {args.layers}L-{args.hidden}D, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {device}")
     print(f"{'signal':<7}{'model':<15}{'points':>9}{'batch':>8}{'ms/step':>9}  quality")

@@ -65,7 +65,8 @@ class Row:
 
 
 def plain_loop(config: FitConfig, pixels: torch.Tensor, checkpoints: list[int]) -> Row:
-    """The reference recipe written the obvious way (fp32, eager, full batch, Adam)."""
+    """The reference recipe written the obvious way (fp32, eager, full batch, Adam). An implicit model trains
+    the textbook amortized way: one solve from zero, then one evaluation of f from the last state per step."""
     device = torch.device(config.device)
     signal = image_signal(pixels)
     coords, target = signal.coordinates().to(device), signal.values.to(device)
@@ -75,11 +76,17 @@ def plain_loop(config: FitConfig, pixels: torch.Tensor, checkpoints: list[int]) 
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     losses = torch.zeros(config.steps, device=device)
     psnrs, seconds = {}, 0.0
+    implicit = get_spec(config.model).implicit
     with measure_peak_memory(device) as peak:
         synchronize(device)
         start = time.perf_counter()
+        state = model.solve(model.prepare(coords), model.zeros(coords))[0] if implicit else None
         for step in range(1, config.steps + 1):
-            loss = ((model(coords) - target) ** 2).mean()
+            if implicit:
+                prediction, state = model.amortized_step(coords, state)
+            else:
+                prediction = model(coords)
+            loss = ((prediction - target) ** 2).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

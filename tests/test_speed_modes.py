@@ -19,7 +19,6 @@ from helpers import psnr_np, save_png
 from inr_cli.fitting import OutputOptions, run_fit_command
 from inr_cli.modalities.base import FitCommandConfig
 from inr_cli.modalities.image import IMAGE, ImageOptions
-from models import build_model
 from models.base import coordinate_linear
 from models.fixpoint import SolverSettings, solve
 from models.fixpoint import stats as stats_module
