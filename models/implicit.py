@@ -101,13 +101,15 @@ class ImplicitINR(CoordinateNetwork):
         attach_backward(z_out, injected, self.settings)
         return z_out
 
-    def forward_with_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, SolverStats | None]:
-        """Solve from zero to tolerance (evaluation, rendering, and training without amortization); with
-        gradients enabled the output carries the implicit backward. Returns the output and the solve's stats."""
+    def forward_with_stats(self, x: torch.Tensor, z0: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, SolverStats | None]:
+        """Solve to tolerance from zero, or from ``z0`` (evaluation, rendering, and training without
+        amortization); with gradients enabled the output carries the implicit backward. Returns the output and
+        the solve's stats."""
         prepared = self.prepare(x)
         if self.one_pass:
             return self.head(self.f(self.zeros(x), prepared)), None
-        z_star, stats = self.solve(prepared, self.zeros(x))
+        z_star, stats = self.solve(prepared, self.zeros(x) if z0 is None else z0)
         if torch.is_grad_enabled():
             return self.head(self._with_implicit_backward(z_star, prepared)), stats
         return self.head(z_star), stats

@@ -19,6 +19,7 @@ from helpers import psnr_np, save_png
 from inr_cli.fitting import OutputOptions, run_fit_command
 from inr_cli.modalities.base import FitCommandConfig
 from inr_cli.modalities.image import IMAGE, ImageOptions
+from models import build_model
 from models.base import coordinate_linear
 from models.fixpoint import SolverSettings, solve
 from models.fixpoint import stats as stats_module
@@ -183,3 +184,26 @@ def test_solver_reading_residuals_every_fourth_iteration_returns_the_best_iterat
     # At most three more iterations, and the returned iterate is the best seen: no worse than stopping at once.
     assert stats_4.max_rel_residual <= stats_1.max_rel_residual
     assert torch.allclose(every_fourth, every_step, atol=1e-4)
+
+
+def test_progress_of_an_amortized_fit_starts_from_the_cache_and_measures_the_same_psnr(camera_64):
+    from training.fitting.amortized import FixpointCache
+
+    signal = image_signal(camera_64[:32, :32], holdout="grid")
+    torch.manual_seed(0)
+    model = build_model("fourier-imfn", 2, 1, hidden=32, layers=1, frequency=16.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    coords, targets = signal.train_coordinates(), signal.train_targets()
+    cache = FixpointCache(len(coords), 32, CPU)
+    for _ in range(30):
+        loss = ((cache.predict(model, coords, None) - targets) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    measure = signal.progress(CPU, chunk_points=100)
+    warm, cold = measure(model, cache.z), measure(model)
+    assert set(warm) == {"psnr", "psnr_holdout"} and all(isinstance(v, torch.Tensor) for v in warm.values())
+    assert float(warm["psnr"]) == pytest.approx(float(cold["psnr"]), abs=0.02)  # both solved to tolerance
+    assert float(warm["psnr_holdout"]) == float(cold["psnr_holdout"])  # held-out points always start from zero
+    final = signal.evaluate(model, CPU, 100)
+    assert float(cold["psnr"]) == pytest.approx(final.psnr, abs=1e-3)  # chunked differently, same tolerance

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from models.fixpoint import summarize_solves
-from training.fitting.render import predict_points_with_stats, render_grid_with_stats
+from training.fitting.render import eval_mode, predict_points_with_stats, render_grid_with_stats
 from training.metrics import psnr, psnr_on_device, ssim, to_unit_range
 
 if TYPE_CHECKING:
@@ -71,25 +71,38 @@ def evaluate_grid(model: nn.Module, signal: GridSignal, device: torch.device, ch
 class GridProgress:
     """PSNR on the training and held-out points along the run, measured on the device and left there.
 
-    The targets move to the device once; each call renders the grid there and returns 0-d tensors, so recording
-    progress never waits for the GPU. SSIM, the reconstruction and solver statistics are for the final evaluation.
+    Coordinates and targets move to the device once; each call predicts there and returns 0-d tensors, so
+    recording progress never waits for the GPU. An amortized implicit fit passes its cached states, from which
+    the training points' solves start (a few iterations instead of dozens from zero, to the same tolerance).
+    SSIM, the reconstruction and solver statistics are for the final evaluation, which solves from zero.
     """
 
     def __init__(self, signal: GridSignal, device: torch.device, chunk_points: int):
-        self.signal, self.device, self.chunk_points = signal, device, chunk_points
-        target = ((signal.values + 1.0) * 0.5).to(device)
-        self.parts = {"psnr": signal.train}
+        self.device, self.chunk_points = device, chunk_points
+        target = (signal.values + 1.0) * 0.5
+        parts = {"psnr": signal.train}
         if signal.holdout is not None and len(signal.holdout.index):
-            self.parts["psnr_holdout"] = signal.holdout
-        self.indices = {key: part.index.to(device) for key, part in self.parts.items()}
-        self.targets = {key: target[index] for key, index in self.indices.items()}
+            parts["psnr_holdout"] = signal.holdout
+        self.coords = {key: signal.coordinates(part.index).to(device) for key, part in parts.items()}
+        self.targets = {key: target[part.index].to(device) for key, part in parts.items()}
 
-    def __call__(self, model: nn.Module) -> dict:
-        rendered, _ = render_grid_with_stats(model, self.signal.grid_shape, self.signal.channels, self.device,
-                                             self.chunk_points, on_device=True)
-        flat = to_unit_range(rendered).reshape(-1, self.signal.channels)
+    def _predict(self, model: nn.Module, coords: torch.Tensor, states: torch.Tensor | None) -> torch.Tensor:
+        pieces = []
+        for start in range(0, len(coords), self.chunk_points):
+            x = coords[start:start + self.chunk_points]
+            if states is None:
+                pieces.append(model.forward_with_stats(x)[0])
+            else:
+                pieces.append(model.forward_with_stats(x, states[start:start + self.chunk_points])[0])
+        return torch.cat(pieces)
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, train_states: torch.Tensor | None = None) -> dict:
         entry = {"psnr": None, "psnr_holdout": None}
-        entry.update({key: psnr_on_device(flat[self.indices[key]], self.targets[key]) for key in self.parts})
+        with eval_mode(model):
+            for key, coords in self.coords.items():
+                prediction = to_unit_range(self._predict(model, coords, train_states if key == "psnr" else None))
+                entry[key] = psnr_on_device(prediction, self.targets[key])
         return entry
 
 

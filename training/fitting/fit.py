@@ -166,7 +166,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
             if config.eval_every and step % config.eval_every == 0 and not last:
                 eval_start = time.perf_counter()
                 with precision_scope(config.precision, device):
-                    progress.append((step, measure_progress(model)))
+                    progress.append((step, measure_progress(model, None if cache is None else cache.z)))
                 eval_seconds += time.perf_counter() - eval_start
         _synchronize(device)
         train_seconds = time.perf_counter() - start - eval_seconds

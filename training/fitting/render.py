@@ -28,7 +28,7 @@ def grid_coordinates(shape: tuple[int, ...], device: torch.device | str = "cpu")
 
 
 @contextmanager
-def _eval_mode(model: nn.Module):
+def eval_mode(model: nn.Module):
     """Run a block with the model in eval mode, then restore the mode it had."""
     was_training = model.training
     model.eval()
@@ -63,7 +63,7 @@ def render_grid_with_stats(model: nn.Module, grid_shape: tuple[int, ...], out_ch
     rest_mesh = torch.meshgrid(*rest, indexing="ij") if rest else ()
     rest_flat = torch.stack([m.reshape(-1) for m in rest_mesh], dim=-1) if rest else torch.zeros(1, 0, device=device)
     output = torch.empty(grid_shape[0], points_per_row, out_channels, device=device if on_device else "cpu")
-    with _eval_mode(model):
+    with eval_mode(model):
         for start in range(0, grid_shape[0], rows_per_chunk):
             rows = first[start:start + rows_per_chunk]
             coords = torch.cat(
@@ -87,6 +87,6 @@ def predict_points_with_stats(model: nn.Module, points: torch.Tensor, device: to
                               ) -> tuple[torch.Tensor, list[SolverStats]]:
     """Values of ``model`` at ``points`` (N, D), on the CPU, and the statistics of every chunk's solve."""
     solves: list[SolverStats] = []
-    with _eval_mode(model):
+    with eval_mode(model):
         values = torch.cat([_forward(model, piece.to(device), solves).cpu() for piece in points.split(chunk_points)])
     return values, solves

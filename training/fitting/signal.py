@@ -90,7 +90,8 @@ class GridSignal:
         return evaluate_grid(model, self, device, chunk_points)
 
     def progress(self, device: torch.device, chunk_points: int):
-        """The measurement a fit records along the run: ``model -> {"psnr", "psnr_holdout"}`` as device tensors."""
+        """The measurement a fit records along the run: ``(model, train_states=None) -> {"psnr", "psnr_holdout"}``
+        as device tensors (``train_states``: an amortized implicit fit's cached states, to start solves from)."""
         return GridProgress(self, device, chunk_points)
 
 
@@ -140,7 +141,7 @@ class ScatteredSamples:
     def progress(self, device: torch.device, chunk_points: int):
         """The measurement a fit records along the run: IoU on each held-out group (read back: these fits are
         few and their evaluations small)."""
-        return lambda model: self.evaluate(model, device, chunk_points).history_entry()
+        return lambda model, train_states=None: self.evaluate(model, device, chunk_points).history_entry()
 
 Signal = GridSignal | ScatteredSamples
 
