@@ -63,6 +63,8 @@ class ImplicitINR(CoordinateNetwork):
             nn.ModuleList(InjectionFilter(in_features, hidden, input_scale, n_filters) for _ in range(n_filters))
         self.linears = hidden_linears(hidden, layers)
         self.norms = nn.ModuleList(ShrinkSpectralNorm(hidden, hidden, spectral_target) for _ in range(layers))
+        for norm, linear in zip(self.norms, self.linears):
+            norm.warm_up(linear.weight)
         self.head = nn.Linear(hidden, out_features)
 
     def prepare(self, x: torch.Tensor) -> Prepared:

@@ -12,6 +12,9 @@ from torch import nn
 from torch.nn import functional as F
 
 
+WARM_UP_ITERATIONS = 30
+
+
 class ShrinkSpectralNorm(nn.Module):
     def __init__(self, out_features: int, in_features: int, target: float = 0.97, power_iterations: int = 1):
         super().__init__()
@@ -30,11 +33,17 @@ class ShrinkSpectralNorm(nn.Module):
         self.u.copy_(u)
         self.v.copy_(v)
 
+    def warm_up(self, weight: torch.Tensor) -> None:
+        """A fresh estimate: a few dozen iterations (afterwards one per training step tracks the slowly moving W).
+        Models call it once they have their weights, so a compiled forward never sees the switch."""
+        self._power_iterate(weight.detach(), WARM_UP_ITERATIONS)
+        self._warm = True
+
     def sigma(self, weight: torch.Tensor) -> torch.Tensor:
-        if self.training or not self._warm:
-            # A fresh estimate needs a few dozen iterations; afterwards one per step tracks the slowly moving W.
-            self._power_iterate(weight.detach(), self.power_iterations if self._warm else 30)
-            self._warm = True
+        if not self._warm:
+            self.warm_up(weight)
+        elif self.training:
+            self._power_iterate(weight.detach(), self.power_iterations)
         return torch.dot(self.u, weight @ self.v)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:

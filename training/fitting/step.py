@@ -117,23 +117,31 @@ class TrainingStep:
         elif self._first:
             loss = self._first_compiled(coords, target, batch)
         else:
-            with _compiled(self.model, compiled_pieces(self.model)):
-                loss = self._run(coords, target, batch)
+            loss = self._compiled_or_eager(coords, target, batch)
         self._first = False
         self.optimizer.step()
         return loss.detach()
 
-    def _first_compiled(self, coords, target, batch) -> torch.Tensor:
-        start = time.perf_counter()
+    def _compiled_or_eager(self, coords, target, batch) -> torch.Tensor:
+        """The step with compiled pieces; if that fails (a recompilation can happen at any step), the same step
+        eagerly. Nothing is updated before the backward has succeeded, so the retry starts from a clean state."""
         try:
             with _compiled(self.model, compiled_pieces(self.model)):
-                loss = self._run(coords, target, batch)
-            _synchronize(self.device)
+                return self._run(coords, target, batch)
         except Exception as error:  # any failure to compile or to run compiled code: eager mode instead
-            reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}"
+            reason = f"{type(error).__name__}: {first_line(error)}"
             _COMPILE_FAILURES[type(self.model)] = reason
             self._fall_back(reason)
-            self.compile_seconds = time.perf_counter() - start
             return self._run(coords, target, batch)
+
+    def _first_compiled(self, coords, target, batch) -> torch.Tensor:
+        start = time.perf_counter()
+        loss = self._compiled_or_eager(coords, target, batch)
+        _synchronize(self.device)
         self.compile_seconds = time.perf_counter() - start
         return loss
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else ""
