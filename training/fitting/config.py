@@ -15,6 +15,7 @@ from models.fixpoint import SolverSettings
 from training.fitting.devices import auto_batch_size, check_device_name, resolve_device
 from training.fitting.precision import check_precision, default_precision
 from training.fitting.recipes import RecipeRule
+from training.fitting.step import compile_by_default
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class FitConfig:
     seed: int = 0
     device: str = "auto"
     # Speed: the arithmetic precision (fp32, tf32, bf16; None = tf32 on CUDA, fp32 on the CPU) and whether the
-    # training step is compiled with torch.compile (None = on CUDA only)
+    # training step is compiled with torch.compile (None = on CUDA, for fits long enough to earn it back)
     precision: str | None = None
     compile: bool | None = None
     # Implicit models: how fixpoints are found and differentiated, and whether training reuses them
@@ -107,6 +108,7 @@ def resolve_config(config: FitConfig, signal, recipe_rule: RecipeRule | None = N
         frequency=config.frequency if config.frequency is not None else recipe.frequency,
         batch_size=min(batch, n_train),
         precision=config.precision or default_precision(device),
-        compile=config.compile if config.compile is not None else device.type == "cuda",
+        compile=config.compile if config.compile is not None else
+        compile_by_default(device, config.steps, min(batch, n_train)),
         eval_every=config.eval_every if config.eval_every is not None else max(1, config.steps // 25),
     )
