@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 
 import torch
 from skimage import data, transform
 
 from inr_cli.modalities.image import IMAGE
-from models import build_model
+from models import build_model, get_spec
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.fit import fit
 from training.fitting.signal import image_signal
-from training.metrics import psnr, to_unit_range
+from training.metrics import psnr, psnr_from_mse, to_unit_range
 
 
 def camera(size: int) -> torch.Tensor:
@@ -38,32 +39,46 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def plain_loop(config: FitConfig, pixels: torch.Tensor, checkpoints: list[int]) -> tuple[float, dict[int, float]]:
-    """The reference recipe written the obvious way. Returns (seconds of training, {step: PSNR})."""
+@dataclass
+class PlainRun:
+    seconds: float  # training alone, evaluations excluded
+    psnr: dict[int, float]  # full evaluations at the checkpoints
+    batch_psnr: list[float]  # every step, from the full-batch training loss (before that step's update)
+
+
+def plain_loop(config: FitConfig, pixels: torch.Tensor, checkpoints: list[int]) -> PlainRun:
+    """The reference recipe written the obvious way: fp32, eager, full batch, Adam. An implicit model trains the
+    textbook amortized way: one solve from zero, then one evaluation of f from the last state per step."""
     device = torch.device(config.device)
-    height, width, channels = pixels.shape
     signal = image_signal(pixels)
-    coords = signal.coordinates().to(device)
-    target = signal.values.to(device)
+    coords, target = signal.coordinates().to(device), signal.values.to(device)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, 2, channels, hidden=config.hidden, layers=config.layers,
-                        frequency=config.frequency).to(device)
+    model = build_model(config.model, 2, pixels.shape[2], hidden=config.hidden, layers=config.layers,
+                        frequency=config.frequency, settings=config.solver).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    implicit = get_spec(config.model).implicit
+    losses = torch.zeros(config.steps, device=device)
     psnrs, seconds = {}, 0.0
     synchronize(device)
     start = time.perf_counter()
+    state = model.solve(model.prepare(coords), model.zeros(coords))[0] if implicit else None
     for step in range(1, config.steps + 1):
-        loss = ((model(coords) - target) ** 2).mean()
+        if implicit:
+            prediction, state = model.amortized_step(coords, state)
+        else:
+            prediction = model(coords)
+        loss = ((prediction - target) ** 2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        losses[step - 1] = loss.detach()
         if step in checkpoints:
             synchronize(device)
             seconds += time.perf_counter() - start
             with torch.no_grad():
                 psnrs[step] = psnr(to_unit_range(model(coords)).cpu(), (signal.values + 1) / 2)
             start = time.perf_counter()
-    return seconds, psnrs
+    return PlainRun(seconds, psnrs, [psnr_from_mse(v) for v in losses.cpu().tolist()])
 
 
 def ours(config: FitConfig, pixels: torch.Tensor) -> tuple[float, dict[int, float]]:
@@ -94,7 +109,8 @@ def main() -> None:
         config = resolve_config(config, image_signal(pixels), IMAGE.recipe)
         best_plain, best_ours = float("inf"), float("inf")
         for _ in range(args.repeats):
-            plain_s, plain_psnr = plain_loop(config, pixels, checkpoints)
+            plain = plain_loop(config, pixels, checkpoints)
+            plain_s, plain_psnr = plain.seconds, plain.psnr
             ours_s, ours_psnr = ours(config, pixels)
             best_plain, best_ours = min(best_plain, plain_s), min(best_ours, ours_s)
         rows.append((f"{name} {layers}L-{args.hidden}D", 1e3 * best_plain / args.steps, 1e3 * best_ours / args.steps,

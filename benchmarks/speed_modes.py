@@ -31,16 +31,15 @@ from dataclasses import dataclass, field, replace
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fit_image import camera, synchronize  # noqa: E402
+from fit_image import camera, plain_loop  # noqa: E402
 
 from inr_cli.modalities.image import IMAGE  # noqa: E402
 from inr_cli.peak_memory import measure_peak_memory  # noqa: E402
-from models import build_model, get_spec  # noqa: E402
+from models import get_spec  # noqa: E402
 from training.fitting.config import FitConfig, resolve_config  # noqa: E402
 from training.fitting.fit import fit  # noqa: E402
 from training.fitting.precision import PRECISIONS  # noqa: E402
 from training.fitting.signal import image_signal  # noqa: E402
-from training.metrics import psnr, psnr_from_mse, to_unit_range  # noqa: E402
 
 THRESHOLDS = (25.0, 30.0, 35.0)
 SAME_PSNR_DB = 0.2  # a mode may be the default if its final PSNR is within this of fp32 eager
@@ -64,41 +63,11 @@ class Row:
         return None
 
 
-def plain_loop(config: FitConfig, pixels: torch.Tensor, checkpoints: list[int]) -> Row:
-    """The reference recipe written the obvious way (fp32, eager, full batch, Adam). An implicit model trains
-    the textbook amortized way: one solve from zero, then one evaluation of f from the last state per step."""
-    device = torch.device(config.device)
-    signal = image_signal(pixels)
-    coords, target = signal.coordinates().to(device), signal.values.to(device)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, 2, pixels.shape[2], hidden=config.hidden, layers=config.layers,
-                        frequency=config.frequency, settings=config.solver).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    losses = torch.zeros(config.steps, device=device)
-    psnrs, seconds = {}, 0.0
-    implicit = get_spec(config.model).implicit
-    with measure_peak_memory(device) as peak:
-        synchronize(device)
-        start = time.perf_counter()
-        state = model.solve(model.prepare(coords), model.zeros(coords))[0] if implicit else None
-        for step in range(1, config.steps + 1):
-            if implicit:
-                prediction, state = model.amortized_step(coords, state)
-            else:
-                prediction = model(coords)
-            loss = ((prediction - target) ** 2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses[step - 1] = loss.detach()
-            if step in checkpoints:
-                synchronize(device)
-                seconds += time.perf_counter() - start
-                with torch.no_grad():
-                    psnrs[step] = psnr(to_unit_range(model(coords)).cpu(), (signal.values + 1) / 2)
-                start = time.perf_counter()
-    return Row(config.model, "plain fp32 loop", 1e3 * seconds / config.steps, psnrs,
-               [psnr_from_mse(v) for v in losses.cpu().tolist()], peak_mb=peak.megabytes)
+def plain_row(config: FitConfig, pixels: torch.Tensor, checkpoints: list[int]) -> Row:
+    with measure_peak_memory(torch.device(config.device)) as peak:
+        plain = plain_loop(config, pixels, checkpoints)
+    return Row(config.model, "plain fp32 loop", 1e3 * plain.seconds / config.steps, plain.psnr, plain.batch_psnr,
+               peak_mb=peak.megabytes)
 
 
 def inr_row(config: FitConfig, pixels: torch.Tensor, label: str) -> Row:
@@ -144,7 +113,7 @@ def main() -> None:
                                         device=args.device, batch_size=args.size ** 2, eval_every=checkpoints[0]),
                               signal, IMAGE.recipe)
         if within_budget(f"{name} plain"):
-            rows.append(plain_loop(base, pixels, checkpoints))
+            rows.append(plain_row(base, pixels, checkpoints))
         for mode in args.modes.split(","):
             for compiled in compile_options:
                 label = f"inr {mode} {'compiled' if compiled else 'eager'}"
