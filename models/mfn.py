@@ -41,7 +41,7 @@ class FourierFilter(nn.Module):
 
 
 class GaborFilter(FourierFilter):
-    """``g(x) = sin(U x + c) * exp(-gamma/2 * ||x - mu||^2)``.
+    """``g(x) = sin(U x + c) * exp(-max(gamma, 0)/2 * ||x - mu||^2)``.
 
     ``mu ~ U(-1, 1)``, ``gamma ~ Gamma(alpha / n_filters, rate 1)`` and the rows of U are further
     scaled by ``sqrt(gamma)`` so that narrow envelopes carry high frequencies.
@@ -61,7 +61,10 @@ class GaborFilter(FourierFilter):
         cross = coordinate_linear(x, self.mu)  # float32 at least, outside autocast
         x, mu = x.to(cross.dtype), self.mu.to(cross.dtype)
         sq_dist = (x * x).sum(-1, keepdim=True) - 2.0 * cross + (mu * mu).sum(-1)
-        envelope = torch.exp(-0.5 * self.gamma.to(cross.dtype) * sq_dist.clamp_min(0.0))
+        # gamma is trained and can turn negative; clamped at 0 the envelope stays <= 1 (a plain sinusoid at worst),
+        # which the implicit models' contraction bound needs (the implicit-layer paper's code does the same).
+        gamma = torch.relu(self.gamma.to(cross.dtype))
+        envelope = torch.exp(-0.5 * gamma * sq_dist.clamp_min(0.0))
         return torch.sin(self.phase(x)) * envelope
 
 

@@ -64,6 +64,22 @@ def test_spectral_norm_makes_each_layer_a_contraction():
     assert torch.allclose(model.norms[0](small), small)  # shrink only: never scales up
 
 
+def test_spectral_bound_holds_while_the_weight_grows_during_training():
+    """W roughly doubles over an image fit; the estimate refined each training forward must keep up with it."""
+    torch.manual_seed(1)
+    model = build_model("gabor-imfn", 2, 1, hidden=64, layers=1, frequency=8.0)
+    model.train()
+    worst = 0.0
+    for _ in range(150):
+        with torch.no_grad():  # growth and rotation of W, as Adam steps would give it
+            weight = model.linears[0].weight
+            weight.mul_(1.005).add_(0.003 * torch.randn_like(weight) * weight.abs().mean())
+        normalised = model.prepare(torch.zeros(1, 2)).weights[0].detach()
+        worst = max(worst, float(torch.linalg.matrix_norm(normalised, 2)))
+    assert float(torch.linalg.matrix_norm(model.linears[0].weight.detach(), 2)) > 2.0  # it did grow
+    assert worst <= 0.975  # a contraction at every step
+
+
 def amortized_setup(name: str, layers: int):
     """A 32-wide implicit model, a 16x16 camera crop, its coordinates and an empty fixpoint cache."""
     torch.manual_seed(0)

@@ -139,7 +139,7 @@ def naive_gabor(filt: GaborFilter, x: torch.Tensor) -> torch.Tensor:
     """sin(U x + c) * exp(-gamma/2 ||x - mu||^2) with the explicit N x C x d difference tensor."""
     diff = x[:, None, :] - filt.mu[None, :, :]  # (N, C, d)
     sq_dist = (diff ** 2).sum(-1)  # (N, C)
-    return torch.sin(x @ filt.linear.weight.T + filt.linear.bias) * torch.exp(-0.5 * filt.gamma * sq_dist)
+    return torch.sin(x @ filt.linear.weight.T + filt.linear.bias) * torch.exp(-0.5 * filt.gamma.clamp_min(0) * sq_dist)
 
 
 @pytest.mark.parametrize("in_features", [1, 2, 3])
@@ -153,6 +153,18 @@ def test_gabor_filter_forward_matches_naive_formula(in_features):
     expected = naive_gabor(filt, x)
     assert expected.abs().min() < 1e-3 < expected.abs().max()  # a non-trivial range of envelope values
     torch.testing.assert_close(filt(x), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_gabor_envelope_never_exceeds_one_when_gamma_turns_negative():
+    torch.manual_seed(7)
+    filt = GaborFilter(2, 32, 16.0, 2, alpha=3.0)
+    with torch.no_grad():
+        filt.gamma[:8] = -2.0  # training can push gamma below zero
+    x = torch.rand(400, 2) * 2 - 1
+    values = filt(x)
+    assert values.abs().max() <= 1.0 + 1e-6
+    # A unit with negative gamma is a plain sinusoid, not an envelope growing away from mu.
+    torch.testing.assert_close(values[:, :8], torch.sin(x @ filt.linear.weight[:8].T + filt.linear.bias[:8]))
 
 
 def test_gabor_filter_forward_float32_close_to_naive():
