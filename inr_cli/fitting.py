@@ -13,6 +13,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
 from inr_cli.errors import phrase
 from inr_cli.figures import write_psnr_plot
 from inr_cli.files import (atomic_write_bytes, atomic_write_text, missing_ancestors, prepare_output_dir,
@@ -36,6 +38,10 @@ class OutputOptions:
     out: Path | None = None  # the run folder (one sub-folder per input when there are several)
     as_json: bool = False  # one JSON report per input on stdout, nothing else
     show_progress: bool = True
+    # Write one input's files on a background thread while the next trains. None: on CUDA, where the host is
+    # idle while the device trains. On a CPU the writer would take cores from training (and make its threads
+    # wait on each other), so there the files are written between fits.
+    write_in_background: bool | None = None
 
 
 def input_stem(source: str) -> str:
@@ -176,6 +182,24 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
     return report
 
 
+class _Inline:
+    """The executor interface, run in the calling thread: writing between fits."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def submit(self, function, *args) -> Future:
+        done: Future = Future()
+        try:
+            done.set_result(function(*args))
+        except Exception as error:  # handed on to whoever reads the result, as a pool's future would
+            done.set_exception(error)
+        return done
+
+
 class _ReportPrinter:
     """Announces each input's outcome in input order: its report (JSON or summary) or its one-line error."""
 
@@ -203,16 +227,20 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
     """Validate ``config`` once, then fit every input; report each failure on one stderr line and carry on.
     Returns the exit code.
 
-    One input's outputs (pictures, checkpoint, report) are written by a background thread while the next input
-    trains, so the device does not wait for PNG encoders and plots. Reports still appear in input order, and each
-    run folder is complete once its report.json exists.
+    On CUDA one input's outputs (pictures, checkpoint, report) are written by a background thread while the next
+    input trains, so the device does not wait for PNG encoders and plots (``output.write_in_background``).
+    Reports appear in input order either way, and each run folder is complete once its report.json exists.
     """
     config.validate()
     modality = get_modality(config.modality)
     sources = expand_inputs(paths, modality.default_input)
     printer = _ReportPrinter(modality, output)
     turn_started_at = PROCESS_STARTED_AT
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inr-writer") as writer:
+    background = output.write_in_background
+    if background is None:
+        background = config.fit.device != "cpu" and torch.cuda.is_available()
+    writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inr-writer") if background else _Inline()
+    with writer_pool as writer:
         pending: Future | None = None
         for source, out_dir in zip(sources, output_dirs(sources, output.out, config.fit.model)):
             try:

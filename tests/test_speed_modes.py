@@ -151,7 +151,8 @@ def test_outputs_written_while_the_next_input_trains_are_complete(tmp_path, came
     paths = [str(save_png(tmp_path / f"{name}.png", array)) for name, array in images.items()]
     fit_config = FitConfig(model="siren", hidden=16, layers=1, steps=25, device="cpu", eval_every=0)
     code = run_fit_command(FitCommandConfig("image", fit_config, ImageOptions()), paths,
-                           OutputOptions(out=tmp_path / "runs", as_json=True, show_progress=False))
+                           OutputOptions(out=tmp_path / "runs", as_json=True, show_progress=False,
+                                         write_in_background=True))  # as on CUDA
     assert code == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["input"] for r in printed] == paths  # in input order
