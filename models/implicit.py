@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.base import CoordinateNetwork
+from models.base import CoordinateNetwork, OutputLinear
 from models.fixpoint import SolverSettings, SolverStats, attach_backward, solve
 from models.fixpoint.spectral import ShrinkSpectralNorm
 from models.mfn import FourierFilter, filter_bank, hidden_linears
@@ -65,7 +65,7 @@ class ImplicitINR(CoordinateNetwork):
         self.norms = nn.ModuleList(ShrinkSpectralNorm(hidden, hidden, spectral_target) for _ in range(layers))
         for norm, linear in zip(self.norms, self.linears):
             norm.warm_up(linear.weight)
-        self.head = nn.Linear(hidden, out_features)
+        self.head = OutputLinear(hidden, out_features)
 
     def prepare(self, x: torch.Tensor) -> Prepared:
         filters = [filt(x) for filt in self.filters]

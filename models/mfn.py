@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from models.base import CoordinateNetwork, coordinate_linear
+from models.base import CoordinateNetwork, OutputLinear, coordinate_linear
 
 FILTER_KINDS = ("fourier", "gabor")
 # alpha of the Gamma prior on Gabor envelope widths: wider envelopes on the first filter (the paper's recipe).
@@ -98,7 +98,7 @@ class MultiplicativeFilterNetwork(CoordinateNetwork):
         super().__init__()
         self.filters = filter_bank(kind, in_features, hidden, input_scale, layers + 1)
         self.linears = hidden_linears(hidden, layers)
-        self.head = nn.Linear(hidden, out_features)
+        self.head = OutputLinear(hidden, out_features)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         z = self.filters[0](coords)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.base import CoordinateNetwork, coordinate_linear
+from models.base import CoordinateNetwork, OutputLinear, coordinate_linear
 
 
 class SineLayer(nn.Module):
@@ -51,7 +51,7 @@ class Siren(CoordinateNetwork):
         blocks = [SineLayer(in_features, hidden, first_w0, is_first=True, hidden_w0=hidden_w0)]
         blocks += [SineLayer(hidden, hidden, hidden_w0, is_first=False, hidden_w0=hidden_w0) for _ in range(layers)]
         self.body = nn.Sequential(*blocks)
-        self.head = nn.Linear(hidden, out_features)
+        self.head = OutputLinear(hidden, out_features)
         bound = math.sqrt(6.0 / hidden) / hidden_w0
         with torch.no_grad():
             self.head.weight.uniform_(-bound, bound)
