@@ -24,21 +24,32 @@ class CoordinateNetwork(nn.Module):
 MAX_COORDINATE_DIMS = 4
 
 
+def reduced_precision_active(device_type: str) -> bool:
+    """Whether a float32 matrix product here would not be exact float32: under autocast, or with CUDA TF32 on."""
+    if torch.is_autocast_enabled(device_type):
+        return True
+    return device_type == "cuda" and torch.get_float32_matmul_precision() != "highest"
+
+
 def coordinate_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x W^T + b`` for low-dimensional coordinates ``x``, always in exact float32.
+    """``x W^T + b`` for low-dimensional coordinates ``x``, always in exact float32 (or better).
 
     Used for every sine phase taken of the coordinates (SIREN's first layer, MFN filters) and for Gabor distances.
-    These arguments reach hundreds of radians, so neither TF32 matrix products nor bf16 autocast may touch them:
-    autocast is switched off here, and the product is a sum of ``d`` broadcast multiply-adds rather than a
-    matrix product (which TF32 would round). Under ``torch.compile`` the sum fuses with the sine that follows.
+    These arguments reach hundreds of radians, so neither TF32 matrix products nor bf16 autocast may touch them.
+    In full precision this is the ordinary matrix product. Under a reduced-precision mode autocast is switched
+    off here and the product becomes a sum of ``d`` broadcast multiply-adds, which TF32 cannot round; under
+    ``torch.compile`` the sum fuses with the sine that follows. (On a CPU the multiply-adds cost more than the
+    product, about 10% of a small SIREN step, hence not in fp32 mode.)
     """
     # At least float32: a float64 model (gradient checks) keeps its precision.
     dtype = torch.promote_types(torch.promote_types(x.dtype, weight.dtype), torch.float32)
     x, weight = x.to(dtype), weight.to(dtype)
     bias = None if bias is None else bias.to(dtype)
-    with torch.autocast(x.device.type, enabled=False):
-        if weight.shape[1] > MAX_COORDINATE_DIMS:
+    device_type = x.device.type
+    if weight.shape[1] > MAX_COORDINATE_DIMS or not reduced_precision_active(device_type):
+        with torch.autocast(device_type, enabled=False):
             return nn.functional.linear(x, weight, bias)
+    with torch.autocast(device_type, enabled=False):
         out = x[:, :1] * weight[:, 0]
         for k in range(1, weight.shape[1]):
             out = torch.addcmul(out, x[:, k:k + 1], weight[:, k])
