@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+import torch
+from PIL import Image
 
-matplotlib.use("Agg")  # no display here, and none needed
-from matplotlib.figure import Figure  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+from inr_cli.files import atomic_write_with
 
-from inr_cli.files import atomic_write_with  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# matplotlib is imported where a picture is drawn, not at start-up (a third of a second of every command). Its
+# figures are made without pyplot, so no display backend is ever chosen or needed.
 
 # The error map is scaled so that an absolute error of this much (on [0, 1]) is full brightness.
 ERROR_MAP_FULL_SCALE = 0.1
@@ -35,13 +38,17 @@ def _display_rgb(pixels: torch.Tensor) -> np.ndarray:
 def new_figure(figsize: tuple[float, float], dpi: int = 100) -> Figure:
     """A figure of its own, outside pyplot's global state: outputs are drawn on a background thread while the
     next input trains, and pyplot is not thread-safe. Nothing to close: it is freed with its last reference."""
+    from matplotlib.figure import Figure
+
     return Figure(figsize=figsize, dpi=dpi)
 
 
 def comparison_image(target: torch.Tensor, reconstruction: torch.Tensor) -> Image.Image:
     """target | reconstruction | error map (mean absolute error over channels, inferno colour map)."""
     error = (reconstruction - target).abs().mean(dim=2).numpy()
-    error_rgb = matplotlib.colormaps["inferno"](np.clip(error / ERROR_MAP_FULL_SCALE, 0.0, 1.0))[:, :, :3]
+    from matplotlib import colormaps
+
+    error_rgb = colormaps["inferno"](np.clip(error / ERROR_MAP_FULL_SCALE, 0.0, 1.0))[:, :, :3]
     panels = [_display_rgb(target), _display_rgb(reconstruction), error_rgb.astype(np.float32)]
     height, width = panels[0].shape[:2]
     scale = min(1.0, COMPARISON_MAX_HEIGHT / height)

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
 
 def to_unit_range(values: torch.Tensor) -> torch.Tensor:
@@ -57,6 +56,8 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float | None:
     win -= 1 - win % 2  # the window must be odd
     if win < 3:
         return None
+    from skimage.metrics import structural_similarity  # loads scipy: only when SSIM is asked for, not at start-up
+
     pred = prediction.clamp(0.0, 1.0).cpu().numpy().astype(np.float64)
     ref = target.cpu().numpy().astype(np.float64)
     return float(structural_similarity(ref, pred, data_range=1.0, channel_axis=-1, win_size=win))
