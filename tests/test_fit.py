@@ -158,7 +158,8 @@ def test_recipes_match_reference_at_paper_sizes():
 
 @pytest.mark.parametrize("field,value", [("steps", 0), ("steps", -5), ("hidden", 0), ("lr", -1.0),
                                          ("lr", float("nan")), ("frequency", 0.0), ("batch_size", 0),
-                                         ("model", "nope"), ("device", "gpu"), ("eval_every", -1)])
+                                         ("model", "nope"), ("device", "gpu"), ("eval_every", -1),
+                                         ("precision", "fp16")])
 def test_invalid_config_is_rejected_naming_the_setting(field, value):
     with pytest.raises(InvalidSetting) as info:
         FitConfig(**{"device": CPU, "steps": 5, "hidden": 8, "layers": 1, field: value}).validate()

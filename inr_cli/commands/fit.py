@@ -116,6 +116,7 @@ def fit_command(command: str, epilog: str, batch_size_help: str | None = None):
   inr fit image skimage:astronaut --resize 128 --steps 500
   inr fit image photo.png --holdout grid   [dim]# generalization[/dim]
   inr fit image photo.png --model gabor-imfn --solver anderson
+  inr fit image photo.png --precision bf16 --compile   [dim]# bf16 matmuls, compiled step[/dim]
   ls *.png | inr fit image - --json --out runs/batch
 """)
 def fit_image(
