@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from inr_cli.cluster import Cluster
 from inr_cli.errors import phrase
 from inr_cli.figures import write_psnr_plot
 from inr_cli.files import (atomic_write_bytes, atomic_write_text, missing_ancestors, prepare_output_dir,
@@ -22,6 +23,7 @@ from inr_cli.files import (atomic_write_bytes, atomic_write_text, missing_ancest
 from inr_cli.modalities.base import QUALITY_KEYS, FitCommandConfig, LoadedSignal, Modality, get_modality
 from inr_cli.progress import fit_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, human_summary, to_json, versions
+from inr_cli.summary import write_summary
 from inr_core.clock import PROCESS_STARTED_AT
 from inr_core.errors import UserError
 from training.fitting.checkpoint import checkpoint_payload, serialize
@@ -65,19 +67,24 @@ def expand_inputs(paths: list[str], default: str | None) -> list[str]:
     return expanded
 
 
-def output_dirs(sources: list[str], out: Path | None, model: str) -> list[Path]:
-    """One folder for one input; with several inputs, one sub-folder per input (names made unique)."""
-    if out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / (f"{input_stem(sources[0])}-{model}-{stamp}" if len(sources) == 1 else f"{model}-{stamp}")
+def run_root(sources: list[str], out: Path | None, model: str) -> Path:
+    """The run's folder: ``--out``, or ``runs/NAME-MODEL-TIME`` (one input) / ``runs/MODEL-TIME`` (several)."""
+    if out is not None:
+        return out
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / (f"{input_stem(sources[0])}-{model}-{stamp}" if len(sources) == 1 else f"{model}-{stamp}")
+
+
+def output_dirs(sources: list[str], root: Path) -> list[Path]:
+    """One folder for one input (the root); with several inputs, one sub-folder each (names made unique)."""
     if len(sources) == 1:
-        return [out]
+        return [root]
     seen: dict[str, int] = {}
     dirs = []
     for source in sources:
         stem = input_stem(source)
         seen[stem] = seen.get(stem, 0) + 1
-        dirs.append(out / (stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"))
+        dirs.append(root / (stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"))
     return dirs
 
 
@@ -200,22 +207,31 @@ class _Inline:
         return done
 
 
-class _ReportPrinter:
-    """Announces each input's outcome in input order: its report (JSON or summary) or its one-line error."""
+class _Outcomes:
+    """Each input's outcome: its report, or the message of its failure (printed on stderr at once, by the
+    process that met it). A single process prints reports as they come, in input order; ranks of a torchrun
+    launch hand theirs to rank 0, which prints them all in input order at the end."""
 
-    def __init__(self, modality: Modality, output: OutputOptions):
-        self.modality, self.output, self.failures = modality, output, 0
+    def __init__(self, modality: Modality, output: OutputOptions, streaming: bool):
+        self.modality, self.output, self.streaming = modality, output, streaming
+        self.by_index: dict[int, dict | str] = {}
 
-    def error(self, error: UserError) -> None:
-        self.failures += 1
-        stderr_console.print(f"inr: error: {phrase(error)}", markup=False, soft_wrap=True)
+    def failed(self, index: int, error: UserError) -> None:
+        message = phrase(error)
+        self.by_index[index] = message
+        stderr_console.print(f"inr: error: {message}", markup=False, soft_wrap=True)
 
-    def written(self, pending: Future) -> None:
+    def written(self, index: int, pending: Future) -> None:
         try:
             report = pending.result()
         except UserError as error:
-            self.error(error)
+            self.failed(index, error)
             return
+        self.by_index[index] = report
+        if self.streaming:
+            self.announce(report)
+
+    def announce(self, report: dict) -> None:
         if self.output.as_json:
             sys.stdout.write(to_json(report, indent=None) + "\n")
             sys.stdout.flush()
@@ -223,40 +239,69 @@ class _ReportPrinter:
             print(human_summary(report, self.modality.summary_line(report)), flush=True)
 
 
-def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOptions) -> int:
-    """Validate ``config`` once, then fit every input; report each failure on one stderr line and carry on.
-    Returns the exit code.
-
-    On CUDA one input's outputs (pictures, checkpoint, report) are written by a background thread while the next
-    input trains, so the device does not wait for PNG encoders and plots (``output.write_in_background``).
-    Reports appear in input order either way, and each run folder is complete once its report.json exists.
-    """
-    config.validate()
-    modality = get_modality(config.modality)
-    sources = expand_inputs(paths, modality.default_input)
-    printer = _ReportPrinter(modality, output)
-    turn_started_at = PROCESS_STARTED_AT
+def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[int, str, Path]],
+                output: OutputOptions, outcomes: _Outcomes, show_progress: bool) -> None:
+    """Fit ``(index, source, folder)`` jobs in turn; on CUDA, write each one's files while the next trains."""
     background = output.write_in_background
     if background is None:
         background = config.fit.device != "cpu" and torch.cuda.is_available()
     writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inr-writer") if background else _Inline()
+    turn_started_at = PROCESS_STARTED_AT
     with writer_pool as writer:
-        pending: Future | None = None
-        for source, out_dir in zip(sources, output_dirs(sources, output.out, config.fit.model)):
+        pending: tuple[int, Future] | None = None
+        for index, source, out_dir in jobs:
             try:
-                run = train_one(modality, source, out_dir, config, show_progress=output.show_progress,
+                run = train_one(modality, source, out_dir, config, show_progress=show_progress,
                                 turn_started_at=turn_started_at)
             except UserError as error:
                 if pending is not None:  # keep the order of messages: the previous input's outcome first
-                    printer.written(pending)
+                    outcomes.written(*pending)
                     pending = None
-                printer.error(error)
+                outcomes.failed(index, error)
                 continue
             finally:
                 turn_started_at = time.perf_counter()
             if pending is not None:
-                printer.written(pending)
-            pending = writer.submit(write_run, modality, run)
+                outcomes.written(*pending)
+            pending = (index, writer.submit(write_run, modality, run))
         if pending is not None:
-            printer.written(pending)
-    return 1 if printer.failures else 0
+            outcomes.written(*pending)
+
+
+def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOptions) -> int:
+    """Validate ``config`` once, then fit every input; report each failure on one stderr line and carry on.
+    Returns the exit code: 1 if any input failed.
+
+    On CUDA one input's outputs (pictures, checkpoint, report) are written by a background thread while the next
+    input trains, so the device does not wait for PNG encoders and plots (``output.write_in_background``).
+    Reports appear in input order either way, and each run folder is complete once its report.json exists.
+    Launched by torchrun, the inputs are shared out between the ranks (:mod:`inr_cli.cluster`) and the run's
+    folders, reports and summary are those a single process would write. With several inputs the run folder
+    also gets the dataset summary (:mod:`inr_cli.summary`).
+    """
+    config.validate()
+    modality = get_modality(config.modality)
+    cluster = Cluster.from_environment()
+    try:
+        sources = cluster.from_leader(lambda: expand_inputs(paths, modality.default_input))
+        root = cluster.from_leader(lambda: run_root(sources, output.out, config.fit.model))
+        folders = output_dirs(sources, root)
+        config = replace(config, fit=replace(config.fit, device=cluster.device_for(config.fit.device)))
+        outcomes = _Outcomes(modality, output, streaming=not cluster.distributed)
+        jobs = [(index, sources[index], folders[index]) for index in cluster.my_share(len(sources))]
+        _fit_inputs(modality, config, jobs, output, outcomes, show_progress=output.show_progress and cluster.is_leader)
+        everything = cluster.gather_to_leader(outcomes.by_index)
+        code = 0
+        if cluster.is_leader:
+            if cluster.distributed:
+                for index in sorted(everything):
+                    if isinstance(everything[index], dict):
+                        outcomes.announce(everything[index])
+            if len(sources) > 1 and any(isinstance(outcome, dict) for outcome in everything.values()):
+                write_summary(root, sources, everything, modality.summary_metrics,
+                              f"{config.modality}: {config.fit.model} {config.fit.layers}L-{config.fit.hidden}D, "
+                              f"{len(sources)} inputs")
+            code = 1 if any(not isinstance(outcome, dict) for outcome in everything.values()) else 0
+        return cluster.agree(code)
+    finally:
+        cluster.close()

@@ -264,7 +264,15 @@ def test_json_prints_one_line_per_input(run_b):
             assert (folder / name).is_file(), (folder, name)
         # The printed line and report.json carry the same object.
         assert json.loads((folder / "report.json").read_text()) == report
-    assert sorted(p.name for p in out.iterdir()) == ["astro", "gray"]
+    assert sorted(p.name for p in out.iterdir()) == ["astro", "gray", "summary.json", "summary.md", "summary.png"]
+    # The dataset summary: each input's metrics as its report has them, and their mean and deviation.
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["inputs"], summary["fitted"], summary["failed"]) == (2, 2, 0)
+    assert [row["psnr"] for row in summary["rows"]] == [r["psnr"] for r in reports]
+    assert summary["metrics"]["psnr"]["mean"] == pytest.approx(sum(r["psnr"] for r in reports) / 2)
+    assert summary["metrics"]["psnr"]["std"] == pytest.approx(abs(reports[0]["psnr"] - reports[1]["psnr"]) / 2)
+    table = (out / "summary.md").read_text()
+    assert "| astro.png |" in table and "mean ± std" in table and "psnr_holdout" in table  # run B holds out
 
 
 def test_json_holdout_and_resize(run_b):
@@ -293,7 +301,7 @@ def test_stdin_paths(run_c):
     proc, out = run_c
     reports = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["input"] for r in reports] == ["g16.png", "rgb16.png"]  # the blank line is skipped
-    assert sorted(p.name for p in out.iterdir()) == ["g16", "rgb16"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["g16", "rgb16"]
 
 
 def test_16bit_input_gives_16bit_reconstruction(run_c, workdir):

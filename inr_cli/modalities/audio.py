@@ -33,6 +33,7 @@ def to_samples(unit_values: torch.Tensor) -> torch.Tensor:
 
 
 class AudioModality(Modality):
+    summary_metrics = ("psnr", "snr")
     name = "audio"
     sample_settings = ("rate", "duration")
 

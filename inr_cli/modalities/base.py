@@ -132,6 +132,8 @@ class Modality(ABC):
     options_type: ClassVar[type[ModalityOptions]] = ModalityOptions
     default_input: ClassVar[str | None] = None  # fitted when no input is given
     psnr_plot: ClassVar[bool] = True  # whether a run draws psnr.png (where PSNR means something)
+    # The report entries a run over several inputs tabulates in its summary; the first is histogrammed.
+    summary_metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "psnr_holdout", "ssim_holdout")
     sample_settings: ClassVar[tuple[str, ...]] = ()  # the SampleRequest fields this modality takes
 
     def __init_subclass__(cls, **kwargs):

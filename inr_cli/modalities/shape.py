@@ -55,6 +55,7 @@ class LoadedShape(LoadedSignal):
 
 
 class ShapeModality(Modality):
+    summary_metrics = ("iou_surface", "iou_uniform", "chamfer", "normal_consistency")
     name = "shape"
     command = "sdf"
     options_type = ShapeOptions

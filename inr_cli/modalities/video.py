@@ -44,6 +44,7 @@ class LoadedVideoSignal(LoadedSignal):
 
 
 class VideoModality(Modality):
+    summary_metrics = ("psnr", "psnr_std", "psnr_whole_clip")
     name = "video"
     options_type = VideoOptions
     sample_settings = ("scale", "width", "height", "fps")

@@ -1,0 +1,96 @@
+"""The dataset summary of a run over several inputs: summary.json, summary.md and a histogram.
+
+Per input its modality's headline metrics (``Modality.summary_metrics``), training seconds and whether it
+failed; per metric its mean ± standard deviation over the inputs that were fitted: the table a paper prints.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+from inr_cli.figures import new_figure
+from inr_cli.files import atomic_write_text, atomic_write_with
+from inr_cli.reports import clean, to_json
+
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+SUMMARY_PLOT = "summary.png"
+
+
+def _stats(values: list) -> dict:
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not finite:
+        return {"mean": None, "std": None, "count": 0}
+    return {"mean": statistics.fmean(finite), "std": statistics.pstdev(finite) if len(finite) > 1 else 0.0,
+            "count": len(finite)}
+
+
+def summarize(sources: list[str], outcomes: dict[int, dict | str], metrics: tuple[str, ...]) -> dict:
+    """``outcomes[i]``: input i's report, or the message of its failure."""
+    rows = []
+    for index, source in enumerate(sources):
+        outcome = outcomes.get(index, "not run")
+        if isinstance(outcome, dict):
+            rows.append({"input": source, "status": "fitted", "output_dir": outcome["output_dir"],
+                         **{key: outcome.get(key) for key in metrics}, "seconds": outcome["seconds"]})
+        else:
+            rows.append({"input": source, "status": "failed", "error": outcome})
+    fitted = [row for row in rows if row["status"] == "fitted"]
+    return {"inputs": len(rows), "fitted": len(fitted), "failed": len(rows) - len(fitted),
+            "metrics": {key: _stats([row[key] for row in fitted]) for key in (*metrics, "seconds")},
+            "rows": rows}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.4g}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def markdown(summary: dict, metrics: tuple[str, ...], title: str) -> str:
+    # Metrics no input has (held-out PSNR without --holdout) stay in summary.json but not in the table.
+    columns = (*(key for key in metrics if summary["metrics"][key]["count"]), "seconds")
+    lines = [f"# {title}", "",
+             f"{summary['fitted']} of {summary['inputs']} inputs fitted"
+             + (f", {summary['failed']} failed" if summary["failed"] else "") + ".", "",
+             "| input | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for row in summary["rows"]:
+        if row["status"] == "fitted":
+            lines.append(f"| {row['input']} | " + " | ".join(_cell(row[key]) for key in columns) + " |")
+        else:
+            lines.append(f"| {row['input']} | failed: {row['error']} |" + " |" * (len(columns) - 1))
+    stats = summary["metrics"]
+    lines.append("| **mean ± std** | " + " | ".join(
+        "–" if stats[key]["mean"] is None else f"{_cell(stats[key]['mean'])} ± {_cell(stats[key]['std'])}"
+        for key in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_histogram(path: Path, values: list[float], metric: str, title: str) -> None:
+    fig = new_figure(figsize=(6, 3.5), dpi=100)
+    ax = fig.subplots()
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    ax.hist(finite, bins=min(30, max(5, len(finite) // 2)), color="#4c72b0", edgecolor="white")
+    ax.set_xlabel(metric)
+    ax.set_ylabel("inputs")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write_with(path, lambda buffer: fig.savefig(buffer, format="png"))
+
+
+def write_summary(root: Path, sources: list[str], outcomes: dict[int, dict | str], metrics: tuple[str, ...],
+                  title: str) -> dict:
+    """Write summary.json, summary.md and summary.png (histogram of the first metric) into ``root``."""
+    summary = summarize(sources, outcomes, metrics)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / SUMMARY_JSON, to_json(clean(summary)) + "\n")
+    atomic_write_text(root / SUMMARY_MD, markdown(summary, metrics, title))
+    headline = metrics[0]
+    write_histogram(root / SUMMARY_PLOT, [row.get(headline) for row in summary["rows"] if row["status"] == "fitted"],
+                    headline, title)
+    return summary
