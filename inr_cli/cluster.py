@@ -51,7 +51,11 @@ class Cluster:
 
         if not dist.is_initialized():
             dist.init_process_group("gloo", timeout=COLLECTIVE_TIMEOUT)
-        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available():
+            # Anything made without an explicit device (and the CUDA context itself) lands on this rank's GPU.
+            torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        return cls(dist.get_rank(), dist.get_world_size(), local_rank)
 
     def close(self) -> None:
         if self.distributed:

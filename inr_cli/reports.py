@@ -31,7 +31,7 @@ def versions() -> dict:
     }
     if torch.cuda.is_available():
         info["cuda"] = torch.version.cuda
-        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu"] = torch.cuda.get_device_name()  # the current device: each torchrun rank's own
     return info
 
 
