@@ -1,15 +1,14 @@
-"""Benchmark: many same-sized images, one process against several (torchrun), in one run.
+"""Benchmark: many same-sized images one at a time, as stacked groups, and shared between processes (torchrun).
 
 Cuts --count crops of --size px from scikit-image's photos, writes them as PNGs, and fits them with
-`inr fit image -` once in a single process and once under `torchrun --nproc_per_node=--procs`, then prints each
-run's wall time (the whole command, start-up included), images per second, and the largest PSNR difference of an
-image between the two runs (they fit the same images with the same seed; only rounding may differ).
+`inr fit image -` three ways in one run: one process fitting them one at a time (`--group-size 1`, the
+baseline), one process fitting same-shaped inputs together as stacked networks (the default), and
+`torchrun --nproc_per_node=--procs` (each rank grouping its share). It prints each run's wall time (the whole
+command, start-up included), images per second, its ratio to the baseline, and the largest PSNR difference of an
+image against the baseline (same images, same seed: only rounding may differ).
 
-Fitting same-sized images together as one stacked network (issue: batched fitting) is not built yet; when it is,
-it becomes a third row here.
-
-    python benchmarks/many_images.py --count 8 --size 32 --steps 200 --procs 2      # CPU, under a minute
-    python benchmarks/many_images.py --count 100 --size 128 --steps 300 --procs 8   # a machine with 8 GPUs
+    python benchmarks/many_images.py --count 32 --size 32 --steps 300 --procs 2          # CPU, a minute or two
+    python benchmarks/many_images.py --count 100 --size 128 --steps 300 --hidden 256 --procs 1 --device cuda
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
+MEANINGFUL_DB = 60.0
 PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "page", "immunohistochemistry",
           "motorcycle_left", "hubble_deep_field", "retina")
 
@@ -42,7 +42,9 @@ def crops(count: int, size: int) -> list[np.ndarray]:
             cell = position % (rows * cols)
             top, left = (cell // cols) * size, (cell % cols) * size
             if top + size <= height and left + size <= width:
-                out.append(image[top:top + size, left:left + size])
+                crop = image[top:top + size, left:left + size]
+                # One shape for all (RGB), as a dataset folder would have: grey photos become grey RGB crops.
+                out.append(np.repeat(crop[:, :, None], 3, axis=2) if crop.ndim == 2 else crop[:, :, :3])
             if len(out) == count:
                 break
         position += 7  # a prime stride: successive rounds take crops far from the last ones
@@ -78,22 +80,27 @@ def main() -> None:
             paths.append(f"crop{index:04d}.png")
         fit = ["fit", "image", "-", "--model", args.model, "--hidden", str(args.hidden), "--steps", str(args.steps),
                "--device", args.device, "--json", "--quiet"]
-        single_wall, single = run([sys.executable, "-m", "inr_cli", *fit, "--out", "single"], paths, folder)
+        one_by_one_wall, one_by_one = run([sys.executable, "-m", "inr_cli", *fit, "--group-size", "1",
+                                           "--out", "one"], paths, folder)
+        grouped_wall, grouped = run([sys.executable, "-m", "inr_cli", *fit, "--out", "grouped"], paths, folder)
         many_wall, many = run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                f"--nproc_per_node={args.procs}", "-m", "inr_cli", *fit, "--out", "many"],
                               paths, folder)
 
-    assert [r["input"] for r in many] == [r["input"] for r in single] == paths
-    worst = max(abs(a["psnr"] - b["psnr"]) for a, b in zip(single, many))
-    mean_psnr = sum(r["psnr"] for r in single) / len(single)
+    rows = [("one at a time (baseline)", one_by_one_wall, one_by_one), ("grouped, one process", grouped_wall, grouped),
+            (f"torchrun, {args.procs} processes", many_wall, many)]
+    mean_psnr = sum(r["psnr"] for r in one_by_one) / len(one_by_one)
     print(f"{args.count} crops of {args.size} px, {args.model} {args.hidden} wide, {args.steps} steps, device "
-          f"{single[0]['device']}, {os.cpu_count()} CPUs; mean PSNR {mean_psnr:.2f} dB")
-    print(f"{'run':<28}{'wall s':>8}{'images/s':>10}{'ratio':>8}")
-    print(f"{'one process':<28}{single_wall:>8.1f}{args.count / single_wall:>10.2f}{1.0:>8.2f}")
-    print(f"{'torchrun, ' + str(args.procs) + ' processes':<28}{many_wall:>8.1f}{args.count / many_wall:>10.2f}"
-          f"{many_wall / single_wall:>8.2f}")
-    print(f"largest PSNR difference of an image between the runs: {worst:.4f} dB (target <= 0.05)")
-    print("target (2 CPU processes over 8 inputs on 2 cores): torchrun wall <= 0.8 x one process")
+          f"{one_by_one[0]['device']}, {os.cpu_count()} CPUs; mean PSNR {mean_psnr:.2f} dB")
+    print(f"{'run':<28}{'wall s':>8}{'images/s':>10}{'x faster':>10}{'max |dPSNR| dB':>16}  (images < {MEANINGFUL_DB:.0f} dB)")
+    for label, wall, reports in rows:
+        assert [r["input"] for r in reports] == paths
+        # Above ~60 dB an image is reproduced to rounding, and dB of rounding-sized errors say nothing.
+        worst = max((abs(a["psnr"] - b["psnr"]) for a, b in zip(one_by_one, reports) if a["psnr"] < MEANINGFUL_DB),
+                    default=0.0)
+        print(f"{label:<28}{wall:>8.1f}{args.count / wall:>10.2f}{one_by_one_wall / wall:>10.2f}{worst:>16.4f}")
+    print("targets: grouped >= 2x (CPU, 32 crops of 32 px) and >= 10x (GPU, 100 crops of 128 px, SIREN 3x256) "
+          "faster, PSNR within 0.05 dB; torchrun over 2 CPU processes <= 0.8x the one-process wall")
 
 
 if __name__ == "__main__":

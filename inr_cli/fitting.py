@@ -25,12 +25,15 @@ from inr_cli.progress import fit_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, human_summary, to_json, versions
 from inr_cli.summary import write_summary
 from inr_core.clock import PROCESS_STARTED_AT
-from inr_core.errors import UserError
+from inr_core.errors import UserError, check
 from training.fitting.checkpoint import checkpoint_payload, serialize
-from training.fitting.config import resolve_config
+from training.fitting.config import FitConfig, resolve_config
+from training.fitting.devices import activation_bytes_per_point, memory_budget_bytes
+from training.fitting.grouped import can_fit_together, fit_group, group_key
 from training.fitting.fit import FitResult, fit
 
 PSNR_PLOT = "psnr.png"
+MAX_AUTO_GROUP = 64  # signals per stacked fit when --group-size is not given
 REPORT = "report.json"
 CHECKPOINT = "checkpoint.pt"
 
@@ -44,6 +47,9 @@ class OutputOptions:
     # idle while the device trains. On a CPU the writer would take cores from training (and make its threads
     # wait on each other), so there the files are written between fits.
     write_in_background: bool | None = None
+    # Same-shaped inputs fitted together as one stacked network: at most this many (None: as many as fit in
+    # memory; 1: one at a time).
+    group_size: int | None = None
 
 
 def input_stem(source: str) -> str:
@@ -121,23 +127,59 @@ class TrainedRun:
     startup_seconds: float  # from this input's turn (the process's start, for the first) to its first step
 
 
-def train_one(modality: Modality, source: str, out_dir: Path, config: FitCommandConfig, *, show_progress: bool,
-              turn_started_at: float) -> TrainedRun:
-    """Load ``source`` and fit it; the run folder is made here (and removed again if the fit fails)."""
+@dataclass
+class Job:
+    """One input of the run, loaded, with its resolved fit config."""
+
+    index: int
+    source: str
+    out_dir: Path
+    loaded: LoadedSignal
+    fit_config: FitConfig
+
+
+def load_job(modality: Modality, index: int, source: str, out_dir: Path, config: FitCommandConfig) -> Job:
     loaded = modality.load(source, config.options, config.fit.seed)
-    signal = loaded.signal
     # Resolved here, so a missing CUDA device fails before any folder exists.
-    fit_config = resolve_config(config.fit, signal, modality.recipe)
-    created = missing_ancestors(out_dir)
-    prepare_output_dir(out_dir)
+    return Job(index, source, out_dir, loaded, resolve_config(config.fit, loaded.signal, modality.recipe))
+
+
+def train_one(job: Job, config: FitCommandConfig, *, show_progress: bool, turn_started_at: float) -> TrainedRun:
+    """Fit one loaded input; its run folder is made here (and removed again if the fit fails)."""
+    created = missing_ancestors(job.out_dir)
+    prepare_output_dir(job.out_dir)
     try:
-        with fit_progress(input_stem(source), fit_config.steps, enabled=show_progress) as on_progress:
-            result = fit(signal, fit_config, on_progress=on_progress)
+        with fit_progress(input_stem(job.source), job.fit_config.steps, enabled=show_progress) as on_progress:
+            result = fit(job.loaded.signal, job.fit_config, on_progress=on_progress)
     except BaseException:
         remove_if_empty(created)  # leave no empty folders behind for a fit that never finished
         raise
-    return TrainedRun(source, loaded, out_dir, replace(config, fit=result.config), result,
+    return TrainedRun(job.source, job.loaded, job.out_dir, replace(config, fit=result.config), result,
                       result.first_step_at - turn_started_at)
+
+
+def train_group(jobs: list[Job], config: FitCommandConfig, *, turn_started_at: float
+                ) -> list[TrainedRun | UserError]:
+    """Fit same-shaped loaded inputs together as one stacked network (:mod:`training.fitting.grouped`)."""
+    created = []
+    for job in jobs:
+        created.append(missing_ancestors(job.out_dir))
+        prepare_output_dir(job.out_dir)
+    try:
+        outcomes = fit_group([job.loaded.signal for job in jobs], jobs[0].fit_config)
+    except BaseException:
+        for folders in created:
+            remove_if_empty(folders)
+        raise
+    runs: list[TrainedRun | UserError] = []
+    for job, folders, outcome in zip(jobs, created, outcomes):
+        if outcome.error is not None:
+            remove_if_empty(folders)
+            runs.append(UserError(f"{job.source}: {outcome.error}"))
+        else:
+            runs.append(TrainedRun(job.source, job.loaded, job.out_dir, replace(config, fit=outcome.result.config),
+                                   outcome.result, outcome.result.first_step_at - turn_started_at))
+    return runs
 
 
 def write_run(modality: Modality, run: TrainedRun) -> dict:
@@ -239,33 +281,73 @@ class _Outcomes:
             print(human_summary(report, self.modality.summary_line(report)), flush=True)
 
 
+def _group_size(requested: int | None, job: Job) -> int:
+    """``--group-size``, or as many signals as fit the memory budget the batch sizes are planned with."""
+    if requested is not None:
+        return requested
+    fit_config = job.fit_config
+    per_signal = activation_bytes_per_point(fit_config.hidden, fit_config.layers, training=True) * \
+        job.loaded.signal.train_count
+    return int(max(1, min(MAX_AUTO_GROUP, memory_budget_bytes(torch.device(fit_config.device)) // per_signal)))
+
+
 def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[int, str, Path]],
                 output: OutputOptions, outcomes: _Outcomes, show_progress: bool) -> None:
-    """Fit ``(index, source, folder)`` jobs in turn; on CUDA, write each one's files while the next trains."""
+    """Load and fit ``(index, source, folder)`` jobs in order. Consecutive inputs of one shape fit together as
+    one stacked network where the model allows it (``output.group_size``); on CUDA each input's files are
+    written while the next ones train."""
     background = output.write_in_background
     if background is None:
         background = config.fit.device != "cpu" and torch.cuda.is_available()
     writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inr-writer") if background else _Inline()
     turn_started_at = PROCESS_STARTED_AT
+    pending: list[tuple[int, Future]] = []
+    group: list[Job] = []
+
+    def hand_over(index: int, run: TrainedRun | UserError, writer) -> None:
+        for earlier in pending:  # keep the order of outcomes: the previous input's first
+            outcomes.written(*earlier)
+        pending.clear()
+        if isinstance(run, UserError):
+            outcomes.failed(index, run)
+        else:
+            pending.append((index, writer.submit(write_run, modality, run)))
+
+    def fit_collected(writer) -> None:
+        nonlocal turn_started_at
+        if not group:
+            return
+        try:
+            if len(group) == 1:
+                runs = [train_one(group[0], config, show_progress=show_progress, turn_started_at=turn_started_at)]
+            else:
+                runs = train_group(group, config, turn_started_at=turn_started_at)
+        except UserError as error:
+            runs = [error] * len(group)
+        turn_started_at = time.perf_counter()
+        for job, run in zip(group, runs):
+            hand_over(job.index, run, writer)
+        group.clear()
+
     with writer_pool as writer:
-        pending: tuple[int, Future] | None = None
         for index, source, out_dir in jobs:
             try:
-                run = train_one(modality, source, out_dir, config, show_progress=show_progress,
-                                turn_started_at=turn_started_at)
+                job = load_job(modality, index, source, out_dir, config)
             except UserError as error:
-                if pending is not None:  # keep the order of messages: the previous input's outcome first
-                    outcomes.written(*pending)
-                    pending = None
-                outcomes.failed(index, error)
+                fit_collected(writer)
+                hand_over(index, error, writer)
                 continue
-            finally:
-                turn_started_at = time.perf_counter()
-            if pending is not None:
-                outcomes.written(*pending)
-            pending = (index, writer.submit(write_run, modality, run))
-        if pending is not None:
-            outcomes.written(*pending)
+            joins = bool(group) and can_fit_together(job.fit_config, job.loaded.signal) \
+                and group_key(job.loaded.signal) == group_key(group[0].loaded.signal) \
+                and job.fit_config == group[0].fit_config and len(group) < _group_size(output.group_size, group[0])
+            if not joins:
+                fit_collected(writer)
+            group.append(job)
+            if not can_fit_together(job.fit_config, job.loaded.signal) or _group_size(output.group_size, job) <= 1:
+                fit_collected(writer)
+        fit_collected(writer)
+        for earlier in pending:
+            outcomes.written(*earlier)
 
 
 def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOptions) -> int:
@@ -280,6 +362,8 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
     also gets the dataset summary (:mod:`inr_cli.summary`).
     """
     config.validate()
+    check(output.group_size is None or output.group_size >= 1, "group_size",
+          f"must be at least 1, got {output.group_size}")
     modality = get_modality(config.modality)
     cluster = Cluster.from_environment()
     try:

@@ -85,3 +85,85 @@ def test_torchrun_reports_a_failed_input_and_fits_the_rest(six_images):
     assert "nope.png" in shared.stderr
     assert [json.loads(line)["input"] for line in shared.stdout.splitlines()] == [names[0], names[1]]
     assert json.loads((folder / "shared-bad" / "summary.json").read_text())["failed"] == 1
+
+
+# ------------------------------------------------------------------------------------- same-shaped inputs together
+
+def crops_as_signals(camera_u8, count: int = 3):
+    import numpy as np
+    import torch
+
+    from training.fitting.signal import image_signal
+
+    tiles = [camera_u8[i * 40:i * 40 + 24, 200:224] for i in range(count)]
+    return [image_signal(torch.from_numpy(tile.astype(np.float32) / 255.0)[:, :, None]) for tile in tiles]
+
+
+@pytest.mark.parametrize("model", ["siren", "fourier-mfn", "gabor-mfn"])
+def test_a_signal_fitted_in_a_group_ends_where_it_ends_alone(camera_u8, model):
+    from inr_cli.modalities.image import IMAGE
+    from training.fitting.fit import fit
+    from training.fitting.grouped import fit_group
+
+    signals = crops_as_signals(camera_u8)
+    config = FitConfig(model=model, hidden=16, layers=2, steps=40, device="cpu", eval_every=0)
+    together = fit_group(signals, config, IMAGE.recipe)
+    for signal, outcome in zip(signals, together):
+        alone = fit(signal, config, IMAGE.recipe)
+        assert outcome.error is None
+        assert outcome.result.final.psnr == pytest.approx(alone.final.psnr, abs=0.05)
+        assert outcome.result.batch_psnr[-1] == pytest.approx(alone.batch_psnr[-1], abs=0.05)
+    # Each signal has its own parameters: the three fitted networks differ.
+    weights = [outcome.result.model.head.weight for outcome in together]
+    assert not torch_equal(weights[0], weights[1])
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_a_diverging_signal_fails_alone_and_leaves_its_group_untouched(camera_u8):
+    from inr_cli.modalities.image import IMAGE
+    from training.fitting.fit import fit
+    from training.fitting.grouped import fit_group
+
+    signals = crops_as_signals(camera_u8)
+    signals[1].values[5, 0] = float("nan")  # its loss is not finite from the first step
+    config = FitConfig(model="siren", hidden=16, layers=1, steps=20, device="cpu", eval_every=0)
+    together = fit_group(signals, config, IMAGE.recipe)
+    assert together[1].result is None and "diverged at step 1" in str(together[1].error)
+    for index in (0, 2):
+        alone = fit(signals[index], config, IMAGE.recipe)
+        assert together[index].result.final.psnr == pytest.approx(alone.final.psnr, abs=1e-4)
+
+
+def test_cli_groups_same_shaped_inputs_and_their_checkpoints_sample(tmp_path, camera_u8, astronaut_u8):
+    names = []
+    for i in range(3):
+        names.append(save_png(tmp_path / f"tile{i}.png", camera_u8[i * 40:i * 40 + 24, 200:224]).name)
+    names.append(save_png(tmp_path / "colour.png", astronaut_u8[:24, :24]).name)  # 3 channels: a group of its own
+    stdin = "\n".join(names) + "\n"
+    grouped = run_cli(["fit", "image", "-", "--out", "grouped", *SMALL_FIT], cwd=tmp_path, stdin=stdin)
+    alone = run_cli(["fit", "image", "-", "--out", "alone", "--group-size", "1", *SMALL_FIT], cwd=tmp_path,
+                    stdin=stdin)
+    assert grouped.returncode == 0 and alone.returncode == 0, grouped.stderr + alone.stderr
+    together = [json.loads(line) for line in grouped.stdout.splitlines()]
+    separate = [json.loads(line) for line in alone.stdout.splitlines()]
+    assert [r["input"] for r in together] == names
+    for report, reference in zip(together, separate):
+        assert report["psnr"] == pytest.approx(reference["psnr"], abs=0.05)
+    assert all("fitted together with 2 other input(s)" in r["notes"][-1] for r in together[:3])
+    assert not any("fitted together" in note for note in together[3]["notes"])
+    assert not any("fitted together" in note for r in separate for note in r["notes"])
+    # A grouped fit's checkpoint is an ordinary single-signal checkpoint.
+    sample = run_cli(["sample", "grouped/tile1/checkpoint.pt", "--out", "tile1-x2.png", "--scale", "2"], cwd=tmp_path)
+    assert sample.returncode == 0, sample.stderr
+    assert (tmp_path / "tile1-x2.png").is_file()
+
+
+def test_group_size_must_be_positive(tmp_path, six_images):
+    folder, names = six_images
+    proc = run_cli(["fit", "image", str(folder / names[0]), "--group-size", "0", *SMALL_FIT], cwd=tmp_path)
+    assert proc.returncode == 2 and "--group-size must be at least 1" in proc.stderr

@@ -67,6 +67,9 @@ SHARED_OPTIONS = [
             help="Implicit models: Neumann order T (0 = Jacobian-free)."),
     _option("no_amortize", bool, not FitConfig.amortize, "--no-amortize", help="Implicit models: solve to tolerance "
             "every step instead of reusing the last step's fixpoint."),
+    _option("group_size", Optional[int], None, "--group-size", help="With several inputs: fit up to this many "
+            "consecutive same-shaped inputs together as one stacked network, each with its own parameters (SIREN "
+            "and MFNs, full batch). Default: as many as fit in memory; 1: one at a time.", show_default=False),
     _option("as_json", bool, False, "--json", help="Print one JSON report per input on stdout, nothing else."),
     _option("quiet", bool, False, "--quiet", "-q", help="No progress bar."),
 ]
@@ -82,7 +85,8 @@ def _shared_config(values: dict) -> tuple[FitConfig, OutputOptions]:
                     seed=values.pop("seed"), device=values.pop("device"), precision=values.pop("precision"),
                     compile=values.pop("compile"), amortize=not values.pop("no_amortize"),
                     solver=solver)
-    output = OutputOptions(out=values.pop("out"), as_json=values.pop("as_json"), show_progress=not values.pop("quiet"))
+    output = OutputOptions(out=values.pop("out"), as_json=values.pop("as_json"), show_progress=not values.pop("quiet"),
+                           group_size=values.pop("group_size"))
     return fit, output
 
 
