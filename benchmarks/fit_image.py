@@ -22,6 +22,7 @@ from skimage import data, transform
 from inr_cli.modalities.image import IMAGE
 from models import build_model, get_spec
 from training.fitting.config import FitConfig, resolve_config
+from training.fitting.devices import synchronize
 from training.fitting.fit import fit
 from training.fitting.signal import image_signal
 from training.metrics import psnr, psnr_from_mse, to_unit_range
@@ -32,11 +33,6 @@ def camera(size: int) -> torch.Tensor:
     if size != image.shape[0]:
         image = transform.resize(image, (size, size), anti_aliasing=True).astype("float32")
     return torch.from_numpy(image)[:, :, None]
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @dataclass

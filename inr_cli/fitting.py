@@ -28,7 +28,7 @@ from inr_core.clock import PROCESS_STARTED_AT
 from inr_core.errors import UserError, check
 from training.fitting.checkpoint import checkpoint_payload, serialize
 from training.fitting.config import FitConfig, resolve_config
-from training.fitting.devices import activation_bytes_per_point, memory_budget_bytes
+from training.fitting.devices import auto_group_size
 from training.fitting.grouped import can_fit_together, fit_group, group_key
 from training.fitting.fit import FitResult, fit
 
@@ -281,14 +281,16 @@ class _Outcomes:
             print(human_summary(report, self.modality.summary_line(report)), flush=True)
 
 
-def _group_size(requested: int | None, job: Job) -> int:
-    """``--group-size``, or as many signals as fit the memory budget the batch sizes are planned with."""
+def _group_limit(requested: int | None, job: Job) -> int:
+    """How many inputs the group ``job`` starts may take: 1 where it cannot share a fit, else ``--group-size``
+    or as many as fit in memory."""
+    if not can_fit_together(job.fit_config, job.loaded.signal):
+        return 1
     if requested is not None:
         return requested
-    fit_config = job.fit_config
-    per_signal = activation_bytes_per_point(fit_config.hidden, fit_config.layers, training=True) * \
-        job.loaded.signal.train_count
-    return int(max(1, min(MAX_AUTO_GROUP, memory_budget_bytes(torch.device(fit_config.device)) // per_signal)))
+    config = job.fit_config
+    return auto_group_size(job.loaded.signal.train_count, config.hidden, config.layers, torch.device(config.device),
+                           cap=MAX_AUTO_GROUP)
 
 
 def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[int, str, Path]],
@@ -301,8 +303,9 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
         background = config.fit.device != "cpu" and torch.cuda.is_available()
     writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inr-writer") if background else _Inline()
     turn_started_at = PROCESS_STARTED_AT
-    pending: list[tuple[int, Future]] = []
+    pending: list[tuple[int, Future]] = []  # the last input handed to the writer, not yet announced
     group: list[Job] = []
+    limit = 1
 
     def hand_over(index: int, run: TrainedRun | UserError, writer) -> None:
         for earlier in pending:  # keep the order of outcomes: the previous input's first
@@ -337,13 +340,14 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
                 fit_collected(writer)
                 hand_over(index, error, writer)
                 continue
-            joins = bool(group) and can_fit_together(job.fit_config, job.loaded.signal) \
-                and group_key(job.loaded.signal) == group_key(group[0].loaded.signal) \
-                and job.fit_config == group[0].fit_config and len(group) < _group_size(output.group_size, group[0])
+            joins = bool(group) and len(group) < limit and job.fit_config == group[0].fit_config \
+                and can_fit_together(job.fit_config, job.loaded.signal) \
+                and group_key(job.loaded.signal) == group_key(group[0].loaded.signal)
             if not joins:
                 fit_collected(writer)
+                limit = _group_limit(output.group_size, job)
             group.append(job)
-            if not can_fit_together(job.fit_config, job.loaded.signal) or _group_size(output.group_size, job) <= 1:
+            if len(group) >= limit:
                 fit_collected(writer)
         fit_collected(writer)
         for earlier in pending:

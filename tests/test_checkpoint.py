@@ -76,7 +76,7 @@ def test_round_trip_restores_identical_outputs(fitted):
     for key, value in result.model.state_dict().items():
         assert torch.equal(restored["model_state"][key], value)
     # The optimizer state loads into a fresh Adam over the restored parameters (resumable).
-    optimizer = make_optimizer(model, run_config_from_payload(restored, "x.pt").fit, torch.device("cpu"))
+    optimizer = make_optimizer(model.parameters(), run_config_from_payload(restored, "x.pt").fit, torch.device("cpu"))
     optimizer.load_state_dict(restored["optimizer_state"])
     assert optimizer.state_dict()["state"][0]["step"] == 7
 

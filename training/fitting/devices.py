@@ -63,6 +63,25 @@ def auto_batch_size(n_points: int, hidden: int, layers: int, device: torch.devic
     return max(1024, 1 << max(0, int(fits).bit_length() - 1))
 
 
+def auto_group_size(points: int, hidden: int, layers: int, device: torch.device, cap: int = 64) -> int:
+    """How many same-shaped signals of ``points`` training points one stacked fit takes: as many as fit the memory
+    budget the batch sizes are planned with, at most ``cap``."""
+    per_signal = activation_bytes_per_point(hidden, layers, training=True) * points
+    return int(max(1, min(cap, memory_budget_bytes(device) // per_signal)))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (for honest wall times); nothing to wait for on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def loss_read_interval(device: torch.device) -> int:
+    """Steps between reading the training loss back to the host (progress, divergence check): each read makes a
+    GPU wait for the host to queue more work, so on CUDA only every 50th step; on the CPU it costs nothing."""
+    return 50 if device.type == "cuda" else 1
+
+
 def render_chunk_size(hidden: int, layers: int, device: torch.device, solver_tensors: int = 0) -> int:
     """Points per forward pass when rendering without gradients: bounded so a 4096^2 image is never one batch."""
     per_point = activation_bytes_per_point(hidden, layers, training=False) + 4 * hidden * solver_tensors

@@ -18,7 +18,7 @@ from inr_core.errors import UserError
 from models import build_model, count_parameters
 from training.fitting.amortized import FixpointCache
 from training.fitting.config import FitConfig, resolve_config
-from training.fitting.devices import memory_budget_bytes, render_chunk_size
+from training.fitting.devices import loss_read_interval, memory_budget_bytes, render_chunk_size, synchronize
 from training.fitting.evaluate import GridEvaluation, SampleEvaluation
 from training.fitting.precision import matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
@@ -65,9 +65,13 @@ def make_model(config: FitConfig, signal: Signal) -> nn.Module:
                        frequency=config.frequency, one_pass=config.explicit, settings=config.solver)
 
 
-def make_optimizer(model: nn.Module, config: FitConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(parameters, config: FitConfig, device: torch.device) -> torch.optim.Optimizer:
     # The fused kernel is the fastest Adam on CUDA; on the CPU the default (foreach) implementation is.
-    return torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type == "cuda" or None)
+    return torch.optim.Adam(parameters, lr=config.lr, fused=device.type == "cuda" or None)
+
+
+def divergence_error(step: int, loss: float) -> UserError:
+    return UserError(f"training diverged at step {step} (loss {loss}); try a smaller --lr")
 
 
 class _BatchSampler:
@@ -98,11 +102,6 @@ def _amortized_cache(config: FitConfig, n_train: int, device: torch.device) -> t
     return FixpointCache(n_train, config.hidden, device), None
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _read_back(entry: dict) -> dict:
     """A progress entry with its device tensors read back as Python numbers."""
     return {key: value.item() if isinstance(value, torch.Tensor) else value for key, value in entry.items()}
@@ -124,7 +123,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     model = make_model(config, signal).to(device)
-    optimizer = make_optimizer(model, config, device)
+    optimizer = make_optimizer(model.parameters(), config, device)
     chunk = render_chunk_size(config.hidden, config.layers, device, config.solver_tensors())
 
     train_coords = signal.train_coordinates().to(device)
@@ -140,7 +139,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
 
     # Losses stay on the device; reading them back forces a sync, so on a GPU we only do it now and then.
     losses = torch.zeros(config.steps, device=device)
-    sync_every = 50 if device.type == "cuda" else 1
+    sync_every = loss_read_interval(device)
     progress: list[tuple[int, dict]] = []
     eval_seconds = 0.0
     compiling = training_step.compile  # the first step is then timed apart, whether compilation succeeds or not
@@ -159,7 +158,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
             if step % sync_every == 0 or last:
                 value = losses[step - 1].item()
                 if not math.isfinite(value):
-                    raise UserError(f"training diverged at step {step} (loss {value}); try a smaller --lr")
+                    raise divergence_error(step, value)
                 if on_progress is not None:
                     on_progress(FitProgress(step, config.steps, value, psnr_from_mse(value),
                                             time.perf_counter() - start - eval_seconds))
@@ -168,7 +167,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
                 with precision_scope(config.precision, device):
                     progress.append((step, measure_progress(model, None if cache is None else cache.z)))
                 eval_seconds += time.perf_counter() - eval_start
-        _synchronize(device)
+        synchronize(device)
         train_seconds = time.perf_counter() - start - eval_seconds
         eval_start = time.perf_counter()
         with precision_scope(config.precision, device):

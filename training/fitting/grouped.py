@@ -25,8 +25,8 @@ from torch.func import functional_call, stack_module_state
 from inr_core.errors import UserError
 from models import count_parameters, get_spec
 from training.fitting.config import FitConfig, resolve_config
-from training.fitting.devices import render_chunk_size
-from training.fitting.fit import FitResult, make_model, make_optimizer
+from training.fitting.devices import loss_read_interval, render_chunk_size, synchronize
+from training.fitting.fit import FitResult, divergence_error, make_model, make_optimizer
 from training.fitting.precision import autocast, matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
 from training.fitting.signal import GridSignal, training_loss
@@ -57,7 +57,7 @@ class GroupOutcome:
 
 def _per_signal_optimizer(model, config: FitConfig, device, stacked: torch.optim.Optimizer, names, index: int):
     """A single-signal Adam whose state is the stacked optimizer's slice ``index`` (for the checkpoint)."""
-    optimizer = make_optimizer(model, config, device)
+    optimizer = make_optimizer(model.parameters(), config, device)
     by_name = dict(model.named_parameters())
     for stacked_param, name in zip(stacked.param_groups[0]["params"], names):
         state = stacked.state.get(stacked_param)
@@ -90,19 +90,19 @@ def fit_group(signals: list[GridSignal], config: FitConfig, recipe_rule: RecipeR
     stacked_forward = torch.vmap(network, in_dims=(0, 0, None))
     coords = signals[0].train_coordinates().to(device)  # the same grid points for every signal of the group
     targets = torch.stack([signal.train_targets() for signal in signals]).to(device)
-    loss_of = training_loss(signals[0])
-    optimizer = torch.optim.Adam(list(params.values()), lr=config.lr, fused=device.type == "cuda" or None)
+    per_signal_loss = torch.vmap(training_loss(signals[0]))  # (G, N, C) predictions and targets -> (G,) losses
+    optimizer = make_optimizer(list(params.values()), config, device)
     count = len(signals)
     losses = torch.zeros(config.steps, count, device=device)
     failed_at: dict[int, int] = {}
-    sync_every = 50 if device.type == "cuda" else 1
+    sync_every = loss_read_interval(device)
 
     first_step_at = time.perf_counter()
     with matmul_precision(config.precision, device):
         for step in range(1, config.steps + 1):
             with autocast(config.precision, device):
                 prediction = stacked_forward(params, buffers, coords).float()
-            per_signal = torch.stack([loss_of(prediction[g], targets[g]) for g in range(count)])
+            per_signal = per_signal_loss(prediction, targets)
             optimizer.zero_grad(set_to_none=True)
             per_signal.sum().backward()
             optimizer.step()
@@ -111,8 +111,7 @@ def fit_group(signals: list[GridSignal], config: FitConfig, recipe_rule: RecipeR
                 for g, value in enumerate(losses[step - 1].tolist()):
                     if not math.isfinite(value) and g not in failed_at:
                         failed_at[g] = step
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
     train_seconds = time.perf_counter() - first_step_at
 
     outcomes = []
@@ -120,15 +119,13 @@ def fit_group(signals: list[GridSignal], config: FitConfig, recipe_rule: RecipeR
     chunk = render_chunk_size(config.hidden, config.layers, device)
     for g, (signal, model) in enumerate(zip(signals, models)):
         if g in failed_at:
-            outcomes.append(GroupOutcome(None, UserError(
-                f"training diverged at step {failed_at[g]} (loss {history[failed_at[g] - 1, g].item()}); "
-                f"try a smaller --lr")))
+            outcomes.append(GroupOutcome(None, divergence_error(failed_at[g], history[failed_at[g] - 1, g].item())))
             continue
         with torch.no_grad():
             model.load_state_dict({name: params[name][g] for name in names} |
                                   {name: buffers[name][g] for name in buffers}, strict=True)
         eval_start = time.perf_counter()
-        with matmul_precision(config.precision, device), precision_scope(config.precision, device):
+        with precision_scope(config.precision, device):
             final = signal.evaluate(model, device, chunk)
         notes = [note for note in (precision_note(config.precision, device),) if note]
         notes.append(f"fitted together with {count - 1} other input(s) of the same shape; seconds and steps/s "

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from training.fitting.amortized import FixpointCache
+from training.fitting.devices import synchronize
 from training.fitting.precision import autocast
 
 DEFAULT_COMPILE_BACKEND = "inductor"
@@ -42,6 +43,8 @@ def compile_by_default(device: torch.device, steps: int, points_per_step: int) -
     """Whether a fit compiles its training step when the user has not said: on CUDA, for fits long enough to
     earn the compilation back."""
     return device.type == "cuda" and steps * points_per_step >= COMPILE_MIN_POINT_STEPS
+
+
 _COMPILED: dict[tuple[type, str, str], Callable] = {}
 # Why compilation failed for a model class in this process: its later fits go straight to eager mode.
 _COMPILE_FAILURES: dict[type, str] = {}
@@ -81,11 +84,6 @@ def _compiled(model: nn.Module, names: tuple[str, ...]):
     finally:
         for name in names:
             object.__delattr__(model, name)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class TrainingStep:
@@ -148,7 +146,7 @@ class TrainingStep:
     def _first_compiled(self, coords, target, batch) -> torch.Tensor:
         start = time.perf_counter()
         loss = self._compiled_or_eager(coords, target, batch)
-        _synchronize(self.device)
+        synchronize(self.device)
         self.compile_seconds = time.perf_counter() - start
         return loss
 
