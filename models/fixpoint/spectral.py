@@ -40,8 +40,8 @@ class ShrinkSpectralNorm(nn.Module):
         self.v.copy_(v)
 
     def warm_up(self, weight: torch.Tensor) -> None:
-        """A fresh estimate: a few dozen iterations (afterwards one per training step tracks the slowly moving W).
-        Models call it once they have their weights, so a compiled forward never sees the switch."""
+        """A fresh estimate: a few dozen iterations (afterwards ``power_iterations`` per training forward track
+        the moving W). Models call it once they have their weights, so a compiled forward never sees the switch."""
         self._power_iterate(weight.detach(), WARM_UP_ITERATIONS)
         self._warm = True
 
