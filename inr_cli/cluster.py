@@ -62,6 +62,9 @@ class Cluster:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                # Leave together: a rank tearing its group down while another's last collective is still in
+                # flight can abort the process (gloo's threads are destroyed while joinable).
+                dist.barrier()
                 dist.destroy_process_group()
 
     def my_share(self, count: int) -> list[int]:
