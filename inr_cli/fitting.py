@@ -29,11 +29,15 @@ from inr_core.errors import UserError, check
 from training.fitting.checkpoint import checkpoint_payload, serialize
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.devices import auto_group_size
-from training.fitting.grouped import can_fit_together, fit_group, group_key
+from training.fitting.grouped import fit_group, group_key
 from training.fitting.fit import FitResult, fit
 
 PSNR_PLOT = "psnr.png"
 MAX_AUTO_GROUP = 64  # signals per stacked fit when --group-size is not given
+# Loaded inputs waiting for a group to fill, at most: inputs of one shape join a group even when other shapes
+# come between them, but a long run of all-different shapes must not hold the whole dataset in memory.
+MAX_WAITING_INPUTS = 64
+MAX_WAITING_BYTES = 2 << 30
 REPORT = "report.json"
 CHECKPOINT = "checkpoint.pt"
 
@@ -158,15 +162,17 @@ def train_one(job: Job, config: FitCommandConfig, *, show_progress: bool, turn_s
                       result.first_step_at - turn_started_at)
 
 
-def train_group(jobs: list[Job], config: FitCommandConfig, *, turn_started_at: float
+def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: bool, turn_started_at: float
                 ) -> list[TrainedRun | UserError]:
     """Fit same-shaped loaded inputs together as one stacked network (:mod:`training.fitting.grouped`)."""
     created = []
     for job in jobs:
         created.append(missing_ancestors(job.out_dir))
         prepare_output_dir(job.out_dir)
+    label = f"{len(jobs)} inputs ({input_stem(jobs[0].source)}, ...)"
     try:
-        outcomes = fit_group([job.loaded.signal for job in jobs], jobs[0].fit_config)
+        with fit_progress(label, jobs[0].fit_config.steps, enabled=show_progress) as on_progress:
+            outcomes = fit_group([job.loaded.signal for job in jobs], jobs[0].fit_config, on_progress=on_progress)
     except BaseException:
         for folders in created:
             remove_if_empty(folders)
@@ -251,17 +257,20 @@ class _Inline:
 
 class _Outcomes:
     """Each input's outcome: its report, or the message of its failure (printed on stderr at once, by the
-    process that met it). A single process prints reports as they come, in input order; ranks of a torchrun
+    process that met it). A single process prints reports in input order as soon as every earlier input is
+    settled (inputs may finish out of order when same-shaped ones wait to fit together); ranks of a torchrun
     launch hand theirs to rank 0, which prints them all in input order at the end."""
 
-    def __init__(self, modality: Modality, output: OutputOptions, streaming: bool):
+    def __init__(self, modality: Modality, output: OutputOptions, streaming: bool, order: list[int]):
         self.modality, self.output, self.streaming = modality, output, streaming
         self.by_index: dict[int, dict | str] = {}
+        self._unannounced = list(order)  # this process's inputs, in input order, not yet printed
 
     def failed(self, index: int, error: UserError) -> None:
         message = phrase(error)
         self.by_index[index] = message
         stderr_console.print(f"inr: error: {message}", markup=False, soft_wrap=True)
+        self._announce_ready()
 
     def written(self, index: int, pending: Future) -> None:
         try:
@@ -270,8 +279,13 @@ class _Outcomes:
             self.failed(index, error)
             return
         self.by_index[index] = report
-        if self.streaming:
-            self.announce(report)
+        self._announce_ready()
+
+    def _announce_ready(self) -> None:
+        while self.streaming and self._unannounced and self._unannounced[0] in self.by_index:
+            outcome = self.by_index[self._unannounced.pop(0)]
+            if isinstance(outcome, dict):
+                self.announce(outcome)
 
     def announce(self, report: dict) -> None:
         if self.output.as_json:
@@ -282,33 +296,66 @@ class _Outcomes:
 
 
 def _group_limit(requested: int | None, job: Job) -> int:
-    """How many inputs the group ``job`` starts may take: 1 where it cannot share a fit, else ``--group-size``
-    or as many as fit in memory."""
-    if not can_fit_together(job.fit_config, job.loaded.signal):
-        return 1
+    """How many inputs the group ``job`` starts may take: ``--group-size``, or as many as fit in memory."""
     if requested is not None:
         return requested
-    config = job.fit_config
-    return auto_group_size(job.loaded.signal.train_count, config.hidden, config.layers, torch.device(config.device),
-                           cap=MAX_AUTO_GROUP)
+    config, signal = job.fit_config, job.loaded.signal
+    return auto_group_size(min(signal.train_count, config.batch_size), config.hidden, config.layers,
+                           torch.device(config.device), cap=MAX_AUTO_GROUP, solver_tensors=config.solver_tensors(),
+                           resident_bytes=4 * signal.train_count * (config.hidden + signal.dims + signal.channels))
+
+
+def _held_bytes(job: Job) -> int:
+    signal = job.loaded.signal
+    return 4 * signal.num_points * (signal.dims + signal.channels)
+
+
+class _Groups:
+    """Loaded inputs waiting to fit, grouped by what they can share (resolved config and signal shape)."""
+
+    def __init__(self, group_size: int | None):
+        self.group_size = group_size
+        self.waiting: dict[tuple, list[Job]] = {}  # by key, in the order the groups were opened
+        self.limits: dict[tuple, int] = {}
+
+    def add(self, job: Job) -> list[Job] | None:
+        """Add ``job``; returns a group to fit now: one that is full, or the oldest when too many wait."""
+        key = (job.fit_config, group_key(job.loaded.signal))
+        if key not in self.waiting:
+            self.waiting[key], self.limits[key] = [], _group_limit(self.group_size, job)
+        self.waiting[key].append(job)
+        if len(self.waiting[key]) >= self.limits[key]:
+            return self._take(key)
+        jobs = [waiting for group in self.waiting.values() for waiting in group]
+        if len(jobs) > MAX_WAITING_INPUTS or sum(_held_bytes(waiting) for waiting in jobs) > MAX_WAITING_BYTES:
+            return self._take(min(self.waiting, key=lambda k: self.waiting[k][0].index))
+        return None
+
+    def _take(self, key: tuple) -> list[Job]:
+        del self.limits[key]
+        return self.waiting.pop(key)
+
+    def drain(self):
+        """The groups still waiting, oldest first."""
+        while self.waiting:
+            yield self._take(min(self.waiting, key=lambda k: self.waiting[k][0].index))
 
 
 def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[int, str, Path]],
                 output: OutputOptions, outcomes: _Outcomes, show_progress: bool) -> None:
-    """Load and fit ``(index, source, folder)`` jobs in order. Consecutive inputs of one shape fit together as
-    one stacked network where the model allows it (``output.group_size``); on CUDA each input's files are
-    written while the next ones train."""
+    """Load and fit ``(index, source, folder)`` jobs. Inputs of one shape fit together as one stacked network
+    (``output.group_size`` at most; a few dozen inputs of other shapes may come between them); on CUDA each
+    input's files are written while the next ones train."""
     background = output.write_in_background
     if background is None:
         background = config.fit.device != "cpu" and torch.cuda.is_available()
     writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inr-writer") if background else _Inline()
     turn_started_at = PROCESS_STARTED_AT
-    pending: list[tuple[int, Future]] = []  # the last input handed to the writer, not yet announced
-    group: list[Job] = []
-    limit = 1
+    pending: list[tuple[int, Future]] = []  # the last input handed to the writer, not yet settled
+    groups = _Groups(output.group_size)
 
     def hand_over(index: int, run: TrainedRun | UserError, writer) -> None:
-        for earlier in pending:  # keep the order of outcomes: the previous input's first
+        for earlier in pending:  # at most one input's files in flight
             outcomes.written(*earlier)
         pending.clear()
         if isinstance(run, UserError):
@@ -316,7 +363,7 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
         else:
             pending.append((index, writer.submit(write_run, modality, run)))
 
-    def fit_collected(writer) -> None:
+    def fit_now(group: list[Job] | None, writer) -> None:
         nonlocal turn_started_at
         if not group:
             return
@@ -324,32 +371,23 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
             if len(group) == 1:
                 runs = [train_one(group[0], config, show_progress=show_progress, turn_started_at=turn_started_at)]
             else:
-                runs = train_group(group, config, turn_started_at=turn_started_at)
+                runs = train_group(group, config, show_progress=show_progress, turn_started_at=turn_started_at)
         except UserError as error:
             runs = [error] * len(group)
         turn_started_at = time.perf_counter()
         for job, run in zip(group, runs):
             hand_over(job.index, run, writer)
-        group.clear()
 
     with writer_pool as writer:
         for index, source, out_dir in jobs:
             try:
                 job = load_job(modality, index, source, out_dir, config)
             except UserError as error:
-                fit_collected(writer)
                 hand_over(index, error, writer)
                 continue
-            joins = bool(group) and len(group) < limit and job.fit_config == group[0].fit_config \
-                and can_fit_together(job.fit_config, job.loaded.signal) \
-                and group_key(job.loaded.signal) == group_key(group[0].loaded.signal)
-            if not joins:
-                fit_collected(writer)
-                limit = _group_limit(output.group_size, job)
-            group.append(job)
-            if len(group) >= limit:
-                fit_collected(writer)
-        fit_collected(writer)
+            fit_now(groups.add(job), writer)
+        for group in groups.drain():
+            fit_now(group, writer)
         for earlier in pending:
             outcomes.written(*earlier)
 
@@ -375,8 +413,9 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
         root = cluster.from_leader(lambda: run_root(sources, output.out, config.fit.model))
         folders = output_dirs(sources, root)
         config = replace(config, fit=replace(config.fit, device=cluster.device_for(config.fit.device)))
-        outcomes = _Outcomes(modality, output, streaming=not cluster.distributed)
-        jobs = [(index, sources[index], folders[index]) for index in cluster.my_share(len(sources))]
+        share = cluster.my_share(len(sources))
+        outcomes = _Outcomes(modality, output, streaming=not cluster.distributed, order=list(share))
+        jobs = [(index, sources[index], folders[index]) for index in share]
         _fit_inputs(modality, config, jobs, output, outcomes, show_progress=output.show_progress and cluster.is_leader)
         everything = cluster.gather_to_leader(outcomes.by_index)
         code = 0

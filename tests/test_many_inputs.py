@@ -12,6 +12,7 @@ from helpers import cli_env, run_cli, save_png
 from inr_cli.fitting import OutputOptions, run_fit_command
 from inr_cli.modalities.base import FitCommandConfig
 from inr_cli.modalities.image import ImageOptions
+from models.fixpoint import SolverSettings
 from training.fitting.config import FitConfig
 
 SMALL_FIT = ["--steps", "15", "--hidden", "16", "--layers", "1", "--device", "cpu", "--quiet", "--json"]
@@ -99,23 +100,64 @@ def crops_as_signals(camera_u8, count: int = 3):
     return [image_signal(torch.from_numpy(tile.astype(np.float32) / 255.0)[:, :, None]) for tile in tiles]
 
 
-@pytest.mark.parametrize("model", ["siren", "fourier-mfn", "gabor-mfn"])
-def test_a_signal_fitted_in_a_group_ends_where_it_ends_alone(camera_u8, model):
+GROUPED_CASES = [("siren", {}), ("fourier-mfn", {}), ("gabor-mfn", {}),
+                 ("isiren", {}), ("fourier-imfn", {}), ("gabor-imfn", {}),
+                 ("gabor-imfn", {"batch_size": 200}),  # minibatches: the amortized cache indexed per batch
+                 ("fourier-imfn", {"amortize": False}),  # a solve from zero every step
+                 ("fourier-imfn", {"solver": SolverSettings(solver="anderson", backward="exact")}),
+                 ("siren", {"batch_size": 200})]
+
+
+@pytest.mark.parametrize("model,options", GROUPED_CASES)
+def test_a_signal_fitted_in_a_group_ends_where_it_ends_alone(camera_u8, model, options):
     from inr_cli.modalities.image import IMAGE
     from training.fitting.fit import fit
     from training.fitting.grouped import fit_group
 
     signals = crops_as_signals(camera_u8)
-    config = FitConfig(model=model, hidden=16, layers=2, steps=40, device="cpu", eval_every=0)
+    layers = 1 if model.endswith("imfn") or model == "isiren" else 2
+    config = FitConfig(model=model, hidden=16, layers=layers, steps=30, device="cpu", eval_every=0, **options)
     together = fit_group(signals, config, IMAGE.recipe)
     for signal, outcome in zip(signals, together):
         alone = fit(signal, config, IMAGE.recipe)
         assert outcome.error is None
         assert outcome.result.final.psnr == pytest.approx(alone.final.psnr, abs=0.05)
         assert outcome.result.batch_psnr[-1] == pytest.approx(alone.batch_psnr[-1], abs=0.05)
+        if alone.solver is not None:  # each report has its own signal's solver statistics
+            mine, reference = outcome.result.solver, alone.solver
+            assert mine["evaluation"] == pytest.approx(reference["evaluation"], rel=1e-3, abs=1e-6)
+            for key in ("max_rel_residual", "mean_rel_residual"):
+                if key in reference["training"]:
+                    assert mine["training"][key] == pytest.approx(reference["training"][key], rel=1e-3)
     # Each signal has its own parameters: the three fitted networks differ.
     weights = [outcome.result.model.head.weight for outcome in together]
     assert not torch_equal(weights[0], weights[1])
+
+
+def test_shapes_with_as_many_samples_fit_together_each_on_its_own_points():
+    import torch
+
+    from inr_cli.modalities.shape import SHAPE
+    from training.fitting.fit import fit
+    from training.fitting.grouped import fit_group, group_key
+    from training.fitting.signal import Samples, ScatteredSamples
+
+    def ball(radius: float, seed: int) -> ScatteredSamples:
+        generator = torch.Generator().manual_seed(seed)
+        points = torch.rand(600, 3, generator=generator) * 2 - 1
+        held = torch.rand(200, 3, generator=generator) * 2 - 1
+        distance = lambda p: p.norm(dim=1, keepdim=True) - radius  # noqa: E731
+        return ScatteredSamples(Samples(points, distance(points)), {"uniform": Samples(held, distance(held))})
+
+    signals = [ball(0.5, 1), ball(0.7, 2)]
+    assert group_key(signals[0]) == group_key(signals[1])
+    config = FitConfig(model="fourier-imfn", hidden=16, layers=1, steps=25, device="cpu", eval_every=0,
+                       batch_size=300)
+    together = fit_group(signals, config, SHAPE.recipe)
+    for signal, outcome in zip(signals, together):
+        alone = fit(signal, config, SHAPE.recipe)
+        assert outcome.result.batch_psnr[-1] == pytest.approx(alone.batch_psnr[-1], abs=0.05)
+        assert outcome.result.final.iou == pytest.approx(alone.final.iou, abs=1e-3)
 
 
 def torch_equal(a, b) -> bool:
@@ -143,7 +185,8 @@ def test_cli_groups_same_shaped_inputs_and_their_checkpoints_sample(tmp_path, ca
     names = []
     for i in range(3):
         names.append(save_png(tmp_path / f"tile{i}.png", camera_u8[i * 40:i * 40 + 24, 200:224]).name)
-    names.append(save_png(tmp_path / "colour.png", astronaut_u8[:24, :24]).name)  # 3 channels: a group of its own
+    # 3 channels: a group of its own, between the grey tiles, which still fit together (and report in order).
+    names.insert(1, save_png(tmp_path / "colour.png", astronaut_u8[:24, :24]).name)
     stdin = "\n".join(names) + "\n"
     grouped = run_cli(["fit", "image", "-", "--out", "grouped", *SMALL_FIT], cwd=tmp_path, stdin=stdin)
     alone = run_cli(["fit", "image", "-", "--out", "alone", "--group-size", "1", *SMALL_FIT], cwd=tmp_path,
@@ -154,8 +197,8 @@ def test_cli_groups_same_shaped_inputs_and_their_checkpoints_sample(tmp_path, ca
     assert [r["input"] for r in together] == names
     for report, reference in zip(together, separate):
         assert report["psnr"] == pytest.approx(reference["psnr"], abs=0.05)
-    assert all("fitted together with 2 other input(s)" in r["notes"][-1] for r in together[:3])
-    assert not any("fitted together" in note for note in together[3]["notes"])
+    assert all("fitted together with 2 other input(s)" in r["notes"][-1] for r in together if r["input"] != "colour.png")
+    assert not any("fitted together" in note for note in together[1]["notes"])
     assert not any("fitted together" in note for r in separate for note in r["notes"])
     # A grouped fit's checkpoint is an ordinary single-signal checkpoint.
     sample = run_cli(["sample", "grouped/tile1/checkpoint.pt", "--out", "tile1-x2.png", "--scale", "2"], cwd=tmp_path)
@@ -167,3 +210,60 @@ def test_group_size_must_be_positive(tmp_path, six_images):
     folder, names = six_images
     proc = run_cli(["fit", "image", str(folder / names[0]), "--group-size", "0", *SMALL_FIT], cwd=tmp_path)
     assert proc.returncode == 2 and "--group-size must be at least 1" in proc.stderr
+
+
+def test_inputs_of_one_shape_wait_for_each_other_but_not_without_bound(monkeypatch, camera_u8):
+    from types import SimpleNamespace
+
+    from inr_cli import fitting
+    from inr_cli.fitting import Job, _Groups
+
+    import torch
+
+    from training.fitting.signal import image_signal
+
+    signals = crops_as_signals(camera_u8, count=2)
+    other = image_signal(torch.rand(10, 12, 1))  # another shape
+    config = FitConfig(model="siren", hidden=16, layers=1, steps=5, device="cpu")
+
+    def job(index, signal):
+        return Job(index, f"in{index}", None, SimpleNamespace(signal=signal), config)
+
+    groups = _Groups(group_size=2)
+    assert groups.add(job(0, signals[0])) is None
+    assert groups.add(job(1, other)) is None  # another shape opens its own group
+    full = groups.add(job(2, signals[1]))  # the first group is full: inputs 0 and 2 fit together
+    assert [j.index for j in full] == [0, 2]
+    assert [[j.index for j in group] for group in groups.drain()] == [[1]]
+
+    monkeypatch.setattr(fitting, "MAX_WAITING_INPUTS", 1)
+    groups = _Groups(group_size=8)
+    assert groups.add(job(0, signals[0])) is None
+    oldest = groups.add(job(1, other))  # two waiting is too many: the oldest group goes now, not full
+    assert [j.index for j in oldest] == [0]
+
+
+def test_crop_brings_mixed_sizes_to_one_shape(tmp_path, camera_u8, astronaut_u8):
+    from inr_cli.media.images import cover_and_crop, parse_crop
+    from inr_core.errors import InvalidSetting
+
+    assert parse_crop("64x48") == (48, 64) and parse_crop("32") == (32, 32)
+    for bad in ("64y48", "0x4", "x", "1x2x3"):
+        with pytest.raises(InvalidSetting):
+            parse_crop(bad)
+    # Scaled just enough to cover the crop (the shorter side's ratio), then centred.
+    pixels = (astronaut_u8[:300, :200] / 255.0).astype("float32")
+    assert cover_and_crop(pixels, 48, 64).shape == (48, 64, 3)
+    with pytest.raises(ValueError, match="smaller than"):
+        cover_and_crop(pixels[:40], 48, 64)
+
+    names = [save_png(tmp_path / "tall.png", camera_u8[:60, :30]).name,
+             save_png(tmp_path / "wide.png", camera_u8[100:130, :90]).name,
+             save_png(tmp_path / "small.png", camera_u8[:10, :10]).name]
+    proc = run_cli(["fit", "image", *names, "--crop", "24x20", "--out", "set", *SMALL_FIT], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("inr: error: small.png: 10x10 is smaller than the 24x20 crop (--crop 24x20); "
+                                   "choose a smaller crop")
+    reports = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(r["image"]["width"], r["image"]["height"]) for r in reports] == [(24, 20), (24, 20)]
+    assert all("fitted together with 1 other input(s)" in r["notes"][-1] for r in reports)

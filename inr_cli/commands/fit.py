@@ -122,6 +122,7 @@ def fit_command(command: str, epilog: str, batch_size_help: str | None = None):
   inr fit image photo.png --model gabor-imfn --solver anderson
   inr fit image photo.png --precision bf16 --compile   [dim]# bf16 matmuls, compiled step[/dim]
   ls *.png | inr fit image - --json --out runs/batch
+  ls photos/*.jpg | inr fit image - --crop 128 --out runs/set   [dim]# one shape: fitted together[/dim]
 """)
 def fit_image(
     paths: Annotated[Optional[list[str]], typer.Argument(
@@ -133,12 +134,15 @@ def fit_image(
         = "keep",
     resize: Annotated[Optional[int], typer.Option(help="Downscale so the longest side is this many pixels.",
                                                   show_default=False)] = None,
+    crop: Annotated[Optional[str], typer.Option(
+        help="WIDTHxHEIGHT or SIZE: scale down just enough to cover it, then keep the centre (after --resize). "
+             "Brings a folder of mixed sizes to one shape, so its images fit together.", show_default=False)] = None,
     *, fit: FitConfig, output: OutputOptions,
 ) -> int:
     """Fit an image: write the reconstruction, a comparison, a PSNR plot, report.json and a checkpoint."""
     from inr_cli.modalities.image import ImageOptions
 
-    options = ImageOptions(holdout=holdout, alpha=alpha, resize=resize)
+    options = ImageOptions(holdout=holdout, alpha=alpha, resize=resize, crop=crop)
     return run_fit_command(FitCommandConfig("image", fit, options), paths or [], output)
 
 

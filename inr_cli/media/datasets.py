@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from inr_cli.files import first_line
-from inr_cli.media.images import read_image, resize_pixels
+from inr_cli.media.images import cover_and_crop, read_image
 from inr_core.errors import UserError
 from training.jiio.channels import match_channels
 
@@ -23,13 +23,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 def _square(image: np.ndarray, size: int) -> np.ndarray:
     """(H, W, C) floats in [0, 1] -> (size, size, C): shorter side resized to ``size``, then centre-cropped."""
-    height, width, _ = image.shape
-    if (height, width) != (size, size):
-        scale = size / min(height, width)
-        image = resize_pixels(image, (max(size, round(height * scale)), max(size, round(width * scale))))
-        top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
-        image = image[top:top + size, left:left + size]
-    return np.clip(image, 0.0, 1.0)
+    return np.clip(cover_and_crop(image, size, size, upscale=True), 0.0, 1.0)
 
 
 def _to_batch(images, count: int, size: int, source: str, mix_gray: bool = False) -> torch.Tensor:

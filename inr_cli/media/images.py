@@ -16,7 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from inr_cli.files import atomic_write_with, existing_file, first_line
-from inr_core.errors import UserError
+from inr_core.errors import InvalidSetting, UserError
 
 # Photos that ship inside scikit-image, addressable as "skimage:NAME" (no download needed).
 SKIMAGE_SAMPLES = ("camera", "astronaut", "coffee", "chelsea", "text", "moon", "coins", "page", "rocket",
@@ -184,6 +184,46 @@ def resize_longest_side(image: LoadedImage, longest: int) -> LoadedImage:
         return image
     note = f"resized from {image.width}x{image.height} to {resized.shape[1]}x{resized.shape[0]} (--resize {longest})"
     return LoadedImage(torch.from_numpy(resized), image.bit_depth, image.channel_names, image.notes + [note])
+
+
+def parse_crop(text: str) -> tuple[int, int]:
+    """``WxH`` or ``N`` (N x N) -> (height, width); raises InvalidSetting("crop") otherwise."""
+    parts = text.lower().split("x")
+    try:
+        sides = [int(part) for part in parts]
+    except ValueError:
+        sides = []
+    if len(sides) not in (1, 2) or min(sides) < 1:
+        raise InvalidSetting("crop", f"must be WIDTHxHEIGHT or SIZE in pixels (e.g. 256x192 or 256), got {text!r}")
+    width, height = sides if len(sides) == 2 else sides * 2
+    return height, width
+
+
+def cover_and_crop(pixels: np.ndarray, height: int, width: int, upscale: bool = False) -> np.ndarray:
+    """``(H, W, C)`` pixels scaled (down, or also up with ``upscale``) just enough to cover ``height x width``,
+    then centre-cropped to it: the shape dataset loaders bring mixed photos to. Without ``upscale`` a side
+    shorter than the crop raises :class:`ValueError`."""
+    source_height, source_width = pixels.shape[:2]
+    scale = max(height / source_height, width / source_width)
+    if scale > 1.0 and not upscale:
+        raise ValueError(f"{source_width}x{source_height} is smaller than the {width}x{height} crop")
+    if scale != 1.0:
+        pixels = resize_pixels(pixels, (max(height, round(source_height * scale)),
+                                        max(width, round(source_width * scale))))
+    top, left = (pixels.shape[0] - height) // 2, (pixels.shape[1] - width) // 2
+    return np.ascontiguousarray(pixels[top:top + height, left:left + width])
+
+
+def crop_to(image: LoadedImage, height: int, width: int) -> LoadedImage:
+    """The centre ``width x height`` of ``image``, scaled down first as little as covering it needs."""
+    if (image.height, image.width) == (height, width):
+        return image
+    try:
+        cropped = cover_and_crop(image.pixels.numpy(), height, width)
+    except ValueError as error:
+        raise UserError(f"{error} (--crop {width}x{height}); choose a smaller crop") from None
+    note = f"cropped from {image.width}x{image.height} to {width}x{height} (--crop, scaled to cover, centred)"
+    return LoadedImage(torch.from_numpy(cropped), image.bit_depth, image.channel_names, image.notes + [note])
 
 
 def quantize(pixels: torch.Tensor, bit_depth: int) -> np.ndarray:

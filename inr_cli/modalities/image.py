@@ -7,7 +7,8 @@ from pathlib import Path
 
 from inr_cli.errors import phrase
 from inr_cli.figures import write_comparison
-from inr_cli.media.images import DEFAULT_IMAGE, LoadedImage, read_image, resize_longest_side, write_png
+from inr_cli.media.images import (DEFAULT_IMAGE, LoadedImage, crop_to, parse_crop, read_image, resize_longest_side,
+                                  write_png)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, register_modality)
 from inr_core.errors import InvalidSetting, UserError, check
@@ -26,11 +27,14 @@ class ImageOptions(ModalityOptions):
     holdout: str = "none"  # or "grid": train on [::2, ::2], measure on [1::2, 1::2]
     alpha: str = "keep"  # a non-opaque alpha channel: fitted as one more channel, or dropped
     resize: int | None = None  # downscale so the longest side is this many pixels
+    crop: str | None = None  # WxH or N: scale down to cover, then keep the centre (after --resize)
 
     def validate(self) -> None:
         check(self.holdout in HOLDOUT_MODES, "holdout", f"must be one of: {', '.join(HOLDOUT_MODES)}; got {self.holdout!r}")
         check(self.alpha in ALPHA_MODES, "alpha", f"must be one of: {', '.join(ALPHA_MODES)}; got {self.alpha!r}")
         check(self.resize is None or self.resize >= 1, "resize", f"must be at least 1, got {self.resize}")
+        if self.crop is not None:
+            parse_crop(self.crop)
 
 
 @dataclass
@@ -65,6 +69,11 @@ class ImageModality(Modality):
         image = read_image(source, alpha=options.alpha)
         if options.resize is not None:
             image = resize_longest_side(image, options.resize)
+        if options.crop is not None:
+            try:
+                image = crop_to(image, *parse_crop(options.crop))
+            except UserError as error:
+                raise UserError(f"{source}: {error}") from None
         try:
             signal = image_signal(image.pixels, holdout=options.holdout)
         except InvalidSetting as error:

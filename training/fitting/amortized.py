@@ -4,22 +4,30 @@ The first time a coordinate is seen, its fixpoint is solved from zero. On every 
 single evaluation ``z_new = f(x, z_cache)`` with the graph (the implicit backward attached) and the cache takes
 ``z_new``: one f evaluation per step, no solver. Valid because the same coordinates recur (full batch, or
 minibatches addressed by index into the cache).
+
+The cache serves one network (states ``(N, D)``) or a stack of G networks fitted together (states ``(G, N, D)``,
+:mod:`training.fitting.grouped`): points are always the second-to-last axis.
 """
 
 from __future__ import annotations
 
 import torch
 
-from models.fixpoint import per_sample_residuals
+from models.fixpoint import SolverStats, per_sample_residuals
 from models.implicit import ImplicitINR
 
 
 class FixpointCache:
-    def __init__(self, n_points: int, hidden: int, device: torch.device):
-        self.z = torch.zeros(n_points, hidden, device=device)
+    def __init__(self, n_points: int, hidden: int, device: torch.device, signals: int | None = None):
+        leading = () if signals is None else (signals,)
+        self.z = torch.zeros(*leading, n_points, hidden, device=device)
         self.valid = torch.zeros(n_points, dtype=torch.bool, device=device)
         self.all_valid = False  # a Python flag, so a warmed-up cache never forces a device sync
-        self.initial_solves: list[dict] = []
+        self.solves: list[SolverStats] = []  # the initial solves, one per batch of first-seen points
+
+    @property
+    def initial_solves(self) -> list[dict]:
+        return [stats.summary() for stats in self.solves]
 
     def _ensure_solved(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None) -> None:
         valid = self.valid if index is None else self.valid[index]
@@ -27,12 +35,12 @@ class FixpointCache:
             return
         with torch.no_grad():
             z, stats = model.solve(model.prepare(coords), model.zeros(coords))
-        self.initial_solves.append(stats.summary())
+        self.solves.append(stats)
         if index is None:
             self.z.copy_(z)
             self.valid.fill_(True)
         else:
-            self.z[index] = z
+            self.z[..., index, :] = z
             self.valid[index] = True
         self.all_valid = bool(self.valid.all())
 
@@ -40,12 +48,12 @@ class FixpointCache:
         """The training prediction for ``coords`` (rows ``index`` of the cache; None = all), updating the cache."""
         if not self.all_valid:
             self._ensure_solved(model, coords, index)
-        z_in = self.z if index is None else self.z[index]
+        z_in = self.z if index is None else self.z[..., index, :]
         prediction, z_new = model.amortized_step(coords, z_in)
         if index is None:
             self.z = z_new
         else:
-            self.z[index] = z_new
+            self.z[..., index, :] = z_new
         return prediction
 
     @torch.no_grad()
@@ -54,7 +62,7 @@ class FixpointCache:
         worst, total = 0.0, 0.0
         for start in range(0, len(coords), chunk):
             x = coords[start:start + chunk]
-            z = self.z[start:start + chunk]
+            z = self.z[..., start:start + chunk, :]
             _, relative = per_sample_residuals(z, model.f(z, model.prepare(x)))
             worst = max(worst, float(relative.max()))
             total += float(relative.sum())

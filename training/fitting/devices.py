@@ -63,10 +63,14 @@ def auto_batch_size(n_points: int, hidden: int, layers: int, device: torch.devic
     return max(1024, 1 << max(0, int(fits).bit_length() - 1))
 
 
-def auto_group_size(points: int, hidden: int, layers: int, device: torch.device, cap: int = 64) -> int:
-    """How many same-shaped signals of ``points`` training points one stacked fit takes: as many as fit the memory
-    budget the batch sizes are planned with, at most ``cap``."""
-    per_signal = activation_bytes_per_point(hidden, layers, training=True) * points
+def auto_group_size(points_per_step: int, hidden: int, layers: int, device: torch.device, cap: int = 64,
+                    solver_tensors: int = 0, resident_bytes: int = 0) -> int:
+    """How many same-shaped signals one stacked fit takes: as many as fit the memory budget the batch sizes are
+    planned with, at most ``cap``. Per signal: the activations of one step's points (and a fixpoint solver's
+    state, ``solver_tensors`` width-``hidden`` tensors per point), plus ``resident_bytes`` it keeps for the whole
+    fit (its targets, coordinates and amortized cache)."""
+    per_point = max(activation_bytes_per_point(hidden, layers, training=True), 4 * hidden * solver_tensors)
+    per_signal = per_point * points_per_step + resident_bytes
     return int(max(1, min(cap, memory_budget_bytes(device) // per_signal)))
 
 

@@ -74,7 +74,7 @@ def divergence_error(step: int, loss: float) -> UserError:
     return UserError(f"training diverged at step {step} (loss {loss}); try a smaller --lr")
 
 
-class _BatchSampler:
+class BatchSampler:
     """Index batches into the training points: every point once per epoch, in a fresh random order each epoch."""
 
     def __init__(self, n: int, batch_size: int, device: torch.device, generator: torch.Generator):
@@ -91,15 +91,16 @@ class _BatchSampler:
         return batch
 
 
-def _amortized_cache(config: FitConfig, n_train: int, device: torch.device) -> tuple[FixpointCache | None, str | None]:
-    """The fixpoint cache for an amortized implicit fit, or why there is none."""
+def amortized_cache(config: FitConfig, n_train: int, device: torch.device, signals: int | None = None
+                    ) -> tuple[FixpointCache | None, str | None]:
+    """The fixpoint cache for an amortized implicit fit (of ``signals`` stacked networks), or why there is none."""
     if not (config.is_implicit() and config.amortize):
         return None, None
-    cache_bytes = 4 * n_train * config.hidden
+    cache_bytes = 4 * n_train * config.hidden * (signals or 1)
     if cache_bytes > memory_budget_bytes(device) // 4:
         # A state per training point would crowd out the activations: solve each step instead.
         return None, f"no amortized cache: it would need {cache_bytes / 2**30:.1f} GiB for {n_train} points"
-    return FixpointCache(n_train, config.hidden, device), None
+    return FixpointCache(n_train, config.hidden, device, signals), None
 
 
 def _read_back(entry: dict) -> dict:
@@ -130,8 +131,8 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     train_values = signal.train_targets().to(device)
     n_train = signal.train_count
     full_batch = config.batch_size >= n_train
-    sampler = _BatchSampler(n_train, config.batch_size, device, torch.Generator().manual_seed(config.seed))
-    cache, cache_note = _amortized_cache(config, n_train, device)
+    sampler = BatchSampler(n_train, config.batch_size, device, torch.Generator().manual_seed(config.seed))
+    cache, cache_note = amortized_cache(config, n_train, device)
     training_step = TrainingStep(model, optimizer, training_loss(signal), cache, device, config.compile,
                                  config.precision)
     measure_progress = signal.progress(device, chunk)
@@ -198,7 +199,7 @@ def solver_report(config: FitConfig, model: nn.Module, cache: FixpointCache | No
     if cache_note:
         training["note"] = cache_note
     if cache is not None:
-        steps = [s["steps"] for s in cache.initial_solves]
+        steps = [stats.steps for stats in cache.solves]
         training.update({"initial_solves": len(steps), "initial_solve_iterations_mean": sum(steps) / len(steps),
                          "initial_solve_iterations_max": max(steps)})
         training.update(cache.residuals(model, train_coords, chunk))

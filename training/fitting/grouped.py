@@ -2,14 +2,23 @@
 
 The G networks are initialised exactly as G separate fits would be (same seed each, as `inr fit` with several
 inputs does), their parameters stacked along a new first axis (``torch.func.stack_module_state``), and one
-``vmap`` of the network over that axis evaluates all of them on the shared coordinates: one batched matrix
-product per layer instead of G small ones. The loss is the sum of the per-signal losses, so each signal's
-parameters receive exactly the gradient of its own loss; Adam acts element by element, so its update of a
-signal's slice is the update that signal's own optimizer would make. A signal whose loss turns non-finite is
-reported as failed; its slice cannot reach the others' (every operation is per signal).
+``vmap`` of the network over that axis evaluates all of them: one batched matrix product per layer instead of G
+small ones. The loss is the sum of the per-signal losses, so each signal's parameters receive exactly the gradient
+of its own loss; Adam acts element by element, so its update of a signal's slice is the update that signal's own
+optimizer would make. A signal whose loss turns non-finite is reported as failed; its slice cannot reach the
+others' (every operation is per signal).
 
-Explicit networks (SIREN, Fourier-MFN, Gabor-MFN) on signals trained full-batch; other fits go one at a time
-(:func:`can_fit_together`).
+Every model groups:
+
+- explicit networks (and the implicit ones with ``--explicit``): the network's forward, vmapped;
+- implicit networks: :class:`StackedImplicit`, whose states are ``(G, N, D)``. Its fixpoint solves are one solve
+  over every signal's points (the per-point stopping rule is unchanged; the solve simply stops once the slowest
+  signal's points have converged), the amortized cache holds every signal's states, and the implicit backward
+  is block-diagonal over signals, so each signal gets the gradient its own fit would.
+
+Minibatch fits (long clips, videos, shapes) draw one index batch per step for the whole group: every signal of a
+group has the same point count and seed, so its own fit would have drawn exactly that batch. Grid signals share
+their coordinates; scattered samples (shapes) bring their own, stacked like the targets.
 """
 
 from __future__ import annotations
@@ -17,34 +26,34 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from inr_core.errors import UserError
-from models import count_parameters, get_spec
+from models import count_parameters
+from models.fixpoint import SolverStats, solve
+from models.implicit import ImplicitINR, Prepared
+from training.fitting.amortized import FixpointCache
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.devices import loss_read_interval, render_chunk_size, synchronize
-from training.fitting.fit import FitResult, divergence_error, make_model, make_optimizer
+from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortized_cache, divergence_error,
+                                  make_model, make_optimizer, solver_report)
 from training.fitting.precision import autocast, matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
-from training.fitting.signal import GridSignal, training_loss
+from training.fitting.signal import GridSignal, Signal, training_loss
 from training.metrics import psnr_from_mse
 
 
-def group_key(signal) -> tuple | None:
-    """Signals with equal keys can share a stacked fit; None: this signal is fitted on its own."""
-    if not isinstance(signal, GridSignal):
-        return None
-    holdout = None if signal.holdout is None else tuple(signal.holdout.shape)
-    return (signal.grid_shape, signal.channels, tuple(signal.train.shape), holdout)
-
-
-def can_fit_together(config: FitConfig, signal) -> bool:
-    """Whether ``signal`` may join a group under the resolved ``config``: an explicit network, full batch."""
-    return (not get_spec(config.model).implicit and config.batch_size >= signal.train_count
-            and group_key(signal) is not None)
+def group_key(signal: Signal) -> tuple:
+    """Signals with equal keys can share a stacked fit: the same points (grids) or as many points (samples)."""
+    if isinstance(signal, GridSignal):
+        holdout = None if signal.holdout is None else tuple(signal.holdout.shape)
+        return ("grid", signal.grid_shape, signal.channels, tuple(signal.train.shape), holdout)
+    return ("samples", signal.dims, signal.channels, signal.train_count, signal.loss,
+            tuple(sorted((name, len(group.points)) for name, group in signal.held_out.items())))
 
 
 @dataclass
@@ -53,6 +62,103 @@ class GroupOutcome:
 
     result: FitResult | None
     error: UserError | None = None
+
+
+class _Member(nn.Module):
+    """Calls one method (or submodule) of ``network``, so ``functional_call`` can reach more than ``forward``."""
+
+    def __init__(self, network: nn.Module, name: str):
+        super().__init__()
+        self.network, self.name = network, name
+
+    def forward(self, *args):
+        out = getattr(self.network, self.name)(*args)
+        # vmap returns trees of tensors: the prepared parts travel as a tuple of lists.
+        return (out.filters, out.weights, out.biases) if isinstance(out, Prepared) else out
+
+
+class StackedNetworks:
+    """G networks of one architecture as stacked parameters (the leaves the optimizer updates) and a template."""
+
+    def __init__(self, models: list[nn.Module]):
+        self.count = len(models)
+        self.params, self.buffers = stack_module_state(models)
+        self.template = copy.deepcopy(models[0]).to("meta")
+
+    def vmapped(self, name: str, arg_dims: tuple):
+        """``template.NAME(*args)`` for every signal at once, each with its own parameters; ``arg_dims`` gives
+        each argument's signal axis (None: shared by all). Outputs have the signal axis first."""
+        member = _Member(self.template, name)
+        params = {f"network.{key}": value for key, value in self.params.items()}
+        buffers = {f"network.{key}": value for key, value in self.buffers.items()}
+        mapped = torch.vmap(lambda p, b, *args: functional_call(member, (p, b), args), in_dims=(0, 0, *arg_dims))
+        return lambda *args: mapped(params, buffers, *args)
+
+    def load_into(self, model: nn.Module, index: int) -> None:
+        """Give ``model`` (of the template's architecture) signal ``index``'s parameters and buffers."""
+        with torch.no_grad():
+            model.load_state_dict({name: value[index] for name, value in (self.params | self.buffers).items()},
+                                  strict=True)
+
+
+class StackedImplicit:
+    """G implicit networks as one, with the interface of :class:`models.implicit.ImplicitINR` that fits use
+    (``prepare``, ``f``, ``solve``, ``zeros``, ``amortized_step``, calling it), on states ``(G, N, D)``.
+
+    The model's own logic is reused, not rewritten: ``f``, the implicit backward, the amortized step and the
+    forward are ImplicitINR's methods, running on the vmapped pieces defined here.
+    """
+
+    one_pass = False
+
+    def __init__(self, stacked: StackedNetworks, coords_dim: int | None):
+        template = stacked.template
+        self.hidden, self.settings, self.count = template.hidden, template.settings, stacked.count
+        self._prepare = stacked.vmapped("prepare", (coords_dim,))
+        self.head = stacked.vmapped("head", (0,))
+        self._vmapped_layers = torch.vmap(
+            lambda z, filters, weights, biases: template._layers(z, Prepared(filters, weights, biases)))
+
+    def prepare(self, x: torch.Tensor) -> Prepared:
+        return Prepared(*self._prepare(x))
+
+    def _layers(self, z: torch.Tensor, prepared: Prepared) -> torch.Tensor:
+        return self._vmapped_layers(z, prepared.filters, prepared.weights, prepared.biases)
+
+    def zeros(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(self.count, x.shape[-2], self.hidden)
+
+    @torch.no_grad()
+    def solve(self, prepared: Prepared, z0: torch.Tensor) -> tuple[torch.Tensor, SolverStats]:
+        """One solve over every signal's points (the solvers take rows of states); residuals come back (G, N)."""
+        count, points, hidden = z0.shape
+        z, stats = solve(lambda flat: self.f(flat.view(count, points, hidden), prepared).reshape(-1, hidden),
+                         z0.reshape(-1, hidden), self.settings)
+        return z.view(count, points, hidden), replace(stats, abs_residual=stats.abs_residual.view(count, points),
+                                                      rel_residual=stats.rel_residual.view(count, points))
+
+    f = ImplicitINR.f
+    _with_implicit_backward = ImplicitINR._with_implicit_backward
+    amortized_step = ImplicitINR.amortized_step
+    forward_with_stats = ImplicitINR.forward_with_stats
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_stats(x)[0]
+
+
+def signal_share(stats: SolverStats, index: int, tol: float) -> SolverStats:
+    """Signal ``index``'s part of a group solve: its own residuals; steps and trace are the group's."""
+    rel = stats.rel_residual[index]
+    return replace(stats, abs_residual=stats.abs_residual[index], rel_residual=rel,
+                   converged=bool(rel.numel() == 0 or float(rel.max()) <= tol))
+
+
+def _signal_cache(cache: FixpointCache, index: int, tol: float) -> FixpointCache:
+    """Signal ``index``'s slice of a group's cache, as its own fit would have left it (for its report)."""
+    mine = FixpointCache(cache.z.shape[-2], cache.z.shape[-1], cache.z.device)
+    mine.z, mine.valid, mine.all_valid = cache.z[index], cache.valid, cache.all_valid
+    mine.solves = [signal_share(stats, index, tol) for stats in cache.solves]
+    return mine
 
 
 def _per_signal_optimizer(model, config: FitConfig, device, stacked: torch.optim.Optimizer, names, index: int):
@@ -67,9 +173,12 @@ def _per_signal_optimizer(model, config: FitConfig, device, stacked: torch.optim
     return optimizer
 
 
-def fit_group(signals: list[GridSignal], config: FitConfig, recipe_rule: RecipeRule | None = None
-              ) -> list[GroupOutcome]:
-    """Fit every signal of a same-shaped group with its own network, all at once (see the module's doc)."""
+def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule | None = None,
+              on_progress=None) -> list[GroupOutcome]:
+    """Fit every signal of a same-shaped group with its own network, all at once (see the module's doc).
+
+    ``on_progress`` receives :class:`training.fitting.fit.FitProgress` records for the group (the mean loss).
+    """
     configs = [resolve_config(config, signal, recipe_rule) for signal in signals]
     config = configs[0]
     if any(c != config for c in configs) or len({group_key(s) for s in signals}) != 1:
@@ -80,19 +189,33 @@ def fit_group(signals: list[GridSignal], config: FitConfig, recipe_rule: RecipeR
     for signal in signals:
         torch.manual_seed(config.seed)
         models.append(make_model(config, signal).to(device))
-    params, buffers = stack_module_state(models)
-    names = list(params)
-    template = copy.deepcopy(models[0]).to("meta")
-
-    def network(p, b, coords):
-        return functional_call(template, (p, b), (coords,))
-
-    stacked_forward = torch.vmap(network, in_dims=(0, 0, None))
-    coords = signals[0].train_coordinates().to(device)  # the same grid points for every signal of the group
-    targets = torch.stack([signal.train_targets() for signal in signals]).to(device)
-    per_signal_loss = torch.vmap(training_loss(signals[0]))  # (G, N, C) predictions and targets -> (G,) losses
-    optimizer = make_optimizer(list(params.values()), config, device)
+    stacked = StackedNetworks(models)
+    names = list(stacked.params)
     count = len(signals)
+
+    # Grids share one set of points; scattered samples bring their own, stacked like the targets.
+    shared_points = isinstance(signals[0], GridSignal)
+    coords_dim = None if shared_points else 0
+    coords = (signals[0].train_coordinates() if shared_points else
+              torch.stack([signal.train_coordinates() for signal in signals])).to(device)
+    targets = torch.stack([signal.train_targets() for signal in signals]).to(device)
+    n_train = signals[0].train_count
+    full_batch = config.batch_size >= n_train
+    # The batches every member's own fit would draw: same seed, same number of points.
+    sampler = BatchSampler(n_train, config.batch_size, device, torch.Generator().manual_seed(config.seed))
+
+    cache, cache_note = None, None
+    if config.is_implicit():
+        network = StackedImplicit(stacked, coords_dim)
+        cache, cache_note = amortized_cache(config, n_train, device, signals=count)
+    else:
+        network = stacked.vmapped("forward", (coords_dim,))
+
+    def predict(points: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
+        return network(points) if cache is None else cache.predict(network, points, batch)
+
+    per_signal_loss = torch.vmap(training_loss(signals[0]))  # (G, N, C) predictions and targets -> (G,) losses
+    optimizer = make_optimizer(list(stacked.params.values()), config, device)
     losses = torch.zeros(config.steps, count, device=device)
     failed_at: dict[int, int] = {}
     sync_every = loss_read_interval(device)
@@ -100,33 +223,43 @@ def fit_group(signals: list[GridSignal], config: FitConfig, recipe_rule: RecipeR
     first_step_at = time.perf_counter()
     with matmul_precision(config.precision, device):
         for step in range(1, config.steps + 1):
+            batch = None if full_batch else sampler.next()
+            points = coords if batch is None else coords[..., batch, :]
+            target = targets if batch is None else targets[:, batch]
             with autocast(config.precision, device):
-                prediction = stacked_forward(params, buffers, coords).float()
-            per_signal = per_signal_loss(prediction, targets)
+                prediction = predict(points, batch).float()
+            per_signal = per_signal_loss(prediction, target)
             optimizer.zero_grad(set_to_none=True)
             per_signal.sum().backward()
             optimizer.step()
             losses[step - 1] = per_signal.detach()
             if step % sync_every == 0 or step == config.steps:
-                for g, value in enumerate(losses[step - 1].tolist()):
+                values = losses[step - 1].tolist()
+                for g, value in enumerate(values):
                     if not math.isfinite(value) and g not in failed_at:
                         failed_at[g] = step
+                if on_progress is not None:
+                    finite = [v for v in values if math.isfinite(v)]
+                    mean = sum(finite) / len(finite) if finite else float("nan")
+                    on_progress(FitProgress(step, config.steps, mean, psnr_from_mse(mean),
+                                            time.perf_counter() - first_step_at))
         synchronize(device)
     train_seconds = time.perf_counter() - first_step_at
 
     outcomes = []
     history = losses.cpu()
-    chunk = render_chunk_size(config.hidden, config.layers, device)
+    chunk = render_chunk_size(config.hidden, config.layers, device, config.solver_tensors())
     for g, (signal, model) in enumerate(zip(signals, models)):
         if g in failed_at:
             outcomes.append(GroupOutcome(None, divergence_error(failed_at[g], history[failed_at[g] - 1, g].item())))
             continue
-        with torch.no_grad():
-            model.load_state_dict({name: params[name][g] for name in names} |
-                                  {name: buffers[name][g] for name in buffers}, strict=True)
+        stacked.load_into(model, g)
         eval_start = time.perf_counter()
         with precision_scope(config.precision, device):
             final = signal.evaluate(model, device, chunk)
+            solver = None if not config.is_implicit() else solver_report(
+                config, model, None if cache is None else _signal_cache(cache, g, config.solver.tol),
+                coords if shared_points else coords[g], final, chunk, cache_note)
         notes = [note for note in (precision_note(config.precision, device),) if note]
         notes.append(f"fitted together with {count - 1} other input(s) of the same shape; seconds and steps/s "
                      f"are the group's")
@@ -136,5 +269,7 @@ def fit_group(signals: list[GridSignal], config: FitConfig, recipe_rule: RecipeR
             compiled=False, compile_seconds=0.0, setup_seconds=first_step_at - called_at,
             first_step_at=first_step_at, eval_seconds=time.perf_counter() - eval_start,
             batch_psnr=[psnr_from_mse(v) for v in history[:, g].tolist()],
-            final=final, evaluations=[{"step": config.steps, **final.history_entry()}], notes=notes)))
+            final=final, evaluations=[{"step": config.steps, **final.history_entry()}], solver=solver,
+            notes=notes)))
     return outcomes
+
