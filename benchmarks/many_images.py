@@ -99,6 +99,8 @@ def main() -> None:
         worst = max((abs(a["psnr"] - b["psnr"]) for a, b in zip(one_by_one, reports) if a["psnr"] < MEANINGFUL_DB),
                     default=0.0)
         print(f"{label:<28}{wall:>8.1f}{args.count / wall:>10.2f}{one_by_one_wall / wall:>10.2f}{worst:>16.4f}")
+    print(f"torchrun / grouped one-process wall: {many_wall / grouped_wall:.2f}; torchrun / one at a time: "
+          f"{many_wall / one_by_one_wall:.2f}")
     print("targets: grouped >= 2x (CPU, 32 crops of 32 px) and >= 10x (GPU, 100 crops of 128 px, SIREN 3x256) "
           "faster, PSNR within 0.05 dB; torchrun over 2 CPU processes <= 0.8x the one-process wall")
 

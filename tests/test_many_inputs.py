@@ -267,3 +267,15 @@ def test_crop_brings_mixed_sizes_to_one_shape(tmp_path, camera_u8, astronaut_u8)
     reports = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(r["image"]["width"], r["image"]["height"]) for r in reports] == [(24, 20), (24, 20)]
     assert all("fitted together with 1 other input(s)" in r["notes"][-1] for r in reports)
+
+
+def test_cpu_groups_stay_small_enough_to_gain():
+    import torch
+
+    from training.fitting.devices import CPU_STACKED_TENSOR_BYTES, auto_group_size
+
+    cpu = torch.device("cpu")
+    # 1024 points x 256 wide: 1 MiB per signal and layer, so 16 per group (32 measured slower than one at a time).
+    assert auto_group_size(1024, 256, 3, cpu, cap=64) == CPU_STACKED_TENSOR_BYTES // (4 * 256 * 1024) == 16
+    assert auto_group_size(1024, 64, 3, cpu, cap=64) == 64
+    assert auto_group_size(1 << 20, 256, 3, cpu, cap=64) == 1  # one big signal: never grouped
