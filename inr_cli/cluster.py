@@ -57,14 +57,16 @@ class Cluster:
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
         return cls(dist.get_rank(), dist.get_world_size(), local_rank)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Leave the process group; ``wait=False`` (an interrupted run) leaves without waiting for the others."""
         if self.distributed:
             import torch.distributed as dist
 
             if dist.is_initialized():
                 # Leave together: a rank tearing its group down while another's last collective is still in
                 # flight can abort the process (gloo's threads are destroyed while joinable).
-                dist.barrier()
+                if wait:
+                    dist.barrier()
                 dist.destroy_process_group()
 
     def my_share(self, count: int) -> list[int]:

@@ -15,7 +15,7 @@ from inr_cli.modalities.image import IMAGE, ImageOptions
 from inr_cli.peak_memory import measure_peak_memory
 from inr_cli.progress import stderr_console
 from inr_cli.reports import clean, versions
-from inr_core.errors import UserError, check
+from inr_core.errors import InvalidSetting, check
 from models import get_spec, model_names
 from training.fitting.amortized import FixpointCache
 from training.fitting.config import FitConfig, resolve_config
@@ -33,10 +33,10 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         match = SIZE_PATTERN.match(item)
         if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
-            raise UserError(f"--sizes: {item!r} is not of the form nLcD, e.g. 1L256D")
+            raise InvalidSetting("--sizes", f"{item!r} is not of the form nLcD, e.g. 1L256D")  # usage: exit 2
         sizes.append((int(match.group(1)), int(match.group(2))))
     if not sizes:
-        raise UserError("--sizes is empty; e.g. --sizes 1L256D,4L256D")
+        raise InvalidSetting("--sizes", "is empty; e.g. --sizes 1L256D,4L256D")
     return sizes
 
 
@@ -44,7 +44,7 @@ def parse_models(text: str) -> list[str]:
     """'gabor-imfn, siren' -> ['gabor-imfn', 'siren']."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
-        raise UserError("--models is empty; e.g. --models gabor-imfn,fourier-imfn")
+        raise InvalidSetting("--models", "is empty; e.g. --models gabor-imfn,fourier-imfn")
     return names
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,11 @@ if TYPE_CHECKING:
 
 # matplotlib is imported where a picture is drawn, not at start-up (a third of a second of every command). Its
 # figures are made without pyplot, so no display backend is ever chosen or needed.
+
+# Titles carry file names, which may be in scripts the bundled font lacks (Chinese, Arabic...): those characters
+# draw as boxes, and matplotlib's warning about each would reach the terminal raw. Installed once, at import, so
+# that figures drawn on the writer thread need no (thread-unsafe) catch_warnings block.
+warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
 
 # The error map is scaled so that an absolute error of this much (on [0, 1]) is full brightness.
 ERROR_MAP_FULL_SCALE = 0.1

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from inr_cli.cluster import Cluster
+from inr_cli.interrupts import StopRequest
 from inr_cli.errors import phrase
 from inr_cli.figures import write_psnr_plot
 from inr_cli.files import (atomic_write_bytes, atomic_write_text, missing_ancestors, prepare_output_dir,
@@ -23,6 +24,8 @@ from inr_cli.files import (atomic_write_bytes, atomic_write_text, missing_ancest
 from inr_cli.modalities.base import QUALITY_KEYS, FitCommandConfig, LoadedSignal, Modality, get_modality
 from inr_cli.progress import fit_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, human_summary, to_json, versions
+from inr_cli.run_folder import (TRAINING_STATE, RunFolder, finished_report, load_training_state,
+                                save_training_state)
 from inr_cli.summary import write_summary
 from inr_core.clock import PROCESS_STARTED_AT
 from inr_core.errors import UserError, check
@@ -30,6 +33,7 @@ from training.fitting.checkpoint import checkpoint_payload, serialize
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.devices import auto_group_size
 from training.fitting.grouped import fit_group, group_key
+from training.fitting.control import FitControl, Interrupted
 from training.fitting.fit import FitResult, fit
 
 PSNR_PLOT = "psnr.png"
@@ -54,6 +58,10 @@ class OutputOptions:
     # Same-shaped inputs fitted together as one stacked network: at most this many (None: as many as fit in
     # memory; 1: one at a time).
     group_size: int | None = None
+    # Save each fit's whole state every this many steps (0: never; None: every few minutes of training).
+    checkpoint_every: int | None = None
+    resume: bool = False  # continue the run in ``out``: finished inputs kept, unfinished ones from their state
+    overwrite: bool = False  # replace a run already in ``out`` (its old outputs removed first)
 
 
 def input_stem(source: str) -> str:
@@ -119,6 +127,10 @@ def _report_metrics(metrics: dict, measured: dict) -> dict:
     return {**metrics, **measured}
 
 
+class GroupDivergence(UserError):
+    """A signal's loss ran away in a group fit (it is then fitted again alone)."""
+
+
 @dataclass
 class TrainedRun:
     """One input fitted, its outputs not yet written."""
@@ -148,13 +160,22 @@ def load_job(modality: Modality, index: int, source: str, out_dir: Path, config:
     return Job(index, source, out_dir, loaded, resolve_config(config.fit, loaded.signal, modality.recipe))
 
 
-def train_one(job: Job, config: FitCommandConfig, *, show_progress: bool, turn_started_at: float) -> TrainedRun:
+def fit_control(job: Job, output: OutputOptions, stop: StopRequest) -> FitControl:
+    """Saves of the fit's state into its folder (every ``--checkpoint-every`` steps, and on a stop request), and
+    the state to resume from with ``--resume``."""
+    resume = load_training_state(job.out_dir, job.fit_config.to_dict()) if output.resume else None
+    return FitControl(resume=resume, save=lambda state: save_training_state(job.out_dir, state),
+                      save_every_steps=output.checkpoint_every, stop_requested=stop.requested)
+
+
+def train_one(job: Job, config: FitCommandConfig, *, show_progress: bool, turn_started_at: float,
+              control: FitControl | None = None) -> TrainedRun:
     """Fit one loaded input; its run folder is made here (and removed again if the fit fails)."""
     created = missing_ancestors(job.out_dir)
     prepare_output_dir(job.out_dir)
     try:
         with fit_progress(input_stem(job.source), job.fit_config.steps, enabled=show_progress) as on_progress:
-            result = fit(job.loaded.signal, job.fit_config, on_progress=on_progress)
+            result = fit(job.loaded.signal, job.fit_config, on_progress=on_progress, control=control)
     except BaseException:
         remove_if_empty(created)  # leave no empty folders behind for a fit that never finished
         raise
@@ -162,9 +183,10 @@ def train_one(job: Job, config: FitCommandConfig, *, show_progress: bool, turn_s
                       result.first_step_at - turn_started_at)
 
 
-def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: bool, turn_started_at: float
-                ) -> list[TrainedRun | UserError]:
-    """Fit same-shaped loaded inputs together as one stacked network (:mod:`training.fitting.grouped`)."""
+def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: bool, turn_started_at: float,
+                stop: StopRequest) -> list[TrainedRun | UserError]:
+    """Fit same-shaped loaded inputs together as one stacked network (:mod:`training.fitting.grouped`). A group
+    saves no state of its own: interrupted, it starts again on --resume (on the CPU with the same result)."""
     created = []
     for job in jobs:
         created.append(missing_ancestors(job.out_dir))
@@ -172,7 +194,8 @@ def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: boo
     label = f"{len(jobs)} inputs ({input_stem(jobs[0].source)}, ...)"
     try:
         with fit_progress(label, jobs[0].fit_config.steps, enabled=show_progress) as on_progress:
-            outcomes = fit_group([job.loaded.signal for job in jobs], jobs[0].fit_config, on_progress=on_progress)
+            outcomes = fit_group([job.loaded.signal for job in jobs], jobs[0].fit_config, on_progress=on_progress,
+                                 stop_requested=stop.requested)
     except BaseException:
         for folders in created:
             remove_if_empty(folders)
@@ -181,7 +204,7 @@ def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: boo
     for job, folders, outcome in zip(jobs, created, outcomes):
         if outcome.error is not None:
             remove_if_empty(folders)
-            runs.append(UserError(f"{job.source}: {outcome.error}"))
+            runs.append(GroupDivergence(f"{job.source}: {outcome.error}"))
         else:
             runs.append(TrainedRun(job.source, job.loaded, job.out_dir, replace(config, fit=outcome.result.config),
                                    outcome.result, outcome.result.first_step_at - turn_started_at))
@@ -234,6 +257,7 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
     }
     # The report goes last: its presence means every other file of the run is complete.
     atomic_write_text(out_dir / REPORT, to_json(report) + "\n")
+    (out_dir / TRAINING_STATE).unlink(missing_ok=True)  # finished: nothing left to resume
     return report
 
 
@@ -270,6 +294,10 @@ class _Outcomes:
         message = phrase(error)
         self.by_index[index] = message
         stderr_console.print(f"inr: error: {message}", markup=False, soft_wrap=True)
+        self._announce_ready()
+
+    def finished_earlier(self, index: int, report: dict) -> None:
+        self.by_index[index] = report
         self._announce_ready()
 
     def written(self, index: int, pending: Future) -> None:
@@ -342,10 +370,11 @@ class _Groups:
 
 
 def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[int, str, Path]],
-                output: OutputOptions, outcomes: _Outcomes, show_progress: bool) -> None:
+                output: OutputOptions, outcomes: _Outcomes, show_progress: bool, stop: StopRequest) -> None:
     """Load and fit ``(index, source, folder)`` jobs. Inputs of one shape fit together as one stacked network
     (``output.group_size`` at most; a few dozen inputs of other shapes may come between them); on CUDA each
-    input's files are written while the next ones train."""
+    input's files are written while the next ones train. With ``--resume`` an input whose folder has its report
+    is not fitted again. Raises :class:`Interrupted` when ``stop`` is requested (after the files in flight)."""
     background = output.write_in_background
     if background is None:
         background = config.fit.device != "cpu" and torch.cuda.is_available()
@@ -369,27 +398,49 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
             return
         try:
             if len(group) == 1:
-                runs = [train_one(group[0], config, show_progress=show_progress, turn_started_at=turn_started_at)]
+                runs = [train_one(group[0], config, show_progress=show_progress, turn_started_at=turn_started_at,
+                                  control=fit_control(group[0], output, stop))]
             else:
-                runs = train_group(group, config, show_progress=show_progress, turn_started_at=turn_started_at)
+                runs = train_group(group, config, show_progress=show_progress, turn_started_at=turn_started_at,
+                                   stop=stop)
+                # A signal whose loss ran away in the group is fitted again alone, where it can be rolled back.
+                runs = [run if not isinstance(run, GroupDivergence) else
+                        _alone(job, config, output, stop, show_progress) for job, run in zip(group, runs)]
         except UserError as error:
             runs = [error] * len(group)
         turn_started_at = time.perf_counter()
         for job, run in zip(group, runs):
             hand_over(job.index, run, writer)
 
-    with writer_pool as writer:
-        for index, source, out_dir in jobs:
-            try:
-                job = load_job(modality, index, source, out_dir, config)
-            except UserError as error:
-                hand_over(index, error, writer)
-                continue
-            fit_now(groups.add(job), writer)
-        for group in groups.drain():
-            fit_now(group, writer)
-        for earlier in pending:
+    try:
+        with writer_pool as writer:
+            for index, source, out_dir in jobs:
+                if stop.requested():
+                    raise Interrupted(0)
+                earlier = finished_report(out_dir) if output.resume else None
+                if earlier is not None:
+                    outcomes.finished_earlier(index, earlier)
+                    continue
+                try:
+                    job = load_job(modality, index, source, out_dir, config)
+                except UserError as error:
+                    hand_over(index, error, writer)
+                    continue
+                fit_now(groups.add(job), writer)
+            for group in groups.drain():
+                fit_now(group, writer)
+    finally:
+        for earlier in pending:  # the files of a finished fit are written even when the run is interrupted
             outcomes.written(*earlier)
+
+
+def _alone(job: Job, config: FitCommandConfig, output: OutputOptions, stop: StopRequest, show_progress: bool
+           ) -> TrainedRun | UserError:
+    try:
+        return train_one(job, config, show_progress=show_progress, turn_started_at=time.perf_counter(),
+                         control=fit_control(job, output, stop))
+    except UserError as error:
+        return UserError(f"{job.source}: {error}")
 
 
 def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOptions) -> int:
@@ -404,19 +455,34 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
     also gets the dataset summary (:mod:`inr_cli.summary`).
     """
     config.validate()
-    check(output.group_size is None or output.group_size >= 1, "group_size",
-          f"must be at least 1, got {output.group_size}")
+    _validate_output(output)
     modality = get_modality(config.modality)
     cluster = Cluster.from_environment()
+    claimed: list[RunFolder] = []
+
+    def claim_root() -> Path:
+        root = run_root(sources, output.out, config.fit.model)
+        claimed.append(RunFolder(root).claim(overwrite=output.overwrite, resume=output.resume))
+        return root
+
+    interrupted = False
     try:
-        sources = cluster.from_leader(lambda: expand_inputs(paths, modality.default_input))
-        root = cluster.from_leader(lambda: run_root(sources, output.out, config.fit.model))
-        folders = output_dirs(sources, root)
-        config = replace(config, fit=replace(config.fit, device=cluster.device_for(config.fit.device)))
-        share = cluster.my_share(len(sources))
-        outcomes = _Outcomes(modality, output, streaming=not cluster.distributed, order=list(share))
-        jobs = [(index, sources[index], folders[index]) for index in share]
-        _fit_inputs(modality, config, jobs, output, outcomes, show_progress=output.show_progress and cluster.is_leader)
+        with StopRequest() as stop:
+            sources = cluster.from_leader(lambda: expand_inputs(paths, modality.default_input))
+            root = cluster.from_leader(claim_root)
+            folders = output_dirs(sources, root)
+            config = replace(config, fit=replace(config.fit, device=cluster.device_for(config.fit.device)))
+            share = cluster.my_share(len(sources))
+            outcomes = _Outcomes(modality, output, streaming=not cluster.distributed, order=list(share))
+            jobs = [(index, sources[index], folders[index]) for index in share]
+            try:
+                _fit_inputs(modality, config, jobs, output, outcomes,
+                            show_progress=output.show_progress and cluster.is_leader, stop=stop)
+            except Interrupted as stopped:
+                interrupted = True
+                where = f" at step {stopped.step}" if stopped.step else ""
+                stderr_console.print(f"inr: interrupted{where}; resume with --resume", markup=False, soft_wrap=True)
+                return stop.exit_code
         everything = cluster.gather_to_leader(outcomes.by_index)
         code = 0
         if cluster.is_leader:
@@ -431,4 +497,15 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
             code = 1 if any(not isinstance(outcome, dict) for outcome in everything.values()) else 0
         return cluster.agree(code)
     finally:
-        cluster.close()
+        for folder in claimed:
+            folder.release()
+        cluster.close(wait=not interrupted)  # interrupted ranks do not wait for each other
+
+
+def _validate_output(output: OutputOptions) -> None:
+    check(output.group_size is None or output.group_size >= 1, "group_size",
+          f"must be at least 1, got {output.group_size}")
+    check(output.checkpoint_every is None or output.checkpoint_every >= 0, "checkpoint_every",
+          f"must be 0 or more, got {output.checkpoint_every}")
+    check(not (output.resume and output.overwrite), "resume", "and --overwrite exclude each other: choose one")
+    check(not output.resume or output.out is not None, "resume", "needs --out: the run folder to continue")

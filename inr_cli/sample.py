@@ -1,23 +1,34 @@
 """`inr sample`: re-render a fitted network from its checkpoint alone, or draw from a JIIO-trained decoder.
 
 A fitted network's checkpoint holds its run's whole config; the modality named there says which sample
-settings apply and renders the sample.
+settings apply and renders the sample. The checkpoint is validated before a network is built from it
+(:func:`training.fitting.checkpoint.validate_payload`), and the render's memory is estimated before anything is
+allocated, so a damaged file or an impossible size ends in one line, not a traceback or a half-written file.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from inr_cli.files import prepare_output_dir
-from inr_cli.modalities.base import FitCommandConfig, FittedNetwork, SampleRequest, get_modality, modality_names
-from inr_core.errors import UserError
+from inr_cli.modalities.base import (FitCommandConfig, FittedNetwork, Modality, SampleRequest, SampleTarget,
+                                     get_modality, modality_names)
+from inr_core.errors import InvalidSetting, UserError, check
 from training.fitting.checkpoint import deserialize, model_from_payload
-from training.fitting.devices import check_device_name, render_chunk_size, resolve_device
+from training.fitting.devices import (activation_bytes_per_point, check_device_name, memory_budget_bytes,
+                                      render_chunk_size, resolve_device)
 from training.jiio.decoder_checkpoint import is_decoder_payload
 
 SAMPLE_FLAGS = {"scale": "--scale", "width": "--width", "height": "--height", "rate": "--rate",
                 "duration": "--duration", "fps": "--fps", "resolution": "--resolution"}
+# Host bytes per rendered value at the peak of writing it (measured about 20 for a PNG): the float32 render, its
+# [0, 1] copy, and the float64 temporaries of rounding to the file's integers.
+HOST_BYTES_PER_VALUE = 24
+MAX_DECODER_SAMPLES = 100_000
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,12 @@ class DecoderSampleOptions:
     fid_count: int | None = None
     seed: int = 0
     as_json: bool = False
+
+    def validate(self) -> None:
+        """Usage errors, checked before any file is read (exit code 2, as for any bad option value)."""
+        check(self.count is None or 1 <= self.count <= MAX_DECODER_SAMPLES, "count",
+              f"must be between 1 and {MAX_DECODER_SAMPLES}, got {self.count}")
+        check(self.fid_count is None or self.fid_count >= 2, "fid_count", f"must be at least 2, got {self.fid_count}")
 
     def given_flags(self) -> list[str]:
         """The flags given, except --seed (which has a default, so it is always "given")."""
@@ -51,19 +68,61 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def run_config_from_payload(payload: dict, checkpoint: Path) -> FitCommandConfig:
-    """The run's whole config, as a version-2 checkpoint saved it, or from a version-1 checkpoint's flat one."""
+    """The run's whole config, as a version-2 checkpoint saved it, or from a version-1 checkpoint's flat one;
+    it must be one `inr fit` could have run, and name the architecture the checkpoint holds."""
     current = payload.get("version", 1) >= 2
-    kind = payload["config"].get("modality") if current else payload.get("signal", {}).get("kind")
+    saved = payload.get("config")
+    if not isinstance(saved, dict):
+        raise UserError(f"{checkpoint}: checkpoint lacks config (the settings of the run that wrote it)")
+    signal = payload.get("signal")
+    kind = saved.get("modality") if current else signal.get("kind") if isinstance(signal, dict) else None
     if kind not in modality_names():
         raise UserError(f"{checkpoint}: holds a {kind or 'unknown'} network, which cannot be sampled")
-    return FitCommandConfig.from_dict(payload["config"]) if current else \
-        FitCommandConfig.from_flat_dict(kind, payload["config"])
+    try:
+        config = FitCommandConfig.from_dict(saved) if current else FitCommandConfig.from_flat_dict(kind, saved)
+        config.validate()
+    except InvalidSetting as error:  # a bad file, not a bad option: exit code 1
+        raise UserError(f"{checkpoint}: checkpoint config setting {error}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UserError(f"{checkpoint}: checkpoint config is unreadable ({type(error).__name__}: {error})") from None
+    arch, fit = payload["architecture"], config.fit
+    for name, recorded in (("name", fit.model), ("hidden", fit.hidden), ("layers", fit.layers)):
+        if arch[name] != recorded:
+            raise UserError(f"{checkpoint}: checkpoint architecture {name} is {arch[name]!r} but its run's config "
+                            f"says {recorded!r}; the file was edited or damaged")
+    return config
+
+
+def available_host_bytes() -> int:
+    """Memory the kernel can give this process now (MemAvailable), else the share a fit would plan with."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 2 * memory_budget_bytes(torch.device("cpu"))
+
+
+def check_render_memory(target: SampleTarget, channels: int, network_bytes: int, modality: Modality, out: Path
+                        ) -> None:
+    """Refuse, before allocating, a sample whose values (and on the CPU the network's working set,
+    ``network_bytes``) need more memory than is available."""
+    needed = math.prod(target.grid) * channels * HOST_BYTES_PER_VALUE + network_bytes
+    available = available_host_bytes()
+    if needed > available:
+        flags = ", ".join(SAMPLE_FLAGS[name] for name in modality.sample_settings)
+        raise UserError(f"{out}: this sample ({' x '.join(map(str, target.grid))} points, {channels} channels) "
+                        f"needs about {needed / 1e9:.1f} GB of memory, {available / 1e9:.1f} GB is available; "
+                        f"ask for a smaller one ({flags})")
 
 
 def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = None, device: str = "auto",
                decoder: DecoderSampleOptions = DecoderSampleOptions()) -> Path | None:
     """Validate the request once, then render the sample (or the decoder's draws). Returns the file written."""
     request.validate()
+    decoder.validate()
     check_device_name(device)
     payload = read_checkpoint(checkpoint)
     if is_decoder_payload(payload):
@@ -78,6 +137,7 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
     if decoder.given_flags():
         raise UserError(f"{checkpoint}: {' '.join(decoder.given_flags())} only applies to a decoder checkpoint")
 
+    model = model_from_payload(payload, source=str(checkpoint))  # validated first; on the CPU until rendering
     config = run_config_from_payload(payload, checkpoint)
     modality = get_modality(config.modality)
     info = payload.get("signal", {})
@@ -86,17 +146,24 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
         allowed = ", ".join(SAMPLE_FLAGS[name] for name in modality.sample_settings)
         raise UserError(f"{checkpoint}: {' '.join(stray)} does not apply to a {modality.name} checkpoint "
                         f"(it takes {allowed})")
-    target = modality.sample_target(info, request)
+    try:
+        target = modality.sample_target(info, request)
+    except KeyError as missing:
+        raise UserError(f"{checkpoint}: checkpoint signal lacks {missing}, which a {modality.name} sample needs") \
+            from None
     out = out or checkpoint.parent / target.default_name
     if out.suffix.lower() not in target.suffixes:
         raise UserError(f"{out}: {modality.name} samples are written as {' or '.join(target.suffixes)}; "
                         "give such a file name")
     torch_device = resolve_device(device)
-    fit = config.fit
-    network = FittedNetwork(
-        model=model_from_payload(payload, torch_device), out_features=payload["architecture"]["out_features"],
-        device=torch_device, chunk=render_chunk_size(fit.hidden, fit.layers, torch_device, fit.solver_tensors()),
-        info=info, config=config)
+    fit, out_features = config.fit, payload["architecture"]["out_features"]
+    chunk = render_chunk_size(fit.hidden, fit.layers, torch_device, fit.solver_tensors())
+    # The chunked passes' activations and solver state share the host's memory when rendering on the CPU.
+    per_point = activation_bytes_per_point(fit.hidden, fit.layers, training=False) + 4 * fit.hidden * \
+        fit.solver_tensors()
+    check_render_memory(target, out_features, chunk * per_point if torch_device.type == "cpu" else 0, modality, out)
+    network = FittedNetwork(model=model.to(torch_device), out_features=out_features, device=torch_device,
+                            chunk=chunk, info=info, config=config)
     prepare_output_dir(out.parent)
     modality.write_sample(network, target, out)
     return out

@@ -142,7 +142,7 @@ def test_report_keys_and_values(run_a):
     assert report["report_version"] == 2
     config = report["config"]
     assert config["modality"] == "image" and config["options"] == {"holdout": "none", "alpha": "keep", "resize": 48,
-                                                                           "crop": None}
+                                                                           "crop": None, "max_pixels": 40_000_000}
     fit = config["fit"]
     assert (fit["model"], fit["hidden"], fit["layers"], fit["steps"]) == ("siren", 32, 1, 60)
     # Resolved, not null: the 48x40 image's recipe (SIREN: lr 1e-4 x (512/48)^0.79, capped at 5x; w0 30).

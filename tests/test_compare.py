@@ -57,6 +57,6 @@ def test_cli_compare_writes_one_row_per_model_size_and_variant(tmp_path):
 
 def test_cli_compare_rejects_bad_sizes_in_one_line(tmp_path):
     proc = run_cli(["compare", "image", "--sizes", "big", "--out", "cmp"], cwd=tmp_path)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a bad option value: usage
     assert proc.stderr.count("\n") == 1 and "nLcD" in proc.stderr
     assert not (tmp_path / "cmp").exists()

@@ -11,7 +11,7 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from inr_cli.fitting import OutputOptions, run_fit_command
-from inr_cli.modalities.base import FitCommandConfig, ModalityOptions
+from inr_cli.modalities.base import FitCommandConfig
 from models import model_names
 from models.fixpoint import SOLVERS, SolverSettings
 from models.fixpoint.backward import BACKWARD_MODES
@@ -68,8 +68,15 @@ SHARED_OPTIONS = [
     _option("no_amortize", bool, not FitConfig.amortize, "--no-amortize", help="Implicit models: solve to tolerance "
             "every step instead of reusing the last step's fixpoint."),
     _option("group_size", Optional[int], None, "--group-size", help="With several inputs: fit up to this many "
-            "consecutive same-shaped inputs together as one stacked network, each with its own parameters (SIREN "
-            "and MFNs, full batch). Default: as many as fit in memory; 1: one at a time.", show_default=False),
+            "same-shaped inputs together as one stacked network, each with its own parameters and report (every "
+            "model). Default: as many as fit in memory; 1: one at a time.", show_default=False),
+    _option("checkpoint_every", Optional[int], None, "--checkpoint-every", help="Save the fit's whole state "
+            "(training-state.pt in its folder) every this many steps, for --resume; 0: never. Default: every 5 "
+            "minutes of training, and always on Ctrl-C or SIGTERM.", show_default=False),
+    _option("resume", bool, False, "--resume", help="Continue the run in --out: finished inputs are kept, the others "
+            "go on from their saved state (bit-identical to an uninterrupted run on the CPU)."),
+    _option("overwrite", bool, False, "--overwrite", help="Replace the run already in --out (its old outputs are "
+            "removed first)."),
     _option("as_json", bool, False, "--json", help="Print one JSON report per input on stdout, nothing else."),
     _option("quiet", bool, False, "--quiet", "-q", help="No progress bar."),
 ]
@@ -86,7 +93,8 @@ def _shared_config(values: dict) -> tuple[FitConfig, OutputOptions]:
                     compile=values.pop("compile"), amortize=not values.pop("no_amortize"),
                     solver=solver)
     output = OutputOptions(out=values.pop("out"), as_json=values.pop("as_json"), show_progress=not values.pop("quiet"),
-                           group_size=values.pop("group_size"))
+                           group_size=values.pop("group_size"), checkpoint_every=values.pop("checkpoint_every"),
+                           resume=values.pop("resume"), overwrite=values.pop("overwrite"))
     return fit, output
 
 
@@ -123,6 +131,7 @@ def fit_command(command: str, epilog: str, batch_size_help: str | None = None):
   inr fit image photo.png --precision bf16 --compile   [dim]# bf16 matmuls, compiled step[/dim]
   ls *.png | inr fit image - --json --out runs/batch
   ls photos/*.jpg | inr fit image - --crop 128 --out runs/set   [dim]# one shape: fitted together[/dim]
+  inr fit image big.png --steps 20000 --out runs/big --resume   [dim]# continue after Ctrl-C or a crash[/dim]
 """)
 def fit_image(
     paths: Annotated[Optional[list[str]], typer.Argument(
@@ -137,12 +146,16 @@ def fit_image(
     crop: Annotated[Optional[str], typer.Option(
         help="WIDTHxHEIGHT or SIZE: scale down just enough to cover it, then keep the centre (after --resize). "
              "Brings a folder of mixed sizes to one shape, so its images fit together.", show_default=False)] = None,
+    max_pixels: Annotated[int, typer.Option(
+        help="Refuse images that decode to more pixels than this (width x height, read from the file's header "
+             "before decoding). With --resize a large JPEG is decoded at a reduced scale and counts at that size; "
+             "other formats count at full size.")] = 40_000_000,
     *, fit: FitConfig, output: OutputOptions,
 ) -> int:
     """Fit an image: write the reconstruction, a comparison, a PSNR plot, report.json and a checkpoint."""
     from inr_cli.modalities.image import ImageOptions
 
-    options = ImageOptions(holdout=holdout, alpha=alpha, resize=resize, crop=crop)
+    options = ImageOptions(holdout=holdout, alpha=alpha, resize=resize, crop=crop, max_pixels=max_pixels)
     return run_fit_command(FitCommandConfig("image", fit, options), paths or [], output)
 
 
@@ -157,11 +170,15 @@ def fit_audio(
     paths: Annotated[list[str], typer.Argument(
         help="Audio clips (WAV/FLAC/OGG/MP3, any rate, mono or multichannel), or - to read paths from stdin.",
         show_default=False)],
+    max_seconds: Annotated[float, typer.Option(
+        help="Refuse clips longer than this many seconds (read from the file's header before decoding).")] = 600.0,
     *, fit: FitConfig, output: OutputOptions,
 ) -> int:
     """Fit an audio clip: write the reconstruction (same rate and channels), a waveform and spectrogram
     comparison, a PSNR plot, report.json (PSNR and SNR) and a checkpoint."""
-    return run_fit_command(FitCommandConfig("audio", fit, ModalityOptions()), paths, output)
+    from inr_cli.modalities.audio import AudioOptions
+
+    return run_fit_command(FitCommandConfig("audio", fit, AudioOptions(max_seconds=max_seconds)), paths, output)
 
 
 @fit_command("video", batch_size_help="Random points per step. Default: 65,536, fewer if memory is short.",
@@ -179,13 +196,17 @@ def fit_video(
                                                   show_default=False)] = None,
     resize: Annotated[Optional[int], typer.Option(help="Downscale frames so the longest side is this many pixels.",
                                                   show_default=False)] = None,
+    max_pixels: Annotated[int, typer.Option(
+        help="Refuse a clip whose kept frames hold more pixels than this (frames x width x height after --frames "
+             "and --resize; checked from the file's header before decoding).")] = 100_000_000,
     *, fit: FitConfig, output: OutputOptions,
 ) -> int:
     """Fit a video: write the reconstruction (MP4 to watch, lossless MKV to measure) at the input fps, a strip of
     frames (original over reconstruction), per-frame PSNR (mean ± std) and its plot, report.json and a checkpoint."""
     from inr_cli.modalities.video import VideoOptions
 
-    return run_fit_command(FitCommandConfig("video", fit, VideoOptions(frames=frames, resize=resize)), paths, output)
+    options = VideoOptions(frames=frames, resize=resize, max_pixels=max_pixels)
+    return run_fit_command(FitCommandConfig("video", fit, options), paths, output)
 
 
 @fit_command("sdf", batch_size_help="Random points per step. Default: 50,000, fewer if memory is short.",
@@ -207,6 +228,8 @@ def fit_sdf(
                                              "sets.")] = 100_000,
     resolution: Annotated[int, typer.Option(help="Marching-cubes grid for the extracted mesh.")] = 128,
     mesh_format: Annotated[str, typer.Option("--format", help="Extracted mesh: ply, obj or glb.")] = "ply",
+    max_faces: Annotated[int, typer.Option(help="Refuse meshes with more faces than this (read from the PLY/OFF/STL "
+                                           "header before loading, where there is one).")] = 5_000_000,
     *, fit: FitConfig, output: OutputOptions,
 ) -> int:
     """Fit a 3D shape: write the extracted mesh (in the input's coordinates), a shaded preview, a training plot,
@@ -214,5 +237,5 @@ def fit_sdf(
     from inr_cli.modalities.shape import ShapeOptions
 
     options = ShapeOptions(target=target, samples=samples, eval_points=eval_points, resolution=resolution,
-                           format=mesh_format)
+                           format=mesh_format, max_faces=max_faces)
     return run_fit_command(FitCommandConfig("shape", fit, options), paths, output)

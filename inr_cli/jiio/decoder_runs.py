@@ -3,6 +3,10 @@ OUT/decoder.pt atomically after every epoch, resumable with --resume), and picki
 
 Without --images the test images are the last --count images of the training collection, which training leaves
 out: a decoder is never scored on the images it was trained on.
+
+Images holding NaN are refused before any training or restoring. A fresh training run that fails takes its
+decoder.pt with it, so a file there is always a decoder that trained without error (or, after Ctrl-C, the last
+finished epoch, for --resume).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from training.fitting.checkpoint import serialize
 from training.jiio.channels import match_channels
 from training.jiio.decoder_checkpoint import decoder_from_payload, decoder_payload, training_state_from_payload
 from inr_core.errors import UserError
-from training.jiio.decoder_training import DecoderConfig, train_decoder
+from training.jiio.decoder_training import DecoderConfig, DecoderTrainingState, train_decoder
 from training.jiio.invert_config import DecoderSource
 from training.jiio.latent_density import fit_gaussian_mixture
 
@@ -49,12 +53,26 @@ class DecoderRun:
         }
 
 
+def finite_images(images: torch.Tensor, source: str) -> torch.Tensor:
+    """``images`` if every value is a number; NaN would make training diverge and restorations black."""
+    bad = (~torch.isfinite(images)).flatten(1).any(1)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0])
+        count = int(bad.sum())
+        raise UserError(f"{source}: {count} of {len(images)} images {'holds' if count == 1 else 'hold'} NaN or "
+                        f"infinite values (the first is image {first}); replace or drop them")
+    return images
+
+
 def _training_split(images: torch.Tensor, train_count: int | None, held_out: int, data: str) -> torch.Tensor:
     available = len(images) - held_out
-    if available < 1:
-        raise UserError(f"{data}: {len(images)} images leave none for training after holding out {held_out} "
-                        "for testing; lower --count or pass test images with --images")
+    if available < 2:  # the latent density drawn from by `inr sample` needs two codes at least
+        left = "none" if available < 1 else "only 1"
+        raise UserError(f"{data}: {len(images)} images leave {left} for training after holding out {held_out} for "
+                        "testing (training needs 2); lower --count or pass test images with --images")
     if train_count is not None:
+        if train_count < 2:
+            raise UserError(f"{data}: --train-count {train_count} is too few; training needs 2 images at least")
         if train_count > available:
             raise UserError(f"{data}: --train-count {train_count} exceeds the {available} images left after "
                             f"holding out {held_out} for testing")
@@ -87,7 +105,17 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
         notes.append(f"resumed from {resume_from} after epoch {state.epoch}")
     elif target.exists():
         raise UserError(f"{target} exists: add --resume to continue that run, or choose another --out")
-    images = load_images(source.data, config.image_size)
+    try:
+        return _train_into(target, source, config, state, notes, held_out, device, show_progress)
+    except Exception:
+        if state is None:  # a fresh run: whatever it saved is not a decoder that finished training
+            target.unlink(missing_ok=True)
+        raise
+
+
+def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, state: DecoderTrainingState | None,
+                notes: list[str], held_out: int, device: torch.device, show_progress: bool) -> DecoderRun:
+    images = finite_images(load_images(source.data, config.image_size), source.data)
     train = _training_split(images, source.train_count, held_out, source.data)  # stays in host memory
     if state is not None and len(state.latents) != len(train):
         raise UserError(f"{source.data}: the run being resumed trained on {len(state.latents)} images, this data "
@@ -136,7 +164,7 @@ def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels
     decoder's training collection."""
     size, notes = run.config.image_size, []
     if sources:
-        parts = [load_images(s, size, limit=count) for s in sources]  # only what --count keeps
+        parts = [finite_images(load_images(s, size, limit=count), s) for s in sources]  # only what --count keeps
         images = torch.cat([_matched(p, channels, notes) for p in parts])[:count]
         return images, {"source": list(sources), "held_out_from_training": False}, notes
     data = (run.payload.get("data") or {}).get("source")

@@ -10,10 +10,12 @@ import soundfile
 import torch
 
 from inr_cli.files import atomic_write_with, existing_file, first_line
+from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import UserError
 
 # Integer sample formats we write back at the input's depth; anything else is written as 32-bit float WAV.
 PCM_SUBTYPES = {"PCM_16", "PCM_24", "PCM_32", "PCM_U8", "PCM_S8"}
+DEFAULT_MAX_SECONDS = 600.0  # ten minutes: 115 MB of float samples in stereo at 48 kHz
 
 
 @dataclass
@@ -29,12 +31,17 @@ class LoadedAudio:
                 "seconds": count / self.rate, "subtype": self.subtype}
 
 
-def read_audio(source: str) -> LoadedAudio:
+def read_audio(source: str, max_seconds: float = DEFAULT_MAX_SECONDS) -> LoadedAudio:
+    """The clip's samples; refused from its header, before reading, when it is longer than ``max_seconds``."""
     path = existing_file(source, "an audio file")
+    notes: list[str] = []
     try:
-        with soundfile.SoundFile(path) as handle:
-            subtype = handle.subtype
-            rate = handle.samplerate
+        with library_warnings_as_notes(notes), soundfile.SoundFile(path) as handle:
+            subtype, rate, length = handle.subtype, handle.samplerate, handle.frames
+            if rate <= 0:
+                raise UserError(f"{source}: the header gives a sample rate of {rate} Hz; the file is corrupt")
+            refuse_if_over(source, length / rate, max_seconds, "--max-seconds",
+                           f"{length / rate:,.1f} s ({length:,} samples at {rate} Hz)", "cut the clip shorter")
             data = handle.read(dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
         raise UserError(f"{source}: unreadable or unsupported audio ({first_line(error)})") from None
@@ -46,7 +53,6 @@ def read_audio(source: str) -> LoadedAudio:
         raise UserError(f"{source}: the clip contains NaN or infinite samples")
     if not np.any(data):
         raise UserError(f"{source}: the clip is silent (all samples zero); nothing to fit and SNR is undefined")
-    notes = []
     if np.abs(data).max() > 1.0:
         notes.append("samples beyond [-1, 1] (a float file) were clipped")
     return LoadedAudio(torch.from_numpy(np.clip(data, -1.0, 1.0)), rate, subtype if subtype in PCM_SUBTYPES else "FLOAT",

@@ -16,7 +16,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from inr_cli.files import atomic_write_with, existing_file, first_line
+from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import InvalidSetting, UserError
+
+# Pillow's own decompression-bomb guard warns (raw, on stderr) or fails at a fixed size; every image read here is
+# checked against --max-pixels from its header instead, before anything is decoded.
+Image.MAX_IMAGE_PIXELS = None
 
 # Photos that ship inside scikit-image, addressable as "skimage:NAME" (no download needed).
 SKIMAGE_SAMPLES = ("camera", "astronaut", "coffee", "chelsea", "text", "moon", "coins", "page", "rocket",
@@ -25,6 +30,10 @@ SKIMAGE_SAMPLES = ("camera", "astronaut", "coffee", "chelsea", "text", "moon", "
 DEFAULT_IMAGE = "skimage:camera"
 ALPHA_MODES = ("keep", "drop")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DEFAULT_MAX_PIXELS = 40_000_000  # decoded: 160 MB as 8-bit RGBA, 480 MB as the float RGB that is fitted
+# Images above this many pixels that --resize shrinks by 2x or more are first reduced by whole-pixel box averages
+# (in Pillow, on the decoded integers), so the anti-aliased resize only ever sees about twice the final size.
+BOX_REDUCE_ABOVE = 4_000_000
 
 
 @dataclass
@@ -69,11 +78,24 @@ def _from_array(array: np.ndarray, notes: list[str]) -> tuple[np.ndarray, int]:
     raise UserError(f"unsupported sample type {array.dtype}; save the image as 8- or 16-bit PNG")
 
 
-def _is_16bit_colour_png(path: Path) -> bool:
+def _png_header(path: Path) -> tuple[int, int, int, int] | None:
+    """(width, height, bit depth, colour type) from a PNG's IHDR chunk, which follows the signature; None for
+    anything else."""
     with open(path, "rb") as handle:
         header = handle.read(26)
-    # IHDR follows the signature: bit depth at byte 24, colour type at byte 25 (2 = RGB, 4 = LA, 6 = RGBA).
-    return header[:8] == PNG_SIGNATURE and len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)
+    if header[:8] != PNG_SIGNATURE or len(header) < 26:
+        return None
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big"), header[24], header[25]
+
+
+def _is_16bit_colour(png_header: tuple[int, int, int, int] | None) -> bool:
+    # Colour types 2 = RGB, 4 = LA, 6 = RGBA: the ones Pillow would narrow to 8 bits.
+    return png_header is not None and png_header[2] == 16 and png_header[3] in (2, 4, 6)
+
+
+def _check_pixels(source: str, width: int, height: int, max_pixels: int) -> None:
+    refuse_if_over(source, width * height, max_pixels, "--max-pixels", f"{width}x{height} = {width * height:,} pixels",
+                   "scale the image down first")
 
 
 def _read_png16(path: Path) -> np.ndarray:
@@ -82,10 +104,37 @@ def _read_png16(path: Path) -> np.ndarray:
     return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
 
 
-def _read_with_pillow(path: Path, notes: list[str]) -> np.ndarray:
-    with Image.open(path) as image:
+def _read_tiff(path: Path, source: str, max_pixels: int) -> np.ndarray:
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages[0]
+        _check_pixels(source, page.imagewidth, page.imagelength, max_pixels)
+        return tiff.asarray(key=0)
+
+
+def box_factor(height: int, width: int, longest: int | None) -> int:
+    """The whole-pixel reduction a large image takes before being resized to ``longest``: as much as keeps at
+    least twice the final size; 1 (none) for images of ordinary size, which the anti-aliased resize takes whole."""
+    if longest is None or height * width <= BOX_REDUCE_ABOVE:
+        return 1
+    return max(1, max(height, width) // (2 * longest))
+
+
+def _scaled_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    scale = longest / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _read_with_pillow(path: Path, source: str, notes: list[str], max_pixels: int,
+                      shrink_to: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """The file's pixels and its full (height, width). With ``shrink_to`` a large file comes back box-reduced (a
+    JPEG is decoded at a reduced scale to begin with), never below twice ``shrink_to`` on its longest side."""
+    with Image.open(path) as image:  # lazily: only the header is read until load()
+        full_size = (image.height, image.width)
         if getattr(image, "n_frames", 1) > 1:
             notes.append(f"file has {image.n_frames} frames; using the first")
+        if image.format == "JPEG" and box_factor(image.height, image.width, shrink_to) > 1:
+            image.draft(image.mode, _scaled_size(image.size, 2 * shrink_to))  # libjpeg's DCT scaling, 1/2 to 1/8
+        _check_pixels(source, image.width, image.height, max_pixels)
         image.load()
         mode = image.mode
         if mode == "1":
@@ -98,12 +147,15 @@ def _read_with_pillow(path: Path, notes: list[str]) -> np.ndarray:
             image = image.convert("RGB")
             notes.append(f"{mode} converted to RGB")
         elif mode.startswith("I;16"):
-            return np.asarray(image).astype(np.uint16)
+            return np.asarray(image).astype(np.uint16), full_size
         elif mode == "La":
             image = image.convert("LA")
         elif mode == "RGBa":
             image = image.convert("RGBA")
-        return np.asarray(image)
+        factor = box_factor(image.height, image.width, shrink_to)
+        if factor > 1 and image.mode in ("L", "LA", "RGB", "RGBA"):
+            image = image.reduce(factor)
+        return np.asarray(image), full_size
 
 
 def _read_skimage_sample(name: str) -> np.ndarray:
@@ -114,26 +166,39 @@ def _read_skimage_sample(name: str) -> np.ndarray:
     return getattr(data, name)()
 
 
-def read_image(source: str, alpha: str = "keep") -> LoadedImage:
-    """Read ``source`` (a file path, or ``skimage:NAME``) as float pixels in [0, 1], channels last."""
+def _read_file(source: str, notes: list[str], max_pixels: int, shrink_to: int | None) -> tuple[np.ndarray, tuple]:
+    """The file's pixels (possibly reduced already, see :func:`_read_with_pillow`) and its full (height, width)."""
+    path = existing_file(source, "an image")
+    try:
+        with library_warnings_as_notes(notes):
+            if path.suffix.lower() in (".tif", ".tiff"):
+                array = _read_tiff(path, source, max_pixels)
+                return array, array.shape[:2]
+            png_header = _png_header(path)
+            if _is_16bit_colour(png_header):
+                _check_pixels(source, png_header[0], png_header[1], max_pixels)
+                array = _read_png16(path)
+                return array, array.shape[:2]
+            return _read_with_pillow(path, source, notes, max_pixels, shrink_to)
+    except UnidentifiedImageError:
+        raise UserError(f"{source}: not an image Pillow can read (PNG, JPEG, TIFF, BMP, WebP, ...)") from None
+    except (OSError, ValueError, SyntaxError, png.Error, tifffile.TiffFileError) as error:
+        raise UserError(f"{source}: unreadable or corrupt image ({first_line(error)})") from None
+
+
+def read_image(source: str, alpha: str = "keep", max_pixels: int = DEFAULT_MAX_PIXELS,
+               shrink_to: int | None = None) -> LoadedImage:
+    """Read ``source`` (a file path, or ``skimage:NAME``) as float pixels in [0, 1], channels last.
+
+    A file over ``max_pixels`` (from its header, before decoding) is refused. With ``shrink_to`` the image is
+    scaled down so its longest side is that many pixels (as :func:`resize_longest_side` does), and a large one is
+    reduced while it is decoded, so it never enters memory as floats at full size."""
     notes: list[str] = []
     if source.startswith("skimage:"):
         array = _read_skimage_sample(source.split(":", 1)[1])
+        full_size = array.shape[:2]
     else:
-        path = existing_file(source, "an image")
-        try:
-            if path.suffix.lower() in (".tif", ".tiff"):
-                array = tifffile.imread(path, key=0)
-            elif _is_16bit_colour_png(path):
-                array = _read_png16(path)
-            else:
-                array = _read_with_pillow(path, notes)
-        except UnidentifiedImageError:
-            raise UserError(f"{source}: not an image Pillow can read (PNG, JPEG, TIFF, BMP, WebP, ...)") from None
-        except Image.DecompressionBombError as error:
-            raise UserError(f"{source}: {error}") from None
-        except (OSError, ValueError, SyntaxError, png.Error, tifffile.TiffFileError) as error:
-            raise UserError(f"{source}: unreadable or corrupt image ({first_line(error)})") from None
+        array, full_size = _read_file(source, notes, max_pixels, shrink_to)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
@@ -142,6 +207,10 @@ def read_image(source: str, alpha: str = "keep") -> LoadedImage:
         raise UserError(f"{source}: image has no pixels")
     pixels, bit_depth = _from_array(array, notes)
     pixels = _handle_alpha(pixels, alpha, notes)
+    if shrink_to is not None:
+        pixels = shrink_to_longest_side(pixels, shrink_to, full_size)
+        if pixels.shape[:2] != tuple(full_size):
+            notes.append(_resize_note(full_size, pixels.shape, shrink_to))
     return LoadedImage(torch.from_numpy(np.ascontiguousarray(pixels)), bit_depth, _channel_names(pixels.shape[2]), notes)
 
 
@@ -168,13 +237,32 @@ def resize_pixels(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return resize(pixels, shape, order=3, anti_aliasing=True, preserve_range=True).clip(0, 1).astype(np.float32)
 
 
-def shrink_to_longest_side(pixels: np.ndarray, longest: int) -> np.ndarray:
-    """``(H, W, C)`` pixels scaled down so the longest side is ``longest``; returned as they are when no longer."""
-    height, width = pixels.shape[:2]
+def _box_reduce(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """Means over ``factor x factor`` blocks of ``(H, W, C)`` pixels; the last row and column of blocks may be
+    partial (ragged edges are averaged over what they hold, as Pillow's ``reduce`` does)."""
+    for axis in (0, 1):
+        starts = np.arange(0, pixels.shape[axis], factor)
+        counts = np.diff(np.append(starts, pixels.shape[axis])).astype(np.float32)
+        pixels = np.add.reduceat(pixels, starts, axis=axis) / np.expand_dims(counts, tuple({0, 1, 2} - {axis}))
+    return pixels.astype(np.float32)
+
+
+def shrink_to_longest_side(pixels: np.ndarray, longest: int, full_size: tuple[int, int] | None = None) -> np.ndarray:
+    """``(H, W, C)`` pixels scaled down so the longest side is ``longest``; returned as they are when no longer.
+    ``full_size`` (height, width) is the image's size when ``pixels`` were already reduced while being read: the
+    result has the size shrinking the full image gives. Large inputs are box-reduced first (see :func:`box_factor`)."""
+    height, width = full_size or pixels.shape[:2]
     scale = longest / max(height, width)
     if scale >= 1.0:
         return pixels
+    factor = box_factor(pixels.shape[0], pixels.shape[1], longest)
+    if factor > 1:
+        pixels = _box_reduce(pixels, factor)
     return resize_pixels(pixels, (max(1, round(height * scale)), max(1, round(width * scale))))
+
+
+def _resize_note(full_size: tuple[int, int], shape: tuple[int, ...], longest: int) -> str:
+    return f"resized from {full_size[1]}x{full_size[0]} to {shape[1]}x{shape[0]} (--resize {longest})"
 
 
 def resize_longest_side(image: LoadedImage, longest: int) -> LoadedImage:
@@ -182,7 +270,7 @@ def resize_longest_side(image: LoadedImage, longest: int) -> LoadedImage:
     resized = shrink_to_longest_side(image.pixels.numpy(), longest)
     if resized.shape == image.pixels.shape:
         return image
-    note = f"resized from {image.width}x{image.height} to {resized.shape[1]}x{resized.shape[0]} (--resize {longest})"
+    note = _resize_note((image.height, image.width), resized.shape, longest)
     return LoadedImage(torch.from_numpy(resized), image.bit_depth, image.channel_names, image.notes + [note])
 
 

@@ -13,10 +13,13 @@ import numpy as np
 import trimesh
 
 from inr_cli.files import atomic_write_bytes, atomic_write_with, existing_file, first_line
+from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import UserError
 
 FILL = 0.9  # the normalised mesh spans [-FILL, FILL] along its longest side
 MESH_FORMATS = ("ply", "obj", "glb")
+# Faces read: sampling points near the surface and their signed distances scale with the face count.
+DEFAULT_MAX_FACES = 5_000_000
 
 
 @dataclass
@@ -41,16 +44,46 @@ def to_input_coordinates(vertices: np.ndarray, scale: float, center) -> np.ndarr
     return vertices * scale + np.asarray(center)
 
 
-def read_mesh(source: str) -> LoadedMesh:
+def _claimed_faces(path: Path) -> int | None:
+    """The face count a PLY, OFF or binary STL header states, read before the mesh is; None where the format has
+    no such header (OBJ, GLB, ASCII STL) or it cannot be parsed (the loader then says what is wrong)."""
+    suffix = path.suffix.lower()
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if suffix == ".stl" and len(head) >= 84 and not head.lstrip().startswith(b"solid"):
+        return int.from_bytes(head[80:84], "little")
+    words = head.decode("ascii", errors="replace").split()
+    if suffix == ".off" and words[:1] == ["OFF"] and len(words) >= 3 and words[1].isdigit() and words[2].isdigit():
+        return int(words[2])
+    if suffix == ".ply" and words[:1] == ["ply"]:
+        counts = {words[i + 1]: words[i + 2] for i in range(len(words) - 2) if words[i] == "element"}
+        if counts.get("face", "").isdigit():
+            return int(counts["face"])
+    return None
+
+
+def _check_faces(source: str, faces: int, max_faces: int) -> None:
+    refuse_if_over(source, faces, max_faces, "--max-faces", f"{faces:,} faces", "simplify (decimate) the mesh first")
+
+
+def read_mesh(source: str, max_faces: int = DEFAULT_MAX_FACES) -> LoadedMesh:
+    """The mesh, normalised into the cube; refused when it has more than ``max_faces`` faces (from the header,
+    before loading, where the format has one)."""
     path = existing_file(source, "a mesh")
+    notes: list[str] = []
+    claimed = _claimed_faces(path)
+    if claimed is not None:
+        _check_faces(source, claimed, max_faces)
     try:
-        loaded = trimesh.load(path, force="mesh", process=False)
+        with library_warnings_as_notes(notes):
+            loaded = trimesh.load(path, force="mesh", process=False)
     except Exception as error:  # noqa: BLE001 - trimesh's loaders raise many types on bad files
         raise UserError(f"{source}: unreadable mesh ({first_line(error)})") from None
     if isinstance(loaded, trimesh.PointCloud) or not isinstance(loaded, trimesh.Trimesh):
         raise UserError(f"{source}: holds a point cloud or no geometry; a mesh with faces is needed")
     vertices = np.asarray(loaded.vertices, dtype=np.float64)
     faces = np.asarray(loaded.faces, dtype=np.int64)
+    _check_faces(source, len(faces), max_faces)
     if len(faces) == 0 or len(vertices) < 3:
         raise UserError(f"{source}: the mesh has no faces (a point cloud?); a surface is needed")
     if not np.isfinite(vertices).all():
@@ -63,7 +96,6 @@ def read_mesh(source: str) -> LoadedMesh:
         raise UserError(f"{source}: the mesh is a single point")
     center = (low + high) / 2
     scale = half / FILL
-    notes = []
     if not loaded.is_watertight:
         notes.append("mesh is not watertight: inside/outside from generalised winding numbers")
     return LoadedMesh((vertices - center) / scale, faces, center, scale, notes)

@@ -9,17 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import imageio.v3 as iio
 import numpy as np
 import torch
 from PIL import Image
 
-from inr_cli.files import atomic_write_bytes, atomic_write_with, first_line
+from inr_cli.files import atomic_write_bytes, atomic_write_with
 from inr_cli.media.images import read_image, shrink_to_longest_side
+from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 DEFAULT_FOLDER_FPS = 25.0
+# Frames x height x width held once decoded (after --frames and --resize): 1.2 GB as the float RGB that is fitted.
+DEFAULT_MAX_VIDEO_PIXELS = 100_000_000
+LIMIT_ADVICE = "choose fewer frames (--frames) or smaller ones (--resize)"
 
 
 @dataclass
@@ -63,10 +68,13 @@ def _to_unit(frame: np.ndarray) -> np.ndarray:
     return frame.astype(np.float32) / 255.0
 
 
-def _folder_frames(path: Path):
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    for file in files:
-        yield read_image(str(file), alpha="drop").pixels.numpy()
+def _frame_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _folder_frames(path: Path, max_pixels: int, resize: int | None):
+    for file in _frame_files(path):
+        yield read_image(str(file), alpha="drop", max_pixels=max_pixels, shrink_to=resize).pixels.numpy()
 
 
 def _file_frames(path: Path):
@@ -85,30 +93,53 @@ def _fps(path: Path) -> float:
     return DEFAULT_FOLDER_FPS
 
 
-def read_video(source: str, frames: str | None = None, resize: int | None = None) -> LoadedVideo:
+def _claimed_size(path: Path) -> tuple[int, int, int]:
+    """(frames, height, width) as the container or folder states them, before decoding; frames is 0 where unknown."""
+    if path.is_dir():
+        files = _frame_files(path)
+        if not files:
+            return 0, 0, 0
+        with Image.open(files[0]) as first:  # only the header is read
+            return len(files), first.height, first.width
+    if path.suffix.lower() == ".gif":
+        with Image.open(path) as gif:
+            return gif.n_frames, gif.height, gif.width
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        count = stream.frames
+        if not count and container.duration:  # Matroska and WebM often leave the count out: estimate it
+            count = round(container.duration / av.time_base * float(stream.average_rate or 0))
+        return count, stream.codec_context.height, stream.codec_context.width
+
+
+def _check_size(source: str, count: int, height: int, width: int, resize: int | None, max_pixels: int,
+                at_least: bool = False) -> None:
+    """Refuse ``count`` frames of ``height x width`` (shrunk by ``resize``) if they would hold over ``max_pixels``."""
+    if resize is not None and max(height, width) > resize:
+        scale = resize / max(height, width)
+        height, width = max(1, round(height * scale)), max(1, round(width * scale))
+    frames = f"{'at least ' if at_least else ''}{count} frames of {width}x{height}"
+    refuse_if_over(source, count * height * width, max_pixels, "--max-pixels",
+                   f"{frames} = {count * height * width:,} pixels", LIMIT_ADVICE)
+
+
+def read_video(source: str, frames: str | None = None, resize: int | None = None,
+               max_pixels: int = DEFAULT_MAX_VIDEO_PIXELS) -> LoadedVideo:
+    """The selected frames of ``source``; refused before decoding when the frames kept would hold more than
+    ``max_pixels`` pixels, as far as the file tells their number (and while decoding, where it does not)."""
     path = Path(source)
     if not path.exists():
         raise UserError(f"{source}: no such file or folder")
     selection = parse_frame_range(frames)
     notes: list[str] = []
-    chosen = []
     try:
-        fps = _fps(path)
-        stream = _folder_frames(path) if path.is_dir() else _file_frames(path)
-        for index, frame in enumerate(stream):
-            if selection.stop is not None and index >= selection.stop:
-                break
-            if selection.start is not None and index < selection.start:
-                continue
-            frame = _to_unit(frame) if resize is None else shrink_to_longest_side(_to_unit(frame), resize)
-            if chosen and frame.shape != chosen[0].shape:
-                raise UserError(f"{source}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first is "
-                                f"{chosen[0].shape[1]}x{chosen[0].shape[0]}; all frames must share one size")
-            chosen.append(frame)
+        with library_warnings_as_notes(notes):
+            chosen, fps = _decode(path, source, selection, resize, max_pixels)
     except UserError:
         raise
-    except Exception as error:  # noqa: BLE001 - decoders raise many types on bad files
-        raise UserError(f"{source}: unreadable video ({first_line(error)})") from None
+    except Exception:  # noqa: BLE001 - decoders raise many types on bad files
+        raise UserError(f"{source}: not a readable video (truncated or corrupt?); check that it plays, or "
+                        "re-encode it") from None
     if not chosen:
         raise UserError(f"{source}: no frames" + (f" in --frames {frames}" if frames else ""))
     if path.is_dir():
@@ -116,6 +147,30 @@ def read_video(source: str, frames: str | None = None, resize: int | None = None
     if resize:
         notes.append(f"frames resized to {chosen[0].shape[1]}x{chosen[0].shape[0]} (--resize {resize})")
     return LoadedVideo(torch.from_numpy(np.stack(chosen)), fps, notes)
+
+
+def _decode(path: Path, source: str, selection: slice, resize: int | None, max_pixels: int
+            ) -> tuple[list[np.ndarray], float]:
+    """The selected frames, each in [0, 1] and resized, and the frame rate."""
+    claimed, height, width = _claimed_size(path)
+    if claimed:
+        _check_size(source, len(range(claimed)[selection]), height, width, resize, max_pixels)
+    fps = _fps(path)
+    stream = _folder_frames(path, max_pixels, resize) if path.is_dir() else _file_frames(path)
+    chosen: list[np.ndarray] = []
+    for index, frame in enumerate(stream):
+        if selection.stop is not None and index >= selection.stop:
+            break
+        if selection.start is not None and index < selection.start:
+            continue
+        frame = _to_unit(frame) if resize is None else shrink_to_longest_side(_to_unit(frame), resize)
+        if chosen and frame.shape != chosen[0].shape:
+            raise UserError(f"{source}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first is "
+                            f"{chosen[0].shape[1]}x{chosen[0].shape[0]}; all frames must share one size")
+        chosen.append(frame)
+        if len(chosen) * frame.shape[0] * frame.shape[1] > max_pixels:  # the container understated its length
+            _check_size(source, len(chosen), frame.shape[0], frame.shape[1], None, max_pixels, at_least=True)
+    return chosen, fps
 
 
 def _as_uint8_rgb(frames: torch.Tensor) -> np.ndarray:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from inr_cli.media.audio import LoadedAudio, read_audio, write_audio_comparison, write_wav
-from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, Outputs, SampleRequest, SampleTarget,
-                                     grid_quality, register_modality)
+from inr_cli.media.audio import DEFAULT_MAX_SECONDS, LoadedAudio, read_audio, write_audio_comparison, write_wav
+from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
+                                     SampleTarget, grid_quality, register_modality)
 from inr_cli.reports import db_text
-from inr_core.errors import UserError
+from inr_core.errors import UserError, check, positive
 from training.fitting.fit import FitResult
 from training.fitting.recipes import Recipe, frequency_for_bandwidth, papers_learning_rate
 from training.fitting.signal import GridSignal, audio_signal
@@ -20,6 +20,14 @@ from training.metrics import snr
 MAX_SAMPLES = 1 << 31
 RECONSTRUCTION = "reconstruction.wav"
 COMPARISON = "comparison.png"
+
+
+@dataclass(frozen=True)
+class AudioOptions(ModalityOptions):
+    max_seconds: float = DEFAULT_MAX_SECONDS  # longest clip read, checked from the file's header
+
+    def validate(self) -> None:
+        check(positive(self.max_seconds), "max_seconds", f"must be positive, got {self.max_seconds}")
 
 
 @dataclass
@@ -35,10 +43,11 @@ def to_samples(unit_values: torch.Tensor) -> torch.Tensor:
 class AudioModality(Modality):
     summary_metrics = ("psnr", "snr")
     name = "audio"
+    options_type = AudioOptions
     sample_settings = ("rate", "duration")
 
-    def load(self, source: str, options, seed: int) -> LoadedAudioSignal:
-        audio = read_audio(source)
+    def load(self, source: str, options: AudioOptions, seed: int) -> LoadedAudioSignal:
+        audio = read_audio(source, max_seconds=options.max_seconds)
         try:
             signal = audio_signal(audio.samples)
         except ValueError as error:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from inr_cli.errors import phrase
 from inr_cli.figures import write_comparison
-from inr_cli.media.images import (DEFAULT_IMAGE, LoadedImage, crop_to, parse_crop, read_image, resize_longest_side,
+from inr_cli.media.images import (DEFAULT_IMAGE, DEFAULT_MAX_PIXELS, LoadedImage, crop_to, parse_crop, read_image,
                                   write_png)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, register_modality)
@@ -28,11 +28,13 @@ class ImageOptions(ModalityOptions):
     alpha: str = "keep"  # a non-opaque alpha channel: fitted as one more channel, or dropped
     resize: int | None = None  # downscale so the longest side is this many pixels
     crop: str | None = None  # WxH or N: scale down to cover, then keep the centre (after --resize)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # most pixels a file may decode to, checked from its header
 
     def validate(self) -> None:
         check(self.holdout in HOLDOUT_MODES, "holdout", f"must be one of: {', '.join(HOLDOUT_MODES)}; got {self.holdout!r}")
         check(self.alpha in ALPHA_MODES, "alpha", f"must be one of: {', '.join(ALPHA_MODES)}; got {self.alpha!r}")
         check(self.resize is None or self.resize >= 1, "resize", f"must be at least 1, got {self.resize}")
+        check(self.max_pixels >= 1, "max_pixels", f"must be at least 1, got {self.max_pixels}")
         if self.crop is not None:
             parse_crop(self.crop)
 
@@ -66,9 +68,7 @@ class ImageModality(Modality):
     sample_settings = ("scale", "width", "height")
 
     def load(self, source: str, options: ImageOptions, seed: int) -> LoadedImageSignal:
-        image = read_image(source, alpha=options.alpha)
-        if options.resize is not None:
-            image = resize_longest_side(image, options.resize)
+        image = read_image(source, alpha=options.alpha, max_pixels=options.max_pixels, shrink_to=options.resize)
         if options.crop is not None:
             try:
                 image = crop_to(image, *parse_crop(options.crop))

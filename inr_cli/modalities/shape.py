@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from inr_cli.files import atomic_write_with
-from inr_cli.media.meshes import (MESH_FORMATS, LoadedMesh, read_mesh, to_input_coordinates, write_mesh,
-                                  write_preview)
+from inr_cli.media.meshes import (DEFAULT_MAX_FACES, MESH_FORMATS, LoadedMesh, read_mesh, to_input_coordinates,
+                                  write_mesh, write_preview)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, register_modality)
 from inr_cli.reports import number_text
@@ -38,6 +38,7 @@ class ShapeOptions(ModalityOptions):
     eval_points: int = 100_000  # held-out points for IoU, in each of the uniform and near-surface sets
     resolution: int = 128  # marching-cubes grid of the extracted mesh
     format: str = "ply"  # of the extracted mesh
+    max_faces: int = DEFAULT_MAX_FACES  # most faces an input mesh may have, checked from its header where it has one
 
     def validate(self) -> None:
         check(self.target in TARGETS, "target", f"must be one of: {', '.join(TARGETS)}; got {self.target!r}")
@@ -45,6 +46,7 @@ class ShapeOptions(ModalityOptions):
         check(self.samples >= 2, "samples", f"must be at least 2, got {self.samples}")
         check(self.eval_points >= 1, "eval_points", f"must be at least 1, got {self.eval_points}")
         check(self.resolution >= 8, "resolution", f"must be at least 8, got {self.resolution}")
+        check(self.max_faces >= 1, "max_faces", f"must be at least 1, got {self.max_faces}")
 
 
 @dataclass
@@ -63,7 +65,7 @@ class ShapeModality(Modality):
     sample_settings = ("resolution",)
 
     def load(self, source: str, options: ShapeOptions, seed: int) -> LoadedShape:
-        mesh = read_mesh(source)
+        mesh = read_mesh(source, max_faces=options.max_faces)
         rng = np.random.default_rng(seed)
         signal = shape_samples(mesh.vertices, mesh.faces, target=options.target, samples=options.samples,
                                eval_points=options.eval_points, rng=rng)

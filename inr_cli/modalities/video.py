@@ -7,8 +7,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from inr_cli.media.video import (LoadedVideo, parse_frame_range, read_video, write_frame_psnr_plot, write_frame_strip,
-                                 write_lossless, write_videos, write_viewable)
+from inr_cli.media.video import (DEFAULT_MAX_VIDEO_PIXELS, LoadedVideo, parse_frame_range, read_video,
+                                 write_frame_psnr_plot, write_frame_strip, write_lossless, write_videos, write_viewable)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, register_modality)
 from inr_cli.modalities.image import sample_size
@@ -31,10 +31,12 @@ FRAME_PLOT = "psnr_frames.png"
 class VideoOptions(ModalityOptions):
     frames: str | None = None  # START:STOP, 0-based, STOP excluded
     resize: int | None = None  # downscale frames so the longest side is this many pixels
+    max_pixels: int = DEFAULT_MAX_VIDEO_PIXELS  # frames x height x width kept, checked before decoding
 
     def validate(self) -> None:
         parse_frame_range(self.frames)  # raises on a malformed range
         check(self.resize is None or self.resize >= 1, "resize", f"must be at least 1, got {self.resize}")
+        check(self.max_pixels >= 1, "max_pixels", f"must be at least 1, got {self.max_pixels}")
 
 
 @dataclass
@@ -50,7 +52,7 @@ class VideoModality(Modality):
     sample_settings = ("scale", "width", "height", "fps")
 
     def load(self, source: str, options: VideoOptions, seed: int) -> LoadedVideoSignal:
-        video = read_video(source, frames=options.frames, resize=options.resize)
+        video = read_video(source, frames=options.frames, resize=options.resize, max_pixels=options.max_pixels)
         return LoadedVideoSignal(video_signal(video.frames), video.info(), video.notes, video, source)
 
     def recipe(self, model: str, signal: GridSignal) -> Recipe:

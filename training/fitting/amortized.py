@@ -11,6 +11,8 @@ The cache serves one network (states ``(N, D)``) or a stack of G networks fitted
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
 
 from models.fixpoint import SolverStats, per_sample_residuals
@@ -28,6 +30,22 @@ class FixpointCache:
     @property
     def initial_solves(self) -> list[dict]:
         return [stats.summary() for stats in self.solves]
+
+    def invalidate(self) -> None:
+        """Forget every state: each point is solved from zero again when next seen."""
+        self.valid.fill_(False)
+        self.all_valid = False
+
+    def state(self) -> dict:
+        """Everything the cache holds, on the CPU, as plain data (for a saved fit)."""
+        return {"z": self.z.detach().cpu().clone(), "valid": self.valid.cpu().clone(), "all_valid": self.all_valid,
+                "solves": [asdict(stats) for stats in self.solves]}
+
+    def restore(self, state: dict) -> None:
+        self.z = state["z"].to(self.z.device)
+        self.valid = state["valid"].to(self.valid.device)
+        self.all_valid = state["all_valid"]
+        self.solves = [SolverStats(**stats) for stats in state["solves"]]
 
     def _ensure_solved(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None) -> None:
         valid = self.valid if index is None else self.valid[index]

@@ -6,7 +6,6 @@ The loop knows a signal only as coordinates, targets, a loss and an evaluation (
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -18,6 +17,8 @@ from inr_core.errors import UserError
 from models import build_model, count_parameters
 from training.fitting.amortized import FixpointCache
 from training.fitting.config import FitConfig, resolve_config
+from training.fitting.control import (MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, FitControl, Interrupted, RunawayGuard,
+                                      rng_state, set_learning_rate, set_rng_state)
 from training.fitting.devices import loss_read_interval, memory_budget_bytes, render_chunk_size, synchronize
 from training.fitting.evaluate import GridEvaluation, SampleEvaluation
 from training.fitting.precision import matmul_precision, precision_note, precision_scope
@@ -70,8 +71,8 @@ def make_optimizer(parameters, config: FitConfig, device: torch.device) -> torch
     return torch.optim.Adam(parameters, lr=config.lr, fused=device.type == "cuda" or None)
 
 
-def divergence_error(step: int, loss: float) -> UserError:
-    return UserError(f"training diverged at step {step} (loss {loss}); try a smaller --lr")
+def divergence_error(step: int, loss: float, detail: str = "") -> UserError:
+    return UserError(f"training diverged at step {step} (loss {loss}){detail}; try a smaller --lr")
 
 
 class BatchSampler:
@@ -81,6 +82,13 @@ class BatchSampler:
         self.n, self.batch_size, self.device, self.generator = n, batch_size, device, generator
         self._order = torch.empty(0, dtype=torch.int64)
         self._pos = n
+
+    def state(self) -> dict:
+        return {"order": self._order.cpu(), "pos": self._pos, "generator": self.generator.get_state()}
+
+    def restore(self, state: dict) -> None:
+        self._order, self._pos = state["order"].to(self.device), state["pos"]
+        self.generator.set_state(state["generator"])
 
     def next(self) -> torch.Tensor:
         if self._pos + self.batch_size > self.n:
@@ -109,18 +117,21 @@ def _read_back(entry: dict) -> dict:
 
 
 def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None,
-        on_progress: Callable[[FitProgress], None] | None = None) -> FitResult:
-    """Fit a fresh network to ``signal``.
+        on_progress: Callable[[FitProgress], None] | None = None, control: FitControl | None = None) -> FitResult:
+    """Fit a fresh network to ``signal`` (or continue the fit saved in ``control.resume``).
 
     ``config`` must be valid (:meth:`FitConfig.validate`); its ``None`` values resolve by ``recipe_rule`` (the
     modality's, e.g. ``Modality.recipe``). The result holds the resolved config.
 
     Along the run the GPU is never made to wait for the host: losses and progress PSNRs stay on the device and
-    are read back every ``sync_every`` steps (progress, divergence check) and at the end. The first step of a
-    compiled fit is timed on its own (``compile_seconds``) and left out of ``train_seconds``.
+    are read back every ``sync_every`` steps (progress, run-away check) and at the end. The first step of a
+    compiled fit is timed on its own (``compile_seconds``) and left out of ``train_seconds``. A loss that runs
+    away (:class:`training.fitting.control.RunawayGuard`) is rolled back to the last good state at a lower
+    learning rate, with a note; ``control`` saves, stops and resumes the fit (:mod:`training.fitting.control`).
     """
     called_at = time.perf_counter()
     config = resolve_config(config, signal, recipe_rule)
+    control = control or FitControl()
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     model = make_model(config, signal).to(device)
@@ -142,24 +153,63 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     losses = torch.zeros(config.steps, device=device)
     sync_every = loss_read_interval(device)
     progress: list[tuple[int, dict]] = []
-    eval_seconds = 0.0
+    eval_seconds, trained_before = 0.0, 0.0
+    guard = RunawayGuard()
+
+    def light_state() -> dict:  # what a rollback restores
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "sampler": sampler.state()}
+
+    def restore_light(state: dict) -> None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.restore(state["sampler"])
+
+    def full_state(step: int) -> dict:  # what a resume restores
+        return to_host({
+            "step": step, **light_state(), "losses": losses[:step], "rng": rng_state(),
+            "progress": [[s, _read_back(entry)] for s, entry in progress], "guard": guard.state(),
+            "notes": list(notes), "cache": None if cache is None else cache.state(),
+            "train_seconds": trained_before + time.perf_counter() - start - eval_seconds,
+            "eval_seconds": eval_seconds, "config": config.to_dict()})
+
+    first = 1
+    if control.resume is not None:
+        state = control.resume
+        restore_light(state)
+        first = state["step"] + 1
+        losses[:state["step"]] = state["losses"].to(device)
+        progress = [(s, entry) for s, entry in state["progress"]]
+        guard.restore(state["guard"])
+        notes = list(state["notes"]) + [f"resumed at step {state['step']}"]
+        trained_before, eval_seconds = state["train_seconds"], state["eval_seconds"]
+        if cache is not None and state["cache"] is not None:
+            cache.restore(state["cache"])
+        set_rng_state(state["rng"])
+    guard.good(first - 1, guard.best, light_state)  # the state training starts from is the first to fall back to
+
     compiling = training_step.compile  # the first step is then timed apart, whether compilation succeeds or not
     first_step_at = time.perf_counter()
     start = first_step_at
+    checked = first - 1  # losses up to this step have been looked at
+    step = first
     with matmul_precision(config.precision, device):
-        for step in range(1, config.steps + 1):
+        while step <= config.steps:
             batch = None if full_batch else sampler.next()
             coords = train_coords if batch is None else train_coords[batch]
             target = train_values if batch is None else train_values[batch]
             losses[step - 1] = training_step(coords, target, batch)
-            if step == 1 and compiling:
+            if step == first and compiling:
                 start = time.perf_counter()  # the compiling step is timed apart: compile_seconds
 
             last = step == config.steps
             if step % sync_every == 0 or last:
-                value = losses[step - 1].item()
-                if not math.isfinite(value):
-                    raise divergence_error(step, value)
+                worst, value = losses[checked:step].max().item(), losses[step - 1].item()
+                if guard.ran_away(worst):
+                    step = _roll_back(guard, step, worst, restore_light, optimizer, cache, notes)
+                    checked = step - 1
+                    continue
+                checked = step
+                guard.good(step, value, light_state)
                 if on_progress is not None:
                     on_progress(FitProgress(step, config.steps, value, psnr_from_mse(value),
                                             time.perf_counter() - start - eval_seconds))
@@ -168,8 +218,14 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
                 with precision_scope(config.precision, device):
                     progress.append((step, measure_progress(model, None if cache is None else cache.z)))
                 eval_seconds += time.perf_counter() - eval_start
+            if control.save is not None and (control.stop_requested() or control.save_due(step, config.steps)):
+                control.save(full_state(step))
+                control.saved()
+                if control.stop_requested():
+                    raise Interrupted(step)
+            step += 1
         synchronize(device)
-        train_seconds = time.perf_counter() - start - eval_seconds
+        train_seconds = trained_before + time.perf_counter() - start - eval_seconds
         eval_start = time.perf_counter()
         with precision_scope(config.precision, device):
             result = signal.evaluate(model, device, chunk)
@@ -190,6 +246,33 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
         solver=solver_report(config, model, cache, train_coords, result, chunk, cache_note) if config.is_implicit()
         else None,
     )
+
+
+def _roll_back(guard: RunawayGuard, step: int, worst: float, restore_light, optimizer, cache, notes) -> int:
+    """Restore the last good state at a lower learning rate; returns the step to go on from. Raises the
+    divergence error once the rollbacks are used up."""
+    if guard.rollbacks >= MAX_ROLLBACKS:
+        raise divergence_error(step, worst, f" after {MAX_ROLLBACKS} rollbacks at lower learning rates")
+    guard.rollbacks += 1
+    learning_rate = optimizer.param_groups[0]["lr"] * ROLLBACK_LR_FACTOR  # lower than now, whatever the snapshot had
+    restore_light(guard.snapshot)
+    set_learning_rate(optimizer, learning_rate)
+    if cache is not None:
+        cache.invalidate()  # its states belong to the weights that ran away: solve afresh from the good ones
+    notes.append(f"the loss ran away by step {step} (reached {worst:.3g}); rolled back to step "
+                 f"{guard.snapshot_step} and lowered the learning rate to {learning_rate:.3g}")
+    return guard.snapshot_step + 1
+
+
+def to_host(value):
+    """``value`` with every tensor copied to the CPU (nested dicts, lists and tuples)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {key: to_host(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_host(item) for item in value)
+    return value
 
 
 def solver_report(config: FitConfig, model: nn.Module, cache: FixpointCache | None, train_coords: torch.Tensor,

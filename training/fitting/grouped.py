@@ -38,6 +38,7 @@ from models.fixpoint import SolverStats, solve
 from models.implicit import ImplicitINR, Prepared
 from training.fitting.amortized import FixpointCache
 from training.fitting.config import FitConfig, resolve_config
+from training.fitting.control import RUNAWAY_FACTOR, Interrupted
 from training.fitting.devices import loss_read_interval, render_chunk_size, synchronize
 from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortized_cache, divergence_error,
                                   make_model, make_optimizer, solver_report)
@@ -174,10 +175,14 @@ def _per_signal_optimizer(model, config: FitConfig, device, stacked: torch.optim
 
 
 def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule | None = None,
-              on_progress=None) -> list[GroupOutcome]:
+              on_progress=None, stop_requested=None) -> list[GroupOutcome]:
     """Fit every signal of a same-shaped group with its own network, all at once (see the module's doc).
 
     ``on_progress`` receives :class:`training.fitting.fit.FitProgress` records for the group (the mean loss).
+    A signal whose loss is not finite, or runs away (``RUNAWAY_FACTOR`` times its best), fails with a divergence
+    error; its neighbours go on (a caller may fit it again alone, where it can be rolled back). When
+    ``stop_requested()`` turns true the group stops with :class:`training.fitting.control.Interrupted`; a group
+    saves no state (started again, it ends the same on the CPU).
     """
     configs = [resolve_config(config, signal, recipe_rule) for signal in signals]
     config = configs[0]
@@ -218,6 +223,8 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
     optimizer = make_optimizer(list(stacked.params.values()), config, device)
     losses = torch.zeros(config.steps, count, device=device)
     failed_at: dict[int, int] = {}
+    best = [float("inf")] * count
+    checked = 0
     sync_every = loss_read_interval(device)
 
     first_step_at = time.perf_counter()
@@ -235,14 +242,19 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
             losses[step - 1] = per_signal.detach()
             if step % sync_every == 0 or step == config.steps:
                 values = losses[step - 1].tolist()
+                worst = losses[checked:step].amax(dim=0).tolist()  # NaN where a signal had one
+                checked = step
                 for g, value in enumerate(values):
-                    if not math.isfinite(value) and g not in failed_at:
+                    if g not in failed_at and (not math.isfinite(worst[g]) or worst[g] > RUNAWAY_FACTOR * best[g]):
                         failed_at[g] = step
+                    best[g] = min(best[g], value)
                 if on_progress is not None:
                     finite = [v for v in values if math.isfinite(v)]
                     mean = sum(finite) / len(finite) if finite else float("nan")
                     on_progress(FitProgress(step, config.steps, mean, psnr_from_mse(mean),
                                             time.perf_counter() - first_step_at))
+            if stop_requested is not None and stop_requested():
+                raise Interrupted(step)
         synchronize(device)
     train_seconds = time.perf_counter() - first_step_at
 

@@ -13,13 +13,14 @@ as the uninterrupted run would have.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
 import torch
 
-from inr_core.errors import check
+from inr_core.errors import UserError, check
 from models.mdeq import PRESETS, DecoderPreset, MDEQDecoder
 from training.jiio.inference import jiio
 from training.jiio.settings import TRAINING_JIIO_ITERATIONS, JIIOSettings
@@ -183,9 +184,20 @@ def train_decoder(config: DecoderConfig, images: torch.Tensor, state: DecoderTra
         record = train_epoch(state.decoder, images, state.latents, state.optimizer, config, order,
                              on_batch=None if on_batch is None else (lambda done, e=epoch: on_batch(e, done)))
         record.update(epoch=epoch + 1, seconds=time.perf_counter() - started)
+        _check_finite(state, record)
         state.history.append(record)
         state.epoch = epoch + 1
         if on_epoch is not None:
             on_epoch(state)
     state.decoder.eval()
     return state
+
+
+def _check_finite(state: DecoderTrainingState, record: dict) -> None:
+    """Stop at the first epoch that leaves a NaN or infinite cost, weight or latent: it is never handed on (so
+    never saved), and a decoder trained further from it would only restore black images."""
+    finite = math.isfinite(record["cost_per_image"]) and bool(torch.isfinite(state.latents).all()) and \
+        all(bool(torch.isfinite(p).all()) for p in state.decoder.parameters())
+    if not finite:
+        raise UserError(f"decoder training diverged in epoch {record['epoch']} (cost per image "
+                        f"{record['cost_per_image']:.3g}); try a smaller --lr")

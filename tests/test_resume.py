@@ -1,0 +1,160 @@
+"""Nothing lost, nothing mixed up: resumable fits (SIGKILL, SIGINT, SIGTERM), run-folder locking and reuse, and a
+loss that runs away being rolled back."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import cli_env, run_cli, save_png
+
+# Long enough (a few seconds of training) to be stopped half-way, small enough to stay fast.
+FIT = ["--steps", "400", "--hidden", "24", "--layers", "1", "--device", "cpu", "--quiet", "--json",
+       "--checkpoint-every", "10", "--eval-every", "100"]
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory, camera_u8):
+    folder = tmp_path_factory.mktemp("tiles")
+    names = [save_png(folder / f"tile{i}.png", camera_u8[i * 40:i * 40 + 24, 200:224]).name for i in range(3)]
+    return folder, names
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "inr_cli", *args], cwd=cwd, env=cli_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def weights(folder: Path) -> dict:
+    return torch.load(folder / "checkpoint.pt", weights_only=True)["model_state"]
+
+
+def same_fit(a: Path, b: Path) -> None:
+    """Two run folders hold the same fit, bit for bit: weights, PSNR, the evaluations along the run."""
+    mine, reference = weights(a), weights(b)
+    assert mine.keys() == reference.keys()
+    assert all(torch.equal(mine[key], reference[key]) for key in mine)
+    report, expected = (json.loads((folder / "report.json").read_text()) for folder in (a, b))
+    assert report["psnr"] == expected["psnr"] and report["history"] == expected["history"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiles):
+    folder, names = tiles
+    proc = run_cli(["fit", "image", names[0], "--out", "whole", *FIT], cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    return folder / "whole"
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_fit_resumes_to_the_same_weights(tiles, uninterrupted, how):
+    folder, names = tiles
+    out = folder / f"stopped-{how.name}"
+    process = start(["fit", "image", names[0], "--out", out.name, *FIT], folder)
+    wait_for(out / "training-state.pt", process)
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=60)
+    assert not (out / "report.json").exists() and (out / "training-state.pt").exists()
+    if how == signal.SIGKILL:
+        assert process.returncode == -signal.SIGKILL
+    else:  # the fit saved its state on the way out and said where it stopped
+        assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[how]
+        assert len(stderr.strip().splitlines()) == 1, stderr
+        assert stderr.startswith("inr: interrupted at step ") and stderr.strip().endswith("; resume with --resume")
+        step = int(stderr.split("at step ")[1].split(";")[0])
+        assert torch.load(out / "training-state.pt", weights_only=True)["step"] == step
+    if how == signal.SIGTERM:
+        return  # the same saved state as SIGINT's: resuming it is tested there
+    resumed = run_cli(["fit", "image", names[0], "--out", out.name, "--resume", *FIT], cwd=folder)
+    assert resumed.returncode == 0, resumed.stderr
+    assert any(note.startswith("resumed at step") for note in json.loads(resumed.stdout)["notes"])
+    assert not (out / "training-state.pt").exists()  # finished: nothing left to resume
+    same_fit(out, uninterrupted)
+
+
+def test_a_several_input_run_resumes_keeping_what_finished(tiles):
+    folder, names = tiles
+    whole = run_cli(["fit", "image", *names, "--out", "whole-set", "--group-size", "1", *FIT], cwd=folder)
+    assert whole.returncode == 0, whole.stderr
+    out = folder / "stopped-set"
+    process = start(["fit", "image", *names, "--out", out.name, "--group-size", "1", *FIT], folder)
+    wait_for(out / "tile1" / "training-state.pt", process)  # the first input is finished, the second under way
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert (out / "tile0" / "report.json").exists() and not (out / "tile1" / "report.json").exists()
+    first_report = (out / "tile0" / "report.json").read_text()
+    resumed = run_cli(["fit", "image", *names, "--out", out.name, "--resume", "--group-size", "1", *FIT],
+                      cwd=folder)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [json.loads(line)["input"] for line in resumed.stdout.splitlines()] == names  # all three, in order
+    assert (out / "tile0" / "report.json").read_text() == first_report  # kept, not fitted again
+    for name in names:
+        same_fit(out / Path(name).stem, folder / "whole-set" / Path(name).stem)
+
+
+def test_one_run_folder_one_writer_and_no_silent_reuse(tiles):
+    from inr_cli.run_folder import RunFolder
+
+    folder, names = tiles
+    holder = RunFolder(folder / "busy").claim(overwrite=False, resume=False)  # another process's run, as it were
+    try:
+        second = run_cli(["fit", "image", names[1], "--out", "busy", *FIT], cwd=folder)
+    finally:
+        holder.release()
+    assert second.returncode == 1 and second.stderr.startswith("inr: error: busy is being written by another inr run")
+    assert len(second.stderr.strip().splitlines()) == 1
+    first = run_cli(["fit", "image", names[0], "--out", "busy", *FIT], cwd=folder)
+    assert first.returncode == 0 and json.loads((folder / "busy" / "report.json").read_text())["input"] == names[0]
+
+    again = run_cli(["fit", "image", names[1], "--out", "busy", *FIT], cwd=folder)
+    assert again.returncode == 1 and "already holds a finished run; add --overwrite" in again.stderr
+    (folder / "busy" / "notes.txt").write_text("mine")  # not an output of the run: never removed
+    replaced = run_cli(["fit", "image", names[1], "--out", "busy", "--overwrite", *FIT[:1], "50", *FIT[2:]],
+                       cwd=folder)  # a shorter fit: its report must be the one in the folder
+    assert replaced.returncode == 0, replaced.stderr
+    report = json.loads((folder / "busy" / "report.json").read_text())
+    assert report["input"] == names[1] and report["steps"] == 50
+    assert (folder / "busy" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in (folder / "busy").iterdir()) == sorted([*report["files"].values(), "notes.txt"])
+
+    both = run_cli(["fit", "image", names[1], "--out", "busy", "--overwrite", "--resume", *FIT], cwd=folder)
+    assert both.returncode == 2 and "--resume and --overwrite exclude each other" in both.stderr
+
+
+def test_a_runaway_loss_is_rolled_back_at_a_lower_learning_rate(camera_u8):
+    import numpy as np
+
+    from inr_cli.modalities.image import IMAGE
+    from training.fitting.config import FitConfig
+    from training.fitting.control import MAX_ROLLBACKS
+    from training.fitting.fit import fit
+    from training.fitting.signal import image_signal
+    from inr_core.errors import UserError
+
+    signal_ = image_signal(torch.from_numpy(camera_u8[100:124, 200:224].astype(np.float32) / 255)[:, :, None])
+    config = FitConfig(model="siren", hidden=32, layers=2, steps=150, device="cpu", eval_every=0)
+    # A learning rate that blows the loss up to ~1e5 within two steps: rolled back MAX_ROLLBACKS times, then one line.
+    with pytest.raises(UserError, match=f"after {MAX_ROLLBACKS} rollbacks at lower learning rates; try a smaller"):
+        fit(signal_, FitConfig(**{**config.__dict__, "lr": 1e3}), IMAGE.recipe)
+    # One that runs away once and recovers after one halving ends finite, and says what happened.
+    result = fit(signal_, FitConfig(**{**config.__dict__, "lr": 20.0}), IMAGE.recipe)
+    notes = [note for note in result.notes if "ran away" in note]
+    assert notes and "rolled back to step 0 and lowered the learning rate to 10" in notes[0]
+    assert result.optimizer.param_groups[0]["lr"] == pytest.approx(20.0 * 0.5 ** len(notes))
+    assert np.isfinite(result.final.psnr) and result.final.psnr > 15
