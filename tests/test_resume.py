@@ -158,3 +158,21 @@ def test_a_runaway_loss_is_rolled_back_at_a_lower_learning_rate(camera_u8):
     assert notes and "rolled back to step 0 and lowered the learning rate to 10" in notes[0]
     assert result.optimizer.param_groups[0]["lr"] == pytest.approx(20.0 * 0.5 ** len(notes))
     assert np.isfinite(result.final.psnr) and result.final.psnr > 15
+
+
+def test_an_interrupted_group_starts_again_and_ends_as_if_never_stopped(tiles):
+    folder, names = tiles
+    fit = [*FIT[:1], "1500", *FIT[2:]]  # long enough to be caught mid-way: groups save no state of their own
+    whole = run_cli(["fit", "image", *names, "--out", "whole-group", *fit], cwd=folder)
+    assert whole.returncode == 0, whole.stderr
+    out = folder / "stopped-group"
+    process = start(["fit", "image", *names, "--out", out.name, *fit], folder)
+    wait_for(out / "tile2", process)  # every member's folder is made as the group starts training
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr.startswith("inr: interrupted at step "), stderr
+    assert not any((out / Path(name).stem / "report.json").exists() for name in names)
+    resumed = run_cli(["fit", "image", *names, "--out", out.name, "--resume", *fit], cwd=folder)
+    assert resumed.returncode == 0, resumed.stderr
+    for name in names:
+        same_fit(out / Path(name).stem, folder / "whole-group" / Path(name).stem)
