@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from inr_cli.files import atomic_write_with
 
@@ -95,27 +96,39 @@ def write_psnr_plot(path: Path, batch_psnr: list[float], evaluations: list[dict]
     atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
 
 
-def image_grid(rows: list[torch.Tensor], columns: int = 16, min_cell: int = 64) -> Image.Image:
+def image_grid(rows: list[torch.Tensor], columns: int = 16, min_cell: int = 64,
+               labels: list[str] | None = None) -> Image.Image:
     """Rows of equally many images (N, C, S, S) in [-1, 1], e.g. corrupted / restored / original, laid out in
     blocks of ``columns`` images (the rows of one block stay together), each image upscaled by an integer factor
-    (nearest neighbour) to at least ``min_cell`` pixels so small images stay readable."""
+    (nearest neighbour) to at least ``min_cell`` pixels so small images stay readable. ``labels``, one per row,
+    are written in a margin left of every block's rows."""
     count, side = rows[0].shape[0], rows[0].shape[-1]
     factor = max(1, -(-min_cell // side))
     cell = side * factor
     columns = max(1, min(columns, count))
     blocks = -(-count // columns)
     block_height = len(rows) * (cell + GAP) + GAP  # a double gap between blocks
-    canvas = Image.new("RGB", (columns * (cell + GAP) - GAP, blocks * block_height - 2 * GAP), (255, 255, 255))
+    font = ImageFont.load_default() if labels else None
+    margin = 0 if font is None else 2 * GAP + max(math.ceil(font.getlength(label)) for label in labels)
+    canvas = Image.new("RGB", (margin + columns * (cell + GAP) - GAP, blocks * block_height - 2 * GAP),
+                       (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for r, label in enumerate(labels or []):
+        _, top, _, bottom = font.getbbox(label)
+        for block in range(blocks):
+            draw.text((GAP, block * block_height + r * (cell + GAP) + (cell - bottom - top) // 2), label,
+                      fill=(0, 0, 0), font=font)
     for r, images in enumerate(rows):
         pixels = ((images.detach().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)
         for i in range(count):
             tile = Image.fromarray(np.rint(_display_rgb(pixels[i]) * 255).astype(np.uint8))
             tile = tile.resize((cell, cell), Image.Resampling.NEAREST)
             block, column = divmod(i, columns)
-            canvas.paste(tile, (column * (cell + GAP), block * block_height + r * (cell + GAP)))
+            canvas.paste(tile, (margin + column * (cell + GAP), block * block_height + r * (cell + GAP)))
     return canvas
 
 
-def write_image_grid(path: Path, rows: list[torch.Tensor], columns: int = 16) -> None:
-    image = image_grid(rows, columns)
+def write_image_grid(path: Path, rows: list[torch.Tensor], columns: int = 16, labels: list[str] | None = None
+                     ) -> None:
+    image = image_grid(rows, columns, labels=labels)
     atomic_write_with(path, lambda buf: image.save(buf, format="PNG"))

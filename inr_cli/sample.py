@@ -41,6 +41,7 @@ class DecoderSampleOptions:
     fid_count: int | None = None
     seed: int = 0
     as_json: bool = False
+    individual: bool = False  # one PNG per sample besides the grid
 
     def validate(self) -> None:
         """Usage errors, checked before any file is read (exit code 2, as for any bad option value)."""
@@ -51,7 +52,7 @@ class DecoderSampleOptions:
     def given_flags(self) -> list[str]:
         """The flags given, except --seed (which has a default, so it is always "given")."""
         flags = {"count": "-n", "fid": "--fid", "fid_model": "--fid-model", "fid_count": "--fid-count",
-                 "as_json": "--json"}
+                 "as_json": "--json", "individual": "--individual"}
         return [flag for name, flag in flags.items() if getattr(self, name) not in (None, False, 0)]
 
 
@@ -129,11 +130,11 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
         stray = [SAMPLE_FLAGS[name] for name in request.given()]
         if stray:
             raise UserError(f"{checkpoint}: {' '.join(stray)} does not apply to a decoder checkpoint "
-                            "(it takes -n, --fid, --fid-model, --fid-count, --seed, --json)")
+                            "(it takes -n, --fid, --fid-model, --fid-count, --seed, --individual, --json)")
         from inr_cli.jiio.decoder_sample import sample_decoder
         return sample_decoder(checkpoint, payload, out=out, device_name=device, count=decoder.count, fid=decoder.fid,
                               fid_model=decoder.fid_model, fid_count=decoder.fid_count, seed=decoder.seed,
-                              as_json=decoder.as_json)
+                              as_json=decoder.as_json, individual=decoder.individual)
     if decoder.given_flags():
         raise UserError(f"{checkpoint}: {' '.join(decoder.given_flags())} only applies to a decoder checkpoint")
 

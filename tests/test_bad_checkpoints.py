@@ -260,7 +260,7 @@ def test_a_training_run_that_diverges_leaves_no_decoder(tmp_path, capsys, monkey
     decoder.pt and folder with it."""
     saved = []
 
-    def epoch(decoder, images, latents, optimizer, config, generator=None, on_batch=None):
+    def epoch(decoder, images, latents, optimizer, config, generator=None, on_batch=None, **parallel):
         saved.append((tmp_path / "run" / "decoder.pt").exists())
         return {"cost_per_image": float("nan") if saved[1:] else 1.0, "jacobian_penalty": 0.0}
 

@@ -72,7 +72,8 @@ def test_train_then_inpaint_writes_images_grid_report_and_checkpoint(tmp_path, c
     mse = ((restored - originals) ** 2).reshape(8, -1).mean(1)
     assert np.allclose(-10 * np.log10(mse), [im["jiio"]["psnr"] for im in report["per_image"]], atol=0.1)
     grid = Image.open(out / "grid.png")
-    assert grid.size == (8 * 64 + 7 * 4, 3 * 64 + 2 * 4)  # 8 images of 16 px shown at 64 px; 3 rows
+    # 8 images of 16 px shown at 64 px, right of the row labels; 4 rows (corrupted, decoded, composited, original)
+    assert grid.size[0] > 8 * 64 + 7 * 4 and grid.size[1] == 4 * 64 + 3 * 4
     assert sum(im["jiio"]["seconds"] for im in report["per_image"]) == pytest.approx(
         report["methods"]["jiio"]["seconds"], rel=1e-6)
     summary = report["methods"]["jiio"]

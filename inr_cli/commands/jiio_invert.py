@@ -1,6 +1,6 @@
 """`inr jiio-invert`: get a JIIO-trained MDEQ decoder (load one, or train one on a collection and save it every
 epoch), then restore test images with JIIO and/or the Adam baseline, and write the restored images, a grid
-(corrupted | restored | original), and report.json.
+(corrupted | decoded | restored | original), and report.json.
 
 The options become one :class:`training.jiio.invert_config.InvertConfig`, validated once before anything runs
 (setting errors phrased as the flags that set them); :mod:`inr_cli.jiio.invert` runs it.
@@ -35,6 +35,8 @@ JIIO_EXAMPLES = """
   [dim]# reuse it: denoise the test set, JIIO against the Adam baseline[/dim]
   inr jiio-invert --task denoise --decoder runs/fmnist/decoder.pt --method both \\
       --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --count 64
+  [dim]# inpaint your own pictures with it (any size: resized and centre-cropped to the decoder's)[/dim]
+  inr jiio-invert --task inpaint --decoder runs/fmnist/decoder.pt --images shirt.png --images boot.jpg
   [dim]# continue an interrupted (or finished) training run up to 40 epochs[/dim]
   inr jiio-invert --data faces/ --epochs 40 --resume --out runs/faces
 """
@@ -64,8 +66,9 @@ def jiio_invert(
     lr: Annotated[float, typer.Option(help="Decoder learning rate (Adam).")] = DecoderConfig.lr,
     train_batch_size: Annotated[int, typer.Option(help="Images per training batch.")] = DecoderConfig.batch_size,
     images: Annotated[Optional[list[str]], typer.Option(
-        "--images", help="Test images (folder, IDX or .npz/.npy; repeatable). Default: the held-out end of --data "
-                         "or of the decoder's training collection.", show_default=False)] = None,
+        "--images", help="Test images: an image file, a folder of images, IDX or .npz/.npy (repeatable). Default: "
+                         "the held-out end of --data or of the decoder's training collection.",
+        show_default=False)] = None,
     count: Annotated[int, typer.Option(help="Test images to restore.")] = RestorationSettings.count,
     iters: Annotated[int, typer.Option(help="JIIO iterations (and Adam steps at equal iterations).")]
         = RestorationSettings.iters,
@@ -85,6 +88,9 @@ def jiio_invert(
                                                      "at 64 px, in proportion.", show_default=False)] = None,
     sigma: Annotated[float, typer.Option(help="Denoising: noise standard deviation in [-1, 1] units.")]
         = CorruptionSettings.sigma,
+    composite: Annotated[bool, typer.Option("--composite/--no-composite", help="Inpainting: the restored image "
+                                            "keeps the observed pixels and takes only the hidden ones from the "
+                                            "decoding (the raw decoding is written too).")] = InvertConfig.composite,
     batch_size: Annotated[int, typer.Option(help="Test images restored together.")] = RestorationSettings.batch_size,
     fid: Annotated[bool, typer.Option("--fid/--no-fid", help="reconstruct: FID of the decoded latents against the "
                                       "test images (needs Inception weights).")] = FidSettings.enabled,
@@ -99,8 +105,8 @@ def jiio_invert(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ):
     """Solve inverse problems with JIIO on an MDEQ decoder (training it first with JIIO when --data is given):
-    write the restored images, a grid (corrupted | restored | original) and report.json with PSNR, time,
-    iterations and residuals."""
+    write the restored images (inpainting: observed pixels kept, the hole filled by the decoding), a labelled grid
+    and report.json with PSNR beside the corrupted input's, time, iterations and residuals."""
     training = DecoderConfig(preset=preset, image_size=image_size, latent_dim=latent_dim, epochs=epochs,
                              batch_size=train_batch_size, lr=lr, seed=seed)
     config = InvertConfig(
@@ -110,7 +116,7 @@ def jiio_invert(
                                         anderson_memory=anderson_memory, adam_lr=adam_lr,
                                         adam_max_steps=adam_max_steps, batch_size=batch_size),
         corruption=CorruptionSettings(mask_size=mask_size, sigma=sigma),
-        fid=FidSettings(enabled=fid, model=fid_model),
+        fid=FidSettings(enabled=fid, model=fid_model), composite=composite,
         test_images=images, device=device, seed=seed)
     try:
         config.validate()

@@ -19,6 +19,7 @@ SAMPLE_EXAMPLES = """
   inr sample runs/video/checkpoint.pt --scale 2 --fps 60
   inr sample runs/bunny/checkpoint.pt --resolution 256 --out bunny.obj
   inr sample runs/jiio/decoder.pt -n 64 --fid real_images/   [dim]# decoder: a grid of draws, and FID[/dim]
+  inr sample runs/jiio/decoder.pt -n 500 --out draws/ --individual   [dim]# grid, report and 500 PNGs[/dim]
 """
 
 
@@ -47,8 +48,11 @@ def sample(
     fid_count: Annotated[Optional[int], typer.Option(help="Decoder: real images used for FID, the first ones "
                                                      "(default 10,000).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Decoder: seed for the draws.")] = 0,
-    out: Annotated[Optional[Path], typer.Option(help="Output file (PNG, WAV, MP4/MKV, PLY/OBJ/GLB). Default: "
-                                                "sample-... beside the checkpoint.", show_default=False)] = None,
+    individual: Annotated[bool, typer.Option("--individual", help="Decoder: also one PNG per sample (in --out when it is a "
+                                             "folder, else in a folder named after the grid).")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Output file (PNG, WAV, MP4/MKV, PLY/OBJ/GLB); for a "
+                                                "decoder, a .png grid or a folder. Default: sample-... beside the "
+                                                "checkpoint.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Decoder: print the sample report as JSON.")] = False,
 ):
@@ -61,7 +65,7 @@ def sample(
     request = SampleRequest(scale=scale, width=width, height=height, rate=rate, duration=duration, fps=fps,
                             resolution=resolution)
     decoder = DecoderSampleOptions(count=count, fid=fid, fid_model=fid_model, fid_count=fid_count, seed=seed,
-                                   as_json=as_json)
+                                   as_json=as_json, individual=individual)
     written = run_sample(checkpoint, request, out=out, device=device, decoder=decoder)
     if written is not None:
         print(written)

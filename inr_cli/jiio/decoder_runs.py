@@ -25,7 +25,7 @@ from training.fitting.checkpoint import serialize
 from training.jiio.channels import match_channels
 from training.jiio.decoder_checkpoint import decoder_from_payload, decoder_payload, training_state_from_payload
 from inr_core.errors import UserError
-from training.jiio.decoder_training import DecoderConfig, DecoderTrainingState, train_decoder
+from training.jiio.decoder_training import DecoderConfig, DecoderTrainingState, Ranks, train_decoder
 from training.jiio.invert_config import DecoderSource
 from training.jiio.latent_density import fit_gaussian_mixture
 
@@ -81,18 +81,19 @@ def _training_split(images: torch.Tensor, train_count: int | None, held_out: int
 
 
 def obtain_decoder(source: DecoderSource, held_out: int, out: Path, device: torch.device, *,
-                   show_progress: bool) -> DecoderRun:
+                   show_progress: bool, ranks: Ranks = Ranks()) -> DecoderRun:
     """Load ``source.checkpoint``, or train on ``source.data`` leaving its last ``held_out`` images for testing.
-    ``source`` is validated (:meth:`training.jiio.invert_config.InvertConfig.validate`)."""
+    ``source`` is validated (:meth:`training.jiio.invert_config.InvertConfig.validate`). Under torchrun every
+    rank trains its share of each batch (``ranks``); rank 0 alone writes the checkpoint."""
     if source.data is None:
         payload = read_checkpoint(source.checkpoint)
         decoder, config = decoder_from_payload(payload, str(source.checkpoint), device)
         return DecoderRun(decoder, config, source.checkpoint, payload, trained_here=False)
-    return _train(source, held_out, out, device, show_progress)
+    return _train(source, held_out, out, device, show_progress, ranks)
 
 
-def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device, show_progress: bool
-           ) -> DecoderRun:
+def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device, show_progress: bool,
+           ranks: Ranks) -> DecoderRun:
     config = source.training
     target = out / DECODER_FILE
     state, notes = None, []
@@ -103,29 +104,32 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
         # The architecture and the optimisation recipe come from the run being resumed; only the goal moves.
         config = replace(saved, epochs=config.epochs)
         notes.append(f"resumed from {resume_from} after epoch {state.epoch}")
-    elif target.exists():
+    elif target.exists():  # every rank looks (before any of them can have written it), so every rank stops
         raise UserError(f"{target} exists: add --resume to continue that run, or choose another --out")
     try:
-        return _train_into(target, source, config, state, notes, held_out, device, show_progress)
+        return _train_into(target, source, config, state, notes, held_out, device, show_progress, ranks)
     except Exception:
-        if state is None:  # a fresh run: whatever it saved is not a decoder that finished training
+        if state is None and ranks.rank == 0:  # a fresh run: what it saved is not a decoder that finished training
             target.unlink(missing_ok=True)
         raise
 
 
 def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, state: DecoderTrainingState | None,
-                notes: list[str], held_out: int, device: torch.device, show_progress: bool) -> DecoderRun:
+                notes: list[str], held_out: int, device: torch.device, show_progress: bool, ranks: Ranks
+                ) -> DecoderRun:
     images = finite_images(load_images(source.data, config.image_size), source.data)
     train = _training_split(images, source.train_count, held_out, source.data)  # stays in host memory
     if state is not None and len(state.latents) != len(train):
         raise UserError(f"{source.data}: the run being resumed trained on {len(state.latents)} images, this data "
                         f"gives {len(train)}; use the same --data and --train-count")
     data_info = {"source": source.data, "train_count": len(train), "total": len(images),
-                 "channels": int(images.shape[1]), "size": config.image_size}
+                 "channels": int(images.shape[1]), "size": config.image_size, "world_size": ranks.world_size,
+                 "images_per_rank": ranks.image_counts(len(train), config.batch_size)}
     start_epoch = state.epoch if state is not None else 0
 
     def save(current, density=None):
-        atomic_write_bytes(target, serialize(decoder_payload(current, config, data_info, density)))
+        if ranks.rank == 0:  # every rank holds the same state; one writes it
+            atomic_write_bytes(target, serialize(decoder_payload(current, config, data_info, density)))
 
     batches = -(-len(train) // config.batch_size)
     total = max(0, config.epochs - start_epoch) * len(train)
@@ -142,7 +146,7 @@ def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, stat
                        f"epoch {current.epoch}/{config.epochs} cost {last['cost_per_image']:.3g}")
 
         state = train_decoder(config, train, state, on_epoch=on_epoch, on_batch=on_batch if batches > 1 else None,
-                              device=device)
+                              device=device, ranks=ranks)
     density = fit_gaussian_mixture(state.latents.detach().cpu(), seed=config.seed)
     save(state, density)  # the final checkpoint also carries the latent density that `inr sample` draws from
     payload = decoder_payload(state, config, data_info, density)

@@ -1,17 +1,24 @@
 """`inr sample DECODER_CKPT -n 64`: draw latents from the Gaussian mixture fitted to a JIIO-trained decoder's
-training latents, decode them at their equilibria, write a grid (and, with --fid, FID against real images)."""
+training latents, decode them at their equilibria, write a grid and its JSON report (with --fid, FID against real
+images; with --individual, one PNG per sample too).
+
+``--out`` names either the grid (``draws.png``: the report is ``draws.json``, the single samples go in ``draws/``)
+or a folder (``grid.png``, ``report.json`` and ``samples/`` inside it), the way `inr jiio-invert` lays out a run.
+"""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from inr_cli.media.datasets import load_images
-from inr_cli.jiio.fid_model import fid_report, load_fid_model
+from inr_cli.jiio.fid_model import distances_text, fid_report, load_fid_model
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, prepare_output_dir
+from inr_cli.media.images import write_png
 from inr_cli.reports import REPORT_VERSION, to_json, versions
 from training.jiio.channels import match_channels
 from training.jiio.decoder_checkpoint import decoder_from_payload
@@ -23,15 +30,44 @@ GRID_LIMIT = 256  # images shown in the grid; FID uses all of them
 FID_REAL_IMAGES = 10_000  # the usual count on the real side
 
 
+@dataclass(frozen=True)
+class SampleFiles:
+    """Where one `inr sample` of a decoder writes: ``shown`` is what the command prints (the grid, or the folder)."""
+    grid: Path
+    report: Path
+    individual: Path | None  # the folder for one PNG per sample, when asked for
+    shown: Path
+
+
+def sample_files(out: Path | None, checkpoint: Path, count: int, individual: bool) -> SampleFiles:
+    """The files ``--out`` asks for: a .png name is the grid, anything without a suffix (or an existing folder) a
+    folder to write into; the default is ``samples-COUNT.png`` beside the checkpoint."""
+    out = out or checkpoint.parent / f"samples-{count}.png"
+    if out.suffix.lower() == ".png":
+        return SampleFiles(out, out.with_suffix(".json"), out.with_suffix("") if individual else None, out)
+    if out.is_dir() or not out.suffix:
+        return SampleFiles(out / "grid.png", out / "report.json", out / "samples" if individual else None, out)
+    raise UserError(f"{out}: decoder samples are written as a PNG grid or into a folder; give a .png file name or "
+                    "a folder")
+
+
+def write_individual(folder: Path, images: torch.Tensor) -> None:
+    """One 8-bit PNG per image (N, C, S, S) in [-1, 1], numbered from 0 with at least four digits."""
+    prepare_output_dir(folder)
+    digits = max(4, len(str(len(images) - 1)))
+    for i, image in enumerate(images):
+        write_png(folder / f"{i:0{digits}d}.png", ((image + 1) / 2).permute(1, 2, 0), 8)
+
+
 def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_name: str = "auto",
                    count: int | None = None, fid: str | None = None, fid_model: Path | None = None,
-                   fid_count: int | None = None, seed: int = 0, as_json: bool = False) -> Path | None:
-    """Draw ``count`` images (default 64); the options were checked by ``DecoderSampleOptions.validate``."""
+                   fid_count: int | None = None, seed: int = 0, as_json: bool = False, individual: bool = False
+                   ) -> Path | None:
+    """Draw ``count`` images (default 64); the options were checked by ``DecoderSampleOptions.validate``. Returns
+    the grid or folder written (None with ``as_json``)."""
     count = 64 if count is None else count
     fid_count = FID_REAL_IMAGES if fid_count is None else fid_count
-    out = out or checkpoint.parent / f"samples-{count}.png"
-    if out.suffix.lower() != ".png":
-        raise UserError(f"{out}: decoder samples are written as a PNG grid; give a .png file name")
+    files = sample_files(out, checkpoint, count, individual)
     device = resolve_device(device_name)
     decoder, config = decoder_from_payload(payload, str(checkpoint), device)
     decoder.requires_grad_(False)
@@ -46,11 +82,14 @@ def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_
     latents = sample_gaussian_mixture(density, count, torch.Generator().manual_seed(seed)).to(device)
     images, residuals = decoder.generate(latents)
     images = images.cpu()
-    prepare_output_dir(out.parent)
-    write_image_grid(out, [images[:GRID_LIMIT]], columns=16)
+    prepare_output_dir(files.grid.parent)
+    if files.individual is not None:
+        write_individual(files.individual, images)
+    write_image_grid(files.grid, [images[:GRID_LIMIT]], columns=16)
     report = {
         "report_version": REPORT_VERSION, "command": "sample", "checkpoint": str(checkpoint), "samples": count,
-        "grid": str(out), "seed": seed, "density_components": int(density["weights"].numel()),
+        "grid": str(files.grid), "individual": None if files.individual is None else str(files.individual),
+        "seed": seed, "density_components": int(density["weights"].numel()),
         "equilibrium_rel_residual_max": float(residuals.max()),
         "equilibrium_rel_residual_mean": float(residuals.mean()),
         "notes": notes, "versions": versions(),
@@ -59,13 +98,10 @@ def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_
         real = match_channels(real, images.shape[1])
         report["fid_real_images"] = fid
         report.update(fid_report(model, reason, real, images, device, model_path=fid_model))
-    report_path = out.with_suffix(".json")
-    atomic_write_text(report_path, to_json(report) + "\n")
+    atomic_write_text(files.report, to_json(report) + "\n")  # last: its presence means the draws are complete
     if as_json:
         sys.stdout.write(to_json(report, indent=None) + "\n")
         return None
     if real is not None:
-        fid_text = (f"FID {report['fid']:.2f} ({count} samples vs {len(real)} real images)"
-                    if report.get("fid") is not None else f"FID unavailable: {report['fid_unavailable']}")
-        print(fid_text, file=sys.stderr)
-    return out
+        print(distances_text(report), file=sys.stderr)
+    return files.shown

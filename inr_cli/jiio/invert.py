@@ -1,7 +1,11 @@
 """The `inr jiio-invert` run: get the decoder (:mod:`inr_cli.jiio.decoder_runs`), restore the test images with
 JIIO and/or the Adam baseline (the JIIO-vs-Adam protocol is :mod:`training.jiio.comparison`), and write the
-restored images, a grid (corrupted | restored | original) and report.json. The command's options and their
-validation are in :mod:`inr_cli.commands.jiio_invert`.
+restored images, a labelled grid and report.json. The command's options and their validation are in
+:mod:`inr_cli.commands.jiio_invert`.
+
+An inpainted image is written composited (what was observed kept exactly, the decoding only in the hole), the
+raw decoding beside it, and both are scored against the corrupted input's own PSNR: a decoder blurrier than the
+observed pixels can no longer make the restoration worse than what the user started from.
 """
 
 from __future__ import annotations
@@ -12,37 +16,54 @@ from pathlib import Path
 
 import torch
 
+from inr_cli.cluster import Cluster
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, missing_ancestors, prepare_output_dir, remove_if_empty
 from inr_cli.jiio.decoder_runs import obtain_decoder, test_images
-from inr_cli.jiio.fid_model import fid_report, load_fid_model
+from inr_cli.jiio.fid_model import distances_text, fid_report, load_fid_model
 from inr_cli.media.images import write_png
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
 from models.mdeq import MDEQDecoder
 from training.fitting.devices import resolve_device
 from training.jiio.comparison import BatchComparison, compare_on_batch, summarize_comparisons
-from training.jiio.inverse_tasks import SIGNED_RANGE, Corruption, Restoration, corrupt, restore, restore_adam
+from training.jiio.inverse_tasks import (SIGNED_RANGE, Corruption, Restoration, composite, corrupt, restore,
+                                         restore_adam)
+from training.jiio.decoder_training import Ranks
 from training.jiio.invert_config import InvertConfig
 from training.jiio.settings import RestorationSettings
 from training.metrics import psnr
 
 REPORT = "report.json"
 GRID = "grid.png"
+# What the method was given, as the first grid row and the summary name it.
+GRID_INPUT_LABELS = {"inpaint": "corrupted", "denoise": "noisy", "reconstruct": "input"}
+INPUT_NAMES = {"inpaint": "corrupted input", "denoise": "noisy input", "reconstruct": "input"}
 
 
 def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bool, as_json: bool) -> int:
-    """Run a validated config; the report goes to OUT/report.json (and stdout). Returns the exit code."""
-    device = resolve_device(config.device)
-    if out is None:
-        out = Path("runs") / f"jiio-{config.restoration.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    created = missing_ancestors(out)
-    prepare_output_dir(out)
+    """Run a validated config; the report goes to OUT/report.json (and stdout). Returns the exit code.
+
+    Launched by torchrun, every rank trains its share of each batch of the decoder (its own GPU, or the CPU;
+    :class:`training.jiio.decoder_training.Ranks`) and rank 0 alone writes the checkpoint, restores the test
+    images and reports."""
+    cluster = Cluster.from_environment()
+    failed = True
     try:
-        return _run(config, out, device, show_progress, as_json)
-    except BaseException:
-        remove_if_empty(created)
-        raise
+        device = resolve_device(cluster.device_for(config.device))
+        out = cluster.from_leader(lambda: out or Path("runs") / f"jiio-{config.restoration.task}-"
+                                                               f"{time.strftime('%Y%m%d-%H%M%S')}")
+        created = missing_ancestors(out)
+        prepare_output_dir(out)
+        try:
+            code = _run(config, out, device, show_progress and cluster.is_leader, as_json, cluster)
+        except BaseException:
+            remove_if_empty(created)
+            raise
+        failed = False
+        return code
+    finally:
+        cluster.close(wait=not failed)  # a rank that failed does not wait for the others
 
 
 def _restore_all(decoder: MDEQDecoder, corruption: Corruption, settings: RestorationSettings, device: torch.device,
@@ -75,12 +96,33 @@ def _psnr(images: torch.Tensor, target: torch.Tensor, region: torch.Tensor | Non
             for i in range(len(target))]
 
 
-def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: bool, as_json: bool) -> int:
+def _write_pngs(out: Path, folder: str, images: torch.Tensor) -> str:
+    """Images (N, C, S, S) in [-1, 1] as OUT/FOLDER/NNNN.png, 8-bit; returns ``folder`` for the report."""
+    (out / folder).mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        write_png(out / folder / f"{i:04d}.png", ((image + 1) / 2).permute(1, 2, 0), 8)
+    return folder
+
+
+def _scores(images: torch.Tensor, target: torch.Tensor, hole: torch.Tensor | None) -> dict[str, list[float]]:
+    """Per-image PSNR over the whole image, and with a ``hole`` over the hidden pixels alone (``psnr_masked``)."""
+    return {"psnr": _psnr(images, target), **({} if hole is None else {"psnr_masked": _psnr(images, target, hole)})}
+
+
+def _mean(values: list[float]) -> float:
+    return float(torch.tensor(values, dtype=torch.float64).mean())
+
+
+def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: bool, as_json: bool,
+         cluster: Cluster) -> int:
     restoration = config.restoration
     fid_model, fid_reason = (None, "not computed (--no-fid)")
     if config.fid.enabled and restoration.task == "reconstruct":
         fid_model, fid_reason = load_fid_model(config.fid.model)  # an explicit bad path fails before training
-    run = obtain_decoder(config.decoder, config.held_out(), out, device, show_progress=show_progress)
+    run = obtain_decoder(config.decoder, config.held_out(), out, device, show_progress=show_progress,
+                         ranks=Ranks(cluster.rank, cluster.world_size))
+    if not cluster.is_leader:
+        return 0  # the decoder is trained and saved; restoring and reporting are rank 0's
     decoder = run.decoder.requires_grad_(False)  # restoration differentiates through the latents only
     size = decoder.preset.image_size
     target, images_info, notes = test_images(config.test_images, run, restoration.count, decoder.out_channels)
@@ -89,30 +131,34 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
     hole = 1 - corruption.mask if restoration.task == "inpaint" else None
     results, comparisons = _restore_all(decoder, corruption, restoration, device, show_progress)
 
-    corrupted_psnr = _psnr(corruption.observed, target)
-    corrupted_masked = None if hole is None else _psnr(corruption.observed, target, hole)
-    summaries, restored_images, per_image = {}, {}, [
-        {"index": i, "corrupted_psnr": corrupted_psnr[i],
-         **({} if hole is None else {"corrupted_psnr_masked": corrupted_masked[i]})} for i in range(len(target))]
+    keep_observed = config.composites()
+    corrupted = None if restoration.task == "reconstruct" else _scores(corruption.observed, target, hole)
+    per_image = [{"index": i, **{f"corrupted_{k}": v[i] for k, v in (corrupted or {}).items()}}
+                 for i in range(len(target))]
+    summaries, restored_images, grid = {}, {}, [(GRID_INPUT_LABELS[restoration.task], corruption.observed)]
     files = {"grid": GRID, "report": REPORT}
     for method, restorations in results.items():
-        images = torch.cat([r.images for r in restorations]).cpu()
-        psnrs, masked = _psnr(images, target), None if hole is None else _psnr(images, target, hole)
-        restored_images[method] = images
-        summaries[method] = _summary(restorations, psnrs, masked, len(target))
-        folder = out / "restored" / method
-        folder.mkdir(parents=True, exist_ok=True)
+        decoded = torch.cat([r.images for r in restorations]).cpu()
+        restored = composite(decoded, corruption) if keep_observed else decoded
+        restored_images[method] = restored
+        scores, written = _scores(restored, target, hole), {"restored": restored}
+        if keep_observed:  # the raw decoding too: how well the decoder itself filled the hole, and the rest
+            scores |= {f"decoded_{k}": v for k, v in _scores(decoded, target, hole).items()}
+            written["decoded"] = decoded
+            grid.append((f"{method}, decoded", decoded))
+        grid.append((f"{method}, {'composited' if keep_observed else 'restored'}", restored))
+        summaries[method] = _summary(restorations, scores, corrupted, len(target))
         costs = torch.cat([r.cost for r in restorations]).cpu()
         residuals = torch.cat([r.state_residual for r in restorations]).cpu()
         # Images are restored batch by batch: each image's time is its share of its batch's.
         seconds = [r.seconds / len(r.cost) for r in restorations for _ in range(len(r.cost))]
         for i in range(len(target)):
-            write_png(folder / f"{i:04d}.png", ((images[i] + 1) / 2).permute(1, 2, 0), 8)
-            per_image[i][method] = {"psnr": psnrs[i], "cost": float(costs[i]), "seconds": seconds[i],
-                                    "final_state_residual": float(residuals[i]),
-                                    **({} if masked is None else {"psnr_masked": masked[i]})}
-        files[f"restored_{method}"] = f"restored/{method}/"
-    write_image_grid(out / GRID, [corruption.observed, *restored_images.values(), target])
+            per_image[i][method] = {**{k: v[i] for k, v in scores.items()}, "cost": float(costs[i]),
+                                    "seconds": seconds[i], "final_state_residual": float(residuals[i])}
+        for kind, images in written.items():
+            files[f"{kind}_{method}"] = _write_pngs(out, f"{kind}/{method}/", images)
+    grid.append(("original", target))
+    write_image_grid(out / GRID, [images for _, images in grid], labels=[label for label, _ in grid])
 
     report = {
         "report_version": REPORT_VERSION,
@@ -125,8 +171,10 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
         "images": {**images_info, "count": len(target), "size": size, "channels": decoder.out_channels},
         "corruption": ({"mask_size": config.corruption.mask_side(size)} if restoration.task == "inpaint" else
                        {"sigma": config.corruption.sigma} if restoration.task == "denoise" else {}),
-        "corrupted_psnr": sum(corrupted_psnr) / len(target),
-        "corrupted_psnr_masked": None if hole is None else sum(corrupted_masked) / len(target),
+        "corrupted_psnr": None if corrupted is None else _mean(corrupted["psnr"]),
+        "corrupted_psnr_masked": None if hole is None else _mean(corrupted["psnr_masked"]),
+        "composited": keep_observed,
+        "grid_rows": [label for label, _ in grid],
         "methods": summaries,
         "comparison": summarize_comparisons(comparisons, restoration.chase_steps()) if comparisons else None,
         "fid": _reconstruction_fid(config, fid_model, fid_reason, target, restored_images, device),
@@ -145,14 +193,21 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
     return 0
 
 
-def _summary(restorations: list[Restoration], psnrs: list[float], masked: list[float] | None, count: int) -> dict:
+def _summary(restorations: list[Restoration], scores: dict[str, list[float]],
+             corrupted: dict[str, list[float]] | None, count: int) -> dict:
+    """A method's means over the images: PSNRs (of the restoration written and, when composited, of the raw
+    decoding: ``decoded_psnr``...), their gain over the corrupted input's own, cost, time and residuals."""
     seconds = sum(r.seconds for r in restorations)
     cost = torch.cat([r.cost for r in restorations])
     residual = torch.cat([r.state_residual for r in restorations])
-    psnr_values = torch.tensor(psnrs, dtype=torch.float64)
+    psnrs = torch.tensor(scores["psnr"], dtype=torch.float64)
+    means = {key: _mean(values) for key, values in scores.items()}
     summary = {
-        "psnr": float(psnr_values.mean()), "psnr_std": float(psnr_values.std()) if len(psnr_values) > 1 else 0.0,
-        "psnr_masked": None if masked is None else float(torch.tensor(masked, dtype=torch.float64).mean()),
+        "psnr": means["psnr"], "psnr_std": float(psnrs.std()) if len(psnrs) > 1 else 0.0,
+        "psnr_masked": means.get("psnr_masked"),
+        **{key: value for key, value in means.items() if key.startswith("decoded_")},
+        **({} if corrupted is None else
+           {f"{key}_gain": means[key] - _mean(values) for key, values in corrupted.items()}),
         "cost_mean": float(cost.mean()),
         "iterations": max(r.iterations for r in restorations),
         "evaluations_per_batch": [r.evaluations for r in restorations],
@@ -175,23 +230,29 @@ def _reconstruction_fid(config: InvertConfig, model, reason: str | None, target:
             for method, images in restored.items()}
 
 
+def _psnr_text(whole: float, hidden: float | None) -> str:
+    return db_text(whole) + ("" if hidden is None else f" (hidden region {db_text(hidden)})")
+
+
 def summary_text(report: dict) -> str:
-    lines = [f"jiio-invert {report['task']}: {report['images']['count']} images "
-             f"{report['images']['size']}px, corrupted PSNR {db_text(report['corrupted_psnr'])}"
-             + (f" (hidden region {db_text(report['corrupted_psnr_masked'])})"
-                if report["corrupted_psnr_masked"] is not None else "")]
+    given = INPUT_NAMES[report["task"]]
+    lines = [f"jiio-invert {report['task']}: {report['images']['count']} images {report['images']['size']}px"
+             + ("" if report["corrupted_psnr"] is None else
+                f", {given} PSNR {_psnr_text(report['corrupted_psnr'], report['corrupted_psnr_masked'])}")]
     for method, s in report["methods"].items():
-        masked = f" (hidden region {db_text(s['psnr_masked'])})" if s["psnr_masked"] is not None else ""
-        lines.append(f"  {method:5s} PSNR {db_text(s['psnr'])}{masked}, cost {s['cost_mean']:.3g}, "
-                     f"{1000 * s['seconds_per_image']:.1f} ms/image, {s['iterations']} iterations")
+        restored = "composited" if report["composited"] else "restored"
+        gain = f", {s['psnr_gain']:+.2f} dB over the {given}" if "psnr_gain" in s else ""
+        lines.append(f"  {method:5s} {restored} PSNR {_psnr_text(s['psnr'], s['psnr_masked'])}{gain}; "
+                     f"cost {s['cost_mean']:.3g}, {1000 * s['seconds_per_image']:.1f} ms/image, "
+                     f"{s['iterations']} iterations")
+        if "decoded_psnr" in s:
+            lines.append(f"        raw decoding PSNR {_psnr_text(s['decoded_psnr'], s.get('decoded_psnr_masked'))}")
     comparison = report.get("comparison")
     if comparison:
         loss = comparison["equal_loss"]
         lines.append(f"  JIIO vs Adam: {comparison['equal_iterations']['time_ratio']:.1f}x faster at equal "
                      f"iterations, {'>=' if not loss['reached'] else ''}{loss['time_ratio']:.1f}x to equal loss")
     for method, fid in (report.get("fid") or {}).items():
-        lines.append(f"  {method:5s} reconstruction FID "
-                     + (f"{fid['fid']:.2f} ({fid['fid_samples'][0]} images)" if fid.get("fid") is not None
-                        else f"unavailable: {fid['fid_unavailable']}"))
+        lines.append(f"  {method:5s} reconstruction {distances_text(fid)}")
     lines.append(f"  wrote {report['output_dir']}")
     return "\n".join(lines)

@@ -1,5 +1,5 @@
-"""Image collections for the JIIO decoder, read without downloads: a folder of images, MNIST-format IDX files
-(gzipped or not), or .npz/.npy arrays. Every source comes out the same way: a float tensor (N, C, S, S) in
+"""Image collections for the JIIO decoder, read without downloads: image files, a folder of images, MNIST-format
+IDX files (gzipped or not), or .npz/.npy arrays. Every source comes out the same way: a float tensor (N, C, S, S) in
 [-1, 1], each image resized (shorter side to S, by the resize images and video frames use) and centre-cropped to
 S x S.
 """
@@ -120,7 +120,7 @@ def _skimage_collection(name: str, source: str) -> np.ndarray:
 
 
 def load_images(source: str, size: int, limit: int | None = None) -> torch.Tensor:
-    """Images from a folder, an IDX file, an .npz/.npy file or skimage:lfw_subset / skimage:lfw_faces as
+    """Images from an image file, a folder, an IDX file, an .npz/.npy file or skimage:lfw_subset / skimage:lfw_faces as
     (N, C, size, size) in [-1, 1]."""
     if source.startswith("skimage:"):
         images = _array_images(_skimage_collection(source.split(":", 1)[1], source)[:limit], source)
@@ -128,8 +128,9 @@ def load_images(source: str, size: int, limit: int | None = None) -> torch.Tenso
     path = Path(source)
     if not path.exists():
         raise UserError(f"{source}: no such file or folder")
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:  # a folder of images, or one image file
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit] if path.is_dir() \
+            else [path]
         images = (read_image(str(p), alpha="drop").pixels.numpy() for p in files)
         return _to_batch(images, len(files), size, source, mix_gray=True)
     if path.suffix.lower() in (".npz", ".npy"):
@@ -137,5 +138,6 @@ def load_images(source: str, size: int, limit: int | None = None) -> torch.Tenso
     elif path.name.endswith("-ubyte") or path.name.endswith("-ubyte.gz") or ".idx" in path.name:
         images = _array_images(read_idx(path)[:limit], source)
     else:
-        raise UserError(f"{source}: give a folder of images, an IDX file (*-ubyte[.gz]) or an .npz/.npy array")
+        raise UserError(f"{source}: give an image file, a folder of images, an IDX file (*-ubyte[.gz]) or an "
+                        ".npz/.npy array")
     return _to_batch(_as_unit_floats(images), len(images), size, source)

@@ -5,7 +5,8 @@ solved by JIIO or by the Adam baseline. Images are (N, C, S, S) in [-1, 1]; PSNR
 Both methods end the same way: the equilibrium of the latents they chose is solved to tolerance by the DEQ core
 (:meth:`models.mdeq.MDEQDecoder.solve`) and decoded, and the cost reported is that equilibrium's (JIIO's own
 iterates need not sit exactly at z = f(z, x)). That final solve is part of each method's time, measured by the
-one stopwatch both share (:func:`timed`).
+one stopwatch both share (:func:`timed`). What a method decodes replaces every pixel; :func:`composite` puts the
+observed ones back, so an inpainted image keeps everything that was seen.
 """
 
 from __future__ import annotations
@@ -78,6 +79,14 @@ def corrupt(images: torch.Tensor, task: str, settings: CorruptionSettings = Corr
         noise = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device) * settings.sigma
         return Corruption((images + noise).clamp(-1, 1), mask)
     return Corruption(images.clone(), mask)
+
+
+def composite(decoded: torch.Tensor, corruption: Corruption) -> torch.Tensor:
+    """The restoration a user keeps: every observed pixel exactly as observed (mask 1), the decoding only where
+    nothing was observed (mask 0). ``mask * observed + (1 - mask) * decoded`` as a selection, so observed values
+    come through bit for bit whatever the decoding holds there."""
+    observed = corruption.observed.to(decoded.device)
+    return torch.where(corruption.mask.to(decoded.device).bool(), observed, decoded)
 
 
 def timed(device: torch.device, run: Callable[[], Result]) -> tuple[Result, float]:

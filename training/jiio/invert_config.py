@@ -5,7 +5,7 @@
       restoration  RestorationSettings: task, method(s), test image count, iterations, step sizes, batch size
       corruption   CorruptionSettings: the inpainting square, the denoising noise
       fid          FidSettings: whether to measure reconstruction FID, and with which network
-      test_images, device, seed
+      composite, test_images, device, seed
 
 :meth:`InvertConfig.validate` raises :class:`inr_core.errors.InvalidSetting` with the dotted name of the field
 (``restoration.iters``, ``decoder.training.lr``); problems that involve a second field name it the same way. The
@@ -46,6 +46,7 @@ class InvertConfig:
     restoration: RestorationSettings = field(default_factory=RestorationSettings)
     corruption: CorruptionSettings = field(default_factory=CorruptionSettings)
     fid: FidSettings = field(default_factory=FidSettings)
+    composite: bool = True  # inpaint: the restoration written keeps the observed pixels; the decoding fills the hole
     test_images: list[str] | None = None  # None: the held-out end of the training collection
     device: str = "auto"
     seed: int = 0  # training (decoder.training.seed follows it) and the corruptions
@@ -53,6 +54,11 @@ class InvertConfig:
     def held_out(self) -> int:
         """Images at the end of the training collection that training leaves for testing."""
         return 0 if self.test_images else self.restoration.count
+
+    def composites(self) -> bool:
+        """Whether the restorations written are composited: inpainting only (denoising observes every pixel, with
+        noise, so there the decoding itself is the estimate)."""
+        return self.composite and self.restoration.task == "inpaint"
 
     def validate(self) -> None:
         """Raise :class:`InvalidSetting` naming the first field (dotted, from this config) no run can use."""
@@ -77,6 +83,6 @@ class InvertConfig:
         on the decoder's ``image_side``, Adam's step cap on the iterations)."""
         return {**asdict(self.restoration), **asdict(self.corruption),
                 "mask_size": self.corruption.mask_side(image_side), "adam_max_steps": self.restoration.chase_steps(),
-                "images": self.test_images, "seed": self.seed, "device": self.device, "fid": self.fid.enabled,
-                "fid_model": None if self.fid.model is None else str(self.fid.model)}
+                "composite": self.composites(), "images": self.test_images, "seed": self.seed, "device": self.device,
+                "fid": self.fid.enabled, "fid_model": None if self.fid.model is None else str(self.fid.model)}
 
