@@ -12,14 +12,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from inr_cli.files import prepare_output_dir
 from inr_cli.modalities.base import (FitCommandConfig, FittedNetwork, Modality, SampleRequest, SampleTarget,
                                      get_modality, modality_names)
 from inr_core.errors import InvalidSetting, UserError, check
 from training.fitting.checkpoint import deserialize, model_from_payload
-from training.fitting.devices import (activation_bytes_per_point, check_device_name, memory_budget_bytes,
+from training.fitting.devices import (activation_bytes_per_point, available_host_bytes, check_device_name,
                                       render_chunk_size, resolve_device)
 from training.jiio.decoder_checkpoint import is_decoder_payload
 
@@ -92,18 +90,6 @@ def run_config_from_payload(payload: dict, checkpoint: Path) -> FitCommandConfig
             raise UserError(f"{checkpoint}: checkpoint architecture {name} is {arch[name]!r} but its run's config "
                             f"says {recorded!r}; the file was edited or damaged")
     return config
-
-
-def available_host_bytes() -> int:
-    """Memory the kernel can give this process now (MemAvailable), else the share a fit would plan with."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 2 * memory_budget_bytes(torch.device("cpu"))
 
 
 def check_render_memory(target: SampleTarget, channels: int, network_bytes: int, modality: Modality, out: Path

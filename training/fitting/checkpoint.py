@@ -31,6 +31,7 @@ from models import build_model
 from models.fixpoint import SolverSettings
 from models.registry import model_names
 from training.fitting.config import FitConfig
+from training.fitting.control import to_host
 from training.fitting.fit import FitResult
 
 FORMAT = "inr-checkpoint"
@@ -53,19 +54,10 @@ def checkpoint_payload(result: FitResult, signal_info: dict, *, in_features: int
         },
         "step": fit_config.steps,
         "signal": signal_info,
-        "model_state": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-        "optimizer_state": to_cpu(result.optimizer.state_dict()),
+        "model_state": to_host(result.model.state_dict()),
+        "optimizer_state": to_host(result.optimizer.state_dict()),
     }
 
-
-def to_cpu(value):
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {k: to_cpu(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_cpu(v) for v in value)
-    return value
 
 
 def serialize(payload: dict) -> bytes:

@@ -41,6 +41,18 @@ def memory_budget_bytes(device: torch.device) -> int:
     return total // 4
 
 
+def available_host_bytes() -> int:
+    """Memory the kernel can give this process now (MemAvailable), else the share a fit would plan with."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 2 * memory_budget_bytes(torch.device("cpu"))
+
+
 def activation_bytes_per_point(hidden: int, layers: int, training: bool) -> int:
     """A deliberately generous estimate of float32 activation memory per input point.
 

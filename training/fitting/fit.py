@@ -18,7 +18,7 @@ from models import build_model, count_parameters
 from training.fitting.amortized import FixpointCache
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.control import (MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, FitControl, Interrupted, RunawayGuard,
-                                      rng_state, set_learning_rate, set_rng_state)
+                                      rng_state, set_learning_rate, set_rng_state, to_host)
 from training.fitting.devices import loss_read_interval, memory_budget_bytes, render_chunk_size, synchronize
 from training.fitting.evaluate import GridEvaluation, SampleEvaluation
 from training.fitting.precision import matmul_precision, precision_note, precision_scope
@@ -262,17 +262,6 @@ def _roll_back(guard: RunawayGuard, step: int, worst: float, restore_light, opti
     notes.append(f"the loss ran away by step {step} (reached {worst:.3g}); rolled back to step "
                  f"{guard.snapshot_step} and lowered the learning rate to {learning_rate:.3g}")
     return guard.snapshot_step + 1
-
-
-def to_host(value):
-    """``value`` with every tensor copied to the CPU (nested dicts, lists and tuples)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
-    if isinstance(value, dict):
-        return {key: to_host(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_host(item) for item in value)
-    return value
 
 
 def solver_report(config: FitConfig, model: nn.Module, cache: FixpointCache | None, train_coords: torch.Tensor,

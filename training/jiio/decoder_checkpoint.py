@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 
 from models.mdeq import MDEQDecoder
-from training.fitting.checkpoint import FORMAT, building_on_meta, check_finite, check_state, to_cpu, whole
+from training.fitting.checkpoint import FORMAT, building_on_meta, check_finite, check_state, whole
+from training.fitting.control import to_host
 from inr_core.errors import InvalidSetting, UserError
 from training.jiio.decoder_training import DecoderConfig, DecoderTrainingState
 
@@ -32,10 +33,10 @@ def decoder_payload(state: DecoderTrainingState, config: DecoderConfig, data: di
         "epoch": state.epoch,
         "history": list(state.history),
         "data": dict(data),
-        "model_state": to_cpu(state.decoder.state_dict()),
-        "optimizer_state": to_cpu(state.optimizer.state_dict()),
+        "model_state": to_host(state.decoder.state_dict()),
+        "optimizer_state": to_host(state.optimizer.state_dict()),
         "latents": state.latents.detach().cpu(),
-        "density": None if density is None else to_cpu(density),
+        "density": None if density is None else to_host(density),
     }
 
 
