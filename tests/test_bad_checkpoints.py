@@ -284,3 +284,22 @@ def test_test_images_with_nan_are_refused_before_restoring(tmp_path, capsys, dec
     assert one_error_line(code, stderr, 1) == f"inr: error: {tmp_path / 'test.npz'}: 1 of 3 images holds NaN or " \
         "infinite values (the first is image 1); replace or drop them"
     assert files_in(tmp_path) == ["decoder.pt", "test.npz"]
+
+
+def test_a_shape_checkpoint_without_its_placement_is_refused_before_rendering(tmp_path, capsys):
+    from inr_cli.modalities.shape import SHAPE, ShapeOptions
+    from training.fitting.signal import Samples, ScatteredSamples
+
+    points = torch.rand(64, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    distances = points.norm(dim=1, keepdim=True) - 0.5
+    signal = ScatteredSamples(Samples(points, distances), {"uniform": Samples(points, distances)})
+    result = fit(signal, FitConfig(model="siren", hidden=8, layers=1, steps=2, device="cpu", eval_every=0), SHAPE.recipe)
+    info = {"kind": "shape", "target": "sdf", "scale": 1.0}  # "center" deleted by hand
+    payload = checkpoint_payload(result, info, in_features=3, out_features=1,
+                                 config=FitCommandConfig("shape", result.config, ShapeOptions()).to_dict())
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(serialize(payload))
+    code, stderr = call_main(["sample", checkpoint, "--device", "cpu"], capsys)
+    assert one_error_line(code, stderr, 1) == \
+        f"inr: error: {checkpoint}: checkpoint signal lacks 'center', which a shape sample needs"
+    assert files_in(tmp_path) == ["checkpoint.pt"]

@@ -109,6 +109,11 @@ class ShapeModality(Modality):
                 f"normal consistency {number_text(report.get('normal_consistency'))}")
 
     def sample_target(self, info: dict, request: SampleRequest) -> SampleTarget:
+        # The mesh goes back to the input's coordinates when written: a record without them fails here, before
+        # the render (the caller names the missing key in one line).
+        for key in ("scale", "center"):
+            if key not in info:
+                raise KeyError(key)
         resolution = request.resolution or DEFAULT_SAMPLE_RESOLUTION
         return SampleTarget((resolution,) * 3, f"sample-{resolution}.ply", tuple(f".{f}" for f in MESH_FORMATS))
 
