@@ -41,8 +41,16 @@ def test_resume_continues_exactly_as_the_uninterrupted_run():
     images = torch.stack([images.roll(k, dims=1) for k in range(12)])[:, None]
     config = DecoderConfig(image_size=16, latent_dim=8, batch_size=4, epochs=3, jiio_iterations=5)
     straight = train_decoder(config, images)
-    first = train_decoder(DecoderConfig(**{**config.to_dict(), "epochs": 2}), images)
-    payload = deserialize(serialize(decoder_payload(first, config, {"source": "test"})))
+    saved = {}
+
+    def stop_after_two(state):  # a run killed after its second epoch's checkpoint
+        saved["payload"] = serialize(decoder_payload(state, config, {"source": "test"}))
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_decoder(config, images, on_epoch=stop_after_two)
+    payload = deserialize(saved["payload"])
     state, saved = training_state_from_payload(payload, "test")
     resumed = train_decoder(config, images, state)
     assert resumed.epoch == 3 and len(resumed.history) == 3

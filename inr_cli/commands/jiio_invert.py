@@ -63,7 +63,10 @@ def jiio_invert(
     train_count: Annotated[Optional[int], typer.Option(help="Images to train on (the first ones). Default: all but "
                                                        "the last --count, which are kept for testing.",
                                                        show_default=False)] = None,
-    lr: Annotated[float, typer.Option(help="Decoder learning rate (Adam).")] = DecoderConfig.lr,
+    lr: Annotated[float, typer.Option(help="Decoder learning rate (Adam), the start of its schedule.")]
+        = DecoderConfig.lr,
+    lr_schedule: Annotated[str, typer.Option(help="cosine (lr falls to 5% of itself over --epochs) or constant.")]
+        = DecoderConfig.lr_schedule,
     train_batch_size: Annotated[int, typer.Option(help="Images per training batch.")] = DecoderConfig.batch_size,
     images: Annotated[Optional[list[str]], typer.Option(
         "--images", help="Test images: an image file, a folder of images, IDX or .npz/.npy (repeatable). Default: "
@@ -108,7 +111,7 @@ def jiio_invert(
     write the restored images (inpainting: observed pixels kept, the hole filled by the decoding), a labelled grid
     and report.json with PSNR beside the corrupted input's, time, iterations and residuals."""
     training = DecoderConfig(preset=preset, image_size=image_size, latent_dim=latent_dim, epochs=epochs,
-                             batch_size=train_batch_size, lr=lr, seed=seed)
+                             batch_size=train_batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed)
     config = InvertConfig(
         decoder=DecoderSource(checkpoint=decoder, data=data, train_count=train_count, resume=resume,
                               training=training),

@@ -26,6 +26,10 @@ from training.jiio.inference import jiio
 from training.jiio.settings import TRAINING_JIIO_ITERATIONS, JIIOSettings
 
 
+LR_SCHEDULES = ("cosine", "constant")
+LR_FLOOR = 0.05  # the cosine schedule's last rate, as a fraction of lr
+
+
 @dataclass
 class DecoderConfig:
     """Everything that defines a decoder training run: the architecture (a preset, optionally overridden) and the
@@ -38,6 +42,10 @@ class DecoderConfig:
     epochs: int = 20
     batch_size: int = 32
     lr: float = 3e-3
+    # cosine: the rate falls from lr to LR_FLOOR x lr along a cosine over the run's epochs, batch by batch;
+    # constant: lr throughout. The schedule is a function of (epoch, batch, epochs), so a run stopped and resumed
+    # with the same --epochs continues exactly; resuming with more epochs stretches the cosine over the new total.
+    lr_schedule: str = "cosine"
     # Measured (10 epochs, 1,024 Fashion-MNIST images): test reconstruction 17.95 dB against 17.53 dB with 0.1.
     jacobian_weight: float = 1.0
     jiio_iterations: int = TRAINING_JIIO_ITERATIONS  # per batch (restoration uses more)
@@ -70,6 +78,15 @@ class DecoderConfig:
             check(value > 0, name, f"must be positive, got {value}")
         check(self.jacobian_weight >= 0, "jacobian_weight", f"must be 0 or more, got {self.jacobian_weight}")
         check(self.anderson_memory >= 0, "anderson_memory", f"must be 0 or more, got {self.anderson_memory}")
+        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule",
+              f"must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+
+    def learning_rate(self, progress: float) -> float:
+        """The rate at ``progress`` (epochs done, fractional, over ``epochs``) through the run."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        fraction = min(max(progress, 0.0), 1.0)
+        return self.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * fraction)))
 
     def decoder_preset(self) -> DecoderPreset:
         groups = PRESETS[self.preset].groups
@@ -173,11 +190,12 @@ def train_epoch(decoder: MDEQDecoder, images: torch.Tensor, latents: torch.Tenso
                 optimizer: torch.optim.Optimizer, config: DecoderConfig,
                 generator: torch.Generator | None = None,
                 on_batch: Callable[[int], None] | None = None, ranks: Ranks = Ranks(),
-                probes: torch.Generator | None = None) -> dict:
+                probes: torch.Generator | None = None, epoch: int = 0) -> dict:
     """One pass over ``images`` (N, C, S, S) in [-1, 1]; ``latents`` (N, latent_dim) are updated in place.
     The images may stay in host memory while the decoder and latents sit on a GPU: each batch is moved on its own.
     ``on_batch`` hears the number of images done so far (for progress bars). With several ``ranks`` each infers
-    its slice of every global batch (see :class:`Ranks`); ``probes`` draws the Hutchinson vectors."""
+    its slice of every global batch (see :class:`Ranks`); ``probes`` draws the Hutchinson vectors. ``epoch``
+    (epochs done before this one) places the pass on the learning-rate schedule."""
     device = latents.device
     settings = config.jiio_settings()
     order = torch.randperm(len(images), generator=generator)
@@ -212,6 +230,8 @@ def train_epoch(decoder: MDEQDecoder, images: torch.Tensor, latents: torch.Tenso
             surrogate.backward(inputs=parameters)
             totals += torch.stack([result.cost.detach().sum(), penalty.detach().sum()]).to(totals)
         _sum_gradients(parameters, ranks)
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate((epoch + start / len(images)) / config.epochs)
         optimizer.step()
         if on_batch is not None:
             on_batch(min(start + global_batch, len(images)))
@@ -219,7 +239,8 @@ def train_epoch(decoder: MDEQDecoder, images: torch.Tensor, latents: torch.Tenso
         latents.copy_(ranks.sum_(torch.where(inferred[:, None], latents, torch.zeros_like(latents))))
         ranks.sum_(totals)
     cost, penalty = totals.tolist()
-    return {"cost_per_image": cost / len(images), "jacobian_penalty": penalty / len(images)}
+    return {"cost_per_image": cost / len(images), "jacobian_penalty": penalty / len(images),
+            "lr": optimizer.param_groups[0]["lr"]}
 
 
 def new_training_state(config: DecoderConfig, images: torch.Tensor,
@@ -252,7 +273,7 @@ def train_decoder(config: DecoderConfig, images: torch.Tensor, state: DecoderTra
         started = time.perf_counter()
         record = train_epoch(state.decoder, images, state.latents, state.optimizer, config, order,
                              on_batch=None if on_batch is None else (lambda done, e=epoch: on_batch(e, done)),
-                             ranks=ranks, probes=probes)
+                             ranks=ranks, probes=probes, epoch=epoch)
         record.update(epoch=epoch + 1, seconds=time.perf_counter() - started)
         _check_finite(state, record)
         state.history.append(record)
