@@ -9,6 +9,7 @@ import typer
 from inr_cli.commands.compare import compare_app
 from inr_cli.commands.fit import fit_app
 from inr_cli.commands.jiio_invert import JIIO_EXAMPLES, jiio_invert
+from inr_cli.commands.jiio_robust import ROBUST_EXAMPLES, jiio_robust
 from inr_cli.commands.sample import SAMPLE_EXAMPLES, sample
 from inr_cli.errors import phrase
 from inr_core.errors import InvalidSetting, UserError
@@ -42,6 +43,7 @@ app.add_typer(fit_app, name="fit")
 app.add_typer(compare_app, name="compare")
 app.command("sample", epilog=SAMPLE_EXAMPLES)(sample)
 app.command("jiio-invert", epilog=JIIO_EXAMPLES)(jiio_invert)
+app.command("jiio-robust", epilog=ROBUST_EXAMPLES)(jiio_robust)
 
 
 def main(argv: list[str] | None = None) -> None:

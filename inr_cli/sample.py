@@ -112,6 +112,9 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
     decoder.validate()
     check_device_name(device)
     payload = read_checkpoint(checkpoint)
+    if payload.get("kind") == "mdeq-classifier":
+        raise UserError(f"{checkpoint}: holds a classifier (`inr jiio-robust`), which draws nothing; attack it with "
+                        "`inr jiio-robust --classifier`")
     if is_decoder_payload(payload):
         stray = [SAMPLE_FLAGS[name] for name in request.given()]
         if stray:

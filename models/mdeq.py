@@ -104,20 +104,20 @@ class _Fuse(nn.Module):
             if self.upsample > 1 else z
 
 
-class MDEQDecoder(nn.Module):
-    def __init__(self, preset: DecoderPreset, out_channels: int = 1):
-        super().__init__()
-        self.preset, self.out_channels = preset, out_channels
-        size, channels, groups = preset.image_size, preset.channels, preset.groups
-        self.sides = [math.ceil(size / 2 ** i) for i in range(len(channels))]
-        self.inject = nn.ModuleList(nn.Linear(preset.latent_dim, c * preset.injection_base ** 2) for c in channels)
+class MultiscaleEquilibrium(nn.Module):
+    """The multiscale equilibrium map every MDEQ here shares (the decoder below, and the classifier in
+    :mod:`models.mdeq_classifier`): residual blocks per branch, fusion, the flat state solvers work on. A subclass
+    sets ``self.preset`` (with ``channels`` per branch) and calls :meth:`build_branches` where its ``__init__``
+    wants those modules created; its own ``injections`` feed :meth:`f`."""
+
+    def build_branches(self, image_side: int, channels: tuple[int, ...], groups: int) -> None:
+        self.sides = [math.ceil(image_side / 2 ** i) for i in range(len(channels))]
         self.blocks = nn.ModuleList(_ResidualBlock(c, groups) for c in channels)
         self.fuse = nn.ModuleList(
             nn.ModuleList(_Fuse(channels, source, target, groups) if source != target else nn.Identity()
                           for source in range(len(channels)))
             for target in range(len(channels)))
         self.post = nn.ModuleList(nn.GroupNorm(groups, c, affine=False) for c in channels)
-        self.head = nn.Sequential(_conv(channels[0], channels[0]), nn.ReLU(), _conv(channels[0], out_channels, 1))
 
     # -- state packing ------------------------------------------------------------------------------------
     def state_shapes(self) -> list[tuple[int, int, int]]:
@@ -137,6 +137,25 @@ class MDEQDecoder(nn.Module):
     def zeros(self, batch: int, device=None, dtype=None) -> torch.Tensor:
         return torch.zeros(batch, self.state_size(), device=device, dtype=dtype)
 
+    # -- the map ------------------------------------------------------------------------------------------
+    def f(self, flat_z: torch.Tensor, injections: list[torch.Tensor]) -> torch.Tensor:
+        branches = [block(z, inj) for block, z, inj in zip(self.blocks, self.unpack(flat_z), injections)]
+        fused = []
+        for target, row in enumerate(self.fuse):
+            total = sum(layer(branches[source]) for source, layer in enumerate(row))
+            fused.append(F.relu(self.post[target](total)))
+        return self.pack(fused)
+
+
+class MDEQDecoder(MultiscaleEquilibrium):
+    def __init__(self, preset: DecoderPreset, out_channels: int = 1):
+        super().__init__()
+        self.preset, self.out_channels = preset, out_channels
+        channels = preset.channels
+        self.inject = nn.ModuleList(nn.Linear(preset.latent_dim, c * preset.injection_base ** 2) for c in channels)
+        self.build_branches(preset.image_size, channels, preset.groups)  # same order as before: same initial weights
+        self.head = nn.Sequential(_conv(channels[0], channels[0]), nn.ReLU(), _conv(channels[0], out_channels, 1))
+
     # -- the map and the output ---------------------------------------------------------------------------
     def injections(self, latent: torch.Tensor) -> list[torch.Tensor]:
         """The z-independent part of f: the latent mapped to every branch (computed once per solve)."""
@@ -147,14 +166,6 @@ class MDEQDecoder(nn.Module):
             base = INJECTION_GAIN * F.group_norm(base, self.preset.groups)
             maps.append(F.interpolate(base, size=(s, s), mode="bilinear", align_corners=False))
         return maps
-
-    def f(self, flat_z: torch.Tensor, injections: list[torch.Tensor]) -> torch.Tensor:
-        branches = [block(z, inj) for block, z, inj in zip(self.blocks, self.unpack(flat_z), injections)]
-        fused = []
-        for target, row in enumerate(self.fuse):
-            total = sum(layer(branches[source]) for source, layer in enumerate(row))
-            fused.append(F.relu(self.post[target](total)))
-        return self.pack(fused)
 
     def f_from_latent(self, flat_z: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """f(z, x) with the latent's injections computed inside: the map JIIO, the Adam baseline and decoder

@@ -47,8 +47,9 @@ def _to_batch(images, count: int, size: int, source: str, mix_gray: bool = False
     return batch.permute(0, 3, 1, 2).contiguous() * 2.0 - 1.0
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file of unsigned bytes (MNIST and Fashion-MNIST images), gzipped or not, as (N, H, W) uint8."""
+def read_idx(path: Path, dims_expected: int = 3) -> np.ndarray:
+    """An IDX file of unsigned bytes (MNIST and Fashion-MNIST images, or with ``dims_expected`` 1 their labels),
+    gzipped or not, as (N, H, W) (or (N,)) uint8."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
@@ -64,8 +65,9 @@ def read_idx(path: Path) -> np.ndarray:
         raise UserError(f"{path}: unreadable IDX file ({first_line(error)})") from None
     if len(data) != int(np.prod(shape)):
         raise UserError(f"{path}: IDX file holds {len(data)} bytes, its header promises {int(np.prod(shape))}")
-    if dims != 3:
-        raise UserError(f"{path}: IDX file has {dims} dimensions; images need 3 (count, height, width)")
+    if dims != dims_expected:
+        needed = "images need 3 (count, height, width)" if dims_expected == 3 else "labels need 1 (count)"
+        raise UserError(f"{path}: IDX file has {dims} dimensions; {needed}")
     return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 

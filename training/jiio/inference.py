@@ -112,7 +112,9 @@ def jiio(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost: Callable
             mu_target = jz_mu + cost_grad
             _, adjoint_residual = per_sample_residuals(mu, mu_target)
             input_gradient = torch.linalg.vector_norm(jx_mu.reshape(batch, -1), dim=1)
-            x_next = x - alpha * jx_mu
+            step = jx_mu / input_gradient.clamp_min(1e-12).reshape(-1, *([1] * len(x_shape))) \
+                if settings.normalize_step else jx_mu
+            x_next = x - alpha * step
             if settings.project is not None:
                 x_next = settings.project(x_next)
             update = join(torch.lerp(z, f_out.detach(), settings.damping_z),

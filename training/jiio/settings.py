@@ -42,6 +42,8 @@ class JIIOSettings:
     # states can score well and decode badly once solved). inf: the reference's plain keep-the-lowest-cost rule.
     best_residual: float = 1e-2
     project: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. an L2 ball around the start, for attacks
+    # True: each sample's input step has length alpha (J_x^T mu scaled to unit L2 norm), as L2 attacks step.
+    normalize_step: bool = False
 
 
 # Decoder training runs a shorter JIIO per batch than a restoration: each batch is warm-started from the codes its

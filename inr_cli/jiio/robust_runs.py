@@ -1,0 +1,255 @@
+"""The `inr jiio-robust` run: get a classifier (train one on a labelled collection, saving OUT/classifier.pt
+atomically after every epoch and resumable with --resume, or load one), measure it on held-out images clean and
+under PGD and JIIO attacks, and write report.json and adversarial.png. The options and their validation are in
+:mod:`inr_cli.commands.jiio_robust`.
+
+Held-out images are the --test-count images that follow the training ones in --data (the classifier never saw
+them), or the first --test-count of --test-data. The run folder belongs to this process while it runs
+(:class:`inr_cli.run_folder.RunFolder`); Ctrl-C stops between batches, keeping the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from inr_cli.figures import write_image_grid
+from inr_cli.files import atomic_write_bytes, atomic_write_text
+from inr_cli.interrupts import StopRequest
+from inr_cli.media.labelled import LabelledImages, load_labelled
+from inr_cli.progress import counter_progress, stderr_console
+from inr_cli.reports import REPORT_VERSION, to_json, versions
+from inr_cli.run_folder import RunFolder
+from inr_cli.sample import read_checkpoint
+from inr_core.errors import UserError
+from training.fitting.checkpoint import serialize
+from training.fitting.devices import resolve_device
+from training.jiio.robust.checkpoint import classifier_from_payload, classifier_payload, training_state_from_payload
+from training.jiio.robust.classifier_training import (Evaluation, TrainingInterrupted, evaluate, new_state,
+                                                      train_classifier)
+from training.jiio.robust.config import RobustConfig
+
+CLASSIFIER_FILE = "classifier.pt"
+REPORT = "report.json"
+PICTURE = "adversarial.png"
+PICTURE_COUNT = 16
+
+
+@dataclass
+class RobustRun:
+    """What `inr jiio-robust` was asked to do (validated by the command)."""
+
+    config: RobustConfig = field(default_factory=RobustConfig)
+    data: str | None = None  # train on this labelled collection
+    labels: str | None = None  # IDX labels of --data, when not beside it
+    classifier: Path | None = None  # or use this classifier (with resume: continue training it)
+    resume: bool = False
+    train_count: int | None = None  # None: all but the held-out images
+    test_data: str | None = None
+    test_labels: str | None = None
+    test_count: int = 500
+    attacks: tuple[str, ...] = ("pgd", "jiio")
+    eval_batch_size: int | None = None
+    device: str = "auto"
+    overwrite: bool = False
+
+    def trains(self) -> bool:
+        return self.data is not None or self.resume
+
+
+def run_jiio_robust(run: RobustRun, *, out: Path | None, show_progress: bool, as_json: bool) -> int:
+    device = resolve_device(run.device)
+    out = out or Path("runs") / f"jiio-robust-{run.config.adversary}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = RunFolder(out).claim(overwrite=run.overwrite, resume=run.resume)
+    try:
+        with StopRequest() as stop:
+            try:
+                return _run(run, out, device, show_progress, as_json, stop)
+            except TrainingInterrupted as stopped:
+                saved = "nothing saved yet" if stopped.epoch == 0 else \
+                    f"{out / CLASSIFIER_FILE} holds epoch {stopped.epoch}"
+                stderr_console.print(f"inr: interrupted in epoch {stopped.epoch + 1} ({saved}); resume with --resume",
+                                     markup=False, soft_wrap=True)
+                return stop.exit_code
+    finally:
+        folder.release()
+
+
+def _load_split(run: RobustRun, size: int, trained_on: dict | None) -> tuple[LabelledImages | None, LabelledImages]:
+    """(training images or None, test images) from --data / --test-data, or the classifier's recorded data."""
+    source = run.data or (trained_on or {}).get("source")
+    labels = run.labels if run.data else (trained_on or {}).get("labels")
+    if run.test_data is not None:
+        test = load_labelled(run.test_data, size, run.test_labels, limit=run.test_count)
+        if not run.trains():
+            return None, test
+        collection = load_labelled(source, size, labels, limit=run.train_count)
+        return collection, test
+    if source is None or not Path(source).exists():
+        raise UserError("give test images with --test-data (the classifier's training data "
+                        f"{'is not recorded' if source is None else source + ' is gone'})")
+    if run.trains():
+        wanted = None if run.train_count is None else run.train_count + run.test_count
+        collection = load_labelled(source, size, labels, limit=wanted)
+        train_count = run.train_count if run.train_count is not None else len(collection.labels) - run.test_count
+    else:
+        train_count = int(trained_on.get("train_count", 0))
+        collection = load_labelled(source, size, labels, limit=train_count + run.test_count)
+    if train_count < 1 or train_count + run.test_count > len(collection.labels):
+        raise UserError(f"{source}: {len(collection.labels)} labelled images cannot give {run.test_count} test "
+                        f"images after {max(train_count, 0)} training ones; lower --test-count or --train-count, or "
+                        "pass --test-data")
+    test = _part(collection, slice(train_count, train_count + run.test_count), "held out")
+    return (_part(collection, slice(0, train_count), "training") if run.trains() else None), test
+
+
+def _part(collection: LabelledImages, part: slice, what: str) -> LabelledImages:
+    return LabelledImages(collection.images[part], collection.labels[part], collection.classes,
+                          f"{collection.source} ({what})")
+
+
+def _obtain(run: RobustRun, out: Path, device: torch.device, show_progress: bool, stop: StopRequest):
+    """(classifier, its config, checkpoint payload, test images, notes): loaded, or trained here."""
+    config, state, notes, payload = run.config, None, [], None
+    target = out / CLASSIFIER_FILE
+    if run.classifier is not None or run.resume:
+        source = run.classifier or target
+        payload = read_checkpoint(source)
+        if run.resume:
+            state, saved = training_state_from_payload(payload, str(source), device)
+            config = replace(saved, epochs=run.config.epochs)  # the recipe is the run's; only the goal moves
+            notes.append(f"resumed from {source} after epoch {state.epoch}")
+        else:
+            model, config = classifier_from_payload(payload, str(source), device)
+            config = replace(config, attack=run.config.attack)  # attack it as asked, not as it was trained
+    elif target.exists() and not run.overwrite:
+        raise UserError(f"{target} exists: add --resume to continue that run, --overwrite to replace it, or choose "
+                        "another --out")
+    trained_on = (payload or {}).get("data")
+    train, test = _load_split(run, config.image_size, trained_on)
+    if train is None:
+        return model, config, payload, test, notes
+    if state is not None and trained_on and trained_on.get("train_count") != len(train.labels):
+        raise UserError(f"{run.data or trained_on.get('source')}: the run being resumed trained on "
+                        f"{trained_on.get('train_count')} images, this gives {len(train.labels)}; use the same --data "
+                        "and --train-count")
+    config = replace(config, classes=max(config.classes, len(train.classes)), in_channels=int(train.images.shape[1]))
+    data_info = {**train.describe(), "source": run.data or trained_on["source"],
+                 "labels": run.labels if run.data else trained_on.get("labels"), "train_count": len(train.labels)}
+    if int(train.labels.max()) >= config.classes:
+        raise UserError(f"{data_info['source']}: label {int(train.labels.max())} does not fit the resumed "
+                        f"classifier's {config.classes} classes")
+    state = state or new_state(config, device)
+    payload = _train(config, state, train, data_info, target, device, show_progress, stop, fresh=run.resume is False)
+    return state.model, config, payload, test, notes
+
+
+def _train(config: RobustConfig, state, train: LabelledImages, data_info: dict, target: Path, device: torch.device,
+           show_progress: bool, stop: StopRequest, fresh: bool) -> dict:
+    count = len(train.labels)
+    start = state.epoch
+    total = max(0, config.epochs - start) * count
+
+    def save(current) -> None:
+        atomic_write_bytes(target, serialize(classifier_payload(current, config, data_info)))
+
+    label = f"train ({config.adversary}, {count} images)"
+    with counter_progress(label, total, show_progress) as update:
+        def on_batch(epoch: int, done: int) -> None:
+            if update:
+                update((epoch - start) * count + done, f"epoch {epoch + 1}/{config.epochs}")
+
+        def on_epoch(current) -> None:
+            save(current)
+            if update:
+                last = current.history[-1]
+                update((current.epoch - start) * count, f"epoch {current.epoch}/{config.epochs} loss "
+                       f"{last['loss']:.3g} accuracy {last['train_accuracy']:.1%}")
+
+        try:
+            train_classifier(config, train.images, train.labels, state, on_epoch=on_epoch, on_batch=on_batch,
+                             should_stop=stop.requested, device=device)
+        except TrainingInterrupted:
+            raise
+        except Exception:
+            if fresh:  # what a failed fresh run saved is not a classifier that trained without error
+                target.unlink(missing_ok=True)
+            raise
+    if state.epoch == start:  # nothing left to train: the checkpoint is rewritten as it was
+        save(state)
+    return classifier_payload(state, config, data_info)
+
+
+def _picture(out: Path, test: LabelledImages, evaluation: Evaluation) -> list[str]:
+    """Originals, and per attack the adversarial images and their perturbations (mid-gray is 0, full black and
+    white the largest |delta| shown), for the first few test images."""
+    shown = slice(0, PICTURE_COUNT)
+    originals = test.images[shown]
+    rows, labels = [originals * 2 - 1], ["original"]
+    for name in evaluation.attacks:
+        delta = evaluation.deltas(name)[shown]
+        rows.append(((originals + delta) * 2 - 1).clamp(-1, 1))
+        rows.append(delta / delta.abs().amax().clamp_min(1e-12))
+        labels += [f"{name} adversarial", f"{name} perturbation"]
+    write_image_grid(out / PICTURE, rows, labels=labels)
+    return labels
+
+
+def _run(run: RobustRun, out: Path, device: torch.device, show_progress: bool, as_json: bool, stop: StopRequest
+         ) -> int:
+    model, config, payload, test, notes = _obtain(run, out, device, show_progress, stop)
+    if int(test.labels.max()) >= config.classes:
+        raise UserError(f"{test.source}: label {int(test.labels.max())} is not one of the classifier's "
+                        f"{config.classes} classes")
+    batch = run.eval_batch_size or config.batch_size
+    total = len(test.labels) * len(run.attacks)
+    with counter_progress(f"attack ({', '.join(run.attacks)}, eps {config.attack.epsilon:g})", total,
+                          show_progress) as update:
+        def on_batch(name: str, done: int) -> None:
+            if update:
+                update(run.attacks.index(name) * len(test.labels) + done, name)
+
+        evaluation = evaluate(model, test.images, test.labels, config, run.attacks, batch, seed=config.seed,
+                              on_batch=on_batch, device=device)
+    rows = _picture(out, test, evaluation)
+    results = evaluation.summary()
+    report = {
+        "report_version": REPORT_VERSION, "command": "jiio-robust", "output_dir": str(out), "device": str(device),
+        "epsilon": config.attack.epsilon, "norm": "L2", "value_range": [0.0, 1.0],
+        "classifier": {"checkpoint": str(run.classifier or out / CLASSIFIER_FILE), "trained_here": run.trains(),
+                       "adversary": config.adversary, "epochs": payload.get("epoch"), "preset": config.preset,
+                       "image_size": config.image_size, "classes": config.classes,
+                       "params": sum(p.numel() for p in model.parameters()), "data": payload.get("data"),
+                       "history": payload.get("history")},
+        "test": {**test.describe(), "count": len(test.labels)},
+        "accuracy": {name: results[name]["accuracy"] for name in results},
+        "attacks": {name: results[name] for name in run.attacks},
+        "clean": results["clean"],
+        "attack_settings": config.attack.to_dict(),
+        "picture_rows": rows,
+        "notes": notes,
+        "files": {"classifier": CLASSIFIER_FILE, "picture": PICTURE, "report": REPORT} if run.trains() else
+                 {"picture": PICTURE, "report": REPORT},
+        "versions": versions(),
+    }
+    atomic_write_text(out / REPORT, to_json(report) + "\n")  # last: its presence means the run is complete
+    sys.stdout.write(to_json(report, indent=None) + "\n" if as_json else summary_text(report) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def summary_text(report: dict) -> str:
+    classifier = report["classifier"]
+    lines = [f"jiio-robust: {classifier['adversary']}-trained {classifier['preset']} MDEQ classifier, "
+             f"{report['test']['count']} test images, L2 eps {report['epsilon']:g}",
+             f"  clean accuracy {report['accuracy']['clean']:.2%}"]
+    for name, s in report["attacks"].items():
+        lines.append(f"  {name:4s} accuracy {s['accuracy']:.2%}, loss {s['loss_mean']:.3g}, "
+                     f"{s['ms_per_batch']:.0f} ms/batch, |delta| max {s['delta_norm_max']:.4g}, "
+                     f"re-solve residual max {s['final_residual_max']:.1e}")
+    lines.append(f"  wrote {report['output_dir']}")
+    return "\n".join(lines)

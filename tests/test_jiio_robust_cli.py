@@ -1,0 +1,109 @@
+"""`inr jiio-robust` end to end on a tiny classifier (an .npz of labelled camera crops), --resume, the report and
+checkpoint it writes, and its one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from inr_cli.app import main
+import test_jiio_robust
+
+from training.fitting.checkpoint import serialize
+from training.jiio.decoder_checkpoint import decoder_payload
+from training.jiio.decoder_training import DecoderConfig, DecoderTrainingState
+from models.mdeq import MDEQDecoder
+
+one_thread = test_jiio_robust.one_thread  # the autouse fixture (one CPU thread) for this module too
+
+TINY = ["--preset", "tiny", "--image-size", "16", "--batch-size", "16", "--jiio-iters", "4", "--pgd-steps", "2",
+        "--quiet"]
+
+
+def inr(args, capsys) -> tuple[int, str, str]:
+    """Run the command line in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as stopped:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return stopped.value.code, captured.out, captured.err.strip()
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """48 gray 16x16 camera crops in two classes (upper and lower half of the photo) as an .npz."""
+    camera = data.camera()
+    crops = np.stack([camera[r:r + 16, c:c + 16] for r in (40, 400) for c in range(40, 40 + 24 * 16, 16)])
+    labels = np.repeat([0, 1], 24)
+    path = tmp_path_factory.mktemp("data") / "crops.npz"
+    np.savez(path, images=crops, labels=labels)
+    return path
+
+
+def test_train_resume_and_report(tmp_path, labelled, capsys):
+    out = tmp_path / "run"
+    common = ["jiio-robust", "--data", labelled, "--train-count", "32", "--test-count", "16", *TINY, "--epsilon", "0.5",
+              "--out", out]
+    code, text, error = inr([*common, "--epochs", "1"], capsys)
+    assert code == 0, error
+    assert text.splitlines()[1].startswith("  clean accuracy ")
+    code, text, error = inr([*common, "--epochs", "2", "--resume", "--json"], capsys)
+    assert code == 0, error
+    report = json.loads(text)
+    assert report == json.loads((out / "report.json").read_text())
+    assert [h["epoch"] for h in report["classifier"]["history"]] == [1, 2]
+    assert report["notes"] == [f"resumed from {out / 'classifier.pt'} after epoch 1"]
+    assert report["test"]["count"] == 16 and report["classifier"]["data"]["train_count"] == 32
+    for name in ("pgd", "jiio"):
+        attack = report["attacks"][name]
+        assert attack["delta_norm_max"] <= 0.5 * (1 + 1e-5) and attack["delta_norm_max"] > 0.4
+        assert attack["final_residual_max"] <= 1e-4 * 1.01
+        assert report["accuracy"][name] == attack["accuracy"] <= report["accuracy"]["clean"] + 1e-9
+    payload = torch.load(out / "classifier.pt", weights_only=True)
+    assert payload["kind"] == "mdeq-classifier" and payload["epoch"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["adversarial.png", "classifier.pt", "report.json"]
+
+
+def _decoder_checkpoint(path):
+    config = DecoderConfig(image_size=16, latent_dim=8)
+    decoder = MDEQDecoder(config.decoder_preset())
+    state = DecoderTrainingState(decoder, torch.optim.Adam(decoder.parameters()), torch.zeros(4, 8))
+    path.write_bytes(serialize(decoder_payload(state, config, {"source": "test"})))
+    return path
+
+
+def test_one_line_errors(tmp_path, labelled, capsys):
+    mismatched = tmp_path / "mismatched.npz"
+    np.savez(mismatched, images=np.zeros((10, 16, 16), np.uint8), labels=np.zeros(9, np.int64))
+    decoder = _decoder_checkpoint(tmp_path / "decoder.pt")
+    cases = [
+        (["--data", mismatched], 1,
+         f"inr: error: {mismatched}: 10 images but its 'labels' holds 9 labels; they must match one to one"),
+        (["--data", labelled, "--adversary", "fgsm"], 2,
+         "inr: error: --adversary must be one of: none, pgd, jiio; got 'fgsm'"),
+        (["--data", labelled, "--epsilon", "0"], 2, "inr: error: --epsilon must be a positive radius, got 0.0"),
+        (["--data", labelled, "--epsilon", "-1"], 2, "inr: error: --epsilon must be a positive radius, got -1.0"),
+        (["--classifier", decoder, "--test-data", labelled], 1,
+         f"inr: error: {decoder}: not a classifier checkpoint (it holds a JIIO image decoder (`inr jiio-invert`)); "
+         "train one with `inr jiio-robust --data DATA`"),
+    ]
+    for args, code, line in cases:
+        out = tmp_path / "out"
+        result = inr(["jiio-robust", *args, *TINY, "--out", out], capsys)
+        assert (result[0], result[2]) == (code, line)
+        assert not out.exists() or not any(out.iterdir())  # nothing left behind
+
+
+def test_sample_refuses_a_classifier(tmp_path, capsys):
+    from training.jiio.robust.checkpoint import classifier_payload
+    from training.jiio.robust.classifier_training import new_state
+    from training.jiio.robust.config import RobustConfig
+
+    config = RobustConfig(preset="tiny", image_size=16, classes=2)
+    path = tmp_path / "classifier.pt"
+    path.write_bytes(serialize(classifier_payload(new_state(config), config, {"source": "test"})))
+    code, _, error = inr(["sample", path], capsys)
+    assert code == 1
+    assert error == (f"inr: error: {path}: holds a classifier (`inr jiio-robust`), which draws "
+                                     "nothing; attack it with `inr jiio-robust --classifier`")
