@@ -27,6 +27,7 @@ TOP_EXAMPLES = """
   inr sample runs/photo/checkpoint.pt --scale 2
   inr jiio-invert --task inpaint --data train-images-idx3-ubyte.gz --epochs 20
   inr sample runs/jiio/decoder.pt -n 64        [dim]# draws from a JIIO-trained decoder[/dim]
+  inr jiio-robust --data train-images-idx3-ubyte.gz --adversary jiio   [dim]# robust MDEQ classifier[/dim]
 """
 
 app = typer.Typer(

@@ -12,6 +12,7 @@ import torch
 
 from inr_cli.files import atomic_write_text, prepare_output_dir
 from inr_cli.modalities.image import IMAGE, ImageOptions
+from inr_cli.pages import write_compare_page
 from inr_cli.peak_memory import measure_peak_memory
 from inr_cli.progress import stderr_console
 from inr_cli.reports import clean, versions
@@ -110,12 +111,13 @@ class CompareConfig:
 
 
 def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: bool) -> int:
-    """Validate ``config`` once, fit the grid to every image, write compare.md and compare.json."""
+    """Validate ``config`` once, fit the grid to every image, write compare.md, compare.json and a page
+    (index.html: the table, sortable, with every reconstruction under pictures/)."""
     config.validate()
     base, holdout = replace(config.fit, eval_every=0), config.image.holdout
     images = [(path, IMAGE.load(path, config.image, base.seed)) for path in paths]
     prepare_output_dir(out)
-    rows = []
+    rows, pictures = [], []  # pictures: each row's reconstruction of every image, for the page
     runs = [(name, explicit, layers, hidden) for layers, hidden in config.sizes
             for name, explicit in variants(list(config.models))]
     for index, (name, explicit, layers, hidden) in enumerate(runs, 1):
@@ -131,6 +133,7 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
             with measure_peak_memory(device) as peak:
                 result = fit(signal, run_config)
             per_image.append((result, peak.megabytes, step_megabytes(result, signal, device)))
+        pictures.append([r.final.reconstruction for r, _, _ in per_image])
         psnr_mean, psnr_std = _mean_std([r.final.psnr for r, _, _ in per_image])
         hold_mean, hold_std = _mean_std([r.final.psnr_holdout for r, _, _ in per_image])
         evaluation_iters = [r.solver["evaluation"]["iterations_mean"] for r, _, _ in per_image
@@ -161,5 +164,8 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
              f"cache); peak MB: CUDA allocator peak over the fit (GPU only).\n\n")
     atomic_write_text(out / "compare.md", title + table + "\n")
     atomic_write_text(out / "compare.json", json.dumps(clean(summary), indent=2) + "\n")
+    write_compare_page(out, summary, [(loaded.signal.values.reshape(*loaded.signal.grid_shape, -1) + 1) * 0.5
+                                      for _, loaded in images], pictures,
+                       {"table": "compare.md", "summary": "compare.json"})
     print(json.dumps(clean(summary)) if as_json else table, flush=True)
     return 0

@@ -22,11 +22,13 @@ from inr_cli.figures import write_psnr_plot
 from inr_cli.files import (atomic_write_bytes, atomic_write_text, missing_ancestors, prepare_output_dir,
                            remove_if_empty)
 from inr_cli.modalities.base import QUALITY_KEYS, FitCommandConfig, LoadedSignal, Modality, get_modality
+from inr_cli.pages import write_run_page
 from inr_cli.progress import fit_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, human_summary, to_json, versions
 from inr_cli.run_folder import (TRAINING_STATE, RunFolder, finished_report, load_training_state,
                                 save_training_state)
 from inr_cli.summary import write_summary
+from inr_cli.tensorboard_log import INSTALL_HINT, FitLog, open_log, tensorboard_available, with_log
 from inr_core.clock import PROCESS_STARTED_AT
 from inr_core.errors import UserError, check
 from training.fitting.checkpoint import checkpoint_payload, serialize
@@ -62,6 +64,7 @@ class OutputOptions:
     checkpoint_every: int | None = None
     resume: bool = False  # continue the run in ``out``: finished inputs kept, unfinished ones from their state
     overwrite: bool = False  # replace a run already in ``out`` (its old outputs removed first)
+    tensorboard: Path | None = None  # a TensorBoard run per input under this folder (--tensorboard)
 
 
 def input_stem(source: str) -> str:
@@ -141,6 +144,7 @@ class TrainedRun:
     config: FitCommandConfig  # resolved
     result: FitResult
     startup_seconds: float  # from this input's turn (the process's start, for the first) to its first step
+    log: FitLog | None = None  # its TensorBoard run (--tensorboard), finished when the files are written
 
 
 @dataclass
@@ -169,22 +173,24 @@ def fit_control(job: Job, output: OutputOptions, stop: StopRequest) -> FitContro
 
 
 def train_one(job: Job, config: FitCommandConfig, *, show_progress: bool, turn_started_at: float,
-              control: FitControl | None = None) -> TrainedRun:
+              control: FitControl | None = None, log: FitLog | None = None) -> TrainedRun:
     """Fit one loaded input; its run folder is made here (and removed again if the fit fails)."""
     created = missing_ancestors(job.out_dir)
     prepare_output_dir(job.out_dir)
     try:
         with fit_progress(input_stem(job.source), job.fit_config.steps, enabled=show_progress) as on_progress:
-            result = fit(job.loaded.signal, job.fit_config, on_progress=on_progress, control=control)
+            result = fit(job.loaded.signal, job.fit_config, on_progress=with_log(on_progress, log), control=control)
     except BaseException:
         remove_if_empty(created)  # leave no empty folders behind for a fit that never finished
+        if log is not None:
+            log.close()
         raise
     return TrainedRun(job.source, job.loaded, job.out_dir, replace(config, fit=result.config), result,
-                      result.first_step_at - turn_started_at)
+                      result.first_step_at - turn_started_at, log)
 
 
 def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: bool, turn_started_at: float,
-                stop: StopRequest) -> list[TrainedRun | UserError]:
+                stop: StopRequest, logs: list[FitLog | None] | None = None) -> list[TrainedRun | UserError]:
     """Fit same-shaped loaded inputs together as one stacked network (:mod:`training.fitting.grouped`). A group
     saves no state of its own: interrupted, it starts again on --resume (on the CPU with the same result)."""
     created = []
@@ -199,16 +205,29 @@ def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: boo
     except BaseException:
         for folders in created:
             remove_if_empty(folders)
+        for log in filter(None, logs or []):
+            log.close()
         raise
     runs: list[TrainedRun | UserError] = []
-    for job, folders, outcome in zip(jobs, created, outcomes):
+    for index, (job, folders, outcome) in enumerate(zip(jobs, created, outcomes)):
         if outcome.error is not None:
             remove_if_empty(folders)
+            if logs and logs[index] is not None:
+                logs[index].close()
             runs.append(GroupDivergence(f"{job.source}: {outcome.error}"))
         else:
+            log = logs[index] if logs else None
+            if log is not None:
+                log.training_curves(outcome.result)  # a member's own curve is known once the group is done
             runs.append(TrainedRun(job.source, job.loaded, job.out_dir, replace(config, fit=outcome.result.config),
-                                   outcome.result, outcome.result.first_step_at - turn_started_at))
+                                   outcome.result, outcome.result.first_step_at - turn_started_at, log))
     return runs
+
+
+def _log(output: OutputOptions, job: Job) -> FitLog | None:
+    """The input's TensorBoard run (--tensorboard DIR): DIR/RUN-FOLDER for one input, DIR/RUN-FOLDER/INPUT for
+    several (``output.out`` is the run's root folder by then)."""
+    return open_log(output.tensorboard, job.out_dir, output.out)
 
 
 def write_run(modality: Modality, run: TrainedRun) -> dict:
@@ -255,9 +274,12 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
         "config": run.config.to_dict(),
         "versions": versions(),
     }
+    report = write_run_page(out_dir, report, loaded.signal, loaded.info)  # index.html (and the target it shows)
     # The report goes last: its presence means every other file of the run is complete.
     atomic_write_text(out_dir / REPORT, to_json(report) + "\n")
     (out_dir / TRAINING_STATE).unlink(missing_ok=True)  # finished: nothing left to resume
+    if run.log is not None:
+        run.log.finish(result, report, loaded.signal, out_dir)
     return report
 
 
@@ -399,10 +421,10 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
         try:
             if len(group) == 1:
                 runs = [train_one(group[0], config, show_progress=show_progress, turn_started_at=turn_started_at,
-                                  control=fit_control(group[0], output, stop))]
+                                  control=fit_control(group[0], output, stop), log=_log(output, group[0]))]
             else:
                 runs = train_group(group, config, show_progress=show_progress, turn_started_at=turn_started_at,
-                                   stop=stop)
+                                   stop=stop, logs=[_log(output, job) for job in group])
                 # A signal whose loss ran away in the group is fitted again alone, where it can be rolled back.
                 runs = [run if not isinstance(run, GroupDivergence) else
                         _alone(job, config, output, stop, show_progress) for job, run in zip(group, runs)]
@@ -438,7 +460,7 @@ def _alone(job: Job, config: FitCommandConfig, output: OutputOptions, stop: Stop
            ) -> TrainedRun | UserError:
     try:
         return train_one(job, config, show_progress=show_progress, turn_started_at=time.perf_counter(),
-                         control=fit_control(job, output, stop))
+                         control=fit_control(job, output, stop), log=_log(output, job))
     except UserError as error:
         return UserError(f"{job.source}: {error}")
 
@@ -470,6 +492,7 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
         with StopRequest() as stop:
             sources = cluster.from_leader(lambda: expand_inputs(paths, modality.default_input))
             root = cluster.from_leader(claim_root)
+            output = replace(output, out=root)  # from here on, the run's root folder (named by --out or not)
             folders = output_dirs(sources, root)
             config = replace(config, fit=replace(config.fit, device=cluster.device_for(config.fit.device)))
             share = cluster.my_share(len(sources))
@@ -509,3 +532,4 @@ def _validate_output(output: OutputOptions) -> None:
           f"must be 0 or more, got {output.checkpoint_every}")
     check(not (output.resume and output.overwrite), "resume", "and --overwrite exclude each other: choose one")
     check(not output.resume or output.out is not None, "resume", "needs --out: the run folder to continue")
+    check(output.tensorboard is None or tensorboard_available(), "tensorboard", INSTALL_HINT)

@@ -29,6 +29,7 @@ LOCK = ".inr.lock"
 REPORT = "report.json"
 TRAINING_STATE = "training-state.pt"
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
+OVERVIEW_PAGE = "index.html"  # beside summary.json: removed with it, never on its own (it may be the user's)
 
 
 class RunFolder:
@@ -68,6 +69,8 @@ class RunFolder:
     def _check_reuse(self, overwrite: bool, resume: bool) -> None:
         reports, states = _finished_and_unfinished(self.root)
         summary = [self.root / name for name in SUMMARY_FILES if (self.root / name).exists()]
+        if summary and (self.root / OVERVIEW_PAGE).exists():
+            summary.append(self.root / OVERVIEW_PAGE)  # the summary's page goes with it
         if not (reports or states or summary) or resume:
             return
         if not overwrite:

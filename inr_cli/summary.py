@@ -12,6 +12,7 @@ from pathlib import Path
 
 from inr_cli.figures import new_figure
 from inr_cli.files import atomic_write_text, atomic_write_with
+from inr_cli.pages import write_summary_page
 from inr_cli.reports import clean, to_json
 
 SUMMARY_JSON = "summary.json"
@@ -85,7 +86,8 @@ def write_histogram(path: Path, values: list[float], metric: str, title: str) ->
 
 def write_summary(root: Path, sources: list[str], outcomes: dict[int, dict | str], metrics: tuple[str, ...],
                   title: str) -> dict:
-    """Write summary.json, summary.md and summary.png (histogram of the first metric) into ``root``."""
+    """Write summary.json, summary.md, summary.png (histogram of the first metric) and the overview page
+    (index.html, linking to each input's page) into ``root``."""
     summary = summarize(sources, outcomes, metrics)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / SUMMARY_JSON, to_json(clean(summary)) + "\n")
@@ -93,4 +95,6 @@ def write_summary(root: Path, sources: list[str], outcomes: dict[int, dict | str
     headline = metrics[0]
     write_histogram(root / SUMMARY_PLOT, [row.get(headline) for row in summary["rows"] if row["status"] == "fitted"],
                     headline, title)
+    write_summary_page(root, summary, outcomes, metrics, title,
+                       {"summary": SUMMARY_JSON, "table": SUMMARY_MD, "histogram": SUMMARY_PLOT})
     return summary

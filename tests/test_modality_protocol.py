@@ -107,7 +107,7 @@ def test_a_new_modality_fits_through_the_command_path(fitted):
     assert report["max_error"] == pytest.approx(np.abs(written - truth).max(), rel=1e-5)
     mse_unit = np.mean(((written - truth) / (2 * AMPLITUDE)) ** 2)
     assert -10 * np.log10(mse_unit) == pytest.approx(report["psnr"], abs=0.01)
-    assert sorted(report["files"]) == ["checkpoint", "psnr_plot", "reconstruction", "report"]
+    assert sorted(report["files"]) == ["checkpoint", "page", "psnr_plot", "reconstruction", "report"]
 
 
 def test_the_new_modality_re_renders_through_the_sample_path(fitted, tmp_path):

@@ -77,6 +77,10 @@ SHARED_OPTIONS = [
             "go on from their saved state (bit-identical to an uninterrupted run on the CPU)."),
     _option("overwrite", bool, False, "--overwrite", help="Replace the run already in --out (its old outputs are "
             "removed first)."),
+    _option("tensorboard", Optional[Path], None, "--tensorboard", help="Log each fit to TensorBoard under this "
+            "folder (one run per input, named like its run folder): loss, PSNR, learning rate, evaluations, solver "
+            "statistics, the reconstruction. Needs pip install 'inr\\[tensorboard]'. Watch with: tensorboard "
+            "--logdir DIR", show_default=False),
     _option("as_json", bool, False, "--json", help="Print one JSON report per input on stdout, nothing else."),
     _option("quiet", bool, False, "--quiet", "-q", help="No progress bar."),
 ]
@@ -94,7 +98,8 @@ def _shared_config(values: dict) -> tuple[FitConfig, OutputOptions]:
                     solver=solver)
     output = OutputOptions(out=values.pop("out"), as_json=values.pop("as_json"), show_progress=not values.pop("quiet"),
                            group_size=values.pop("group_size"), checkpoint_every=values.pop("checkpoint_every"),
-                           resume=values.pop("resume"), overwrite=values.pop("overwrite"))
+                           resume=values.pop("resume"), overwrite=values.pop("overwrite"),
+                           tensorboard=values.pop("tensorboard"))
     return fit, output
 
 
@@ -132,6 +137,7 @@ def fit_command(command: str, epilog: str, batch_size_help: str | None = None):
   ls *.png | inr fit image - --json --out runs/batch
   ls photos/*.jpg | inr fit image - --crop 128 --out runs/set   [dim]# one shape: fitted together[/dim]
   inr fit image big.png --steps 20000 --out runs/big --resume   [dim]# continue after Ctrl-C or a crash[/dim]
+  inr fit image photo.png --tensorboard tb   [dim]# then: tensorboard --logdir tb[/dim]
 """)
 def fit_image(
     paths: Annotated[Optional[list[str]], typer.Argument(
@@ -216,6 +222,7 @@ def fit_video(
   inr fit sdf bunny.ply                               [dim]# signed distance, SIREN 3x256[/dim]
   inr fit sdf dragon.obj --target occupancy --model gabor-imfn --layers 1
   inr fit sdf part.stl --resolution 256 --format glb
+  inr fit sdf scan.obj --up z                         [dim]# the preview stands the mesh on z[/dim]
 """)
 def fit_sdf(
     paths: Annotated[list[str], typer.Argument(help="Meshes (OBJ/PLY/STL/OFF/GLB), or - to read paths from stdin.",
@@ -230,6 +237,9 @@ def fit_sdf(
     mesh_format: Annotated[str, typer.Option("--format", help="Extracted mesh: ply, obj or glb.")] = "ply",
     max_faces: Annotated[int, typer.Option(help="Refuse meshes with more faces than this (read from the PLY/OFF/STL "
                                            "header before loading, where there is one).")] = 5_000_000,
+    up: Annotated[str, typer.Option(help="The mesh's up axis, for the preview: x, y, z, -x, -y, -z, or auto (the "
+                                    "axis it stands on a flat base along, else z for STL/3MF and y for other "
+                                    "formats). E.g. --up z for a CAD part shown lying down.")] = "auto",
     *, fit: FitConfig, output: OutputOptions,
 ) -> int:
     """Fit a 3D shape: write the extracted mesh (in the input's coordinates), a shaded preview, a training plot,
@@ -237,5 +247,5 @@ def fit_sdf(
     from inr_cli.modalities.shape import ShapeOptions
 
     options = ShapeOptions(target=target, samples=samples, eval_points=eval_points, resolution=resolution,
-                           format=mesh_format, max_faces=max_faces)
+                           format=mesh_format, max_faces=max_faces, up=up)
     return run_fit_command(FitCommandConfig("shape", fit, options), paths, output)

@@ -22,6 +22,7 @@ from inr_cli.files import atomic_write_text, missing_ancestors, prepare_output_d
 from inr_cli.jiio.decoder_runs import obtain_decoder, test_images
 from inr_cli.jiio.fid_model import distances_text, fid_report, load_fid_model
 from inr_cli.media.images import write_png
+from inr_cli.pages import PAGE, write_invert_page
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
 from models.mdeq import MDEQDecoder
@@ -136,7 +137,7 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
     per_image = [{"index": i, **{f"corrupted_{k}": v[i] for k, v in (corrupted or {}).items()}}
                  for i in range(len(target))]
     summaries, restored_images, grid = {}, {}, [(GRID_INPUT_LABELS[restoration.task], corruption.observed)]
-    files = {"grid": GRID, "report": REPORT}
+    files = {"grid": GRID, "report": REPORT, "page": PAGE}
     for method, restorations in results.items():
         decoded = torch.cat([r.images for r in restorations]).cpu()
         restored = composite(decoded, corruption) if keep_observed else decoded
@@ -158,7 +159,9 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
         for kind, images in written.items():
             files[f"{kind}_{method}"] = _write_pngs(out, f"{kind}/{method}/", images)
     grid.append(("original", target))
-    write_image_grid(out / GRID, [images for _, images in grid], labels=[label for label, _ in grid])
+    # Under each image its PSNR against the original, measured as the report's per-image entries are.
+    write_image_grid(out / GRID, [images for _, images in grid], labels=[label for label, _ in grid],
+                     psnrs=[None if torch.equal(images, target) else _psnr(images, target) for _, images in grid])
 
     report = {
         "report_version": REPORT_VERSION,
@@ -184,6 +187,7 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
         "config": config.report(size),
         "versions": versions(),
     }
+    write_invert_page(out, report)
     atomic_write_text(out / REPORT, to_json(report) + "\n")  # last: its presence means the run is complete
     if as_json:
         sys.stdout.write(to_json(report, indent=None) + "\n")

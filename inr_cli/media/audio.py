@@ -1,9 +1,11 @@
-"""Reading and writing audio through soundfile (libsndfile: WAV, FLAC, OGG, MP3, ...), and its comparison figure."""
+"""Reading and writing audio through soundfile (libsndfile: WAV, FLAC, OGG, MP3, ...), and its comparison figure
+(waveform, mel spectrograms, spectral error)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile
@@ -12,6 +14,9 @@ import torch
 from inr_cli.files import atomic_write_with, existing_file, first_line
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import UserError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Integer sample formats we write back at the input's depth; anything else is written as 32-bit float WAV.
 PCM_SUBTYPES = {"PCM_16", "PCM_24", "PCM_32", "PCM_U8", "PCM_S8"}
@@ -77,30 +82,94 @@ def _envelope(signal: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray, 
     return edges[:-1], low, high
 
 
-def write_audio_comparison(path: Path, target: np.ndarray, reconstruction: np.ndarray, rate: int) -> None:
-    """Waveforms (target, reconstruction, error) and spectrograms (target, reconstruction) of the first channel."""
+def _frequency_ticks(axis, edges: np.ndarray) -> None:
+    """Label a mel-band axis (band index upwards) in Hz at round frequencies."""
+    from inr_cli.figures.spectra import hz_to_mel
+
+    centres = hz_to_mel(edges[1:-1])
+    positions, labels = [], []
+    for hz in (20000, 10000, 5000, 2000, 1000, 500, 200, 100, 50):  # from the top: the crowded low end gives way
+        at = float(np.interp(hz_to_mel(hz), centres, np.arange(len(centres)) + 0.5))
+        inside = 0.04 * len(centres) <= at <= 0.96 * len(centres)  # clear of the other axis's end labels
+        if inside and all(abs(at - p) >= 0.07 * len(centres) for p in positions):
+            positions.append(at)
+            labels.append(f"{hz // 1000}k" if hz >= 1000 else str(hz))
+    axis.set_ticks(positions)
+    axis.set_ticklabels(labels)
+
+
+SPECTRAL_ERROR_DB = 20.0  # the error map's full scale, either way
+RELEVANT_DB = 60.0  # the spectral error is measured where levels are within this of the target's loudest
+
+
+def audio_comparison_figure(target: np.ndarray, reconstruction: np.ndarray, rate: int,
+                            caption: list[str] | tuple[str, ...] = ()) -> Figure:
+    """The first channel: waveform with its error; mel spectrograms of target and reconstruction on one dB scale;
+    the spectral error (reconstruction minus target, dB) over time and frequency, and averaged per band."""
     from inr_cli.figures import new_figure
+    from inr_cli.figures.layout import font, wrapped
+    from inr_cli.figures.spectra import FLOOR_DB, decibels, mel_spectrogram
 
     target, reconstruction = target[:, 0], reconstruction[:, 0]
-    fig = new_figure(figsize=(10, 9), dpi=100)
-    axes = fig.subplots(4, 1)
-    def draw(ax, wave, **style):
-        index, low, high = _envelope(wave, 4000)
-        ax.fill_between(index / rate, low, high, lw=0, **style)
-        ax.plot(index / rate, high, lw=0.4, **style)
-        ax.plot(index / rate, low, lw=0.4, **style)
+    spectra = [mel_spectrogram(wave, rate) for wave in (target, reconstruction)]
+    reference = float(spectra[0].power.max())
+    levels = [decibels(s.power, reference) for s in spectra]
+    # Compared above a floor 60 dB down: differences among near-silent bands would swamp the picture.
+    difference = np.maximum(levels[1], -RELEVANT_DB) - np.maximum(levels[0], -RELEVANT_DB)
+    audible = levels[0] > -RELEVANT_DB  # where the target has something to lose
+    per_band = np.where(audible, difference, np.nan)
+    counted = audible.sum(axis=1)
+    band_error = np.nansum(per_band, axis=1) / np.maximum(counted, 1)
+    band_error[counted == 0] = np.nan
 
-    for ax, (label, wave) in zip(axes[:2], (("target", target), ("reconstruction", reconstruction))):
-        draw(ax, wave, color="tab:blue")
-        ax.set_ylim(-1.05, 1.05)
-        ax.set_ylabel(label)
-    draw(axes[1], reconstruction - target, color="tab:red", alpha=0.7)
-    axes[1].set_title("reconstruction (blue) and its error (red)", fontsize=9)
-    nfft = 512 if rate >= 8000 else 128
-    for ax, (label, wave) in zip(axes[2:], (("target", target), ("reconstruction", reconstruction))):
-        ax.specgram(wave.astype(np.float64), NFFT=min(nfft, len(wave)), Fs=rate, noverlap=min(nfft, len(wave)) // 2,
-                    cmap="magma")
-        ax.set_ylabel(f"{label}\nHz")
-    axes[-1].set_xlabel("seconds")
-    fig.tight_layout()
-    atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
+    lines = wrapped(list(caption), 960, font(15)) if caption else []
+    fig = new_figure(figsize=(10, 10.6 + 0.2 * len(lines)), dpi=100)
+    top = 1 - (0.25 + 0.2 * len(lines)) / (10.6 + 0.2 * len(lines))
+    grid = fig.add_gridspec(5, 2, width_ratios=[1, 0.018], height_ratios=[0.8, 1, 1, 1, 0.8], left=0.08,
+                            right=0.92, bottom=0.05, top=top, hspace=0.6, wspace=0.03)
+    for i, line in enumerate(lines):
+        fig.text(0.01, 1 - (0.08 + 0.2 * i) / (10.6 + 0.2 * len(lines)), line, fontsize=11, va="top")
+    wave_axis = fig.add_subplot(grid[0, 0])
+    index, low, high = _envelope(target, 4000)
+    wave_axis.fill_between(index / rate, low, high, lw=0, color="tab:blue", label="target")
+    index, low, high = _envelope(reconstruction - target, 4000)
+    wave_axis.fill_between(index / rate, low, high, lw=0, color="tab:red", alpha=0.8, label="error")
+    wave_axis.set_xlim(0, len(target) / rate)
+    wave_axis.set_ylim(-1.05, 1.05)
+    wave_axis.set_title("waveform: target (blue) and error of the reconstruction (red)", fontsize=10)
+    extent = (0.0, len(target) / rate, 0, len(spectra[0].edges) - 2)
+    panels = (("target: mel spectrogram", levels[0], "magma", -FLOOR_DB, 0.0, "dB (0: target's loudest)"),
+              ("reconstruction: mel spectrogram", levels[1], "magma", -FLOOR_DB, 0.0, "dB (0: target's loudest)"),
+              (f"spectral error: reconstruction − target, above −{RELEVANT_DB:g} dB (blue: missing, red: added)",
+               difference, "RdBu_r",
+               -SPECTRAL_ERROR_DB, SPECTRAL_ERROR_DB, "dB"))
+    for row, (title, values, colours, low_db, high_db, unit) in enumerate(panels, start=1):
+        axis = fig.add_subplot(grid[row, 0], sharex=wave_axis)
+        image = axis.imshow(values, origin="lower", aspect="auto", extent=extent, cmap=colours, vmin=low_db,
+                            vmax=high_db, interpolation="nearest")
+        _frequency_ticks(axis.yaxis, spectra[0].edges)
+        axis.set_ylabel("Hz (mel scale)")
+        axis.set_title(title, fontsize=10)
+        fig.colorbar(image, cax=fig.add_subplot(grid[row, 1])).set_label(unit, fontsize=9)
+    axis.set_xlabel("seconds")
+    profile = fig.add_subplot(grid[4, 0])
+    profile.axhline(0.0, color="0.6", lw=0.8)
+    profile.plot(np.arange(len(band_error)) + 0.5, band_error, color="tab:blue", lw=1.2)
+    profile.set_xlim(0, len(band_error))
+    _frequency_ticks(profile.xaxis, spectra[0].edges)
+    profile.set_xlabel("Hz (mel scale)")
+    profile.set_ylabel("dB")
+    profile.grid(alpha=0.3)
+    profile.set_title(f"spectral error per band, averaged where the target is within {RELEVANT_DB:g} dB of its "
+                      "loudest", fontsize=10)
+    return fig
+
+
+def write_audio_comparison(path: Path, target: np.ndarray, reconstruction: np.ndarray, rate: int,
+                           caption: list[str] | tuple[str, ...] = ()) -> None:
+    from inr_cli.figures.captions import caption_text
+    from inr_cli.figures.layout import CAPTION_KEY
+
+    fig = audio_comparison_figure(target, reconstruction, rate, caption)
+    atomic_write_with(path, lambda buf: fig.savefig(buf, format="png",
+                                                    metadata={CAPTION_KEY: caption_text(caption)}))

@@ -1,4 +1,4 @@
-"""Reading and writing meshes through trimesh (OBJ, PLY, STL, OFF, GLB, ...), and a shaded preview picture.
+"""Reading and writing meshes through trimesh (OBJ, PLY, STL, OFF, GLB, ...), their up axis, and the preview.
 
 Meshes are moved into the cube [-0.9, 0.9]^3 for fitting (centre of the bounding box to the origin, longest
 half-side to 0.9); the transform is recorded and undone on export, so extracted meshes sit where the input did.
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from inr_cli.files import atomic_write_bytes, atomic_write_with, existing_file, first_line
+from inr_cli.files import atomic_write_bytes, existing_file, first_line
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import UserError
 
@@ -110,33 +110,110 @@ def write_mesh(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
     atomic_write_bytes(path, data if isinstance(data, bytes) else data.encode())
 
 
-def _draw(ax, vertices, faces, title, max_faces=20000, seed=0):
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+# --------------------------------------------------------------------------------------------- the up axis
 
-    if len(faces) > max_faces:
-        faces = faces[np.random.default_rng(seed).choice(len(faces), max_faces, replace=False)]
-    ax.set_title(title, fontsize=10)
-    ax.set_axis_off()
-    if len(faces) == 0:
-        ax.text2D(0.5, 0.5, "empty", ha="center", transform=ax.transAxes)
-        return
-    tri = vertices[faces]
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    light = np.clip(normals @ np.array([0.3, 0.4, 0.85]), 0.05, 1.0)
-    shade = np.stack([light * 0.55 + 0.2, light * 0.65 + 0.2, light * 0.8 + 0.2, np.ones_like(light)], axis=1)
-    ax.add_collection3d(Poly3DCollection(tri, facecolors=np.clip(shade, 0, 1), edgecolor="none"))
-    for setter in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
-        setter(-1, 1)
-    ax.view_init(elev=20, azim=35)
+UP_CHOICES = ("auto", "x", "y", "z", "-x", "-y", "-z")
+# Where a mesh shows no base to stand on, its file type's habit decides: STL and 3MF come from CAD and 3D
+# printing (z up); scans and graphics formats (PLY, OBJ, OFF) are y up as a rule, and glTF is y up by its spec.
+Z_UP_SUFFIXES = (".stl", ".3mf")
+BASE_SLAB = 0.01  # a base lies within this fraction of the mesh's longest side of its lowest point
+BASE_FLATNESS = np.cos(np.radians(10.0))  # ... and its faces are within 10 degrees of level
+FLAT_BASE = 0.5  # a base covering at least this fraction of the footprint is one the object stands on
+TIE = 0.05
 
 
-def write_preview(path: Path, target: LoadedMesh, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Target | reconstruction, shaded, from the same viewpoint, in the normalised cube."""
-    from inr_cli.figures import new_figure
+@dataclass(frozen=True)
+class UpAxis:
+    axis: str  # "+y", "-z", ...
+    reason: str  # how it was chosen, for the report and the preview
 
-    fig = new_figure(figsize=(10, 5), dpi=100)
-    _draw(fig.add_subplot(1, 2, 1, projection="3d"), target.vertices, target.faces, "target")
-    _draw(fig.add_subplot(1, 2, 2, projection="3d"), vertices, faces, "reconstruction")
-    fig.tight_layout()
-    atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
+    def describe(self) -> str:
+        return f"{self.axis} up ({self.reason})"
+
+
+def base_scores(vertices: np.ndarray, faces: np.ndarray) -> dict[str, float]:
+    """For each signed axis as up, how much of the mesh's footprint its base fills: the area of level faces at
+    the very bottom over the bounding box's cross-section (1: a flat bottom, 0: no flat contact at all)."""
+    corners = vertices[faces]
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    doubled_area = np.linalg.norm(cross, axis=1)
+    level = np.abs(cross) >= BASE_FLATNESS * doubled_area[:, None]  # (F, 3): level across each axis
+    extent = np.ptp(corners.reshape(-1, 3), axis=0)  # of the vertices in use
+    slab = BASE_SLAB * float(extent.max())
+    scores = {}
+    for axis in range(3):
+        footprint = float(np.prod(np.delete(extent, axis)))
+        coordinate = corners[:, :, axis]
+        # With +axis up the bottom is the lowest coordinate; with -axis up, the highest.
+        for name, above_bottom in ((f"+{'xyz'[axis]}", coordinate - coordinate.min()),
+                                   (f"-{'xyz'[axis]}", coordinate.max() - coordinate)):
+            touching = level[:, axis] & (above_bottom <= slab).all(axis=1)
+            scores[name] = float(doubled_area[touching].sum()) / 2 / max(footprint, 1e-12)
+    return scores
+
+
+def detect_up(vertices: np.ndarray, faces: np.ndarray, suffix: str) -> UpAxis:
+    """The mesh's up axis: the one it stands on a flat base along, where it has one (among near ties, the file
+    type's convention, then the tallest way up); otherwise its file type's convention."""
+    convention = "+z" if suffix.lower() in Z_UP_SUFFIXES else "+y"
+    scores = base_scores(vertices, faces)
+    best = max(scores.values())
+    if best < FLAT_BASE:
+        return UpAxis(convention, f"the {suffix.lower() or 'file'} convention: no flat base found")
+    tied = [axis for axis, score in scores.items() if score >= best - TIE]
+    extent = np.ptp(vertices, axis=0)
+    chosen = convention if convention in tied else max(tied, key=lambda axis: extent["xyz".index(axis[-1])])
+    return UpAxis(chosen, "detected: it stands on a flat base")
+
+
+def resolve_up(choice: str, vertices: np.ndarray, faces: np.ndarray, source: str) -> UpAxis:
+    """``--up``: an axis as given (x means +x), or ``auto``: :func:`detect_up`."""
+    if choice != "auto":
+        return UpAxis(choice if choice.startswith("-") else f"+{choice}", "given with --up")
+    return detect_up(vertices, faces, Path(source).suffix)
+
+
+# ------------------------------------------------------------------------------------------------ the preview
+
+def surface_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, samples: int = 100_000,
+                     seed: int = 0) -> np.ndarray:
+    """Distance from each point to the surface, nearly exact and fast on dense meshes: the surface is covered
+    with small discs (around its vertices and ``samples`` points, each in its face's plane), and a point's
+    distance is to the nearest disc's centre's disc. Exactly zero for points on the mesh's vertices; points on the
+    surface read zero, and points just past an open border may read up to a disc's radius too little."""
+    from scipy.spatial import cKDTree
+
+    from inr_cli.figures.render import vertex_normals
+    from training.geometry import sample_surface
+
+    if len(points) == 0:
+        return np.zeros(0)
+    surface, normals = sample_surface(vertices, faces, samples, np.random.default_rng(seed))
+    centres = np.concatenate([vertices, surface])
+    normals = np.concatenate([vertex_normals(vertices, faces), normals])
+    corners = vertices[faces]
+    area = float(np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]),
+                                axis=1).sum()) / 2
+    # Random centres leave gaps: a disc three times the radius of the area each centre stands for covers all
+    # but one point in ten thousand, so a point on the surface reads (nearly) zero wherever it lies.
+    radius = 3 * np.sqrt(area / (np.pi * len(centres)))
+    distance, nearest = cKDTree(centres).query(points, workers=-1)
+    offset = points - centres[nearest]
+    across = np.abs((offset * normals[nearest]).sum(axis=1))
+    along = np.sqrt(np.maximum(distance ** 2 - across ** 2, 0.0))
+    return np.sqrt(across ** 2 + np.maximum(along - radius, 0.0) ** 2)
+
+
+def write_preview(path: Path, target: LoadedMesh, vertices: np.ndarray, faces: np.ndarray, up: str = "+y",
+                  caption: list[str] | tuple[str, ...] = ()) -> None:
+    """Target above reconstruction (both in the normalised cube, ``up`` at the top), three views each, smooth-
+    shaded; the reconstruction coloured by its distance to the target's surface."""
+    from inr_cli.figures.captions import caption_text
+    from inr_cli.figures.layout import save_png
+    from inr_cli.figures.shapes import ERROR_FULL_SCALE, preview_image, preview_panels
+
+    diagonal = float(np.linalg.norm(np.ptp(target.vertices, axis=0)))
+    error = surface_distance(vertices, target.vertices, target.faces) / diagonal / ERROR_FULL_SCALE
+    target_views, reconstruction_views = preview_panels((target.vertices, target.faces), (vertices, faces), error, up)
+    image = preview_image(target_views, reconstruction_views, caption, empty=len(faces) == 0)
+    save_png(path, image, caption_text(caption))

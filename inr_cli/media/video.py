@@ -205,15 +205,42 @@ def read_lossless(path: Path) -> np.ndarray:
     return iio.imread(path, plugin="pyav")
 
 
-def write_frame_strip(path: Path, target: torch.Tensor, reconstruction: torch.Tensor, count: int = 6) -> None:
-    """Evenly spaced frames: originals on the top row, reconstructions below."""
+STRIP_MAX_WIDTH = 3000  # pixels, all frames side by side
+STRIP_MIN_FRAME = 160  # small frames are enlarged (whole pixels) to at least this width, so labels fit
+
+
+def frame_strip(target: torch.Tensor, reconstruction: torch.Tensor, psnrs: list[float], count: int = 6,
+                caption: list[str] | tuple[str, ...] = ()) -> Image.Image:
+    """Evenly spaced frames, each titled with its number: originals above, reconstructions below with their
+    PSNR; the ``caption`` parts on top."""
+    from inr_cli.figures.grids import tile_table
+    from inr_cli.figures.layout import with_caption
+    from inr_cli.reports import db_text
+
     picks = np.unique(np.linspace(0, len(target) - 1, min(count, len(target))).round().astype(int))
-    top = np.concatenate([_as_uint8_rgb(target[i:i + 1])[0] for i in picks], axis=1)
-    bottom = np.concatenate([_as_uint8_rgb(reconstruction[i:i + 1])[0] for i in picks], axis=1)
-    strip = Image.fromarray(np.concatenate([top, bottom], axis=0))
-    if strip.width > 3000:
-        strip = strip.resize((3000, max(1, round(strip.height * 3000 / strip.width))), Image.Resampling.LANCZOS)
-    atomic_write_with(path, lambda buf: strip.save(buf, format="PNG"))
+    height, width = target.shape[1:3]
+    factor = max(1, -(-STRIP_MIN_FRAME // width))
+    shown = (width * factor, height * factor)
+    if shown[0] * len(picks) > STRIP_MAX_WIDTH:
+        scale = STRIP_MAX_WIDTH / (width * len(picks))
+        shown = (max(1, round(width * scale)), max(1, round(height * scale)))
+
+    def tiles(frames: torch.Tensor) -> list[Image.Image]:
+        resample = Image.Resampling.NEAREST if factor > 1 else Image.Resampling.LANCZOS
+        return [Image.fromarray(_as_uint8_rgb(frames[i:i + 1])[0]).resize(shown, resample) for i in picks]
+
+    table = tile_table([tiles(target), tiles(reconstruction)], labels=["target", "reconstruction"],
+                       notes=[None, [f"PSNR {db_text(psnrs[i])}" for i in picks]],
+                       titles=[f"frame {i}" for i in picks])
+    return with_caption(table, caption) if caption else table
+
+
+def write_frame_strip(path: Path, target: torch.Tensor, reconstruction: torch.Tensor, psnrs: list[float],
+                      count: int = 6, caption: list[str] | tuple[str, ...] = ()) -> None:
+    from inr_cli.figures.captions import caption_text
+    from inr_cli.figures.layout import save_png
+
+    save_png(path, frame_strip(target, reconstruction, psnrs, count, caption), caption_text(caption))
 
 
 def write_frame_psnr_plot(path: Path, psnrs: list[float], title: str) -> None:

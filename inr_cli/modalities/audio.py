@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from inr_cli.figures.captions import run_caption
 from inr_cli.media.audio import DEFAULT_MAX_SECONDS, LoadedAudio, read_audio, write_audio_comparison, write_wav
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, grid_quality, register_modality)
@@ -33,6 +34,7 @@ class AudioOptions(ModalityOptions):
 @dataclass
 class LoadedAudioSignal(LoadedSignal):
     audio: LoadedAudio
+    source: str = ""
 
 
 def to_samples(unit_values: torch.Tensor) -> torch.Tensor:
@@ -52,7 +54,7 @@ class AudioModality(Modality):
             signal = audio_signal(audio.samples)
         except ValueError as error:
             raise UserError(f"{source}: {error}") from None
-        return LoadedAudioSignal(signal, audio.info(), audio.notes, audio)
+        return LoadedAudioSignal(signal, audio.info(), audio.notes, audio, source)
 
     def recipe(self, model: str, signal: GridSignal) -> Recipe:
         return Recipe(papers_learning_rate(model), frequency_for_bandwidth(model, signal.values))
@@ -64,7 +66,9 @@ class AudioModality(Modality):
     def write_outputs(self, loaded: LoadedAudioSignal, result: FitResult, out_dir: Path) -> Outputs:
         audio, reconstruction = loaded.audio, to_samples(result.final.reconstruction)
         write_wav(out_dir / RECONSTRUCTION, reconstruction, audio.rate, audio.subtype)
-        write_audio_comparison(out_dir / COMPARISON, audio.samples.numpy(), reconstruction.numpy(), audio.rate)
+        caption = run_caption(loaded.source, result.config, audio_quality(self.metrics(loaded, result), audio))
+        write_audio_comparison(out_dir / COMPARISON, audio.samples.numpy(), reconstruction.numpy(), audio.rate,
+                               caption)
         return Outputs({"reconstruction": RECONSTRUCTION, "comparison": COMPARISON})
 
     def summary_line(self, report: dict) -> str:
@@ -80,6 +84,13 @@ class AudioModality(Modality):
 
     def write_sample(self, network: FittedNetwork, target: SampleTarget, path: Path) -> None:
         write_wav(path, to_samples(network.render(target.grid)), target.rate, network.info.get("subtype", "FLOAT"))
+
+
+def audio_quality(metrics: dict, audio: LoadedAudio) -> list[str]:
+    """The caption's quality entries of an audio fit, from its report entries; which channel the figure shows."""
+    channels = audio.samples.shape[1]
+    return [f"PSNR {db_text(metrics['psnr'])}", f"SNR {db_text(metrics['snr'])}",
+            *([f"channel 1 of {channels} shown"] if channels > 1 else [])]
 
 
 AUDIO = register_modality(AudioModality())

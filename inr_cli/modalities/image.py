@@ -7,6 +7,7 @@ from pathlib import Path
 
 from inr_cli.errors import phrase
 from inr_cli.figures import write_comparison
+from inr_cli.figures.captions import grid_quality, run_caption
 from inr_cli.media.images import (DEFAULT_IMAGE, DEFAULT_MAX_PIXELS, LoadedImage, crop_to, parse_crop, read_image,
                                   write_png)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
@@ -42,6 +43,7 @@ class ImageOptions(ModalityOptions):
 @dataclass
 class LoadedImageSignal(LoadedSignal):
     image: LoadedImage
+    source: str = ""
 
 
 def sample_size(info: dict, request: SampleRequest) -> tuple[int, int]:
@@ -78,7 +80,7 @@ class ImageModality(Modality):
             signal = image_signal(image.pixels, holdout=options.holdout)
         except InvalidSetting as error:
             raise UserError(f"{source}: {phrase(error)}") from None
-        return LoadedImageSignal(signal, image.info(), image.notes, image)
+        return LoadedImageSignal(signal, image.info(), image.notes, image, source)
 
     def recipe(self, model: str, signal: GridSignal) -> Recipe:
         side = max(signal.grid_shape)
@@ -86,7 +88,8 @@ class ImageModality(Modality):
 
     def write_outputs(self, loaded: LoadedImageSignal, result: FitResult, out_dir: Path) -> Outputs:
         write_png(out_dir / RECONSTRUCTION, result.final.reconstruction, loaded.image.bit_depth)
-        write_comparison(out_dir / COMPARISON, loaded.image.pixels, result.final.reconstruction)
+        caption = run_caption(loaded.source, result.config, grid_quality(self.metrics(loaded, result)))
+        write_comparison(out_dir / COMPARISON, loaded.image.pixels, result.final.reconstruction, caption)
         return Outputs({"reconstruction": RECONSTRUCTION, "comparison": COMPARISON})
 
     def sample_target(self, info: dict, request: SampleRequest) -> SampleTarget:

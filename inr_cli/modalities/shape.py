@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from inr_cli.files import atomic_write_with
-from inr_cli.media.meshes import (DEFAULT_MAX_FACES, MESH_FORMATS, LoadedMesh, read_mesh, to_input_coordinates,
-                                  write_mesh, write_preview)
+from inr_cli.figures.captions import run_caption
+from inr_cli.media.meshes import (DEFAULT_MAX_FACES, MESH_FORMATS, UP_CHOICES, LoadedMesh, read_mesh, resolve_up,
+                                  to_input_coordinates, write_mesh, write_preview)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, register_modality)
 from inr_cli.reports import number_text
@@ -39,6 +40,7 @@ class ShapeOptions(ModalityOptions):
     resolution: int = 128  # marching-cubes grid of the extracted mesh
     format: str = "ply"  # of the extracted mesh
     max_faces: int = DEFAULT_MAX_FACES  # most faces an input mesh may have, checked from its header where it has one
+    up: str = "auto"  # the mesh's up axis for the preview: x, y, z, -x, -y, -z, or auto (detected)
 
     def validate(self) -> None:
         check(self.target in TARGETS, "target", f"must be one of: {', '.join(TARGETS)}; got {self.target!r}")
@@ -47,10 +49,12 @@ class ShapeOptions(ModalityOptions):
         check(self.eval_points >= 1, "eval_points", f"must be at least 1, got {self.eval_points}")
         check(self.resolution >= 8, "resolution", f"must be at least 8, got {self.resolution}")
         check(self.max_faces >= 1, "max_faces", f"must be at least 1, got {self.max_faces}")
+        check(self.up in UP_CHOICES, "up", f"must be one of: {', '.join(UP_CHOICES)}; got {self.up!r}")
 
 
 @dataclass
 class LoadedShape(LoadedSignal):
+    source: str
     mesh: LoadedMesh
     options: ShapeOptions
     rng: np.random.Generator  # continues after the training and held-out points: the Chamfer samples draw from it
@@ -69,8 +73,10 @@ class ShapeModality(Modality):
         rng = np.random.default_rng(seed)
         signal = shape_samples(mesh.vertices, mesh.faces, target=options.target, samples=options.samples,
                                eval_points=options.eval_points, rng=rng)
-        info = {**mesh.info(), "target": options.target, "truncation": TRUNCATION if options.target == "sdf" else None}
-        return LoadedShape(signal, info, mesh.notes, mesh, options, rng)
+        up = resolve_up(options.up, mesh.vertices, mesh.faces, source)
+        info = {**mesh.info(), "target": options.target, "truncation": TRUNCATION if options.target == "sdf" else None,
+                "up": up.axis, "up_chosen_by": up.reason}
+        return LoadedShape(signal, info, mesh.notes, source, mesh, options, rng)
 
     def recipe(self, model: str, signal: ScatteredSamples) -> Recipe:
         return Recipe(papers_learning_rate(model), frequency_for_cube(model), POINTS_PER_STEP)
@@ -92,14 +98,16 @@ class ShapeModality(Modality):
         vertices, faces = extract_surface(result.model, options.resolution, device, chunk, options.target)
         reconstruction = f"reconstruction.{options.format}"
         write_mesh(out_dir / reconstruction, mesh.to_input(vertices), faces)
-        write_preview(out_dir / PREVIEW, mesh, vertices, faces)
-        write_progress(out_dir / PROGRESS, result)
         measured = chamfer_and_normals(vertices, faces, mesh.vertices, mesh.faces, METRIC_SAMPLES, loaded.rng)
         # Distances were measured in the normalised cube: report them relative to the bounding-box diagonal.
         diagonal = float(np.linalg.norm(np.ptp(mesh.vertices, axis=0)))
         for key in ("chamfer", "chamfer_pred_to_true", "chamfer_true_to_pred"):
             if measured[key] is not None:
                 measured[key] /= diagonal
+        caption = run_caption(loaded.source, config, [*shape_quality({**self.metrics(loaded, result), **measured}),
+                                                      f"{loaded.info['up']} up ({loaded.info['up_chosen_by']})"])
+        write_preview(out_dir / PREVIEW, mesh, vertices, faces, loaded.info["up"], caption)
+        write_progress(out_dir / PROGRESS, result)
         return Outputs({"reconstruction": reconstruction, "preview": PREVIEW, "training_plot": PROGRESS},
                        {**measured, "mesh_faces": int(len(faces))})
 
@@ -122,6 +130,14 @@ class ShapeModality(Modality):
         vertices, faces = extract_surface(network.model, target.grid[0], network.device, network.chunk,
                                           info.get("target", "sdf"))
         write_mesh(path, to_input_coordinates(vertices, info["scale"], info["center"]), faces)
+
+
+def shape_quality(metrics: dict) -> list[str]:
+    """The caption's quality entries of a shape fit, from its report entries."""
+    return [f"IoU near-surface {number_text(metrics['iou_surface'])}",
+            f"IoU uniform {number_text(metrics['iou_uniform'])}",
+            f"Chamfer {number_text(metrics.get('chamfer'))} of the bbox diagonal",
+            f"normal consistency {number_text(metrics.get('normal_consistency'))}"]
 
 
 def write_progress(path: Path, result: FitResult) -> None:

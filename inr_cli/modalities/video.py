@@ -7,6 +7,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from inr_cli.figures.captions import run_caption
 from inr_cli.media.video import (DEFAULT_MAX_VIDEO_PIXELS, LoadedVideo, parse_frame_range, read_video,
                                  write_frame_psnr_plot, write_frame_strip, write_lossless, write_videos, write_viewable)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
@@ -76,14 +77,16 @@ class VideoModality(Modality):
     def write_outputs(self, loaded: LoadedVideoSignal, result: FitResult, out_dir: Path) -> Outputs:
         reconstruction, video = result.final.reconstruction, loaded.video
         write_videos(out_dir / VIEWABLE, out_dir / LOSSLESS, reconstruction, video.fps)
-        write_frame_strip(out_dir / STRIP, video.frames, reconstruction)
-        write_frame_psnr_plot(out_dir / FRAME_PLOT, psnr_per_frame(reconstruction, video.frames),
+        metrics = self.metrics(loaded, result)
+        caption = run_caption(loaded.source, result.config, video_quality(metrics))
+        write_frame_strip(out_dir / STRIP, video.frames, reconstruction, metrics["psnr_frames"], caption=caption)
+        write_frame_psnr_plot(out_dir / FRAME_PLOT, metrics["psnr_frames"],
                               f"{Path(loaded.source).name}: {result.config.model}")
         return Outputs({"reconstruction": VIEWABLE, "reconstruction_lossless": LOSSLESS, "frames": STRIP,
                         "psnr_frames_plot": FRAME_PLOT})
 
     def summary_line(self, report: dict) -> str:
-        return f"  PSNR {db_text(report['psnr'])} ± {report['psnr_std']:.2f} over {len(report['psnr_frames'])} frames"
+        return f"  {video_quality(report)[0]}"
 
     def sample_target(self, info: dict, request: SampleRequest) -> SampleTarget:
         """At --fps, as many frames as keep the clip's duration; frames sized as images are."""
@@ -95,6 +98,11 @@ class VideoModality(Modality):
     def write_sample(self, network: FittedNetwork, target: SampleTarget, path: Path) -> None:
         write = write_lossless if path.suffix.lower() == ".mkv" else write_viewable
         write(path, network.render(target.grid), target.rate)
+
+
+def video_quality(metrics: dict) -> list[str]:
+    """The caption's (and the summary's) quality entry of a video fit, from its report entries."""
+    return [f"PSNR {db_text(metrics['psnr'])} ± {metrics['psnr_std']:.2f} over {len(metrics['psnr_frames'])} frames"]
 
 
 VIDEO = register_modality(VideoModality())

@@ -35,6 +35,7 @@ class FitProgress:
     loss: float
     psnr: float  # on the step's batch, from the training loss (values in [0, 1])
     seconds: float
+    learning_rate: float | None = None  # the optimizer's rate now (a Python number: reading it costs no sync)
 
 
 @dataclass
@@ -212,7 +213,8 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
                 guard.good(step, value, light_state)
                 if on_progress is not None:
                     on_progress(FitProgress(step, config.steps, value, psnr_from_mse(value),
-                                            time.perf_counter() - start - eval_seconds))
+                                            time.perf_counter() - start - eval_seconds,
+                                            optimizer.param_groups[0]["lr"]))
             if config.eval_every and step % config.eval_every == 0 and not last:
                 eval_start = time.perf_counter()
                 with precision_scope(config.precision, device):

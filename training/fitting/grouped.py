@@ -252,7 +252,7 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
                     finite = [v for v in values if math.isfinite(v)]
                     mean = sum(finite) / len(finite) if finite else float("nan")
                     on_progress(FitProgress(step, config.steps, mean, psnr_from_mse(mean),
-                                            time.perf_counter() - first_step_at))
+                                            time.perf_counter() - first_step_at, optimizer.param_groups[0]["lr"]))
             if stop_requested is not None and stop_requested():
                 raise Interrupted(step)
         synchronize(device)

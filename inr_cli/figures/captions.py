@@ -1,0 +1,51 @@
+"""Captions: what a figure shows, in the words and numbers of the run's report.
+
+A caption is a list of parts (drawn joined by `` · ``, wrapped to the figure's width, and stored whole in the PNG
+as its ``Description``). Numbers are formatted by the same functions as the terminal summary, from the same
+metrics as report.json, so the picture, the summary and the report always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from inr_cli.figures.layout import SEPARATOR
+from inr_cli.reports import db_text, number_text
+
+
+def source_name(source: str) -> str:
+    """The input as a reader would name it: the file name, or the built-in image's name."""
+    return source.split(":", 1)[1] if source.startswith("skimage:") else (Path(source).name or source)
+
+
+def model_label(model: str, layers: int, hidden: int) -> str:
+    return f"{model} {layers}L-{hidden}D"
+
+
+def fit_caption(source: str, model: str, layers: int, hidden: int, steps: int,
+                quality: Sequence[str]) -> list[str]:
+    """The parts of a fit's caption: input, network, steps, then the ``quality`` entries."""
+    return [source_name(source), model_label(model, layers, hidden), f"{steps:,} steps", *quality]
+
+
+def run_caption(source: str, config, quality: Sequence[str]) -> list[str]:
+    """:func:`fit_caption` for a fit's resolved config (a ``FitConfig``)."""
+    return fit_caption(source, config.model, config.layers, config.hidden, config.steps, quality)
+
+
+def caption_text(parts: Sequence[str]) -> str:
+    return SEPARATOR.join(parts)
+
+
+def grid_quality(metrics: dict) -> list[str]:
+    """PSNR and SSIM of a fit on a grid (and on held-out pixels where there were any), from its report entries."""
+    parts = [f"PSNR {db_text(metrics['psnr'])}"]
+    if metrics.get("ssim") is not None:
+        parts.append(f"SSIM {number_text(metrics['ssim'])}")
+    if metrics.get("psnr_holdout") is not None:
+        parts.append(f"held-out PSNR {db_text(metrics['psnr_holdout'])}")
+        if metrics.get("ssim_holdout") is not None:
+            parts.append(f"held-out SSIM {number_text(metrics['ssim_holdout'])}")
+    return parts
+
