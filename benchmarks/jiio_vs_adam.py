@@ -28,7 +28,7 @@ from training.jiio.comparison import compare_on_batch, summarize_comparisons
 from training.jiio.decoder_checkpoint import decoder_from_payload
 from training.jiio.decoder_training import DecoderConfig, train_decoder
 from training.jiio.inverse_tasks import SIGNED_RANGE, Corruption, corrupt, restore
-from training.jiio.settings import AdamSettings, CorruptionSettings, JIIOSettings
+from training.jiio.settings import RESTORATION_ITERATIONS, AdamSettings, CorruptionSettings, JIIOSettings
 from training.metrics import psnr
 
 FASHION = "/usr/share/datasets/fashion-mnist/"
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--images", default=FASHION + "t10k-images-idx3-ubyte.gz")
     parser.add_argument("--count", type=int, default=32, help="test images, inverted as one batch")
     parser.add_argument("--task", default="reconstruct")
-    parser.add_argument("--iters", type=int, default=JIIOSettings.iterations)
+    parser.add_argument("--iters", type=int, default=RESTORATION_ITERATIONS)
     parser.add_argument("--adam-lrs", default="0.01,0.03,0.1")
     parser.add_argument("--adam-max-steps", type=int, default=400)
     parser.add_argument("--adam-tol", type=float, default=AdamSettings.tol,

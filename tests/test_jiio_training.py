@@ -38,7 +38,12 @@ def test_the_cosine_schedule_falls_from_the_rate_to_its_floor_batch_by_batch():
     assert all(a > b for a, b in zip(rates, rates[1:]))
     assert DecoderConfig(lr=4e-3, lr_schedule="constant").learning_rate(0.9) == 4e-3
     # A run sets the rate of every step: the last steps of its 2 epochs (2 batches each) sit at 1/4 and 3/4.
-    images = torch.zeros(4, 1, 8, 8)
-    state = train_decoder(DecoderConfig(image_size=8, channels=[4], latent_dim=4, batch_size=2, epochs=2,
-                                        jiio_iterations=2, lr=4e-3), images)
+    images = torch.linspace(-1, 1, 4 * 64).reshape(4, 1, 8, 8)
+    short = DecoderConfig(image_size=8, channels=[4], latent_dim=4, batch_size=2, epochs=2, jiio_iterations=2, lr=4e-3)
+    state = train_decoder(short, images)
     assert [round(r["lr"], 12) for r in state.history] == [round(config.learning_rate(p), 12) for p in (0.25, 0.75)]
+    # Stopped after one epoch and continued, a run stays on its schedule and ends where the straight run ends.
+    halfway = train_decoder(short, images, stop_after=1)
+    assert halfway.epoch == 1
+    resumed = train_decoder(short, images, halfway)
+    assert torch.equal(resumed.latents, state.latents)

@@ -28,7 +28,7 @@ def error_scale() -> ColourScale:
 
     inferno = colormaps["inferno"]
     return ColourScale(lambda values: inferno(np.clip(values, 0.0, 1.0))[..., :3], ERROR_MAP_FULL_SCALE,
-                       "absolute error, mean over channels (values in [0, 1])", lambda value: f"{value:g}")
+                       "absolute error on [0, 1], channel mean", lambda value: f"{value:g}")
 
 
 def _panels(target: torch.Tensor, reconstruction: torch.Tensor, scale: ColourScale) -> list[Image.Image]:

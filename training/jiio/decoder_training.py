@@ -256,16 +256,18 @@ def new_training_state(config: DecoderConfig, images: torch.Tensor,
 def train_decoder(config: DecoderConfig, images: torch.Tensor, state: DecoderTrainingState | None = None,
                   on_epoch: Callable[[DecoderTrainingState], None] | None = None,
                   on_batch: Callable[[int, int], None] | None = None,
-                  device: torch.device | str | None = None, ranks: Ranks = Ranks()) -> DecoderTrainingState:
+                  device: torch.device | str | None = None, ranks: Ranks = Ranks(),
+                  stop_after: int | None = None) -> DecoderTrainingState:
     """Train (or continue training) until ``config.epochs`` epochs are done, on ``device`` (default: where the
     images are; they may stay on the host). ``on_epoch`` gets the state after every epoch (to write a
     checkpoint); ``on_batch`` gets (epoch index, images done in it). Several ``ranks`` share each epoch
-    (:class:`Ranks`); every rank must call this with the same images, config and state."""
+    (:class:`Ranks`); every rank must call this with the same images, config and state. ``stop_after`` ends
+    the call once that many epochs are done, on the learning-rate schedule of ``config.epochs``."""
     state = state or new_training_state(config, images, device)
     if len(state.latents) != len(images):
         raise ValueError(f"the run holds latents for {len(state.latents)} images, the data has {len(images)}")
     state.decoder.train()
-    while state.epoch < config.epochs:
+    while state.epoch < min(config.epochs, stop_after or config.epochs):
         epoch = state.epoch
         # Batch order and Hutchinson probes from (seed, epoch): the same on resume as straight through.
         order = torch.Generator().manual_seed(config.seed * 100_003 + epoch + 1)

@@ -46,6 +46,8 @@ class JIIOSettings:
     normalize_step: bool = False
 
 
+RESTORATION_ITERATIONS = 100
+
 # Decoder training runs a shorter JIIO per batch than a restoration: each batch is warm-started from the codes its
 # images had last epoch.
 TRAINING_JIIO_ITERATIONS = 20
@@ -89,7 +91,11 @@ class RestorationSettings:
     task: str = "reconstruct"
     method: str = "jiio"  # jiio, adam, or both (adds the time ratios of the JIIO-vs-Adam protocol)
     count: int = 16  # test images
-    iters: int = JIIOSettings.iterations  # JIIO iterations, and Adam steps at equal iterations
+    # JIIO iterations, and Adam steps at equal iterations. Measured on held-out Fashion-MNIST with the small preset
+    # (2,000 images, 16 epochs): reconstruction 18.8 dB at 40 iterations, 21.0 at 100, 21.7 at 200. A test image
+    # starts from the zero code, far from where its training neighbours' codes ended (training warm-starts each
+    # image from its last code, so 20 iterations per batch suffice there).
+    iters: int = RESTORATION_ITERATIONS
     step_size: float = JIIOSettings.step_size
     anderson_memory: int = JIIOSettings.anderson_memory
     adam_lr: float = AdamSettings.lr
