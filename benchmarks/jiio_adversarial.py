@@ -14,6 +14,7 @@ The paper (MNIST, eps 1): JIIO-trained 99.32 / 95.74 / 96.63, PGD-trained 99.18 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from inr_cli.media.labelled import load_labelled
 from training.jiio.robust.classifier_training import evaluate, train_classifier
 from training.jiio.robust.config import ADVERSARIES, AttackSettings, RobustConfig
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
+# The Debian package's files, or a copy elsewhere (a machine without the package): FASHION_DIR=folder.
+FASHION = Path(os.environ.get("FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
 SIZES = {"quick": dict(train=1000, test=256, epochs=2, preset="small", image_size=28),
          "full": dict(train=20000, test=2000, epochs=10, preset="large", image_size=32)}
 

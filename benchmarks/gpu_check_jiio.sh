@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One GPU check of the JIIO work, sized for one device call (under 10 minutes on an H100 or H200):
+#   1. `inr jiio-invert --task reconstruct`: the small preset trained on all 60,000 Fashion-MNIST training images
+#      (8 epochs, batch 128), then 1,000 held-out test images reconstructed by JIIO (PSNR, FID, KID): the decoder
+#      quality target is >= 22 dB within 10 minutes of training;
+#   2. benchmarks/jiio_vs_adam.py on that decoder: JIIO against Adam to equal loss (target >= 3.5x);
+#   3. benchmarks/jiio_adversarial.py at a size that fits the call: clean, PGD- and JIIO-trained classifiers,
+#      the 3 x 3 accuracy table and the attack time per batch.
+# Results go to $OUT (the device tool's output folder) or ./gpu-out.
+#
+# The GPU image has neither the Debian Fashion-MNIST package nor pypng; carry both, from the repo root here:
+#   echo /.whl/ >> .git/info/exclude; echo /.fmnist/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl pypng==0.20220715.0
+#   mkdir -p .fmnist && cp /usr/share/datasets/fashion-mnist/*.gz .fmnist/
+# and run:  bash benchmarks/gpu_check_jiio.sh   (with `carry: [".whl", ".fmnist"]`).
+set -o pipefail
+OUT=${OUT:-gpu-out}
+FASHION=${FASHION:-.fmnist}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
+
+start=$(date +%s)
+timeout 330 python3 -m inr_cli jiio-invert --task reconstruct --data "$FASHION/train-images-idx3-ubyte.gz" \
+  --train-count 60000 --epochs 8 --train-batch-size 128 --images "$FASHION/t10k-images-idx3-ubyte.gz" --count 1000 \
+  --device cuda --out "$OUT/decoder-run" --quiet --json > "$OUT/decoder-run.json" 2> "$OUT/decoder-run.err"
+echo "jiio-invert (train + reconstruct): exit $?, $(( $(date +%s) - start )) s wall" | tee -a "$OUT/gpu.txt"
+
+if [ -f "$OUT/decoder-run/decoder.pt" ]; then
+  timeout 120 python3 benchmarks/jiio_vs_adam.py --decoder "$OUT/decoder-run/decoder.pt" \
+    --images "$FASHION/t10k-images-idx3-ubyte.gz" --device cuda 2>&1 | tee "$OUT/jiio_vs_adam.txt"
+fi
+
+FASHION_DIR="$FASHION" timeout 150 python3 benchmarks/jiio_adversarial.py --device cuda --train 10000 --test 1000 \
+  --epochs 2 2>&1 | tee "$OUT/jiio_adversarial.txt"
