@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--pgd-steps", type=int, default=20)
-    parser.add_argument("--jiio-iters", type=int, default=80)
+    parser.add_argument("--jiio-iters", type=int, default=AttackSettings.jiio_iterations)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (small convolutions: 1 is fastest)")
     args = parser.parse_args()

@@ -29,9 +29,14 @@ class AttackSettings:
     epsilon: float = 1.0
     pgd_steps: int = 20  # the paper's PGD
     pgd_step_factor: float = 2.5
-    jiio_iterations: int = 80  # the paper's JIIO attack
-    # Measured on the tiny classifier trained clean (Fashion-MNIST, eps 1): 4 raises the loss more than 2 and 8.
-    jiio_step_factor: float = 4.0
+    # The paper's attack runs 80 iterations; on our classifiers 40 longer steps do as well in half the time.
+    # Measured (small preset, Fashion-MNIST 28 px, eps 1, 256 held-out images, against 20-step PGD on the same
+    # models): 40 x 6 left 38.7 / 48.8 / 48.4% correct on the clean-, PGD- and JIIO-trained models (PGD: 39.1 /
+    # 48.8 / 48.4) at a higher loss than PGD on each, in 0.87 s per batch of 64 against 3.5-5.5 s; 80 x 4 reached
+    # the same accuracies in 2.0 s; 40 x 3 and 20 x 4 left one or two more images correct than PGD. A JIIO-trained
+    # model with 40 x 6 was as robust under PGD (48.8%) as the PGD-trained one, at 0.27x its time per epoch.
+    jiio_iterations: int = 40
+    jiio_step_factor: float = 6.0
     random_start: bool = True  # both attacks start from a uniform draw in the ball
     clip: bool = True  # keep x + delta a valid image in [0, 1] (projecting onto the ball first, then clipping)
     solver: SolverSettings = CLASSIFIER_SOLVER  # PGD's solves and gradients, and every evaluation's re-solve
