@@ -10,8 +10,9 @@ import math
 import statistics
 from pathlib import Path
 
-from inr_cli.figures import new_figure
-from inr_cli.files import atomic_write_text, atomic_write_with
+from inr_cli.figures.charts import histogram_chart
+from inr_cli.figures.layout import save_png
+from inr_cli.files import atomic_write_text
 from inr_cli.pages import write_summary_page
 from inr_cli.reports import clean, to_json
 
@@ -72,16 +73,11 @@ def markdown(summary: dict, metrics: tuple[str, ...], title: str) -> str:
 
 
 def write_histogram(path: Path, values: list[float], metric: str, title: str) -> None:
-    fig = new_figure(figsize=(6, 3.5), dpi=100)
-    ax = fig.subplots()
+    """How ``metric`` is spread over the fitted inputs: 5 to 30 bins, about two inputs a bin."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
-    ax.hist(finite, bins=min(30, max(5, len(finite) // 2)), color="#4c72b0", edgecolor="white")
-    ax.set_xlabel(metric)
-    ax.set_ylabel("inputs")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write_with(path, lambda buffer: fig.savefig(buffer, format="png"))
+    chart = histogram_chart(finite, bins=min(30, max(5, len(finite) // 2)), title=title, x_label=metric,
+                            y_label="inputs", size=(600, 350))
+    save_png(path, chart, f"{metric} over {len(finite)} inputs · {title}")
 
 
 def write_summary(root: Path, sources: list[str], outcomes: dict[int, dict | str], metrics: tuple[str, ...],

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inr_cli.files import atomic_write_bytes, atomic_write_with
+from inr_cli.files import atomic_write_bytes
 from inr_cli.media.images import read_image, shrink_to_longest_side
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import UserError
@@ -244,14 +244,11 @@ def write_frame_strip(path: Path, target: torch.Tensor, reconstruction: torch.Te
 
 
 def write_frame_psnr_plot(path: Path, psnrs: list[float], title: str) -> None:
-    from inr_cli.figures import new_figure
+    """Each frame's PSNR against its frame number (counted from 0, as in the frame strip)."""
+    from inr_cli.figures import PSNR_AXIS, clipped_psnr
+    from inr_cli.figures.charts import Series, line_chart
+    from inr_cli.figures.layout import save_png
 
-    fig = new_figure(figsize=(7, 3.5), dpi=100)
-    ax = fig.subplots()
-    ax.plot(range(len(psnrs)), [min(p, 150.0) for p in psnrs], "o-", ms=3)
-    ax.set_xlabel("frame")
-    ax.set_ylabel("PSNR (dB, values in [0, 1])")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
+    series = Series(np.arange(len(psnrs)), clipped_psnr(psnrs), width=2.0, marker="o")
+    save_png(path, line_chart([series], title, "frame", PSNR_AXIS, size=(700, 350), integer_x=True),
+             f"PSNR per frame · {title}")
