@@ -3,7 +3,7 @@ PGD-trained and a JIIO-trained MDEQ classifier in one run, then print the 3 x 3 
 test: clean / PGD / JIIO columns), the attack time per batch (JIIO against 20-step PGD, on the same model) and the
 training time per epoch of each adversary.
 
-    python benchmarks/jiio_adversarial.py --quick            # CPU, ~20 minutes on two unloaded cores
+    python benchmarks/jiio_adversarial.py --quick            # CPU, ~6 minutes on one thread
     python benchmarks/jiio_adversarial.py --device cuda --budget 540   # GPU, one device call
     python benchmarks/jiio_adversarial.py --train 64 --test 32 --epochs 1 --preset tiny --image-size 16  # smoke
 
