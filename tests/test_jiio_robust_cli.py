@@ -95,15 +95,29 @@ def test_one_line_errors(tmp_path, labelled, capsys):
         assert not out.exists() or not any(out.iterdir())  # nothing left behind
 
 
-def test_sample_refuses_a_classifier(tmp_path, capsys):
+def _classifier_checkpoint(path):
     from training.jiio.robust.checkpoint import classifier_payload
     from training.jiio.robust.classifier_training import new_state
     from training.jiio.robust.config import RobustConfig
 
     config = RobustConfig(preset="tiny", image_size=16, classes=2)
-    path = tmp_path / "classifier.pt"
     path.write_bytes(serialize(classifier_payload(new_state(config), config, {"source": "test"})))
+    return path
+
+
+def test_sample_refuses_a_classifier(tmp_path, capsys):
+    path = _classifier_checkpoint(tmp_path / "classifier.pt")
     code, _, error = inr(["sample", path], capsys)
     assert code == 1
     assert error == (f"inr: error: {path}: holds a classifier (`inr jiio-robust`), which draws "
                                      "nothing; attack it with `inr jiio-robust --classifier`")
+
+
+def test_jiio_invert_names_a_classifier_it_is_given_as_the_decoder(tmp_path, labelled, capsys):
+    path = _classifier_checkpoint(tmp_path / "classifier.pt")
+    out = tmp_path / "out"
+    code, _, error = inr(["jiio-invert", "--decoder", path, "--images", labelled, "--quiet", "--out", out], capsys)
+    assert code == 1
+    assert error == (f"inr: error: {path}: not a decoder checkpoint (it holds a robust MDEQ classifier "
+                     "(`inr jiio-robust`)); train one with `inr jiio-invert --data DATA`")
+    assert not out.exists()

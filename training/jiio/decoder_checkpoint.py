@@ -16,9 +16,10 @@ from models.mdeq import MDEQDecoder
 from training.fitting.checkpoint import FORMAT, building_on_meta, check_finite, check_state, whole
 from training.fitting.control import to_host
 from inr_core.errors import InvalidSetting, UserError
+from training.checkpoint_kinds import DECODER_KIND, checkpoint_holds
 from training.jiio.decoder_training import DecoderConfig, DecoderTrainingState
 
-KIND = "mdeq-decoder"
+KIND = DECODER_KIND
 VERSION = 1
 
 
@@ -47,9 +48,7 @@ def is_decoder_payload(payload: dict) -> bool:
 def _check(payload: dict, source: str) -> DecoderConfig:
     """The checkpoint's config, once the whole payload is known to be a decoder this config builds."""
     if not is_decoder_payload(payload):
-        signal = payload.get("signal")
-        fitted = signal.get("kind", "unknown") if isinstance(signal, dict) else "unknown"
-        raise UserError(f"{source}: not a decoder checkpoint (it holds a fitted {fitted} network); "
+        raise UserError(f"{source}: not a decoder checkpoint (it holds {checkpoint_holds(payload)}); "
                         "train one with `inr jiio-invert --data DATA`")
     missing = [k for k in ("config", "model_state", "latents", "out_channels") if k not in payload]
     if missing:

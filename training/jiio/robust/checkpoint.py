@@ -14,11 +14,12 @@ import torch
 from inr_core.errors import InvalidSetting, UserError
 from models.mdeq_classifier import MDEQClassifier
 from training.fitting.checkpoint import FORMAT, building_on_meta, check_finite, check_state
+from training.checkpoint_kinds import CLASSIFIER_KIND, checkpoint_holds
 from training.fitting.control import to_host
 from training.jiio.robust.classifier_training import ClassifierTrainingState
 from training.jiio.robust.config import RobustConfig
 
-KIND = "mdeq-classifier"
+KIND = CLASSIFIER_KIND
 VERSION = 1
 
 
@@ -32,17 +33,9 @@ def is_classifier_payload(payload: dict) -> bool:
     return payload.get("kind") == KIND
 
 
-def _what_it_holds(payload: dict) -> str:
-    if payload.get("kind") == "mdeq-decoder":
-        return "a JIIO image decoder (`inr jiio-invert`)"
-    signal = payload.get("signal")
-    return f"a fitted {signal.get('kind', 'unknown')} network (`inr fit`)" if isinstance(signal, dict) else \
-        "something else"
-
-
 def _check(payload: dict, source: str) -> RobustConfig:
     if not is_classifier_payload(payload):
-        raise UserError(f"{source}: not a classifier checkpoint (it holds {_what_it_holds(payload)}); train one "
+        raise UserError(f"{source}: not a classifier checkpoint (it holds {checkpoint_holds(payload)}); train one "
                         "with `inr jiio-robust --data DATA`")
     missing = [k for k in ("config", "model_state") if k not in payload]
     if missing:
