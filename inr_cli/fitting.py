@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -190,9 +191,12 @@ def train_one(job: Job, config: FitCommandConfig, *, show_progress: bool, turn_s
 
 
 def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: bool, turn_started_at: float,
-                stop: StopRequest, logs: list[FitLog | None] | None = None) -> list[TrainedRun | UserError]:
+                stop: StopRequest, open_log: Callable[[Job], FitLog | None] | None = None
+                ) -> list[TrainedRun | UserError]:
     """Fit same-shaped loaded inputs together as one stacked network (:mod:`training.fitting.grouped`). A group
-    saves no state of its own: interrupted, it starts again on --resume (on the CPU with the same result)."""
+    saves no state of its own: interrupted, it starts again on --resume (on the CPU with the same result).
+    ``open_log`` opens a member's TensorBoard run once the group is done, and only for a member that succeeded
+    (one that diverged is fitted again alone, into its own run)."""
     created = []
     for job in jobs:
         created.append(missing_ancestors(job.out_dir))
@@ -205,18 +209,14 @@ def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: boo
     except BaseException:
         for folders in created:
             remove_if_empty(folders)
-        for log in filter(None, logs or []):
-            log.close()
         raise
     runs: list[TrainedRun | UserError] = []
-    for index, (job, folders, outcome) in enumerate(zip(jobs, created, outcomes)):
+    for job, folders, outcome in zip(jobs, created, outcomes):
         if outcome.error is not None:
             remove_if_empty(folders)
-            if logs and logs[index] is not None:
-                logs[index].close()
             runs.append(GroupDivergence(f"{job.source}: {outcome.error}"))
         else:
-            log = logs[index] if logs else None
+            log = open_log(job) if open_log is not None else None
             if log is not None:
                 log.training_curves(outcome.result)  # a member's own curve is known once the group is done
             runs.append(TrainedRun(job.source, job.loaded, job.out_dir, replace(config, fit=outcome.result.config),
@@ -424,7 +424,7 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
                                   control=fit_control(group[0], output, stop), log=_log(output, group[0]))]
             else:
                 runs = train_group(group, config, show_progress=show_progress, turn_started_at=turn_started_at,
-                                   stop=stop, logs=[_log(output, job) for job in group])
+                                   stop=stop, open_log=lambda job: _log(output, job))
                 # A signal whose loss ran away in the group is fitted again alone, where it can be rolled back.
                 runs = [run if not isinstance(run, GroupDivergence) else
                         _alone(job, config, output, stop, show_progress) for job, run in zip(group, runs)]

@@ -97,3 +97,28 @@ def test_without_the_package_the_option_says_how_to_install_it(monkeypatch, tmp_
     assert capsys.readouterr().err == ("inr: error: --tensorboard needs the tensorboard package: "
                                        "pip install 'inr[tensorboard]'\n")
     assert list(tmp_path.iterdir()) == []  # refused before any work: no run folder, no log folder
+
+
+def test_a_member_that_diverged_in_its_group_logs_only_its_fit_alone(pictures, tmp_path, capsys, monkeypatch):
+    import inr_cli.fitting as fitting
+    from inr_core.errors import UserError
+    from training.fitting.grouped import GroupOutcome
+
+    real_fit_group = fitting.fit_group
+
+    def second_member_runs_away(signals, config, **kwargs):
+        outcomes = real_fit_group(signals, config, **kwargs)
+        outcomes[1] = GroupOutcome(None, UserError("training diverged at step 3 (loss nan)"))
+        return outcomes
+
+    monkeypatch.setattr(fitting, "fit_group", second_member_runs_away)
+    for name in ("b.png", "c.png"):
+        (tmp_path / name).write_bytes((pictures / name).read_bytes())
+    out = _fit(tmp_path, ["b.png", "c.png"], "siren")
+    capsys.readouterr()
+    refitted = json.loads((out / "c" / "report.json").read_text())
+    assert not any("fitted together" in note for note in refitted["notes"])  # c was fitted again, alone
+    for name in ("b", "c"):
+        assert len(list((tmp_path / "tb" / "run" / name).glob("events.out.tfevents.*"))) == 1
+    events = _events(tmp_path / "tb" / "run" / "c")
+    assert _steps(events, "train/psnr") == list(range(1, STEPS + 1))  # the fit alone, once
