@@ -1,5 +1,6 @@
-"""What every `inr fit` run shares, whatever the modality: inputs, output folders, the fit, the PSNR plot, the
-checkpoint and the report.
+"""What every `inr fit` run shares, whatever the modality: inputs, output folders, the fits (one at a time or in
+groups, :mod:`inr_cli.fit_groups`), handing each fitted input to its writer (:mod:`inr_cli.fit_outputs`), and
+the dataset summary.
 
 :func:`run_fit_command` validates the run's config once, then for each input asks the modality to load it,
 fits the signal with the modality's recipe, and lets the modality measure and write its own outputs.
@@ -19,34 +20,21 @@ import torch
 from inr_cli.cluster import Cluster
 from inr_cli.interrupts import StopRequest
 from inr_cli.errors import phrase
-from inr_cli.figures import write_psnr_plot
-from inr_cli.files import (atomic_write_bytes, atomic_write_text, missing_ancestors, prepare_output_dir,
-                           remove_if_empty)
-from inr_cli.modalities.base import QUALITY_KEYS, FitCommandConfig, LoadedSignal, Modality, get_modality
-from inr_cli.pages import write_run_page
+from inr_cli.files import missing_ancestors, prepare_output_dir, remove_if_empty
+from inr_cli.fit_groups import WaitingGroups
+from inr_cli.fit_outputs import TrainedRun, input_stem, write_run
+from inr_cli.modalities.base import FitCommandConfig, LoadedSignal, Modality, get_modality
 from inr_cli.progress import fit_progress, stderr_console
-from inr_cli.reports import REPORT_VERSION, human_summary, to_json, versions
-from inr_cli.run_folder import (TRAINING_STATE, RunFolder, finished_report, load_training_state,
-                                save_training_state)
+from inr_cli.reports import human_summary, to_json
+from inr_cli.run_folder import RunFolder, finished_report, load_training_state, save_training_state
 from inr_cli.summary import write_summary
 from inr_cli.tensorboard_log import INSTALL_HINT, FitLog, open_log, tensorboard_available, with_log
 from inr_core.clock import PROCESS_STARTED_AT
 from inr_core.errors import UserError, check
-from training.fitting.checkpoint import checkpoint_payload, serialize
 from training.fitting.config import FitConfig, resolve_config
-from training.fitting.devices import auto_group_size
-from training.fitting.grouped import fit_group, group_key
+from training.fitting.grouped import fit_group
 from training.fitting.control import FitControl, Interrupted
-from training.fitting.fit import FitResult, fit
-
-PSNR_PLOT = "psnr.png"
-MAX_AUTO_GROUP = 64  # signals per stacked fit when --group-size is not given
-# Loaded inputs waiting for a group to fill, at most: inputs of one shape join a group even when other shapes
-# come between them, but a long run of all-different shapes must not hold the whole dataset in memory.
-MAX_WAITING_INPUTS = 64
-MAX_WAITING_BYTES = 2 << 30
-REPORT = "report.json"
-CHECKPOINT = "checkpoint.pt"
+from training.fitting.fit import fit
 
 
 @dataclass(frozen=True)
@@ -66,10 +54,6 @@ class OutputOptions:
     resume: bool = False  # continue the run in ``out``: finished inputs kept, unfinished ones from their state
     overwrite: bool = False  # replace a run already in ``out`` (its old outputs removed first)
     tensorboard: Path | None = None  # a TensorBoard run per input under this folder (--tensorboard)
-
-
-def input_stem(source: str) -> str:
-    return source.split(":", 1)[1] if source.startswith("skimage:") else (Path(source).stem or "input")
 
 
 def expand_inputs(paths: list[str], default: str | None) -> list[str]:
@@ -110,42 +94,8 @@ def output_dirs(sources: list[str], root: Path) -> list[Path]:
     return dirs
 
 
-def _solver_warning(result: FitResult) -> str | None:
-    evaluation = result.solver["evaluation"] if result.solver else None
-    if not evaluation or evaluation["converged"]:
-        return None
-    return (f"evaluation solve did not converge: max relative residual {evaluation['max_rel_residual']:.2e} "
-            f"> tol {result.config.solver.tol:g} after up to {evaluation['iterations_max']} iterations "
-            f"(raise --max-iter or try --solver anderson)")
-
-
-def _report_metrics(metrics: dict, measured: dict) -> dict:
-    """A modality's metrics of the fit and those measured on its outputs, as report entries. Every report has
-    the quality keys; a key in both is the modality's bug, not something for merge order to settle."""
-    missing = [key for key in QUALITY_KEYS if key not in metrics]
-    if missing:
-        raise ValueError(f"the modality's metrics lack {', '.join(missing)}")
-    both = metrics.keys() & measured.keys()
-    if both:
-        raise ValueError(f"report entries measured twice: {', '.join(sorted(both))}")
-    return {**metrics, **measured}
-
-
 class GroupDivergence(UserError):
     """A signal's loss ran away in a group fit (it is then fitted again alone)."""
-
-
-@dataclass
-class TrainedRun:
-    """One input fitted, its outputs not yet written."""
-
-    source: str
-    loaded: LoadedSignal
-    out_dir: Path
-    config: FitCommandConfig  # resolved
-    result: FitResult
-    startup_seconds: float  # from this input's turn (the process's start, for the first) to its first step
-    log: FitLog | None = None  # its TensorBoard run (--tensorboard), finished when the files are written
 
 
 @dataclass
@@ -230,59 +180,6 @@ def _log(output: OutputOptions, job: Job) -> FitLog | None:
     return open_log(output.tensorboard, job.out_dir, output.out)
 
 
-def write_run(modality: Modality, run: TrainedRun) -> dict:
-    """Write the modality's outputs, the plot, the checkpoint and (last) the report; return the report."""
-    source, loaded, out_dir, result = run.source, run.loaded, run.out_dir, run.result
-    fit_config = result.config
-    outputs = modality.write_outputs(loaded, result, out_dir)
-    files = dict(outputs.files)
-    if modality.psnr_plot:
-        write_psnr_plot(out_dir / PSNR_PLOT, result.batch_psnr, result.evaluations,
-                        f"{input_stem(source)}: {fit_config.model} {fit_config.layers}L-{fit_config.hidden}D")
-        files["psnr_plot"] = PSNR_PLOT
-    payload = checkpoint_payload(result, loaded.info, in_features=loaded.signal.dims,
-                                 out_features=loaded.signal.channels, config=run.config.to_dict())
-    atomic_write_bytes(out_dir / CHECKPOINT, serialize(payload))
-
-    notes = list(loaded.notes) + list(result.notes)
-    warning = _solver_warning(result)
-    if warning:
-        notes.append(f"warning: {warning}")
-        stderr_console.print(f"inr: warning: {source}: {warning}", markup=False, soft_wrap=True)
-    report = {
-        "report_version": REPORT_VERSION,
-        "input": source,
-        "output_dir": str(out_dir),
-        "model": fit_config.model,
-        "params": result.params,
-        "steps": fit_config.steps,
-        "seconds": result.train_seconds,
-        "steps_per_second": result.steps_per_second,
-        "eval_seconds": result.eval_seconds,
-        "compile_seconds": result.compile_seconds,
-        "startup_seconds": run.startup_seconds,
-        "device": fit_config.device,
-        "precision": fit_config.precision,
-        "compiled": result.compiled,
-        "value_range": [0.0, 1.0],
-        **_report_metrics(modality.metrics(loaded, result), outputs.metrics),
-        modality.name: loaded.info,
-        "notes": notes,
-        "history": result.evaluations,
-        "solver": result.solver,
-        "files": {**files, "checkpoint": CHECKPOINT, "report": REPORT},
-        "config": run.config.to_dict(),
-        "versions": versions(),
-    }
-    report = write_run_page(out_dir, report, loaded.signal, loaded.info)  # index.html (and the target it shows)
-    # The report goes last: its presence means every other file of the run is complete.
-    atomic_write_text(out_dir / REPORT, to_json(report) + "\n")
-    (out_dir / TRAINING_STATE).unlink(missing_ok=True)  # finished: nothing left to resume
-    if run.log is not None:
-        run.log.finish(result, report, loaded.signal, out_dir)
-    return report
-
-
 class _Inline:
     """The executor interface, run in the calling thread: writing between fits."""
 
@@ -345,52 +242,6 @@ class _Outcomes:
             print(human_summary(report, self.modality.summary_line(report)), flush=True)
 
 
-def _group_limit(requested: int | None, job: Job) -> int:
-    """How many inputs the group ``job`` starts may take: ``--group-size``, or as many as fit in memory."""
-    if requested is not None:
-        return requested
-    config, signal = job.fit_config, job.loaded.signal
-    return auto_group_size(min(signal.train_count, config.batch_size), config.hidden, config.layers,
-                           torch.device(config.device), cap=MAX_AUTO_GROUP, solver_tensors=config.solver_tensors(),
-                           resident_bytes=4 * signal.train_count * (config.hidden + signal.dims + signal.channels))
-
-
-def _held_bytes(job: Job) -> int:
-    signal = job.loaded.signal
-    return 4 * signal.num_points * (signal.dims + signal.channels)
-
-
-class _Groups:
-    """Loaded inputs waiting to fit, grouped by what they can share (resolved config and signal shape)."""
-
-    def __init__(self, group_size: int | None):
-        self.group_size = group_size
-        self.waiting: dict[tuple, list[Job]] = {}  # by key, in the order the groups were opened
-        self.limits: dict[tuple, int] = {}
-
-    def add(self, job: Job) -> list[Job] | None:
-        """Add ``job``; returns a group to fit now: one that is full, or the oldest when too many wait."""
-        key = (job.fit_config, group_key(job.loaded.signal))
-        if key not in self.waiting:
-            self.waiting[key], self.limits[key] = [], _group_limit(self.group_size, job)
-        self.waiting[key].append(job)
-        if len(self.waiting[key]) >= self.limits[key]:
-            return self._take(key)
-        jobs = [waiting for group in self.waiting.values() for waiting in group]
-        if len(jobs) > MAX_WAITING_INPUTS or sum(_held_bytes(waiting) for waiting in jobs) > MAX_WAITING_BYTES:
-            return self._take(min(self.waiting, key=lambda k: self.waiting[k][0].index))
-        return None
-
-    def _take(self, key: tuple) -> list[Job]:
-        del self.limits[key]
-        return self.waiting.pop(key)
-
-    def drain(self):
-        """The groups still waiting, oldest first."""
-        while self.waiting:
-            yield self._take(min(self.waiting, key=lambda k: self.waiting[k][0].index))
-
-
 def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[int, str, Path]],
                 output: OutputOptions, outcomes: _Outcomes, show_progress: bool, stop: StopRequest) -> None:
     """Load and fit ``(index, source, folder)`` jobs. Inputs of one shape fit together as one stacked network
@@ -403,7 +254,7 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
     writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inr-writer") if background else _Inline()
     turn_started_at = PROCESS_STARTED_AT
     pending: list[tuple[int, Future]] = []  # the last input handed to the writer, not yet settled
-    groups = _Groups(output.group_size)
+    groups = WaitingGroups(output.group_size)
 
     def hand_over(index: int, run: TrainedRun | UserError, writer) -> None:
         for earlier in pending:  # at most one input's files in flight

@@ -215,8 +215,9 @@ def test_group_size_must_be_positive(tmp_path, six_images):
 def test_inputs_of_one_shape_wait_for_each_other_but_not_without_bound(monkeypatch, camera_u8):
     from types import SimpleNamespace
 
-    from inr_cli import fitting
-    from inr_cli.fitting import Job, _Groups
+    from inr_cli import fit_groups
+    from inr_cli.fit_groups import WaitingGroups
+    from inr_cli.fitting import Job
 
     import torch
 
@@ -229,15 +230,15 @@ def test_inputs_of_one_shape_wait_for_each_other_but_not_without_bound(monkeypat
     def job(index, signal):
         return Job(index, f"in{index}", None, SimpleNamespace(signal=signal), config)
 
-    groups = _Groups(group_size=2)
+    groups = WaitingGroups(group_size=2)
     assert groups.add(job(0, signals[0])) is None
     assert groups.add(job(1, other)) is None  # another shape opens its own group
     full = groups.add(job(2, signals[1]))  # the first group is full: inputs 0 and 2 fit together
     assert [j.index for j in full] == [0, 2]
     assert [[j.index for j in group] for group in groups.drain()] == [[1]]
 
-    monkeypatch.setattr(fitting, "MAX_WAITING_INPUTS", 1)
-    groups = _Groups(group_size=8)
+    monkeypatch.setattr(fit_groups, "MAX_WAITING_INPUTS", 1)
+    groups = WaitingGroups(group_size=8)
     assert groups.add(job(0, signals[0])) is None
     oldest = groups.add(job(1, other))  # two waiting is too many: the oldest group goes now, not full
     assert [j.index for j in oldest] == [0]

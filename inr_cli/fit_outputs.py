@@ -1,0 +1,114 @@
+"""Writing one fitted input's run folder: the modality's outputs, the training plot, the checkpoint, the page and
+(last, so its presence means the run is complete) the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from inr_cli.figures import write_psnr_plot
+from inr_cli.files import atomic_write_bytes, atomic_write_text
+from inr_cli.modalities.base import QUALITY_KEYS, FitCommandConfig, LoadedSignal, Modality
+from inr_cli.pages import write_run_page
+from inr_cli.progress import stderr_console
+from inr_cli.reports import REPORT_VERSION, to_json, versions
+from inr_cli.run_folder import TRAINING_STATE
+from inr_cli.tensorboard_log import FitLog
+from training.fitting.checkpoint import checkpoint_payload, serialize
+from training.fitting.fit import FitResult
+
+PSNR_PLOT = "psnr.png"
+REPORT = "report.json"
+CHECKPOINT = "checkpoint.pt"
+
+
+def input_stem(source: str) -> str:
+    """The input's name for titles and folders: a file's stem, or the photo's name of ``skimage:NAME``."""
+    return source.split(":", 1)[1] if source.startswith("skimage:") else (Path(source).stem or "input")
+
+
+@dataclass
+class TrainedRun:
+    """One input fitted, its outputs not yet written."""
+
+    source: str
+    loaded: LoadedSignal
+    out_dir: Path
+    config: FitCommandConfig  # resolved
+    result: FitResult
+    startup_seconds: float  # from this input's turn (the process's start, for the first) to its first step
+    log: FitLog | None = None  # its TensorBoard run (--tensorboard), finished when the files are written
+
+
+def _solver_warning(result: FitResult) -> str | None:
+    evaluation = result.solver["evaluation"] if result.solver else None
+    if not evaluation or evaluation["converged"]:
+        return None
+    return (f"evaluation solve did not converge: max relative residual {evaluation['max_rel_residual']:.2e} "
+            f"> tol {result.config.solver.tol:g} after up to {evaluation['iterations_max']} iterations "
+            f"(raise --max-iter or try --solver anderson)")
+
+
+def _report_metrics(metrics: dict, measured: dict) -> dict:
+    """A modality's metrics of the fit and those measured on its outputs, as report entries. Every report has
+    the quality keys; a key in both is the modality's bug, not something for merge order to settle."""
+    missing = [key for key in QUALITY_KEYS if key not in metrics]
+    if missing:
+        raise ValueError(f"the modality's metrics lack {', '.join(missing)}")
+    both = metrics.keys() & measured.keys()
+    if both:
+        raise ValueError(f"report entries measured twice: {', '.join(sorted(both))}")
+    return {**metrics, **measured}
+
+
+def write_run(modality: Modality, run: TrainedRun) -> dict:
+    """Write the modality's outputs, the plot, the checkpoint and (last) the report; return the report."""
+    source, loaded, out_dir, result = run.source, run.loaded, run.out_dir, run.result
+    fit_config = result.config
+    outputs = modality.write_outputs(loaded, result, out_dir)
+    files = dict(outputs.files)
+    if modality.psnr_plot:
+        write_psnr_plot(out_dir / PSNR_PLOT, result.batch_psnr, result.evaluations,
+                        f"{input_stem(source)}: {fit_config.model} {fit_config.layers}L-{fit_config.hidden}D")
+        files["psnr_plot"] = PSNR_PLOT
+    payload = checkpoint_payload(result, loaded.info, in_features=loaded.signal.dims,
+                                 out_features=loaded.signal.channels, config=run.config.to_dict())
+    atomic_write_bytes(out_dir / CHECKPOINT, serialize(payload))
+
+    notes = list(loaded.notes) + list(result.notes)
+    warning = _solver_warning(result)
+    if warning:
+        notes.append(f"warning: {warning}")
+        stderr_console.print(f"inr: warning: {source}: {warning}", markup=False, soft_wrap=True)
+    report = {
+        "report_version": REPORT_VERSION,
+        "input": source,
+        "output_dir": str(out_dir),
+        "model": fit_config.model,
+        "params": result.params,
+        "steps": fit_config.steps,
+        "seconds": result.train_seconds,
+        "steps_per_second": result.steps_per_second,
+        "eval_seconds": result.eval_seconds,
+        "compile_seconds": result.compile_seconds,
+        "startup_seconds": run.startup_seconds,
+        "device": fit_config.device,
+        "precision": fit_config.precision,
+        "compiled": result.compiled,
+        "value_range": [0.0, 1.0],
+        **_report_metrics(modality.metrics(loaded, result), outputs.metrics),
+        modality.name: loaded.info,
+        "notes": notes,
+        "history": result.evaluations,
+        "solver": result.solver,
+        "files": {**files, "checkpoint": CHECKPOINT, "report": REPORT},
+        "config": run.config.to_dict(),
+        "versions": versions(),
+    }
+    report = write_run_page(out_dir, report, loaded.signal, loaded.info)  # index.html (and the target it shows)
+    # The report goes last: its presence means every other file of the run is complete.
+    atomic_write_text(out_dir / REPORT, to_json(report) + "\n")
+    (out_dir / TRAINING_STATE).unlink(missing_ok=True)  # finished: nothing left to resume
+    if run.log is not None:
+        run.log.finish(result, report, loaded.signal, out_dir)
+    return report
