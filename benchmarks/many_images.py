@@ -92,13 +92,17 @@ def main() -> None:
     mean_psnr = sum(r["psnr"] for r in one_by_one) / len(one_by_one)
     print(f"{args.count} crops of {args.size} px, {args.model} {args.hidden} wide, {args.steps} steps, device "
           f"{one_by_one[0]['device']}, {os.cpu_count()} CPUs; mean PSNR {mean_psnr:.2f} dB")
-    print(f"{'run':<28}{'wall s':>8}{'images/s':>10}{'x faster':>10}{'max |dPSNR| dB':>16}  (images < {MEANINGFUL_DB:.0f} dB)")
+    print(f"{'run':<28}{'wall s':>8}{'images/s':>10}{'x faster':>10}{'max |dPSNR| dB':>16}{'peak GPU MiB':>14}"
+          f"  (dPSNR of images < {MEANINGFUL_DB:.0f} dB)")
     for label, wall, reports in rows:
         assert [r["input"] for r in reports] == paths
         # Above ~60 dB an image is reproduced to rounding, and dB of rounding-sized errors say nothing.
         worst = max((abs(a["psnr"] - b["psnr"]) for a, b in zip(one_by_one, reports) if a["psnr"] < MEANINGFUL_DB),
                     default=0.0)
-        print(f"{label:<28}{wall:>8.1f}{args.count / wall:>10.2f}{one_by_one_wall / wall:>10.2f}{worst:>16.4f}")
+        peaks = [r["peak_memory_mb"] for r in reports if r.get("peak_memory_mb") is not None]
+        peak = f"{max(peaks):.0f}" if peaks else "-"  # a CPU has no allocator statistic to report
+        print(f"{label:<28}{wall:>8.1f}{args.count / wall:>10.2f}{one_by_one_wall / wall:>10.2f}{worst:>16.4f}"
+              f"{peak:>14}")
     print(f"torchrun / grouped one-process wall: {many_wall / grouped_wall:.2f}; torchrun / one at a time: "
           f"{many_wall / one_by_one_wall:.2f}")
     print("targets: grouped >= 2x (CPU, 32 crops of 32 px) and >= 10x (GPU, 100 crops of 128 px, SIREN 3x256) "

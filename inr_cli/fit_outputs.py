@@ -38,6 +38,9 @@ class TrainedRun:
     result: FitResult
     startup_seconds: float  # from this input's turn (the process's start, for the first) to its first step
     log: FitLog | None = None  # its TensorBoard run (--tensorboard), finished when the files are written
+    # CUDA memory its fit allocated at most, beyond what was allocated before (a group's: the whole group's);
+    # None on a CPU, where no allocator statistic is trustworthy (inr_cli/peak_memory.py)
+    peak_memory_mb: float | None = None
 
 
 def _solver_warning(result: FitResult) -> str | None:
@@ -92,6 +95,7 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
         "eval_seconds": result.eval_seconds,
         "compile_seconds": result.compile_seconds,
         "startup_seconds": run.startup_seconds,
+        "peak_memory_mb": run.peak_memory_mb,
         "device": fit_config.device,
         "precision": fit_config.precision,
         "compiled": result.compiled,

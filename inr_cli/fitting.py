@@ -24,6 +24,7 @@ from inr_cli.files import missing_ancestors, prepare_output_dir, remove_if_empty
 from inr_cli.fit_groups import WaitingGroups
 from inr_cli.fit_outputs import TrainedRun, input_stem, write_run
 from inr_cli.modalities.base import FitCommandConfig, LoadedSignal, Modality, get_modality
+from inr_cli.peak_memory import measure_peak_memory
 from inr_cli.progress import fit_progress, stderr_console
 from inr_cli.reports import human_summary, to_json
 from inr_cli.run_folder import RunFolder, finished_report, load_training_state, save_training_state
@@ -129,7 +130,8 @@ def train_one(job: Job, config: FitCommandConfig, *, show_progress: bool, turn_s
     created = missing_ancestors(job.out_dir)
     prepare_output_dir(job.out_dir)
     try:
-        with fit_progress(input_stem(job.source), job.fit_config.steps, enabled=show_progress) as on_progress:
+        with fit_progress(input_stem(job.source), job.fit_config.steps, enabled=show_progress) as on_progress, \
+                measure_peak_memory(torch.device(job.fit_config.device)) as peak:
             result = fit(job.loaded.signal, job.fit_config, on_progress=with_log(on_progress, log), control=control)
     except BaseException:
         remove_if_empty(created)  # leave no empty folders behind for a fit that never finished
@@ -137,7 +139,7 @@ def train_one(job: Job, config: FitCommandConfig, *, show_progress: bool, turn_s
             log.close()
         raise
     return TrainedRun(job.source, job.loaded, job.out_dir, replace(config, fit=result.config), result,
-                      result.first_step_at - turn_started_at, log)
+                      result.first_step_at - turn_started_at, log, peak.megabytes)
 
 
 def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: bool, turn_started_at: float,
@@ -153,7 +155,8 @@ def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: boo
         prepare_output_dir(job.out_dir)
     label = f"{len(jobs)} inputs ({input_stem(jobs[0].source)}, ...)"
     try:
-        with fit_progress(label, jobs[0].fit_config.steps, enabled=show_progress) as on_progress:
+        with fit_progress(label, jobs[0].fit_config.steps, enabled=show_progress) as on_progress, \
+                measure_peak_memory(torch.device(jobs[0].fit_config.device)) as peak:
             outcomes = fit_group([job.loaded.signal for job in jobs], jobs[0].fit_config, on_progress=on_progress,
                                  stop_requested=stop.requested)
     except BaseException:
@@ -170,7 +173,8 @@ def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: boo
             if log is not None:
                 log.training_curves(outcome.result)  # a member's own curve is known once the group is done
             runs.append(TrainedRun(job.source, job.loaded, job.out_dir, replace(config, fit=outcome.result.config),
-                                   outcome.result, outcome.result.first_step_at - turn_started_at, log))
+                                   outcome.result, outcome.result.first_step_at - turn_started_at, log,
+                                   peak.megabytes))
     return runs
 
 

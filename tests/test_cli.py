@@ -136,6 +136,7 @@ def test_report_keys_and_values(run_a):
     assert report["seconds"] > 0
     assert report["steps_per_second"] == pytest.approx(60 / report["seconds"], rel=1e-6)
     assert report["device"] == "cpu"
+    assert report["peak_memory_mb"] is None  # CUDA allocator statistics only; a CPU has none to trust
     assert 12.0 < report["psnr"] < 60.0
     assert 0.0 < report["ssim"] <= 1.0
     assert report.get("psnr_holdout") is None

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One GPU check of fitting many signals (issue: many signals at once), sized for one device call (~5 minutes on an
+# H100 or H200):
+#   1. benchmarks/many_images.py, 100 crops of 128 px, SIREN 3x256, 300 steps: one at a time, grouped, and under
+#      torchrun with one process; wall, images/s, speed-up, PSNR differences and peak GPU memory
+#      (target: grouped >= 10x faster than one at a time, every PSNR within 0.05 dB);
+#   2. the same with 32 crops and two torchrun processes sharing the one GPU (the LOCAL_RANK path).
+# Results go to $OUT (the device tool's output folder) or ./gpu-out.
+#
+# The GPU image lacks pypng, which `inr_cli.media.images` imports; carry it as a wheel, from the repo root here:
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl pypng==0.20220715.0
+# and run:  bash benchmarks/gpu_check_many.sh   (with `carry: [".whl"]`).
+set -o pipefail
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
+
+timeout 330 python3 benchmarks/many_images.py --count 100 --size 128 --steps 300 --hidden 256 --procs 1 \
+  --device cuda 2>&1 | tee "$OUT/many_images_100.txt"
+timeout 150 python3 benchmarks/many_images.py --count 32 --size 128 --steps 300 --hidden 256 --procs 2 \
+  --device cuda 2>&1 | tee "$OUT/many_images_32_two_procs.txt"
