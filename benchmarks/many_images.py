@@ -88,7 +88,7 @@ def main() -> None:
                               paths, folder)
 
     rows = [("one at a time (baseline)", one_by_one_wall, one_by_one), ("grouped, one process", grouped_wall, grouped),
-            (f"torchrun, {args.procs} processes", many_wall, many)]
+            (f"torchrun, {args.procs} process{'es' if args.procs > 1 else ''}", many_wall, many)]
     mean_psnr = sum(r["psnr"] for r in one_by_one) / len(one_by_one)
     print(f"{args.count} crops of {args.size} px, {args.model} {args.hidden} wide, {args.steps} steps, device "
           f"{one_by_one[0]['device']}, {os.cpu_count()} CPUs; mean PSNR {mean_psnr:.2f} dB")
