@@ -20,10 +20,10 @@ def step():
     for weight in weights:
         z = torch.sin(30 * torch.bmm(z, weight))
     (z ** 2).sum().backward()
-for _ in range(3):  # the heap reaches its working size
+for _ in range(6):  # the heap reaches its working size
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+for _ in range(10):
     step()
 print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -40,6 +40,7 @@ def test_a_training_step_reuses_freed_memory_instead_of_faulting_it_in_again():
     applied, kept = _page_faults("keep")
     _, default = _page_faults("default")
     assert applied == "True"
-    # Measured: glibc's defaults fault in ~50 MiB per step here (~67,000 faults in 5 steps); kept, none.
-    assert default > 5 * 2048
-    assert kept < 100
+    # Measured over 10 steps: glibc's defaults fault in 30,000-78,000 pages (a fresh 8 MiB tensor is 2,048); kept,
+    # 0-6,000 (the heap still grows now and then as freed blocks fragment).
+    assert default > 10 * 2048
+    assert kept * 5 < default
