@@ -3,7 +3,7 @@ PGD-trained and a JIIO-trained MDEQ classifier in one run, then print the 3 x 3 
 test: clean / PGD / JIIO columns), the attack time per batch (JIIO against 20-step PGD, on the same model) and the
 training time per epoch of each adversary.
 
-    python benchmarks/jiio_adversarial.py --quick            # CPU, ~6 minutes on one thread
+    python benchmarks/jiio_adversarial.py --quick            # CPU, ~15 minutes on one thread
     python benchmarks/jiio_adversarial.py --device cuda --budget 540   # GPU, one device call
     python benchmarks/jiio_adversarial.py --train 64 --test 32 --epochs 1 --preset tiny --image-size 16  # smoke
 
@@ -33,7 +33,7 @@ from training.jiio.robust.config import ADVERSARIES, AttackSettings, RobustConfi
 
 # The Debian package's files, or a copy elsewhere (a machine without the package): FASHION_DIR=folder.
 FASHION = Path(os.environ.get("FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
-SIZES = {"quick": dict(train=1000, test=256, epochs=2, preset="small", image_size=28),
+SIZES = {"quick": dict(train=3000, test=512, epochs=3, preset="small", image_size=28),
          "full": dict(train=20000, test=2000, epochs=10, preset="large", image_size=32)}
 
 
