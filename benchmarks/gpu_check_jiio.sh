@@ -4,7 +4,7 @@
 #      (8 epochs, batch 128), then 1,000 held-out test images reconstructed by JIIO (PSNR, FID, KID): the decoder
 #      quality target is >= 22 dB within 10 minutes of training;
 #   2. benchmarks/jiio_vs_adam.py on that decoder: JIIO against Adam to equal loss (target >= 3.5x);
-#   3. benchmarks/jiio_adversarial.py within 130 s (--budget: as many epochs as fit, up to 10): clean, PGD- and
+#   3. benchmarks/jiio_adversarial.py within 100 s (--budget: as many epochs as fit, up to 10): clean, PGD- and
 #      JIIO-trained classifiers, the 3 x 3 accuracy table and the attack time per batch.
 # Results go to $OUT (the device tool's output folder) or ./gpu-out.
 #
@@ -31,9 +31,9 @@ timeout 330 python3 -m inr_cli jiio-invert --task reconstruct --data "$FASHION/t
 echo "jiio-invert (train + reconstruct): exit $?, $(( $(date +%s) - start )) s wall" | tee -a "$OUT/gpu.txt"
 
 if [ -f "$OUT/decoder-run/decoder.pt" ]; then
-  timeout 120 python3 benchmarks/jiio_vs_adam.py --decoder "$OUT/decoder-run/decoder.pt" \
+  timeout 110 python3 benchmarks/jiio_vs_adam.py --decoder "$OUT/decoder-run/decoder.pt" \
     --images "$FASHION/t10k-images-idx3-ubyte.gz" --device cuda 2>&1 | tee "$OUT/jiio_vs_adam.txt"
 fi
 
-FASHION_DIR="$FASHION" timeout 150 python3 benchmarks/jiio_adversarial.py --device cuda --train 10000 --test 1000 \
-  --epochs 10 --budget 130 2>&1 | tee "$OUT/jiio_adversarial.txt"
+FASHION_DIR="$FASHION" timeout 120 python3 benchmarks/jiio_adversarial.py --device cuda --train 10000 --test 1000 \
+  --epochs 10 --budget 100 2>&1 | tee "$OUT/jiio_adversarial.txt"
