@@ -12,13 +12,7 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl pypng==0.20220715.0
 # and run:  bash benchmarks/gpu_check_many.sh   (with `carry: [".whl"]`).
 set -o pipefail
-OUT=${OUT:-gpu-out}
-mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+source benchmarks/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
 
 timeout 330 python3 benchmarks/many_images.py --count 100 --size 128 --steps 300 --hidden 256 --procs 1 \
