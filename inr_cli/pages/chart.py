@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from inr_cli.figures.chart_axes import data_range, nice_ticks, tick_text
 from inr_cli.pages.html import number, text
 
 COLOURS = ("#2d6cb5", "#d9822b", "#3a9a5b", "#b3407a", "#7a5bb3")
 WIDTH, HEIGHT = 640, 260
 LEFT, RIGHT, TOP, BOTTOM = 58, 16, 14, 40
-
-
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About ``count`` round values (1, 2 or 5 times a power of ten apart) covering [low, high]."""
-    if high <= low:
-        return [low]
-    raw = (high - low) / max(1, count - 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    first = math.floor(low / step) * step
-    ticks, value = [], first
-    while value <= high + step * 0.5:
-        ticks.append(round(value, 12))
-        value += step
-    return ticks
+TICKS = 6  # at most, per axis
 
 
 def line_chart(series: dict[str, list[tuple[float, float]]], x_label: str, y_label: str, key: str = "") -> str:
@@ -37,9 +26,9 @@ def line_chart(series: dict[str, list[tuple[float, float]]], x_label: str, y_lab
         return ""
     xs = [x for points in clean.values() for x, _ in points]
     ys = [y for points in clean.values() for _, y in points]
-    x_ticks, y_ticks = nice_ticks(min(xs), max(xs)), nice_ticks(min(ys), max(ys))
-    x_low, x_high = min(x_ticks[0], min(xs)), max(x_ticks[-1], max(xs))
-    y_low, y_high = min(y_ticks[0], min(ys)), max(y_ticks[-1], max(ys))
+    # The same limits and ticks as the PNG charts (inr_cli/figures/chart_axes.py): the data's span with a margin.
+    (x_low, x_high), (y_low, y_high) = data_range(np.asarray(xs, float)), data_range(np.asarray(ys, float))
+    x_ticks, y_ticks = nice_ticks(x_low, x_high, TICKS), nice_ticks(y_low, y_high, TICKS)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def px(x: float) -> float:
@@ -54,10 +43,10 @@ def line_chart(series: dict[str, list[tuple[float, float]]], x_label: str, y_lab
     for tick in y_ticks:
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" '
                      f'stroke="#eef1f4"/><text x="{LEFT - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">'
-                     f'{text(number(tick))}</text>')
+                     f'{text(tick_text(tick, y_ticks))}</text>')
     for tick in x_ticks:
         parts.append(f'<text x="{px(tick):.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">'
-                     f'{text(number(tick))}</text>')
+                     f'{text(tick_text(tick, x_ticks))}</text>')
     parts.append(f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 6}" text-anchor="middle">{text(x_label)}</text>')
     parts.append(f'<text x="14" y="{TOP + plot_h / 2:.1f}" text-anchor="middle" '
                  f'transform="rotate(-90 14 {TOP + plot_h / 2:.1f})">{text(y_label)}</text>')
