@@ -12,13 +12,12 @@ from inr_cli.modalities.base import QUALITY_KEYS, FitCommandConfig, LoadedSignal
 from inr_cli.pages import write_run_page
 from inr_cli.progress import stderr_console
 from inr_cli.reports import REPORT_VERSION, to_json, versions
-from inr_cli.run_folder import TRAINING_STATE
+from inr_cli.run_folder import REPORT, TRAINING_STATE
 from inr_cli.tensorboard_log import FitLog
 from training.fitting.checkpoint import checkpoint_payload, serialize
 from training.fitting.fit import FitResult
 
 PSNR_PLOT = "psnr.png"
-REPORT = "report.json"
 CHECKPOINT = "checkpoint.pt"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
@@ -22,6 +23,13 @@ def package_version() -> str:
 
 
 def versions() -> dict:
+    """What a report was made with; a fresh copy of what this process found the first time (the lookups cost
+    tens of milliseconds, and a run over many inputs writes a report for each)."""
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict:
     info = {
         "inr": package_version(),
         "python": platform.python_version(),
