@@ -19,7 +19,6 @@ from inr_core.errors import InvalidSetting, UserError
 from training.checkpoint_kinds import DECODER_KIND, checkpoint_holds
 from training.jiio.decoder_training import DecoderConfig, DecoderTrainingState
 
-KIND = DECODER_KIND
 VERSION = 1
 
 
@@ -28,7 +27,7 @@ def decoder_payload(state: DecoderTrainingState, config: DecoderConfig, data: di
     return {
         "format": FORMAT,
         "version": VERSION,
-        "kind": KIND,
+        "kind": DECODER_KIND,
         "config": config.to_dict(),
         "out_channels": state.decoder.out_channels,
         "epoch": state.epoch,
@@ -42,7 +41,7 @@ def decoder_payload(state: DecoderTrainingState, config: DecoderConfig, data: di
 
 
 def is_decoder_payload(payload: dict) -> bool:
-    return payload.get("kind") == KIND
+    return payload.get("kind") == DECODER_KIND
 
 
 def _check(payload: dict, source: str) -> DecoderConfig:

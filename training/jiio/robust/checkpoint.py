@@ -19,18 +19,17 @@ from training.fitting.control import to_host
 from training.jiio.robust.classifier_training import ClassifierTrainingState
 from training.jiio.robust.config import RobustConfig
 
-KIND = CLASSIFIER_KIND
 VERSION = 1
 
 
 def classifier_payload(state: ClassifierTrainingState, config: RobustConfig, data: dict) -> dict:
-    return {"format": FORMAT, "version": VERSION, "kind": KIND, "config": config.to_dict(), "epoch": state.epoch,
+    return {"format": FORMAT, "version": VERSION, "kind": CLASSIFIER_KIND, "config": config.to_dict(), "epoch": state.epoch,
             "history": list(state.history), "data": dict(data), "model_state": to_host(state.model.state_dict()),
             "optimizer_state": to_host(state.optimizer.state_dict())}
 
 
 def is_classifier_payload(payload: dict) -> bool:
-    return payload.get("kind") == KIND
+    return payload.get("kind") == CLASSIFIER_KIND
 
 
 def _check(payload: dict, source: str) -> RobustConfig:
