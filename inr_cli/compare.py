@@ -164,8 +164,7 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
              f"cache); peak MB: CUDA allocator peak over the fit (GPU only).\n\n")
     atomic_write_text(out / "compare.md", title + table + "\n")
     atomic_write_text(out / "compare.json", json.dumps(clean(summary), indent=2) + "\n")
-    write_compare_page(out, summary, [(loaded.signal.values.reshape(*loaded.signal.grid_shape, -1) + 1) * 0.5
-                                      for _, loaded in images], pictures,
+    write_compare_page(out, summary, [loaded.signal.unit_grid() for _, loaded in images], pictures,
                        {"table": "compare.md", "summary": "compare.json"})
     print(json.dumps(clean(summary)) if as_json else table, flush=True)
     return 0

@@ -23,6 +23,7 @@ import torch
 
 from training.fitting.evaluate import GridEvaluation
 from training.fitting.fit import FitProgress, FitResult
+from training.fitting.signal import GridSignal
 
 INSTALL_HINT = "needs the tensorboard package: pip install 'inr[tensorboard]'"
 # Report entries about the run's bookkeeping rather than its quality (logged under run/, not final/).
@@ -115,7 +116,7 @@ class FitLog:
         if not isinstance(final, GridEvaluation):
             return
         picture = final.reconstruction.clamp(0, 1)
-        target = ((signal.values + 1.0) * 0.5).reshape(picture.shape) if hasattr(signal, "values") else None
+        target = signal.unit_grid().reshape(picture.shape) if isinstance(signal, GridSignal) else None
         dims = picture.dim() - 1
         if dims == 2:  # an image: (H, W, C)
             for tag, pixels in (("reconstruction", picture), ("target", target)):

@@ -29,7 +29,7 @@ def write_target(out_dir: Path, modality: str, signal, info: dict) -> dict[str, 
     name = TARGET_FILES.get(modality)
     if name is None or not isinstance(signal, GridSignal):
         return {}
-    unit = ((signal.values + 1.0) * 0.5).reshape(*signal.grid_shape, -1)  # signals hold [-1, 1]
+    unit = signal.unit_grid()
     if modality == "image":
         from inr_cli.media.images import write_png
 

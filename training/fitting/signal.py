@@ -85,6 +85,11 @@ class GridSignal:
     def train_targets(self) -> torch.Tensor:
         return self.values[self.train.index]
 
+    def unit_grid(self) -> torch.Tensor:
+        """The target on its grid, ``(*grid_shape, channels)``, in [0, 1] (values are kept in [-1, 1]): as the
+        reconstruction is rendered, for writing and showing beside it."""
+        return ((self.values + 1.0) * 0.5).reshape(*self.grid_shape, -1)
+
     def evaluate(self, model: nn.Module, device: torch.device, chunk_points: int) -> GridEvaluation:
         """Render the whole grid; PSNR and SSIM on the training and held-out points, values in [0, 1]."""
         return evaluate_grid(model, self, device, chunk_points)
