@@ -24,6 +24,7 @@ import torch
 from training.fitting.evaluate import GridEvaluation
 from training.fitting.fit import FitProgress, FitResult
 from training.fitting.signal import GridSignal
+from training.metrics import mse_from_psnr
 
 INSTALL_HINT = "needs the tensorboard package: pip install 'inr[tensorboard]'"
 # Report entries about the run's bookkeeping rather than its quality (logged under run/, not final/).
@@ -77,7 +78,7 @@ class FitLog:
         for step, psnr in enumerate(result.batch_psnr, 1):
             self.writer.add_scalar("train/psnr", psnr, step)
             if math.isfinite(psnr):
-                self.writer.add_scalar("train/loss", 10.0 ** (-psnr / 10.0), step)  # the MSE that PSNR came from
+                self.writer.add_scalar("train/loss", mse_from_psnr(psnr), step)  # the loss that PSNR came from
 
     def finish(self, result: FitResult, report: dict, signal, out_dir: Path) -> None:
         """Log what the finished fit measured and wrote, then close the run's files."""

@@ -15,6 +15,7 @@ from inr_cli.modalities import FitCommandConfig
 from inr_cli.modalities.image import ImageOptions
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from training.fitting.config import FitConfig
+from training.metrics import psnr_from_mse
 
 STEPS, EVAL_EVERY = 12, 4
 
@@ -84,6 +85,9 @@ def test_each_member_of_a_group_fit_gets_its_own_run(pictures, tmp_path, capsys)
         events = _events(tmp_path / "tb" / "run" / name)
         assert _steps(events, "train/psnr") == list(range(1, STEPS + 1))
         assert events.Scalars("final/psnr")[0].value == pytest.approx(report["psnr"], rel=1e-6)
+        # The loss is the training loss (on [-1, 1]), as a fit alone logs it, not the MSE on [0, 1].
+        loss, psnr = events.Scalars("train/loss")[-1].value, events.Scalars("train/psnr")[-1].value
+        assert psnr_from_mse(loss) == pytest.approx(psnr, abs=1e-4)
 
 
 def test_without_the_package_the_option_says_how_to_install_it(monkeypatch, tmp_path, capsys):

@@ -46,6 +46,11 @@ def psnr_from_mse(mse_pm1: float) -> float:
     return _decibels(mse_pm1 / 4.0)
 
 
+def mse_from_psnr(psnr_db: float) -> float:
+    """The inverse of :func:`psnr_from_mse`: the MSE on [-1, 1] data a PSNR on [0, 1] came from."""
+    return 4.0 * 10.0 ** (-psnr_db / 10.0)
+
+
 def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float | None:
     """SSIM (scikit-image defaults: uniform 7x7 window, smaller for tiny images) of two ``(H, W, C)`` images in [0, 1].
 

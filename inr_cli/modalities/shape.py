@@ -22,6 +22,7 @@ from training.fitting.fit import FitResult
 from training.fitting.recipes import Recipe, frequency_for_cube, papers_learning_rate
 from training.fitting.shapes import TARGETS, TRUNCATION, extract_surface, shape_samples
 from training.fitting.signal import ScatteredSamples
+from training.metrics import mse_from_psnr
 from training.geometry import chamfer_and_normals
 
 # The implicit-layer paper trains shapes on 50,000 random points per step.
@@ -146,7 +147,7 @@ def write_progress(path: Path, result: FitResult) -> None:
 
     fig = new_figure(figsize=(7, 4), dpi=100)
     ax = fig.subplots()
-    losses = [10 ** (-p / 10) * 4 for p in result.batch_psnr]  # batch_psnr came from the loss: undo it
+    losses = [mse_from_psnr(p) for p in result.batch_psnr]  # batch_psnr came from the loss: undo it
     ax.semilogy(range(1, len(losses) + 1), losses, lw=0.8, label="training loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
