@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default=None,
+                        help="passed to every fit (fp32|tf32|bf16); default: the fit command's own default")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
@@ -80,6 +82,8 @@ def main() -> None:
             paths.append(f"crop{index:04d}.png")
         fit = ["fit", "image", "-", "--model", args.model, "--hidden", str(args.hidden), "--steps", str(args.steps),
                "--device", args.device, "--json", "--quiet"]
+        if args.precision:
+            fit += ["--precision", args.precision]
         one_by_one_wall, one_by_one = run([sys.executable, "-m", "inr_cli", *fit, "--group-size", "1",
                                            "--out", "one"], paths, folder)
         grouped_wall, grouped = run([sys.executable, "-m", "inr_cli", *fit, "--out", "grouped"], paths, folder)
@@ -90,8 +94,9 @@ def main() -> None:
     rows = [("one at a time (baseline)", one_by_one_wall, one_by_one), ("grouped, one process", grouped_wall, grouped),
             (f"torchrun, {args.procs} process{'es' if args.procs > 1 else ''}", many_wall, many)]
     mean_psnr = sum(r["psnr"] for r in one_by_one) / len(one_by_one)
+    precision = one_by_one[0].get("precision", "?")
     print(f"{args.count} crops of {args.size} px, {args.model} {args.hidden} wide, {args.steps} steps, device "
-          f"{one_by_one[0]['device']}, {os.cpu_count()} CPUs; mean PSNR {mean_psnr:.2f} dB")
+          f"{one_by_one[0]['device']}, precision {precision}, {os.cpu_count()} CPUs; mean PSNR {mean_psnr:.2f} dB")
     print(f"{'run':<28}{'wall s':>8}{'images/s':>10}{'x faster':>10}{'max |dPSNR| dB':>16}{'peak GPU MiB':>14}"
           f"  (dPSNR of images < {MEANINGFUL_DB:.0f} dB)")
     for label, wall, reports in rows:

@@ -270,6 +270,24 @@ def test_crop_brings_mixed_sizes_to_one_shape(tmp_path, camera_u8, astronaut_u8)
     assert all("fitted together with 1 other input(s)" in r["notes"][-1] for r in reports)
 
 
+def test_resize_stops_where_the_image_still_covers_the_crop(tmp_path, camera_u8):
+    from inr_cli.media.images import covering_longest_side, read_image
+
+    assert covering_longest_side((303, 384), 48, (48, 48)) == 61  # 48 / 303 * 384 = 60.8
+    assert covering_longest_side((303, 384), 100, (48, 48)) == 100  # the resize alone covers the crop
+    assert covering_longest_side((303, 384), 48, None) == 48
+    wide = save_png(tmp_path / "wide.png", camera_u8[:64, :256])  # 4:1, so --resize 32 alone would give 32x8
+    image = read_image(str(wide), shrink_to=32, cover=(16, 16))
+    assert (image.height, image.width) == (16, 64)
+    assert image.notes == ["resized from 256x64 to 64x16 (--resize 32), kept at 64 to cover the 16x16 crop"]
+
+    proc = run_cli(["fit", "image", "wide.png", "--resize", "32", "--crop", "16", "--out", "run", *SMALL_FIT],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.splitlines()[0])
+    assert (report["image"]["width"], report["image"]["height"]) == (16, 16)
+
+
 def test_cpu_groups_stay_small_enough_to_gain():
     import torch
 

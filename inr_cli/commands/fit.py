@@ -150,7 +150,8 @@ def fit_image(
     resize: Annotated[Optional[int], typer.Option(help="Downscale so the longest side is this many pixels.",
                                                   show_default=False)] = None,
     crop: Annotated[Optional[str], typer.Option(
-        help="WIDTHxHEIGHT or SIZE: scale down just enough to cover it, then keep the centre (after --resize). "
+        help="WIDTHxHEIGHT or SIZE: scale down just enough to cover it, then keep the centre (--resize, if given, "
+             "shrinks no further than still covers the crop). "
              "Brings a folder of mixed sizes to one shape, so its images fit together.", show_default=False)] = None,
     max_pixels: Annotated[int, typer.Option(
         help="Refuse images that decode to more pixels than this (width x height, read from the file's header "

@@ -6,6 +6,7 @@ TIFFs go through tifffile (shipped with scikit-image), which keeps every sample 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,17 +120,31 @@ def box_factor(height: int, width: int, longest: int | None) -> int:
     return max(1, max(height, width) // (2 * longest))
 
 
+def covering_longest_side(full_size: tuple[int, int], longest: int | None,
+                          cover: tuple[int, int] | None) -> int | None:
+    """The longest side an image of ``full_size`` (height, width) is shrunk to: ``longest`` (``--resize``), but
+    never so far that it stops covering ``cover`` (height, width; ``--crop``), which is cut from it afterwards.
+    Without this, ``--resize 48 --crop 48`` would bring a 384x303 photo to 48x38 and then fail the 48x48 crop."""
+    if longest is None or cover is None:
+        return longest
+    height, width = full_size
+    needed = max(cover[0] / height, cover[1] / width) * max(height, width)
+    return max(longest, math.ceil(needed - 1e-9))
+
+
 def _scaled_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
     scale = longest / max(size)
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
-def _read_with_pillow(path: Path, source: str, notes: list[str], max_pixels: int,
-                      shrink_to: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+def _read_with_pillow(path: Path, source: str, notes: list[str], max_pixels: int, shrink_to: int | None,
+                      cover: tuple[int, int] | None) -> tuple[np.ndarray, tuple[int, int]]:
     """The file's pixels and its full (height, width). With ``shrink_to`` a large file comes back box-reduced (a
-    JPEG is decoded at a reduced scale to begin with), never below twice ``shrink_to`` on its longest side."""
+    JPEG is decoded at a reduced scale to begin with), never below twice ``shrink_to`` on its longest side (as
+    :func:`covering_longest_side` raises it for ``cover``)."""
     with Image.open(path) as image:  # lazily: only the header is read until load()
         full_size = (image.height, image.width)
+        shrink_to = covering_longest_side(full_size, shrink_to, cover)
         if getattr(image, "n_frames", 1) > 1:
             notes.append(f"file has {image.n_frames} frames; using the first")
         if image.format == "JPEG" and box_factor(image.height, image.width, shrink_to) > 1:
@@ -166,7 +181,8 @@ def _read_skimage_sample(name: str) -> np.ndarray:
     return getattr(data, name)()
 
 
-def _read_file(source: str, notes: list[str], max_pixels: int, shrink_to: int | None) -> tuple[np.ndarray, tuple]:
+def _read_file(source: str, notes: list[str], max_pixels: int, shrink_to: int | None,
+               cover: tuple[int, int] | None) -> tuple[np.ndarray, tuple]:
     """The file's pixels (possibly reduced already, see :func:`_read_with_pillow`) and its full (height, width)."""
     path = existing_file(source, "an image")
     try:
@@ -179,7 +195,7 @@ def _read_file(source: str, notes: list[str], max_pixels: int, shrink_to: int | 
                 _check_pixels(source, png_header[0], png_header[1], max_pixels)
                 array = _read_png16(path)
                 return array, array.shape[:2]
-            return _read_with_pillow(path, source, notes, max_pixels, shrink_to)
+            return _read_with_pillow(path, source, notes, max_pixels, shrink_to, cover)
     except UnidentifiedImageError:
         raise UserError(f"{source}: not an image Pillow can read (PNG, JPEG, TIFF, BMP, WebP, ...)") from None
     except (OSError, ValueError, SyntaxError, png.Error, tifffile.TiffFileError) as error:
@@ -187,18 +203,19 @@ def _read_file(source: str, notes: list[str], max_pixels: int, shrink_to: int | 
 
 
 def read_image(source: str, alpha: str = "keep", max_pixels: int = DEFAULT_MAX_PIXELS,
-               shrink_to: int | None = None) -> LoadedImage:
+               shrink_to: int | None = None, cover: tuple[int, int] | None = None) -> LoadedImage:
     """Read ``source`` (a file path, or ``skimage:NAME``) as float pixels in [0, 1], channels last.
 
     A file over ``max_pixels`` (from its header, before decoding) is refused. With ``shrink_to`` the image is
     scaled down so its longest side is that many pixels (as :func:`resize_longest_side` does), and a large one is
-    reduced while it is decoded, so it never enters memory as floats at full size."""
+    reduced while it is decoded, so it never enters memory as floats at full size. ``cover`` (height, width), the
+    crop to be cut next, limits the shrinking to what still covers it (:func:`covering_longest_side`)."""
     notes: list[str] = []
     if source.startswith("skimage:"):
         array = _read_skimage_sample(source.split(":", 1)[1])
         full_size = array.shape[:2]
     else:
-        array, full_size = _read_file(source, notes, max_pixels, shrink_to)
+        array, full_size = _read_file(source, notes, max_pixels, shrink_to, cover)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
@@ -208,9 +225,12 @@ def read_image(source: str, alpha: str = "keep", max_pixels: int = DEFAULT_MAX_P
     pixels, bit_depth = _from_array(array, notes)
     pixels = _handle_alpha(pixels, alpha, notes)
     if shrink_to is not None:
-        pixels = shrink_to_longest_side(pixels, shrink_to, full_size)
+        longest = covering_longest_side(full_size, shrink_to, cover)
+        pixels = shrink_to_longest_side(pixels, longest, full_size)
         if pixels.shape[:2] != tuple(full_size):
-            notes.append(_resize_note(full_size, pixels.shape, shrink_to))
+            notes.append(_resize_note(full_size, pixels.shape, shrink_to)
+                         + ("" if longest == shrink_to else f", kept at {longest} to cover the "
+                            f"{cover[1]}x{cover[0]} crop"))
     return LoadedImage(torch.from_numpy(np.ascontiguousarray(pixels)), bit_depth, _channel_names(pixels.shape[2]), notes)
 
 

@@ -28,7 +28,7 @@ class ImageOptions(ModalityOptions):
     holdout: str = "none"  # or "grid": train on [::2, ::2], measure on [1::2, 1::2]
     alpha: str = "keep"  # a non-opaque alpha channel: fitted as one more channel, or dropped
     resize: int | None = None  # downscale so the longest side is this many pixels
-    crop: str | None = None  # WxH or N: scale down to cover, then keep the centre (after --resize)
+    crop: str | None = None  # WxH or N: scale down to cover, then keep the centre (--resize stops at covering)
     max_pixels: int = DEFAULT_MAX_PIXELS  # most pixels a file may decode to, checked from its header
 
     def validate(self) -> None:
@@ -70,10 +70,12 @@ class ImageModality(Modality):
     sample_settings = ("scale", "width", "height")
 
     def load(self, source: str, options: ImageOptions, seed: int) -> LoadedImageSignal:
-        image = read_image(source, alpha=options.alpha, max_pixels=options.max_pixels, shrink_to=options.resize)
-        if options.crop is not None:
+        crop = None if options.crop is None else parse_crop(options.crop)
+        image = read_image(source, alpha=options.alpha, max_pixels=options.max_pixels, shrink_to=options.resize,
+                           cover=crop)
+        if crop is not None:
             try:
-                image = crop_to(image, *parse_crop(options.crop))
+                image = crop_to(image, *crop)
             except UserError as error:
                 raise UserError(f"{source}: {error}") from None
         try:
