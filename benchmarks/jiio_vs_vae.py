@@ -33,7 +33,7 @@ from torch import nn
 from inr_cli.jiio.fid_model import fid_report, load_fid_model
 from inr_cli.media.datasets import load_images
 from training.fitting.devices import resolve_device
-from training.jiio.decoder_training import DecoderConfig, train_decoder
+from training.jiio.decoder_training import UNBOUNDED_EPOCHS, DecoderConfig, epochs_within, train_decoder
 from training.jiio.inverse_tasks import SIGNED_RANGE, corrupt, restore
 from training.jiio.latent_density import fit_gaussian_mixture, sample_gaussian_mixture
 from training.jiio.settings import RESTORATION_ITERATIONS, JIIOSettings
@@ -83,12 +83,12 @@ def vae_like(decoder_params: int, channels: int, size: int, latent_dim: int) -> 
 def train_mdeq(config: DecoderConfig, images: torch.Tensor, seconds: float, device) -> tuple[object, float]:
     """As many whole epochs as fit in ``seconds``: (state, seconds actually spent).
 
-    The learning-rate schedule runs over the run's epochs, so their number is fixed after timing the first one
-    (trained as the first of many: its rate stays within 1% of lr, as the first epoch of any longer run's does)."""
+    The learning-rate schedule runs over the run's epochs, so their number is fixed after timing the first one,
+    as `inr jiio-invert --train-minutes` does."""
     started = time.perf_counter()
-    state = train_decoder(replace(config, epochs=1_000_000), images, None, device=device, stop_after=1)
+    state = train_decoder(replace(config, epochs=UNBOUNDED_EPOCHS), images, None, device=device, stop_after=1)
     first = time.perf_counter() - started
-    epochs = max(1, int(seconds / first))
+    epochs = epochs_within(seconds, first, 0, UNBOUNDED_EPOCHS)
     print(f"  MDEQ epoch 1: {first:.0f} s, so {epochs} epochs in {seconds:.0f} s", flush=True)
     state = train_decoder(replace(config, epochs=epochs), images, state, device=device,
                           on_epoch=lambda s: print(f"  MDEQ epoch {s.epoch}: cost/image "

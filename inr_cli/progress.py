@@ -39,7 +39,8 @@ def fit_progress(label: str, total_steps: int, enabled: bool = True):
 
 @contextmanager
 def counter_progress(label: str, total: int, enabled: bool = True, detail: str = ""):
-    """A plain progress bar on stderr: yields ``update(completed, text="")`` (or None when disabled)."""
+    """A plain progress bar on stderr: yields ``update(completed, text=None, total=None)`` (or None when
+    disabled); ``total`` changes the bar's length when the amount of work becomes known only along the way."""
     if not enabled:
         yield None
         return
@@ -49,7 +50,8 @@ def counter_progress(label: str, total: int, enabled: bool = True, detail: str =
     with progress:
         task = progress.add_task(label, total=total, text=detail)
 
-        def update(completed: int, text: str | None = None) -> None:
-            progress.update(task, completed=completed, **({} if text is None else {"text": text}))
+        def update(completed: int, text: str | None = None, total: int | None = None) -> None:
+            progress.update(task, completed=completed, **({} if text is None else {"text": text}),
+                            **({} if total is None else {"total": total}))
 
         yield update

@@ -15,7 +15,7 @@ from inr_cli.commands.jiio_invert import phrase_setting
 from inr_core.errors import InvalidSetting
 from training.fitting.checkpoint import deserialize, serialize
 from training.jiio.decoder_checkpoint import decoder_payload, training_state_from_payload
-from training.jiio.decoder_training import DecoderConfig, train_decoder
+from training.jiio.decoder_training import DecoderConfig, epochs_within, train_decoder
 from training.jiio.invert_config import DecoderSource, InvertConfig
 from training.jiio.settings import CorruptionSettings, RestorationSettings
 
@@ -110,6 +110,31 @@ def test_resume_through_the_cli_and_refusal_to_overwrite(tmp_path, collection):
     a = deserialize((out / "decoder.pt").read_bytes())["model_state"]
     b = deserialize((straight / "decoder.pt").read_bytes())["model_state"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_train_minutes_lowers_the_epochs_to_what_fits(tmp_path, collection):
+    assert epochs_within(60, 10, 0, cap=100) == 6  # the timed epoch and five more
+    assert epochs_within(60, 10, 3, cap=100) == 9  # resumed after 3: counted from there
+    assert epochs_within(60, 10, 0, cap=4) == 4  # never past --epochs
+    assert epochs_within(5, 10, 0, cap=100) == 1  # the timed epoch is kept even when it overran
+    out = tmp_path / "run"
+    # 0.01 s of training: the first epoch overruns it, so 1 of the 5 epochs is trained, and the checkpoint's
+    # schedule is that of a 1-epoch run (what --resume would continue).
+    result = run_cli(["jiio-invert", "--data", collection, "--epochs", "5", "--train-minutes", "0.0002", *TINY,
+                      "--count", "4", "--iters", "3", "--no-fid", "--out", out, "--quiet", "--json"], tmp_path,
+                     timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["decoder"]["epochs"] == 1 and report["decoder"]["epochs_trained_now"] == 1
+    assert any(note.startswith("--train-minutes 0.0002: the first epoch took ")
+               and note.endswith(" s, so 1 of the 5 epochs asked for were trained") for note in report["notes"])
+    assert deserialize((out / "decoder.pt").read_bytes())["config"]["epochs"] == 1
+    for flags, message in [(["--data", str(collection), "--train-minutes", "0"],
+                            "--train-minutes must be positive, got 0"),
+                           (["--decoder", str(out / "decoder.pt"), "--train-minutes", "1"],
+                            "--train-minutes limits training: it needs --data")]:
+        refused = run_cli(["jiio-invert", *flags, "--out", tmp_path / "x"], tmp_path)
+        assert refused.returncode != 0 and message in refused.stderr, refused.stderr
 
 
 def test_both_methods_report_time_ratios_and_sample_draws_a_grid(tmp_path, collection):

@@ -37,6 +37,9 @@ JIIO_EXAMPLES = """
       --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --count 64
   [dim]# inpaint your own pictures with it (any size: resized and centre-cropped to the decoder's)[/dim]
   inr jiio-invert --task inpaint --decoder runs/fmnist/decoder.pt --images shirt.png --images boot.jpg
+  [dim]# on a GPU, all 60,000 training images, as many epochs as fit 10 minutes (up to 100)[/dim]
+  inr jiio-invert --data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
+      --epochs 100 --train-minutes 10 --train-batch-size 128 --device cuda --out runs/fmnist-gpu
   [dim]# continue an interrupted (or finished) training run up to 40 epochs[/dim]
   inr jiio-invert --data faces/ --epochs 40 --resume --out runs/faces
 """
@@ -53,6 +56,9 @@ def jiio_invert(
                                                 show_default=False)] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs (with --resume: the total to reach).")]
         = DecoderConfig.epochs,
+    train_minutes: Annotated[Optional[float], typer.Option(
+        help="Train for about this long at most: the first epoch is timed and --epochs lowered to as many as fit "
+             "(never raised). The learning-rate schedule runs over the epochs that fit.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option(help="Continue training the run in --decoder, or OUT/decoder.pt.")] = False,
     preset: Annotated[str, typer.Option(help="Decoder size: small (28 px, CPU) or large (64 px, GPU).")]
         = DecoderConfig.preset,
@@ -114,7 +120,7 @@ def jiio_invert(
                              batch_size=train_batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed)
     config = InvertConfig(
         decoder=DecoderSource(checkpoint=decoder, data=data, train_count=train_count, resume=resume,
-                              training=training),
+                              training=training, train_minutes=train_minutes),
         restoration=RestorationSettings(task=task, method=method, count=count, iters=iters, step_size=step_size,
                                         anderson_memory=anderson_memory, adam_lr=adam_lr,
                                         adam_max_steps=adam_max_steps, batch_size=batch_size),

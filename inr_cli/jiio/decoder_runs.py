@@ -25,7 +25,8 @@ from training.fitting.checkpoint import serialize
 from training.jiio.channels import match_channels
 from training.jiio.decoder_checkpoint import decoder_from_payload, decoder_payload, training_state_from_payload
 from inr_core.errors import UserError
-from training.jiio.decoder_training import DecoderConfig, DecoderTrainingState, Ranks, train_decoder
+from training.jiio.decoder_training import (UNBOUNDED_EPOCHS, DecoderConfig, DecoderTrainingState, Ranks,
+                                           epochs_within, train_decoder)
 from training.jiio.invert_config import DecoderSource
 from training.jiio.latent_density import fit_gaussian_mixture
 
@@ -145,8 +146,21 @@ def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, stat
                 update((current.epoch - start_epoch) * len(train),
                        f"epoch {current.epoch}/{config.epochs} cost {last['cost_per_image']:.3g}")
 
-        state = train_decoder(config, train, state, on_epoch=on_epoch, on_batch=on_batch if batches > 1 else None,
-                              device=device, ranks=ranks)
+        each_batch = on_batch if batches > 1 else None
+        if source.train_minutes is not None and start_epoch < config.epochs:
+            # Time one epoch, then train as many more as the budget holds (the same number on every rank).
+            state = train_decoder(replace(config, epochs=UNBOUNDED_EPOCHS), train, state, on_epoch=on_epoch,
+                                  on_batch=each_batch, device=device, ranks=ranks, stop_after=start_epoch + 1)
+            seconds = ranks.mean(state.history[-1]["seconds"])
+            budget = source.train_minutes * 60
+            asked = config.epochs - start_epoch
+            config = replace(config, epochs=epochs_within(budget, seconds, start_epoch, config.epochs))
+            notes.append(f"--train-minutes {source.train_minutes:g}: the first epoch took {seconds:.1f} s, so "
+                         f"{config.epochs - start_epoch} of the {asked} epochs asked for were trained")
+            if update:
+                update(len(train), total=(config.epochs - start_epoch) * len(train))
+        state = train_decoder(config, train, state, on_epoch=on_epoch, on_batch=each_batch, device=device,
+                              ranks=ranks)
     density = fit_gaussian_mixture(state.latents.detach().cpu(), seed=config.seed)
     save(state, density)  # the final checkpoint also carries the latent density that `inr sample` draws from
     payload = decoder_payload(state, config, data_info, density)

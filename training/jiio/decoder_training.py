@@ -156,6 +156,10 @@ class Ranks:
         """This rank's part of a global batch."""
         return slice(self.rank * batch_size, (self.rank + 1) * batch_size)
 
+    def mean(self, value: float) -> float:
+        """``value`` averaged over the ranks: one number every rank agrees on (an epoch's time, say)."""
+        return float(self.sum_(torch.tensor([value], dtype=torch.float64))[0]) / self.world_size
+
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` summed over the ranks, in place (on every rank)."""
         if self.world_size > 1:
@@ -284,6 +288,19 @@ def train_decoder(config: DecoderConfig, images: torch.Tensor, state: DecoderTra
             on_epoch(state)
     state.decoder.eval()
     return state
+
+
+# The epoch total a timed first epoch is run under: its learning rate stays within 1% of lr on the cosine, as the
+# first epoch of any long run's does, until the budget fixes how many epochs there will be.
+UNBOUNDED_EPOCHS = 1_000_000
+
+
+def epochs_within(budget_seconds: float, first_epoch_seconds: float, done_before: int, cap: int) -> int:
+    """The epoch total to train to when a run that had ``done_before`` epochs has just spent
+    ``first_epoch_seconds`` on one more and may spend ``budget_seconds`` in all: as many equal epochs as fit
+    (the timed one included, so at least done_before + 1), never more than ``cap``."""
+    fit = max(1, int(budget_seconds / max(first_epoch_seconds, 1e-9)))
+    return max(done_before + 1, min(cap, done_before + fit))
 
 
 def _check_finite(state: DecoderTrainingState, record: dict) -> None:

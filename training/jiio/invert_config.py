@@ -32,6 +32,9 @@ class DecoderSource:
     train_count: int | None = None  # images to train on; None: all but the held-out test images
     resume: bool = False
     training: DecoderConfig = field(default_factory=DecoderConfig)
+    # Training wall time to stay within: the first epoch is timed, and training.epochs lowered (never raised) to
+    # as many as fit. None: train training.epochs whatever they take.
+    train_minutes: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ class InvertConfig:
               "decoder.data to use it as it is")
         check(source.train_count is None or source.train_count >= 1, "decoder.train_count",
               f"must be at least 1, got {source.train_count}")
+        check(source.train_minutes is None or source.train_minutes > 0, "decoder.train_minutes",
+              f"must be positive, got {source.train_minutes or 0:g}")
+        check(source.train_minutes is None or source.data is not None, "decoder.train_minutes",
+              "limits training: it needs decoder.data")
         within("decoder.training", source.training.validate)
         within("restoration", self.restoration.validate)
         within("corruption", self.corruption.validate)
