@@ -74,13 +74,17 @@ def test_jiio_invert_under_torchrun_trains_on_every_rank_and_reports_once(tmp_pa
     np.savez(tmp_path / "crops.npz", images=crops)
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "inr_cli",
-         "jiio-invert", "--data", "crops.npz", "--epochs", "1", "--image-size", "16", "--latent-dim", "8",
+         # --train-minutes: the ranks agree on the epochs that fit (one, as the first overruns 0.012 s)
+         "jiio-invert", "--data", "crops.npz", "--epochs", "3", "--train-minutes", "0.0002", "--image-size", "16",
+         "--latent-dim", "8",
          "--train-batch-size", "4", "--count", "4", "--iters", "3", "--no-fid", "--quiet", "--json", "--out", "run",
          "--device", "cpu"], capture_output=True, text=True, timeout=300, env=cli_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1  # rank 0 reports; rank 1 only trained
-    trained = json.loads(lines[0])["decoder"]["data"]
+    report = json.loads(lines[0])
+    assert report["decoder"]["epochs"] == 1 and any("1 of the 3 epochs asked for" in n for n in report["notes"])
+    trained = report["decoder"]["data"]
     # 20 training images, global batches of 2 x 4: rank 0 infers 4 + 4 + 4, rank 1 4 + 4.
     assert trained["world_size"] == 2 and trained["images_per_rank"] == [12, 8] and trained["train_count"] == 20
     saved = torch.load(tmp_path / "run" / "decoder.pt", weights_only=True)

@@ -151,7 +151,7 @@ def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, stat
             # Time one epoch, then train as many more as the budget holds (the same number on every rank).
             state = train_decoder(replace(config, epochs=UNBOUNDED_EPOCHS), train, state, on_epoch=on_epoch,
                                   on_batch=each_batch, device=device, ranks=ranks, stop_after=start_epoch + 1)
-            seconds = ranks.mean(state.history[-1]["seconds"])
+            seconds = ranks.mean(state.history[-1]["seconds"], device)
             budget = source.train_minutes * 60
             asked = config.epochs - start_epoch
             config = replace(config, epochs=epochs_within(budget, seconds, start_epoch, config.epochs))

@@ -156,9 +156,10 @@ class Ranks:
         """This rank's part of a global batch."""
         return slice(self.rank * batch_size, (self.rank + 1) * batch_size)
 
-    def mean(self, value: float) -> float:
-        """``value`` averaged over the ranks: one number every rank agrees on (an epoch's time, say)."""
-        return float(self.sum_(torch.tensor([value], dtype=torch.float64))[0]) / self.world_size
+    def mean(self, value: float, device: torch.device | str | None = None) -> float:
+        """``value`` averaged over the ranks: one number every rank agrees on (an epoch's time, say). ``device``
+        is where the ranks' tensors live (NCCL reduces CUDA tensors only)."""
+        return float(self.sum_(torch.tensor([value], dtype=torch.float64, device=device))[0]) / self.world_size
 
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` summed over the ranks, in place (on every rank)."""
