@@ -1,16 +1,19 @@
-"""The `inr` command line: assembles the commands (one module each under inr_cli/commands) and runs them."""
+"""The `inr` command line: assembles the commands (one module each under inr_cli/commands) and runs them.
+
+A command's module is imported only when that command runs (or shows its own help): the modules bring in
+torch, which takes 1-2 s to import, and `inr --help` or a mistyped command should answer at once. The table
+below names each command's module and the line `inr --help` shows for it.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
+from dataclasses import dataclass
 
 import typer
+import typer.core
 
-from inr_cli.commands.compare import compare_app
-from inr_cli.commands.fit import fit_app
-from inr_cli.commands.jiio_invert import JIIO_EXAMPLES, jiio_invert
-from inr_cli.commands.jiio_robust import ROBUST_EXAMPLES, jiio_robust
-from inr_cli.commands.sample import SAMPLE_EXAMPLES, sample
 from inr_cli.errors import phrase
 from inr_core.errors import InvalidSetting, UserError
 from inr_core.host_memory import keep_freed_host_memory
@@ -31,8 +34,57 @@ TOP_EXAMPLES = """
   inr jiio-robust --data train-images-idx3-ubyte.gz --adversary jiio   [dim]# robust MDEQ classifier[/dim]
 """
 
+@dataclass(frozen=True)
+class CommandEntry:
+    module: str  # under inr_cli.commands
+    attribute: str  # a Typer app (a command group), or a command function
+    summary: str  # its line in `inr --help`
+    epilog: str | None = None  # a command function's examples: the name of a string in the same module
+
+
+COMMANDS = {
+    "fit": CommandEntry("fit", "fit_app", "Fit a network to an image, a sound, a video or a 3D shape."),
+    "compare": CommandEntry("compare", "compare_app", "Run the papers' model-size grid, implicit beside explicit."),
+    "sample": CommandEntry("sample", "sample", "Re-render a fitted network at any resolution, or draw images "
+                           "from a JIIO-trained decoder.", "SAMPLE_EXAMPLES"),
+    "jiio-invert": CommandEntry("jiio_invert", "jiio_invert", "Inpaint, denoise or reconstruct images with JIIO on an "
+                                "MDEQ decoder (training one first with --data).", "JIIO_EXAMPLES"),
+    "jiio-robust": CommandEntry("jiio_robust", "jiio_robust", "Train an MDEQ classifier against JIIO or PGD attacks, "
+                                "and measure it under both.", "ROBUST_EXAMPLES"),
+}
+
+
+def load_command(name: str) -> typer.core.click.Command:
+    """The command ``name`` of :data:`COMMANDS`, its module imported now."""
+    entry = COMMANDS[name]
+    module = importlib.import_module(f"inr_cli.commands.{entry.module}")
+    target = getattr(module, entry.attribute)
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_group(target)
+    else:
+        single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich")
+        single.command(name, epilog=getattr(module, entry.epilog) if entry.epilog else None)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class LazyCommands(typer.core.TyperGroup):
+    """The top-level group: lists :data:`COMMANDS` from the table and loads a command only when it is run."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, entry in COMMANDS.items():  # placeholders: enough for listing, typo suggestions and help
+            self.add_command(typer.core.TyperCommand(name, help=entry.summary, short_help=entry.summary))
+
+    def resolve_command(self, ctx, args):
+        name, placeholder, rest = super().resolve_command(ctx, args)
+        return name, (load_command(name) if placeholder is not None else None), rest
+
+
 app = typer.Typer(
     name="inr",
+    cls=LazyCommands,
     epilog=TOP_EXAMPLES,
     help="Fit implicit neural representations (SIREN, MFN and their implicit-layer versions) to images, audio, "
          "video and 3D shapes; solve inverse problems with JIIO on an MDEQ decoder.",
@@ -41,11 +93,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-app.add_typer(fit_app, name="fit")
-app.add_typer(compare_app, name="compare")
-app.command("sample", epilog=SAMPLE_EXAMPLES)(sample)
-app.command("jiio-invert", epilog=JIIO_EXAMPLES)(jiio_invert)
-app.command("jiio-robust", epilog=ROBUST_EXAMPLES)(jiio_robust)
+
+
+@app.callback()
+def _top_level() -> None:
+    """The group's own callback: Typer makes a group (not a single command) of an app that has one."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,8 +107,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = command.main(args=argv, prog_name="inr", standalone_mode=False)
     except UsageError as error:
-        where = error.ctx.command_path if error.ctx is not None else "inr"
-        print(f"{where}: error: {error.format_message()}", file=sys.stderr)
+        # A group run without a command has printed its help already (click's NoArgsIsHelpError, which has no
+        # message): exit as a usage error, without an empty error line under the help.
+        if error.format_message():
+            where = error.ctx.command_path if error.ctx is not None else "inr"
+            print(f"{where}: error: {error.format_message()}", file=sys.stderr)
         sys.exit(error.exit_code)
     except UserError as error:
         print(f"inr: error: {phrase(error)}", file=sys.stderr)

@@ -11,14 +11,15 @@ from models.fixpoint import SolverSettings
 from training.fitting.config import FitConfig
 from training.fitting.precision import PRECISIONS
 
-compare_app = typer.Typer(help="Run the papers' model-size grid, implicit beside explicit.", no_args_is_help=True)
-
 COMPARE_EXAMPLES = """
 [bold]Examples[/bold]
 
   inr compare image skimage:camera --resize 64 --steps 300
   inr compare image a.png b.png --models gabor-imfn,gabor-mfn --holdout grid
 """
+
+compare_app = typer.Typer(help="Run the papers' model-size grid, implicit beside explicit.", no_args_is_help=True,
+                          epilog=COMPARE_EXAMPLES)
 
 
 @compare_app.command("image", epilog=COMPARE_EXAMPLES)

@@ -1,0 +1,46 @@
+"""The top-level `inr` group: every command listed, loaded only when run, help with examples on each, and typos
+answered with a suggestion, all without importing torch until a command needs it."""
+
+import subprocess
+import sys
+
+import pytest
+from helpers import cli_env
+
+from inr_cli.app import COMMANDS, main
+
+
+def test_top_level_help_lists_every_command_without_importing_torch():
+    probe = ("import sys\nfrom inr_cli.app import main\ntry:\n    main(['--help'])\nexcept SystemExit as done:\n"
+             "    print('exit', done.code)\nprint('torch imported:', 'torch' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=cli_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())  # the panel wraps long lines
+    assert "exit 0" in text and "torch imported: False" in text
+    for name, entry in COMMANDS.items():
+        assert f"{name} {' '.join(entry.summary.split()[:4])}" in text.replace("│", " ").replace("  ", " ")
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_each_command_loads_and_shows_its_own_help_with_examples(name, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([name, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert f"Usage: inr {name}" in out and "Example" in out
+
+
+def test_a_mistyped_command_gets_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["fitt", "image"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip() == "inr: error: No such command 'fitt'. Did you mean 'fit'?"
+
+
+@pytest.mark.parametrize("argv", [[], ["fit"], ["compare"]])
+def test_a_group_without_its_command_shows_help_and_no_empty_error(argv, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2  # a usage error, as click has it
+    captured = capsys.readouterr()
+    assert "Usage: inr" in captured.out and "error" not in captured.err
