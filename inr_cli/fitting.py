@@ -57,14 +57,14 @@ class OutputOptions:
     tensorboard: Path | None = None  # a TensorBoard run per input under this folder (--tensorboard)
 
 
-def expand_inputs(paths: list[str], default: str | None) -> list[str]:
-    """``-`` stands for one path per line on stdin; no paths at all means the modality's default input."""
+def expand_inputs(paths: list[str], default: str | None, folder_suffixes: tuple[str, ...] = ()) -> list[str]:
+    """``-`` stands for one path per line on stdin; no paths at all means the modality's default input. With
+    ``folder_suffixes``, a folder (named here or on stdin) stands for its files of those types, in name order."""
     expanded: list[str] = []
     for path in paths:
-        if path == "-":
-            expanded += [line.strip() for line in sys.stdin if line.strip()]
-        else:
-            expanded.append(path)
+        named = [line.strip() for line in sys.stdin if line.strip()] if path == "-" else [path]
+        for one in named:
+            expanded += _folder_files(one, folder_suffixes) if folder_suffixes and Path(one).is_dir() else [one]
     if not paths:
         if default is None:
             raise UserError("no input given")
@@ -72,6 +72,13 @@ def expand_inputs(paths: list[str], default: str | None) -> list[str]:
     elif not expanded:
         raise UserError("no input paths on stdin")
     return expanded
+
+
+def _folder_files(folder: str, suffixes: tuple[str, ...]) -> list[str]:
+    files = sorted(str(p) for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise UserError(f"{folder}: a folder with no files to fit in it (looked for {', '.join(suffixes)})")
+    return files
 
 
 def run_root(sources: list[str], out: Path | None, model: str) -> Path:
@@ -345,7 +352,8 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
     interrupted = False
     try:
         with StopRequest() as stop:
-            sources = cluster.from_leader(lambda: expand_inputs(paths, modality.default_input))
+            sources = cluster.from_leader(lambda: expand_inputs(paths, modality.default_input,
+                                                                modality.folder_suffixes))
             root = cluster.from_leader(claim_root)
             output = replace(output, out=root)  # from here on, the run's root folder (named by --out or not)
             folders = output_dirs(sources, root)

@@ -270,6 +270,21 @@ def test_crop_brings_mixed_sizes_to_one_shape(tmp_path, camera_u8, astronaut_u8)
     assert all("fitted together with 1 other input(s)" in r["notes"][-1] for r in reports)
 
 
+def test_a_folder_stands_for_the_images_in_it(tmp_path, camera_u8):
+    photos = tmp_path / "photos"
+    (photos / "nested").mkdir(parents=True)
+    for name in ("b.png", "a.png", "nested/c.png"):
+        save_png(photos / name, camera_u8[:16, :16])
+    (photos / "notes.txt").write_text("not an image")
+    proc = run_cli(["fit", "image", "photos", "--out", "run", *SMALL_FIT], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["input"] for line in proc.stdout.splitlines()] == ["photos/a.png", "photos/b.png"]
+    (tmp_path / "empty").mkdir()
+    proc = run_cli(["fit", "image", "empty", "--out", "run2", *SMALL_FIT], cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.startswith(
+        "inr: error: empty: a folder with no files to fit in it (looked for .bmp, .jpeg, .jpg, .png,")
+
+
 def test_resize_stops_where_the_image_still_covers_the_crop(tmp_path, camera_u8):
     from inr_cli.media.images import covering_longest_side, read_image
 

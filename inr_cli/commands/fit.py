@@ -141,8 +141,9 @@ def fit_command(command: str, epilog: str, batch_size_help: str | None = None):
 """)
 def fit_image(
     paths: Annotated[Optional[list[str]], typer.Argument(
-        help="Images (PNG/JPEG/TIFF/BMP/WebP), skimage:NAME for a scikit-image sample, or - to read paths from "
-             "stdin. Default: skimage:camera.", show_default=False)] = None,
+        help="Images (PNG/JPEG/TIFF/BMP/WebP), folders of them (each image in it, in name order), skimage:NAME "
+             "for a scikit-image sample, or - to read paths from stdin. Default: skimage:camera.",
+        show_default=False)] = None,
     holdout: Annotated[str, typer.Option(help="none, or grid: train on [::2, ::2], evaluate on [1::2, 1::2].")]
         = "none",
     alpha: Annotated[str, typer.Option(help="keep: fit a non-opaque alpha channel as one more channel; drop it.")]
@@ -175,7 +176,8 @@ def fit_image(
 """)
 def fit_audio(
     paths: Annotated[list[str], typer.Argument(
-        help="Audio clips (WAV/FLAC/OGG/MP3, any rate, mono or multichannel), or - to read paths from stdin.",
+        help="Audio clips (WAV/FLAC/OGG/MP3, any rate, mono or multichannel), folders of them, or - to read paths "
+             "from stdin.",
         show_default=False)],
     max_seconds: Annotated[float, typer.Option(
         help="Refuse clips longer than this many seconds (read from the file's header before decoding).")] = 600.0,
@@ -226,8 +228,8 @@ def fit_video(
   inr fit sdf scan.obj --up z                         [dim]# the preview stands the mesh on z[/dim]
 """)
 def fit_sdf(
-    paths: Annotated[list[str], typer.Argument(help="Meshes (OBJ/PLY/STL/OFF/GLB), or - to read paths from stdin.",
-                                               show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Meshes (OBJ/PLY/STL/OFF/GLB), folders of them, or - to read "
+                                                    "paths from stdin.", show_default=False)],
     target: Annotated[str, typer.Option(help="sdf: truncated signed distance (MSE); occupancy: inside/outside "
                                         "(BCE), as the implicit-layer paper did.")] = "sdf",
     samples: Annotated[int, typer.Option(help="Training points: half uniform in the cube, half near the surface.")]

@@ -46,6 +46,7 @@ class AudioModality(Modality):
     summary_metrics = ("psnr", "snr")
     name = "audio"
     options_type = AudioOptions
+    folder_suffixes = (".aif", ".aiff", ".flac", ".mp3", ".oga", ".ogg", ".opus", ".wav")  # what libsndfile reads
     sample_settings = ("rate", "duration")
 
     def load(self, source: str, options: AudioOptions, seed: int) -> LoadedAudioSignal:

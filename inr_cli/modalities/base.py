@@ -131,6 +131,9 @@ class Modality(ABC):
     command: ClassVar[str]  # the `inr fit` sub-command; defaults to the name
     options_type: ClassVar[type[ModalityOptions]] = ModalityOptions
     default_input: ClassVar[str | None] = None  # fitted when no input is given
+    # A folder given as an input stands for its files of these types, in name order (not its subfolders); with
+    # none, a folder is one input (video: a folder of frames).
+    folder_suffixes: ClassVar[tuple[str, ...]] = ()
     psnr_plot: ClassVar[bool] = True  # whether a run draws psnr.png (where PSNR means something)
     # The report entries a run over several inputs tabulates in its summary; the first is histogrammed.
     summary_metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "psnr_holdout", "ssim_holdout")

@@ -8,6 +8,7 @@ from pathlib import Path
 from inr_cli.errors import phrase
 from inr_cli.figures import write_comparison
 from inr_cli.figures.captions import grid_quality, run_caption
+from inr_cli.media.datasets import IMAGE_SUFFIXES
 from inr_cli.media.images import (DEFAULT_IMAGE, DEFAULT_MAX_PIXELS, LoadedImage, crop_to, parse_crop, read_image,
                                   write_png)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
@@ -67,6 +68,7 @@ class ImageModality(Modality):
     name = "image"
     options_type = ImageOptions
     default_input = DEFAULT_IMAGE
+    folder_suffixes = tuple(sorted(IMAGE_SUFFIXES))
     sample_settings = ("scale", "width", "height")
 
     def load(self, source: str, options: ImageOptions, seed: int) -> LoadedImageSignal:

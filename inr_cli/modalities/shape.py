@@ -66,6 +66,7 @@ class ShapeModality(Modality):
     name = "shape"
     command = "sdf"
     options_type = ShapeOptions
+    folder_suffixes = (".3mf", ".glb", ".gltf", ".obj", ".off", ".ply", ".stl")  # what trimesh reads
     psnr_plot = False  # a training plot of loss and IoU instead
     sample_settings = ("resolution",)
 
