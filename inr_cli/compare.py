@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from inr_cli.files import atomic_write_text, prepare_output_dir
+from inr_cli.files import atomic_write_text, expand_inputs, prepare_output_dir
 from inr_cli.modalities.image import IMAGE, ImageOptions
 from inr_cli.pages import write_compare_page
 from inr_cli.peak_memory import measure_peak_memory
@@ -115,6 +115,7 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
     (index.html: the table, sortable, with every reconstruction under pictures/)."""
     config.validate()
     base, holdout = replace(config.fit, eval_every=0), config.image.holdout
+    paths = expand_inputs(paths, IMAGE.default_input, IMAGE.folder_suffixes)  # a folder: the images in it
     images = [(path, IMAGE.load(path, config.image, base.seed)) for path in paths]
     prepare_output_dir(out)
     rows, pictures = [], []  # pictures: each row's reconstruction of every image, for the page

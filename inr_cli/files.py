@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -92,3 +93,27 @@ def prepare_output_dir(path: Path) -> Path:
     except OSError as error:
         raise UserError(f"cannot write to output folder {path}: {error.strerror or error}") from None
     return path
+
+
+def expand_inputs(paths: list[str], default: str | None, folder_suffixes: tuple[str, ...] = ()) -> list[str]:
+    """``-`` stands for one path per line on stdin; no paths at all means the modality's default input. With
+    ``folder_suffixes``, a folder (named here or on stdin) stands for its files of those types, in name order."""
+    expanded: list[str] = []
+    for path in paths:
+        named = [line.strip() for line in sys.stdin if line.strip()] if path == "-" else [path]
+        for one in named:
+            expanded += _folder_files(one, folder_suffixes) if folder_suffixes and Path(one).is_dir() else [one]
+    if not paths:
+        if default is None:
+            raise UserError("no input given")
+        expanded = [default]
+    elif not expanded:
+        raise UserError("no input paths on stdin")
+    return expanded
+
+
+def _folder_files(folder: str, suffixes: tuple[str, ...]) -> list[str]:
+    files = sorted(str(p) for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise UserError(f"{folder}: a folder with no files to fit in it (looked for {', '.join(suffixes)})")
+    return files

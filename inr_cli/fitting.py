@@ -20,7 +20,7 @@ import torch
 from inr_cli.cluster import Cluster
 from inr_cli.interrupts import StopRequest
 from inr_cli.errors import phrase
-from inr_cli.files import missing_ancestors, prepare_output_dir, remove_if_empty
+from inr_cli.files import expand_inputs, missing_ancestors, prepare_output_dir, remove_if_empty
 from inr_cli.fit_groups import WaitingGroups
 from inr_cli.fit_outputs import TrainedRun, input_stem, write_run
 from inr_cli.modalities.base import FitCommandConfig, LoadedSignal, Modality, get_modality
@@ -55,30 +55,6 @@ class OutputOptions:
     resume: bool = False  # continue the run in ``out``: finished inputs kept, unfinished ones from their state
     overwrite: bool = False  # replace a run already in ``out`` (its old outputs removed first)
     tensorboard: Path | None = None  # a TensorBoard run per input under this folder (--tensorboard)
-
-
-def expand_inputs(paths: list[str], default: str | None, folder_suffixes: tuple[str, ...] = ()) -> list[str]:
-    """``-`` stands for one path per line on stdin; no paths at all means the modality's default input. With
-    ``folder_suffixes``, a folder (named here or on stdin) stands for its files of those types, in name order."""
-    expanded: list[str] = []
-    for path in paths:
-        named = [line.strip() for line in sys.stdin if line.strip()] if path == "-" else [path]
-        for one in named:
-            expanded += _folder_files(one, folder_suffixes) if folder_suffixes and Path(one).is_dir() else [one]
-    if not paths:
-        if default is None:
-            raise UserError("no input given")
-        expanded = [default]
-    elif not expanded:
-        raise UserError("no input paths on stdin")
-    return expanded
-
-
-def _folder_files(folder: str, suffixes: tuple[str, ...]) -> list[str]:
-    files = sorted(str(p) for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-    if not files:
-        raise UserError(f"{folder}: a folder with no files to fit in it (looked for {', '.join(suffixes)})")
-    return files
 
 
 def run_root(sources: list[str], out: Path | None, model: str) -> Path:

@@ -24,7 +24,8 @@ compare_app = typer.Typer(help="Run the papers' model-size grid, implicit beside
 
 @compare_app.command("image", epilog=COMPARE_EXAMPLES)
 def compare_image(
-    paths: Annotated[Optional[list[str]], typer.Argument(help="Images or skimage:NAME. Default: skimage:camera.",
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Images, folders of images, skimage:NAME, or - to "
+                                                         "read paths from stdin. Default: skimage:camera.",
                                                          show_default=False)] = None,
     models: Annotated[str, typer.Option(help="Comma-separated models; implicit ones also run explicitly.")] =
         "fourier-imfn,gabor-imfn,isiren",
