@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from inr_cli.files import atomic_write_text, expand_inputs, prepare_output_dir
+from inr_cli.files import atomic_write_text, expand_inputs, prepare_output_dir, refuse_empty_folder
 from inr_cli.modalities.image import IMAGE, ImageOptions
 from inr_cli.pages import write_compare_page
 from inr_cli.peak_memory import measure_peak_memory
@@ -116,6 +116,8 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
     config.validate()
     base, holdout = replace(config.fit, eval_every=0), config.image.holdout
     paths = expand_inputs(paths, IMAGE.default_input, IMAGE.folder_suffixes)  # a folder: the images in it
+    for path in paths:
+        refuse_empty_folder(path, IMAGE.folder_suffixes)
     images = [(path, IMAGE.load(path, config.image, base.seed)) for path in paths]
     prepare_output_dir(out)
     rows, pictures = [], []  # pictures: each row's reconstruction of every image, for the page

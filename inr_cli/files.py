@@ -97,12 +97,17 @@ def prepare_output_dir(path: Path) -> Path:
 
 def expand_inputs(paths: list[str], default: str | None, folder_suffixes: tuple[str, ...] = ()) -> list[str]:
     """``-`` stands for one path per line on stdin; no paths at all means the modality's default input. With
-    ``folder_suffixes``, a folder (named here or on stdin) stands for its files of those types, in name order."""
+    ``folder_suffixes``, a folder (named here or on stdin) stands for its files of those types, in name order; a
+    folder holding none stays one input, to fail on its own turn (:func:`refuse_empty_folder`)."""
     expanded: list[str] = []
     for path in paths:
         named = [line.strip() for line in sys.stdin if line.strip()] if path == "-" else [path]
         for one in named:
-            expanded += _folder_files(one, folder_suffixes) if folder_suffixes and Path(one).is_dir() else [one]
+            if folder_suffixes and Path(one).is_dir():
+                expanded += sorted(str(p) for p in Path(one).iterdir()
+                                   if p.is_file() and p.suffix.lower() in folder_suffixes) or [one]
+            else:
+                expanded.append(one)
     if not paths:
         if default is None:
             raise UserError("no input given")
@@ -112,8 +117,7 @@ def expand_inputs(paths: list[str], default: str | None, folder_suffixes: tuple[
     return expanded
 
 
-def _folder_files(folder: str, suffixes: tuple[str, ...]) -> list[str]:
-    files = sorted(str(p) for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-    if not files:
-        raise UserError(f"{folder}: a folder with no files to fit in it (looked for {', '.join(suffixes)})")
-    return files
+def refuse_empty_folder(source: str, folder_suffixes: tuple[str, ...]) -> None:
+    """One input left a folder by :func:`expand_inputs` is a folder with nothing to fit in it: say so."""
+    if folder_suffixes and Path(source).is_dir():
+        raise UserError(f"{source}: a folder with no files to fit in it (looked for {', '.join(folder_suffixes)})")

@@ -20,7 +20,8 @@ import torch
 from inr_cli.cluster import Cluster
 from inr_cli.interrupts import StopRequest
 from inr_cli.errors import phrase
-from inr_cli.files import expand_inputs, missing_ancestors, prepare_output_dir, remove_if_empty
+from inr_cli.files import (expand_inputs, missing_ancestors, prepare_output_dir, refuse_empty_folder,
+                           remove_if_empty)
 from inr_cli.fit_groups import WaitingGroups
 from inr_cli.fit_outputs import TrainedRun, input_stem, write_run
 from inr_cli.modalities.base import FitCommandConfig, LoadedSignal, Modality, get_modality
@@ -94,6 +95,7 @@ class Job:
 
 
 def load_job(modality: Modality, index: int, source: str, out_dir: Path, config: FitCommandConfig) -> Job:
+    refuse_empty_folder(source, modality.folder_suffixes)
     loaded = modality.load(source, config.options, config.fit.seed)
     # Resolved here, so a missing CUDA device fails before any folder exists.
     return Job(index, source, out_dir, loaded, resolve_config(config.fit, loaded.signal, modality.recipe))
