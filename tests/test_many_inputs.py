@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -164,6 +165,41 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_a_compiled_group_trains_like_the_eager_one_and_a_failed_compile_falls_back(camera_u8, monkeypatch):
+    import torch
+
+    from inr_cli.modalities.image import IMAGE
+    from training.fitting import step as step_module
+    from training.fitting.grouped import fit_group
+
+    monkeypatch.setenv("INR_COMPILE_BACKEND", "aot_eager")  # traces and splits as inductor does, without codegen
+    signals = crops_as_signals(camera_u8)
+    config = FitConfig(model="siren", hidden=16, layers=2, steps=20, device="cpu", eval_every=0)
+    eager = fit_group(signals, replace(config, compile=False), IMAGE.recipe)
+    compiled = fit_group(signals, replace(config, compile=True), IMAGE.recipe)
+    for a, b in zip(eager, compiled):
+        assert b.result.compiled and b.result.compile_seconds > 0 and b.result.timed_steps == 19
+        assert not a.result.compiled and a.result.compile_seconds == 0 and a.result.timed_steps == 20
+        assert b.result.final.psnr == pytest.approx(a.result.final.psnr, abs=1e-3)
+    assert compiled[0].result.config.compile is True
+
+    def broken(function):
+        def fail(*args, **kwargs):
+            raise RuntimeError("no compiler here\nsecond line")
+        return fail
+
+    monkeypatch.setattr(step_module, "compile_function", broken)
+    fallen = fit_group(signals, replace(config, compile=True), IMAGE.recipe)
+    for a, b in zip(eager, fallen):
+        assert not b.result.compiled and b.result.final.psnr == pytest.approx(a.result.final.psnr, abs=1e-4)
+        assert "torch.compile failed (RuntimeError: no compiler here); the group's training step ran eagerly" \
+            in b.result.notes
+    implicit = fit_group(signals, replace(config, model="fourier-imfn", layers=1, steps=3, compile=True),
+                         IMAGE.recipe)
+    assert not implicit[0].result.compiled and any("ran eagerly" in n for n in implicit[0].result.notes)
+    assert torch.is_grad_enabled()
 
 
 def test_a_diverging_signal_fails_alone_and_leaves_its_group_untouched(camera_u8):

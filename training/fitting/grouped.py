@@ -44,6 +44,8 @@ from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortize
                                   make_model, make_optimizer, solver_report)
 from training.fitting.precision import autocast, matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
+from training.fitting import step as step_module
+from training.fitting.step import compile_by_default, first_line
 from training.fitting.signal import GridSignal, Signal, training_loss
 from training.metrics import psnr_from_mse
 
@@ -55,6 +57,47 @@ def group_key(signal: Signal) -> tuple:
         return ("grid", signal.grid_shape, signal.channels, tuple(signal.train.shape), holdout)
     return ("samples", signal.dims, signal.channels, signal.train_count, signal.loss,
             tuple(sorted((name, len(group.points)) for name, group in signal.held_out.items())))
+
+
+class GroupStep:
+    """A group's forward and loss, then the backward: compiled (``torch.compile`` of the vmapped forward) when
+    ``config.compile`` asks and the network is explicit, else eager. A failure to compile or to run compiled code
+    makes this step and every later one eager, with :attr:`note` saying why (nothing is updated before the
+    backward has succeeded, so the eager retry starts clean). Implicit groups run eagerly: their solver loop and
+    hooks are the single fit's compiled pieces' job, which vmapped pieces do not have."""
+
+    def __init__(self, network, cache: FixpointCache | None, per_signal_loss, config: FitConfig):
+        self.network, self.cache, self.per_signal_loss = network, cache, per_signal_loss
+        self.precision, self.device = config.precision, torch.device(config.device)
+        self.note: str | None = None
+        self.compiled = None
+        if config.compile and cache is None and not config.is_implicit():
+            self.compiled = step_module.compile_function(network)  # (a seam the tests replace)
+        elif config.compile:
+            self.note = "the group's training step ran eagerly (compiling applies to explicit networks in a group)"
+
+    def _run(self, forward, points: torch.Tensor, target: torch.Tensor, batch) -> torch.Tensor:
+        with autocast(self.precision, self.device):
+            prediction = (forward(points) if self.cache is None else
+                          self.cache.predict(forward, points, batch)).float()
+        per_signal = self.per_signal_loss(prediction, target)
+        per_signal.sum().backward()
+        return per_signal
+
+    def __call__(self, points: torch.Tensor, target: torch.Tensor, batch) -> torch.Tensor:
+        """(G,) losses of one step, their gradients accumulated into the stacked parameters."""
+        if self.compiled is not None:
+            try:
+                return self._run(self.compiled, points, target, batch)
+            except Exception as error:  # any failure to compile or to run compiled code: eager mode instead
+                self.compiled = None
+                self.note = f"torch.compile failed ({type(error).__name__}: {first_line(error)}); the group's " \
+                            "training step ran eagerly"
+        return self._run(self.network, points, target, batch)
+
+    @property
+    def compiling(self) -> bool:
+        return self.compiled is not None
 
 
 @dataclass
@@ -184,11 +227,14 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
     ``stop_requested()`` turns true the group stops with :class:`training.fitting.control.Interrupted`; a group
     saves no state (started again, it ends the same on the CPU).
     """
+    asked_to_compile = config.compile
     configs = [resolve_config(config, signal, recipe_rule) for signal in signals]
     config = configs[0]
     if any(c != config for c in configs) or len({group_key(s) for s in signals}) != 1:
         raise ValueError("a group's signals must resolve to one config and share one shape")
     device = torch.device(config.device)
+    if asked_to_compile is None:  # the default rule, weighed on the group's step: count times one member's points
+        config = replace(config, compile=compile_by_default(device, config.steps, len(signals) * config.batch_size))
     called_at = time.perf_counter()
     models = []
     for signal in signals:
@@ -216,10 +262,8 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
     else:
         network = stacked.vmapped("forward", (coords_dim,))
 
-    def predict(points: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
-        return network(points) if cache is None else cache.predict(network, points, batch)
-
     per_signal_loss = torch.vmap(training_loss(signals[0]))  # (G, N, C) predictions and targets -> (G,) losses
+    group_step = GroupStep(network, cache, per_signal_loss, config)
     optimizer = make_optimizer(list(stacked.params.values()), config, device)
     losses = torch.zeros(config.steps, count, device=device)
     failed_at: dict[int, int] = {}
@@ -228,16 +272,18 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
     sync_every = loss_read_interval(device)
 
     first_step_at = time.perf_counter()
+    timed_from, compile_seconds = first_step_at, 0.0
     with matmul_precision(config.precision, device):
         for step in range(1, config.steps + 1):
             batch = None if full_batch else sampler.next()
             points = coords if batch is None else coords[..., batch, :]
             target = targets if batch is None else targets[:, batch]
-            with autocast(config.precision, device):
-                prediction = predict(points, batch).float()
-            per_signal = per_signal_loss(prediction, target)
             optimizer.zero_grad(set_to_none=True)
-            per_signal.sum().backward()
+            per_signal = group_step(points, target, batch)
+            if step == 1 and config.compile:  # the compiling step is timed apart, as a fit alone's is
+                synchronize(device)
+                timed_from = time.perf_counter()
+                compile_seconds = timed_from - first_step_at
             optimizer.step()
             losses[step - 1] = per_signal.detach()
             if step % sync_every == 0 or step == config.steps:
@@ -252,11 +298,11 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
                     finite = [v for v in values if math.isfinite(v)]
                     mean = sum(finite) / len(finite) if finite else float("nan")
                     on_progress(FitProgress(step, config.steps, mean, psnr_from_mse(mean),
-                                            time.perf_counter() - first_step_at, optimizer.param_groups[0]["lr"]))
+                                            time.perf_counter() - timed_from, optimizer.param_groups[0]["lr"]))
             if stop_requested is not None and stop_requested():
                 raise Interrupted(step)
         synchronize(device)
-    train_seconds = time.perf_counter() - first_step_at
+    train_seconds = time.perf_counter() - timed_from
 
     outcomes = []
     history = losses.cpu()
@@ -272,13 +318,14 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
             solver = None if not config.is_implicit() else solver_report(
                 config, model, None if cache is None else _signal_cache(cache, g, config.solver.tol),
                 coords if shared_points else coords[g], final, chunk, cache_note)
-        notes = [note for note in (precision_note(config.precision, device),) if note]
+        notes = [note for note in (precision_note(config.precision, device), group_step.note) if note]
         notes.append(f"fitted together with {count - 1} other input(s) of the same shape; seconds and steps/s "
                      f"are the group's")
         outcomes.append(GroupOutcome(FitResult(
             model=model, optimizer=_per_signal_optimizer(model, config, device, optimizer, names, g),
-            config=config, params=count_parameters(model), train_seconds=train_seconds, timed_steps=config.steps,
-            compiled=False, compile_seconds=0.0, setup_seconds=first_step_at - called_at,
+            config=config, params=count_parameters(model), train_seconds=train_seconds,
+            timed_steps=config.steps - (1 if config.compile else 0), compiled=group_step.compiling,
+            compile_seconds=compile_seconds, setup_seconds=first_step_at - called_at,
             first_step_at=first_step_at, eval_seconds=time.perf_counter() - eval_start,
             batch_psnr=[psnr_from_mse(v) for v in history[:, g].tolist()],
             final=final, evaluations=[{"step": config.steps, **final.history_entry()}], solver=solver,
