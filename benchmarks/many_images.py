@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                        help="auto: the fit command's rule (on CUDA, fits and groups of >= 1e8 point-steps compile)")
     parser.add_argument("--precision", default=None,
                         help="passed to every fit (fp32|tf32|bf16); default: the fit command's own default")
     args = parser.parse_args()
@@ -84,6 +86,8 @@ def main() -> None:
                "--device", args.device, "--json", "--quiet"]
         if args.precision:
             fit += ["--precision", args.precision]
+        if args.compile != "auto":
+            fit.append("--compile" if args.compile == "on" else "--no-compile")
         one_by_one_wall, one_by_one = run([sys.executable, "-m", "inr_cli", *fit, "--group-size", "1",
                                            "--out", "one"], paths, folder)
         grouped_wall, grouped = run([sys.executable, "-m", "inr_cli", *fit, "--out", "grouped"], paths, folder)
@@ -98,7 +102,7 @@ def main() -> None:
     print(f"{args.count} crops of {args.size} px, {args.model} {args.hidden} wide, {args.steps} steps, device "
           f"{one_by_one[0]['device']}, precision {precision}, {os.cpu_count()} CPUs; mean PSNR {mean_psnr:.2f} dB")
     print(f"{'run':<28}{'wall s':>8}{'images/s':>10}{'x faster':>10}{'max |dPSNR| dB':>16}{'peak GPU MiB':>14}"
-          f"  (dPSNR of images < {MEANINGFUL_DB:.0f} dB)")
+          f"{'compile s':>11}  (dPSNR of images < {MEANINGFUL_DB:.0f} dB)")
     for label, wall, reports in rows:
         assert [r["input"] for r in reports] == paths
         # Above ~60 dB an image is reproduced to rounding, and dB of rounding-sized errors say nothing.
@@ -106,8 +110,10 @@ def main() -> None:
                     default=0.0)
         peaks = [r["peak_memory_mb"] for r in reports if r.get("peak_memory_mb") is not None]
         peak = f"{max(peaks):.0f}" if peaks else "-"  # a CPU has no allocator statistic to report
+        # Compiling is paid once per process and shape; a group's members all report the group's.
+        compiled = max(r["compile_seconds"] for r in reports)
         print(f"{label:<28}{wall:>8.1f}{args.count / wall:>10.2f}{one_by_one_wall / wall:>10.2f}{worst:>16.4f}"
-              f"{peak:>14}")
+              f"{peak:>14}{compiled:>11.1f}")
     print(f"torchrun / grouped one-process wall: {many_wall / grouped_wall:.2f}; torchrun / one at a time: "
           f"{many_wall / one_by_one_wall:.2f}")
     print("targets: grouped >= 2x (CPU, 32 crops of 32 px) and >= 10x (GPU, 100 crops of 128 px, SIREN 3x256) "
