@@ -185,6 +185,15 @@ def test_a_compiled_group_trains_like_the_eager_one_and_a_failed_compile_falls_b
         assert b.result.final.psnr == pytest.approx(a.result.final.psnr, abs=1e-3)
     assert compiled[0].result.config.compile is True
 
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    counter = CompileCounterWithBackend("aot_eager")
+    monkeypatch.setattr(step_module, "compile_function", lambda function: torch.compile(function, backend=counter))
+    fit_group(signals, replace(config, compile=True, steps=2), IMAGE.recipe)
+    first = counter.frame_count
+    fit_group(crops_as_signals(camera_u8[100:]), replace(config, compile=True, steps=2, seed=1), IMAGE.recipe)
+    assert first >= 1 and counter.frame_count == first  # another group of the same shape: nothing recompiled
+
     def broken(function):
         def fail(*args, **kwargs):
             raise RuntimeError("no compiler here\nsecond line")
