@@ -59,11 +59,16 @@ class OutputOptions:
 
 
 def run_root(sources: list[str], out: Path | None, model: str) -> Path:
-    """The run's folder: ``--out``, or ``runs/NAME-MODEL-TIME`` (one input) / ``runs/MODEL-TIME`` (several)."""
+    """The run's folder: ``--out``, or ``runs/NAME-MODEL-TIME`` (one input, or several from one folder NAME, as a
+    folder given whole is) / ``runs/MODEL-TIME`` (several from anywhere)."""
     if out is not None:
         return out
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / (f"{input_stem(sources[0])}-{model}-{stamp}" if len(sources) == 1 else f"{model}-{stamp}")
+    if len(sources) == 1:
+        return Path("runs") / f"{input_stem(sources[0])}-{model}-{stamp}"
+    folders = {Path(source).resolve().parent for source in sources if not source.startswith("skimage:")}
+    shared = folders.pop().name if len(folders) == 1 and not any(s.startswith("skimage:") for s in sources) else ""
+    return Path("runs") / (f"{shared}-{model}-{stamp}" if shared else f"{model}-{stamp}")
 
 
 def output_dirs(sources: list[str], root: Path) -> list[Path]:

@@ -331,6 +331,17 @@ def test_a_folder_stands_for_the_images_in_it(tmp_path, camera_u8):
     assert len(proc.stdout.splitlines()) == 2
 
 
+def test_a_run_of_one_folder_is_named_after_it(tmp_path):
+    from inr_cli.fitting import run_root
+
+    photos = [str(tmp_path / "kodak" / name) for name in ("a.png", "b.png")]
+    assert run_root(photos, None, "siren").name.startswith("kodak-siren-")
+    assert run_root([photos[0], str(tmp_path / "c.png")], None, "siren").name.startswith("siren-")
+    assert run_root([photos[0], "skimage:camera"], None, "siren").name.startswith("siren-")
+    assert run_root([photos[0]], None, "siren").name.startswith("a-siren-")
+    assert run_root(photos, tmp_path / "mine", "siren") == tmp_path / "mine"
+
+
 def test_resize_stops_where_the_image_still_covers_the_crop(tmp_path, camera_u8):
     from inr_cli.media.images import covering_longest_side, read_image
 
