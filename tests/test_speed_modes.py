@@ -63,6 +63,17 @@ def test_cpu_defaults_are_fp32_and_eager(camera_64):
     assert config.precision == "fp32" and config.compile is False
 
 
+def test_the_default_compiles_long_fits_and_on_a_cpu_only_large_steps():
+    from training.fitting.step import compile_by_default
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert compile_by_default(cuda, 400, 512 * 512) and not compile_by_default(cuda, 300, 128 * 128)
+    assert compile_by_default(cuda, 30_000, 64 * 64)  # many small steps earn it back on a GPU
+    assert compile_by_default(cpu, 1600, 256 * 256)  # 1.05e8 point-steps of 65,536 points
+    assert not compile_by_default(cpu, 30_000, 64 * 64)  # as many point-steps, but steps too small to gain
+    assert not compile_by_default(cpu, 1000, 256 * 256)  # large steps, too few of them
+
+
 def test_bf16_runs_hidden_products_in_bf16_and_phases_in_fp32():
     coords = torch.rand(100, 2) * 2 - 1
     weight, bias = torch.randn(16, 2) * 300, torch.randn(16)  # phases of hundreds of radians
