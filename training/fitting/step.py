@@ -39,8 +39,8 @@ DEFAULT_COMPILE_BACKEND = "inductor"
 COMPILE_MIN_POINT_STEPS = 1e8
 # On a CPU the gain needs large steps as well. Measured with inductor on 2 cores, 200 steps of camera 256x256
 # (65,536 points): SIREN 3x256 1,097 -> 828 ms per step after 8 s of compiling, Gabor-iMFN 1L-256D 4,598 ->
-# 3,277 ms after 14 s. At 64x64 (4,096 points) the compiled step ran 0.94x (Fourier-iMFN, Gabor-MFN) to 1.24x
-# (Fourier-MFN) the eager one's speed, so small steps stay eager however many there are.
+# 3,277 ms after 14 s. At 64x64 (4,096 points) the compiled step ran 0.94x (Fourier-iMFN, Gabor-MFN) to 1.48x
+# (SIREN) the eager one's speed, a gain too uncertain for its compile time, so small steps stay eager.
 CPU_COMPILE_MIN_POINTS = 65_536
 
 
