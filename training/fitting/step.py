@@ -37,9 +37,9 @@ DEFAULT_COMPILE_BACKEND = "inductor"
 # 5.6 -> 3.8 ms), so short or small fits would pay more than they gain. 1e8 is 400 steps at 512 x 512 (the
 # default `inr fit image` compiles) or 6,100 steps at 128 x 128 (a 300-step thumbnail does not).
 COMPILE_MIN_POINT_STEPS = 1e8
-# On a CPU the gain needs large steps as well. Measured with inductor on 2 cores, 200 steps of camera 256x256
-# (65,536 points): SIREN 3x256 1,097 -> 828 ms per step after 8 s of compiling, Gabor-iMFN 1L-256D 4,598 ->
-# 3,277 ms after 14 s. At 64x64 (4,096 points) the compiled step ran 0.94x (Fourier-iMFN, Gabor-MFN) to 1.48x
+# On a CPU the gain needs large steps as well. Measured with inductor on 2 cores, camera 256x256 (65,536 points):
+# SIREN 3x256 1,097 -> 828 ms per step after 8 s of compiling (200 steps each), Gabor-iMFN 1L-256D 4,598 ->
+# 3,277 ms after 14 s (200 steps eager, 20 compiled). At 64x64 (4,096 points) the compiled step ran 0.94x (Fourier-iMFN, Gabor-MFN) to 1.48x
 # (SIREN) the eager one's speed, a gain too uncertain for its compile time, so small steps stay eager.
 CPU_COMPILE_MIN_POINTS = 65_536
 
