@@ -36,6 +36,7 @@ from inr_core.errors import UserError
 from models import count_parameters
 from models.fixpoint import SolverStats, solve
 from models.implicit import ImplicitINR, Prepared
+from training.fitting import step as step_module
 from training.fitting.amortized import FixpointCache
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.control import RUNAWAY_FACTOR, Interrupted
@@ -44,9 +45,8 @@ from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortize
                                   make_model, make_optimizer, solver_report)
 from training.fitting.precision import autocast, matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
-from training.fitting import step as step_module
-from training.fitting.step import compile_by_default, first_line
 from training.fitting.signal import GridSignal, Signal, training_loss
+from training.fitting.step import compile_by_default, first_line
 from training.metrics import psnr_from_mse
 
 
@@ -66,8 +66,10 @@ class GroupStep:
     backward has succeeded, so the eager retry starts clean). Implicit groups run eagerly: their solver loop and
     hooks are the single fit's compiled pieces' job, which vmapped pieces do not have."""
 
-    def __init__(self, network, cache: FixpointCache | None, per_signal_loss, config: FitConfig):
+    def __init__(self, network, cache: FixpointCache | None, per_signal_loss, optimizer: torch.optim.Optimizer,
+                 config: FitConfig):
         self.network, self.cache, self.per_signal_loss = network, cache, per_signal_loss
+        self.optimizer = optimizer
         self.precision, self.device = config.precision, torch.device(config.device)
         self.note: str | None = None
         self.compiled = None
@@ -77,6 +79,7 @@ class GroupStep:
             self.note = "the group's training step ran eagerly (compiling applies to explicit networks in a group)"
 
     def _run(self, forward, points: torch.Tensor, target: torch.Tensor, batch) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)  # here, so an eager retry never adds to a failed try's gradients
         with autocast(self.precision, self.device):
             prediction = (forward(points) if self.cache is None else
                           self.cache.predict(forward, points, batch)).float()
@@ -85,7 +88,7 @@ class GroupStep:
         return per_signal
 
     def __call__(self, points: torch.Tensor, target: torch.Tensor, batch) -> torch.Tensor:
-        """(G,) losses of one step, their gradients accumulated into the stacked parameters."""
+        """(G,) losses of one step, their gradients (and only theirs) in the stacked parameters' ``grad``."""
         if self.compiled is not None:
             try:
                 return self._run(self.compiled, points, target, batch)
@@ -263,8 +266,8 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
         network = stacked.vmapped("forward", (coords_dim,))
 
     per_signal_loss = torch.vmap(training_loss(signals[0]))  # (G, N, C) predictions and targets -> (G,) losses
-    group_step = GroupStep(network, cache, per_signal_loss, config)
     optimizer = make_optimizer(list(stacked.params.values()), config, device)
+    group_step = GroupStep(network, cache, per_signal_loss, optimizer, config)
     losses = torch.zeros(config.steps, count, device=device)
     failed_at: dict[int, int] = {}
     best = [float("inf")] * count
@@ -278,7 +281,6 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
             batch = None if full_batch else sampler.next()
             points = coords if batch is None else coords[..., batch, :]
             target = targets if batch is None else targets[:, batch]
-            optimizer.zero_grad(set_to_none=True)
             per_signal = group_step(points, target, batch)
             if step == 1 and config.compile:  # the compiling step is timed apart, as a fit alone's is
                 synchronize(device)
