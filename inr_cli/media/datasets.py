@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from inr_cli.files import first_line
-from inr_cli.media.images import cover_and_crop, read_image
+from inr_cli.media.images import IMAGE_SUFFIXES, cover_and_crop, read_image
 from inr_core.errors import UserError
 from training.jiio.channels import match_channels
 
 IDX_UNSIGNED_BYTE = 0x08
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def _square(image: np.ndarray, size: int) -> np.ndarray:

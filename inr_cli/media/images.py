@@ -31,6 +31,8 @@ SKIMAGE_SAMPLES = ("camera", "astronaut", "coffee", "chelsea", "text", "moon", "
 DEFAULT_IMAGE = "skimage:camera"
 ALPHA_MODES = ("keep", "drop")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The file types read as images wherever a folder of them is given (fits, frame folders, collections).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 DEFAULT_MAX_PIXELS = 40_000_000  # decoded: 160 MB as 8-bit RGBA, 480 MB as the float RGB that is fitted
 # Images above this many pixels that --resize shrinks by 2x or more are first reduced by whole-pixel box averages
 # (in Pillow, on the decoded integers), so the anti-aliased resize only ever sees about twice the final size.

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inr_cli.media.datasets import IMAGE_SUFFIXES, load_images, read_idx, read_npz
+from inr_cli.media.datasets import load_images, read_idx, read_npz
+from inr_cli.media.images import IMAGE_SUFFIXES
 from inr_core.errors import UserError
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",

@@ -16,11 +16,10 @@ import torch
 from PIL import Image
 
 from inr_cli.files import atomic_write_bytes
-from inr_cli.media.images import read_image, shrink_to_longest_side
+from inr_cli.media.images import IMAGE_SUFFIXES, read_image, shrink_to_longest_side
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import UserError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 DEFAULT_FOLDER_FPS = 25.0
 # Frames x height x width held once decoded (after --frames and --resize): 1.2 GB as the float RGB that is fitted.
 DEFAULT_MAX_VIDEO_PIXELS = 100_000_000

@@ -8,9 +8,8 @@ from pathlib import Path
 from inr_cli.errors import phrase
 from inr_cli.figures import write_comparison
 from inr_cli.figures.captions import grid_quality, run_caption
-from inr_cli.media.datasets import IMAGE_SUFFIXES
-from inr_cli.media.images import (DEFAULT_IMAGE, DEFAULT_MAX_PIXELS, LoadedImage, crop_to, parse_crop, read_image,
-                                  write_png)
+from inr_cli.media.images import (DEFAULT_IMAGE, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LoadedImage, crop_to,
+                                  parse_crop, read_image, write_png)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, register_modality)
 from inr_core.errors import InvalidSetting, UserError, check
