@@ -66,8 +66,9 @@ def run_root(sources: list[str], out: Path | None, model: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if len(sources) == 1:
         return Path("runs") / f"{input_stem(sources[0])}-{model}-{stamp}"
-    folders = {Path(source).resolve().parent for source in sources if not source.startswith("skimage:")}
-    shared = folders.pop().name if len(folders) == 1 and not any(s.startswith("skimage:") for s in sources) else ""
+    folders = {None if source.startswith("skimage:") else Path(source).resolve().parent for source in sources}
+    shared = folders.pop() if len(folders) == 1 else None
+    shared = shared.name if shared is not None else ""  # "" too for the filesystem root, which has no name
     return Path("runs") / (f"{shared}-{model}-{stamp}" if shared else f"{model}-{stamp}")
 
 

@@ -46,7 +46,7 @@ from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortize
 from training.fitting.precision import autocast, matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
 from training.fitting.signal import GridSignal, Signal, training_loss
-from training.fitting.step import compile_by_default, first_line
+from training.fitting.step import compile_by_default, failure_reason
 from training.metrics import psnr_from_mse
 
 
@@ -94,8 +94,7 @@ class GroupStep:
                 return self._run(self.compiled, points, target, batch)
             except Exception as error:  # any failure to compile or to run compiled code: eager mode instead
                 self.compiled = None
-                self.note = f"torch.compile failed ({type(error).__name__}: {first_line(error)}); the group's " \
-                            "training step ran eagerly"
+                self.note = f"torch.compile failed ({failure_reason(error)}); the group's training step ran eagerly"
         return self._run(self.network, points, target, batch)
 
     @property

@@ -39,8 +39,9 @@ DEFAULT_COMPILE_BACKEND = "inductor"
 COMPILE_MIN_POINT_STEPS = 1e8
 # On a CPU the gain needs large steps as well. Measured with inductor on 2 cores, camera 256x256 (65,536 points):
 # SIREN 3x256 1,097 -> 828 ms per step after 8 s of compiling (200 steps each), Gabor-iMFN 1L-256D 4,598 ->
-# 3,277 ms after 14 s (200 steps eager, 20 compiled). At 64x64 (4,096 points) the compiled step ran 0.94x (Fourier-iMFN, Gabor-MFN) to 1.48x
-# (SIREN) the eager one's speed, a gain too uncertain for its compile time, so small steps stay eager.
+# 3,277 ms after 14 s (200 steps eager, 20 compiled). At 64x64 (4,096 points) the compiled step ran 0.94x
+# (Fourier-iMFN, Gabor-MFN) to 1.48x (SIREN) the eager one's speed, a gain too uncertain for its compile time,
+# so small steps stay eager.
 CPU_COMPILE_MIN_POINTS = 65_536
 
 
@@ -145,7 +146,7 @@ class TrainingStep:
             with _compiled(self.model, compiled_pieces(self.model)):
                 return self._run(coords, target, batch)
         except Exception as error:  # any failure to compile or to run compiled code: eager mode instead
-            reason = f"{type(error).__name__}: {first_line(error)}"
+            reason = failure_reason(error)
             _COMPILE_FAILURES[type(self.model)] = reason
             self._fall_back(reason)
             return self._run(coords, target, batch)
@@ -156,6 +157,11 @@ class TrainingStep:
         synchronize(self.device)
         self.compile_seconds = time.perf_counter() - start
         return loss
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why compiling failed, in the words a fallback note gives: the error's type and first line."""
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:
