@@ -11,6 +11,7 @@ from helpers import run_cli, save_png
 from PIL import Image
 from skimage import data
 
+from inr_cli.jiio.decoder_runs import observed_masks
 from inr_cli.jiio.decoder_sample import sample_files
 from inr_cli.media.datasets import load_images
 from inr_core.errors import UserError
@@ -139,6 +140,69 @@ def test_denoising_single_image_files_reports_the_noisy_inputs_psnr(inpainted, t
     assert jiio["psnr_gain"] == pytest.approx(jiio["psnr"] - report["corrupted_psnr"], rel=1e-9)
     assert f"noisy input PSNR {report['corrupted_psnr']:.2f} dB" in result.stdout
     assert f"{jiio['psnr_gain']:+.2f} dB over the noisy input" in result.stdout
+
+
+def _mask_png(path, rows: slice, cols: slice):
+    """A 32x32 mask: white (missing) on ``rows`` x ``cols``, black elsewhere."""
+    mask = np.zeros((32, 32), np.uint8)
+    mask[rows, cols] = 255
+    return save_png(path, mask)
+
+
+def test_masks_say_which_pixels_are_filled_one_per_image_or_one_for_all(inpainted, tmp_path, camera_u8):
+    out, _, _ = inpainted
+    photos = [save_png(tmp_path / f"photo{i}.png", camera_u8[150 + 40 * i:182 + 40 * i, 200:232]) for i in range(2)]
+    # 32 px files, seen at the decoder's 16 px: 2x2 blocks of the mask become its pixels.
+    masks = [_mask_png(tmp_path / "left.png", slice(8, 24), slice(4, 12)),
+             _mask_png(tmp_path / "top.png", slice(0, 6), slice(0, 32))]
+    expected = np.zeros((2, 16, 16), bool)
+    expected[0, 4:12, 2:6] = True
+    expected[1, 0:3, :] = True
+    for given, hidden in ((masks, expected), (masks[:1], expected[[0, 0]])):
+        run = tmp_path / f"masked{len(given)}"
+        result = run_cli(["jiio-invert", "--task", "inpaint", "--decoder", out / "decoder.pt", *TINY, "--count", "2",
+                          *[a for p in photos for a in ("--images", p)], *[a for m in given for a in ("--mask", m)],
+                          "--out", run], tmp_path)
+        assert result.returncode == 0, result.stderr
+        report = _report(run)
+        assert report["corruption"] == {"masks": [str(m) for m in given], "hidden_fraction": hidden.mean()}
+        assert report["config"]["masks"] == [str(m) for m in given] and report["config"]["mask_size"] is None
+        restored, decoded = _pngs(run / "restored" / "jiio"), _pngs(run / "decoded" / "jiio")
+        # Exactly the marked pixels come from the decoding; every other one is the photo's, as observed.
+        assert np.array_equal(restored[hidden], decoded[hidden])
+        originals = ((load_images(str(photos[0]), 16), load_images(str(photos[1]), 16)))
+        observed = np.stack([np.round((o[0, 0].numpy() + 1) * 127.5) for o in originals])
+        assert np.abs(restored[~hidden].astype(float) - observed[~hidden]).max() <= 1
+        assert not np.array_equal(decoded[~hidden], restored[~hidden])
+        for image in report["per_image"]:
+            assert image["jiio"]["psnr_masked"] == pytest.approx(image["jiio"]["decoded_psnr_masked"], abs=1e-9)
+
+
+def test_masks_that_cannot_be_used_are_refused_in_one_line(inpainted, tmp_path, camera_u8):
+    black = save_png(tmp_path / "black.png", np.zeros((32, 32), np.uint8))
+    speck = _mask_png(tmp_path / "speck.png", slice(0, 1), slice(0, 1))  # one pixel of 32: gone at 16 px
+    square = _mask_png(tmp_path / "square.png", slice(8, 16), slice(8, 16))
+    (tmp_path / "mask.txt").write_text("white means missing")
+    with pytest.raises(UserError, match="black.png: the mask marks no pixel to fill at the decoder's 16 px"):
+        observed_masks([str(black)], 16, 2)
+    with pytest.raises(UserError, match="speck.png: the mask marks no pixel to fill"):
+        observed_masks([str(speck)], 16, 2)
+    with pytest.raises(UserError, match="mask.txt: a mask is an image file"):
+        observed_masks([str(tmp_path / "mask.txt")], 16, 2)
+    with pytest.raises(UserError, match="give one mask for all 2 test images or one for each, not 3"):
+        observed_masks([str(square)] * 3, 16, 2)
+    photo = save_png(tmp_path / "photo.png", camera_u8[:32, :32])
+    out, _, _ = inpainted
+    cases = [(["--task", "denoise", "--mask", square], "--mask marks the pixels to fill: it needs --task inpaint", 2),
+             (["--task", "inpaint", "--mask-size", "4", "--mask", square],
+              "--mask gives the hidden pixels itself: drop --mask-size", 2),
+             (["--task", "inpaint", "--mask", black], "the mask marks no pixel to fill", 1)]
+    for args, message, code in cases:
+        result = run_cli(["jiio-invert", "--decoder", out / "decoder.pt", *TINY, "--images", photo, *args,
+                          "--out", tmp_path / "refused"], tmp_path)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == code and len(lines) == 1 and message in lines[0], (args, result.stderr)
+    assert not (tmp_path / "refused").exists()
 
 
 def test_an_image_source_that_is_no_image_is_refused_in_one_line(tmp_path):

@@ -24,7 +24,7 @@ from training.jiio.settings import CorruptionSettings, RestorationSettings
 
 # Config fields whose flag is not simply their last name with dashes.
 FLAGS = {"decoder.checkpoint": "--decoder", "decoder.training.batch_size": "--train-batch-size",
-         "test_images": "--images", "fid.enabled": "--fid", "fid.model": "--fid-model"}
+         "test_images": "--images", "masks": "--mask", "fid.enabled": "--fid", "fid.model": "--fid-model"}
 
 JIIO_EXAMPLES = """
 [bold]Examples[/bold]
@@ -37,6 +37,8 @@ JIIO_EXAMPLES = """
       --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --count 64
   [dim]# inpaint your own pictures with it (any size: resized and centre-cropped to the decoder's)[/dim]
   inr jiio-invert --task inpaint --decoder runs/fmnist/decoder.pt --images shirt.png --images boot.jpg
+  [dim]# fill what a mask marks (white = missing; one mask for all images, or one per image in order)[/dim]
+  inr jiio-invert --task inpaint --decoder runs/fmnist/decoder.pt --images torn.png --mask torn-mask.png
   [dim]# on a GPU, all 60,000 training images, as many epochs as fit 10 minutes (up to 100)[/dim]
   inr jiio-invert --data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
       --epochs 100 --train-minutes 10 --train-batch-size 128 --device cuda --out runs/fmnist-gpu
@@ -46,8 +48,8 @@ JIIO_EXAMPLES = """
 
 
 def jiio_invert(
-    task: Annotated[str, typer.Option(help="reconstruct (find latent codes), inpaint (a hidden square) or denoise "
-                                      "(Gaussian noise).")] = RestorationSettings.task,
+    task: Annotated[str, typer.Option(help="reconstruct (find latent codes), inpaint (a hidden square, or what "
+                                      "--mask marks) or denoise (Gaussian noise).")] = RestorationSettings.task,
     decoder: Annotated[Optional[Path], typer.Option(help="A decoder checkpoint (decoder.pt from an earlier run).",
                                                     show_default=False)] = None,
     data: Annotated[Optional[str], typer.Option(help="Train a decoder first on this collection: a folder of images, "
@@ -95,6 +97,10 @@ def jiio_invert(
                                                           show_default=False)] = None,
     mask_size: Annotated[Optional[int], typer.Option(help="Inpainting: side of the hidden square. Default: 20 px "
                                                      "at 64 px, in proportion.", show_default=False)] = None,
+    mask: Annotated[Optional[list[str]], typer.Option(
+        "--mask", help="Inpainting: an image file whose white pixels mark what is missing in the test images "
+                       "(repeatable: one for all, or one per image in order; each the size of its image).",
+        show_default=False)] = None,
     sigma: Annotated[float, typer.Option(help="Denoising: noise standard deviation in [-1, 1] units.")]
         = CorruptionSettings.sigma,
     composite: Annotated[bool, typer.Option("--composite/--no-composite", help="Inpainting: the restored image "
@@ -126,7 +132,7 @@ def jiio_invert(
                                         adam_max_steps=adam_max_steps, batch_size=batch_size),
         corruption=CorruptionSettings(mask_size=mask_size, sigma=sigma),
         fid=FidSettings(enabled=fid, model=fid_model), composite=composite,
-        test_images=images, device=device, seed=seed)
+        test_images=images, masks=mask, device=device, seed=seed)
     try:
         config.validate()
     except InvalidSetting as error:

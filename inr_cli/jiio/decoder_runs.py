@@ -1,5 +1,6 @@
 """Getting a JIIO-MDEQ decoder for `inr jiio-invert`: load a checkpoint, or train one on a collection (writing
-OUT/decoder.pt atomically after every epoch, resumable with --resume), and picking the test images.
+OUT/decoder.pt atomically after every epoch, resumable with --resume), and picking the test images and the
+masks that say which of their pixels an inpainting fills.
 
 Without --images the test images are the last --count images of the training collection, which training leaves
 out: a decoder is never scored on the images it was trained on.
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 
 from inr_cli.media.datasets import load_images
+from inr_cli.media.images import IMAGE_SUFFIXES
 from inr_cli.files import atomic_write_bytes
 from inr_cli.progress import counter_progress
 from inr_cli.sample import read_checkpoint
@@ -197,3 +199,24 @@ def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels
     first = len(images) - count
     images = _matched(images[first:], channels, notes)
     return images, {"source": [data], "held_out_from_training": True, "first_index": first}, notes
+
+
+def observed_masks(paths: list[str], size: int, count: int) -> torch.Tensor:
+    """--mask files as (N or 1, 1, S, S), 1 where a test image's pixel is observed, 0 where it is to be filled.
+
+    A mask is an image whose white pixels (brighter than mid-gray once averaged over its channels) mark what is
+    missing, the convention of scikit-image's and OpenCV's inpainting. It goes through the same resize and centre
+    crop to the decoder's square as its image, so a mask of its image's size covers the same pixels. One mask
+    serves every test image; several pair with the test images in order."""
+    if len(paths) not in (1, count):
+        raise UserError(f"--mask: give one mask for all {count} test images or one for each, not {len(paths)}")
+    masks = []
+    for path in paths:
+        if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserError(f"{path}: a mask is an image file (white marks the pixels to fill)")
+        missing = load_images(path, size).mean(dim=1, keepdim=True) > 0.0  # [-1, 1]: brighter than mid-gray
+        if not bool(missing.any()):
+            raise UserError(f"{path}: the mask marks no pixel to fill at the decoder's {size} px (white marks "
+                            "what is missing)")
+        masks.append((~missing).float())
+    return torch.cat(masks)

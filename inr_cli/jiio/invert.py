@@ -19,7 +19,7 @@ import torch
 from inr_cli.cluster import Cluster
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, missing_ancestors, prepare_output_dir, remove_if_empty
-from inr_cli.jiio.decoder_runs import obtain_decoder, test_images
+from inr_cli.jiio.decoder_runs import obtain_decoder, observed_masks, test_images
 from inr_cli.jiio.fid_model import distances_text, fid_report, load_fid_model
 from inr_cli.media.images import write_png
 from inr_cli.pages import PAGE, write_invert_page
@@ -127,8 +127,12 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
     decoder = run.decoder.requires_grad_(False)  # restoration differentiates through the latents only
     size = decoder.preset.image_size
     target, images_info, notes = test_images(config.test_images, run, restoration.count, decoder.out_channels)
+    given = observed_masks(config.masks, size, len(target)) if config.masks else None
+    if given is not None:
+        notes.append("PSNRs compare with the given images: where a mask covers real damage rather than intact "
+                     "pixels, the hidden-region PSNR measures the distance from that damage, not a quality")
     corruption = corrupt(target, restoration.task, config.corruption,
-                         generator=torch.Generator().manual_seed(config.seed))
+                         generator=torch.Generator().manual_seed(config.seed), observed=given)
     hole = 1 - corruption.mask if restoration.task == "inpaint" else None
     results, comparisons = _restore_all(decoder, corruption, restoration, device, show_progress)
 
@@ -172,8 +176,7 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
         "value_range": [0.0, 1.0],
         "decoder": run.describe(),
         "images": {**images_info, "count": len(target), "size": size, "channels": decoder.out_channels},
-        "corruption": ({"mask_size": config.corruption.mask_side(size)} if restoration.task == "inpaint" else
-                       {"sigma": config.corruption.sigma} if restoration.task == "denoise" else {}),
+        "corruption": _corruption_report(config, size, corruption),
         "corrupted_psnr": None if corrupted is None else _mean(corrupted["psnr"]),
         "corrupted_psnr_masked": None if hole is None else _mean(corrupted["psnr_masked"]),
         "composited": keep_observed,
@@ -232,6 +235,16 @@ def _reconstruction_fid(config: InvertConfig, model, reason: str | None, target:
         return None
     return {method: fid_report(model, reason, target, images, device, model_path=config.fid.model)
             for method, images in restored.items()}
+
+
+def _corruption_report(config: InvertConfig, size: int, corruption: Corruption) -> dict:
+    """What was hidden or added: the square's side, or the user's masks and the share of pixels they hide; the
+    noise level."""
+    if config.restoration.task == "inpaint":
+        if config.masks:
+            return {"masks": list(config.masks), "hidden_fraction": float(1.0 - corruption.mask.mean())}
+        return {"mask_size": config.corruption.mask_side(size)}
+    return {"sigma": config.corruption.sigma} if config.restoration.task == "denoise" else {}
 
 
 def _psnr_text(whole: float, hidden: float | None) -> str:

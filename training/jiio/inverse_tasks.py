@@ -60,13 +60,19 @@ class _Search:
 
 
 def corrupt(images: torch.Tensor, task: str, settings: CorruptionSettings = CorruptionSettings(),
-            generator: torch.Generator | None = None) -> Corruption:
+            generator: torch.Generator | None = None, observed: torch.Tensor | None = None) -> Corruption:
     """``inpaint``: a random square per image (``settings.mask_side`` of the image side) is hidden (set to 0,
-    mid-gray); ``denoise``: Gaussian noise of ``settings.sigma`` (in [-1, 1] units) is added and clipped;
+    mid-gray), or, given ``observed`` ((N or 1, 1, S, S), 1 where a pixel is seen: a user's masks), the pixels it
+    marks 0; ``denoise``: Gaussian noise of ``settings.sigma`` (in [-1, 1] units) is added and clipped;
     ``reconstruct``: the images as they are. Random draws happen on the CPU, so a seed gives the same corruption
     on every device."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    if observed is not None:
+        if task != "inpaint":
+            raise ValueError("masks of observed pixels are for inpainting")
+        mask = observed.to(images.dtype).expand_as(images).clone()
+        return Corruption(images * mask, mask)
     mask = torch.ones_like(images)
     if task == "inpaint":
         side = images.shape[-1]

@@ -5,7 +5,7 @@
       restoration  RestorationSettings: task, method(s), test image count, iterations, step sizes, batch size
       corruption   CorruptionSettings: the inpainting square, the denoising noise
       fid          FidSettings: whether to measure reconstruction FID, and with which network
-      composite, test_images, device, seed
+      composite, test_images, masks, device, seed
 
 :meth:`InvertConfig.validate` raises :class:`inr_core.errors.InvalidSetting` with the dotted name of the field
 (``restoration.iters``, ``decoder.training.lr``); problems that involve a second field name it the same way. The
@@ -51,6 +51,9 @@ class InvertConfig:
     fid: FidSettings = field(default_factory=FidSettings)
     composite: bool = True  # inpaint: the restoration written keeps the observed pixels; the decoding fills the hole
     test_images: list[str] | None = None  # None: the held-out end of the training collection
+    # inpaint: image files whose white pixels mark what is missing, one for every test image or one for all;
+    # None: a random square per image (corruption.mask_size)
+    masks: list[str] | None = None
     device: str = "auto"
     seed: int = 0  # training (decoder.training.seed follows it) and the corruptions
 
@@ -84,12 +87,17 @@ class InvertConfig:
         within("decoder.training", source.training.validate)
         within("restoration", self.restoration.validate)
         within("corruption", self.corruption.validate)
+        check(not self.masks or self.restoration.task == "inpaint", "masks",
+              "marks the pixels to fill: it needs restoration.task inpaint")
+        check(not self.masks or self.corruption.mask_size is None, "masks",
+              "gives the hidden pixels itself: drop corruption.mask_size")
 
     def report(self, image_side: int) -> dict:
         """The restoration settings a report records, with defaults that depend on others resolved (the mask side
         on the decoder's ``image_side``, Adam's step cap on the iterations)."""
         return {**asdict(self.restoration), **asdict(self.corruption),
-                "mask_size": self.corruption.mask_side(image_side), "adam_max_steps": self.restoration.chase_steps(),
+                "mask_size": None if self.masks else self.corruption.mask_side(image_side), "masks": self.masks,
+                "adam_max_steps": self.restoration.chase_steps(),
                 "composite": self.composites(), "images": self.test_images, "seed": self.seed, "device": self.device,
                 "fid": self.fid.enabled, "fid_model": None if self.fid.model is None else str(self.fid.model)}
 
