@@ -192,6 +192,10 @@ def test_masks_that_cannot_be_used_are_refused_in_one_line(inpainted, tmp_path, 
     with pytest.raises(UserError, match="give one mask for all 2 test images or one for each, not 3"):
         observed_masks([str(square)] * 3, 16, 2)
     photo = save_png(tmp_path / "photo.png", camera_u8[:32, :32])
+    wide = save_png(tmp_path / "wide.png", camera_u8[:32, :48])
+    with pytest.raises(UserError, match="square.png: the mask is 32x32 but its image .*wide.png is 48x32"):
+        observed_masks([str(square)], 16, 2, [str(photo), str(wide)])
+    assert observed_masks([str(square)], 16, 2, [str(photo), str(photo)]).shape == (1, 1, 16, 16)
     out, _, _ = inpainted
     cases = [(["--task", "denoise", "--mask", square], "--mask marks the pixels to fill: it needs --task inpaint", 2),
              (["--task", "inpaint", "--mask-size", "4", "--mask", square],

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from inr_cli.media.datasets import load_images
 from inr_cli.media.images import IMAGE_SUFFIXES
@@ -201,13 +202,14 @@ def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels
     return images, {"source": [data], "held_out_from_training": True, "first_index": first}, notes
 
 
-def observed_masks(paths: list[str], size: int, count: int) -> torch.Tensor:
+def observed_masks(paths: list[str], size: int, count: int, image_sources: list[str] | None = None) -> torch.Tensor:
     """--mask files as (N or 1, 1, S, S), 1 where a test image's pixel is observed, 0 where it is to be filled.
 
     A mask is an image whose white pixels (brighter than mid-gray once averaged over its channels) mark what is
     missing, the convention of scikit-image's and OpenCV's inpainting. It goes through the same resize and centre
-    crop to the decoder's square as its image, so a mask of its image's size covers the same pixels. One mask
-    serves every test image; several pair with the test images in order."""
+    crop to the decoder's square as its image, so a mask of its image's size covers the same pixels; where the
+    test images are single image files (``image_sources``), a mask of another size is refused. One mask serves
+    every test image; several pair with the test images in order."""
     if len(paths) not in (1, count):
         raise UserError(f"--mask: give one mask for all {count} test images or one for each, not {len(paths)}")
     masks = []
@@ -219,4 +221,20 @@ def observed_masks(paths: list[str], size: int, count: int) -> torch.Tensor:
             raise UserError(f"{path}: the mask marks no pixel to fill at the decoder's {size} px (white marks "
                             "what is missing)")
         masks.append((~missing).float())
+    if image_sources and len(image_sources) == count and all(Path(s).suffix.lower() in IMAGE_SUFFIXES
+                                                             for s in image_sources):
+        for mask, image in zip(paths * count if len(paths) == 1 else paths, image_sources):
+            mask_size, image_size = _pixel_size(mask), _pixel_size(image)
+            if mask_size and image_size and mask_size != image_size:
+                raise UserError(f"{mask}: the mask is {mask_size[0]}x{mask_size[1]} but its image {image} is "
+                                f"{image_size[0]}x{image_size[1]}; a mask must have its image's size")
     return torch.cat(masks)
+
+
+def _pixel_size(path: str) -> tuple[int, int] | None:
+    """(width, height) from an image file's header, or None where Pillow cannot read one."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError):
+        return None

@@ -127,7 +127,7 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
     decoder = run.decoder.requires_grad_(False)  # restoration differentiates through the latents only
     size = decoder.preset.image_size
     target, images_info, notes = test_images(config.test_images, run, restoration.count, decoder.out_channels)
-    given = observed_masks(config.masks, size, len(target)) if config.masks else None
+    given = observed_masks(config.masks, size, len(target), config.test_images) if config.masks else None
     if given is not None:
         notes.append("PSNRs compare with the given images: where a mask covers real damage rather than intact "
                      "pixels, the hidden-region PSNR measures the distance from that damage, not a quality")
