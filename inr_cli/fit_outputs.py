@@ -16,8 +16,11 @@ from inr_cli.run_folder import REPORT, TRAINING_STATE
 from inr_cli.tensorboard_log import FitLog
 from training.fitting.checkpoint import checkpoint_payload, serialize
 from training.fitting.fit import FitResult
+from training.fitting.signal import GridSignal, Signal
 
 PSNR_PLOT = "psnr.png"
+# The rate of INR compression studies (COIN and its successors): the network stored as 16-bit floats.
+WEIGHT_BITS = 16
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -63,6 +66,13 @@ def _report_metrics(metrics: dict, measured: dict) -> dict:
     return {**metrics, **measured}
 
 
+def bits_per_point(params: int, signal: Signal) -> float | None:
+    """The network's size at ``WEIGHT_BITS`` bits a weight, per point of the signal's grid: bits per pixel for an
+    image, per sample for audio, per pixel of every frame for a video. None for a shape, whose samples are not
+    its resolution."""
+    return WEIGHT_BITS * params / signal.num_points if isinstance(signal, GridSignal) else None
+
+
 def write_run(modality: Modality, run: TrainedRun) -> dict:
     """Write the modality's outputs, the plot, the checkpoint and (last) the report; return the report."""
     source, loaded, out_dir, result = run.source, run.loaded, run.out_dir, run.result
@@ -88,6 +98,7 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
         "output_dir": str(out_dir),
         "model": fit_config.model,
         "params": result.params,
+        "bits_per_point": bits_per_point(result.params, loaded.signal),
         "steps": fit_config.steps,
         "seconds": result.train_seconds,
         "steps_per_second": result.steps_per_second,

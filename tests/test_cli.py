@@ -280,6 +280,8 @@ def test_json_prints_one_line_per_input(run_b):
     assert summary["metrics"]["psnr"]["std"] == pytest.approx(abs(reports[0]["psnr"] - reports[1]["psnr"]) / 2)
     table = (out / "summary.md").read_text()
     assert "| astro.png |" in table and "mean ± std" in table and "psnr_holdout" in table  # run B holds out
+    assert "bits_per_point" in table and [row["bits_per_point"] for row in summary["rows"]] == [
+        r["bits_per_point"] for r in reports]
 
 
 def test_json_holdout_and_resize(run_b):
@@ -293,6 +295,9 @@ def test_json_holdout_and_resize(run_b):
         assert report["params"] == 2 * (2 * 16 + 16) + (16 * 16 + 16) + (16 * report["image"]["channels"] + 1 *
                                                                          report["image"]["channels"])
         assert any("resized" in note for note in report["notes"])
+        # The compression rate: 16-bit weights per pixel of the whole image (held-out pixels included).
+        pixels = report["image"]["height"] * report["image"]["width"]
+        assert report["bits_per_point"] == pytest.approx(16 * report["params"] / pixels, rel=1e-12)
     assert (astro["image"]["height"], astro["image"]["width"], astro["image"]["channels"]) == (24, 32, 3)
     assert (gray["image"]["height"], gray["image"]["width"], gray["image"]["channels"]) == (32, 32, 1)
     # The reconstruction covers the whole (resized) grid, not just the training quarter.
