@@ -22,12 +22,17 @@ def test_top_level_help_lists_every_command_without_importing_torch():
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_each_command_loads_and_shows_its_own_help_with_examples(name, capsys):
+def test_each_command_loads_and_shows_its_own_help_with_examples(name, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # wide enough that no example line is wrapped
     with pytest.raises(SystemExit) as done:
         main([name, "--help"])
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert f"Usage: inr {name}" in out and "Example" in out
+    for line in out[out.index("Example"):].splitlines():
+        command = line.split(" # ")[0].strip()  # without an inline comment, which may be aligned with spaces
+        # An example broken over lines keeps its breaks: a lost continuation would join them around the indent.
+        assert not command.startswith("inr ") or "   " not in command, line
 
 
 def test_a_mistyped_command_gets_a_suggestion(capsys):

@@ -40,7 +40,7 @@ JIIO_EXAMPLES = """
   [dim]# fill what a mask marks (white = missing; one mask for all images, or one per image in order)[/dim]
   inr jiio-invert --task inpaint --decoder runs/fmnist/decoder.pt --images torn.png --mask torn-mask.png
   [dim]# on a GPU, all 60,000 training images, as many epochs as fit 10 minutes (up to 100)[/dim]
-  inr jiio-invert --data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
+  inr jiio-invert --data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \\
       --epochs 100 --train-minutes 10 --train-batch-size 128 --device cuda --out runs/fmnist-gpu
   [dim]# continue an interrupted (or finished) training run up to 40 epochs[/dim]
   inr jiio-invert --data faces/ --epochs 40 --resume --out runs/faces
