@@ -1,16 +1,18 @@
-"""Models looked up by name. A new model is one module and one entry here."""
+"""Models looked up by name. A new model is one module and one entry here.
+
+The table imports no network code: each builder imports its model's module when it is called, so the names (and
+a command's ``--help``) are available without loading torch.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from torch import nn
+from models.fixpoint.settings import SolverSettings
 
-from models.fixpoint import SolverSettings
-from models.implicit import ImplicitINR
-from models.mfn import FourierMFN, GaborMFN
-from models.siren import Siren
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -24,20 +26,28 @@ class ModelSpec:
 
 def _implicit(kind):
     def build(in_features, out_features, hidden, layers, frequency, one_pass=False, settings=None):
+        from models.implicit import ImplicitINR
+
         return ImplicitINR(in_features, out_features, hidden=hidden, layers=layers, input_scale=frequency,
                            kind=kind, one_pass=one_pass, settings=settings)
     return build
 
 
 def _siren(in_features, out_features, hidden, layers, frequency):
+    from models.siren import Siren
+
     return Siren(in_features, out_features, hidden=hidden, layers=layers, first_w0=frequency)
 
 
 def _fourier_mfn(in_features, out_features, hidden, layers, frequency):
+    from models.mfn import FourierMFN
+
     return FourierMFN(in_features, out_features, hidden=hidden, layers=layers, input_scale=frequency)
 
 
 def _gabor_mfn(in_features, out_features, hidden, layers, frequency):
+    from models.mfn import GaborMFN
+
     return GaborMFN(in_features, out_features, hidden=hidden, layers=layers, input_scale=frequency)
 
 

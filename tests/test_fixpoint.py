@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from models.fixpoint import SOLVERS, get_solver
+from models.fixpoint import SOLVERS, SolverSettings, get_solver
 from models.fixpoint.backward import attach_implicit_backward
 
 
@@ -175,3 +175,12 @@ def test_attach_backward_returns_the_exact_backwards_record():
     assert record.steps == 0  # filled in when the backward runs
     f_out.sum().backward(inputs=[z_in])
     assert record.steps > 1 and record.rel_residual <= 1e-10
+
+
+def test_the_solver_table_holds_exactly_the_names_the_settings_accept():
+    # Settings validate names without importing the solvers (fast --help); the core maps each name to its solver.
+    from models.fixpoint.settings import SOLVER_NAMES
+
+    assert tuple(SOLVERS) == SOLVER_NAMES
+    for name in SOLVER_NAMES:
+        SolverSettings(solver=name).validate()

@@ -10,11 +10,9 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from inr_cli.fitting import OutputOptions, run_fit_command
-from inr_cli.modalities.base import FitCommandConfig
+from inr_cli.fit_options import OutputOptions
 from models import model_names
-from models.fixpoint import SOLVERS, SolverSettings
-from models.fixpoint.backward import BACKWARD_MODES
+from models.fixpoint.settings import BACKWARD_MODES, SOLVER_NAMES, SolverSettings
 from training.fitting.config import FitConfig
 from training.fitting.precision import PRECISIONS
 
@@ -58,7 +56,7 @@ SHARED_OPTIONS = [
     _option("explicit", bool, FitConfig.explicit, "--explicit", help="Implicit models: one pass of f from z = 0 (the "
             "explicit counterpart, same parameters)."),
     _option("solver", str, SolverSettings.solver, "--solver",
-            help=f"Implicit models: fixpoint solver ({', '.join(SOLVERS)})."),
+            help=f"Implicit models: fixpoint solver ({', '.join(SOLVER_NAMES)})."),
     _option("tol", float, SolverSettings.tol, "--tol", help="Implicit models: relative residual per point to stop at."),
     _option("max_iter", int, SolverSettings.max_iter, "--max-iter", help="Implicit models: most solver iterations."),
     _option("backward", str, SolverSettings.backward, "--backward",
@@ -101,6 +99,15 @@ def _shared_config(values: dict) -> tuple[FitConfig, OutputOptions]:
                            resume=values.pop("resume"), overwrite=values.pop("overwrite"),
                            tensorboard=values.pop("tensorboard"))
     return fit, output
+
+
+def _run_fit(modality: str, fit: FitConfig, options, paths: list[str], output: OutputOptions) -> int:
+    """Run `inr fit MODALITY`: the fitting machinery (and torch with it) is imported only now, so building the
+    commands and showing their help stays quick."""
+    from inr_cli.fitting import run_fit_command
+    from inr_cli.modalities.base import FitCommandConfig
+
+    return run_fit_command(FitCommandConfig(modality, fit, options), paths, output)
 
 
 def fit_command(command: str, epilog: str, batch_size_help: str | None = None):
@@ -164,7 +171,7 @@ def fit_image(
     from inr_cli.modalities.image import ImageOptions
 
     options = ImageOptions(holdout=holdout, alpha=alpha, resize=resize, crop=crop, max_pixels=max_pixels)
-    return run_fit_command(FitCommandConfig("image", fit, options), paths or [], output)
+    return _run_fit("image", fit, options, paths or [], output)
 
 
 @fit_command("audio", epilog="""
@@ -187,7 +194,7 @@ def fit_audio(
     comparison, a PSNR plot, report.json (PSNR and SNR) and a checkpoint."""
     from inr_cli.modalities.audio import AudioOptions
 
-    return run_fit_command(FitCommandConfig("audio", fit, AudioOptions(max_seconds=max_seconds)), paths, output)
+    return _run_fit("audio", fit, AudioOptions(max_seconds=max_seconds), paths, output)
 
 
 @fit_command("video", batch_size_help="Random points per step. Default: 65,536, fewer if memory is short.",
@@ -215,7 +222,7 @@ def fit_video(
     from inr_cli.modalities.video import VideoOptions
 
     options = VideoOptions(frames=frames, resize=resize, max_pixels=max_pixels)
-    return run_fit_command(FitCommandConfig("video", fit, options), paths, output)
+    return _run_fit("video", fit, options, paths, output)
 
 
 @fit_command("sdf", batch_size_help="Random points per step. Default: 50,000, fewer if memory is short.",
@@ -251,4 +258,4 @@ def fit_sdf(
 
     options = ShapeOptions(target=target, samples=samples, eval_points=eval_points, resolution=resolution,
                            format=mesh_format, max_faces=max_faces, up=up)
-    return run_fit_command(FitCommandConfig("shape", fit, options), paths, output)
+    return _run_fit("shape", fit, options, paths, output)

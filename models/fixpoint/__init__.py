@@ -1,15 +1,29 @@
 """Fixpoint machinery shared by every equilibrium model: the DEQ core (:mod:`models.fixpoint.core`: one
 ``solve`` returning its statistics, one ``attach_backward``), the solvers it dispatches to (one signature, one
-statistics record), backward modes, and shrink-only spectral normalisation."""
+statistics record), backward modes, and shrink-only spectral normalisation.
 
-from models.fixpoint.anderson import anderson, anderson_mix
-from models.fixpoint.backward import BACKWARD_MODES, BackwardStats
-from models.fixpoint.broyden import broyden
-from models.fixpoint.core import (SOLVERS, SolverSettings, attach_backward, get_solver, solve,
-                                  summarize_solves)
-from models.fixpoint.fixed_point import fixed_point
-from models.fixpoint.stats import SolverStats, per_sample_residuals
+The names below are loaded on first use: the settings (:mod:`models.fixpoint.settings`) need no torch, so a
+command can list its options before the solvers are imported.
+"""
 
-__all__ = ["BACKWARD_MODES", "BackwardStats", "SOLVERS", "SolverSettings", "SolverStats", "anderson",
-           "anderson_mix", "attach_backward", "broyden", "fixed_point", "get_solver", "per_sample_residuals",
-           "solve", "summarize_solves"]
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {
+    "BACKWARD_MODES": "settings", "SOLVER_NAMES": "settings", "SolverSettings": "settings",
+    "SOLVERS": "core", "attach_backward": "core", "get_solver": "core", "solve": "core", "summarize_solves": "core",
+    "anderson": "anderson", "anderson_mix": "anderson", "BackwardStats": "backward", "broyden": "broyden",
+    "fixed_point": "fixed_point", "SolverStats": "stats", "per_sample_residuals": "stats",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import torch
 
+from models.fixpoint.settings import BACKWARD_MODES
 from models.fixpoint.stats import ConvergenceMonitor, per_sample_residuals
 
-BACKWARD_MODES = ("neumann", "exact")
 
 
 class BackwardStats:

@@ -12,61 +12,20 @@ JIIO's restorations. Statistics are returned to the caller — a :class:`SolverS
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
 
-from inr_core.errors import check
 from models.fixpoint.anderson import anderson
-from models.fixpoint.backward import BACKWARD_MODES, BackwardStats, attach_implicit_backward
+from models.fixpoint.backward import BackwardStats, attach_implicit_backward
 from models.fixpoint.broyden import broyden
 from models.fixpoint.fixed_point import fixed_point
+from models.fixpoint.settings import SolverSettings
 from models.fixpoint.stats import SolverStats
 
+# One solver for each of settings.SOLVER_NAMES, in that order.
 SOLVERS: dict[str, Callable[..., tuple[torch.Tensor, SolverStats]]] = {
     "fixed-point": fixed_point, "anderson": anderson, "broyden": broyden}
-
-# Width-hidden tensors per sample a solver keeps alive (iterates, f values, history): for sizing batches.
-ANDERSON_MEMORY = 5
-BROYDEN_MEMORY = 30
-STATE_TENSORS = {"fixed-point": 3, "anderson": 2 * ANDERSON_MEMORY + 3, "broyden": 2 * BROYDEN_MEMORY + 4}
-
-
-@dataclass(frozen=True)
-class SolverSettings:
-    """How an equilibrium is found and differentiated: the forward solver and its stopping rule, the backward.
-
-    ``tol`` is a relative residual ``||f(z) - z|| / ||f(z)||`` per sample. ``backward`` is ``neumann`` (the
-    truncated series of order ``neumann_steps``: 0 is the Jacobian-free gradient, 1 the implicit-layer paper's
-    default) or ``exact`` (the adjoint solved to ``backward_tol`` within ``backward_max_iter`` products).
-    """
-
-    solver: str = "fixed-point"
-    tol: float = 1e-3
-    max_iter: int = 100
-    backward: str = "neumann"
-    neumann_steps: int = 1
-    backward_tol: float = 1e-6
-    backward_max_iter: int = 200
-
-    def validate(self) -> None:
-        """Raise :class:`inr_core.errors.InvalidSetting` naming the first field no solve can use."""
-        check(self.solver in SOLVERS, "solver", f"must be one of: {', '.join(SOLVERS)}; got {self.solver!r}")
-        check(self.tol > 0, "tol", f"must be positive, got {self.tol}")
-        check(self.max_iter >= 1, "max_iter", f"must be at least 1, got {self.max_iter}")
-        check(self.backward in BACKWARD_MODES, "backward",
-              f"must be one of: {', '.join(BACKWARD_MODES)}; got {self.backward!r}")
-        check(self.neumann_steps >= 0, "neumann_steps", f"must be 0 or more, got {self.neumann_steps}")
-        check(self.backward_tol > 0, "backward_tol", f"must be positive, got {self.backward_tol}")
-        check(self.backward_max_iter >= 1, "backward_max_iter", f"must be at least 1, got {self.backward_max_iter}")
-
-    def state_tensors(self) -> int:
-        """Width-sized tensors per sample the forward solver keeps alive (for memory planning)."""
-        return STATE_TENSORS[self.solver]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def get_solver(name: str):

@@ -3,19 +3,23 @@
 A command builds one FitConfig, calls :meth:`FitConfig.validate` once, and each fit resolves it against its
 signal and the modality's :class:`~training.fitting.recipes.Recipe` (:func:`resolve_config`): every ``None``
 becomes the concrete value the run uses, so the saved config reproduces the run.
+
+The config and its defaults import no torch (a command lists them in ``--help`` without loading it); validating
+and resolving one import the device and recipe rules they apply.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING
 
 from inr_core.errors import check, positive, within
 from models import get_spec, model_names
-from models.fixpoint import SolverSettings
-from training.fitting.devices import auto_batch_size, check_device_name, resolve_device
+from models.fixpoint.settings import SolverSettings
 from training.fitting.precision import check_precision, default_precision
-from training.fitting.recipes import RecipeRule
-from training.fitting.step import compile_by_default
+
+if TYPE_CHECKING:
+    from training.fitting.recipes import RecipeRule
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class FitConfig:
 
     def validate(self) -> None:
         """Raise :class:`inr_core.errors.InvalidSetting` naming the first setting no fit can use."""
+        from training.fitting.devices import check_device_name
+
         check(self.model in model_names(), "model", f"must be one of: {', '.join(model_names())}; got {self.model!r}")
         check(self.hidden >= 1, "hidden", f"must be at least 1, got {self.hidden}")
         check(self.layers >= 0, "layers", f"must be 0 or more, got {self.layers}")
@@ -92,6 +98,9 @@ def resolve_config(config: FitConfig, signal, recipe_rule: RecipeRule | None = N
     ``recipe_rule`` (the modality's, e.g. ``Modality.recipe``) gives the learning rate, frequency scale and points
     per step for the model; a config that already has them (a resolved one) needs none.
     """
+    from training.fitting.devices import auto_batch_size, resolve_device
+    from training.fitting.step import compile_by_default
+
     if recipe_rule is None and (config.lr is None or config.frequency is None):
         raise ValueError("resolving lr or frequency needs the modality's recipe rule")
     recipe = recipe_rule(config.model, signal) if recipe_rule is not None else None

@@ -9,15 +9,20 @@ In every mode the sine phases of the coordinates (SIREN's first layer, every MFN
 and the Gabor envelopes stay in exact float32 (:func:`models.base.coordinate_linear`): their arguments reach
 hundreds of radians, where a 10- or 8-bit mantissa would scramble the phase. Only width-by-width products,
 whose arguments are O(1), run in reduced precision.
+
+torch is imported where a precision is applied, not with this module: the modes and defaults are option lists a
+command shows in ``--help`` before anything is computed.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-
-import torch
+from typing import TYPE_CHECKING
 
 from inr_core.errors import check
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 # The default on CUDA: TF32 halves a SIREN step against fp32 at the same PSNR on an H200 (docs/performance.md);
@@ -45,6 +50,8 @@ def precision_note(precision: str, device: torch.device) -> str | None:
 def matmul_precision(precision: str, device: torch.device):
     """For a whole run: switch CUDA float32 matrix products to TF32 in ``tf32`` mode (restored afterwards)."""
     if precision == "tf32" and device.type == "cuda":
+        import torch
+
         previous = torch.get_float32_matmul_precision()
         torch.set_float32_matmul_precision("high")
         try:
@@ -63,6 +70,8 @@ def autocast(precision: str, device: torch.device):
     weights while the optimizer updates the float32 ones.
     """
     if precision == "bf16":
+        import torch
+
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
