@@ -15,7 +15,6 @@ statistics are returned, never kept on the module.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -24,6 +23,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from models import fixpoint
 from models.fixpoint import SolverSettings, SolverStats
+from models.mdeq_presets import DecoderPreset
 
 # Each injected map is normalised, then scaled by this gain. Every z-dependent path in f ends in a GroupNorm,
 # so f's gain in z is set by how large those unit-scale paths are next to the injection inside the next norm,
@@ -40,23 +40,6 @@ INJECTION_GAIN = 6.0
 DECODER_SOLVER = SolverSettings(solver="anderson", tol=1e-4, max_iter=60)
 
 
-@dataclass(frozen=True)
-class DecoderPreset:
-    image_size: int
-    channels: tuple[int, ...]  # per branch, highest resolution first
-    latent_dim: int
-    groups: int = 4
-    # The latent enters each branch as an injection_base x injection_base map, upsampled: a linear map to the full
-    # resolution would cost (channels * side^2) x latent parameters. A quarter of the side measured best at 28 px
-    # (test reconstruction 16.9 dB against 16.3 dB with 4 x 4, Fashion-MNIST, same training).
-    injection_base: int = 4
-
-
-PRESETS = {
-    "small": DecoderPreset(image_size=28, channels=(16, 32), latent_dim=32, injection_base=7),  # trains on a CPU at 28-32 px
-    "large": DecoderPreset(image_size=64, channels=(32, 64, 128, 256), latent_dim=64, groups=8,
-                           injection_base=8),  # 64 px, GPU
-}
 
 
 def _conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Module:

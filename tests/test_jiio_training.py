@@ -5,7 +5,8 @@ import torch
 from skimage import data
 
 from models.mdeq import MDEQDecoder
-from training.jiio.decoder_training import LR_FLOOR, DecoderConfig, reconstruction_cost, train_decoder, train_epoch
+from training.jiio.decoder_config import LR_FLOOR, DecoderConfig
+from training.jiio.decoder_training import reconstruction_cost, train_decoder, train_epoch
 
 
 def test_a_few_epochs_lower_the_reconstruction_cost():

@@ -3,7 +3,8 @@
 import torch
 
 from models.fixpoint import SolverSettings
-from models.mdeq import DECODER_SOLVER, PRESETS, MDEQDecoder
+from models.mdeq import DECODER_SOLVER, MDEQDecoder
+from models.mdeq_presets import PRESETS
 
 
 def test_state_packing_round_trips_and_output_shape():

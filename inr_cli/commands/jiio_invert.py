@@ -16,9 +16,8 @@ from typing import Annotated, Optional
 import typer
 
 from inr_cli.errors import flag_for, phrase
-from inr_cli.jiio.invert import run_jiio_invert
 from inr_core.errors import InvalidSetting
-from training.jiio.decoder_training import DecoderConfig
+from training.jiio.decoder_config import DecoderConfig
 from training.jiio.invert_config import DecoderSource, FidSettings, InvertConfig
 from training.jiio.settings import CorruptionSettings, RestorationSettings
 
@@ -137,6 +136,8 @@ def jiio_invert(
         config.validate()
     except InvalidSetting as error:
         raise as_command_line_setting(error) from None
+    from inr_cli.jiio.invert import run_jiio_invert  # the run's machinery, torch with it, loads only now
+
     raise typer.Exit(run_jiio_invert(config, out=out, show_progress=not quiet, as_json=as_json))
 
 

@@ -7,8 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from inr_cli.modalities.base import SampleRequest
-
 SAMPLE_EXAMPLES = """
 [bold]Examples[/bold]
 
@@ -60,6 +58,7 @@ def sample(
     duration, video at any resolution or frame rate, a 3D shape as a mesh at any grid resolution. From a
     JIIO-trained decoder: draw latents from the Gaussian mixture fitted to its training latents, decode them into
     a grid, and with --fid report FID against real images."""
+    from inr_cli.modalities.base import SampleRequest  # with torch: loaded once a sample is asked for
     from inr_cli.sample import DecoderSampleOptions, run_sample
 
     request = SampleRequest(scale=scale, width=width, height=height, rate=rate, duration=duration, fps=fps,

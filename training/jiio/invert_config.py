@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from inr_core.errors import check, within
-from training.fitting.devices import check_device_name
-from training.jiio.decoder_training import DecoderConfig
+from training.jiio.decoder_config import DecoderConfig
 from training.jiio.settings import CorruptionSettings, RestorationSettings
 
 
@@ -68,6 +67,8 @@ class InvertConfig:
 
     def validate(self) -> None:
         """Raise :class:`InvalidSetting` naming the first field (dotted, from this config) no run can use."""
+        from training.fitting.devices import check_device_name  # torch, needed only once a run is checked
+
         check_device_name(self.device)
         source = self.decoder
         check(source.data is not None or source.checkpoint is not None, "decoder.checkpoint",

@@ -9,11 +9,12 @@ command line phrases the name as its flag.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from inr_core.errors import check
+
+if TYPE_CHECKING:
+    import torch
 from models.fixpoint import SolverSettings
 
 TASKS = ("reconstruct", "inpaint", "denoise")
