@@ -23,7 +23,7 @@ def step():
 for _ in range(6):  # the heap reaches its working size
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
+for _ in range(20):
     step()
 print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -40,7 +40,8 @@ def test_a_training_step_reuses_freed_memory_instead_of_faulting_it_in_again():
     applied, kept = _page_faults("keep")
     _, default = _page_faults("default")
     assert applied == "True"
-    # Measured over 10 steps: glibc's defaults fault in 30,000-78,000 pages (a fresh 8 MiB tensor is 2,048); kept,
-    # 0-6,000 (the heap still grows now and then as freed blocks fragment).
-    assert default > 10 * 2048
-    assert kept * 5 < default
+    # glibc's defaults fault in 3,000-7,000 pages a step (a fresh 8 MiB tensor is 2,048); kept, a few whole tensors
+    # over the run (0-8,500 pages measured over 10 steps), when the heap grows as freed blocks fragment. Over 20
+    # steps the default's faults double and the kept ones hardly grow, so the margin is wide.
+    assert default > 20 * 2048
+    assert kept * 4 < default
