@@ -60,7 +60,7 @@ def test_a_group_without_its_command_shows_help_and_no_empty_error(argv, capsys)
 @pytest.mark.parametrize("argv, shown", [
     (["fit", "image"], "gabor-imfn"), (["fit", "audio"], "gabor-imfn"), (["fit", "video"], "gabor-imfn"),
     (["fit", "sdf"], "gabor-imfn"), (["compare", "image"], "gabor-imfn"), (["sample"], "--individual"),
-    (["jiio-invert"], "--mask")])
+    (["jiio-invert"], "--mask"), (["jiio-robust"], "--adversary")])
 def test_command_help_comes_without_importing_torch(argv, shown):
     # Options and defaults live in torch-free config modules; the machinery of a run loads when it runs.
     text = _help_without_torch(argv)

@@ -1,7 +1,7 @@
 """`inr jiio-robust`: train an MDEQ classifier on labelled images, clean or adversarially (PGD, or JIIO's
 augmented fixpoint), and measure it on held-out images clean and under both attacks.
 
-The options become one :class:`inr_cli.jiio.robust_runs.RobustRun` holding a
+The options become one :class:`inr_cli.jiio.robust_options.RobustRun` holding a
 :class:`training.jiio.robust.config.RobustConfig`, validated once before anything is read (setting errors phrased
 as the flags that set them); :mod:`inr_cli.jiio.robust_runs` runs it.
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from inr_cli.errors import flag_for
-from inr_cli.jiio.robust_runs import RobustRun, run_jiio_robust
+from inr_cli.jiio.robust_options import RobustRun
 from inr_core.errors import InvalidSetting, check
 from training.jiio.robust.config import ATTACKS, AttackSettings, RobustConfig
 
@@ -110,6 +110,8 @@ def jiio_robust(
         validate(run, out)
     except InvalidSetting as error:
         raise InvalidSetting(flag_for(error.setting, FLAGS), error.problem) from None
+    from inr_cli.jiio.robust_runs import run_jiio_robust  # the run's machinery, torch with it, loads only now
+
     raise typer.Exit(run_jiio_robust(run, out=out, show_progress=not quiet, as_json=as_json))
 
 

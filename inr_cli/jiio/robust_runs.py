@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,34 +31,13 @@ from training.fitting.devices import resolve_device
 from training.jiio.robust.checkpoint import classifier_from_payload, classifier_payload, training_state_from_payload
 from training.jiio.robust.classifier_training import (Evaluation, TrainingInterrupted, evaluate, new_state,
                                                       train_classifier)
+from inr_cli.jiio.robust_options import RobustRun
 from training.jiio.robust.config import RobustConfig
 
 CLASSIFIER_FILE = "classifier.pt"
 REPORT = "report.json"
 PICTURE = "adversarial.png"
 PICTURE_COUNT = 16
-
-
-@dataclass
-class RobustRun:
-    """What `inr jiio-robust` was asked to do (validated by the command)."""
-
-    config: RobustConfig = field(default_factory=RobustConfig)
-    data: str | None = None  # train on this labelled collection
-    labels: str | None = None  # IDX labels of --data, when not beside it
-    classifier: Path | None = None  # or use this classifier (with resume: continue training it)
-    resume: bool = False
-    train_count: int | None = None  # None: all but the held-out images
-    test_data: str | None = None
-    test_labels: str | None = None
-    test_count: int = 500
-    attacks: tuple[str, ...] = ("pgd", "jiio")
-    eval_batch_size: int | None = None
-    device: str = "auto"
-    overwrite: bool = False
-
-    def trains(self) -> bool:
-        return self.data is not None or self.resume
 
 
 def run_jiio_robust(run: RobustRun, *, out: Path | None, show_progress: bool, as_json: bool) -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from inr_core.errors import check, positive
-from models.fixpoint import SolverSettings
-from models.mdeq_classifier import CLASSIFIER_SOLVER, PRESETS, ClassifierPreset
+from models.fixpoint.settings import SolverSettings
+from models.mdeq_classifier_presets import CLASSIFIER_SOLVER, PRESETS, ClassifierPreset
 
 ADVERSARIES = ("none", "pgd", "jiio")
 ATTACKS = ("pgd", "jiio")
