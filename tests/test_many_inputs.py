@@ -199,12 +199,20 @@ def test_a_compiled_group_trains_like_the_eager_one_and_a_failed_compile_falls_b
             raise RuntimeError("no compiler here\nsecond line")
         return fail
 
+    monkeypatch.setattr(step_module, "_COMPILE_FAILURES", {})  # what this test's failures leave behind goes with it
     monkeypatch.setattr(step_module, "compile_function", broken)
     fallen = fit_group(signals, replace(config, compile=True), IMAGE.recipe)
     for a, b in zip(eager, fallen):
         assert not b.result.compiled and b.result.final.psnr == pytest.approx(a.result.final.psnr, abs=1e-4)
         assert "torch.compile failed (RuntimeError: no compiler here); the group's training step ran eagerly" \
             in b.result.notes
+    # The next group of the model starts eager, without paying a failing compile again.
+    attempts = []
+    monkeypatch.setattr(step_module, "compile_function", lambda function: attempts.append(function) or broken(function))
+    again = fit_group(signals, replace(config, compile=True, steps=3), IMAGE.recipe)
+    assert attempts == [] and not again[0].result.compiled
+    assert "torch.compile failed (RuntimeError: no compiler here); the group's training step ran eagerly" \
+        in again[0].result.notes
     implicit = fit_group(signals, replace(config, model="fourier-imfn", layers=1, steps=3, compile=True),
                          IMAGE.recipe)
     assert not implicit[0].result.compiled and any("ran eagerly" in n for n in implicit[0].result.notes)

@@ -63,8 +63,9 @@ class GroupStep:
     """A group's forward and loss, then the backward: compiled (``torch.compile`` of the vmapped forward) when
     ``config.compile`` asks and the network is explicit, else eager. A failure to compile or to run compiled code
     makes this step and every later one eager, with :attr:`note` saying why (nothing is updated before the
-    backward has succeeded, so the eager retry starts clean). Implicit groups run eagerly: their solver loop and
-    hooks are the single fit's compiled pieces' job, which vmapped pieces do not have."""
+    backward has succeeded, so the eager retry starts clean); later groups of the same model in this process then
+    start eager. Implicit groups run eagerly: their solver loop and hooks are the single fit's compiled pieces'
+    job, which vmapped pieces do not have."""
 
     def __init__(self, network, cache: FixpointCache | None, per_signal_loss, optimizer: torch.optim.Optimizer,
                  config: FitConfig):
@@ -73,7 +74,11 @@ class GroupStep:
         self.precision, self.device = config.precision, torch.device(config.device)
         self.note: str | None = None
         self.compiled = None
-        if config.compile and cache is None and not config.is_implicit():
+        self.failure_key = ("group", config.model)
+        known = step_module.known_compile_failure(self.failure_key)
+        if config.compile and known:
+            self.note = f"torch.compile failed ({known}); the group's training step ran eagerly"
+        elif config.compile and cache is None and not config.is_implicit():
             self.compiled = step_module.compile_function(network)  # (a seam the tests replace)
         elif config.compile:
             self.note = "the group's training step ran eagerly (compiling applies to explicit networks in a group)"
@@ -94,7 +99,9 @@ class GroupStep:
                 return self._run(self.compiled, points, target, batch)
             except Exception as error:  # any failure to compile or to run compiled code: eager mode instead
                 self.compiled = None
-                self.note = f"torch.compile failed ({failure_reason(error)}); the group's training step ran eagerly"
+                reason = failure_reason(error)
+                step_module.remember_compile_failure(self.failure_key, reason)
+                self.note = f"torch.compile failed ({reason}); the group's training step ran eagerly"
         return self._run(self.network, points, target, batch)
 
     @property

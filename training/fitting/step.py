@@ -54,8 +54,18 @@ def compile_by_default(device: torch.device, steps: int, points_per_step: int) -
 
 
 _COMPILED: dict[tuple[type, str, str], Callable] = {}
-# Why compilation failed for a model class in this process: its later fits go straight to eager mode.
-_COMPILE_FAILURES: dict[type, str] = {}
+# Why compilation failed in this process, by what was compiled (a model class; ("group", model name) for stacked
+# groups): later fits of the same go straight to eager mode instead of paying a failing compile again.
+_COMPILE_FAILURES: dict[object, str] = {}
+
+
+def known_compile_failure(key: object) -> str | None:
+    """Why compiling ``key`` failed earlier in this process, or None."""
+    return _COMPILE_FAILURES.get(key)
+
+
+def remember_compile_failure(key: object, reason: str) -> None:
+    _COMPILE_FAILURES[key] = reason
 
 
 def compile_backend() -> str:
@@ -111,8 +121,9 @@ class TrainingStep:
         self.compile_seconds = 0.0
         self.note: str | None = None
         self._first = True
-        if compile and type(model) in _COMPILE_FAILURES:
-            self._fall_back(_COMPILE_FAILURES[type(model)])
+        known = known_compile_failure(type(model)) if compile else None
+        if known:
+            self._fall_back(known)
 
     def _fall_back(self, reason: str) -> None:
         self.compile = False
@@ -147,7 +158,7 @@ class TrainingStep:
                 return self._run(coords, target, batch)
         except Exception as error:  # any failure to compile or to run compiled code: eager mode instead
             reason = failure_reason(error)
-            _COMPILE_FAILURES[type(self.model)] = reason
+            remember_compile_failure(type(self.model), reason)
             self._fall_back(reason)
             return self._run(coords, target, batch)
 
