@@ -19,7 +19,7 @@ from inr_core.errors import InvalidSetting, UserError, check
 from training.fitting.checkpoint import deserialize, model_from_payload
 from training.fitting.devices import (activation_bytes_per_point, available_host_bytes, check_device_name,
                                       render_chunk_size, resolve_device)
-from training.checkpoint_kinds import CLASSIFIER_KIND
+from training.checkpoint_kinds import CLASSIFIER_KIND, checkpoint_holds
 from training.jiio.decoder_checkpoint import is_decoder_payload
 
 SAMPLE_FLAGS = {"scale": "--scale", "width": "--width", "height": "--height", "rate": "--rate",
@@ -114,7 +114,7 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
     check_device_name(device)
     payload = read_checkpoint(checkpoint)
     if payload.get("kind") == CLASSIFIER_KIND:
-        raise UserError(f"{checkpoint}: holds a classifier (`inr jiio-robust`), which draws nothing; attack it with "
+        raise UserError(f"{checkpoint}: holds {checkpoint_holds(payload)}, which draws nothing; attack it with "
                         "`inr jiio-robust --classifier`")
     if is_decoder_payload(payload):
         stray = [SAMPLE_FLAGS[name] for name in request.given()]

@@ -109,8 +109,8 @@ def test_sample_refuses_a_classifier(tmp_path, capsys):
     path = _classifier_checkpoint(tmp_path / "classifier.pt")
     code, _, error = inr(["sample", path], capsys)
     assert code == 1
-    assert error == (f"inr: error: {path}: holds a classifier (`inr jiio-robust`), which draws "
-                                     "nothing; attack it with `inr jiio-robust --classifier`")
+    assert error == (f"inr: error: {path}: holds a robust MDEQ classifier (`inr jiio-robust`), which draws "
+                     "nothing; attack it with `inr jiio-robust --classifier`")
 
 
 def test_jiio_invert_names_a_classifier_it_is_given_as_the_decoder(tmp_path, labelled, capsys):
