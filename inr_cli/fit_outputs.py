@@ -99,6 +99,7 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
         "model": fit_config.model,
         "params": result.params,
         "bits_per_point": bits_per_point(result.params, loaded.signal),
+        "psnr_fp16_weights": result.psnr_fp16_weights,
         "steps": fit_config.steps,
         "seconds": result.train_seconds,
         "steps_per_second": result.steps_per_second,

@@ -43,7 +43,7 @@ def to_samples(unit_values: torch.Tensor) -> torch.Tensor:
 
 
 class AudioModality(Modality):
-    summary_metrics = ("psnr", "snr", "bits_per_point")
+    summary_metrics = ("psnr", "snr", "bits_per_point", "psnr_fp16_weights")
     name = "audio"
     options_type = AudioOptions
     folder_suffixes = (".aif", ".aiff", ".flac", ".mp3", ".oga", ".ogg", ".opus", ".wav")  # what libsndfile reads

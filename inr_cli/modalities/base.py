@@ -136,7 +136,8 @@ class Modality(ABC):
     folder_suffixes: ClassVar[tuple[str, ...]] = ()
     psnr_plot: ClassVar[bool] = True  # whether a run draws psnr.png (where PSNR means something)
     # The report entries a run over several inputs tabulates in its summary; the first is histogrammed.
-    summary_metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "psnr_holdout", "ssim_holdout", "bits_per_point")
+    summary_metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "psnr_holdout", "ssim_holdout", "bits_per_point",
+                                                      "psnr_fp16_weights")
     sample_settings: ClassVar[tuple[str, ...]] = ()  # the SampleRequest fields this modality takes
 
     def __init_subclass__(cls, **kwargs):

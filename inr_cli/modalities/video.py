@@ -47,7 +47,7 @@ class LoadedVideoSignal(LoadedSignal):
 
 
 class VideoModality(Modality):
-    summary_metrics = ("psnr", "psnr_std", "psnr_whole_clip", "bits_per_point")
+    summary_metrics = ("psnr", "psnr_std", "psnr_whole_clip", "bits_per_point", "psnr_fp16_weights")
     name = "video"
     options_type = VideoOptions
     sample_settings = ("scale", "width", "height", "fps")

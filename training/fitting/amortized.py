@@ -17,6 +17,7 @@ import torch
 
 from models.fixpoint import SolverStats, per_sample_residuals
 from models.implicit import ImplicitINR
+from training.fitting.render import eval_mode
 
 
 class FixpointCache:
@@ -76,12 +77,15 @@ class FixpointCache:
 
     @torch.no_grad()
     def residuals(self, model: ImplicitINR, coords: torch.Tensor, chunk: int) -> dict:
-        """How far the cached states are from fixpoints now: per-sample ``||f(z) - z|| / ||f(z)||``."""
+        """How far the cached states are from fixpoints now: per-sample ``||f(z) - z|| / ||f(z)||``. In eval mode:
+        a training-mode ``prepare`` would advance the spectral norm's power iteration, and the network saved after
+        this measurement would no longer be the one the report's PSNR was measured on."""
         worst, total = 0.0, 0.0
-        for start in range(0, len(coords), chunk):
-            x = coords[start:start + chunk]
-            z = self.z[..., start:start + chunk, :]
-            _, relative = per_sample_residuals(z, model.f(z, model.prepare(x)))
-            worst = max(worst, float(relative.max()))
-            total += float(relative.sum())
+        with eval_mode(model):
+            for start in range(0, len(coords), chunk):
+                x = coords[start:start + chunk]
+                z = self.z[..., start:start + chunk, :]
+                _, relative = per_sample_residuals(z, model.f(z, model.prepare(x)))
+                worst = max(worst, float(relative.max()))
+                total += float(relative.sum())
         return {"max_rel_residual": worst, "mean_rel_residual": total / max(1, len(coords))}

@@ -6,6 +6,8 @@ Each evaluation re-solves implicit networks from zero, chunk by chunk, and summa
 
 from __future__ import annotations
 
+import copy
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -121,3 +123,20 @@ def evaluate_samples(model: nn.Module, signal: ScatteredSamples, device: torch.d
         else:
             scores[name] = iou((predicted < 0).numpy(), (truth < 0).numpy())
     return SampleEvaluation(iou=scores, solver=summarize_solves(solves))
+
+
+@torch.no_grad()
+def psnr_with_half_precision_weights(model: nn.Module, signal, device: torch.device, chunk_points: int
+                                     ) -> float | None:
+    """PSNR on the training points of ``model`` with every weight (and buffer) rounded to float16, computed in
+    float32: the quality at the rate ``bits_per_point`` counts, as INR compression studies (COIN) report it.
+    None for scattered samples, which have no PSNR."""
+    from training.fitting.signal import GridSignal  # (signal.py imports this module)
+
+    if not isinstance(signal, GridSignal):
+        return None
+    rounded = copy.deepcopy(model)
+    for tensor in itertools.chain(rounded.parameters(), rounded.buffers()):
+        if tensor.is_floating_point():
+            tensor.copy_(tensor.to(torch.float16))
+    return evaluate_grid(rounded, signal, device, chunk_points).psnr  # measured as the reported PSNR is

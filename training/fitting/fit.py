@@ -20,7 +20,7 @@ from training.fitting.config import FitConfig, resolve_config
 from training.fitting.control import (MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, FitControl, Interrupted, RunawayGuard,
                                       rng_state, set_learning_rate, set_rng_state, to_host)
 from training.fitting.devices import loss_read_interval, memory_budget_bytes, render_chunk_size, synchronize
-from training.fitting.evaluate import GridEvaluation, SampleEvaluation
+from training.fitting.evaluate import GridEvaluation, SampleEvaluation, psnr_with_half_precision_weights
 from training.fitting.precision import matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
 from training.fitting.signal import Signal, training_loss
@@ -56,6 +56,8 @@ class FitResult:
     evaluations: list[dict] = field(default_factory=list)  # {"step", "psnr", "psnr_holdout", ...} along the run
     solver: dict | None = None  # implicit models: iterations and residuals (see solver_report)
     notes: list[str] = field(default_factory=list)  # what the user should know (compile fallback, precision)
+    # PSNR with the weights rounded to float16 (grid signals): the quality at the rate reports count
+    psnr_fp16_weights: float | None = None
 
     @property
     def steps_per_second(self) -> float | None:
@@ -231,6 +233,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
         eval_start = time.perf_counter()
         with precision_scope(config.precision, device):
             result = signal.evaluate(model, device, chunk)
+            psnr_fp16 = psnr_with_half_precision_weights(model, signal, device, chunk)
         eval_seconds += time.perf_counter() - eval_start
     evaluations = [{"step": step, **_read_back(entry)} for step, entry in progress]
     evaluations.append({"step": config.steps, **result.history_entry()})
@@ -244,7 +247,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
         eval_seconds=eval_seconds, compile_seconds=training_step.compile_seconds,
         setup_seconds=first_step_at - called_at, first_step_at=first_step_at,
         batch_psnr=[psnr_from_mse(v) for v in losses.cpu().tolist()],
-        evaluations=evaluations, final=result, notes=notes,
+        evaluations=evaluations, final=result, notes=notes, psnr_fp16_weights=psnr_fp16,
         solver=solver_report(config, model, cache, train_coords, result, chunk, cache_note) if config.is_implicit()
         else None,
     )

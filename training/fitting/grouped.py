@@ -41,6 +41,7 @@ from training.fitting.amortized import FixpointCache
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.control import RUNAWAY_FACTOR, Interrupted
 from training.fitting.devices import loss_read_interval, render_chunk_size, synchronize
+from training.fitting.evaluate import psnr_with_half_precision_weights
 from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortized_cache, divergence_error,
                                   make_model, make_optimizer, solver_report)
 from training.fitting.precision import autocast, matmul_precision, precision_note, precision_scope
@@ -323,6 +324,7 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
         eval_start = time.perf_counter()
         with precision_scope(config.precision, device):
             final = signal.evaluate(model, device, chunk)
+            psnr_fp16 = psnr_with_half_precision_weights(model, signal, device, chunk)
             solver = None if not config.is_implicit() else solver_report(
                 config, model, None if cache is None else _signal_cache(cache, g, config.solver.tol),
                 coords if shared_points else coords[g], final, chunk, cache_note)
@@ -337,6 +339,6 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
             first_step_at=first_step_at, eval_seconds=time.perf_counter() - eval_start,
             batch_psnr=[psnr_from_mse(v) for v in history[:, g].tolist()],
             final=final, evaluations=[{"step": config.steps, **final.history_entry()}], solver=solver,
-            notes=notes)))
+            notes=notes, psnr_fp16_weights=psnr_fp16)))
     return outcomes
 
