@@ -16,11 +16,9 @@ from inr_cli.run_folder import REPORT, TRAINING_STATE
 from inr_cli.tensorboard_log import FitLog
 from training.fitting.checkpoint import checkpoint_payload, serialize
 from training.fitting.fit import FitResult
-from training.fitting.signal import GridSignal, Signal
+from training.fitting.evaluate import bits_per_point
 
 PSNR_PLOT = "psnr.png"
-# The rate of INR compression studies (COIN and its successors): the network stored as 16-bit floats.
-WEIGHT_BITS = 16
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -64,13 +62,6 @@ def _report_metrics(metrics: dict, measured: dict) -> dict:
     if both:
         raise ValueError(f"report entries measured twice: {', '.join(sorted(both))}")
     return {**metrics, **measured}
-
-
-def bits_per_point(params: int, signal: Signal) -> float | None:
-    """The network's size at ``WEIGHT_BITS`` bits a weight, per point of the signal's grid: bits per pixel for an
-    image, per sample for audio, per pixel of every frame for a video. None for a shape, whose samples are not
-    its resolution."""
-    return WEIGHT_BITS * params / signal.num_points if isinstance(signal, GridSignal) else None
 
 
 def write_run(modality: Modality, run: TrainedRun) -> dict:

@@ -51,11 +51,17 @@ def _subgrid_ssim(prediction: torch.Tensor, target: torch.Tensor, shape: tuple[i
     return ssim(prediction.reshape(*shape, -1), target.reshape(*shape, -1))
 
 
-def evaluate_grid(model: nn.Module, signal: GridSignal, device: torch.device, chunk_points: int) -> GridEvaluation:
+def _render_unit(model: nn.Module, signal: GridSignal, device: torch.device, chunk_points: int
+                 ) -> tuple[torch.Tensor, list]:
+    """The whole grid rendered, in [0, 1] and shaped as the grid, with the render's solver statistics."""
     rendered, solves = render_grid_with_stats(model, signal.grid_shape, signal.channels, device, chunk_points)
-    reconstruction = to_unit_range(rendered)
+    return to_unit_range(rendered), solves
+
+
+def evaluate_grid(model: nn.Module, signal: GridSignal, device: torch.device, chunk_points: int) -> GridEvaluation:
+    reconstruction, solves = _render_unit(model, signal, device, chunk_points)
     flat = reconstruction.reshape(-1, signal.channels)
-    target = (signal.values + 1.0) * 0.5
+    target = signal.unit_values()
     train = signal.train
     result = GridEvaluation(
         reconstruction=reconstruction,
@@ -81,7 +87,7 @@ class GridProgress:
 
     def __init__(self, signal: GridSignal, device: torch.device, chunk_points: int):
         self.device, self.chunk_points = device, chunk_points
-        target = (signal.values + 1.0) * 0.5
+        target = signal.unit_values()
         parts = {"psnr": signal.train}
         if signal.holdout is not None and len(signal.holdout.index):
             parts["psnr_holdout"] = signal.holdout
@@ -125,12 +131,28 @@ def evaluate_samples(model: nn.Module, signal: ScatteredSamples, device: torch.d
     return SampleEvaluation(iou=scores, solver=summarize_solves(solves))
 
 
+# The rate of INR compression studies (COIN and its successors): the network stored as 16-bit floats.
+STORED_WEIGHTS = torch.float16
+
+
+def bits_per_point(params: int, signal) -> float | None:
+    """The network's size in ``STORED_WEIGHTS``, per point of the signal's grid: bits per pixel for an image, per
+    sample for audio, per pixel of every frame for a video. None for scattered samples (a shape's samples are not
+    its resolution)."""
+    from training.fitting.signal import GridSignal  # (signal.py imports this module)
+
+    if not isinstance(signal, GridSignal):
+        return None
+    return torch.finfo(STORED_WEIGHTS).bits * params / signal.num_points
+
+
 @torch.no_grad()
 def psnr_with_half_precision_weights(model: nn.Module, signal, device: torch.device, chunk_points: int
                                      ) -> float | None:
-    """PSNR on the training points of ``model`` with every weight (and buffer) rounded to float16, computed in
-    float32: the quality at the rate ``bits_per_point`` counts, as INR compression studies (COIN) report it.
-    None for scattered samples, which have no PSNR."""
+    """PSNR on the training points of ``model`` with every weight (and buffer) rounded to ``STORED_WEIGHTS``,
+    computed in float32: the quality at the rate :func:`bits_per_point` counts, as INR compression studies (COIN)
+    report it. Rendered and measured as the final evaluation's PSNR is (without its other metrics). None for
+    scattered samples, which have no PSNR."""
     from training.fitting.signal import GridSignal  # (signal.py imports this module)
 
     if not isinstance(signal, GridSignal):
@@ -138,5 +160,7 @@ def psnr_with_half_precision_weights(model: nn.Module, signal, device: torch.dev
     rounded = copy.deepcopy(model)
     for tensor in itertools.chain(rounded.parameters(), rounded.buffers()):
         if tensor.is_floating_point():
-            tensor.copy_(tensor.to(torch.float16))
-    return evaluate_grid(rounded, signal, device, chunk_points).psnr  # measured as the reported PSNR is
+            tensor.copy_(tensor.to(STORED_WEIGHTS))
+    reconstruction, _ = _render_unit(rounded, signal, device, chunk_points)
+    train = signal.train.index
+    return psnr(reconstruction.reshape(-1, signal.channels)[train], signal.unit_values()[train])

@@ -85,10 +85,14 @@ class GridSignal:
     def train_targets(self) -> torch.Tensor:
         return self.values[self.train.index]
 
+    def unit_values(self) -> torch.Tensor:
+        """The values as ``(points, channels)`` in [0, 1] (they are kept in [-1, 1]), as metrics compare them."""
+        return (self.values + 1.0) * 0.5
+
     def unit_grid(self) -> torch.Tensor:
-        """The target on its grid, ``(*grid_shape, channels)``, in [0, 1] (values are kept in [-1, 1]): as the
-        reconstruction is rendered, for writing and showing beside it."""
-        return ((self.values + 1.0) * 0.5).reshape(*self.grid_shape, -1)
+        """The target on its grid, ``(*grid_shape, channels)``, in [0, 1]: as the reconstruction is rendered, for
+        writing and showing beside it."""
+        return self.unit_values().reshape(*self.grid_shape, -1)
 
     def evaluate(self, model: nn.Module, device: torch.device, chunk_points: int) -> GridEvaluation:
         """Render the whole grid; PSNR and SSIM on the training and held-out points, values in [0, 1]."""
