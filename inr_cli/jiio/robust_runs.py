@@ -20,6 +20,7 @@ import torch
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_bytes, atomic_write_text
 from inr_cli.interrupts import StopRequest
+from inr_cli.jiio.robust_options import RobustRun
 from inr_cli.media.labelled import LabelledImages, load_labelled
 from inr_cli.progress import counter_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, to_json, versions
@@ -31,7 +32,6 @@ from training.fitting.devices import resolve_device
 from training.jiio.robust.checkpoint import classifier_from_payload, classifier_payload, training_state_from_payload
 from training.jiio.robust.classifier_training import (Evaluation, TrainingInterrupted, evaluate, new_state,
                                                       train_classifier)
-from inr_cli.jiio.robust_options import RobustRun
 from training.jiio.robust.config import RobustConfig
 
 CLASSIFIER_FILE = "classifier.pt"

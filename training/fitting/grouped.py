@@ -75,10 +75,10 @@ class GroupStep:
         self.precision, self.device = config.precision, torch.device(config.device)
         self.note: str | None = None
         self.compiled = None
-        self.failure_key = ("group", config.model)
-        known = step_module.known_compile_failure(self.failure_key)
+        self._failure_key = ("group", config.model)
+        known = step_module.known_compile_failure(self._failure_key)
         if config.compile and known:
-            self.note = f"torch.compile failed ({known}); the group's training step ran eagerly"
+            self._fall_back(known)
         elif config.compile and cache is None and not config.is_implicit():
             self.compiled = step_module.compile_function(network)  # (a seam the tests replace)
         elif config.compile:
@@ -99,11 +99,14 @@ class GroupStep:
             try:
                 return self._run(self.compiled, points, target, batch)
             except Exception as error:  # any failure to compile or to run compiled code: eager mode instead
-                self.compiled = None
                 reason = failure_reason(error)
-                step_module.remember_compile_failure(self.failure_key, reason)
-                self.note = f"torch.compile failed ({reason}); the group's training step ran eagerly"
+                step_module.remember_compile_failure(self._failure_key, reason)
+                self._fall_back(reason)
         return self._run(self.network, points, target, batch)
+
+    def _fall_back(self, reason: str) -> None:
+        self.compiled = None
+        self.note = f"torch.compile failed ({reason}); the group's training step ran eagerly"
 
     @property
     def compiling(self) -> bool:
