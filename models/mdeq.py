@@ -40,8 +40,6 @@ INJECTION_GAIN = 6.0
 DECODER_SOLVER = SolverSettings(solver="anderson", tol=1e-4, max_iter=60)
 
 
-
-
 def _conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Module:
     return weight_norm(nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False))
 

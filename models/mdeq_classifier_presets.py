@@ -13,7 +13,6 @@ CLASSIFIER_SOLVER = SolverSettings(solver="anderson", tol=1e-4, max_iter=50, bac
                                    backward_max_iter=50)
 
 
-
 @dataclass(frozen=True)
 class ClassifierPreset:
     image_size: int  # the input side; the state's branches start at half of it (the stem has stride 2)

@@ -21,7 +21,6 @@ from models.fixpoint.settings import BACKWARD_MODES
 from models.fixpoint.stats import ConvergenceMonitor, per_sample_residuals
 
 
-
 class BackwardStats:
     """Filled in by the exact backward when it runs: iterations and final relative residual."""
 
