@@ -267,11 +267,11 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
             for index, source, out_dir in jobs:
                 if stop.requested():
                     raise Interrupted(0)
-                earlier = finished_report(out_dir) if output.resume else None
-                if earlier is not None:
-                    outcomes.finished_earlier(index, earlier)
-                    continue
                 try:
+                    earlier = finished_report(out_dir, source, config.to_dict()) if output.resume else None
+                    if earlier is not None:
+                        outcomes.finished_earlier(index, earlier)
+                        continue
                     job = load_job(modality, index, source, out_dir, config)
                 except UserError as error:
                     hand_over(index, error, writer)

@@ -5,9 +5,15 @@
   operating system drops the lock when its holder dies, even by ``kill -9``, so a stale lock file never blocks
   anyone (its contents, the holder's pid and host, are only for the message).
 - **Reuse.** A folder that already holds a run (a ``report.json``, a ``summary.json``, or a saved training state,
-  at the root or in an input's sub-folder) is refused unless ``--overwrite`` (its old outputs are removed first,
-  so every ``report.json`` belongs to the files beside it) or ``--resume`` (finished inputs are kept, unfinished
-  ones continue from their saved state).
+  at the root or in an input's sub-folder) is refused unless ``--overwrite`` or ``--resume`` (finished inputs
+  are kept, unfinished ones continue from their saved state).
+- **Overwrite without loss.** ``--overwrite`` first sets the old run's outputs aside, in a hidden folder inside
+  the run folder, so every ``report.json`` belongs to the files beside it. They are deleted once the new run has
+  written something, and put back exactly as they were if it wrote nothing (every input failed, or it was
+  stopped before its first output): a failing replacement never costs the old run.
+- **Not someone else's folder.** A folder that holds files but no run (a folder of photos, a home folder) is
+  refused: a run writes ``target.png``, ``index.html`` and more into its folder, and would replace the user's
+  files of those names.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import fcntl
 import io
 import json
 import os
+import shutil
 import socket
 import warnings
 from pathlib import Path
@@ -30,13 +37,18 @@ REPORT = "report.json"
 TRAINING_STATE = "training-state.pt"
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
 OVERVIEW_PAGE = "index.html"  # beside summary.json: removed with it, never on its own (it may be the user's)
+SET_ASIDE = ".inr-replaced"  # an overwritten run's outputs, until the new run has written something
 
 
 class RunFolder:
     """The root folder of one `inr fit` run, claimed for this process (see the module's doc)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, own_files: tuple[str, ...] = (), offers_overwrite: bool = True):
+        """``own_files``: names beyond reports, training states and summaries that mark a folder as this command's
+        run (e.g. the classifier an unfinished `inr jiio-robust` run saves after each epoch).
+        ``offers_overwrite``: whether the command has ``--overwrite`` (its refusals name only the ways out it has)."""
         self.root = Path(root)
+        self.own_files, self.offers_overwrite = own_files, offers_overwrite
         self._created = missing_ancestors(self.root)
         self._handle = None
 
@@ -71,22 +83,54 @@ class RunFolder:
         summary = [self.root / name for name in SUMMARY_FILES if (self.root / name).exists()]
         if summary and (self.root / OVERVIEW_PAGE).exists():
             summary.append(self.root / OVERVIEW_PAGE)  # the summary's page goes with it
-        if not (reports or states or summary) or resume:
+        if not (reports or states or summary or any((self.root / name).exists() for name in self.own_files)):
+            self._refuse_foreign_files()
+            return
+        if resume:
             return
         if not overwrite:
             kind = "a finished" if reports or summary else "an unfinished"
-            raise UserError(f"{self.root} already holds {kind} run; add --overwrite to replace it, --resume to "
-                            f"continue it, or choose another --out")
-        for report in reports:
-            _remove_run_outputs(report)
-        for path in [*states, *summary]:
-            path.unlink(missing_ok=True)
+            replace_it = "add --overwrite to replace it, " if self.offers_overwrite else ""
+            raise UserError(f"{self.root} already holds {kind} run; {replace_it}add --resume to continue it, or "
+                            f"choose another --out")
+        aside = self.root / SET_ASIDE
+        shutil.rmtree(aside, ignore_errors=True)  # a set-aside left by a run that was killed: it is being replaced
+        for path in [*(output for report in reports for output in _run_outputs(report)), *states, *summary]:
+            kept = aside / path.relative_to(self.root)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(kept)
+        for folder in {report.parent for report in reports} - {self.root}:
+            remove_if_empty([folder])
+
+    def _refuse_foreign_files(self) -> None:
+        """Refuse a folder holding files of its own (hidden ones aside) but no run: see the module's doc."""
+        foreign = sorted(entry.name for entry in self.root.iterdir()
+                         if entry.is_file() and not entry.name.startswith("."))
+        if foreign:
+            listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise UserError(f"{self.root} holds files that are not an inr run's ({listed}); a run writes its files "
+                            f"into --out, so choose a new or empty folder")
+
+    def _settle_set_aside(self) -> None:
+        """Delete an overwritten run's outputs once the new run has written something; else put them back."""
+        aside = self.root / SET_ASIDE
+        if not aside.is_dir():
+            return
+        if _holds_files(self.root, skip={LOCK, SET_ASIDE}):
+            shutil.rmtree(aside, ignore_errors=True)
+            return
+        for kept in sorted(path for path in aside.rglob("*") if path.is_file()):
+            original = self.root / kept.relative_to(aside)
+            original.parent.mkdir(parents=True, exist_ok=True)
+            kept.rename(original)
+        shutil.rmtree(aside, ignore_errors=True)
 
     def release(self) -> None:
         """Give up the folder; remove the lock file, and the folder itself if this run created it and left it
         empty (a run whose every input failed)."""
         if self._handle is None:
             return
+        self._settle_set_aside()
         (self.root / LOCK).unlink(missing_ok=True)
         self._handle.close()
         self._handle = None
@@ -95,35 +139,88 @@ class RunFolder:
 
 def _finished_and_unfinished(root: Path) -> tuple[list[Path], list[Path]]:
     """Reports and saved training states at the root and in its immediate sub-folders (one per input)."""
-    folders = [root, *(child for child in sorted(root.iterdir()) if child.is_dir())]
+    folders = [root, *(child for child in sorted(root.iterdir()) if child.is_dir() and child.name != SET_ASIDE)]
     reports = [folder / REPORT for folder in folders if (folder / REPORT).is_file()]
     states = [folder / TRAINING_STATE for folder in folders if (folder / TRAINING_STATE).is_file()]
     return reports, states
 
 
-def _remove_run_outputs(report_path: Path) -> None:
-    """Remove a finished run's report first (so a half-removed run never looks finished), then every file it
-    lists; the folder goes too if nothing else is left in it."""
+def _run_outputs(report_path: Path) -> list[Path]:
+    """A finished run's report, then every file it lists (only files the report itself names, in its folder)."""
     try:
         files = json.loads(report_path.read_text()).get("files", {})
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         files = {}
-    report_path.unlink(missing_ok=True)
     folder = report_path.parent
-    for name in files.values() if isinstance(files, dict) else []:
-        target = folder / str(name)
-        if target.parent == folder and target.is_file():  # only files the report itself names, in its folder
-            target.unlink()
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+    named = [folder / str(name) for name in (files.values() if isinstance(files, dict) else [])]
+    return [report_path, *(path for path in named if path.parent == folder and path.is_file() and path != report_path)]
 
 
-def finished_report(folder: Path) -> dict | None:
-    """The report of an input already finished in ``folder`` (for --resume), or None."""
+def _holds_files(folder: Path, skip: set[str]) -> bool:
+    """Whether ``folder`` holds a file anywhere below it, leaving out its entries named in ``skip``."""
+    return any(path.is_file() for entry in folder.iterdir() if entry.name not in skip
+               for path in ([entry] if entry.is_file() else entry.rglob("*")))
+
+
+# Settings that decide how a fit runs, not what it computes: a finished input is kept whatever they are now.
+RUN_ONLY_SETTINGS = frozenset({"device", "compile"})
+
+
+def finished_report(folder: Path, source: str, config: dict) -> dict | None:
+    """The report of ``source`` already finished in ``folder`` (for --resume), or None when it has none.
+
+    ``config`` is this run's command config as given (``FitCommandConfig.to_dict()``, ``None`` where the fit
+    resolves a value itself). A report of another input, or of settings that differ from the ones given here, is
+    refused in one line rather than passed off as this run's result; so is a report that is not an inr report."""
+    path = Path(folder) / REPORT
     try:
-        return json.loads((folder / REPORT).read_text())
-    except (OSError, ValueError):
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError):
+        report = None
+    if not isinstance(report, dict) or not isinstance(report.get("config"), dict) or "psnr" not in report \
+            or not isinstance(report.get("input"), str):
+        raise UserError(f"{path}: not a readable inr report; remove it to fit {source} again, or use --overwrite")
+    if not _same_input(report["input"], source):
+        raise UserError(f"{path}: a run of {report['input']}, not of {source}; use another --out, or --overwrite")
+    differing = _differing_settings(config, report["config"])
+    if differing:
+        raise UserError(f"{path}: finished with other settings (differs in {', '.join(differing)}); run with the "
+                        f"same options, or use --overwrite")
+    return report
+
+
+def _same_input(recorded: str, source: str) -> bool:
+    """Whether two spellings of an input name the same one (``./a.png`` and ``a.png``; ``skimage:`` names)."""
+    if recorded == source:
+        return True
+    try:
+        return Path(recorded).resolve() == Path(source).resolve() and Path(source).exists()
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _differing_settings(given: dict, recorded: dict, prefix: str = "") -> list[str]:
+    """The settings given for this run (not None) whose recorded value differs, as dotted names."""
+    differing = []
+    for key, value in given.items():
+        if value is None or key in RUN_ONLY_SETTINGS:
+            continue
+        theirs = recorded.get(key) if isinstance(recorded, dict) else None
+        if isinstance(value, dict):
+            differing += _differing_settings(value, theirs if isinstance(theirs, dict) else {}, f"{prefix}{key}.")
+        elif value != theirs:
+            differing.append(prefix + key)
+    return differing
+
+
+def refuse_replacing_another_run(target: Path, source: Path) -> None:
+    """A run resumed from the checkpoint ``source`` goes on saving to ``target``: refuse when ``target`` is another
+    file that exists (another run's checkpoint), which the first save would replace."""
+    if Path(target).exists() and Path(source).resolve() != Path(target).resolve():
+        raise UserError(f"{target} holds another run's checkpoint, which continuing {source} here would replace; "
+                        f"choose another --out")
 
 
 def save_training_state(folder: Path, state: dict) -> None:

@@ -137,6 +137,64 @@ def test_one_run_folder_one_writer_and_no_silent_reuse(tiles):
     assert both.returncode == 2 and "--resume and --overwrite exclude each other" in both.stderr
 
 
+QUICK = ["--steps", "5", "--hidden", "8", "--layers", "1", "--device", "cpu", "--quiet", "--json",
+         "--eval-every", "0"]
+
+
+def folder_contents(folder: Path) -> dict:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_folder_of_other_files_is_not_written_into(tiles):
+    folder, names = tiles
+    mine = folder / "photos"
+    mine.mkdir()
+    save_png(mine / "target.png", torch.zeros(4, 4, dtype=torch.uint8).numpy())
+    (mine / "index.html").write_text("<p>my page</p>")
+    before = folder_contents(mine)
+    proc = run_cli(["fit", "image", "photos/target.png", "--out", "photos", *QUICK], cwd=folder)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "holds files that are not an inr run's (index.html, target.png)" in proc.stderr
+    assert folder_contents(mine) == before  # the input and the page untouched
+
+
+def test_a_failing_overwrite_keeps_the_old_run_and_a_working_one_replaces_it(tiles):
+    folder, names = tiles
+    first = run_cli(["fit", "image", names[0], "--out", "kept", *QUICK], cwd=folder)
+    assert first.returncode == 0, first.stderr
+    before = folder_contents(folder / "kept")
+    for bad in ("missing.png", "tile0.png.txt"):
+        (folder / "tile0.png.txt").write_text("not an image")
+        failed = run_cli(["fit", "image", bad, "--out", "kept", "--overwrite", *QUICK], cwd=folder)
+        assert failed.returncode == 1 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+        assert folder_contents(folder / "kept") == before  # put back exactly, nothing set aside left over
+    replaced = run_cli(["fit", "image", names[1], "--out", "kept", "--overwrite", *QUICK], cwd=folder)
+    assert replaced.returncode == 0, replaced.stderr
+    report = json.loads((folder / "kept" / "report.json").read_text())
+    assert report["input"] == names[1]
+    assert sorted(p.name for p in (folder / "kept").iterdir()) == sorted(report["files"].values())
+
+
+def test_resume_keeps_only_this_runs_finished_inputs(tiles):
+    folder, names = tiles
+    done = run_cli(["fit", "image", names[0], "--out", "done", *QUICK], cwd=folder)
+    assert done.returncode == 0, done.stderr
+    same = run_cli(["fit", "image", f"./{names[0]}", "--out", "done", "--resume", *QUICK], cwd=folder)
+    assert same.returncode == 0 and json.loads(same.stdout)["input"] == names[0]  # kept, not refitted
+    report = (folder / "done" / "report.json").read_text()
+    other_input = run_cli(["fit", "image", names[1], "--out", "done", "--resume", *QUICK], cwd=folder)
+    assert other_input.returncode == 1 and f"a run of {names[0]}, not of {names[1]}" in other_input.stderr
+    other_steps = run_cli(["fit", "image", names[0], "--out", "done", "--resume", *QUICK[:1], "7", *QUICK[2:]],
+                          cwd=folder)
+    assert other_steps.returncode == 1 and "finished with other settings (differs in fit.steps)" in other_steps.stderr
+    assert (folder / "done" / "report.json").read_text() == report
+    for damaged in ("[1, 2]", "{}", '"hello"', "{not json"):
+        (folder / "done" / "report.json").write_text(damaged)
+        proc = run_cli(["fit", "image", names[0], "--out", "done", "--resume", *QUICK], cwd=folder)
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "not a readable inr report" in proc.stderr
+
+
 def test_a_runaway_loss_is_rolled_back_at_a_lower_learning_rate(camera_u8):
     import numpy as np
 
