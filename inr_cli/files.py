@@ -104,8 +104,11 @@ def expand_inputs(paths: list[str], default: str | None, folder_suffixes: tuple[
         named = [line.strip() for line in sys.stdin if line.strip()] if path == "-" else [path]
         for one in named:
             if folder_suffixes and Path(one).is_dir():
-                expanded += sorted(str(p) for p in Path(one).iterdir()
-                                   if p.is_file() and p.suffix.lower() in folder_suffixes) or [one]
+                try:
+                    expanded += sorted(str(p) for p in Path(one).iterdir()
+                                       if p.is_file() and p.suffix.lower() in folder_suffixes) or [one]
+                except OSError as error:  # a folder we may not list (permission denied)
+                    raise UserError(f"{one}: unreadable folder ({error.strerror or first_line(error)})") from None
             else:
                 expanded.append(one)
     if not paths:

@@ -11,7 +11,8 @@ import soundfile
 import torch
 
 from helpers import run_cli
-from inr_cli.media.audio import read_audio, write_wav
+from inr_cli.figures.spectra import fft_size
+from inr_cli.media.audio import audio_comparison_figure, read_audio, write_wav
 from inr_core.errors import UserError
 from inr_cli.modalities.audio import AUDIO
 from training.fitting.config import FitConfig
@@ -135,3 +136,18 @@ def test_bad_audio_through_the_cli_exits_with_one_line_each_and_writes_nothing(t
     assert len(lines) == len(names) and all(line.startswith("inr: error:") for line in lines)
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("rate", [1, 15])
+def test_comparison_figure_of_a_clip_at_a_few_hertz(rate):
+    # Below 16 Hz the 46 ms FFT window is under one sample; the spectrogram keeps its 256-sample floor instead.
+    assert fft_size(rate) == 256 and fft_size(44100) == 2048
+    wave = tone_sequence(channels=1, rate=400)[:400]
+    figure = audio_comparison_figure(wave, 0.9 * wave, rate)
+    assert figure.axes
+
+
+def test_max_seconds_error_shows_the_duration_exactly(tmp_path):
+    write(tmp_path / "short.wav", tone_sequence(channels=1)[:400])  # 0.05 s at 8 kHz
+    with pytest.raises(UserError, match=r"short.wav: 0\.05 s \(400 samples at 8000 Hz\) exceeds --max-seconds 0\.001"):
+        read_audio(str(tmp_path / "short.wav"), max_seconds=0.001)

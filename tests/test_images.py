@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import tifffile
 import torch
 from PIL import Image
 
-from inr_cli.media.images import quantize, read_image, resize_longest_side, write_png
+from inr_cli.files import expand_inputs
+from inr_cli.media.images import IMAGE_SUFFIXES, quantize, read_image, resize_longest_side, write_png
 from inr_core.errors import UserError
 
 RNG = np.random.default_rng(1234)
@@ -159,6 +161,76 @@ def test_float_tiff(tmp_path):
         read_image(str(tmp_path / "bad.tif"))
 
 
+@pytest.mark.parametrize("mode", ["CMYK", "P", "LAB", "YCbCr"])
+def test_tiff_colour_spaces_are_converted_to_rgb(tmp_path, mode):
+    # tifffile hands back these samples unconverted (CMYK as RGBA, palette indices as gray, ...): Pillow converts.
+    Image.fromarray(random_image(4, 5, 3, 8)).convert(mode).save(tmp_path / "x.tif")
+    image = read_image(str(tmp_path / "x.tif"))
+    assert image.channel_names == "RGB" and image.bit_depth == 8
+    np.testing.assert_array_equal(as_ints(image.pixels, 8), np.asarray(Image.open(tmp_path / "x.tif").convert("RGB")))
+
+
+def test_tiff_gray_with_white_as_zero_is_inverted(tmp_path):
+    array = random_image(4, 5, 1, 8)[:, :, 0]
+    tifffile.imwrite(tmp_path / "w.tif", array, photometric="miniswhite")
+    image = read_image(str(tmp_path / "w.tif"))
+    np.testing.assert_array_equal(as_ints(image.pixels, 8)[:, :, 0], 255 - array)
+
+
+def test_tiff_planes_stored_apart_become_channels(tmp_path):
+    array = random_image(4, 5, 3, 16)
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(array, 2, 0), photometric="rgb", planarconfig="separate")
+    image = read_image(str(tmp_path / "planar.tif"))
+    assert image.channel_names == "RGB"
+    np.testing.assert_array_equal(as_ints(image.pixels, 16), array)
+
+
+def test_tiff_compressions_tifffile_cannot_decode_are_read_by_pillow(tmp_path):
+    rgb = random_image(8, 8, 3, 8)
+    Image.fromarray(rgb).save(tmp_path / "lzw.tif", compression="tiff_lzw")
+    np.testing.assert_array_equal(as_ints(read_image(str(tmp_path / "lzw.tif")).pixels, 8), rgb)
+    Image.fromarray(rgb).save(tmp_path / "jpeg.tif", compression="jpeg", quality=95)
+    image = read_image(str(tmp_path / "jpeg.tif"))
+    assert image.pixels.shape == (8, 8, 3) and image.bit_depth == 8
+
+
+def tiff_with_tag(path: Path, array: np.ndarray, tag: str, value: int, **options) -> Path:
+    """A TIFF of ``array`` whose ``tag`` then claims ``value``: a compression or colour space without the data
+    for it, which is as far as the reader looks before refusing."""
+    tifffile.imwrite(path, array, **options)
+    with tifffile.TiffFile(path, mode="r+") as tiff:
+        tiff.pages[0].tags[tag].overwrite(value)
+    return path
+
+
+@pytest.mark.parametrize("make,words", [
+    # 16-bit colour in a compression only Pillow decodes: Pillow would narrow it to 8 bits.
+    (lambda folder: tiff_with_tag(folder / "lzw16.tif", random_image(4, 5, 3, 16), "Compression", 5),
+     ["LZW compression", "16-bit"]),
+    (lambda folder: tifffile.imwrite(folder / "cmyk16.tif", random_image(4, 5, 4, 16), photometric="separated")
+     or folder / "cmyk16.tif", ["SEPARATED", "16-bit"]),
+    # ICC L*a*b*: neither library converts it.
+    (lambda folder: tiff_with_tag(folder / "icclab.tif", random_image(4, 5, 3, 8), "PhotometricInterpretation", 9),
+     ["ICCLAB", "Pillow cannot read it"]),
+])
+def test_tiffs_neither_library_reads_faithfully_are_refused_in_one_line(tmp_path, make, words):
+    path = make(tmp_path)
+    with pytest.raises(UserError) as info:
+        read_image(str(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert all(word in message for word in words), message
+
+
+@pytest.mark.filterwarnings("error")  # and say nothing else: an all-NaN image must not warn on the way
+@pytest.mark.parametrize("array", [np.full((3, 3), 2.0, np.float32), np.full((3, 3), np.nan, np.float32),
+                                   np.zeros((3, 3), np.int16)])
+def test_sample_errors_name_the_file(tmp_path, array):
+    tifffile.imwrite(tmp_path / "odd.tif", array)
+    with pytest.raises(UserError, match=f"^{tmp_path / 'odd.tif'}: "):
+        read_image(str(tmp_path / "odd.tif"))
+
+
 @pytest.mark.parametrize("suffix,options", [(".bmp", {}), (".webp", {"lossless": True})])
 def test_lossless_formats_exact(tmp_path, suffix, options):
     rgb = random_image(8, 9, 3, 8)
@@ -265,3 +337,17 @@ def test_unknown_alpha_mode(tmp_path):
     Image.fromarray(random_image(4, 4, 4, 8)).save(tmp_path / "a.png")
     with pytest.raises(UserError, match="alpha"):
         read_image(str(tmp_path / "a.png"), alpha="sometimes")
+
+
+def test_a_folder_that_cannot_be_listed_is_one_line_naming_it(tmp_path, monkeypatch):
+    # Simulated: chmod 000 does not stop root, whom the tests may run as.
+    folder = tmp_path / "locked"
+    folder.mkdir()
+
+    def refuse(path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    with pytest.raises(UserError) as info:
+        expand_inputs([str(folder)], None, tuple(IMAGE_SUFFIXES))
+    assert str(info.value) == f"{folder}: unreadable folder (Permission denied)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import trimesh
 
 from helpers import run_cli
+from inr_cli.media import meshes as mesh_module
 from inr_cli.media.meshes import read_mesh
 from inr_core.errors import UserError
 from training.geometry import chamfer_and_normals, extract_mesh, iou, sample_surface, signed_distance
@@ -98,7 +100,8 @@ def test_bad_meshes_are_one_line_each_and_write_nothing(meshes):
     (folder / "notes.ply").write_text("not a mesh\n")
     (folder / "faceless.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
     (folder / "folder.ply").mkdir()
-    names = ["cloud.ply", "nan.obj", "notes.ply", "faceless.obj", "folder.ply", "missing.stl"]
+    (folder / "line.obj").write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n")  # collinear: no area to sample
+    names = ["cloud.ply", "nan.obj", "notes.ply", "faceless.obj", "folder.ply", "line.obj", "missing.stl"]
     for name in names[:-1]:
         with pytest.raises(UserError):
             read_mesh(str(folder / name))
@@ -107,3 +110,32 @@ def test_bad_meshes_are_one_line_each_and_write_nothing(meshes):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == len(names) and all(line.startswith("inr: error:") for line in lines), proc.stderr
     assert "Traceback" not in proc.stderr and not (folder / "runs").exists()
+
+
+def test_degenerate_mesh_is_refused_before_training(tmp_path):
+    (tmp_path / "line.obj").write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n")
+    with pytest.raises(UserError, match="line.obj: the mesh has no surface area"):
+        read_mesh(str(tmp_path / "line.obj"))
+
+
+def test_an_unreadable_mesh_is_one_line_naming_it(tmp_path, monkeypatch):
+    # Simulated: chmod 000 does not stop root, whom the tests may run as.
+    trimesh.creation.box().export(tmp_path / "box.ply")
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(mesh_module, "open", refuse, raising=False)  # the reader's open(), not everyone's
+    with pytest.raises(UserError) as info:
+        read_mesh(str(tmp_path / "box.ply"))
+    assert str(info.value) == f"{tmp_path / 'box.ply'}: unreadable mesh (Permission denied)"
+
+
+def test_watertightness_is_judged_with_coincident_vertices_merged(tmp_path):
+    box = trimesh.creation.box()
+    box.export(tmp_path / "box.stl")  # STL repeats each corner for every triangle that has it
+    mesh = read_mesh(str(tmp_path / "box.stl"))
+    assert len(mesh.vertices) == 3 * len(box.faces)  # what is fitted stays as the file has it
+    assert not any("watertight" in note for note in mesh.notes)
+    trimesh.Trimesh(box.vertices, box.faces[1:]).export(tmp_path / "open.stl")
+    assert any("not watertight" in note for note in read_mesh(str(tmp_path / "open.stl")).notes)

@@ -97,6 +97,20 @@ def test_cli_fit_video_outputs_and_metrics_match_the_lossless_file(clips):
     assert iio.imread(folder / sampled.stdout.strip(), plugin="pyav").shape == (16, 48, 64, 3)
 
 
+def test_a_frame_folder_mixing_gray_and_colour_is_brought_to_rgb(tmp_path):
+    rgb = pan(frames=1, height=4, width=5)[0]
+    gray = rgb[:, :, 0]
+    for name, image in (("0", Image.fromarray(rgb)), ("1", Image.fromarray(gray)),
+                        ("2", Image.fromarray(rgb).convert("RGBA")), ("3", Image.fromarray(rgb).convert("P"))):
+        image.save(tmp_path / f"{name}.png")
+    video = read_video(str(tmp_path))
+    assert video.frames.shape == (4, 4, 5, 3)
+    frames = np.rint(video.frames.numpy() * 255).astype(np.uint8)
+    np.testing.assert_array_equal(frames[1], np.repeat(gray[:, :, None], 3, axis=2))
+    np.testing.assert_array_equal(frames[2], rgb)
+    assert any("1 gray frame of 4 turned RGB" in note for note in video.notes)
+
+
 def test_bad_video_input_is_one_line_each_and_writes_nothing(clips):
     folder, _ = clips
     (folder / "empty_frames").mkdir()

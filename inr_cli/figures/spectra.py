@@ -45,8 +45,10 @@ class MelSpectrogram:
 
 
 def fft_size(rate: int) -> int:
-    """About 46 ms of samples (2048 at 44.1 kHz), a power of two, at least 256."""
-    return max(256, 1 << int(round(np.log2(rate * 0.046))))
+    """About 46 ms of samples (2048 at 44.1 kHz), a power of two, at least 256. The floor holds at every rate, down
+    to 1 Hz (where 46 ms is not even one sample): 256 samples still give the mel bands 129 FFT bins to pool, and
+    a clip shorter than that is padded to one frame, so even a tiny-rate clip gets its picture."""
+    return 1 << max(8, round(np.log2(rate * 0.046)))
 
 
 def mel_spectrogram(signal: np.ndarray, rate: int, bands: int = 128, n_fft: int | None = None) -> MelSpectrogram:

@@ -45,8 +45,10 @@ def read_audio(source: str, max_seconds: float = DEFAULT_MAX_SECONDS) -> LoadedA
             subtype, rate, length = handle.subtype, handle.samplerate, handle.frames
             if rate <= 0:
                 raise UserError(f"{source}: the header gives a sample rate of {rate} Hz; the file is corrupt")
+            # As many digits as the limit is shown with (:g): a 0.05 s clip must not read as 0.1 s, nor one just
+            # over the limit as equal to it.
             refuse_if_over(source, length / rate, max_seconds, "--max-seconds",
-                           f"{length / rate:,.1f} s ({length:,} samples at {rate} Hz)", "cut the clip shorter")
+                           f"{length / rate:,.6g} s ({length:,} samples at {rate} Hz)", "cut the clip shorter")
             data = handle.read(dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
         raise UserError(f"{source}: unreadable or unsupported audio ({first_line(error)})") from None

@@ -1,7 +1,9 @@
 """Reading and writing images: Pillow for the common formats, pypng and tifffile where Pillow drops bits.
 
 Pillow reads 16-bit grayscale natively but narrows 16-bit colour PNGs to 8 bits, so those go through pypng;
-TIFFs go through tifffile (shipped with scikit-image), which keeps every sample format.
+gray and RGB TIFFs go through tifffile (shipped with scikit-image), which keeps every sample format, and the
+TIFFs it cannot read as they are meant to be seen (other colour spaces, compressions it has no codec for) through
+Pillow, where Pillow reads them without loss.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ DEFAULT_MAX_PIXELS = 40_000_000  # decoded: 160 MB as 8-bit RGBA, 480 MB as the 
 # Images above this many pixels that --resize shrinks by 2x or more are first reduced by whole-pixel box averages
 # (in Pillow, on the decoded integers), so the anti-aliased resize only ever sees about twice the final size.
 BOX_REDUCE_ABOVE = 4_000_000
+# The photometric interpretations whose samples tifffile returns as they are meant to be seen: gray with 0 as black,
+# and RGB. The others (palette indices, CMYK, YCbCr, CIELAB, gray with 0 as white, ...) need converting, which
+# Pillow does.
+TIFFFILE_PHOTOMETRICS = (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB)
 
 
 @dataclass
@@ -63,7 +69,7 @@ def _channel_names(channels: int) -> str:
     return {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
 
 
-def _from_array(array: np.ndarray, notes: list[str]) -> tuple[np.ndarray, int]:
+def _from_array(array: np.ndarray, source: str, notes: list[str]) -> tuple[np.ndarray, int]:
     """Integer or boolean array -> float in [0, 1] and its bit depth."""
     if array.dtype == bool:
         return array.astype(np.float32), 8
@@ -74,11 +80,13 @@ def _from_array(array: np.ndarray, notes: list[str]) -> tuple[np.ndarray, int]:
     if array.dtype in (np.int32, np.int64, np.uint32) and array.size and 0 <= array.min() and array.max() <= 65535:
         return array.astype(np.float32) / 65535.0, 16
     if np.issubdtype(array.dtype, np.floating):
-        if array.size and (np.nanmin(array) < 0.0 or np.nanmax(array) > 1.0 or np.isnan(array).any()):
-            raise UserError("floating-point image with values outside [0, 1] or NaN; save it as 8- or 16-bit")
+        # NaN first: min and max of an all-NaN image would warn on the terminal before the error.
+        if array.size and (np.isnan(array).any() or array.min() < 0.0 or array.max() > 1.0):
+            raise UserError(f"{source}: floating-point image with values outside [0, 1] or NaN; save it as 8- or "
+                            "16-bit")
         notes.append("floating-point samples read as [0, 1] and written back as 16-bit")
         return array.astype(np.float32), 16
-    raise UserError(f"unsupported sample type {array.dtype}; save the image as 8- or 16-bit PNG")
+    raise UserError(f"{source}: unsupported sample type {array.dtype}; save the image as 8- or 16-bit PNG")
 
 
 def _png_header(path: Path) -> tuple[int, int, int, int] | None:
@@ -105,13 +113,6 @@ def _read_png16(path: Path) -> np.ndarray:
     width, height, rows, info = png.Reader(filename=str(path)).asDirect()
     planes = info["planes"]
     return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
-
-
-def _read_tiff(path: Path, source: str, max_pixels: int) -> np.ndarray:
-    with tifffile.TiffFile(path) as tiff:
-        page = tiff.pages[0]
-        _check_pixels(source, page.imagewidth, page.imagelength, max_pixels)
-        return tiff.asarray(key=0)
 
 
 def box_factor(height: int, width: int, longest: int | None) -> int:
@@ -175,6 +176,52 @@ def _read_with_pillow(path: Path, source: str, notes: list[str], max_pixels: int
         return np.asarray(image), full_size
 
 
+def _tiff_name(value) -> str:
+    return getattr(value, "name", str(value))  # one of tifffile's enums, or a number it has no name for
+
+
+def _undecodable_by_tifffile(page: tifffile.TiffPage) -> str | None:
+    """What keeps tifffile from decoding ``page`` (its LZW, JPEG, ... codecs come with the imagecodecs package,
+    which is not installed), or None."""
+    if page.compression not in tifffile.TIFF.DECOMPRESSORS:
+        return f"{_tiff_name(page.compression)} compression"
+    if page.predictor not in tifffile.TIFF.UNPREDICTORS:
+        return f"{_tiff_name(page.predictor)} predictor"
+    return None
+
+
+def _pillow_reads_faithfully(page: tifffile.TiffPage) -> bool:
+    """Pillow narrows samples above 8 bits to 8 (and leaves 16-bit gray with 0 as white uninverted); only a
+    single channel of gray with 0 as black keeps its depth (as its modes I;16, I and F)."""
+    return page.bitspersample <= 8 or (page.photometric == tifffile.PHOTOMETRIC.MINISBLACK
+                                       and page.samplesperpixel == 1)
+
+
+def _read_tiff(path: Path, source: str, notes: list[str], max_pixels: int, shrink_to: int | None,
+               cover: tuple[int, int] | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """The first page's pixels and its full (height, width): through tifffile where it returns them as they are
+    meant to be seen, at any depth; otherwise through Pillow, which converts other colour spaces to RGB (see
+    :func:`_read_with_pillow`), where it reads them faithfully; otherwise refused."""
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages[0]
+        _check_pixels(source, page.imagewidth, page.imagelength, max_pixels)
+        undecodable = _undecodable_by_tifffile(page)
+        if page.photometric in TIFFFILE_PHOTOMETRICS and undecodable is None:
+            array = tiff.asarray(key=0)
+            if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and array.ndim == 3:
+                array = np.moveaxis(array, 0, -1)  # stored one plane per sample: (samples, height, width)
+            return array, array.shape[:2]
+        why = (f"tifffile cannot decode its {undecodable} without the imagecodecs package" if undecodable else
+               f"tifffile does not convert its photometric interpretation {_tiff_name(page.photometric)}")
+        if not _pillow_reads_faithfully(page):
+            raise UserError(f"{source}: {why}, and Pillow would not read its {page.bitspersample}-bit samples "
+                            "faithfully; save it as uncompressed RGB or gray, or as a 16-bit PNG")
+    try:
+        return _read_with_pillow(path, source, notes, max_pixels, shrink_to, cover)
+    except UnidentifiedImageError:
+        raise UserError(f"{source}: {why}, and Pillow cannot read it; save it as RGB or gray") from None
+
+
 def _read_skimage_sample(name: str) -> np.ndarray:
     if name not in SKIMAGE_SAMPLES:
         raise UserError(f"unknown scikit-image sample {name!r}; choose one of: {', '.join(SKIMAGE_SAMPLES)}")
@@ -190,8 +237,7 @@ def _read_file(source: str, notes: list[str], max_pixels: int, shrink_to: int | 
     try:
         with library_warnings_as_notes(notes):
             if path.suffix.lower() in (".tif", ".tiff"):
-                array = _read_tiff(path, source, max_pixels)
-                return array, array.shape[:2]
+                return _read_tiff(path, source, notes, max_pixels, shrink_to, cover)
             png_header = _png_header(path)
             if _is_16bit_colour(png_header):
                 _check_pixels(source, png_header[0], png_header[1], max_pixels)
@@ -224,7 +270,7 @@ def read_image(source: str, alpha: str = "keep", max_pixels: int = DEFAULT_MAX_P
         raise UserError(f"{source}: unsupported image layout {array.shape}; expected gray, RGB or RGBA")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise UserError(f"{source}: image has no pixels")
-    pixels, bit_depth = _from_array(array, notes)
+    pixels, bit_depth = _from_array(array, source, notes)
     pixels = _handle_alpha(pixels, alpha, notes)
     if shrink_to is not None:
         longest = covering_longest_side(full_size, shrink_to, cover)

@@ -62,6 +62,20 @@ def _claimed_faces(path: Path) -> int | None:
     return None
 
 
+def surface_area(vertices: np.ndarray, faces: np.ndarray) -> float:
+    corners = vertices[faces]
+    doubled = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    return float(doubled.sum()) / 2
+
+
+def _is_watertight(vertices: np.ndarray, faces: np.ndarray) -> bool:
+    """Whether every edge is shared by exactly two faces once coincident vertices are merged: STL stores each
+    triangle's corners apart, so as loaded (unmerged, to fit exactly what the file holds) no STL would be."""
+    merged = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    merged.merge_vertices()
+    return merged.is_watertight
+
+
 def _check_faces(source: str, faces: int, max_faces: int) -> None:
     refuse_if_over(source, faces, max_faces, "--max-faces", f"{faces:,} faces", "simplify (decimate) the mesh first")
 
@@ -71,7 +85,10 @@ def read_mesh(source: str, max_faces: int = DEFAULT_MAX_FACES) -> LoadedMesh:
     before loading, where the format has one)."""
     path = existing_file(source, "a mesh")
     notes: list[str] = []
-    claimed = _claimed_faces(path)
+    try:
+        claimed = _claimed_faces(path)
+    except OSError as error:  # unreadable (permission denied) or gone since it was found
+        raise UserError(f"{source}: unreadable mesh ({error.strerror or first_line(error)})") from None
     if claimed is not None:
         _check_faces(source, claimed, max_faces)
     try:
@@ -94,9 +111,12 @@ def read_mesh(source: str, max_faces: int = DEFAULT_MAX_FACES) -> LoadedMesh:
     half = float((high - low).max()) / 2
     if half <= 0:
         raise UserError(f"{source}: the mesh is a single point")
+    if not surface_area(vertices, faces) > 0:
+        raise UserError(f"{source}: the mesh has no surface area (every face is a line or a point); a surface is "
+                        "needed")
     center = (low + high) / 2
     scale = half / FILL
-    if not loaded.is_watertight:
+    if not _is_watertight(vertices, faces):
         notes.append("mesh is not watertight: inside/outside from generalised winding numbers")
     return LoadedMesh((vertices - center) / scale, faces, center, scale, notes)
 
@@ -191,9 +211,7 @@ def surface_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray
     surface, normals = sample_surface(vertices, faces, samples, np.random.default_rng(seed))
     centres = np.concatenate([vertices, surface])
     normals = np.concatenate([vertex_normals(vertices, faces), normals])
-    corners = vertices[faces]
-    area = float(np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]),
-                                axis=1).sum()) / 2
+    area = surface_area(vertices, faces)
     # Random centres leave gaps: a disc three times the radius of the area each centre stands for covers all
     # but one point in ten thousand, so a point on the surface reads (nearly) zero wherever it lies.
     radius = 3 * np.sqrt(area / (np.pi * len(centres)))

@@ -143,9 +143,20 @@ def read_video(source: str, frames: str | None = None, resize: int | None = None
         raise UserError(f"{source}: no frames" + (f" in --frames {frames}" if frames else ""))
     if path.is_dir():
         notes.append(f"frames from a folder: {DEFAULT_FOLDER_FPS:g} fps assumed")
+    chosen = _gray_to_rgb_if_mixed(chosen, notes)
     if resize:
         notes.append(f"frames resized to {chosen[0].shape[1]}x{chosen[0].shape[0]} (--resize {resize})")
     return LoadedVideo(torch.from_numpy(np.stack(chosen)), fps, notes)
+
+
+def _gray_to_rgb_if_mixed(frames: list[np.ndarray], notes: list[str]) -> list[np.ndarray]:
+    """Frames of one clip may mix gray and colour (a folder's files, each read as 1 or 3 channels with alpha
+    dropped); the gray ones are then repeated into RGB, so the clip stacks as one."""
+    gray = sum(frame.shape[2] == 1 for frame in frames)
+    if gray in (0, len(frames)):
+        return frames
+    notes.append(f"{gray} gray frame{'s' if gray > 1 else ''} of {len(frames)} turned RGB to match the colour ones")
+    return [np.repeat(frame, 3, axis=2) if frame.shape[2] == 1 else frame for frame in frames]
 
 
 def _decode(path: Path, source: str, selection: slice, resize: int | None, max_pixels: int
@@ -163,7 +174,7 @@ def _decode(path: Path, source: str, selection: slice, resize: int | None, max_p
         if selection.start is not None and index < selection.start:
             continue
         frame = _to_unit(frame) if resize is None else shrink_to_longest_side(_to_unit(frame), resize)
-        if chosen and frame.shape != chosen[0].shape:
+        if chosen and frame.shape[:2] != chosen[0].shape[:2]:
             raise UserError(f"{source}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first is "
                             f"{chosen[0].shape[1]}x{chosen[0].shape[0]}; all frames must share one size")
         chosen.append(frame)
