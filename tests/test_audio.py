@@ -151,3 +151,22 @@ def test_max_seconds_error_shows_the_duration_exactly(tmp_path):
     write(tmp_path / "short.wav", tone_sequence(channels=1)[:400])  # 0.05 s at 8 kHz
     with pytest.raises(UserError, match=r"short.wav: 0\.05 s \(400 samples at 8000 Hz\) exceeds --max-seconds 0\.001"):
         read_audio(str(tmp_path / "short.wav"), max_seconds=0.001)
+
+
+@pytest.mark.parametrize("samples", [2000, 40000])
+def test_the_waveform_panel_shows_short_and_long_clips(samples):
+    # A clip of up to 8,000 samples plots its samples themselves: as a band of no width, a fill showed nothing.
+    import matplotlib.colors
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    rate = 8000
+    wave = (0.8 * np.sin(2 * np.pi * 440 * np.arange(samples) / rate))[:, None].astype(np.float32)
+    figure = audio_comparison_figure(wave, wave, rate)  # no error: the blue target alone
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[:, :, :3].astype(int)
+    x0, y0, x1, y1 = (int(v) for v in figure.axes[0].get_window_extent().extents)
+    panel = pixels[pixels.shape[0] - y1:pixels.shape[0] - y0, x0:x1]  # display y runs upwards
+    blue = np.array(matplotlib.colors.to_rgb("tab:blue")) * 255
+    drawn = (np.abs(panel - blue).max(axis=2) < 40).mean()
+    assert drawn > 0.05  # a 440 Hz tone over the panel's width covers much of it either way

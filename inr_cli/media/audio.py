@@ -72,6 +72,9 @@ def write_wav(path: Path, samples: torch.Tensor, rate: int, subtype: str = "FLOA
     atomic_write_with(path, lambda buf: soundfile.write(buf, data, rate, subtype=subtype, format="WAV"))
 
 
+ENVELOPE_POINTS = 4000  # buckets across a waveform panel: about five per pixel of its 840
+
+
 def _envelope(signal: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Min/max envelope over ``points`` buckets: a minutes-long clip plots as fast as a short one."""
     count = len(signal)
@@ -82,6 +85,16 @@ def _envelope(signal: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray, 
     low = np.minimum.reduceat(signal, edges[:-1])
     high = np.maximum.reduceat(signal, edges[:-1])
     return edges[:-1], low, high
+
+
+def _draw_wave(axis, signal: np.ndarray, rate: int, **style) -> None:
+    """A long clip as its min/max envelope, filled; a short one (its envelope is the samples themselves, a band of
+    no width that a fill would not show) as a line through its samples."""
+    index, low, high = _envelope(signal, ENVELOPE_POINTS)
+    if low is high:
+        axis.plot(index / rate, signal, lw=0.8, **style)
+    else:
+        axis.fill_between(index / rate, low, high, lw=0, **style)
 
 
 def _frequency_ticks(axis, edges: np.ndarray) -> None:
@@ -132,10 +145,8 @@ def audio_comparison_figure(target: np.ndarray, reconstruction: np.ndarray, rate
     for i, line in enumerate(lines):
         fig.text(0.01, 1 - (0.08 + 0.2 * i) / (10.6 + 0.2 * len(lines)), line, fontsize=11, va="top")
     wave_axis = fig.add_subplot(grid[0, 0])
-    index, low, high = _envelope(target, 4000)
-    wave_axis.fill_between(index / rate, low, high, lw=0, color="tab:blue", label="target")
-    index, low, high = _envelope(reconstruction - target, 4000)
-    wave_axis.fill_between(index / rate, low, high, lw=0, color="tab:red", alpha=0.8, label="error")
+    _draw_wave(wave_axis, target, rate, color="tab:blue", label="target")
+    _draw_wave(wave_axis, reconstruction - target, rate, color="tab:red", alpha=0.8, label="error")
     wave_axis.set_xlim(0, len(target) / rate)
     wave_axis.set_ylim(-1.05, 1.05)
     wave_axis.set_title("waveform: target (blue) and error of the reconstruction (red)", fontsize=10)
