@@ -16,6 +16,7 @@ from inr_cli.pages import write_compare_page
 from inr_cli.peak_memory import measure_peak_memory
 from inr_cli.progress import stderr_console
 from inr_cli.reports import clean, versions
+from inr_cli.run_folder import refuse_foreign_files
 from inr_core.errors import InvalidSetting, check
 from models import get_spec, model_names
 from training.fitting.amortized import FixpointCache
@@ -26,6 +27,7 @@ from training.fitting.signal import GridSignal
 from training.fitting.step_memory import training_step_bytes
 
 SIZE_PATTERN = re.compile(r"^(\d+)L(\d+)D$", re.IGNORECASE)
+SUMMARY_FILE = "compare.json"
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -119,6 +121,7 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
     for path in paths:
         refuse_empty_folder(path, IMAGE.folder_suffixes)
     images = [(path, IMAGE.load(path, config.image, base.seed)) for path in paths]
+    refuse_foreign_files(out, own_files=(SUMMARY_FILE,))  # an earlier comparison there is replaced, nothing else
     prepare_output_dir(out)
     rows, pictures = [], []  # pictures: each row's reconstruction of every image, for the page
     runs = [(name, explicit, layers, hidden) for layers, hidden in config.sizes
@@ -166,8 +169,8 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
              f"step MB: what one full-batch training step keeps for backward (plus the implicit model's fixpoint "
              f"cache); peak MB: CUDA allocator peak over the fit (GPU only).\n\n")
     atomic_write_text(out / "compare.md", title + table + "\n")
-    atomic_write_text(out / "compare.json", json.dumps(clean(summary), indent=2) + "\n")
+    atomic_write_text(out / SUMMARY_FILE, json.dumps(clean(summary), indent=2) + "\n")
     write_compare_page(out, summary, [loaded.signal.unit_grid() for _, loaded in images], pictures,
-                       {"table": "compare.md", "summary": "compare.json"})
+                       {"table": "compare.md", "summary": SUMMARY_FILE})
     print(json.dumps(clean(summary)) if as_json else table, flush=True)
     return 0

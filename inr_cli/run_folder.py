@@ -84,7 +84,7 @@ class RunFolder:
         if summary and (self.root / OVERVIEW_PAGE).exists():
             summary.append(self.root / OVERVIEW_PAGE)  # the summary's page goes with it
         if not (reports or states or summary or any((self.root / name).exists() for name in self.own_files)):
-            self._refuse_foreign_files()
+            refuse_foreign_files(self.root)
             return
         if resume:
             return
@@ -101,15 +101,6 @@ class RunFolder:
             path.rename(kept)
         for folder in {report.parent for report in reports} - {self.root}:
             remove_if_empty([folder])
-
-    def _refuse_foreign_files(self) -> None:
-        """Refuse a folder holding files of its own (hidden ones aside) but no run: see the module's doc."""
-        foreign = sorted(entry.name for entry in self.root.iterdir()
-                         if entry.is_file() and not entry.name.startswith("."))
-        if foreign:
-            listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise UserError(f"{self.root} holds files that are not an inr run's ({listed}); a run writes its files "
-                            f"into --out, so choose a new or empty folder")
 
     def _settle_set_aside(self) -> None:
         """Delete an overwritten run's outputs once the new run has written something; else put them back."""
@@ -135,6 +126,20 @@ class RunFolder:
         self._handle.close()
         self._handle = None
         remove_if_empty(self._created)
+
+
+def refuse_foreign_files(folder: Path, own_files: tuple[str, ...] = ()) -> None:
+    """Refuse a folder that holds files (hidden ones aside) of which none is ``own_files``: a folder of photos, a
+    home folder, where a run's ``target.png`` or ``index.html`` would replace the user's own (see the module's
+    doc). A folder that does not exist yet, or holds only sub-folders, is fine."""
+    folder = Path(folder)
+    if not folder.is_dir() or any((folder / name).is_file() for name in own_files):
+        return
+    foreign = sorted(entry.name for entry in folder.iterdir() if entry.is_file() and not entry.name.startswith("."))
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise UserError(f"{folder} holds files that are not an inr run's ({listed}); a run writes its files into "
+                        f"--out, so choose a new or empty folder")
 
 
 def _finished_and_unfinished(root: Path) -> tuple[list[Path], list[Path]]:

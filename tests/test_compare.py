@@ -60,3 +60,16 @@ def test_cli_compare_rejects_bad_sizes_in_one_line(tmp_path):
     assert proc.returncode == 2  # a bad option value: usage
     assert proc.stderr.count("\n") == 1 and "nLcD" in proc.stderr
     assert not (tmp_path / "cmp").exists()
+
+
+def test_cli_compare_writes_into_no_folder_of_other_files(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "index.html").write_text("<p>my page</p>")
+    args = ["compare", "image", "skimage:moon", "--resize", "8", "--steps", "2", "--models", "siren", "--sizes",
+            "1L4D"]
+    proc = run_cli([*args, "--out", "mine"], cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "holds files that are not an inr run's (index.html)" in proc.stderr
+    assert (tmp_path / "mine" / "index.html").read_text() == "<p>my page</p>"
+    for _ in range(2):  # a comparison already there is replaced
+        assert run_cli([*args, "--out", "cmp"], cwd=tmp_path).returncode == 0
