@@ -76,7 +76,8 @@ def deserialize(data: bytes, source: str = "checkpoint") -> dict:
     except Exception as error:  # noqa: BLE001 - the safe loader raises many types on arbitrary bytes
         # Deliberately not torch's message: it suggests weights_only=False, which would run code from the file.
         # Only a real pickle naming a class or function is "refused"; text and random bytes simply are not ours.
-        refused = isinstance(error, pickle.UnpicklingError) and "Unsupported global" in str(error)
+        # (torch has worded it "Unsupported global" and, since 2.13, "unsupported GLOBAL").
+        refused = isinstance(error, pickle.UnpicklingError) and "unsupported global" in str(error).lower()
         raise UserError(f"{source}: refused: it holds objects other than tensors and plain data, so it is not an "
                         "inr checkpoint" if refused else
                         f"{source}: not an inr checkpoint (neither `inr fit` nor `inr jiio-invert` wrote it)") \
