@@ -9,6 +9,8 @@ a user reported are also run as subprocesses, so that everything that would reac
 from __future__ import annotations
 
 import copy
+import json
+import warnings
 
 import numpy as np
 import pytest
@@ -202,6 +204,13 @@ def _nan_decoder_weight(p):
     next(iter(p["model_state"].values())).view(-1)[0] = float("nan")
 
 
+def _density(**changes):
+    """An edit giving the decoder a latent density (two unit Gaussians at 0) with ``changes`` made to it."""
+    mixture = {"weights": torch.full((2,), 0.5), "means": torch.zeros(2, 8),
+               "covariances": torch.eye(8).repeat(2, 1, 1), "components": 2}
+    return lambda p: p.__setitem__("density", {**mixture, **changes})
+
+
 DECODER_CASES = {
     "nan-weights": (_nan_decoder_weight, "NaN in checkpoint model_state[inject.0.weight], so nothing meaningful can "
                                          f"be made from it; {REFIT}"),
@@ -213,6 +222,29 @@ DECODER_CASES = {
     "unknown-preset": (lambda p: p["config"].__setitem__("preset", "huge"),
                        "decoder checkpoint config setting preset must be one of: small, large; got 'huge'"),
     "weights-deleted": (lambda p: p.pop("model_state"), "decoder checkpoint lacks model_state"),
+    # The reported rows below each ended in a traceback (or, for the image size, an allocation of 1.28 TB).
+    "covariances-negated": (_density(covariances=-torch.eye(8).repeat(2, 1, 1)),
+                            "decoder checkpoint density covariances are not positive definite"),
+    "weights-all-0": (_density(weights=torch.zeros(2)), "decoder checkpoint density weights must be 0 or more, and not "
+                                                        "all 0"),
+    "weights-negative": (_density(weights=-torch.ones(2)), "decoder checkpoint density weights must be 0 or more, and "
+                                                           "not all 0"),
+    "no-components": (_density(weights=torch.zeros(0), means=torch.zeros(0, 8), covariances=torch.zeros(0, 8, 8)),
+                      "decoder checkpoint density has no components"),
+    "one-latent": (lambda p: p.__setitem__("latents", p["latents"][:1]),
+                   "decoder checkpoint latents are (1, 8); they must be (images, 8), with 2 images at least"),
+    "image-size-huge": (lambda p: p["config"].__setitem__("image_size", 100000),
+                        "decoder checkpoint config setting image_size must be at most 512, got 100000"),
+    "data-text": (lambda p: p.__setitem__("data", "junk"),
+                  "decoder checkpoint data is a str, not a description of the training data"),
+    "train-count-text": (lambda p: p["data"].__setitem__("train_count", "lots"),
+                         "decoder checkpoint data.train_count is 'lots'; it must be a whole number of at least 1"),
+    "source-number": (lambda p: p["data"].__setitem__("source", 123),
+                      "decoder checkpoint data.source is 123; it must be a path"),
+    "epoch-text": (lambda p: p.__setitem__("epoch", "x"),
+                   "decoder checkpoint epoch is 'x'; it must be a whole number of 0 or more"),
+    "optimizer-state-text": (lambda p: p.__setitem__("optimizer_state", "garbage"),
+                             "decoder checkpoint optimizer_state is not a table of the optimizer's state"),
 }
 
 
@@ -241,6 +273,50 @@ def test_resuming_from_a_nan_decoder_is_refused_and_keeps_it(tmp_path, capsys, d
     assert "NaN in checkpoint model_state[inject.0.weight]" in one_error_line(code, stderr, 1)
     assert (run / "decoder.pt").read_bytes() == damaged  # the user's file is theirs to inspect
     assert files_in(run) == ["decoder.pt"]
+
+
+def test_resuming_with_the_optimizer_state_of_other_weights_is_refused(tmp_path, capsys, decoder):
+    np.savez(tmp_path / "images.npz", images=np.zeros((6, 16, 16), np.uint8))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "decoder.pt").write_bytes(serialize(edited(decoder, lambda p: p.__setitem__(
+        "optimizer_state", {"state": {}, "param_groups": []}))))
+    code, stderr = call_main(["jiio-invert", "--data", tmp_path / "images.npz", "--resume", "--epochs", "2", "--count",
+                              "2", "--out", run, "--device", "cpu", *TINY_DECODER], capsys)
+    assert one_error_line(code, stderr, 1) == f"inr: error: {run / 'decoder.pt'}: decoder checkpoint optimizer_state " \
+        "does not match its weights; the file was edited or damaged"
+    assert files_in(run) == ["decoder.pt"]
+
+
+def test_decoder_draws_refuse_outputs_in_the_way_before_writing(tmp_path, capsys, decoder):
+    """The reported rows: the grid was written, then its report met a folder (a traceback, and draws left without
+    their record); --out /dev/null said "File exists"."""
+    (tmp_path / "decoder.pt").write_bytes(serialize(edited(decoder, _density())))
+    (tmp_path / "draws.json").mkdir()
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "file").write_text("x")
+    for out, problem in [("draws.png", "draws.json: is a folder, where the sample's JSON file would go"),
+                         ("folder.png", "folder.png: is a folder, where the sample's PNG file would go"),
+                         ("file", "file: is not a folder, where the samples would go")]:
+        code, stderr = call_main(["sample", tmp_path / "decoder.pt", "-n", "2", "--device", "cpu", "--out",
+                                  tmp_path / out], capsys)
+        assert one_error_line(code, stderr, 1) == f"inr: error: {tmp_path}/{problem}; choose another --out"
+    assert files_in(tmp_path) == ["decoder.pt", "draws.json", "file", "folder.png"]
+    code, stderr = call_main(["sample", tmp_path / "decoder.pt", "-n", "2", "--device", "cpu", "--out",
+                              tmp_path / "draws"], capsys)
+    assert (code, stderr) == (0, "")  # the density the cases above edit is a sound one
+    assert files_in(tmp_path / "draws") == ["grid.png", "report.json"]
+
+
+def test_identical_latents_without_a_density_sample_with_a_note(tmp_path, capsys, decoder):
+    """The reported row: scikit-learn's two-line warning on stderr (fewer distinct codes than components)."""
+    (tmp_path / "decoder.pt").write_bytes(serialize(edited(decoder, lambda p: p["latents"].zero_())))
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        code, stderr = call_main(["sample", tmp_path / "decoder.pt", "-n", "2", "--device", "cpu"], capsys)
+    assert (code, stderr, escaped) == (0, "", [])
+    notes = json.loads((tmp_path / "samples-2.json").read_text())["notes"]
+    assert notes[1].startswith("latent density: Number of distinct clusters (1) found smaller than n_clusters (4)")
 
 
 def test_training_data_with_nan_is_refused_before_training(tmp_path):

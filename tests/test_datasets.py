@@ -1,6 +1,9 @@
-"""Image collections for JIIO: a folder, IDX (plain and gzipped) and npz give the same tensors; bad files fail clearly."""
+"""Image collections for JIIO: a folder, IDX (plain and gzipped) and npz give the same tensors; bad files fail clearly
+in one line (damaged, holding objects, without pixels, NaN), and so do bad labelled collections."""
 
 import gzip
+import io
+import re
 import struct
 
 import numpy as np
@@ -11,8 +14,10 @@ from skimage import data
 
 from inr_cli.media.datasets import load_images
 from inr_cli.media.images import resize_pixels
+from inr_cli.media.labelled import load_labelled
 from training.jiio.channels import match_channels
 from inr_core.errors import UserError
+from training.jiio.robust.config import MAX_CLASSES
 
 
 @pytest.fixture
@@ -112,3 +117,135 @@ def test_a_folder_mixing_gray_and_colour_comes_out_in_colour(tmp_path):
     assert torch.allclose(images[0], torch.full((3, 16, 16), expected_gray), atol=1e-5)
     assert torch.allclose(images[2], images[0])
     assert torch.allclose(images[1, 0], torch.ones(16, 16)) and torch.allclose(images[1, 1], -torch.ones(16, 16))
+
+
+def _npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _damaged(tmp_path, name, content):
+    (tmp_path / name).write_bytes(content)
+    return tmp_path / name
+
+
+DAMAGED = {
+    # name: (how the file is made, what the one line says)
+    "crc.npz": (lambda d: d[:-200] + bytes([d[-200] ^ 0xFF]) + d[-199:], "unreadable array file (Bad CRC-32"),
+    "truncated.npz": (lambda d: d[:len(d) // 2], "unreadable array file (File is not a zip file)"),
+    "deflate.npz": (lambda d: d[:120] + bytes(b ^ 0x55 for b in d[120:140]) + d[140:],
+                    "unreadable array file (Error -3 while decompressing data"),
+    "random.npz": (lambda d: np.random.default_rng(1).bytes(300), "unreadable array file (not .npy or .npz data)"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED))
+def test_a_damaged_array_file_fails_in_one_line(tmp_path, name):
+    make, message = DAMAGED[name]
+    path = _damaged(tmp_path, name, make(_npz_bytes(images=np.arange(64 * 256, dtype=np.float64).reshape(64, 16, 16))))
+    with pytest.raises(UserError) as info:
+        load_images(str(path), 16)
+    assert str(info.value).startswith(f"{path}: {message}") and "\n" not in str(info.value)
+    assert "allow_pickle" not in str(info.value) and "pickle.load" not in str(info.value)
+
+
+def test_object_arrays_are_refused_without_advice_to_unpickle_them(tmp_path):
+    np.savez(tmp_path / "objects.npz", images=np.array([1, None], dtype=object))
+    with pytest.raises(UserError) as info:
+        load_images(str(tmp_path / "objects.npz"), 16)
+    assert str(info.value) == f"{tmp_path / 'objects.npz'}: unreadable array file (it holds arrays of Python " \
+        "objects, which are never unpickled; save plain numeric arrays)"
+
+
+@pytest.mark.parametrize("shape", [(5, 0, 0), (3, 0, 28)])
+def test_images_without_pixels_are_refused(tmp_path, shape):
+    """The reported rows: a ZeroDivisionError from the resize."""
+    empty = np.zeros(shape, np.uint8)
+    np.save(tmp_path / "empty.npy", empty)
+    for path in (write_idx(tmp_path / "empty-images-idx3-ubyte", empty), tmp_path / "empty.npy"):
+        with pytest.raises(UserError, match=rf"images are {shape[1]}x{shape[2]} pixels; they need at least 1x1"):
+            load_images(str(path), 16)
+
+
+def test_an_idx_header_whose_sizes_overflow_is_refused_with_the_right_count(tmp_path):
+    # 2^31 x 2^31 x 4 wraps to 0 in 64 bits, which matched the 0 bytes that follow and failed the reshape.
+    path = tmp_path / "wrap-images-idx3-ubyte"
+    path.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">3I", 2**31, 2**31, 4))
+    with pytest.raises(UserError) as info:
+        load_images(str(path), 16)
+    assert str(info.value) == f"{path}: IDX file holds 0 bytes, its header promises {2**64}"
+
+
+def test_non_finite_images_are_refused_where_they_are_read(tmp_path):
+    images = np.full((4, 8, 8), 0.5, np.float32)
+    images[1, 2, 3], images[3, 0, 0] = np.nan, np.inf
+    np.savez(tmp_path / "bad.npz", images=images)
+    with pytest.raises(UserError) as info:
+        load_images(str(tmp_path / "bad.npz"), 8)
+    assert str(info.value) == f"{tmp_path / 'bad.npz'}: 2 of 4 images hold NaN or infinite values (the first is " \
+        "image 1); replace or drop them"
+
+
+def test_uint16_arrays_and_gif_files_are_read(tmp_path, faces):
+    np.save(tmp_path / "faces16.npy", faces.astype(np.uint16) * 257)  # 8-bit values widened: 255 -> 65535
+    assert torch.allclose(load_images(str(tmp_path / "faces16.npy"), 28), load_images_of(tmp_path, faces), atol=1e-6)
+    frames = [Image.fromarray(faces[0]), Image.fromarray(faces[1])]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    gif = load_images(str(tmp_path / "anim.gif"), 28)
+    assert gif.shape[0] == 1 and torch.allclose(gif, load_images_of(tmp_path, faces[:1]), atol=1e-6)  # frame 1
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (tmp_path / "anim.gif").rename(folder / "anim.gif")
+    assert load_images(str(folder), 28).shape[0] == 1
+
+
+def load_images_of(tmp_path, images):
+    np.save(tmp_path / "reference.npy", images)
+    return load_images(str(tmp_path / "reference.npy"), 28)
+
+
+def test_an_oversized_image_names_no_option_the_collection_commands_lack(tmp_path, monkeypatch):
+    monkeypatch.setattr("inr_cli.media.datasets.DEFAULT_MAX_PIXELS", 100)
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((12, 10), np.uint8)).save(path)
+    with pytest.raises(UserError) as info:
+        load_images(str(path), 8)
+    assert str(info.value) == f"{path}: 10x12 = 120 pixels, more than the 100 an image in a collection may have; " \
+        "scale it down first"
+
+
+# ------------------------------------------------------------------------------------------ labelled collections
+
+def test_a_label_beyond_any_class_count_is_refused_before_naming_the_classes(tmp_path):
+    """The reported row: labels[0] = 10**9 built 10**9 class names (MAX_CLASSES here, so that a run without the
+    check stays small)."""
+    labels = np.zeros(4, np.int64)
+    labels[0] = MAX_CLASSES
+    np.savez(tmp_path / "labelled.npz", images=np.zeros((4, 8, 8), np.uint8), labels=labels)
+    with pytest.raises(UserError) as info:
+        load_labelled(str(tmp_path / "labelled.npz"), 8)
+    assert str(info.value) == f"{tmp_path / 'labelled.npz'} labels: label {MAX_CLASSES} is beyond the 100,000 " \
+        "classes a classifier can have; labels number the classes from 0"
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(labels=np.array([0, None], dtype=object)), "unreadable array file (it holds arrays of Python objects"),
+    (dict(labels=np.array([0, 1]), classes=np.array(["a", None], dtype=object)),
+     "unreadable array file (it holds arrays of Python objects"),
+    (dict(labels=np.array([0, 1]), classes=np.array("ab")), "'classes' must list one name per class"),
+])
+def test_labelled_npz_with_objects_or_bad_class_names_fails_in_one_line(tmp_path, arrays, message):
+    np.savez(tmp_path / "labelled.npz", images=np.zeros((2, 8, 8), np.uint8), **arrays, allow_pickle=True)
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_labelled(str(tmp_path / "labelled.npz"), 8)
+
+
+def test_an_empty_fashion_idx_says_it_has_no_images(tmp_path):
+    """The reported row: values.max() of no labels (the Fashion-MNIST class names are looked up for paths with
+    "fashion" in them)."""
+    images = write_idx(tmp_path / "fashion-images-idx3-ubyte", np.zeros((0, 28, 28), np.uint8))
+    (tmp_path / "fashion-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 0))
+    with pytest.raises(UserError) as info:
+        load_labelled(str(images), 28)
+    assert str(info.value) == f"{images}: no images"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli
+from helpers import run_cli, save_png
 from PIL import Image
 from skimage import data
 
@@ -99,17 +99,23 @@ def test_resume_through_the_cli_and_refusal_to_overwrite(tmp_path, collection):
     common = [*shared, "--out", out]
     assert run_cli([*common, "--epochs", "1"], tmp_path, timeout=300).returncode == 0
     again = run_cli([*common, "--epochs", "1"], tmp_path)
-    assert again.returncode == 1 and "exists: add --resume" in again.stderr
+    assert again.returncode == 1 and "already holds a finished run; add --resume to continue it" in again.stderr
+    save_png(out / "restored" / "jiio" / "0009.png", np.zeros((4, 4), np.uint8))  # as from a run of more images
     resumed = run_cli([*common, "--epochs", "2", "--resume", "--json"], tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     decoder = json.loads(resumed.stdout)["decoder"]
     assert decoder["epochs"] == 2 and decoder["epochs_trained_now"] == 1 and len(decoder["history"]) == 2
+    assert sorted(p.name for p in (out / "restored" / "jiio").iterdir()) == [f"{i:04d}.png" for i in range(4)]
 
     straight = tmp_path / "straight"
     assert run_cli([*shared, "--out", straight, "--epochs", "2"], tmp_path, timeout=300).returncode == 0
     a = deserialize((out / "decoder.pt").read_bytes())["model_state"]
     b = deserialize((straight / "decoder.pt").read_bytes())["model_state"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    kept = (out / "decoder.pt").read_bytes()  # continuing another run's decoder here would replace this one
+    other = run_cli([*common, "--epochs", "3", "--resume", "--decoder", straight / "decoder.pt"], tmp_path)
+    assert other.returncode == 1 and "holds another run's checkpoint" in other.stderr
+    assert (out / "decoder.pt").read_bytes() == kept
 
 
 def test_train_minutes_lowers_the_epochs_to_what_fits(tmp_path, collection):
@@ -186,6 +192,9 @@ def test_errors_are_one_line(tmp_path, collection):
         (["jiio-invert", "--data", tmp_path / "missing.npz"], "no such file", 1),
         (["jiio-invert", "--task", "deblur", "--data", collection], "--task", 2),
         (["jiio-invert", "--data", collection, "--count", "40"], "leave none for training", 1),
+        # It named a generated runs/jiio-.../decoder.pt the user never gave.
+        (["jiio-invert", "--data", collection, "--resume"],
+         "--resume needs --out (the run folder whose decoder.pt it continues) or --decoder", 2),
         (["jiio-invert", "--decoder", tmp_path / "nope.pt"], "no such file", 1),
         (["sample", tmp_path / "nope.pt", "-n", "4"], "no such file", 1),
     ]
@@ -213,6 +222,21 @@ def test_errors_are_one_line(tmp_path, collection):
      "--adam-max-steps must be at least 1, got 0"),
     (InvertConfig(decoder=DecoderSource(data="d"), corruption=CorruptionSettings(sigma=0.0)),
      "--sigma must be positive, got 0.0"),
+    (InvertConfig(decoder=DecoderSource(data="d"), corruption=CorruptionSettings(sigma=float("inf"))),
+     "--sigma must be positive, got inf"),
+    # Sides the decoder's branches cannot halve exactly failed with a shape mismatch after the data was read.
+    (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(image_size=13))),
+     "--image-size must be a multiple of 2 for the small preset, got 13"),
+    (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(preset="large", image_size=28))),
+     "--image-size must be a multiple of 8 for the large preset, got 28"),
+    # Sizes that went to the allocator (37 GiB, 313 GB) before.
+    (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(image_size=100000))),
+     "--image-size must be at most 512, got 100000"),
+    (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(latent_dim=10**8))),
+     "--latent-dim must be at most 4096, got 100000000"),
+    (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(image_size=512, latent_dim=4096))),
+     "--latent-dim 4096 at image size 512 gives the latent's injection maps 3,221,225,472 weights, more than "
+     "1,000,000,000; lower it or the image size"),
     (InvertConfig(decoder=DecoderSource(data="d"), device="tpu"),
      "--device must be one of: auto, cpu, cuda (or cuda:N); got 'tpu'"),
 ])

@@ -121,3 +121,67 @@ def test_jiio_invert_names_a_classifier_it_is_given_as_the_decoder(tmp_path, lab
     assert error == (f"inr: error: {path}: not a decoder checkpoint (it holds a robust MDEQ classifier "
                      "(`inr jiio-robust`)); train one with `inr jiio-invert --data DATA`")
     assert not out.exists()
+
+
+def _edit(name, value):
+    return lambda p: p.__setitem__(name, value)
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (_edit("data", "junk"), "classifier checkpoint data is a str, not a description of the training data"),
+    (lambda p: p["data"].__setitem__("train_count", "x"),
+     "classifier checkpoint data.train_count is 'x'; it must be a whole number of at least 1"),
+    (_edit("optimizer_state", "garbage"),
+     "classifier checkpoint optimizer_state is not a table of the optimizer's state"),
+    (lambda p: p["config"].__setitem__("image_size", 400000),  # 596 GiB for the test images before
+     "classifier checkpoint config setting image_size must be at most 512, got 400000"),
+], ids=["data-text", "train-count-text", "optimizer-state-text", "image-size-huge"])
+def test_an_edited_classifier_record_is_refused_in_one_line(tmp_path, labelled, capsys, edit, problem):
+    path = _classifier_checkpoint(tmp_path / "classifier.pt")
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    path.write_bytes(serialize(payload))
+    code, _, error = inr(["jiio-robust", "--classifier", path, "--test-data", labelled, *TINY, "--out",
+                          tmp_path / "out"], capsys)
+    assert (code, error) == (1, f"inr: error: {path}: {problem}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_training_images_are_refused_before_training(tmp_path, capsys):
+    """The reported row: a NaN classifier.pt, then an AssertionError traceback."""
+    images = np.full((24, 16, 16), np.nan, np.float32)
+    np.savez(tmp_path / "nan.npz", images=images, labels=np.repeat([0, 1], 12))
+    out = tmp_path / "out"
+    code, _, error = inr(["jiio-robust", "--data", tmp_path / "nan.npz", "--train-count", "16", "--test-count", "8",
+                          "--epochs", "1", *TINY, "--out", out], capsys)
+    assert (code, error) == (1, f"inr: error: {tmp_path / 'nan.npz'}: 24 of 24 images hold NaN or infinite values (the "
+                                "first is image 0); replace or drop them")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_colour_test_images_are_converted_for_a_gray_classifier(tmp_path, capsys):
+    """The reported row: a conv-channel RuntimeError traceback."""
+    path = _classifier_checkpoint(tmp_path / "classifier.pt")
+    colour = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "colour.npz", images=colour, labels=np.array([0, 1, 0, 1]))
+    code, text, error = inr(["jiio-robust", "--classifier", path, "--test-data", tmp_path / "colour.npz",
+                             "--test-count", "4", "--attacks", "pgd", *TINY, "--out", tmp_path / "out", "--json"],
+                            capsys)
+    assert code == 0, error
+    report = json.loads(text)
+    assert report["notes"] == ["test images converted to gray (the classifier is single-channel)"]
+    assert report["test"]["channels"] == 1
+
+
+def test_missing_data_is_named_for_what_is_missing(tmp_path, capsys):
+    """--data that does not exist is no classifier's training data; and continuing a classifier whose data is not
+    recorded needs --data, not --test-data."""
+    path = _classifier_checkpoint(tmp_path / "classifier.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["data"] = {}
+    path.write_bytes(serialize(payload))
+    for args, line in [(["--data", tmp_path / "nope.npz"], f"{tmp_path / 'nope.npz'}: no such file or folder"),
+                       (["--classifier", path, "--resume", "--epochs", "2", "--test-data", tmp_path / "nope.npz"],
+                        "give the training data with --data (the classifier's training data is not recorded)")]:
+        code, _, error = inr(["jiio-robust", *args, *TINY, "--out", tmp_path / "out"], capsys)
+        assert (code, error) == (1, f"inr: error: {line}")

@@ -1,12 +1,15 @@
-"""The latent Gaussian mixture: fitting recovers a known mixture, sampling reproduces the mixture's moments."""
+"""The latent Gaussian mixture: fitting recovers a known mixture, sampling reproduces the mixture's moments, and a
+mixture that cannot be sampled is named for what is wrong with it."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from training.jiio.latent_density import fit_gaussian_mixture, sample_gaussian_mixture
+from training.jiio.latent_density import fit_gaussian_mixture, mixture_problem, sample_gaussian_mixture
 
 DIMS = 4
 KNOWN_WEIGHTS = np.array([0.3, 0.7])
@@ -104,3 +107,35 @@ def test_nearly_singular_covariances_still_sample():
     # apart, jitter included), the third on its own with unit spread.
     assert float((samples[:, 0] - samples[:, 1]).abs().max()) < 0.1
     assert 0.8 < float(samples[:, 0].std()) < 1.2 and 0.8 < float(samples[:, 2].std()) < 1.3
+
+
+def _edited(density: dict, **changes) -> dict:
+    return {**{key: value.clone() for key, value in density.items() if key != "components"}, **changes}
+
+
+def test_a_sampleable_mixture_has_no_problem(fitted):
+    assert mixture_problem(fitted) is None
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda d: _edited(d, covariances=-d["covariances"]), "covariances are not positive definite"),
+    (lambda d: _edited(d, weights=torch.zeros(2)), "weights must be 0 or more, and not all 0"),
+    (lambda d: _edited(d, weights=-torch.ones(2)), "weights must be 0 or more, and not all 0"),
+    (lambda d: _edited(d, weights=torch.zeros(0), means=torch.zeros(0, DIMS), covariances=torch.zeros(0, DIMS, DIMS)),
+     "has no components"),
+])
+def test_mixtures_that_cannot_be_sampled_are_named(fitted, change, problem):
+    """Each of these made sampling fail with a traceback (not positive definite, invalid multinomial)."""
+    assert mixture_problem(change(fitted)) == problem
+
+
+def test_fitting_warnings_become_notes():
+    """Identical codes (a decoder checkpoint whose latents were never spread) leave scikit-learn fewer clusters
+    than components: it says so as a note, not as raw text on stderr."""
+    notes = []
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        density = fit_gaussian_mixture(torch.ones(5, DIMS), components=3, notes=notes)
+    assert not escaped and density["weights"].shape == (3,)
+    assert notes == ["latent density: Number of distinct clusters (1) found smaller than n_clusters (3). Possibly due "
+                     "to duplicate points in X."]

@@ -5,9 +5,9 @@ masks that say which of their pixels an inpainting fills.
 Without --images the test images are the last --count images of the training collection, which training leaves
 out: a decoder is never scored on the images it was trained on.
 
-Images holding NaN are refused before any training or restoring. A fresh training run that fails takes its
-decoder.pt with it, so a file there is always a decoder that trained without error (or, after Ctrl-C, the last
-finished epoch, for --resume).
+Images holding NaN are refused as they are read (:mod:`inr_cli.media.datasets`), before any training or
+restoring. A fresh training run that fails takes its decoder.pt with it, so a file there is always a decoder that
+trained without error (or, after Ctrl-C, the last finished epoch, for --resume).
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-from inr_cli.media.datasets import load_images
+from inr_cli.media.datasets import load_images, pixel_size
 from inr_cli.media.images import IMAGE_SUFFIXES
 from inr_cli.files import atomic_write_bytes
 from inr_cli.progress import counter_progress
+from inr_cli.run_folder import refuse_replacing_another_run
 from inr_cli.sample import read_checkpoint
 from models.mdeq import MDEQDecoder
 from training.fitting.checkpoint import serialize
-from training.jiio.channels import match_channels
+from training.jiio.channels import matched_with_note
 from training.jiio.decoder_checkpoint import decoder_from_payload, decoder_payload, training_state_from_payload
 from inr_core.errors import UserError
 from training.jiio.decoder_training import (UNBOUNDED_EPOCHS, DecoderConfig, DecoderTrainingState, Ranks,
@@ -55,17 +55,6 @@ class DecoderRun:
             "latent_dim": config.latent_dim, "params": sum(p.numel() for p in self.decoder.parameters()),
             "data": self.payload.get("data"), "history": self.payload.get("history"),
         }
-
-
-def finite_images(images: torch.Tensor, source: str) -> torch.Tensor:
-    """``images`` if every value is a number; NaN would make training diverge and restorations black."""
-    bad = (~torch.isfinite(images)).flatten(1).any(1)
-    if bool(bad.any()):
-        first = int(bad.nonzero()[0])
-        count = int(bad.sum())
-        raise UserError(f"{source}: {count} of {len(images)} images {'holds' if count == 1 else 'hold'} NaN or "
-                        f"infinite values (the first is image {first}); replace or drop them")
-    return images
 
 
 def _training_split(images: torch.Tensor, train_count: int | None, held_out: int, data: str) -> torch.Tensor:
@@ -103,6 +92,7 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
     state, notes = None, []
     if source.resume:
         resume_from = source.checkpoint or target
+        refuse_replacing_another_run(target, resume_from)
         payload = read_checkpoint(resume_from)
         state, saved = training_state_from_payload(payload, str(resume_from), device)
         # The architecture and the optimisation recipe come from the run being resumed; only the goal moves.
@@ -121,7 +111,7 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
 def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, state: DecoderTrainingState | None,
                 notes: list[str], held_out: int, device: torch.device, show_progress: bool, ranks: Ranks
                 ) -> DecoderRun:
-    images = finite_images(load_images(source.data, config.image_size), source.data)
+    images = load_images(source.data, config.image_size)
     train = _training_split(images, source.train_count, held_out, source.data)  # stays in host memory
     if state is not None and len(state.latents) != len(train):
         raise UserError(f"{source.data}: the run being resumed trained on {len(state.latents)} images, this data "
@@ -164,19 +154,11 @@ def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, stat
                 update(len(train), total=(config.epochs - start_epoch) * len(train))
         state = train_decoder(config, train, state, on_epoch=on_epoch, on_batch=each_batch, device=device,
                               ranks=ranks)
-    density = fit_gaussian_mixture(state.latents.detach().cpu(), seed=config.seed)
+    density = fit_gaussian_mixture(state.latents.detach().cpu(), seed=config.seed, notes=notes)
     save(state, density)  # the final checkpoint also carries the latent density that `inr sample` draws from
     payload = decoder_payload(state, config, data_info, density)
     return DecoderRun(state.decoder.eval(), config, target, payload, trained_here=True,
                       epochs_trained_now=state.epoch - start_epoch, notes=notes)
-
-
-def _matched(images: torch.Tensor, channels: int, notes: list[str]) -> torch.Tensor:
-    """Test images with the decoder's channel count, saying so in the notes when they had to change."""
-    if images.shape[1] != channels:
-        notes.append("test images converted to gray (the decoder is single-channel)" if channels == 1
-                     else f"gray test images repeated to {channels} channels")
-    return match_channels(images, channels)
 
 
 def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels: int
@@ -185,8 +167,8 @@ def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels
     decoder's training collection."""
     size, notes = run.config.image_size, []
     if sources:
-        parts = [finite_images(load_images(s, size, limit=count), s) for s in sources]  # only what --count keeps
-        images = torch.cat([_matched(p, channels, notes) for p in parts])[:count]
+        parts = [load_images(s, size, limit=count) for s in sources]  # only what --count keeps
+        images = torch.cat([matched_with_note(p, channels, "decoder", notes) for p in parts])[:count]
         return images, {"source": list(sources), "held_out_from_training": False}, notes
     data = (run.payload.get("data") or {}).get("source")
     if not data or not (data.startswith("skimage:") or Path(data).exists()):
@@ -198,7 +180,7 @@ def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels
         raise UserError(f"{data}: only {len(images) - trained} images follow the {trained} the decoder was trained "
                         f"on; lower --count or pass --images")
     first = len(images) - count
-    images = _matched(images[first:], channels, notes)
+    images = matched_with_note(images[first:], channels, "decoder", notes)
     return images, {"source": [data], "held_out_from_training": True, "first_index": first}, notes
 
 
@@ -224,17 +206,8 @@ def observed_masks(paths: list[str], size: int, count: int, image_sources: list[
     if image_sources and len(image_sources) == count and all(Path(s).suffix.lower() in IMAGE_SUFFIXES
                                                              for s in image_sources):
         for mask, image in zip(paths * count if len(paths) == 1 else paths, image_sources):
-            mask_size, image_size = _pixel_size(mask), _pixel_size(image)
+            mask_size, image_size = pixel_size(mask), pixel_size(image)
             if mask_size and image_size and mask_size != image_size:
                 raise UserError(f"{mask}: the mask is {mask_size[0]}x{mask_size[1]} but its image {image} is "
                                 f"{image_size[0]}x{image_size[1]}; a mask must have its image's size")
     return torch.cat(masks)
-
-
-def _pixel_size(path: str) -> tuple[int, int] | None:
-    """(width, height) from an image file's header, or None where Pillow cannot read one."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, ValueError):
-        return None

@@ -44,11 +44,27 @@ def sample_files(out: Path | None, checkpoint: Path, count: int, individual: boo
     folder to write into; the default is ``samples-COUNT.png`` beside the checkpoint."""
     out = out or checkpoint.parent / f"samples-{count}.png"
     if out.suffix.lower() == ".png":
-        return SampleFiles(out, out.with_suffix(".json"), out.with_suffix("") if individual else None, out)
-    if out.is_dir() or not out.suffix:
-        return SampleFiles(out / "grid.png", out / "report.json", out / "samples" if individual else None, out)
-    raise UserError(f"{out}: decoder samples are written as a PNG grid or into a folder; give a .png file name or "
-                    "a folder")
+        files = SampleFiles(out, out.with_suffix(".json"), out.with_suffix("") if individual else None, out)
+    elif out.is_dir() or not out.suffix:
+        files = SampleFiles(out / "grid.png", out / "report.json", out / "samples" if individual else None, out)
+    else:
+        raise UserError(f"{out}: decoder samples are written as a PNG grid or into a folder; give a .png file name "
+                        "or a folder")
+    _check_targets(files)
+    return files
+
+
+def _check_targets(files: SampleFiles) -> None:
+    """Refuse, before anything is drawn or written, targets that are in the way: a grid or report that would land
+    on a folder, or a folder (--out, the one for --individual) that is a file. Otherwise the grid could be written
+    and the report fail, leaving draws without their record."""
+    for path in (files.grid, files.report):
+        if path.is_dir():
+            raise UserError(f"{path}: is a folder, where the sample's {path.suffix[1:].upper()} file would go; "
+                            "choose another --out")
+    for folder in (files.grid.parent, files.individual):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise UserError(f"{folder}: is not a folder, where the samples would go; choose another --out")
 
 
 def write_individual(folder: Path, images: torch.Tensor) -> None:
@@ -76,9 +92,9 @@ def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_
     density = payload.get("density")
     notes = []
     if density is None:  # a checkpoint written mid-training: fit the mixture now, from the latents it holds
-        density = fit_gaussian_mixture(payload["latents"].float(), seed=config.seed)
         notes.append(f"latent density fitted now from the checkpoint's {len(payload['latents'])} latents "
                      f"(training had not finished)")
+        density = fit_gaussian_mixture(payload["latents"].float(), seed=config.seed, notes=notes)
     latents = sample_gaussian_mixture(density, count, torch.Generator().manual_seed(seed)).to(device)
     images, residuals = decoder.generate(latents)
     images = images.cpu()

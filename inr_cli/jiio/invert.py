@@ -10,6 +10,7 @@ observed pixels can no longer make the restoration worse than what the user star
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -18,13 +19,15 @@ import torch
 
 from inr_cli.cluster import Cluster
 from inr_cli.figures import write_image_grid
-from inr_cli.files import atomic_write_text, missing_ancestors, prepare_output_dir, remove_if_empty
-from inr_cli.jiio.decoder_runs import obtain_decoder, observed_masks, test_images
+from inr_cli.files import atomic_write_text, remove_if_empty
+from inr_cli.jiio.decoder_runs import DECODER_FILE, obtain_decoder, observed_masks, test_images
 from inr_cli.jiio.fid_model import distances_text, fid_report, load_fid_model
 from inr_cli.media.images import write_png
 from inr_cli.pages import PAGE, write_invert_page
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
+from inr_cli.run_folder import RunFolder
+from inr_core.errors import check
 from models.mdeq import MDEQDecoder
 from training.fitting.devices import resolve_device
 from training.jiio.comparison import BatchComparison, compare_on_batch, summarize_comparisons
@@ -48,19 +51,23 @@ def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bo
     Launched by torchrun, every rank trains its share of each batch of the decoder (its own GPU, or the CPU;
     :class:`training.jiio.decoder_training.Ranks`) and rank 0 alone writes the checkpoint, restores the test
     images and reports."""
+    # Without either, it would continue a decoder.pt in a new, generated folder: one that cannot hold one yet.
+    check(out is not None or config.decoder.checkpoint is not None or not config.decoder.resume, "--resume",
+          "needs --out (the run folder whose decoder.pt it continues) or --decoder")
     cluster = Cluster.from_environment()
     failed = True
     try:
         device = resolve_device(cluster.device_for(config.device))
         out = cluster.from_leader(lambda: out or Path("runs") / f"jiio-{config.restoration.task}-"
                                                                f"{time.strftime('%Y%m%d-%H%M%S')}")
-        created = missing_ancestors(out)
-        prepare_output_dir(out)
+        # Rank 0 holds the folder (no other inr run may write there, nor this one into someone else's files);
+        # the other ranks only wait for its checkpoint.
+        folder = RunFolder(out, own_files=(DECODER_FILE,), offers_overwrite=False)
+        cluster.from_leader(lambda: folder.claim(overwrite=False, resume=config.decoder.resume) and None)
         try:
             code = _run(config, out, device, show_progress and cluster.is_leader, as_json, cluster)
-        except BaseException:
-            remove_if_empty(created)
-            raise
+        finally:
+            folder.release()  # (a no-op on the ranks that did not claim it)
         failed = False
         return code
     finally:
@@ -95,6 +102,25 @@ def _psnr(images: torch.Tensor, target: torch.Tensor, region: torch.Tensor | Non
     """Per-image PSNR on [0, 1] of images kept in [-1, 1], over the ``region`` where given."""
     return [psnr(images[i], target[i], None if region is None else region[i], value_range=SIGNED_RANGE)
             for i in range(len(target))]
+
+
+def _clear_earlier_restorations(out: Path) -> None:
+    """Remove what an earlier run in ``out`` restored (a --resume continues its decoder's training in the same
+    folder), so none of its images, of another count or task, is left among the new ones: its report first (a
+    half-cleared folder never looks finished), then the numbered PNGs of the folders it lists."""
+    report = out / REPORT
+    try:
+        files = json.loads(report.read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return
+    report.unlink(missing_ok=True)
+    for name in files.values() if isinstance(files, dict) else []:
+        folder = (out / str(name)).resolve()
+        if folder.parent.parent != out.resolve() or not folder.is_dir():  # only OUT/KIND/METHOD/ folders
+            continue
+        for png in folder.glob("[0-9][0-9][0-9][0-9].png"):
+            png.unlink()
+        remove_if_empty([folder, folder.parent])
 
 
 def _write_pngs(out: Path, folder: str, images: torch.Tensor) -> str:
@@ -140,6 +166,7 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
     corrupted = None if restoration.task == "reconstruct" else _scores(corruption.observed, target, hole)
     per_image = [{"index": i, **{f"corrupted_{k}": v[i] for k, v in (corrupted or {}).items()}}
                  for i in range(len(target))]
+    _clear_earlier_restorations(out)
     summaries, restored_images, grid = {}, {}, [(GRID_INPUT_LABELS[restoration.task], corruption.observed)]
     files = {"grid": GRID, "report": REPORT, "page": PAGE}
     for method, restorations in results.items():

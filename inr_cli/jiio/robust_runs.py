@@ -24,11 +24,12 @@ from inr_cli.jiio.robust_options import RobustRun
 from inr_cli.media.labelled import LabelledImages, load_labelled
 from inr_cli.progress import counter_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, to_json, versions
-from inr_cli.run_folder import RunFolder
+from inr_cli.run_folder import RunFolder, refuse_replacing_another_run
 from inr_cli.sample import read_checkpoint
 from inr_core.errors import UserError
 from training.fitting.checkpoint import serialize
 from training.fitting.devices import resolve_device
+from training.jiio.channels import matched_with_note
 from training.jiio.robust.checkpoint import classifier_from_payload, classifier_payload, training_state_from_payload
 from training.jiio.robust.classifier_training import (Evaluation, TrainingInterrupted, evaluate, new_state,
                                                       train_classifier)
@@ -43,7 +44,7 @@ PICTURE_COUNT = 16
 def run_jiio_robust(run: RobustRun, *, out: Path | None, show_progress: bool, as_json: bool) -> int:
     device = resolve_device(run.device)
     out = out or Path("runs") / f"jiio-robust-{run.config.adversary}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder = RunFolder(out).claim(overwrite=run.overwrite, resume=run.resume)
+    folder = RunFolder(out, own_files=(CLASSIFIER_FILE,)).claim(overwrite=run.overwrite, resume=run.resume)
     try:
         with StopRequest() as stop:
             try:
@@ -62,15 +63,18 @@ def _load_split(run: RobustRun, size: int, trained_on: dict | None) -> tuple[Lab
     """(training images or None, test images) from --data / --test-data, or the classifier's recorded data."""
     source = run.data or (trained_on or {}).get("source")
     labels = run.labels if run.data else (trained_on or {}).get("labels")
+    # The classifier's recorded data, where it is needed (to continue training on, or to hold test images out of);
+    # a --data that is missing is the loader's to report.
+    if run.data is None and (run.trains() or run.test_data is None) and (source is None or not Path(source).exists()):
+        wanted = "the training data with --data" if run.trains() else "test images with --test-data"
+        raise UserError(f"give {wanted} (the classifier's training data "
+                        f"{'is not recorded' if source is None else source + ' is gone'})")
     if run.test_data is not None:
         test = load_labelled(run.test_data, size, run.test_labels, limit=run.test_count)
         if not run.trains():
             return None, test
         collection = load_labelled(source, size, labels, limit=run.train_count)
         return collection, test
-    if source is None or not Path(source).exists():
-        raise UserError("give test images with --test-data (the classifier's training data "
-                        f"{'is not recorded' if source is None else source + ' is gone'})")
     if run.trains():
         wanted = None if run.train_count is None else run.train_count + run.test_count
         collection = load_labelled(source, size, labels, limit=wanted)
@@ -97,6 +101,8 @@ def _obtain(run: RobustRun, out: Path, device: torch.device, show_progress: bool
     target = out / CLASSIFIER_FILE
     if run.classifier is not None or run.resume:
         source = run.classifier or target
+        if run.resume:
+            refuse_replacing_another_run(target, source)
         payload = read_checkpoint(source)
         if run.resume:
             state, saved = training_state_from_payload(payload, str(source), device)
@@ -181,6 +187,7 @@ def _picture(out: Path, test: LabelledImages, evaluation: Evaluation) -> list[st
 def _run(run: RobustRun, out: Path, device: torch.device, show_progress: bool, as_json: bool, stop: StopRequest
          ) -> int:
     model, config, payload, test, notes = _obtain(run, out, device, show_progress, stop)
+    test = replace(test, images=matched_with_note(test.images, config.in_channels, "classifier", notes))
     if int(test.labels.max()) >= config.classes:
         raise UserError(f"{test.source}: label {int(test.labels.max())} is not one of the classifier's "
                         f"{config.classes} classes")

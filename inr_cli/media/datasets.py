@@ -2,22 +2,35 @@
 IDX files (gzipped or not), or .npz/.npy arrays. Every source comes out the same way: a float tensor (N, C, S, S) in
 [-1, 1], each image resized (shorter side to S, by the resize images and video frames use) and centre-cropped to
 S x S.
+
+Every image is checked where it is read: a damaged file, an array of Python objects, images without pixels, and
+NaN or infinite values are each one line, so nothing downstream (training, restoring, attacking) sees them.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
 from inr_cli.files import first_line
-from inr_cli.media.images import IMAGE_SUFFIXES, cover_and_crop, read_image
+from inr_cli.media.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, cover_and_crop, read_image
 from inr_core.errors import UserError
 from training.jiio.channels import match_channels
 
 IDX_UNSIGNED_BYTE = 0x08
+# Image files a collection takes: an animated GIF gives its first frame, as `inr fit image` reads it.
+COLLECTION_SUFFIXES = IMAGE_SUFFIXES | {".gif"}
+# Integer arrays taken as images, scaled by their type's range (as 8- and 16-bit PNGs are); wider integers are
+# ambiguous (0..255 or 0..65535?) and are refused.
+IMAGE_INTEGER_TYPES = (np.uint8, np.uint16)
 
 
 def _square(image: np.ndarray, size: int) -> np.ndarray:
@@ -46,6 +59,25 @@ def _to_batch(images, count: int, size: int, source: str, mix_gray: bool = False
     return batch.permute(0, 3, 1, 2).contiguous() * 2.0 - 1.0
 
 
+def pixel_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from an image file's header, or None where Pillow cannot read one."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError):
+        return None
+
+
+def _read_image_file(path: Path) -> np.ndarray:
+    """One image file as (H, W, C) in [0, 1], alpha dropped. The image reader's own size guard would name `inr fit`'s
+    --max-pixels, which no command reading collections has: the same limit is checked here first, from the header."""
+    size = pixel_size(path)
+    if size is not None and size[0] * size[1] > DEFAULT_MAX_PIXELS:
+        raise UserError(f"{path}: {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, more than the "
+                        f"{DEFAULT_MAX_PIXELS:,} an image in a collection may have; scale it down first")
+    return read_image(str(path), alpha="drop").pixels.numpy()
+
+
 def read_idx(path: Path, dims_expected: int = 3) -> np.ndarray:
     """An IDX file of unsigned bytes (MNIST and Fashion-MNIST images, or with ``dims_expected`` 1 their labels),
     gzipped or not, as (N, H, W) (or (N,)) uint8."""
@@ -62,8 +94,9 @@ def read_idx(path: Path, dims_expected: int = 3) -> np.ndarray:
             data = handle.read()
     except (OSError, EOFError, struct.error) as error:
         raise UserError(f"{path}: unreadable IDX file ({first_line(error)})") from None
-    if len(data) != int(np.prod(shape)):
-        raise UserError(f"{path}: IDX file holds {len(data)} bytes, its header promises {int(np.prod(shape))}")
+    promised = math.prod(shape)  # Python integers: a damaged header's sizes can multiply past 64 bits
+    if len(data) != promised:
+        raise UserError(f"{path}: IDX file holds {len(data)} bytes, its header promises {promised}")
     if dims != dims_expected:
         needed = "images need 3 (count, height, width)" if dims_expected == 3 else "labels need 1 (count)"
         raise UserError(f"{path}: IDX file has {dims} dimensions; {needed}")
@@ -78,32 +111,68 @@ def _array_images(array: np.ndarray, source: str) -> np.ndarray:
         array = array.transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
     if array.ndim != 4 or array.shape[3] not in (1, 3):
         raise UserError(f"{source}: expected images shaped (N, H, W), (N, H, W, C) or (N, C, H, W), got {array.shape}")
+    if 0 in array.shape[1:3]:
+        raise UserError(f"{source}: images are {array.shape[1]}x{array.shape[2]} pixels; they need at least 1x1")
     if np.issubdtype(array.dtype, np.floating):
+        _refuse_non_finite(array, source)
         if array.size and (array.min() < 0.0 or array.max() > 1.0):
             raise UserError(f"{source}: floating-point images must lie in [0, 1]")
-    elif array.dtype != np.uint8:
-        raise UserError(f"{source}: unsupported array type {array.dtype}; use uint8 or floats in [0, 1]")
+    elif array.dtype not in IMAGE_INTEGER_TYPES:
+        raise UserError(f"{source}: unsupported array type {array.dtype}; use uint8, uint16 or floats in [0, 1]")
     return array
+
+
+def _refuse_non_finite(array: np.ndarray, source: str) -> None:
+    """NaN or infinite values would make training diverge, restorations black and attacks meaningless."""
+    bad = ~np.isfinite(array).all(axis=tuple(range(1, array.ndim)))
+    if bad.any():
+        count = int(bad.sum())
+        raise UserError(f"{source}: {count} of {len(array)} images {'holds' if count == 1 else 'hold'} NaN or "
+                        f"infinite values (the first is image {int(bad.argmax())}); replace or drop them")
 
 
 def _as_unit_floats(array: np.ndarray):
     """One image at a time as float32 in [0, 1]: the whole collection is never converted at once."""
-    scale = 1.0 / 255.0 if array.dtype == np.uint8 else 1.0
+    scale = 1.0 / np.iinfo(array.dtype).max if np.issubdtype(array.dtype, np.integer) else 1.0
     return (image.astype(np.float32) * scale for image in array)
 
 
-def read_npz(path: Path) -> np.ndarray:
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz by name (every one read now, so that a damaged member fails here), or an .npy's one
+    array under the name "". Nothing is unpickled: that could run code from the file."""
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path}: unreadable array file ({first_line(error)})") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        keys = list(loaded.keys())
-        key = "images" if "images" in keys else (keys[0] if len(keys) == 1 else None)
-        if key is None:
-            raise UserError(f"{path}: .npz holds {keys}; name the image array 'images'")
-        loaded = loaded[key]
-    return _array_images(loaded, str(path))
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return {"": loaded}
+        with loaded:
+            return {name: loaded[name] for name in loaded.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as error:
+        raise UserError(f"{path}: unreadable array file ({_array_file_problem(error)})") from None
+
+
+def _array_file_problem(error: Exception) -> str:
+    """What numpy found wrong, in our words where its own would advise loading with allow_pickle (running code)."""
+    text = first_line(error)
+    if "Object arrays" in text:
+        return "it holds arrays of Python objects, which are never unpickled; save plain numeric arrays"
+    if "pickle" in text:  # numpy takes what is neither .npy nor .npz data for a pickle
+        return "not .npy or .npz data"
+    return text
+
+
+def read_npz(path: Path) -> np.ndarray:
+    """The image array of an .npy, or of an .npz (named 'images', or its only array), as stored."""
+    arrays = read_arrays(path)
+    key = "images" if "images" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
+    if key is None:
+        raise UserError(f"{path}: .npz holds {list(arrays)}; name the image array 'images'")
+    return arrays[key]
+
+
+def array_batch(array: np.ndarray, size: int, source: str, limit: int | None = None) -> torch.Tensor:
+    """An image array, checked whole, as the batch :func:`load_images` gives of its first ``limit`` images."""
+    images = _array_images(array, source)[:limit]
+    return _to_batch(_as_unit_floats(images), len(images), size, source)
 
 
 # Collections that ship inside scikit-image (no download): name -> (loader attribute, how many to keep).
@@ -124,21 +193,19 @@ def load_images(source: str, size: int, limit: int | None = None) -> torch.Tenso
     """Images from an image file, a folder, an IDX file, an .npz/.npy file or skimage:lfw_subset / skimage:lfw_faces as
     (N, C, size, size) in [-1, 1]."""
     if source.startswith("skimage:"):
-        images = _array_images(_skimage_collection(source.split(":", 1)[1], source)[:limit], source)
-        return _to_batch(_as_unit_floats(images), len(images), size, source)
+        return array_batch(_skimage_collection(source.split(":", 1)[1], source)[:limit], size, source)
     path = Path(source)
     if not path.exists():
         raise UserError(f"{source}: no such file or folder")
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:  # a folder of images, or one image file
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit] if path.is_dir() \
-            else [path]
-        images = (read_image(str(p), alpha="drop").pixels.numpy() for p in files)
-        return _to_batch(images, len(files), size, source, mix_gray=True)
+    if path.is_dir() or path.suffix.lower() in COLLECTION_SUFFIXES:  # a folder of images, or one image file
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in COLLECTION_SUFFIXES)[:limit] \
+            if path.is_dir() else [path]
+        return _to_batch((_read_image_file(p) for p in files), len(files), size, source, mix_gray=True)
     if path.suffix.lower() in (".npz", ".npy"):
-        images = read_npz(path)[:limit]
+        images = read_npz(path)
     elif path.name.endswith("-ubyte") or path.name.endswith("-ubyte.gz") or ".idx" in path.name:
-        images = _array_images(read_idx(path)[:limit], source)
+        images = read_idx(path)
     else:
         raise UserError(f"{source}: give an image file, a folder of images, an IDX file (*-ubyte[.gz]) or an "
                         ".npz/.npy array")
-    return _to_batch(_as_unit_floats(images), len(images), size, source)
+    return array_batch(images, size, source, limit)

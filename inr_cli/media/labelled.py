@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inr_cli.media.datasets import load_images, read_idx, read_npz
-from inr_cli.media.images import IMAGE_SUFFIXES
+from inr_cli.media.datasets import COLLECTION_SUFFIXES, array_batch, load_images, read_arrays, read_idx
 from inr_core.errors import UserError
+from training.jiio.robust.config import MAX_CLASSES
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                          "Ankle boot")
@@ -54,6 +54,9 @@ def _labels_array(labels: np.ndarray, source: str) -> np.ndarray:
                         f"{labels.shape}")
     if labels.size and labels.min() < 0:
         raise UserError(f"{source}: labels must be 0 or more, found {int(labels.min())}")
+    if labels.size and labels.max() >= MAX_CLASSES:  # before anything is sized by the class count
+        raise UserError(f"{source}: label {int(labels.max())} is beyond the {MAX_CLASSES:,} classes a classifier can "
+                        "have; labels number the classes from 0")
     return labels.astype(np.int64)
 
 
@@ -63,8 +66,9 @@ def _idx(images: Path, labels: Path | None, size: int, limit: int | None) -> tup
         raise UserError(f"{images}: no labels beside it (looked for {label_path.name}); give them with --labels")
     values = _labels_array(read_idx(label_path, dims_expected=1), str(label_path))
     _same_count(len(read_idx(images)), len(values), str(images), str(label_path))
+    loaded = load_images(str(images), size, limit=limit)  # first: it refuses a file without images
     classes = list(FASHION_MNIST_CLASSES) if "fashion" in str(images).lower() and values.max() < 10 else []
-    return load_images(str(images), size, limit=limit), values[:limit], classes
+    return loaded, values[:limit], classes
 
 
 def _same_count(images: int, labels: int, image_source: str, label_source: str) -> None:
@@ -74,14 +78,17 @@ def _same_count(images: int, labels: int, image_source: str, label_source: str) 
 
 
 def _npz(path: Path, size: int, limit: int | None) -> tuple[torch.Tensor, np.ndarray, list]:
-    with np.load(path, allow_pickle=False) as loaded:
-        keys = list(loaded.keys())
-        if "labels" not in keys or "images" not in keys:
-            raise UserError(f"{path}: a labelled .npz holds 'images' and 'labels'; this one holds {keys}")
-        values = _labels_array(loaded["labels"], f"{path} labels")
-        classes = [str(c) for c in loaded["classes"]] if "classes" in keys else []
-    _same_count(len(read_npz(path)), len(values), str(path), "its 'labels'")
-    return load_images(str(path), size, limit=limit), values[:limit], classes
+    arrays = read_arrays(path)
+    if "labels" not in arrays or "images" not in arrays:
+        raise UserError(f"{path}: a labelled .npz holds 'images' and 'labels'; this one holds {list(arrays)}")
+    values = _labels_array(arrays["labels"], f"{path} labels")
+    names = arrays.get("classes")
+    if names is not None and (names.ndim != 1 or len(names) > MAX_CLASSES):
+        raise UserError(f"{path}: 'classes' must list one name per class (at most {MAX_CLASSES:,}), got an array "
+                        f"shaped {names.shape}")
+    _same_count(len(arrays["images"]), len(values), str(path), "its 'labels'")
+    classes = [] if names is None else [str(name) for name in names]
+    return array_batch(arrays["images"], size, str(path), limit), values[:limit], classes
 
 
 def _folders(path: Path, size: int, limit: int | None) -> tuple[torch.Tensor, np.ndarray, list]:
@@ -92,7 +99,7 @@ def _folders(path: Path, size: int, limit: int | None) -> tuple[torch.Tensor, np
     parts, values = [], []
     for label, name in enumerate(classes):
         folder = path / name
-        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        if not any(p.suffix.lower() in COLLECTION_SUFFIXES for p in folder.iterdir()):
             raise UserError(f"{folder}: class folder holds no images")
         parts.append(load_images(str(folder), size))
         values += [label] * len(parts[-1])

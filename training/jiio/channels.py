@@ -22,3 +22,12 @@ def match_channels(images: torch.Tensor, channels: int, dim: int = 1) -> torch.T
     repeats = [1] * images.dim()
     repeats[dim] = channels
     return images.repeat(*repeats)
+
+
+def matched_with_note(images: torch.Tensor, channels: int, model: str, notes: list[str]) -> torch.Tensor:
+    """Test images (N, C, H, W) with the channel count of the ``model`` ("decoder", "classifier") they go to,
+    saying so in ``notes`` when they had to change."""
+    if images.shape[1] != channels:
+        notes.append(f"test images converted to gray (the {model} is single-channel)" if channels == 1
+                     else f"gray test images repeated to {channels} channels")
+    return match_channels(images, channels)

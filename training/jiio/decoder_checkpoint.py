@@ -5,7 +5,8 @@ latent code JIIO found for every training image (to resume, and to fit the sampl
 the data, and once training ends the Gaussian mixture over the latents that ``inr sample`` draws from.
 
 Loading checks them first, as fitted networks' checkpoints are checked: a valid config, weights with exactly the
-names and shapes that config builds, latents of its latent size, and no NaN or infinite value anywhere.
+names and shapes that config builds, latents of its latent size (2 at least), no NaN or infinite value anywhere, a
+mixture that can be sampled, and a run record of the types the run wrote (:mod:`training.jiio.run_record`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from training.fitting.control import to_host
 from inr_core.errors import InvalidSetting, UserError
 from training.checkpoint_kinds import DECODER_KIND, checkpoint_holds
 from training.jiio.decoder_training import DecoderConfig, DecoderTrainingState
+from training.jiio.latent_density import mixture_problem
+from training.jiio.run_record import check_run_record, load_optimizer_state
 
 VERSION = 1
 
@@ -70,15 +73,22 @@ def _check(payload: dict, source: str) -> DecoderConfig:
                 f"the decoder its config describes (image size {config.image_size}, latent size {config.latent_dim})")
     _check_latents(payload, config.latent_dim, source)
     check_finite({k: payload.get(k) for k in ("model_state", "latents", "density")}, source)
+    problem = None if payload.get("density") is None else mixture_problem(payload["density"])
+    if problem is not None:
+        raise UserError(f"{source}: decoder checkpoint density {problem}")
+    check_run_record(payload, source, "decoder")
     return config
 
 
 def _check_latents(payload: dict, latent_dim: int, source: str) -> None:
     """The training latents, and the mixture drawn from (when training finished), have the config's latent size."""
     latents = payload["latents"]
-    if not isinstance(latents, torch.Tensor) or latents.ndim != 2 or latents.shape[1] != latent_dim:
+    # Training needs 2 images at least, and `inr sample` fits its density to their codes when none is saved.
+    if not isinstance(latents, torch.Tensor) or latents.ndim != 2 or latents.shape[1] != latent_dim or \
+            len(latents) < 2:
         shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-        raise UserError(f"{source}: decoder checkpoint latents are {shape}; they must be (images, {latent_dim})")
+        raise UserError(f"{source}: decoder checkpoint latents are {shape}; they must be (images, {latent_dim}), "
+                        "with 2 images at least")
     density = payload.get("density")
     if density is None:
         return
@@ -107,8 +117,7 @@ def training_state_from_payload(payload: dict, source: str, device: torch.device
     """The state to resume a run from; the optimizer is rebuilt with the checkpoint's learning rate and state."""
     decoder, config = decoder_from_payload(payload, source, device)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=config.lr)
-    if payload.get("optimizer_state"):
-        optimizer.load_state_dict(payload["optimizer_state"])
+    load_optimizer_state(optimizer, payload, source, "decoder")
     latents = payload["latents"].to(device)
     state = DecoderTrainingState(decoder, optimizer, latents, int(payload.get("epoch", 0)),
                                  list(payload.get("history", [])))

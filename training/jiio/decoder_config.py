@@ -8,10 +8,16 @@ from dataclasses import asdict, dataclass, fields
 
 from inr_core.errors import check
 from models.mdeq_presets import PRESETS, DecoderPreset
-from training.jiio.settings import TRAINING_JIIO_ITERATIONS, JIIOSettings
+from training.jiio.settings import MAX_IMAGE_SIZE, TRAINING_JIIO_ITERATIONS, JIIOSettings
 
 LR_SCHEDULES = ("cosine", "constant")
 LR_FLOOR = 0.05  # the cosine schedule's last rate, as a fraction of lr
+# Upper bounds, so that a mistyped size is refused rather than sent to the allocator. The latent size is 32 or 64
+# in the presets; every training image keeps a code of it (60,000 images at 4096: 1 GB). The injection maps
+# (latent_dim x injection_base^2 weights per branch channel) grow with both the latent and the image side: a
+# billion weights is 4 GB, 12 GB with Adam's moments (the large preset at 512 px holds half that).
+MAX_LATENT_DIM = 4096
+MAX_INJECTION_WEIGHTS = 10**9
 
 
 @dataclass
@@ -57,6 +63,19 @@ class DecoderConfig:
             check(value >= 1, name, f"must be at least 1, got {value}")
         check(bool(self.channels) and min(self.channels) >= 1, "channels",
               f"must be one or more positive widths, got {self.channels}")
+        check(self.image_size <= MAX_IMAGE_SIZE, "image_size",
+              f"must be at most {MAX_IMAGE_SIZE}, got {self.image_size}")
+        # Each lower branch has half the side of the one above, and is upsampled by 2 back to it: only a side that
+        # halves exactly down to the lowest branch comes back to itself.
+        multiple = 2 ** (len(self.channels) - 1)
+        check(self.image_size % multiple == 0, "image_size",
+              f"must be a multiple of {multiple} for the {self.preset} preset, got {self.image_size}")
+        check(self.latent_dim <= MAX_LATENT_DIM, "latent_dim",
+              f"must be at most {MAX_LATENT_DIM}, got {self.latent_dim}")
+        weights = self.latent_dim * self.injection_base ** 2 * sum(self.channels)
+        check(weights <= MAX_INJECTION_WEIGHTS, "latent_dim",
+              f"{self.latent_dim} at image size {self.image_size} gives the latent's injection maps {weights:,} "
+              f"weights, more than {MAX_INJECTION_WEIGHTS:,}; lower it or the image size")
         for name in ("batch_size", "lr", "jiio_step_size"):
             value = getattr(self, name)
             check(value > 0, name, f"must be positive, got {value}")

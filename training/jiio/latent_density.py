@@ -6,6 +6,8 @@ and sampling needs only torch.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -15,11 +17,14 @@ REG_COVAR = 1e-4  # added to every covariance's diagonal: keeps components from 
 MIXTURE_COMPONENTS = 10  # components of the density fitted to a decoder's training latents
 
 
-def fit_gaussian_mixture(latents: torch.Tensor, components: int = MIXTURE_COMPONENTS, seed: int = 0) -> dict:
+def fit_gaussian_mixture(latents: torch.Tensor, components: int = MIXTURE_COMPONENTS, seed: int = 0,
+                         notes: list[str] | None = None) -> dict:
     """Fit a full-covariance Gaussian mixture to ``(N, D)`` latent codes.
 
     Uses ``min(components, N)`` components. Returns ``{"weights": (K,), "means": (K, D),
     "covariances": (K, D, D), "components": K}`` with float32 tensors, ready to store in a checkpoint.
+    What scikit-learn warns while fitting (fewer distinct codes than components, no convergence) is appended to
+    ``notes`` when given, instead of reaching the terminal.
     """
     # Imported here: fitting needs scikit-learn, sampling (and loading a checkpoint) does not.
     from sklearn.mixture import GaussianMixture
@@ -34,7 +39,10 @@ def fit_gaussian_mixture(latents: torch.Tensor, components: int = MIXTURE_COMPON
     k = min(components, count)
     mixture = GaussianMixture(n_components=k, covariance_type="full", reg_covar=REG_COVAR,
                               random_state=seed, n_init=1, max_iter=200)
-    mixture.fit(latents.detach().cpu().double().numpy())
+    with warnings.catch_warnings(record=notes is not None) as caught:
+        mixture.fit(latents.detach().cpu().double().numpy())
+    for warning in caught or []:
+        notes.append(f"latent density: {str(warning.message).strip()}")
     return {
         "weights": _float32(mixture.weights_),
         "means": _float32(mixture.means_),
@@ -57,6 +65,22 @@ def _cholesky_factors(covariances: torch.Tensor) -> torch.Tensor:
         if not bool(info.any()):
             return factors
     raise ValueError("latent density covariances are not positive definite, even with diagonal jitter")
+
+
+def mixture_problem(density: dict) -> str | None:
+    """What keeps a mixture of the shapes :func:`fit_gaussian_mixture` returns, with finite values, from being
+    sampled, or None: no components, weights that are negative or sum to zero, covariances that are not positive
+    definite (even with the jitter sampling adds)."""
+    weights = density["weights"]
+    if len(weights) == 0:
+        return "has no components"
+    if bool((weights < 0).any()) or not float(weights.sum()) > 0:
+        return "weights must be 0 or more, and not all 0"
+    try:
+        _cholesky_factors(density["covariances"])
+    except ValueError:
+        return "covariances are not positive definite"
+    return None
 
 
 def sample_gaussian_mixture(density: dict, count: int, generator: torch.Generator | None = None) -> torch.Tensor:

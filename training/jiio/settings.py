@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from inr_core.errors import check
+from inr_core.errors import check, positive
 
 if TYPE_CHECKING:
     import torch
@@ -19,6 +19,10 @@ from models.fixpoint import SolverSettings
 
 TASKS = ("reconstruct", "inpaint", "denoise")
 METHODS = ("jiio", "adam", "both")
+# The largest image side the MDEQs here (decoders and classifiers) are built for, 8x the large decoder's 64 px: a
+# decoder's state there is already tens of MB per image, and a mistyped side (100000) would otherwise ask for
+# terabytes before anything failed.
+MAX_IMAGE_SIZE = 512
 # The reference masks a 20 x 20 square of 64 x 64 images; other sizes keep that proportion.
 MASK_FRACTION = 20 / 64
 # Adam chasing JIIO's loss stops after this many times JIIO's iterations, unless told otherwise.
@@ -82,7 +86,7 @@ class CorruptionSettings:
 
     def validate(self) -> None:
         check(self.mask_size is None or self.mask_size >= 1, "mask_size", f"must be at least 1, got {self.mask_size}")
-        check(self.sigma > 0, "sigma", f"must be positive, got {self.sigma}")
+        check(positive(self.sigma), "sigma", f"must be positive, got {self.sigma}")
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 They hold ``kind: "mdeq-classifier"`` (so a decoder or a fitted network handed over as a classifier, or a
 classifier handed to ``inr sample``, is refused in one line), the run's :class:`RobustConfig`, the weights and
 optimizer state, the epochs done with their history, and a description of the training data (classes included).
-Loading checks the config, the weights' names and shapes against what that config builds, and that every weight
-is finite.
+Loading checks the config, the weights' names and shapes against what that config builds, that every weight
+is finite, and the run record's types (:mod:`training.jiio.run_record`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from training.checkpoint_kinds import CLASSIFIER_KIND, checkpoint_holds
 from training.fitting.control import to_host
 from training.jiio.robust.classifier_training import ClassifierTrainingState
 from training.jiio.robust.config import RobustConfig
+from training.jiio.run_record import check_run_record, load_optimizer_state
 
 VERSION = 1
 
@@ -57,6 +58,7 @@ def _check(payload: dict, source: str) -> RobustConfig:
                 f"the {config.preset} classifier its config describes ({config.classes} classes, "
                 f"{config.image_size} px)")
     check_finite({"model_state": payload["model_state"]}, source)
+    check_run_record(payload, source, "classifier")
     return config
 
 
@@ -74,7 +76,6 @@ def training_state_from_payload(payload: dict, source: str, device: torch.device
     model = MDEQClassifier(config.classifier_preset(), config.classes, config.in_channels)
     model.load_state_dict(payload["model_state"])
     optimizer = torch.optim.Adam(model.to(device).parameters(), lr=config.lr)
-    if payload.get("optimizer_state"):
-        optimizer.load_state_dict(payload["optimizer_state"])
+    load_optimizer_state(optimizer, payload, source, "classifier")
     epoch, history = int(payload.get("epoch", 0)), list(payload.get("history", []))
     return ClassifierTrainingState(model.train(), optimizer, epoch, history), config

@@ -12,9 +12,13 @@ from dataclasses import asdict, dataclass, field, fields
 from inr_core.errors import check, positive
 from models.fixpoint.settings import SolverSettings
 from models.mdeq_classifier_presets import CLASSIFIER_SOLVER, PRESETS, ClassifierPreset
+from training.jiio.settings import MAX_IMAGE_SIZE
 
 ADVERSARIES = ("none", "pgd", "jiio")
 ATTACKS = ("pgd", "jiio")
+# The most classes a classifier may have: far beyond any labelled collection (ImageNet-21k has 21,841), and small
+# enough that one stray label (10**9) is refused instead of sizing the class names and the output layer.
+MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,9 @@ class RobustConfig:
         for name, least in (("image_size", 8), ("classes", 2), ("epochs", 1), ("batch_size", 1)):
             value = getattr(self, name)
             check(value >= least, name, f"must be at least {least}, got {value}")
+        for name, most in (("image_size", MAX_IMAGE_SIZE), ("classes", MAX_CLASSES)):
+            value = getattr(self, name)
+            check(value <= most, name, f"must be at most {most:,}, got {value}")
         if self.preset in PRESETS:  # the stem halves the side, and each further branch halves it again
             multiple = 2 ** len(PRESETS[self.preset].channels)
             check(self.image_size % multiple == 0, "image_size",
