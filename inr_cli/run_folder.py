@@ -53,6 +53,8 @@ class RunFolder:
         self._handle = None
 
     def claim(self, *, overwrite: bool, resume: bool) -> RunFolder:
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"--out {self.root} is a file, not a folder; choose a folder for the run")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             handle = open(self.root / LOCK, "a+")

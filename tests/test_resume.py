@@ -156,6 +156,10 @@ def test_a_folder_of_other_files_is_not_written_into(tiles):
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "holds files that are not an inr run's (index.html, target.png)" in proc.stderr
     assert folder_contents(mine) == before  # the input and the page untouched
+    into_file = run_cli(["fit", "image", "photos/target.png", "--out", "photos/index.html", *QUICK], cwd=folder)
+    assert into_file.returncode == 1 and into_file.stderr == \
+        "inr: error: --out photos/index.html is a file, not a folder; choose a folder for the run\n"
+    assert folder_contents(mine) == before
 
 
 def test_a_failing_overwrite_keeps_the_old_run_and_a_working_one_replaces_it(tiles):
