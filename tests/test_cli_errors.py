@@ -5,7 +5,10 @@ Run as subprocesses so that everything a user would see on stderr (warnings incl
 
 from __future__ import annotations
 
+import io
+import json
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,9 @@ import pytest
 from PIL import Image
 
 from helpers import run_cli
+from inr_cli.app import escape_unencodable_output
+from inr_cli.errors import out_of_memory, out_of_memory_message
+from inr_cli.figures.layout import png_caption
 
 TINY = ["--hidden", "8", "--layers", "1", "--steps", "5", "--device", "cpu"]
 
@@ -144,6 +150,85 @@ def test_failed_fit_leaves_no_parent_folders(tmp_path):
     assert "diverged" in assert_one_line_error(proc)
     assert not (tmp_path / "new" / "run").exists()
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("option, value, allowed", [
+    ("--steps", "99999999999999999999999", "between 1 and 1,000,000,000"),
+    ("--seed", str(2**64), "between 0 and 9,223,372,036,854,775,807"),
+    ("--seed", "-1", "between 0 and 9,223,372,036,854,775,807"),
+    ("--hidden", str(2**63), "between 1 and 16,777,216"),
+], ids=["steps-overflow", "seed-overflow", "seed-negative", "hidden-overflow"])
+def test_an_integer_out_of_range_is_a_usage_error_naming_its_range(tmp_path, option, value, allowed):
+    make_png(tmp_path)
+    proc = run_cli(["fit", "image", "ok.png", *TINY, option, value, "--out", "out"], cwd=tmp_path)
+    assert assert_one_line_error(proc, code=2) == f"inr: error: {option} must be {allowed}, got {value}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]
+
+
+# Sizes no memory holds, short of overflowing torch's sizes: one 2**24-wide hidden-to-hidden weight is a petabyte.
+@pytest.mark.parametrize("command", [
+    ["fit", "image", "ok.png", "--hidden", str(2**24), "--layers", "1", "--steps", "1"],
+    ["compare", "image", "ok.png", "--models", "siren", "--sizes", f"1L{2**24}D", "--steps", "1"],
+], ids=["fit", "compare"])
+def test_a_network_too_big_for_memory_is_one_line_saying_what_to_lower(tmp_path, command):
+    make_png(tmp_path)
+    proc = run_cli([*command, "--device", "cpu", "--out", "out"], cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    line = proc.stderr.splitlines()[-1]  # compare announces each model on stderr before fitting it
+    assert line.startswith("inr: error: out of memory (asked for ") and "does not fit" in line
+    assert ("--hidden" if command[0] == "fit" else "layers") in line
+
+
+def test_allocation_failures_are_told_from_other_errors():
+    import torch
+
+    cpu = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 4000000000000 bytes. Error code 12 (Cannot allocate memory)")
+    cuda = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total "
+                                       "capacity of 79.15 GiB of which 3.19 GiB is free.")
+    assert out_of_memory_message(cpu, "lower --hidden") == ("out of memory (asked for 3,725.3 GiB at once): "
+                                                            "lower --hidden")
+    assert out_of_memory_message(cuda, "lower --hidden").startswith("out of memory (asked for 20.00 GiB at once)")
+    assert out_of_memory(cpu) and out_of_memory(cuda) and out_of_memory(MemoryError())
+    assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not out_of_memory(KeyError("can't allocate memory"))  # only allocators' errors, not any that says so
+
+
+# A file name's carriage return and line feed, or its bytes that are not UTF-8 (surrogates to Python).
+AWKWARD_NAMES = {
+    "control-characters": ("cr\rlf\nhere.png", "cr\\rlf\\nhere.png"),
+    "not-utf-8": ("bad" + b"\xff\xfe".decode("utf-8", "surrogateescape") + "utf.png", "bad\\xff\\xfeutf.png"),
+}
+
+
+@pytest.mark.parametrize("case", list(AWKWARD_NAMES))
+def test_an_awkward_file_name_is_fitted_and_shown_as_escapes(tmp_path, case):
+    name, shown = AWKWARD_NAMES[case]
+    make_png(tmp_path, name)
+    proc = run_cli(["fit", "image", name, *TINY, "--quiet", "--json", "--out", "run"], cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["input"] == json.loads(proc.stdout)["input"] == name  # JSON escapes give the name back exactly
+    assert png_caption(tmp_path / "run" / "comparison.png").startswith(f"{shown} · ")
+    assert f"<title>{shown}</title>" in (tmp_path / "run" / "index.html").read_bytes().decode("utf-8")
+
+
+def test_compare_writes_its_page_for_a_name_that_is_not_utf_8(tmp_path):
+    name, shown = AWKWARD_NAMES["not-utf-8"]
+    make_png(tmp_path, name)
+    proc = run_cli(["compare", "image", name, "--models", "siren", "--sizes", "1L8D", "--steps", "2",
+                    "--device", "cpu", "--json", "--out", "out"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert shown in (tmp_path / "out" / "index.html").read_bytes().decode("utf-8")
+
+
+def test_text_stdout_cannot_encode_is_printed_as_escapes(monkeypatch):
+    strict = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", strict)
+    escape_unencodable_output()
+    print("bad" + b"\xff".decode("utf-8", "surrogateescape") + ".png", end="")
+    strict.flush()
+    assert strict.buffer.getvalue() == b"bad\\udcff.png"
 
 
 # --------------------------------------------------------------------------------------------- inr sample

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from PIL import Image
 
 from helpers import run_cli, save_png
 from inr_cli.figures.captions import caption_text, fit_caption, grid_quality
 from inr_cli.figures.grids import image_grid
-from inr_cli.figures.layout import fitted, png_caption, text_width
+from inr_cli.figures.layout import fitted, png_caption, printable, save_png as save_captioned_png, text_width, \
+    with_caption
 from inr_cli.figures.shapes import SURFACE, preview_panels
 from inr_cli.figures.spectra import hz_to_mel, mel_filterbank
 from inr_cli.media.meshes import detect_up, resolve_up, surface_distance, write_preview
@@ -132,6 +134,22 @@ def test_labels_fit_their_boxes_and_grids_show_psnr_rows():
     plain = image_grid(rows, columns=3, labels=["restored", "original"])
     scored = image_grid(rows, columns=3, labels=["restored", "original"], psnrs=[[20.0, 21.0, 22.0], None])
     assert scored.height > plain.height and scored.width == plain.width  # a line of numbers, same columns
+
+
+# A file name's carriage return, line feed, next-line and paragraph separator (the text shaper fails on each) and
+# its bytes that are not UTF-8 (Python hands them over as the surrogates U+DCFF, U+DCFE).
+AWKWARD_NAME = "cr\rlf\nnel\x85par\u2029" + b"\xff\xfe".decode("utf-8", "surrogateescape") + ".png"
+AWKWARD_SHOWN = "cr\\rlf\\nnel\\x85par\\u2029\\xff\\xfe.png"
+
+
+def test_names_with_control_characters_or_undecodable_bytes_are_drawn_and_stored_as_escapes(tmp_path):
+    assert printable(AWKWARD_NAME) == AWKWARD_SHOWN
+    assert printable("naïve · 写真 ≥ 3 dB") == "naïve · 写真 ≥ 3 dB"  # other text stays as it is
+    text, face = fitted(AWKWARD_NAME, 400, 13)
+    assert text == AWKWARD_SHOWN and text_width(AWKWARD_NAME, face) == text_width(AWKWARD_SHOWN, face)
+    captioned = with_caption(Image.new("RGB", (120, 20)), fit_caption(AWKWARD_NAME, "siren", 1, 8, 3, []))
+    save_captioned_png(tmp_path / "figure.png", captioned, caption_text([AWKWARD_NAME, "siren 1L-8D"]))
+    assert png_caption(tmp_path / "figure.png") == f"{AWKWARD_SHOWN} · siren 1L-8D"
 
 
 def test_mel_filterbank_has_no_empty_band_and_the_scale_is_anchored():

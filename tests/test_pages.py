@@ -16,6 +16,7 @@ from PIL import Image
 from inr_cli.fitting import OutputOptions, run_fit_command
 from inr_cli.modalities import FitCommandConfig
 from inr_cli.modalities.image import ImageOptions
+from inr_cli.pages.html import figure, link, write_page
 from training.fitting.config import FitConfig
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -129,3 +130,12 @@ def test_the_overview_page_links_every_run_and_sorts(run, browser, tmp_path):
     values = sorted(row["psnr"] for row in fitted)
     assert [float(v) for v in ordered[0][:2]] == values and ordered[0][2] == ""  # missing values last
     assert [float(v) for v in ordered[1][:2]] == values[::-1] and ordered[1][2] == ""
+
+
+def test_names_with_control_characters_or_undecodable_bytes_are_shown_as_escapes_and_linked_as_they_are(tmp_path):
+    name = "cr\rhere" + b"\xff".decode("utf-8", "surrogateescape") + ".png"  # Python's form of the byte 0xff
+    write_page(tmp_path / "index.html", name, f"fitted {name}", figure(name, name))
+    page = (tmp_path / "index.html").read_bytes().decode("utf-8")  # valid UTF-8, with no control characters
+    assert "<title>cr\\rhere\\xff.png</title>" in page and "\r" not in page
+    # The link keeps the file's own bytes, percent-encoded, so the browser finds the file.
+    assert f'href="{link(name)}"' in page and link(name) == "cr%0Dhere%FF.png"

@@ -103,6 +103,19 @@ def test_without_the_package_the_option_says_how_to_install_it(monkeypatch, tmp_
     assert list(tmp_path.iterdir()) == []  # refused before any work: no run folder, no log folder
 
 
+@pytest.mark.parametrize("log_folder", ["notes.txt", "notes.txt/tb"])
+def test_a_file_where_the_log_folder_would_go_is_refused_before_any_work(monkeypatch, tmp_path, capsys, log_folder):
+    from inr_cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "image", "--steps", "5", "--out", "run", "--tensorboard", log_folder, "--quiet"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "inr: error: --tensorboard needs a folder, and notes.txt is a file\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]  # no run folder
+
+
 def test_a_member_that_diverged_in_its_group_logs_only_its_fit_alone(pictures, tmp_path, capsys, monkeypatch):
     import inr_cli.fitting as fitting
     from inr_core.errors import UserError

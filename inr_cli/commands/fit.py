@@ -5,12 +5,14 @@ each command and builds them into one :class:`FitConfig`."""
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
 
 from inr_cli.fit_options import OutputOptions
+from inr_core.errors import check
 from models import model_names
 from models.fixpoint.settings import BACKWARD_MODES, SOLVER_NAMES, SolverSettings
 from training.fitting.config import FitConfig
@@ -24,6 +26,16 @@ def _option(name: str, kind, default, *flags: str, **info):
     """A keyword parameter declaring one shared Typer option."""
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[kind, typer.Option(*flags, **info)])
+
+
+def _log_folder(folder: Optional[Path]) -> Optional[Path]:
+    """--tensorboard's folder, refused before any work where no log can be written: a file in its place or in
+    the way of creating it, or a folder that cannot be written to."""
+    if folder is not None:
+        nearest = next(path for path in (folder, *folder.parents) if path.exists())
+        check(nearest.is_dir(), "tensorboard", f"needs a folder, and {nearest} is a file")
+        check(os.access(nearest, os.W_OK | os.X_OK), "tensorboard", f"cannot write in {nearest}")
+    return folder
 
 
 # The options every `inr fit` command takes, with FitConfig's own defaults. A command that declares one of these
@@ -78,7 +90,7 @@ SHARED_OPTIONS = [
     _option("tensorboard", Optional[Path], None, "--tensorboard", help="Log each fit to TensorBoard under this "
             "folder (one run per input, named like its run folder): loss, PSNR, learning rate, evaluations, solver "
             "statistics, the reconstruction. Needs pip install 'inr\\[tensorboard]'. Watch with: tensorboard "
-            "--logdir DIR", show_default=False),
+            "--logdir DIR", show_default=False, callback=_log_folder),
     _option("as_json", bool, False, "--json", help="Print one JSON report per input on stdout, nothing else."),
     _option("quiet", bool, False, "--quiet", "-q", help="No progress bar."),
 ]

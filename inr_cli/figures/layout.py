@@ -9,6 +9,7 @@ same letters; it is found by path, without importing matplotlib.
 from __future__ import annotations
 
 import importlib.util
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +31,27 @@ SEPARATOR = " · "
 CAPTION_KEY = "Description"
 
 
+# Characters no text of ours may carry as they are: controls (a CR or LF in a file name), line and paragraph
+# separators (the text shaper fails on several of them) and lone surrogates (UTF-8 cannot encode them).
+_UNSHOWABLE = {"Cc", "Zl", "Zp", "Cs"}
+# Python decodes a file name's undecodable bytes to the surrogates U+DC80..U+DCFF (PEP 383).
+_ESCAPED_BYTES = range(0xDC80, 0xDD00)
+
+
+def printable(text: str) -> str:
+    """``text`` safe to draw, and to write as UTF-8 into a page or a PNG: each control character shown as its
+    escape (``\\r``, ``\\x1b``), each undecodable byte of a file name as ``\\xff``; any other text unchanged."""
+    if text.isprintable():
+        return text
+    return "".join(_shown(c) if unicodedata.category(c) in _UNSHOWABLE else c for c in text)
+
+
+def _shown(character: str) -> str:
+    if ord(character) in _ESCAPED_BYTES:
+        return f"\\x{ord(character) - 0xDC00:02x}"
+    return repr(character)[1:-1]  # Python's own escape: \r, \x85, \u2029
+
+
 @lru_cache(maxsize=None)
 def _font_folder() -> Path | None:
     spec = importlib.util.find_spec("matplotlib")
@@ -49,7 +71,7 @@ def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.Im
 
 
 def text_width(text: str, face) -> int:
-    return int(np.ceil(face.getlength(text)))
+    return int(np.ceil(face.getlength(printable(text))))
 
 
 def line_height(face) -> int:
@@ -61,6 +83,7 @@ def line_height(face) -> int:
 def fitted(text: str, width: int, size: int, bold: bool = False, smallest: int = 9) -> tuple[str, object]:
     """``text`` and a font no larger than ``size`` in which it fits ``width`` pixels: shrunk down to ``smallest``,
     then cut short with an ellipsis."""
+    text = printable(text)
     for candidate in range(size, smallest - 1, -1):
         face = font(candidate, bold)
         if text_width(text, face) <= width:
@@ -74,7 +97,7 @@ def fitted(text: str, width: int, size: int, bold: bool = False, smallest: int =
 def wrapped(parts: Sequence[str], width: int, face) -> list[str]:
     """``parts`` joined with `` · `` into as few lines as fit ``width``; a part wider than a line gets its own."""
     lines: list[str] = []
-    for part in parts:
+    for part in map(printable, parts):
         if lines and text_width(lines[-1] + SEPARATOR + part, face) <= width:
             lines[-1] += SEPARATOR + part
         else:
@@ -159,7 +182,7 @@ def save_png(path: Path, image: Image.Image, caption: str | None = None) -> None
     info = PngInfo()
     info.add_text("Software", "inr")
     if caption:
-        info.add_itxt(CAPTION_KEY, caption)  # international text: names and symbols beyond Latin-1
+        info.add_itxt(CAPTION_KEY, printable(caption))  # international text: names and symbols beyond Latin-1
     # Light compression: a third of the default's time for files a fifth larger.
     atomic_write_with(path, lambda buf: image.save(buf, format="PNG", pnginfo=info, compress_level=3))
 

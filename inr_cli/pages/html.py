@@ -3,7 +3,8 @@ the sorting script.
 
 Pages are plain HTML files with relative links, readable from the file system with no server and no network:
 no external stylesheet, font or script. Every piece of text that comes from a file name, a report or a config
-goes through :func:`text` (or :func:`link` for a URL), so a file called ``<b>.png`` shows as it is named.
+goes through :func:`text` (or :func:`link` for a URL), so a file called ``<b>.png`` shows as it is named, and one
+whose name holds a control character or bytes that are not UTF-8 shows them as escapes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from string import Template
 from urllib.parse import quote
 
+from inr_cli.figures.layout import printable
 from inr_cli.files import atomic_write_text
 from inr_cli.reports import package_version
 
@@ -121,13 +123,13 @@ SORT_SCRIPT = """<script>
 
 def text(value) -> str:
     """Any value as HTML text, escaped (quotes too, so it is safe inside attributes)."""
-    return html.escape(str(value), quote=True)
+    return html.escape(printable(str(value)), quote=True)
 
 
 def link(relative_path: str) -> str:
-    """A relative path as an href value: percent-encoded (a '#' or '?' in a file name stays part of the name),
-    then escaped for the attribute."""
-    return text(quote(str(relative_path).replace(os.sep, "/"), safe="/"))
+    """A relative path as an href value: percent-encoded (a '#' or '?' in a file name stays part of the name, and
+    its bytes that are not UTF-8 are encoded as the bytes they are), then escaped for the attribute."""
+    return text(quote(str(relative_path).replace(os.sep, "/"), safe="/", errors="surrogateescape"))
 
 
 def anchor(relative_path: str, label: str | None = None) -> str:

@@ -21,6 +21,13 @@ from training.fitting.precision import check_precision, default_precision
 if TYPE_CHECKING:
     from training.fitting.recipes import RecipeRule
 
+# The largest sizes and counts a fit takes: past them torch's 64-bit sizes and seeds overflow, or the run could
+# never finish, so such values are refused as settings instead of failing deep inside a run.
+MAX_HIDDEN = 2**24  # one hidden-to-hidden weight of this width is a petabyte: past any memory, short of overflow
+MAX_LAYERS = 1_000
+MAX_STEPS = 10**9  # the loss of every step is kept: 4 GB at this many
+MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed
+
 
 @dataclass(frozen=True)
 class FitConfig:
@@ -52,16 +59,17 @@ class FitConfig:
         from training.fitting.devices import check_device_name
 
         check(self.model in model_names(), "model", f"must be one of: {', '.join(model_names())}; got {self.model!r}")
-        check(self.hidden >= 1, "hidden", f"must be at least 1, got {self.hidden}")
-        check(self.layers >= 0, "layers", f"must be 0 or more, got {self.layers}")
+        _check_between(self.hidden, "hidden", 1, MAX_HIDDEN)
+        _check_between(self.layers, "layers", 0, MAX_LAYERS)
         check(not get_spec(self.model).implicit or self.layers >= 1, "layers",
               f"must be at least 1 for the implicit model {self.model}, got {self.layers}")
         check(self.frequency is None or positive(self.frequency), "frequency", f"must be positive, got {self.frequency}")
-        check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
+        _check_between(self.steps, "steps", 1, MAX_STEPS)
         check(self.lr is None or positive(self.lr), "lr", f"must be positive, got {self.lr}")
         check(self.batch_size is None or self.batch_size >= 1, "batch_size",
               f"must be at least 1, got {self.batch_size}")
         check(self.eval_every is None or self.eval_every >= 0, "eval_every", f"must be 0 or more, got {self.eval_every}")
+        _check_between(self.seed, "seed", 0, MAX_SEED)
         check_device_name(self.device)
         check_precision(self.precision)
         within("solver", self.solver.validate)
@@ -90,6 +98,10 @@ class FitConfig:
         solver = {f.name for f in fields(SolverSettings)}
         return cls(**{k: v for k, v in data.items() if k in own},
                    solver=SolverSettings(**{k: v for k, v in data.items() if k in solver}))
+
+
+def _check_between(value: int, setting: str, least: int, most: int) -> None:
+    check(least <= value <= most, setting, f"must be between {least:,} and {most:,}, got {value}")
 
 
 def resolve_config(config: FitConfig, signal, recipe_rule: RecipeRule | None = None) -> FitConfig:
