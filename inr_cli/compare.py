@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from inr_cli.files import atomic_write_text, expand_inputs, prepare_output_dir, refuse_empty_folder
+from inr_cli.files import (atomic_write_text, expand_inputs, missing_ancestors, prepare_output_dir,
+                           refuse_empty_folder, remove_if_empty)
 from inr_cli.modalities.image import IMAGE, ImageOptions
 from inr_cli.pages import write_compare_page
 from inr_cli.peak_memory import measure_peak_memory
@@ -122,7 +123,17 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
         refuse_empty_folder(path, IMAGE.folder_suffixes)
     images = [(path, IMAGE.load(path, config.image, base.seed)) for path in paths]
     refuse_foreign_files(out, own_files=(SUMMARY_FILE,))  # an earlier comparison there is replaced, nothing else
+    created = missing_ancestors(out)
     prepare_output_dir(out)
+    try:
+        return _compare(images, config, base, holdout, out, as_json)
+    except BaseException:
+        remove_if_empty(created)  # a comparison that failed leaves no empty folder of its own making
+        raise
+
+
+def _compare(images: list, config: CompareConfig, base: FitConfig, holdout, out: Path, as_json: bool) -> int:
+    """Fit every model, size and variant to each loaded image; write the table, the JSON and the page."""
     rows, pictures = [], []  # pictures: each row's reconstruction of every image, for the page
     runs = [(name, explicit, layers, hidden) for layers, hidden in config.sizes
             for name, explicit in variants(list(config.models))]

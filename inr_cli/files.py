@@ -38,7 +38,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    # A file name whose bytes are not UTF-8 reaches Python as surrogates, which UTF-8 cannot hold: written as
+    # escapes (\udcff), so a report or table naming it is still written.
+    atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
 
 
 def atomic_write_with(path: Path, write) -> None:

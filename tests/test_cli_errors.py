@@ -177,6 +177,7 @@ def test_a_network_too_big_for_memory_is_one_line_saying_what_to_lower(tmp_path,
     line = proc.stderr.splitlines()[-1]  # compare announces each model on stderr before fitting it
     assert line.startswith("inr: error: out of memory (asked for ") and "does not fit" in line
     assert ("--hidden" if command[0] == "fit" else "layers") in line
+    assert not (tmp_path / "out").exists()  # a failed run leaves no folder of its own making
 
 
 def test_allocation_failures_are_told_from_other_errors():
@@ -211,6 +212,17 @@ def test_an_awkward_file_name_is_fitted_and_shown_as_escapes(tmp_path, case):
     assert report["input"] == json.loads(proc.stdout)["input"] == name  # JSON escapes give the name back exactly
     assert png_caption(tmp_path / "run" / "comparison.png").startswith(f"{shown} · ")
     assert f"<title>{shown}</title>" in (tmp_path / "run" / "index.html").read_bytes().decode("utf-8")
+
+
+def test_a_run_of_several_inputs_writes_its_summary_for_a_name_that_is_not_utf_8(tmp_path):
+    name, _ = AWKWARD_NAMES["not-utf-8"]
+    make_png(tmp_path, name)
+    make_png(tmp_path, "plain.png")
+    proc = run_cli(["fit", "image", name, "plain.png", *TINY, "--quiet", "--json", "--out", "set"], cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "\\udcff" in (tmp_path / "set" / "summary.md").read_text()  # the byte, as an escape
+    summary = json.loads((tmp_path / "set" / "summary.json").read_text())
+    assert (tmp_path / "set" / "index.html").exists() and (summary["inputs"], summary["fitted"]) == (2, 2)
 
 
 def test_compare_writes_its_page_for_a_name_that_is_not_utf_8(tmp_path):

@@ -155,7 +155,9 @@ def test_the_core_solve_returns_stats_and_rejects_unknown_solver_options():
 
 @pytest.mark.parametrize("field,value,setting", [("solver", "newton", "solver"), ("tol", 0.0, "tol"),
                                                  ("max_iter", 0, "max_iter"), ("backward", "adjoint", "backward"),
-                                                 ("neumann_steps", -1, "neumann_steps")])
+                                                 ("neumann_steps", -1, "neumann_steps"),
+                                                 ("neumann_steps", 10**23, "neumann_steps"),
+                                                 ("backward_max_iter", 10**6, "backward_max_iter")])
 def test_solver_settings_name_the_setting_they_reject(field, value, setting):
     from inr_core.errors import InvalidSetting
     from models.fixpoint import SolverSettings

@@ -127,4 +127,8 @@ def test_bad_video_input_is_one_line_each_and_writes_nothing(clips):
     assert "all frames must share one size" in proc.stderr
     zero = run_cli(["fit", "video", "pan.gif", "--frames", "20:30", "--out", "runs", "--quiet"], cwd=folder)
     assert zero.returncode == 1 and "no frames" in zero.stderr and zero.stderr.count("\n") == 1
+    for text, message in (("abc", "--frames must be START:STOP, e.g. 0:60 or 30:; got 'abc'"),
+                          ("-2:", "--frames takes frame indices of 0 or more; got '-2:'")):
+        unusable = run_cli(["fit", "video", "pan.gif", "--frames", text, "--out", "runs", "--quiet"], cwd=folder)
+        assert (unusable.returncode, unusable.stderr) == (2, f"inr: error: {message}\n")  # a usage error
     assert not (folder / "runs").exists()

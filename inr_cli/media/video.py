@@ -18,7 +18,7 @@ from PIL import Image
 from inr_cli.files import atomic_write_bytes
 from inr_cli.media.images import IMAGE_SUFFIXES, read_image, shrink_to_longest_side
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
-from inr_core.errors import UserError
+from inr_core.errors import InvalidSetting, UserError, check
 
 DEFAULT_FOLDER_FPS = 25.0
 # Frames x height x width held once decoded (after --frames and --resize): 1.2 GB as the float RGB that is fitted.
@@ -48,9 +48,9 @@ def parse_frame_range(text: str | None) -> slice:
             raise ValueError
         start, stop = (int(p) if p.strip() else None for p in parts)
     except ValueError:
-        raise UserError(f"--frames {text!r}: expected START:STOP, e.g. 0:60 or 30:") from None
-    if (start is not None and start < 0) or (stop is not None and stop < 0):
-        raise UserError(f"--frames {text!r}: frame indices must be 0 or more")
+        raise InvalidSetting("frames", f"must be START:STOP, e.g. 0:60 or 30:; got {text!r}") from None
+    check((start is None or start >= 0) and (stop is None or stop >= 0), "frames",
+          f"takes frame indices of 0 or more; got {text!r}")
     return slice(start, stop)
 
 

@@ -13,6 +13,9 @@ from inr_core.errors import check
 
 SOLVER_NAMES = ("fixed-point", "anderson", "broyden")
 BACKWARD_MODES = ("neumann", "exact")
+# The most f evaluations one solve (or truncated Neumann series) may be asked for: far past any that converges,
+# and small enough that a mistyped count is refused rather than running for days.
+MAX_ITERATIONS = 100_000
 
 # Width-hidden tensors per sample a solver keeps alive (iterates, f values, history): for sizing batches.
 ANDERSON_MEMORY = 5
@@ -42,12 +45,13 @@ class SolverSettings:
         check(self.solver in SOLVER_NAMES, "solver",
               f"must be one of: {', '.join(SOLVER_NAMES)}; got {self.solver!r}")
         check(self.tol > 0, "tol", f"must be positive, got {self.tol}")
-        check(self.max_iter >= 1, "max_iter", f"must be at least 1, got {self.max_iter}")
+        for name in ("max_iter", "neumann_steps", "backward_max_iter"):  # counts of f evaluations per solve
+            value = getattr(self, name)
+            low = 0 if name == "neumann_steps" else 1
+            check(low <= value <= MAX_ITERATIONS, name, f"must be between {low} and {MAX_ITERATIONS:,}, got {value}")
         check(self.backward in BACKWARD_MODES, "backward",
               f"must be one of: {', '.join(BACKWARD_MODES)}; got {self.backward!r}")
-        check(self.neumann_steps >= 0, "neumann_steps", f"must be 0 or more, got {self.neumann_steps}")
         check(self.backward_tol > 0, "backward_tol", f"must be positive, got {self.backward_tol}")
-        check(self.backward_max_iter >= 1, "backward_max_iter", f"must be at least 1, got {self.backward_max_iter}")
 
     def state_tensors(self) -> int:
         """Width-sized tensors per sample the forward solver keeps alive (for memory planning)."""
