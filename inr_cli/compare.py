@@ -41,7 +41,7 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
         sizes.append((int(match.group(1)), int(match.group(2))))
     if not sizes:
         raise InvalidSetting("--sizes", "is empty; e.g. --sizes 1L256D,4L256D")
-    return sizes
+    return list(dict.fromkeys(sizes))  # a size named twice is one row (in the order first named), not two
 
 
 def parse_models(text: str) -> list[str]:
@@ -49,7 +49,7 @@ def parse_models(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise InvalidSetting("--models", "is empty; e.g. --models gabor-imfn,fourier-imfn")
-    return names
+    return list(dict.fromkeys(names))  # a model named twice is fitted once
 
 
 def variants(models: list[str]) -> list[tuple[str, bool]]:

@@ -5,12 +5,14 @@ import json
 import pytest
 
 from helpers import run_cli
-from inr_cli.compare import parse_sizes, variants
+from inr_cli.compare import parse_models, parse_sizes, variants
 from inr_core.errors import UserError
 
 
 def test_sizes_parse_as_the_papers_name_them():
     assert parse_sizes("1L256D, 4l512d") == [(1, 256), (4, 512)]
+    assert parse_sizes("4L64D,1L64D,4l64d") == [(4, 64), (1, 64)]  # named twice: one row, where first named
+    assert parse_models("siren, gabor-imfn,siren") == ["siren", "gabor-imfn"]
     for bad in ("", "256D", "1L", "0L256D", "1L256"):
         with pytest.raises(UserError):
             parse_sizes(bad)
