@@ -127,6 +127,11 @@ def test_bad_video_input_is_one_line_each_and_writes_nothing(clips):
     assert "all frames must share one size" in proc.stderr
     zero = run_cli(["fit", "video", "pan.gif", "--frames", "20:30", "--out", "runs", "--quiet"], cwd=folder)
     assert zero.returncode == 1 and "no frames" in zero.stderr and zero.stderr.count("\n") == 1
+    import soundfile
+
+    soundfile.write(folder / "sound.mkv", np.zeros((800, 1), np.float32), 8000, format="WAV")  # audio only
+    sound = run_cli(["fit", "video", "sound.mkv", "--out", "runs", "--quiet"], cwd=folder)
+    assert (sound.returncode, sound.stderr) == (1, "inr: error: sound.mkv: no video stream in it (streams: audio)\n")
     for text, message in (("abc", "--frames must be START:STOP, e.g. 0:60 or 30:; got 'abc'"),
                           ("-2:", "--frames takes frame indices of 0 or more; got '-2:'")):
         unusable = run_cli(["fit", "video", "pan.gif", "--frames", text, "--out", "runs", "--quiet"], cwd=folder)

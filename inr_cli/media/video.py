@@ -104,6 +104,9 @@ def _claimed_size(path: Path) -> tuple[int, int, int]:
         with Image.open(path) as gif:
             return gif.n_frames, gif.height, gif.width
     with av.open(str(path)) as container:
+        if not container.streams.video:  # an audio file, say: readable, but there is no picture to fit
+            raise UserError(f"{path}: no video stream in it (streams: "
+                            f"{', '.join(stream.type for stream in container.streams) or 'none'})")
         stream = container.streams.video[0]
         count = stream.frames
         if not count and container.duration:  # Matroska and WebM often leave the count out: estimate it
