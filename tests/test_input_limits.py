@@ -150,7 +150,7 @@ CASES = {
     "video-max-pixels-zero": ("video", lambda f: mp4(f / "clip.mp4").name, ["--max-pixels", "0"], 2,
                               "--max-pixels must be at least 1, got 0"),
     "audio-over-limit": ("audio", lambda f: wav(f / "tone.wav").name, ["--max-seconds", "0.5"], 1,
-                         f"tone.wav: 1.0 s (8,000 samples at 8000 Hz) exceeds --max-seconds 0.5; {LIMIT} cut the clip "
+                         f"tone.wav: 1 s (8,000 samples at 8000 Hz) exceeds --max-seconds 0.5; {LIMIT} cut the clip "
                          "shorter"),
     "audio-max-seconds-zero": ("audio", lambda f: wav(f / "tone.wav").name, ["--max-seconds", "0"], 2,
                                "--max-seconds must be positive, got 0.0"),
