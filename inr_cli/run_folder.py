@@ -214,7 +214,7 @@ def _differing_settings(given: dict, recorded: dict, prefix: str = "") -> list[s
     for key, value in given.items():
         if value is None or key in RUN_ONLY_SETTINGS:
             continue
-        theirs = recorded.get(key) if isinstance(recorded, dict) else None
+        theirs = recorded.get(key)
         if isinstance(value, dict):
             differing += _differing_settings(value, theirs if isinstance(theirs, dict) else {}, f"{prefix}{key}.")
         elif value != theirs:

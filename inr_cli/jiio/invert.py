@@ -60,10 +60,14 @@ def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bo
         device = resolve_device(cluster.device_for(config.device))
         out = cluster.from_leader(lambda: out or Path("runs") / f"jiio-{config.restoration.task}-"
                                                                f"{time.strftime('%Y%m%d-%H%M%S')}")
-        # Rank 0 holds the folder (no other inr run may write there, nor this one into someone else's files);
-        # the other ranks only wait for its checkpoint.
         folder = RunFolder(out, own_files=(DECODER_FILE,), offers_overwrite=False)
-        cluster.from_leader(lambda: folder.claim(overwrite=False, resume=config.decoder.resume) and None)
+
+        def claim() -> None:
+            """Rank 0 holds the folder (no other inr run may write there, nor this one into someone else's
+            files); the other ranks only wait for its checkpoint, and learn only whether the claim failed."""
+            folder.claim(overwrite=False, resume=config.decoder.resume)
+
+        cluster.from_leader(claim)
         try:
             code = _run(config, out, device, show_progress and cluster.is_leader, as_json, cluster)
         finally:
