@@ -92,6 +92,8 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
         "bits_per_point": bits_per_point(result.params, loaded.signal),
         "psnr_fp16_weights": result.psnr_fp16_weights,
         "steps": fit_config.steps,
+        # The step whose network the outputs show (--keep best may keep an earlier one than the last).
+        "kept_step": fit_config.steps if result.kept_step is None else result.kept_step,
         "seconds": result.train_seconds,
         "steps_per_second": result.steps_per_second,
         "eval_seconds": result.eval_seconds,

@@ -117,13 +117,18 @@ def test_a_signal_fitted_in_a_group_ends_where_it_ends_alone(camera_u8, model, o
 
     signals = crops_as_signals(camera_u8)
     layers = 1 if model.endswith("imfn") or model == "isiren" else 2
-    config = FitConfig(model=model, hidden=16, layers=layers, steps=30, device="cpu", eval_every=0, **options)
+    config = FitConfig(model=model, hidden=16, layers=layers, steps=30, device="cpu", eval_every=10, **options)
     together = fit_group(signals, config, IMAGE.recipe)
     for signal, outcome in zip(signals, together):
         alone = fit(signal, config, IMAGE.recipe)
         assert outcome.error is None
         assert outcome.result.final.psnr == pytest.approx(alone.final.psnr, abs=0.05)
         assert outcome.result.batch_psnr[-1] == pytest.approx(alone.batch_psnr[-1], abs=0.05)
+        # Measured along the run as a fit alone is, and the same network kept (the best of those measurements).
+        assert [entry["step"] for entry in outcome.result.evaluations] == [10, 20, 30]
+        assert [entry["psnr"] for entry in outcome.result.evaluations] == pytest.approx(
+            [entry["psnr"] for entry in alone.evaluations], abs=0.05)
+        assert outcome.result.kept_step == alone.kept_step
         if alone.solver is not None:  # each report has its own signal's solver statistics
             mine, reference = outcome.result.solver, alone.solver
             assert mine["evaluation"] == pytest.approx(reference["evaluation"], rel=1e-3, abs=1e-6)
@@ -378,3 +383,4 @@ def test_cpu_groups_stay_small_enough_to_gain():
     assert auto_group_size(1024, 256, 3, cpu, cap=64) == CPU_STACKED_TENSOR_BYTES // (4 * 256 * 1024) == 16
     assert auto_group_size(1024, 64, 3, cpu, cap=64) == 64
     assert auto_group_size(1 << 20, 256, 3, cpu, cap=64) == 1  # one big signal: never grouped
+

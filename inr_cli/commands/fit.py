@@ -63,6 +63,9 @@ SHARED_OPTIONS = [
     _option("seed", int, FitConfig.seed, "--seed", help="Seed for initialisation and batch order."),
     _option("eval_every", Optional[int], None, "--eval-every", help="Steps between full evaluations for the plot. "
             "Default: 25 over the run; 0: only at the end.", show_default=False),
+    _option("keep", str, FitConfig.keep, "--keep", help="The network a fit keeps (reconstruction, checkpoint, "
+            "report): best, that of its best evaluation along the run (PSNR on the training points; a late spike "
+            "of the loss then costs nothing), or last, the last step's."),
     _option("out", Optional[Path], None, "--out", help="Output folder (one sub-folder per input when there are "
             "several). Default: runs/NAME-MODEL-TIME.", show_default=False),
     _option("explicit", bool, FitConfig.explicit, "--explicit", help="Implicit models: one pass of f from z = 0 (the "
@@ -103,7 +106,7 @@ def _shared_config(values: dict) -> tuple[FitConfig, OutputOptions]:
     fit = FitConfig(model=values.pop("model"), hidden=values.pop("hidden"), layers=values.pop("layers"),
                     frequency=values.pop("frequency"), explicit=values.pop("explicit"), steps=values.pop("steps"),
                     lr=values.pop("lr"), batch_size=values.pop("batch_size"), eval_every=values.pop("eval_every"),
-                    seed=values.pop("seed"), device=values.pop("device"), precision=values.pop("precision"),
+                    keep=values.pop("keep"), seed=values.pop("seed"), device=values.pop("device"), precision=values.pop("precision"),
                     compile=values.pop("compile"), amortize=not values.pop("no_amortize"),
                     solver=solver)
     output = OutputOptions(out=values.pop("out"), as_json=values.pop("as_json"), show_progress=not values.pop("quiet"),

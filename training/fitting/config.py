@@ -27,6 +27,8 @@ MAX_HIDDEN = 2**24  # one hidden-to-hidden weight of this width is a petabyte: p
 MAX_LAYERS = 1_000
 MAX_STEPS = 10**9  # the loss of every step is kept: 4 GB at this many
 MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed
+# Which network a fit returns (see training.fitting.best): its best progress evaluation's, or the last step's.
+KEEP_CHOICES = ("best", "last")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class FitConfig:
     lr: float | None = None
     batch_size: int | None = None  # points per step; None = full batch when it fits in memory
     eval_every: int | None = None  # steps between full evaluations; None = about 25 over the run, 0 = only at the end
+    keep: str = "best"  # the network a fit returns: its best progress evaluation's ("best") or the last step's
     seed: int = 0
     device: str = "auto"
     # Speed: the arithmetic precision (fp32, tf32, bf16; None = tf32 on CUDA, fp32 on the CPU) and whether the
@@ -69,6 +72,7 @@ class FitConfig:
         check(self.batch_size is None or self.batch_size >= 1, "batch_size",
               f"must be at least 1, got {self.batch_size}")
         check(self.eval_every is None or self.eval_every >= 0, "eval_every", f"must be 0 or more, got {self.eval_every}")
+        check(self.keep in KEEP_CHOICES, "keep", f"must be one of: {', '.join(KEEP_CHOICES)}; got {self.keep!r}")
         _check_between(self.seed, "seed", 0, MAX_SEED)
         check_device_name(self.device)
         check_precision(self.precision)

@@ -114,6 +114,41 @@ class GridProgress:
         return entry
 
 
+class GroupGridProgress:
+    """:class:`GridProgress` for a group of stacked networks fitted to same-shaped grids (see
+    :mod:`training.fitting.grouped`): each signal's PSNR on its training (and held-out) points, as ``(G,)`` tensors
+    left on the device. The points are shared; each signal has its own targets. Chunks hold ``chunk_points``
+    points of every signal at once, so pass a single network's chunk divided by the group's size."""
+
+    def __init__(self, signals: list[GridSignal], device: torch.device, chunk_points: int):
+        self.chunk_points = max(1, chunk_points)
+        first = signals[0]
+        parts = {"psnr": first.train}
+        if first.holdout is not None and len(first.holdout.index):
+            parts["psnr_holdout"] = first.holdout
+        self.coords = {key: first.coordinates(part.index).to(device) for key, part in parts.items()}
+        targets = [signal.unit_values() for signal in signals]
+        self.targets = {key: torch.stack([target[part.index] for target in targets]).to(device)
+                        for key, part in parts.items()}
+
+    @torch.no_grad()
+    def __call__(self, network, template: nn.Module, train_states: torch.Tensor | None = None) -> dict:
+        """``network(points)`` predicts ``(G, n, C)``; an implicit one also takes states through
+        ``forward_with_stats``. ``template`` is the module whose mode the stacked networks follow."""
+        entry = {"psnr": None, "psnr_holdout": None}
+        with eval_mode(template):
+            for key, coords in self.coords.items():
+                pieces = []
+                for start in range(0, len(coords), self.chunk_points):
+                    x = coords[start:start + self.chunk_points]
+                    states = None if key != "psnr" or train_states is None else \
+                        train_states[:, start:start + self.chunk_points]
+                    pieces.append(network(x) if states is None else network.forward_with_stats(x, states)[0])
+                error = (to_unit_range(torch.cat(pieces, dim=1)).double() - self.targets[key].double()) ** 2
+                entry[key] = -10.0 * torch.log10(error.flatten(1).mean(1))
+        return entry
+
+
 def evaluate_samples(model: nn.Module, signal: ScatteredSamples, device: torch.device, chunk_points: int
                      ) -> SampleEvaluation:
     """IoU of the predicted inside (negative distance, or positive occupancy logit) on each held-out group."""

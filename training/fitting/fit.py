@@ -16,6 +16,7 @@ from torch import nn
 from inr_core.errors import UserError
 from models import build_model, count_parameters
 from training.fitting.amortized import FixpointCache
+from training.fitting.best import BestNetwork, kept_note
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.control import (MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, FitControl, Interrupted, RunawayGuard,
                                       rng_state, set_learning_rate, set_rng_state, to_host)
@@ -58,6 +59,7 @@ class FitResult:
     notes: list[str] = field(default_factory=list)  # what the user should know (compile fallback, precision)
     # PSNR with the weights rounded to float16 (grid signals): the quality at the rate reports count
     psnr_fp16_weights: float | None = None
+    kept_step: int | None = None  # the step whose network this is (--keep best); None: the last step's
 
     @property
     def steps_per_second(self) -> float | None:
@@ -151,6 +153,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
                                  config.precision)
     measure_progress = signal.progress(device, chunk)
     notes = [note for note in (precision_note(config.precision, device),) if note]
+    keeper = BestNetwork(model.state_dict) if config.keep == "best" and config.eval_every else None
 
     # Losses stay on the device; reading them back forces a sync, so on a GPU we only do it now and then.
     losses = torch.zeros(config.steps, device=device)
@@ -173,7 +176,8 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
             "progress": [[s, _read_back(entry)] for s, entry in progress], "guard": guard.state(),
             "notes": list(notes), "cache": None if cache is None else cache.state(),
             "train_seconds": trained_before + time.perf_counter() - start - eval_seconds,
-            "eval_seconds": eval_seconds, "config": config.to_dict()})
+            "eval_seconds": eval_seconds, "config": config.to_dict(),
+            "best": None if keeper is None else keeper.state()})
 
     first = 1
     if control.resume is not None:
@@ -188,6 +192,8 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
         if cache is not None and state["cache"] is not None:
             cache.restore(state["cache"])
         set_rng_state(state["rng"])
+        if keeper is not None and state.get("best") is not None:
+            keeper.restore(state["best"])
     guard.good(first - 1, guard.best, light_state)  # the state training starts from is the first to fall back to
 
     compiling = training_step.compile  # the first step is then timed apart, whether compilation succeeds or not
@@ -220,7 +226,10 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
             if config.eval_every and step % config.eval_every == 0 and not last:
                 eval_start = time.perf_counter()
                 with precision_scope(config.precision, device):
-                    progress.append((step, measure_progress(model, None if cache is None else cache.z)))
+                    entry = measure_progress(model, None if cache is None else cache.z)
+                progress.append((step, entry))
+                if keeper is not None and isinstance(entry["psnr"], torch.Tensor):
+                    keeper.offer(entry["psnr"], step)
                 eval_seconds += time.perf_counter() - eval_start
             if control.save is not None and (control.stop_requested() or control.save_due(step, config.steps)):
                 control.save(full_state(step))
@@ -231,12 +240,14 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
         synchronize(device)
         train_seconds = trained_before + time.perf_counter() - start - eval_seconds
         eval_start = time.perf_counter()
+        kept = _keep_best(keeper, model, measure_progress, cache, config, (train_coords, chunk), notes)
         with precision_scope(config.precision, device):
             result = signal.evaluate(model, device, chunk)
             psnr_fp16 = psnr_with_half_precision_weights(model, signal, device, chunk)
         eval_seconds += time.perf_counter() - eval_start
     evaluations = [{"step": step, **_read_back(entry)} for step, entry in progress]
-    evaluations.append({"step": config.steps, **result.history_entry()})
+    # The last step's network, as measured along the run when a better one was kept, else by the final evaluation.
+    evaluations.append({"step": config.steps, **(result.history_entry() if kept is None else kept.last_entry)})
     if training_step.note:
         notes.append(training_step.note)
 
@@ -248,9 +259,37 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
         setup_seconds=first_step_at - called_at, first_step_at=first_step_at,
         batch_psnr=[psnr_from_mse(v) for v in losses.cpu().tolist()],
         evaluations=evaluations, final=result, notes=notes, psnr_fp16_weights=psnr_fp16,
-        solver=solver_report(config, model, cache, train_coords, result, chunk, cache_note) if config.is_implicit()
-        else None,
+        solver=solver_report(config, model, cache, train_coords, result, chunk, cache_note,
+                             None if kept is None else kept.cache_residuals) if config.is_implicit() else None,
+        kept_step=None if kept is None else kept.step,
     )
+
+
+@dataclass
+class KeptNetwork:
+    """An earlier network kept instead of the last one: its step, and what was measured of the last one."""
+
+    step: int
+    last_entry: dict  # the last step's network, measured as the progress evaluations measure
+    cache_residuals: dict | None  # the amortized cache's residuals on the last network, whose states it holds
+
+
+def _keep_best(keeper: BestNetwork | None, model: nn.Module, measure_progress, cache: FixpointCache | None,
+               config: FitConfig, train_points: tuple[torch.Tensor, int], notes: list[str]) -> KeptNetwork | None:
+    """Put the best network measured along the run into ``model`` when it beats the last one, measured alike
+    (see :mod:`training.fitting.best`); None when the last network stays."""
+    if keeper is None or not bool(torch.isfinite(keeper.psnr)):
+        return None
+    device = torch.device(config.device)
+    with precision_scope(config.precision, device):
+        last = measure_progress(model, None if cache is None else cache.z)
+    if not isinstance(last["psnr"], torch.Tensor) or not bool(keeper.beats(last["psnr"])):
+        return None
+    residuals = None if cache is None else cache.residuals(model, *train_points)
+    model.load_state_dict(keeper.values())
+    kept = KeptNetwork(int(keeper.step), _read_back(last), residuals)
+    notes.append(kept_note(kept.step, float(keeper.psnr), config.steps, kept.last_entry["psnr"]))
+    return kept
 
 
 def _roll_back(guard: RunawayGuard, step: int, worst: float, restore_light, optimizer, cache, notes) -> int:
@@ -270,8 +309,11 @@ def _roll_back(guard: RunawayGuard, step: int, worst: float, restore_light, opti
 
 
 def solver_report(config: FitConfig, model: nn.Module, cache: FixpointCache | None, train_coords: torch.Tensor,
-                  final: GridEvaluation | SampleEvaluation, chunk: int, cache_note: str | None = None) -> dict:
-    """The report's ``solver`` section: iterations and residuals at training and at evaluation."""
+                  final: GridEvaluation | SampleEvaluation, chunk: int, cache_note: str | None = None,
+                  cache_residuals: dict | None = None) -> dict:
+    """The report's ``solver`` section: iterations and residuals at training and at evaluation.
+    ``cache_residuals``: the cache's residuals measured earlier (on the last step's network, whose states the
+    cache holds, when a better network was kept); by default they are measured on ``model`` now."""
     training: dict = {"amortized": cache is not None}
     if cache_note:
         training["note"] = cache_note
@@ -279,7 +321,7 @@ def solver_report(config: FitConfig, model: nn.Module, cache: FixpointCache | No
         steps = [stats.steps for stats in cache.solves]
         training.update({"initial_solves": len(steps), "initial_solve_iterations_mean": sum(steps) / len(steps),
                          "initial_solve_iterations_max": max(steps)})
-        training.update(cache.residuals(model, train_coords, chunk))
+        training.update(cache_residuals or cache.residuals(model, train_coords, chunk))
     settings = config.solver
     return {"solver": settings.solver, "tol": settings.tol, "max_iter": settings.max_iter,
             "backward": settings.backward, "neumann_steps": settings.neumann_steps, "training": training,

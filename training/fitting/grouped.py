@@ -38,10 +38,11 @@ from models.fixpoint import SolverStats, solve
 from models.implicit import ImplicitINR, Prepared
 from training.fitting import step as step_module
 from training.fitting.amortized import FixpointCache
+from training.fitting.best import BestNetwork, kept_note
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.control import RUNAWAY_FACTOR, Interrupted
 from training.fitting.devices import loss_read_interval, render_chunk_size, synchronize
-from training.fitting.evaluate import psnr_with_half_precision_weights
+from training.fitting.evaluate import GroupGridProgress, psnr_with_half_precision_weights
 from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortized_cache, divergence_error,
                                   make_model, make_optimizer, solver_report)
 from training.fitting.precision import autocast, matmul_precision, precision_note, precision_scope
@@ -279,6 +280,15 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
     optimizer = make_optimizer(list(stacked.params.values()), config, device)
     group_step = GroupStep(network, cache, per_signal_loss, optimizer, config)
     losses = torch.zeros(config.steps, count, device=device)
+    chunk = render_chunk_size(config.hidden, config.layers, device, config.solver_tensors())
+    # Grids are measured along the run as a fit alone measures them (and the best network kept, per signal);
+    # scattered samples only at the end.
+    group_progress = (GroupGridProgress(signals, device, chunk // count)
+                      if shared_points and config.eval_every else None)
+    keeper = (BestNetwork(lambda: stacked.params | stacked.buffers, count)
+              if group_progress is not None and config.keep == "best" else None)
+    progress: list[tuple[int, dict]] = []
+    progress_seconds = 0.0
     failed_at: dict[int, int] = {}
     best = [float("inf")] * count
     checked = 0
@@ -311,27 +321,47 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
                     mean = sum(finite) / len(finite) if finite else float("nan")
                     on_progress(FitProgress(step, config.steps, mean, psnr_from_mse(mean),
                                             time.perf_counter() - timed_from, optimizer.param_groups[0]["lr"]))
+            if group_progress is not None and step % config.eval_every == 0 and step != config.steps:
+                measured_at = time.perf_counter()
+                entry = _measure(group_progress, network, stacked, cache, config, device)
+                progress.append((step, entry))
+                if keeper is not None:
+                    keeper.offer(entry["psnr"], step)
+                progress_seconds += time.perf_counter() - measured_at
             if stop_requested is not None and stop_requested():
                 raise Interrupted(step)
         synchronize(device)
-    train_seconds = time.perf_counter() - timed_from
+    train_seconds = time.perf_counter() - timed_from - progress_seconds
 
+    last_entry, keep_best = None, [False] * count
+    if keeper is not None and progress:
+        last_entry = _measure(group_progress, network, stacked, cache, config, device)
+        keep_best = keeper.beats(last_entry["psnr"]).tolist()
+    histories = _histories(progress, last_entry, count, config.steps)
     outcomes = []
     history = losses.cpu()
-    chunk = render_chunk_size(config.hidden, config.layers, device, config.solver_tensors())
     for g, (signal, model) in enumerate(zip(signals, models)):
         if g in failed_at:
             outcomes.append(GroupOutcome(None, divergence_error(failed_at[g], history[failed_at[g] - 1, g].item())))
             continue
         stacked.load_into(model, g)
         eval_start = time.perf_counter()
+        notes = [note for note in (precision_note(config.precision, device), group_step.note) if note]
+        own_cache = None if cache is None else _signal_cache(cache, g, config.solver.tol)
+        points = coords if shared_points else coords[g]
+        kept_step, cache_residuals = None, None
+        if keep_best[g]:  # an earlier network beat the last one: measure what belongs to the last, then swap
+            if own_cache is not None:
+                cache_residuals = own_cache.residuals(model, points, chunk)
+            with torch.no_grad():
+                model.load_state_dict(keeper.values(g))
+            kept_step = int(keeper.step[g])
+            notes.append(kept_note(kept_step, float(keeper.psnr[g]), config.steps, histories[g][-1]["psnr"]))
         with precision_scope(config.precision, device):
             final = signal.evaluate(model, device, chunk)
             psnr_fp16 = psnr_with_half_precision_weights(model, signal, device, chunk)
             solver = None if not config.is_implicit() else solver_report(
-                config, model, None if cache is None else _signal_cache(cache, g, config.solver.tol),
-                coords if shared_points else coords[g], final, chunk, cache_note)
-        notes = [note for note in (precision_note(config.precision, device), group_step.note) if note]
+                config, model, own_cache, points, final, chunk, cache_note, cache_residuals)
         notes.append(f"fitted together with {count - 1} other input(s) of the same shape; seconds and steps/s "
                      f"are the group's")
         outcomes.append(GroupOutcome(FitResult(
@@ -339,9 +369,31 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
             config=config, params=count_parameters(model), train_seconds=train_seconds,
             timed_steps=config.steps - (1 if config.compile else 0), compiled=group_step.compiling,
             compile_seconds=compile_seconds, setup_seconds=first_step_at - called_at,
-            first_step_at=first_step_at, eval_seconds=time.perf_counter() - eval_start,
+            first_step_at=first_step_at, eval_seconds=time.perf_counter() - eval_start + progress_seconds / count,
             batch_psnr=[psnr_from_mse(v) for v in history[:, g].tolist()],
-            final=final, evaluations=[{"step": config.steps, **final.history_entry()}], solver=solver,
-            notes=notes, psnr_fp16_weights=psnr_fp16)))
+            final=final, evaluations=histories[g] if keep_best[g] else
+            histories[g][:len(progress)] + [{"step": config.steps, **final.history_entry()}],
+            solver=solver, notes=notes, psnr_fp16_weights=psnr_fp16, kept_step=kept_step)))
     return outcomes
+
+
+def _measure(group_progress: GroupGridProgress, network, stacked: StackedNetworks, cache: FixpointCache | None,
+             config: FitConfig, device: torch.device) -> dict:
+    """Every signal's progress measurement of the group's networks as they are now."""
+    with precision_scope(config.precision, device):
+        return group_progress(network, stacked.template, None if cache is None else cache.z)
+
+
+def _histories(progress: list[tuple[int, dict]], last_entry: dict | None, count: int, last_step: int
+               ) -> list[list[dict]]:
+    """Each signal's evaluations along the run (read back once, at the end), with the last step's measurement
+    when it was taken."""
+    steps = progress + ([] if last_entry is None else [(last_step, last_entry)])
+    histories: list[list[dict]] = [[] for _ in range(count)]
+    for step, entry in steps:
+        values = {key: None if value is None else value.tolist() for key, value in entry.items()}
+        for g in range(count):
+            histories[g].append({"step": step, **{key: None if value is None else value[g]
+                                                  for key, value in values.items()}})
+    return histories
 
