@@ -14,6 +14,11 @@ from models.fixpoint.stats import SolverStats
 
 
 class CoordinateNetwork(nn.Module):
+    # True where ``forward`` also takes G stacked networks' parameters (through ``torch.func.functional_call``:
+    # every weight and bias with a leading signal axis) and returns ``(G, N, C)``: a group fit then calls it as it
+    # is, with one batched product per layer, instead of through ``torch.vmap`` (see :func:`affine`).
+    stacks_natively = False
+
     def forward_with_stats(self, coords: torch.Tensor) -> tuple[torch.Tensor, SolverStats | None]:
         """The output at ``coords`` and how its fixpoint solve went (``None``: no solve, an explicit network)."""
         return self(coords), None
@@ -24,6 +29,22 @@ class CoordinateNetwork(nn.Module):
 MAX_COORDINATE_DIMS = 4
 
 
+def affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x W^T + b`` for one network's ``weight`` ``(out, in)``, or for G stacked networks' ``weight``
+    ``(G, out, in)`` and ``bias`` ``(G, out)``, with ``x`` ``(G, N, in)`` or shared by all ``(N, in)``.
+
+    The stacked form is one ``baddbmm``, the bias added inside the product. ``torch.vmap`` of ``F.linear`` would
+    give a ``bmm`` and then two more passes over the ``(G, N, out)`` output (a multiply and an add), which made a
+    group step of SIREN 3x64 on 32 x 1024 points 1.4x slower on a 2-core CPU (49 against 35 ms)."""
+    if weight.dim() == 2:
+        return nn.functional.linear(x, weight, bias)
+    if x.dim() == 2:
+        x = x.expand(weight.shape[0], *x.shape)
+    if bias is None:
+        return torch.bmm(x, weight.transpose(-1, -2))
+    return torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(-1, -2))
+
+
 def reduced_precision_active(device_type: str) -> bool:
     """Whether a float32 matrix product here would not be exact float32: under autocast, or with CUDA TF32 on."""
     if torch.is_autocast_enabled(device_type):
@@ -32,7 +53,8 @@ def reduced_precision_active(device_type: str) -> bool:
 
 
 def coordinate_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x W^T + b`` for low-dimensional coordinates ``x``, always in exact float32 (or better).
+    """``x W^T + b`` for low-dimensional coordinates ``x``, always in exact float32 (or better); ``weight`` and
+    ``bias`` may be stacked (see :func:`affine`).
 
     Used for every sine phase taken of the coordinates (SIREN's first layer, MFN filters) and for Gabor distances.
     These arguments reach hundreds of radians, so neither TF32 matrix products nor bf16 autocast may touch them.
@@ -46,13 +68,15 @@ def coordinate_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     x, weight = x.to(dtype), weight.to(dtype)
     bias = None if bias is None else bias.to(dtype)
     device_type = x.device.type
-    if weight.shape[1] > MAX_COORDINATE_DIMS or not reduced_precision_active(device_type):
+    if weight.shape[-1] > MAX_COORDINATE_DIMS or not reduced_precision_active(device_type):
         with torch.autocast(device_type, enabled=False):
-            return nn.functional.linear(x, weight, bias)
+            return affine(x, weight, bias)
+    if weight.dim() == 3:  # stacked: (G, 1, out) rows against (G or 1, N, 1) coordinates
+        weight, bias = weight.unsqueeze(1), None if bias is None else bias.unsqueeze(1)
     with torch.autocast(device_type, enabled=False):
-        out = x[:, :1] * weight[:, 0]
-        for k in range(1, weight.shape[1]):
-            out = torch.addcmul(out, x[:, k:k + 1], weight[:, k])
+        out = x[..., :1] * weight[..., 0]
+        for k in range(1, weight.shape[-1]):
+            out = torch.addcmul(out, x[..., k:k + 1], weight[..., k])
         return out if bias is None else out + bias
 
 
@@ -67,4 +91,4 @@ class OutputLinear(nn.Linear):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         with torch.autocast(z.device.type, enabled=False):
             dtype = torch.promote_types(z.dtype, self.weight.dtype)
-            return nn.functional.linear(z.to(dtype), self.weight.to(dtype), self.bias.to(dtype))
+            return affine(z.to(dtype), self.weight.to(dtype), self.bias.to(dtype))

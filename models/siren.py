@@ -12,9 +12,8 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from models.base import CoordinateNetwork, OutputLinear, coordinate_linear
+from models.base import CoordinateNetwork, OutputLinear, affine, coordinate_linear
 
 
 class SineLayer(nn.Module):
@@ -34,7 +33,8 @@ class SineLayer(nn.Module):
         # sin(w0 (W x + b)) with w0 folded into the small weight and bias tensors: the same function and
         # gradients, without an extra N x C multiply (and its backward) on every layer. The first layer's phases
         # (tens of radians) stay in exact float32 in every precision mode; later ones are O(1).
-        linear = coordinate_linear if self.is_first else F.linear
+        # Stacked networks' weights (a group fit) take the same path: see models.base.affine.
+        linear = coordinate_linear if self.is_first else affine
         return torch.sin(linear(x, self.linear.weight * self.w0, self.linear.bias * self.w0))
 
 
@@ -44,6 +44,8 @@ class Siren(CoordinateNetwork):
     ``layers=3, hidden=256`` is the paper's 3x256 image network (four sine layers, one linear).
     ``first_w0`` is the frequency scale of the first layer; ``hidden_w0`` (30 in the paper) of the rest.
     """
+
+    stacks_natively = True
 
     def __init__(self, in_features: int, out_features: int, hidden: int = 256, layers: int = 3,
                  first_w0: float = 30.0, hidden_w0: float = 30.0):

@@ -384,3 +384,32 @@ def test_cpu_groups_stay_small_enough_to_gain():
     assert auto_group_size(1024, 64, 3, cpu, cap=64) == 64
     assert auto_group_size(1 << 20, 256, 3, cpu, cap=64) == 1  # one big signal: never grouped
 
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("shared_points", [True, False])
+def test_siren_takes_stacked_parameters_as_vmap_would_give_them(precision, shared_points):
+    """SIREN runs a group as it is (one batched product per layer, the bias inside it) instead of through vmap:
+    the same values, the fp32 coordinate phases under bf16 included, for shared grids and per-signal points."""
+    import torch
+
+    from models.siren import Siren
+    from training.fitting.grouped import StackedNetworks
+    from training.fitting.precision import autocast
+
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(Siren(2, 3, hidden=16, layers=2, first_w0=30.0))
+    stacked = StackedNetworks(models)
+    points = torch.rand(50, 2) * 2 - 1 if shared_points else torch.rand(3, 50, 2) * 2 - 1
+    native = stacked.forward()
+    vmapped = stacked.vmapped("forward", (None if shared_points else 0,))
+    with autocast(precision, torch.device("cpu")):
+        got, expected = native(points), vmapped(points)
+    assert got.shape == expected.shape == (3, 50, 3) and got.dtype == expected.dtype == torch.float32
+    tolerance = 1e-5 if precision == "fp32" else 2e-2
+    assert torch.allclose(got, expected, atol=tolerance)
+    for index, model in enumerate(models):  # and what each network gives alone
+        with autocast(precision, torch.device("cpu")):
+            alone = model(points if shared_points else points[index])
+        assert torch.allclose(got[index], alone, atol=tolerance)

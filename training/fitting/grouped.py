@@ -152,6 +152,17 @@ class StackedNetworks:
         mapped = torch.vmap(lambda p, b, *args: functional_call(member, (p, b), args), in_dims=(0, 0, *arg_dims))
         return lambda *args: mapped(params, buffers, *args)
 
+    def forward(self):
+        """Every signal's network at once, ``(G, N, C)`` from shared ``(N, d)`` or stacked ``(G, N, d)`` points:
+        the template called on the stacked parameters as they are where it takes them (``stacks_natively``),
+        else vmapped."""
+        if not getattr(self.template, "stacks_natively", False):
+            return None
+        member = _Member(self.template, "forward")
+        params = {f"network.{key}": value for key, value in self.params.items()}
+        buffers = {f"network.{key}": value for key, value in self.buffers.items()}
+        return lambda points: functional_call(member, (params, buffers), (points,))
+
     def load_into(self, model: nn.Module, index: int) -> None:
         """Give ``model`` (of the template's architecture) signal ``index``'s parameters and buffers."""
         with torch.no_grad():
@@ -274,7 +285,7 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
         network = StackedImplicit(stacked, coords_dim)
         cache, cache_note = amortized_cache(config, n_train, device, signals=count)
     else:
-        network = stacked.vmapped("forward", (coords_dim,))
+        network = stacked.forward() or stacked.vmapped("forward", (coords_dim,))
 
     per_signal_loss = torch.vmap(training_loss(signals[0]))  # (G, N, C) predictions and targets -> (G,) losses
     optimizer = make_optimizer(list(stacked.params.values()), config, device)
