@@ -133,3 +133,13 @@ def test_the_best_is_chosen_per_signal_on_the_device_and_never_a_nan():
     assert keeper.values()["w"][:, 0].tolist() == [2.0, 2.0, 1.0]
     # Kept over the last network where strictly better, or where the last measured NaN.
     assert keeper.beats(torch.tensor([20.0, float("nan"), 26.0])).tolist() == [False, True, True]
+
+
+def test_the_run_page_says_which_step_its_network_is_of():
+    from inr_cli.pages.run_page import _run_facts
+
+    report = {"model": "siren", "params": 1000, "steps": 300, "kept_step": 276, "seconds": 1.0,
+              "steps_per_second": 300.0, "eval_seconds": 0.1, "device": "cpu", "precision": "fp32",
+              "compiled": False, "input": "a.png", "config": {"fit": {"layers": 2, "hidden": 16, "lr": 5e-4}}}
+    assert "300 (network of step 276, the best measured)" in _run_facts(report)
+    assert "the best measured" not in _run_facts({**report, "kept_step": 300})

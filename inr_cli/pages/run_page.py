@@ -137,7 +137,7 @@ def _metrics(report: dict) -> str:
 def _run_facts(report: dict) -> str:
     fit = report.get("config", {}).get("fit", {})
     entries = [("model", text(f"{report['model']} ({fit.get('layers')} layers of {fit.get('hidden')})")),
-               ("parameters", text(f"{report['params']:,}")), ("steps", text(f"{report['steps']:,}")),
+               ("parameters", text(f"{report['params']:,}")), ("steps", text(_steps(report))),
                ("training", text(f"{report['seconds']:.2f} s"
                                  + (f", {report['steps_per_second']:.1f} steps/s" if report["steps_per_second"]
                                     else ""))),
@@ -146,6 +146,12 @@ def _run_facts(report: dict) -> str:
                                + (", compiled" if report["compiled"] else ""))),
                ("learning rate", text(f"{fit['lr']:.3g}" if isinstance(fit.get("lr"), float) else fit.get("lr"))), ("input", text(report["input"]))]
     return pairs(entries)
+
+
+def _steps(report: dict) -> str:
+    """The step count, and the step whose network is shown when it is not the last one (``--keep best``)."""
+    steps, kept = report["steps"], report.get("kept_step")
+    return f"{steps:,}" if kept in (None, steps) else f"{steps:,} (network of step {kept:,}, the best measured)"
 
 
 def _curves(history: list[dict]) -> str:
