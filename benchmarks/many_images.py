@@ -114,6 +114,10 @@ def main() -> None:
         compiled = max(r["compile_seconds"] for r in reports)
         print(f"{label:<28}{wall:>8.1f}{args.count / wall:>10.2f}{one_by_one_wall / wall:>10.2f}{worst:>16.4f}"
               f"{peak:>14}{compiled:>11.1f}")
+    close = sum(abs(a["psnr"] - b["psnr"]) <= 0.01 for a, b in zip(one_by_one, grouped))
+    kept_early = sum(r.get("kept_step", args.steps) != args.steps for r in one_by_one)
+    print(f"grouped: {close} of {args.count} images within 0.01 dB of their one-at-a-time fit; {kept_early} "
+          f"one-at-a-time fit(s) kept an earlier network than the last step's (--keep best)")
     print(f"torchrun / grouped one-process wall: {many_wall / grouped_wall:.2f}; torchrun / one at a time: "
           f"{many_wall / one_by_one_wall:.2f}")
     print("targets: grouped >= 2x (CPU, 32 crops of 32 px) and >= 10x (GPU, 100 crops of 128 px, SIREN 3x256) "
