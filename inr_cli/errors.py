@@ -31,6 +31,19 @@ def flag_for(setting: str, flags: dict[str, str] | None = None) -> str:
     return "--" + setting.rsplit(".", 1)[-1].replace("_", "-")
 
 
+def given_options(context, options: dict[str, str]) -> dict[str, str]:
+    """Of ``options`` (config field: the command's parameter name), those given on the command line rather than
+    left at their defaults, as field: flag (``--train-batch-size``). ``context`` is the command's Click context."""
+    given = {}
+    for setting, parameter in options.items():
+        source = context.get_parameter_source(parameter)
+        # By name: Typer carries its own copy of Click, whose ParameterSource is not click's.
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            option = next(p for p in context.command.params if p.name == parameter)
+            given[setting] = max(option.opts, key=len)
+    return given
+
+
 def phrase(error: UserError, flags: dict[str, str] | None = None) -> str:
     """The one-line message for a user error, settings phrased as flags."""
     if isinstance(error, InvalidSetting):

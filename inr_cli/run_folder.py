@@ -222,6 +222,21 @@ def _differing_settings(given: dict, recorded: dict, prefix: str = "") -> list[s
     return differing
 
 
+def refuse_changed_settings(asked, saved, given: dict[str, str], resumed: Path) -> None:
+    """A resumed run keeps the settings saved with it: refuse, in one line, any setting given on the command line
+    (``given``: dotted field of the config, its flag) whose value differs from the run's, instead of ignoring it."""
+    def value(config, setting: str):
+        for part in setting.split("."):
+            config = getattr(config, part)
+        return config
+
+    differing = [f"{flag} {value(asked, setting)} (the run has {value(saved, setting)})"
+                 for setting, flag in given.items() if value(asked, setting) != value(saved, setting)]
+    if differing:
+        raise UserError(f"{resumed}: a resumed run keeps its own settings, and {'; '.join(differing)} would change "
+                        f"them; drop the option, or start a new run in another --out")
+
+
 def refuse_replacing_another_run(target: Path, source: Path) -> None:
     """A run resumed from the checkpoint ``source`` goes on saving to ``target``: refuse when ``target`` is another
     file that exists (another run's checkpoint), which the first save would replace."""

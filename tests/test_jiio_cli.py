@@ -100,6 +100,14 @@ def test_resume_through_the_cli_and_refusal_to_overwrite(tmp_path, collection):
     assert run_cli([*common, "--epochs", "1"], tmp_path, timeout=300).returncode == 0
     again = run_cli([*common, "--epochs", "1"], tmp_path)
     assert again.returncode == 1 and "already holds a finished run; add --resume to continue it" in again.stderr
+    # A resume keeps its run's architecture and recipe: an option given to change them is refused, not ignored.
+    finished = (out / "decoder.pt").read_bytes()
+    changed = run_cli([*shared, "--out", out, "--epochs", "2", "--resume", "--lr", "0.01", "--lr-schedule",
+                       "cosine"], tmp_path)
+    assert changed.returncode == 1 and changed.stderr.count("\n") == 1, changed.stderr
+    assert ("a resumed run keeps its own settings, and --lr 0.01 (the run has 0.003); --lr-schedule cosine (the run "
+            "has constant) would change them" in changed.stderr)
+    assert (out / "decoder.pt").read_bytes() == finished
     save_png(out / "restored" / "jiio" / "0009.png", np.zeros((4, 4), np.uint8))  # as from a run of more images
     resumed = run_cli([*common, "--epochs", "2", "--resume", "--json"], tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

@@ -48,6 +48,12 @@ def test_train_resume_and_report(tmp_path, labelled, capsys):
     code, text, error = inr([*common, "--epochs", "1"], capsys)
     assert code == 0, error
     assert text.splitlines()[1].startswith("  clean accuracy ")
+    # A resume keeps its run's recipe and adversary: an option given to change them is refused, not ignored.
+    saved = (out / "classifier.pt").read_bytes()
+    code, text, error = inr([*common, "--epochs", "2", "--resume", "--adversary", "pgd", "--epsilon", "0.25"], capsys)
+    assert code == 1 and error.count("\n") == 0 and (out / "classifier.pt").read_bytes() == saved
+    assert ("a resumed run keeps its own settings, and --adversary pgd (the run has jiio); --epsilon 0.25 (the run "
+            "has 0.5) would change them" in error)
     code, text, error = inr([*common, "--epochs", "2", "--resume", "--json"], capsys)
     assert code == 0, error
     report = json.loads(text)
@@ -180,8 +186,10 @@ def test_missing_data_is_named_for_what_is_missing(tmp_path, capsys):
     payload = torch.load(path, weights_only=True)
     payload["data"] = {}
     path.write_bytes(serialize(payload))
-    for args, line in [(["--data", tmp_path / "nope.npz"], f"{tmp_path / 'nope.npz'}: no such file or folder"),
-                       (["--classifier", path, "--resume", "--epochs", "2", "--test-data", tmp_path / "nope.npz"],
+    # (The resume gives no training settings: it keeps the checkpoint's, and would refuse others.)
+    for args, line in [([*TINY, "--data", tmp_path / "nope.npz"], f"{tmp_path / 'nope.npz'}: no such file or folder"),
+                       (["--quiet", "--classifier", path, "--resume", "--epochs", "2", "--test-data",
+                         tmp_path / "nope.npz"],
                         "give the training data with --data (the classifier's training data is not recorded)")]:
-        code, _, error = inr(["jiio-robust", *args, *TINY, "--out", tmp_path / "out"], capsys)
+        code, _, error = inr(["jiio-robust", *args, "--out", tmp_path / "out"], capsys)
         assert (code, error) == (1, f"inr: error: {line}")

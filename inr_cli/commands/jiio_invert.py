@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from inr_cli.errors import flag_for, phrase
+from inr_cli.errors import flag_for, given_options, phrase
 from inr_core.errors import InvalidSetting
 from training.jiio.decoder_config import DecoderConfig
 from training.jiio.invert_config import DecoderSource, FidSettings, InvertConfig
@@ -46,7 +46,13 @@ JIIO_EXAMPLES = """
 """
 
 
+# The decoder-training options a resumed run takes from its checkpoint (DecoderConfig field: parameter name).
+RESUMED_FROM_CHECKPOINT = {"preset": "preset", "image_size": "image_size", "latent_dim": "latent_dim", "lr": "lr",
+                           "lr_schedule": "lr_schedule", "batch_size": "train_batch_size"}
+
+
 def jiio_invert(
+    ctx: typer.Context,
     task: Annotated[str, typer.Option(help="reconstruct (find latent codes), inpaint (a hidden square, or what "
                                       "--mask marks) or denoise (Gaussian noise).")] = RestorationSettings.task,
     decoder: Annotated[Optional[Path], typer.Option(help="A decoder checkpoint (decoder.pt from an earlier run).",
@@ -125,7 +131,8 @@ def jiio_invert(
                              batch_size=train_batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed)
     config = InvertConfig(
         decoder=DecoderSource(checkpoint=decoder, data=data, train_count=train_count, resume=resume,
-                              training=training, train_minutes=train_minutes),
+                              training=training, train_minutes=train_minutes,
+                              given=given_options(ctx, RESUMED_FROM_CHECKPOINT)),
         restoration=RestorationSettings(task=task, method=method, count=count, iters=iters, step_size=step_size,
                                         anderson_memory=anderson_memory, adam_lr=adam_lr,
                                         adam_max_steps=adam_max_steps, batch_size=batch_size),

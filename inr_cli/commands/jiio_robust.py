@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from inr_cli.errors import flag_for
+from inr_cli.errors import flag_for, given_options
 from inr_cli.jiio.robust_options import RobustRun
 from inr_core.errors import InvalidSetting, check
 from training.jiio.robust.config import ATTACKS, AttackSettings, RobustConfig
@@ -39,7 +39,16 @@ ROBUST_EXAMPLES = """
 """
 
 
+# The options a resumed run takes from its checkpoint (RobustConfig field: parameter name): the classifier, its
+# training recipe and its adversary's attack, which the measurement after training uses too.
+RESUMED_FROM_CHECKPOINT = {"preset": "preset", "image_size": "image_size", "adversary": "adversary",
+                           "batch_size": "batch_size", "lr": "lr", "seed": "seed", "attack.epsilon": "epsilon",
+                           "attack.pgd_steps": "pgd_steps", "attack.pgd_step_factor": "pgd_step_factor",
+                           "attack.jiio_iterations": "jiio_iters", "attack.jiio_step_factor": "jiio_step_factor"}
+
+
 def jiio_robust(
+    ctx: typer.Context,
     data: Annotated[Optional[str], typer.Option(help="Labelled training images: an IDX image file (labels found "
                                                 "beside it, or --labels), a folder of class sub-folders, or an .npz "
                                                 "with 'images' and 'labels'.", show_default=False)] = None,
@@ -105,7 +114,8 @@ def jiio_robust(
     chosen = tuple(name.strip() for name in attacks.split(",") if name.strip())
     run = RobustRun(config=config, data=data, labels=labels, classifier=classifier, resume=resume,
                     train_count=train_count, test_data=test_data, test_labels=test_labels, test_count=test_count,
-                    attacks=chosen, eval_batch_size=eval_batch_size, device=device, overwrite=overwrite)
+                    attacks=chosen, eval_batch_size=eval_batch_size, device=device, overwrite=overwrite,
+                    given=given_options(ctx, RESUMED_FROM_CHECKPOINT))
     try:
         validate(run, out)
     except InvalidSetting as error:

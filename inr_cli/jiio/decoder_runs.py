@@ -21,7 +21,7 @@ from inr_cli.media.datasets import load_images, pixel_size
 from inr_cli.media.images import IMAGE_SUFFIXES
 from inr_cli.files import atomic_write_bytes
 from inr_cli.progress import counter_progress
-from inr_cli.run_folder import refuse_replacing_another_run
+from inr_cli.run_folder import refuse_changed_settings, refuse_replacing_another_run
 from inr_cli.sample import read_checkpoint
 from models.mdeq import MDEQDecoder
 from training.fitting.checkpoint import serialize
@@ -96,6 +96,7 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
         payload = read_checkpoint(resume_from)
         state, saved = training_state_from_payload(payload, str(resume_from), device)
         # The architecture and the optimisation recipe come from the run being resumed; only the goal moves.
+        refuse_changed_settings(config, saved, source.given, resume_from)
         config = replace(saved, epochs=config.epochs)
         notes.append(f"resumed from {resume_from} after epoch {state.epoch}")
     elif target.exists():  # every rank looks (before any of them can have written it), so every rank stops

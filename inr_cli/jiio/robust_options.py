@@ -26,6 +26,8 @@ class RobustRun:
     eval_batch_size: int | None = None
     device: str = "auto"
     overwrite: bool = False
+    # The settings given explicitly (config field: its flag): a resume refuses any that differs from its run's.
+    given: dict[str, str] = field(default_factory=dict)
 
     def trains(self) -> bool:
         return self.data is not None or self.resume

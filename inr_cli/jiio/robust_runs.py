@@ -24,7 +24,7 @@ from inr_cli.jiio.robust_options import RobustRun
 from inr_cli.media.labelled import LabelledImages, load_labelled
 from inr_cli.progress import counter_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, to_json, versions
-from inr_cli.run_folder import RunFolder, refuse_replacing_another_run
+from inr_cli.run_folder import RunFolder, refuse_changed_settings, refuse_replacing_another_run
 from inr_cli.sample import read_checkpoint
 from inr_core.errors import UserError
 from training.fitting.checkpoint import serialize
@@ -106,6 +106,7 @@ def _obtain(run: RobustRun, out: Path, device: torch.device, show_progress: bool
         payload = read_checkpoint(source)
         if run.resume:
             state, saved = training_state_from_payload(payload, str(source), device)
+            refuse_changed_settings(run.config, saved, run.given, source)
             config = replace(saved, epochs=run.config.epochs)  # the recipe is the run's; only the goal moves
             notes.append(f"resumed from {source} after epoch {state.epoch}")
         else:

@@ -34,6 +34,9 @@ class DecoderSource:
     # Training wall time to stay within: the first epoch is timed, and training.epochs lowered (never raised) to
     # as many as fit. None: train training.epochs whatever they take.
     train_minutes: float | None = None
+    # The training settings given explicitly (field: its flag): a resumed run refuses any of them that differs
+    # from the run it continues, whose architecture and recipe it keeps.
+    given: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
