@@ -68,6 +68,26 @@ def test_collections_resize_as_images_and_video_frames_do(tmp_path):
     assert torch.allclose(batch[0], torch.from_numpy(expected).permute(2, 0, 1) * 2 - 1, atol=1e-6)
 
 
+@pytest.mark.parametrize("size", [12, 40])  # down and up
+def test_an_array_is_resized_as_a_stack_each_image_as_it_would_be_alone(tmp_path, monkeypatch, size):
+    """Arrays are squared a chunk at a time by two matrix products (resize_stack); each image comes out as the
+    one-image resize makes it, clipping to its own value range included, across chunk boundaries."""
+    import inr_cli.media.datasets as datasets
+    from inr_cli.media.images import cover_and_crop
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 20, 15, 3), dtype=np.uint8)
+    images[2] = images[2] // 4 + 100  # a narrow range: the resize's overshoot is clipped to it
+    images[4] = 37  # constant
+    np.save(tmp_path / "set.npy", images)
+    monkeypatch.setattr(datasets, "STACK_CHUNK", 3)
+    batch = load_images(str(tmp_path / "set.npy"), size)
+    for image, got in zip(images, batch):
+        alone = np.clip(cover_and_crop(image.astype(np.float32) / 255, size, size, upscale=True), 0, 1)
+        assert torch.allclose(got, torch.from_numpy(alone).permute(2, 0, 1) * 2 - 1, atol=2e-6)
+    assert batch[2].min() >= 100 / 255 * 2 - 1 - 1e-6 and torch.all(batch[4] == batch[4][0, 0, 0])
+
+
 def test_channel_matching_repeats_gray_and_averages_colour():
     gray = torch.rand(2, 1, 4, 4)
     colour = match_channels(gray, 3)

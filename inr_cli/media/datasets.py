@@ -34,19 +34,24 @@ IMAGE_INTEGER_TYPES = (np.uint8, np.uint16)
 
 
 def _square(image: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, C) floats in [0, 1] -> (size, size, C): shorter side resized to ``size``, then centre-cropped."""
+    """(H, W, C) floats in [0, 1] -> (size, size, C): shorter side resized to ``size``, then centre-cropped (an
+    (N, H, W, C) stack of same-sized images: each image so)."""
     return np.clip(cover_and_crop(image, size, size, upscale=True), 0.0, 1.0)
 
 
-def _to_batch(images, count: int, size: int, source: str, mix_gray: bool = False) -> torch.Tensor:
-    """Square ``count`` images (an iterable, consumed one at a time) into one preallocated (N, C, S, S) tensor, so
-    a large collection never exists twice, or at its original resolution, in memory. ``mix_gray``: gray images
-    among colour ones are repeated to three channels (folders); otherwise mixing is an error."""
+# Images of an array squared at once (one stacked resize): bounds that resize's memory to a few hundred MB.
+STACK_CHUNK = 4096
+
+
+def _to_batch(squares, count: int, size: int, source: str, mix_gray: bool = False) -> torch.Tensor:
+    """Gather ``count`` squared images (an iterable, consumed one at a time) into one preallocated (N, C, S, S)
+    tensor, so a large collection never exists twice, or at its original resolution, in memory. ``mix_gray``:
+    gray images among colour ones are repeated to three channels (folders); otherwise mixing is an error."""
     if count == 0:
         raise UserError(f"{source}: no images")
     batch = None
-    for i, image in enumerate(images):
-        square = torch.from_numpy(np.ascontiguousarray(_square(image, size), dtype=np.float32))
+    for i, square in enumerate(squares):
+        square = torch.from_numpy(np.ascontiguousarray(square, dtype=np.float32))
         if batch is None:
             batch = torch.empty((count, size, size, square.shape[2]), dtype=torch.float32)
         if square.shape[2] != batch.shape[3]:
@@ -131,10 +136,13 @@ def _refuse_non_finite(array: np.ndarray, source: str) -> None:
                         f"infinite values (the first is image {int(bad.argmax())}); replace or drop them")
 
 
-def _as_unit_floats(array: np.ndarray):
-    """One image at a time as float32 in [0, 1]: the whole collection is never converted at once."""
+def _squared_array(array: np.ndarray, size: int):
+    """Each image of a same-sized (N, H, W, C) array as float32 in [0, 1], squared as :func:`_square` squares it
+    alone, a chunk at a time: the whole collection is never converted at once, and each chunk is resized by one
+    stacked resize (60,000 Fashion-MNIST images to 64 px: about a second, against minutes image by image)."""
     scale = 1.0 / np.iinfo(array.dtype).max if np.issubdtype(array.dtype, np.integer) else 1.0
-    return (image.astype(np.float32) * scale for image in array)
+    for start in range(0, len(array), STACK_CHUNK):
+        yield from _square(array[start:start + STACK_CHUNK].astype(np.float32) * scale, size)
 
 
 def read_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -172,7 +180,7 @@ def read_npz(path: Path) -> np.ndarray:
 def array_batch(array: np.ndarray, size: int, source: str, limit: int | None = None) -> torch.Tensor:
     """An image array, checked whole, as the batch :func:`load_images` gives of its first ``limit`` images."""
     images = _array_images(array, source)[:limit]
-    return _to_batch(_as_unit_floats(images), len(images), size, source)
+    return _to_batch(_squared_array(images, size), len(images), size, source)
 
 
 # Collections that ship inside scikit-image (no download): name -> (loader attribute, how many to keep).
@@ -200,7 +208,8 @@ def load_images(source: str, size: int, limit: int | None = None) -> torch.Tenso
     if path.is_dir() or path.suffix.lower() in COLLECTION_SUFFIXES:  # a folder of images, or one image file
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in COLLECTION_SUFFIXES)[:limit] \
             if path.is_dir() else [path]
-        return _to_batch((_read_image_file(p) for p in files), len(files), size, source, mix_gray=True)
+        return _to_batch((_square(_read_image_file(p), size) for p in files), len(files), size, source,
+                         mix_gray=True)
     if path.suffix.lower() in (".npz", ".npy"):
         images = read_npz(path)
     elif path.name.endswith("-ubyte") or path.name.endswith("-ubyte.gz") or ".idx" in path.name:

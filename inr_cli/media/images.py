@@ -8,6 +8,8 @@ Pillow, where Pillow reads them without loss.
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,6 +307,32 @@ def resize_pixels(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return resize(pixels, shape, order=3, anti_aliasing=True, preserve_range=True).clip(0, 1).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=16)
+def resampling_matrix(source: int, target: int) -> np.ndarray:
+    """The ``(target, source)`` matrix of :func:`resize_pixels` along one axis of ``source`` samples.
+
+    That resize (a Gaussian anti-aliasing filter, then cubic-spline interpolation) is linear in the pixels and
+    separable, so before its final clipping it is ``A X B^T`` for an image ``X``: ``A`` the height's matrix, ``B``
+    the width's. Each column is the same resize applied to one unit sample (the identity's columns, resized as the
+    channels of one ``source x 1`` image, with clipping off)."""
+    from skimage.transform import resize
+
+    identity = np.eye(source, dtype=np.float64)[:, None, :]  # (source, 1, source): channel k is unit sample k
+    return resize(identity, (target, 1), order=3, anti_aliasing=True, preserve_range=True, clip=False)[:, 0, :]
+
+
+def resize_stack(stack: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """:func:`resize_pixels` of every ``(H, W, C)`` image of an ``(N, H, W, C)`` stack, as two matrix products
+    (:func:`resampling_matrix`): a collection of 60,000 small images resizes in about a second instead of minutes.
+    Each result is clipped as the resize clips it alone: to its input's value range, then to [0, 1]."""
+    rows = torch.from_numpy(resampling_matrix(stack.shape[1], shape[0]).astype(np.float32))
+    cols = torch.from_numpy(resampling_matrix(stack.shape[2], shape[1]).astype(np.float32))
+    pixels = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))
+    resized = torch.einsum("hH,nHWc,wW->nhwc", rows, pixels, cols)
+    low, high = pixels.amin(dim=(1, 2, 3), keepdim=True), pixels.amax(dim=(1, 2, 3), keepdim=True)
+    return torch.maximum(torch.minimum(resized, high), low).clamp(0.0, 1.0).numpy()
+
+
 def _box_reduce(pixels: np.ndarray, factor: int) -> np.ndarray:
     """Means over ``factor x factor`` blocks of ``(H, W, C)`` pixels; the last row and column of blocks may be
     partial (ragged edges are averaged over what they hold, as Pillow's ``reduce`` does)."""
@@ -358,16 +386,18 @@ def parse_crop(text: str) -> tuple[int, int]:
 def cover_and_crop(pixels: np.ndarray, height: int, width: int, upscale: bool = False) -> np.ndarray:
     """``(H, W, C)`` pixels scaled (down, or also up with ``upscale``) just enough to cover ``height x width``,
     then centre-cropped to it: the shape dataset loaders bring mixed photos to. Without ``upscale`` a side
-    shorter than the crop raises :class:`ValueError`."""
-    source_height, source_width = pixels.shape[:2]
+    shorter than the crop raises :class:`ValueError`. An ``(N, H, W, C)`` stack of same-sized images is brought
+    there at once (:func:`resize_stack`), each image as it would be alone."""
+    stacked = pixels.ndim == 4
+    source_height, source_width = pixels.shape[stacked:stacked + 2]
     scale = max(height / source_height, width / source_width)
     if scale > 1.0 and not upscale:
         raise ValueError(f"{source_width}x{source_height} is smaller than the {width}x{height} crop")
     if scale != 1.0:
-        pixels = resize_pixels(pixels, (max(height, round(source_height * scale)),
-                                        max(width, round(source_width * scale))))
-    top, left = (pixels.shape[0] - height) // 2, (pixels.shape[1] - width) // 2
-    return np.ascontiguousarray(pixels[top:top + height, left:left + width])
+        covering = (max(height, round(source_height * scale)), max(width, round(source_width * scale)))
+        pixels = resize_stack(pixels, covering) if stacked else resize_pixels(pixels, covering)
+    top, left = (pixels.shape[stacked] - height) // 2, (pixels.shape[stacked + 1] - width) // 2
+    return np.ascontiguousarray(pixels[..., top:top + height, left:left + width, :])
 
 
 def crop_to(image: LoadedImage, height: int, width: int) -> LoadedImage:
