@@ -72,7 +72,8 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
     files = dict(outputs.files)
     if modality.psnr_plot:
         write_psnr_plot(out_dir / PSNR_PLOT, result.batch_psnr, result.evaluations,
-                        f"{input_stem(source)}: {fit_config.model} {fit_config.layers}L-{fit_config.hidden}D")
+                        f"{input_stem(source)}: {fit_config.model} {fit_config.layers}L-{fit_config.hidden}D",
+                        kept_step=result.kept_step)
         files["psnr_plot"] = PSNR_PLOT
     payload = checkpoint_payload(result, loaded.info, in_features=loaded.signal.dims,
                                  out_features=loaded.signal.channels, config=run.config.to_dict())

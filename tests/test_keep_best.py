@@ -143,3 +143,22 @@ def test_the_run_page_says_which_step_its_network_is_of():
               "compiled": False, "input": "a.png", "config": {"fit": {"layers": 2, "hidden": 16, "lr": 5e-4}}}
     assert "300 (network of step 276, the best measured)" in _run_facts(report)
     assert "the best measured" not in _run_facts({**report, "kept_step": 300})
+
+
+def test_the_psnr_plot_marks_the_kept_network(tmp_path):
+    from PIL import Image
+
+    from inr_cli.figures import write_psnr_plot
+    from inr_cli.figures.charts import PALETTE
+
+    batch = [10.0 + step / 10 for step in range(30)]
+    evaluations = [{"step": 10, "psnr": 11.0}, {"step": 20, "psnr": 25.0}, {"step": 30, "psnr": 12.0}]
+    kept_colour = np.array(PALETTE[3])
+
+    def marked_pixels(kept_step) -> int:
+        write_psnr_plot(tmp_path / "psnr.png", batch, evaluations, "t", kept_step=kept_step)
+        pixels = np.asarray(Image.open(tmp_path / "psnr.png").convert("RGB")).astype(int)
+        return int((np.abs(pixels - kept_colour).sum(axis=2) < 30).sum())
+
+    assert marked_pixels(None) == 0
+    assert marked_pixels(20) > 50  # the marker on the chart and its legend entry

@@ -43,9 +43,12 @@ def new_figure(figsize: tuple[float, float], dpi: int = 100) -> Figure:
     return Figure(figsize=figsize, dpi=dpi)
 
 
-def write_psnr_plot(path: Path, batch_psnr: list[float], evaluations: list[dict], title: str) -> None:
-    """Training-batch PSNR every step, and the full evaluations (training and held-out points) along the run.
-    PSNR past 150 dB (a perfect fit is infinite) is drawn at 150 so the rest of the curve stays readable."""
+def write_psnr_plot(path: Path, batch_psnr: list[float], evaluations: list[dict], title: str,
+                    kept_step: int | None = None) -> None:
+    """Training-batch PSNR every step, and the full evaluations (training and held-out points) along the run;
+    ``kept_step``, where the run kept an earlier network than the last one (``--keep best``), is marked on its
+    evaluation. PSNR past 150 dB (a perfect fit is infinite) is drawn at 150 so the rest of the curve stays
+    readable."""
     steps = np.arange(1, len(batch_psnr) + 1)
     series = [Series(steps, clipped_psnr(batch_psnr), "batch (from training loss)", faded(PALETTE[0], 0.6), width=1.1)]
     if evaluations:
@@ -55,6 +58,10 @@ def write_psnr_plot(path: Path, batch_psnr: list[float], evaluations: list[dict]
         if evaluations[-1].get("psnr_holdout") is not None:
             series.append(Series(eval_steps, clipped_psnr([e.get("psnr_holdout") for e in evaluations]),
                                  "held-out points", PALETTE[2], width=2.0, marker="s"))
+        kept = [e["psnr"] for e in evaluations[:-1] if e["step"] == kept_step]
+        if kept:
+            series.append(Series([kept_step], clipped_psnr(kept), f"network kept (step {kept_step})", PALETTE[3],
+                                 width=0, marker="s", marker_size=9.0))
     chart = line_chart(series, title, "step", PSNR_AXIS, size=(700, 400), integer_x=True)
     save_png(path, chart, f"PSNR during training · {title}")
 
