@@ -171,6 +171,10 @@ def _holds_files(folder: Path, skip: set[str]) -> bool:
 
 # Settings that decide how a fit runs, not what it computes: a finished input is kept whatever they are now.
 RUN_ONLY_SETTINGS = frozenset({"device", "compile"})
+# Settings added after runs were first recorded, with the value every run recorded before them had (as dotted
+# names in a command's config): a report or saved state without one ran that way. Before --keep, every fit kept
+# its last network.
+BEFORE_THE_SETTING = {"fit.keep": "last"}
 
 
 def finished_report(folder: Path, source: str, config: dict) -> dict | None:
@@ -209,12 +213,13 @@ def _same_input(recorded: str, source: str) -> bool:
 
 
 def _differing_settings(given: dict, recorded: dict, prefix: str = "") -> list[str]:
-    """The settings given for this run (not None) whose recorded value differs, as dotted names."""
+    """The settings given for this run (not None) whose recorded value differs, as dotted names. A setting added
+    after the run was recorded counts as what runs did before it (:data:`BEFORE_THE_SETTING`)."""
     differing = []
     for key, value in given.items():
         if value is None or key in RUN_ONLY_SETTINGS:
             continue
-        theirs = recorded.get(key)
+        theirs = recorded.get(key, BEFORE_THE_SETTING.get(prefix + key))
         if isinstance(value, dict):
             differing += _differing_settings(value, theirs if isinstance(theirs, dict) else {}, f"{prefix}{key}.")
         elif value != theirs:
@@ -266,6 +271,9 @@ def load_training_state(folder: Path, config: dict) -> dict | None:
         raise UserError(f"{path}: not a readable training state; remove it, or use --overwrite to start again") \
             from None
     saved = state.get("config") if isinstance(state, dict) else None
+    if isinstance(saved, dict):  # saved before a fit setting existed: it ran as fits did then
+        saved = {**{key[len("fit."):]: value for key, value in BEFORE_THE_SETTING.items() if key.startswith("fit.")},
+                 **saved}
     if saved != config:
         differing = sorted(key for key in set(saved or {}) | set(config) if (saved or {}).get(key) != config.get(key))
         raise UserError(f"{path}: saved for another configuration (differs in {', '.join(differing) or 'format'}); "

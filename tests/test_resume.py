@@ -192,6 +192,14 @@ def test_resume_keeps_only_this_runs_finished_inputs(tiles):
                           cwd=folder)
     assert other_steps.returncode == 1 and "finished with other settings (differs in fit.steps)" in other_steps.stderr
     assert (folder / "done" / "report.json").read_text() == report
+    # A report written before --keep existed ran as every fit did then: it kept its last network.
+    older = json.loads(report)
+    del older["config"]["fit"]["keep"]
+    (folder / "done" / "report.json").write_text(json.dumps(older))
+    last = run_cli(["fit", "image", names[0], "--out", "done", "--resume", "--keep", "last", *QUICK], cwd=folder)
+    assert last.returncode == 0 and json.loads(last.stdout)["input"] == names[0]
+    best = run_cli(["fit", "image", names[0], "--out", "done", "--resume", *QUICK], cwd=folder)
+    assert best.returncode == 1 and "finished with other settings (differs in fit.keep)" in best.stderr
     for damaged in ("[1, 2]", "{}", "{not json"):  # not a table; a table of nothing; not JSON at all
         (folder / "done" / "report.json").write_text(damaged)
         proc = run_cli(["fit", "image", names[0], "--out", "done", "--resume", *QUICK], cwd=folder)
@@ -238,3 +246,16 @@ def test_an_interrupted_group_starts_again_and_ends_as_if_never_stopped(tiles):
     assert resumed.returncode == 0, resumed.stderr
     for name in names:
         same_fit(out / Path(name).stem, folder / "whole-group" / Path(name).stem)
+
+
+def test_a_state_saved_before_a_setting_existed_resumes_as_fits_ran_then(tmp_path):
+    from inr_cli.run_folder import TRAINING_STATE, load_training_state
+    from inr_core.errors import UserError
+    from training.fitting.config import FitConfig
+
+    config = FitConfig(steps=5, device="cpu").to_dict()
+    older = {key: value for key, value in config.items() if key != "keep"}  # saved before --keep
+    torch.save({"config": older, "step": 3}, tmp_path / TRAINING_STATE)
+    assert load_training_state(tmp_path, {**config, "keep": "last"})["step"] == 3  # every fit kept its last then
+    with pytest.raises(UserError, match="differs in keep"):
+        load_training_state(tmp_path, config)
