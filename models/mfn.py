@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from models.base import CoordinateNetwork, OutputLinear, coordinate_linear
+from models.base import CoordinateNetwork, OutputLinear, affine, coordinate_linear
 
 FILTER_KINDS = ("fourier", "gabor")
 # alpha of the Gamma prior on Gabor envelope widths: wider envelopes on the first filter (the paper's recipe).
@@ -58,12 +58,13 @@ class GaborFilter(FourierFilter):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # ||x - mu||^2 expanded as ||x||^2 - 2 x.mu + ||mu||^2: never an N x C x d tensor. The product x.mu is
         # d multiply-adds in exact float32, which torch.compile fuses with the exp, the sine and the product below.
+        # (Per-filter terms get an axis for the points, so stacked networks' (G, C) ones broadcast too.)
         cross = coordinate_linear(x, self.mu)  # float32 at least, outside autocast
         x, mu = x.to(cross.dtype), self.mu.to(cross.dtype)
-        sq_dist = (x * x).sum(-1, keepdim=True) - 2.0 * cross + (mu * mu).sum(-1)
+        sq_dist = (x * x).sum(-1, keepdim=True) - 2.0 * cross + (mu * mu).sum(-1).unsqueeze(-2)
         # gamma is trained and can turn negative; clamped at 0 the envelope stays <= 1 (a plain sinusoid at worst),
         # which the implicit models' contraction bound needs (the implicit-layer paper's code does the same).
-        gamma = torch.relu(self.gamma.to(cross.dtype))
+        gamma = torch.relu(self.gamma.to(cross.dtype)).unsqueeze(-2)
         envelope = torch.exp(-0.5 * gamma * sq_dist.clamp_min(0.0))
         return torch.sin(self.phase(x)) * envelope
 
@@ -93,6 +94,8 @@ def hidden_linears(hidden: int, count: int) -> nn.ModuleList:
 class MultiplicativeFilterNetwork(CoordinateNetwork):
     """``layers`` hidden linear maps interleaved with ``layers + 1`` filters of ``kind``, then a linear output."""
 
+    stacks_natively = True  # every layer takes stacked weights (models.base.affine)
+
     def __init__(self, kind: str, in_features: int, out_features: int, hidden: int = 256, layers: int = 3,
                  input_scale: float = 256.0):
         super().__init__()
@@ -103,7 +106,7 @@ class MultiplicativeFilterNetwork(CoordinateNetwork):
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         z = self.filters[0](coords)
         for filt, linear in zip(self.filters[1:], self.linears):
-            z = filt(coords) * linear(z)
+            z = filt(coords) * affine(z, linear.weight, linear.bias)
         return self.head(z)
 
 

@@ -385,21 +385,24 @@ def test_cpu_groups_stay_small_enough_to_gain():
     assert auto_group_size(1 << 20, 256, 3, cpu, cap=64) == 1  # one big signal: never grouped
 
 
+@pytest.mark.parametrize("model", ["siren", "fourier-mfn", "gabor-mfn"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("shared_points", [True, False])
-def test_siren_takes_stacked_parameters_as_vmap_would_give_them(precision, shared_points):
-    """SIREN runs a group as it is (one batched product per layer, the bias inside it) instead of through vmap:
-    the same values, the fp32 coordinate phases under bf16 included, for shared grids and per-signal points."""
+def test_explicit_networks_take_stacked_parameters_as_vmap_would_give_them(model, precision, shared_points):
+    """SIREN and the MFNs run a group as they are (one batched product per layer, the bias inside it) instead
+    of through vmap: the same values, the fp32 coordinate phases under bf16 included, for shared grids and
+    per-signal points."""
     import torch
 
-    from models.siren import Siren
+    from models import build_model
     from training.fitting.grouped import StackedNetworks
     from training.fitting.precision import autocast
 
     models = []
     for seed in range(3):
         torch.manual_seed(seed)
-        models.append(Siren(2, 3, hidden=16, layers=2, first_w0=30.0))
+        models.append(build_model(model, 2, 3, hidden=16, layers=2, frequency=30.0))
+    assert models[0].stacks_natively
     stacked = StackedNetworks(models)
     points = torch.rand(50, 2) * 2 - 1 if shared_points else torch.rand(3, 50, 2) * 2 - 1
     native = stacked.forward()
