@@ -81,6 +81,12 @@ def test_a_fit_keeps_its_best_network_when_the_last_step_spoils_it(camera_u8, sp
     assert best.final.psnr > last.final.psnr + 5
     assert any(f"kept the network of step {best.kept_step}" in note for note in best.notes)
     assert not any("kept the network" in note for note in last.notes)
+    # The checkpoint holds the kept network and says which step's it is.
+    from training.fitting.checkpoint import checkpoint_payload
+
+    payload = checkpoint_payload(best, {}, in_features=2, out_features=1, config={})
+    assert payload["kept_step"] == best.kept_step and payload["step"] == STEPS
+    assert all(torch.equal(payload["model_state"][name], value) for name, value in best.model.state_dict().items())
 
 
 def test_without_evaluations_along_the_run_the_last_network_stays(camera_u8, spike_at_last_step):

@@ -52,7 +52,9 @@ def checkpoint_payload(result: FitResult, signal_info: dict, *, in_features: int
             "hidden": fit_config.hidden, "layers": fit_config.layers, "frequency": float(fit_config.frequency),
             "one_pass": fit_config.explicit, "solver": fit_config.solver.to_dict(),
         },
-        "step": fit_config.steps,
+        "step": fit_config.steps,  # steps trained (the optimizer state's)
+        # The step whose network model_state holds: an earlier one where the fit kept its best (--keep best).
+        "kept_step": fit_config.steps if result.kept_step is None else result.kept_step,
         "signal": signal_info,
         "model_state": to_host(result.model.state_dict()),
         "optimizer_state": to_host(result.optimizer.state_dict()),
