@@ -36,11 +36,14 @@ def summarize(sources: list[str], outcomes: dict[int, dict | str], metrics: tupl
         outcome = outcomes.get(index, "not run")
         if isinstance(outcome, dict):
             rows.append({"input": source, "status": "fitted", "output_dir": outcome["output_dir"],
-                         **{key: outcome.get(key) for key in metrics}, "seconds": outcome["seconds"]})
+                         **{key: outcome.get(key) for key in metrics}, "seconds": outcome["seconds"],
+                         "kept_step": outcome.get("kept_step", outcome.get("steps")), "steps": outcome.get("steps")})
         else:
             rows.append({"input": source, "status": "failed", "error": outcome})
     fitted = [row for row in rows if row["status"] == "fitted"]
     return {"inputs": len(rows), "fitted": len(fitted), "failed": len(rows) - len(fitted),
+            # inputs whose outputs are of an earlier network than their last step's (--keep best)
+            "kept_earlier": sum(row["kept_step"] != row["steps"] for row in fitted),
             "metrics": {key: _stats([row[key] for row in fitted]) for key in (*metrics, "seconds")},
             "rows": rows}
 
@@ -58,7 +61,10 @@ def markdown(summary: dict, metrics: tuple[str, ...], title: str) -> str:
     columns = (*(key for key in metrics if summary["metrics"][key]["count"]), "seconds")
     lines = [f"# {title}", "",
              f"{summary['fitted']} of {summary['inputs']} inputs fitted"
-             + (f", {summary['failed']} failed" if summary["failed"] else "") + ".", "",
+             + (f", {summary['failed']} failed" if summary["failed"] else "") + "."
+             + (f" {summary['kept_earlier']} kept an earlier network than their last step's, the best measured "
+                "along the run (`--keep best`; see each report's `kept_step`)." if summary.get("kept_earlier") else ""),
+             "",
              "| input | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for row in summary["rows"]:
         if row["status"] == "fitted":

@@ -168,3 +168,17 @@ def test_the_psnr_plot_marks_the_kept_network(tmp_path):
 
     assert marked_pixels(None) == 0
     assert marked_pixels(20) > 50  # the marker on the chart and its legend entry
+
+
+def test_a_dataset_summary_counts_the_inputs_that_kept_an_earlier_network():
+    from inr_cli.summary import markdown, summarize
+
+    reports = {0: {"output_dir": "a", "psnr": 40.0, "seconds": 1.0, "steps": 300, "kept_step": 276},
+               1: {"output_dir": "b", "psnr": 41.0, "seconds": 1.0, "steps": 300, "kept_step": 300},
+               2: {"output_dir": "c", "psnr": 42.0, "seconds": 1.0, "steps": 300}}  # a report from before --keep
+    summary = summarize(["a.png", "b.png", "c.png"], reports, ("psnr",))
+    assert summary["kept_earlier"] == 1 and [row["kept_step"] for row in summary["rows"]] == [276, 300, 300]
+    assert "3 of 3 inputs fitted. 1 kept an earlier network than their last step's" in markdown(summary, ("psnr",), "t")
+    reports[0]["kept_step"] = 300
+    assert "kept an earlier network" not in markdown(summarize(["a.png", "b.png", "c.png"], reports, ("psnr",)),
+                                                     ("psnr",), "t")
