@@ -179,7 +179,17 @@ def test_a_failing_overwrite_keeps_the_old_run_and_a_working_one_replaces_it(til
     assert sorted(p.name for p in (folder / "kept").iterdir()) == sorted(report["files"].values())
 
 
-def test_resume_keeps_only_this_runs_finished_inputs(tiles):
+def in_process(args: list, capsys) -> tuple[int, str, str]:
+    """Run the command line in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    from inr_cli.app import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return stopped.value.code, captured.out, captured.err
+
+
+def test_resume_keeps_only_this_runs_finished_inputs(tiles, monkeypatch, capsys):
     folder, names = tiles
     done = run_cli(["fit", "image", names[0], "--out", "done", *QUICK], cwd=folder)
     assert done.returncode == 0, done.stderr
@@ -196,10 +206,12 @@ def test_resume_keeps_only_this_runs_finished_inputs(tiles):
     older = json.loads(report)
     del older["config"]["fit"]["keep"]
     (folder / "done" / "report.json").write_text(json.dumps(older))
-    last = run_cli(["fit", "image", names[0], "--out", "done", "--resume", "--keep", "last", *QUICK], cwd=folder)
-    assert last.returncode == 0 and json.loads(last.stdout)["input"] == names[0]
-    best = run_cli(["fit", "image", names[0], "--out", "done", "--resume", *QUICK], cwd=folder)
-    assert best.returncode == 1 and "finished with other settings (differs in fit.keep)" in best.stderr
+    monkeypatch.chdir(folder)
+    code, out, _ = in_process(["fit", "image", names[0], "--out", "done", "--resume", "--keep", "last", *QUICK],
+                              capsys)
+    assert code == 0 and json.loads(out)["input"] == names[0]
+    code, _, err = in_process(["fit", "image", names[0], "--out", "done", "--resume", *QUICK], capsys)
+    assert code == 1 and "finished with other settings (differs in fit.keep)" in err
     for damaged in ("[1, 2]", "{}", "{not json"):  # not a table; a table of nothing; not JSON at all
         (folder / "done" / "report.json").write_text(damaged)
         proc = run_cli(["fit", "image", names[0], "--out", "done", "--resume", *QUICK], cwd=folder)
