@@ -28,8 +28,8 @@ def fashion():
     and 32 images of the test set it never saw."""
     if not (FASHION / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
-    train = load_images(str(FASHION / "train-images-idx3-ubyte.gz"), 28)[:512]
-    test = load_images(str(FASHION / "t10k-images-idx3-ubyte.gz"), 28)[:32]
+    train = load_images(str(FASHION / "train-images-idx3-ubyte.gz"), 28, limit=512)  # not all 60,000 first
+    test = load_images(str(FASHION / "t10k-images-idx3-ubyte.gz"), 28, limit=32)
     state = train_decoder(DecoderConfig(epochs=4, seed=0), train)
     decoder = state.decoder
     for parameter in decoder.parameters():
