@@ -106,9 +106,9 @@ def _shared_config(values: dict) -> tuple[FitConfig, OutputOptions]:
     fit = FitConfig(model=values.pop("model"), hidden=values.pop("hidden"), layers=values.pop("layers"),
                     frequency=values.pop("frequency"), explicit=values.pop("explicit"), steps=values.pop("steps"),
                     lr=values.pop("lr"), batch_size=values.pop("batch_size"), eval_every=values.pop("eval_every"),
-                    keep=values.pop("keep"), seed=values.pop("seed"), device=values.pop("device"), precision=values.pop("precision"),
-                    compile=values.pop("compile"), amortize=not values.pop("no_amortize"),
-                    solver=solver)
+                    keep=values.pop("keep"), seed=values.pop("seed"), device=values.pop("device"),
+                    precision=values.pop("precision"), compile=values.pop("compile"),
+                    amortize=not values.pop("no_amortize"), solver=solver)
     output = OutputOptions(out=values.pop("out"), as_json=values.pop("as_json"), show_progress=not values.pop("quiet"),
                            group_size=values.pop("group_size"), checkpoint_every=values.pop("checkpoint_every"),
                            resume=values.pop("resume"), overwrite=values.pop("overwrite"),

@@ -9,7 +9,6 @@ Pillow, where Pillow reads them without loss.
 from __future__ import annotations
 
 import functools
-
 import math
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+
 class BestNetwork:
     """The best-measured values of a network's tensors (parameters and buffers), chosen on the device.
 

@@ -76,6 +76,14 @@ def evaluate_grid(model: nn.Module, signal: GridSignal, device: torch.device, ch
     return result
 
 
+def measured_parts(signal: GridSignal) -> dict:
+    """What progress measures, by report key: the training points, and the held-out ones where there are any."""
+    parts = {"psnr": signal.train}
+    if signal.holdout is not None and len(signal.holdout.index):
+        parts["psnr_holdout"] = signal.holdout
+    return parts
+
+
 class GridProgress:
     """PSNR on the training and held-out points along the run, measured on the device and left there.
 
@@ -88,9 +96,7 @@ class GridProgress:
     def __init__(self, signal: GridSignal, device: torch.device, chunk_points: int):
         self.device, self.chunk_points = device, chunk_points
         target = signal.unit_values()
-        parts = {"psnr": signal.train}
-        if signal.holdout is not None and len(signal.holdout.index):
-            parts["psnr_holdout"] = signal.holdout
+        parts = measured_parts(signal)
         self.coords = {key: signal.coordinates(part.index).to(device) for key, part in parts.items()}
         self.targets = {key: target[part.index].to(device) for key, part in parts.items()}
 
@@ -123,9 +129,7 @@ class GroupGridProgress:
     def __init__(self, signals: list[GridSignal], device: torch.device, chunk_points: int):
         self.chunk_points = max(1, chunk_points)
         first = signals[0]
-        parts = {"psnr": first.train}
-        if first.holdout is not None and len(first.holdout.index):
-            parts["psnr_holdout"] = first.holdout
+        parts = measured_parts(first)  # (a group's signals share their points: group_key)
         self.coords = {key: first.coordinates(part.index).to(device) for key, part in parts.items()}
         targets = [signal.unit_values() for signal in signals]
         self.targets = {key: torch.stack([target[part.index] for target in targets]).to(device)

@@ -283,7 +283,7 @@ def _keep_best(keeper: BestNetwork | None, model: nn.Module, measure_progress, c
     device = torch.device(config.device)
     with precision_scope(config.precision, device):
         last = measure_progress(model, None if cache is None else cache.z)
-    if not isinstance(last["psnr"], torch.Tensor) or not bool(keeper.beats(last["psnr"])):
+    if not bool(keeper.beats(last["psnr"])):  # (a finite best means the measure is a PSNR)
         return None
     residuals = None if cache is None else cache.residuals(model, *train_points)
     model.load_state_dict(keeper.values())
