@@ -15,6 +15,7 @@ from torch import nn
 
 from inr_core.errors import UserError
 from models import build_model, count_parameters
+from training.adam import Adam
 from training.fitting.amortized import FixpointCache
 from training.fitting.best import BestNetwork, kept_note
 from training.fitting.config import FitConfig, resolve_config
@@ -72,8 +73,9 @@ def make_model(config: FitConfig, signal: Signal) -> nn.Module:
 
 
 def make_optimizer(parameters, config: FitConfig, device: torch.device) -> torch.optim.Optimizer:
-    # The fused kernel is the fastest Adam on CUDA; on the CPU the default (foreach) implementation is.
-    return torch.optim.Adam(parameters, lr=config.lr, fused=device.type == "cuda" or None)
+    # The fused kernel is the fastest Adam on CUDA; on the CPU the default (single-tensor) update is, which Adam
+    # (training.adam) applies without loading torch.compile's front end.
+    return Adam(parameters, lr=config.lr, fused=device.type == "cuda" or None)
 
 
 def divergence_error(step: int, loss: float, detail: str = "") -> UserError:

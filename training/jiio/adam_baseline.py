@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from models.fixpoint import attach_backward, solve
+from training.adam import Adam
 from training.jiio.settings import AdamSettings
 
 
@@ -40,7 +41,7 @@ def adam_inversion(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     ``target_cost`` (to time the baseline "until it reaches JIIO's loss")."""
     solver = settings.solver_settings()
     x = x0.detach().clone().requires_grad_()
-    optimizer = torch.optim.Adam([x], lr=settings.lr)
+    optimizer = Adam([x], lr=settings.lr)
     z = z0.detach()
     best_x, best_cost = x0.detach().clone(), torch.full((len(z0),), float("inf"), dtype=z0.dtype, device=z0.device)
     evaluations, trace, evaluation_trace = 0, [], []

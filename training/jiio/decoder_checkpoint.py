@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from models.mdeq import MDEQDecoder
+from training.adam import Adam
 from training.fitting.checkpoint import FORMAT, building_on_meta, check_finite, check_state, whole
 from training.fitting.control import to_host
 from inr_core.errors import InvalidSetting, UserError
@@ -116,7 +117,7 @@ def training_state_from_payload(payload: dict, source: str, device: torch.device
                                 ) -> tuple[DecoderTrainingState, DecoderConfig]:
     """The state to resume a run from; the optimizer is rebuilt with the checkpoint's learning rate and state."""
     decoder, config = decoder_from_payload(payload, source, device)
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=config.lr)
+    optimizer = Adam(decoder.parameters(), lr=config.lr)
     load_optimizer_state(optimizer, payload, source, "decoder")
     latents = payload["latents"].to(device)
     state = DecoderTrainingState(decoder, optimizer, latents, int(payload.get("epoch", 0)),

@@ -22,6 +22,7 @@ import torch
 
 from inr_core.errors import UserError
 from models.mdeq import MDEQDecoder
+from training.adam import Adam
 from training.jiio.decoder_config import DecoderConfig
 from training.jiio.inference import jiio
 
@@ -169,7 +170,7 @@ def new_training_state(config: DecoderConfig, images: torch.Tensor,
     torch.manual_seed(config.seed)
     device = device if device is not None else images.device
     decoder = MDEQDecoder(config.decoder_preset(), out_channels=images.shape[1]).to(device)
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=config.lr)
+    optimizer = Adam(decoder.parameters(), lr=config.lr)
     latents = torch.zeros(len(images), config.latent_dim, device=device, dtype=images.dtype)
     return DecoderTrainingState(decoder, optimizer, latents)
 

@@ -13,6 +13,7 @@ import torch
 
 from inr_core.errors import InvalidSetting, UserError
 from models.mdeq_classifier import MDEQClassifier
+from training.adam import Adam
 from training.fitting.checkpoint import FORMAT, building_on_meta, check_finite, check_state
 from training.checkpoint_kinds import CLASSIFIER_KIND, checkpoint_holds
 from training.fitting.control import to_host
@@ -75,7 +76,7 @@ def training_state_from_payload(payload: dict, source: str, device: torch.device
     config = _check(payload, source)
     model = MDEQClassifier(config.classifier_preset(), config.classes, config.in_channels)
     model.load_state_dict(payload["model_state"])
-    optimizer = torch.optim.Adam(model.to(device).parameters(), lr=config.lr)
+    optimizer = Adam(model.to(device).parameters(), lr=config.lr)
     load_optimizer_state(optimizer, payload, source, "classifier")
     epoch, history = int(payload.get("epoch", 0)), list(payload.get("history", []))
     return ClassifierTrainingState(model.train(), optimizer, epoch, history), config

@@ -25,6 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from models.mdeq_classifier import MDEQClassifier
+from training.adam import Adam
 from training.jiio.robust.attacks import AttackResult, attack, pgd_perturb, run_jiio
 from training.jiio.robust.config import RobustConfig
 
@@ -48,7 +49,7 @@ class ClassifierTrainingState:
 def new_state(config: RobustConfig, device: torch.device | str = "cpu") -> ClassifierTrainingState:
     torch.manual_seed(config.seed)
     model = MDEQClassifier(config.classifier_preset(), config.classes, config.in_channels).to(device)
-    return ClassifierTrainingState(model, torch.optim.Adam(model.parameters(), lr=config.lr))
+    return ClassifierTrainingState(model, Adam(model.parameters(), lr=config.lr))
 
 
 def epoch_generator(seed: int, epoch: int, purpose: int) -> torch.Generator:
