@@ -8,6 +8,7 @@ command, start-up included), images per second, its ratio to the baseline, and t
 image against the baseline (same images, same seed: only rounding may differ).
 
     python benchmarks/many_images.py --count 32 --size 32 --steps 300 --procs 2          # CPU, a minute or two
+    python benchmarks/many_images.py --count 32 --size 32 --steps 300 --repeat 5   # a shared machine: medians
     python benchmarks/many_images.py --count 100 --size 128 --steps 300 --hidden 256 --procs 1 --device cuda
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,6 +76,8 @@ def main() -> None:
                         help="auto: the fit command's rule (on CUDA, fits and groups of >= 1e8 point-steps compile)")
     parser.add_argument("--precision", default=None,
                         help="passed to every fit (fp32|tf32|bf16); default: the fit command's own default")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of the three runs; with more than one, walls and ratios are medians, with ranges")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
@@ -88,38 +92,54 @@ def main() -> None:
             fit += ["--precision", args.precision]
         if args.compile != "auto":
             fit.append("--compile" if args.compile == "on" else "--no-compile")
-        one_by_one_wall, one_by_one = run([sys.executable, "-m", "inr_cli", *fit, "--group-size", "1",
-                                           "--out", "one"], paths, folder)
-        grouped_wall, grouped = run([sys.executable, "-m", "inr_cli", *fit, "--out", "grouped"], paths, folder)
-        many_wall, many = run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                               f"--nproc_per_node={args.procs}", "-m", "inr_cli", *fit, "--out", "many"],
-                              paths, folder)
+        ways = {
+            "one at a time (baseline)": [sys.executable, "-m", "inr_cli", *fit, "--group-size", "1"],
+            "grouped, one process": [sys.executable, "-m", "inr_cli", *fit],
+            f"torchrun, {args.procs} process{'es' if args.procs > 1 else ''}":
+                [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.procs}",
+                 "-m", "inr_cli", *fit],
+        }
+        # Rounds run the three ways in turn, so that a machine shared with other work slows them alike.
+        walls: dict[str, list[float]] = {label: [] for label in ways}
+        reports: dict[str, list[dict]] = {}
+        for round_index in range(args.repeat):
+            for way, (label, command) in enumerate(ways.items()):
+                wall, reports[label] = run([*command, "--out", f"run{round_index}-{way}"], paths, folder)
+                walls[label].append(wall)
 
-    rows = [("one at a time (baseline)", one_by_one_wall, one_by_one), ("grouped, one process", grouped_wall, grouped),
-            (f"torchrun, {args.procs} process{'es' if args.procs > 1 else ''}", many_wall, many)]
+    baseline_label = next(iter(ways))
+    one_by_one = reports[baseline_label]
     mean_psnr = sum(r["psnr"] for r in one_by_one) / len(one_by_one)
     precision = one_by_one[0].get("precision", "?")
     print(f"{args.count} crops of {args.size} px, {args.model} {args.hidden} wide, {args.steps} steps, device "
-          f"{one_by_one[0]['device']}, precision {precision}, {os.cpu_count()} CPUs; mean PSNR {mean_psnr:.2f} dB")
+          f"{one_by_one[0]['device']}, precision {precision}, {os.cpu_count()} CPUs; mean PSNR {mean_psnr:.2f} dB"
+          + (f"; {args.repeat} rounds: medians, ranges in brackets" if args.repeat > 1 else ""))
     print(f"{'run':<28}{'wall s':>8}{'images/s':>10}{'x faster':>10}{'max |dPSNR| dB':>16}{'peak GPU MiB':>14}"
           f"{'compile s':>11}  (dPSNR of images < {MEANINGFUL_DB:.0f} dB)")
-    for label, wall, reports in rows:
-        assert [r["input"] for r in reports] == paths
+    for label in ways:
+        wall = statistics.median(walls[label])
+        speedups = [base / own for base, own in zip(walls[baseline_label], walls[label])]
+        worst = max((abs(a["psnr"] - b["psnr"]) for a, b in zip(one_by_one, reports[label])
+                     if a["psnr"] < MEANINGFUL_DB), default=0.0)
         # Above ~60 dB an image is reproduced to rounding, and dB of rounding-sized errors say nothing.
-        worst = max((abs(a["psnr"] - b["psnr"]) for a, b in zip(one_by_one, reports) if a["psnr"] < MEANINGFUL_DB),
-                    default=0.0)
-        peaks = [r["peak_memory_mb"] for r in reports if r.get("peak_memory_mb") is not None]
+        assert [r["input"] for r in reports[label]] == paths
+        peaks = [r["peak_memory_mb"] for r in reports[label] if r.get("peak_memory_mb") is not None]
         peak = f"{max(peaks):.0f}" if peaks else "-"  # a CPU has no allocator statistic to report
         # Compiling is paid once per process and shape; a group's members all report the group's.
-        compiled = max(r["compile_seconds"] for r in reports)
-        print(f"{label:<28}{wall:>8.1f}{args.count / wall:>10.2f}{one_by_one_wall / wall:>10.2f}{worst:>16.4f}"
-              f"{peak:>14}{compiled:>11.1f}")
-    close = sum(abs(a["psnr"] - b["psnr"]) <= 0.01 for a, b in zip(one_by_one, grouped))
+        compiled = max(r["compile_seconds"] for r in reports[label])
+        print(f"{label:<28}{wall:>8.1f}{args.count / wall:>10.2f}{statistics.median(speedups):>10.2f}"
+              f"{worst:>16.4f}{peak:>14}{compiled:>11.1f}"
+              + (f"  [{min(walls[label]):.1f}-{max(walls[label]):.1f} s; x {min(speedups):.2f}-{max(speedups):.2f}]"
+                 if args.repeat > 1 else ""))
+    grouped_label, many_label = list(ways)[1:]
+    close = sum(abs(a["psnr"] - b["psnr"]) <= 0.01 for a, b in zip(one_by_one, reports[grouped_label]))
     kept_early = sum(r.get("kept_step", args.steps) != args.steps for r in one_by_one)
     print(f"grouped: {close} of {args.count} images within 0.01 dB of their one-at-a-time fit; {kept_early} "
           f"one-at-a-time fit(s) kept an earlier network than the last step's (--keep best)")
-    print(f"torchrun / grouped one-process wall: {many_wall / grouped_wall:.2f}; torchrun / one at a time: "
-          f"{many_wall / one_by_one_wall:.2f}")
+    many_ratios = [many / grouped for many, grouped in zip(walls[many_label], walls[grouped_label])]
+    alone_ratios = [many / alone for many, alone in zip(walls[many_label], walls[baseline_label])]
+    print(f"torchrun / grouped one-process wall: {statistics.median(many_ratios):.2f}; torchrun / one at a time: "
+          f"{statistics.median(alone_ratios):.2f}")
     print("targets: grouped >= 2x (CPU, 32 crops of 32 px) and >= 10x (GPU, 100 crops of 128 px, SIREN 3x256) "
           "faster, PSNR within 0.05 dB; torchrun over 2 CPU processes <= 0.8x the one-process wall")
 
