@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from training.fitting.devices import auto_group_size
-from training.fitting.grouped import group_key
+from training.fitting.grouped import group_key, stack_key
 
 if TYPE_CHECKING:
     from inr_cli.fitting import Job
@@ -36,7 +36,8 @@ def _held_bytes(job: Job) -> int:
 
 
 class WaitingGroups:
-    """Loaded inputs waiting to fit, grouped by what they can share (resolved config and signal shape)."""
+    """Loaded inputs waiting to fit, grouped by what they can share (resolved config, frequency scales aside where
+    they only set initial weights, and signal shape)."""
 
     def __init__(self, group_size: int | None):
         self.group_size = group_size
@@ -45,7 +46,7 @@ class WaitingGroups:
 
     def add(self, job: Job) -> list[Job] | None:
         """Add ``job``; returns a group to fit now: one that is full, or the oldest when too many wait."""
-        key = (job.fit_config, group_key(job.loaded.signal))
+        key = (stack_key(job.fit_config), group_key(job.loaded.signal))
         if key not in self.waiting:
             self.waiting[key], self.limits[key] = [], group_limit(self.group_size, job)
         self.waiting[key].append(job)

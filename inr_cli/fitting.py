@@ -130,8 +130,8 @@ def train_group(jobs: list[Job], config: FitCommandConfig, *, show_progress: boo
     try:
         with fit_progress(label, jobs[0].fit_config.steps, enabled=show_progress) as on_progress, \
                 measure_peak_memory(torch.device(jobs[0].fit_config.device)) as peak:
-            outcomes = fit_group([job.loaded.signal for job in jobs], jobs[0].fit_config, on_progress=on_progress,
-                                 stop_requested=stop.requested)
+            outcomes = fit_group([job.loaded.signal for job in jobs], [job.fit_config for job in jobs],
+                                 on_progress=on_progress, stop_requested=stop.requested)
     except BaseException:
         for folders in created:
             remove_if_empty(folders)

@@ -416,3 +416,37 @@ def test_explicit_networks_take_stacked_parameters_as_vmap_would_give_them(model
         with autocast(precision, torch.device("cpu")):
             alone = model(points if shared_points else points[index])
         assert torch.allclose(got[index], alone, atol=tolerance)
+
+
+@pytest.mark.parametrize("model,grouped", [("fourier-mfn", True), ("fourier-imfn", True), ("siren", False)])
+def test_clips_of_one_length_group_when_their_frequency_scales_only_set_initial_weights(tmp_path, capsys, model,
+                                                                                         grouped):
+    """The audio recipe sets each clip's frequency scale from its own spectrum. For MFNs and implicit models that
+    scale only draws the filters' initial weights, so two clips of one length still stack, each with its own;
+    SIREN's w0 is a constant of every forward pass, so SIREN clips of different spectra fit one at a time."""
+    import numpy as np
+    import soundfile
+
+    from inr_cli.modalities.audio import AudioOptions
+
+    times = np.arange(2000) / 8000
+    paths = []
+    for name, tone in (("low.wav", 440.0), ("high.wav", 1300.0)):
+        soundfile.write(tmp_path / name, 0.5 * np.sin(2 * np.pi * tone * times), 8000)
+        paths.append(str(tmp_path / name))
+    fit_config = FitConfig(model=model, hidden=16, layers=1, steps=30, device="cpu", eval_every=10)
+    runs = {}
+    for label, group_size in (("together", None), ("alone", 1)):
+        code = run_fit_command(FitCommandConfig("audio", fit_config, AudioOptions()), paths,
+                               OutputOptions(out=tmp_path / label, as_json=True, show_progress=False,
+                                             group_size=group_size))
+        assert code == 0
+        runs[label] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    together, alone = runs["together"], runs["alone"]
+    frequencies = [report["config"]["fit"]["frequency"] for report in together]
+    assert frequencies == [report["config"]["fit"]["frequency"] for report in alone]  # each clip its own scale
+    assert frequencies[1] > 2 * frequencies[0]
+    assert all(any("fitted together with 1 other input" in note for note in report["notes"]) == grouped
+               for report in together)
+    for mine, lone in zip(together, alone):
+        assert abs(mine["psnr"] - lone["psnr"]) <= 0.05, (mine["psnr"], lone["psnr"])

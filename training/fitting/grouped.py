@@ -8,6 +8,10 @@ of its own loss; Adam acts element by element, so its update of a signal's slice
 optimizer would make. A signal whose loss turns non-finite is reported as failed; its slice cannot reach the
 others' (every operation is per signal).
 
+A group's signals share their config, except for a frequency scale that only draws initial weights (the MFNs'
+and implicit models' input scale, :func:`stack_key`): each network is built with its signal's own, and the
+stacked forward, which never reads it, serves them all.
+
 Every model groups:
 
 - explicit networks (and the implicit ones with ``--explicit``): the network's forward, vmapped;
@@ -33,7 +37,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from inr_core.errors import UserError
-from models import count_parameters
+from models import count_parameters, get_spec
 from models.fixpoint import SolverStats, solve
 from models.implicit import ImplicitINR, Prepared
 from training.fitting import step as step_module
@@ -50,6 +54,12 @@ from training.fitting.recipes import RecipeRule
 from training.fitting.signal import GridSignal, Signal, training_loss
 from training.fitting.step import compile_by_default, failure_reason
 from training.metrics import psnr_from_mse
+
+
+def stack_key(config: FitConfig) -> FitConfig:
+    """What fits must share to be stacked: their config, less a frequency scale that only sets initial weights
+    (the MFNs' and the implicit models' input scale, which a recipe may set from each signal's own spectrum)."""
+    return replace(config, frequency=None) if get_spec(config.model).frequency_only_initialises else config
 
 
 def group_key(signal: Signal) -> tuple:
@@ -242,9 +252,12 @@ def _per_signal_optimizer(model, config: FitConfig, device, stacked: torch.optim
     return optimizer
 
 
-def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule | None = None,
+def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe_rule: RecipeRule | None = None,
               on_progress=None, stop_requested=None) -> list[GroupOutcome]:
     """Fit every signal of a same-shaped group with its own network, all at once (see the module's doc).
+
+    ``config`` is every signal's, or a list of each signal's own (resolved per input, they may differ in a
+    frequency scale that only sets initial weights: :func:`stack_key`).
 
     ``on_progress`` receives :class:`training.fitting.fit.FitProgress` records for the group (the mean loss).
     A signal whose loss is not finite, or runs away (``RUNAWAY_FACTOR`` times its best), fails with a divergence
@@ -252,19 +265,23 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
     ``stop_requested()`` turns true the group stops with :class:`training.fitting.control.Interrupted`; a group
     saves no state (started again, it ends the same on the CPU).
     """
-    asked_to_compile = config.compile
-    configs = [resolve_config(config, signal, recipe_rule) for signal in signals]
+    given = config if isinstance(config, list) else [config] * len(signals)
+    asked_to_compile = given[0].compile
+    configs = [resolve_config(own, signal, recipe_rule) for own, signal in zip(given, signals, strict=True)]
     config = configs[0]
-    if any(c != config for c in configs) or len({group_key(s) for s in signals}) != 1:
-        raise ValueError("a group's signals must resolve to one config and share one shape")
+    if any(stack_key(c) != stack_key(config) for c in configs) or len({group_key(s) for s in signals}) != 1:
+        raise ValueError("a group's signals must resolve to one config (frequency scales aside, where they only set "
+                         "initial weights) and share one shape")
     device = torch.device(config.device)
     if asked_to_compile is None:  # the default rule, weighed on the group's step: count times one member's points
         config = replace(config, compile=compile_by_default(device, config.steps, len(signals) * config.batch_size))
+    # Each signal's own config: the group's, with its own frequency scale where that may differ (stack_key).
+    configs = [replace(own, compile=config.compile) for own in configs]
     called_at = time.perf_counter()
     models = []
-    for signal in signals:
+    for signal, own in zip(signals, configs):
         torch.manual_seed(config.seed)
-        models.append(make_model(config, signal).to(device))
+        models.append(make_model(own, signal).to(device))
     stacked = StackedNetworks(models)
     names = list(stacked.params)
     count = len(signals)
@@ -351,7 +368,7 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
     histories = _histories(progress, last_entry, count, config.steps)
     outcomes = []
     history = losses.cpu()
-    for g, (signal, model) in enumerate(zip(signals, models)):
+    for g, (signal, model, own_config) in enumerate(zip(signals, models, configs)):
         if g in failed_at:
             outcomes.append(GroupOutcome(None, divergence_error(failed_at[g], history[failed_at[g] - 1, g].item())))
             continue
@@ -372,12 +389,12 @@ def fit_group(signals: list[Signal], config: FitConfig, recipe_rule: RecipeRule 
             final = signal.evaluate(model, device, chunk)
             psnr_fp16 = psnr_with_half_precision_weights(model, signal, device, chunk)
             solver = None if not config.is_implicit() else solver_report(
-                config, model, own_cache, points, final, chunk, cache_note, cache_residuals)
+                own_config, model, own_cache, points, final, chunk, cache_note, cache_residuals)
         notes.append(f"fitted together with {count - 1} other input(s) of the same shape; seconds and steps/s "
                      f"are the group's")
         outcomes.append(GroupOutcome(FitResult(
             model=model, optimizer=_per_signal_optimizer(model, config, device, optimizer, names, g),
-            config=config, params=count_parameters(model), train_seconds=train_seconds,
+            config=own_config, params=count_parameters(model), train_seconds=train_seconds,
             timed_steps=config.steps - (1 if config.compile else 0), compiled=group_step.compiling,
             compile_seconds=compile_seconds, setup_seconds=first_step_at - called_at,
             first_step_at=first_step_at, eval_seconds=time.perf_counter() - eval_start + progress_seconds / count,
