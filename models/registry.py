@@ -22,10 +22,6 @@ class ModelSpec:
     build: Callable[..., nn.Module]
     summary: str
     implicit: bool = False  # solved to a fixpoint; takes solver settings and a one-pass switch
-    # The frequency scale only sets initial weights (MFN filters' input scale), as opposed to a constant used in
-    # every forward pass (SIREN's first-layer w0): networks differing only in it share one forward, so a group
-    # fit may stack them.
-    frequency_only_initialises: bool = True
 
 
 def _implicit(kind):
@@ -58,8 +54,7 @@ def _gabor_mfn(in_features, out_features, hidden, layers, frequency):
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("siren", "siren", _siren, "sine layers, w0 = 30 (Sitzmann et al. 2020)",
-                  frequency_only_initialises=False),
+        ModelSpec("siren", "siren", _siren, "sine layers, w0 = 30 (Sitzmann et al. 2020)"),
         ModelSpec("fourier-mfn", "mfn", _fourier_mfn, "multiplicative filter network, sine filters"),
         ModelSpec("gabor-mfn", "mfn", _gabor_mfn, "multiplicative filter network, Gabor filters"),
         # The implicit models use the implicit-layer paper's MFN recipe (lr, input scale), iSIREN included.

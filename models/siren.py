@@ -21,7 +21,10 @@ class SineLayer(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, w0: float, is_first: bool, hidden_w0: float):
         super().__init__()
-        self.w0, self.is_first = w0, is_first
+        self.is_first = is_first
+        # A buffer, so that stacked networks (a group fit) each bring their own w0, shape (G,), as they bring their
+        # weights; not persistent: checkpoints keep w0 in their config, as before.
+        self.register_buffer("w0", torch.tensor(float(w0)), persistent=False)
         self.linear = nn.Linear(in_features, out_features)
         # The first layer spreads its inputs over several periods of the sine; later layers keep
         # pre-activations ~ U(-sqrt(6), sqrt(6)) once multiplied by their w0.
@@ -35,7 +38,10 @@ class SineLayer(nn.Module):
         # (tens of radians) stay in exact float32 in every precision mode; later ones are O(1).
         # Stacked networks' weights (a group fit) take the same path: see models.base.affine.
         linear = coordinate_linear if self.is_first else affine
-        return torch.sin(linear(x, self.linear.weight * self.w0, self.linear.bias * self.w0))
+        w0 = self.w0
+        if w0.dim():  # stacked networks: one w0 per network, against (G, out, in) weights and (G, out) biases
+            return torch.sin(linear(x, self.linear.weight * w0.view(-1, 1, 1), self.linear.bias * w0.view(-1, 1)))
+        return torch.sin(linear(x, self.linear.weight * w0, self.linear.bias * w0))
 
 
 class Siren(CoordinateNetwork):

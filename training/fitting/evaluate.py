@@ -7,7 +7,6 @@ Each evaluation re-solves implicit networks from zero, chunk by chunk, and summa
 from __future__ import annotations
 
 import copy
-import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -188,7 +187,8 @@ def bits_per_point(params: int, signal) -> float | None:
 @torch.no_grad()
 def psnr_with_half_precision_weights(model: nn.Module, signal, device: torch.device, chunk_points: int
                                      ) -> float | None:
-    """PSNR on the training points of ``model`` with every weight (and buffer) rounded to ``STORED_WEIGHTS``,
+    """PSNR on the training points of ``model`` with every stored tensor (weights, persistent buffers) rounded to
+    ``STORED_WEIGHTS``,
     computed in float32: the quality at the rate :func:`bits_per_point` counts, as INR compression studies (COIN)
     report it. Rendered and measured as the final evaluation's PSNR is (without its other metrics). None for
     scattered samples, which have no PSNR."""
@@ -197,7 +197,7 @@ def psnr_with_half_precision_weights(model: nn.Module, signal, device: torch.dev
     if not isinstance(signal, GridSignal):
         return None
     rounded = copy.deepcopy(model)
-    for tensor in itertools.chain(rounded.parameters(), rounded.buffers()):
+    for tensor in rounded.state_dict().values():  # what a checkpoint stores (not settings such as SIREN's w0)
         if tensor.is_floating_point():
             tensor.copy_(tensor.to(STORED_WEIGHTS))
     reconstruction, _ = _render_unit(rounded, signal, device, chunk_points)

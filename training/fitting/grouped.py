@@ -8,9 +8,9 @@ of its own loss; Adam acts element by element, so its update of a signal's slice
 optimizer would make. A signal whose loss turns non-finite is reported as failed; its slice cannot reach the
 others' (every operation is per signal).
 
-A group's signals share their config, except for a frequency scale that only draws initial weights (the MFNs'
-and implicit models' input scale, :func:`stack_key`): each network is built with its signal's own, and the
-stacked forward, which never reads it, serves them all.
+A group's signals share their config, except for the frequency scale (:func:`stack_key`): each network is built
+with its signal's own. The MFNs' and implicit models' input scale only draws initial weights; SIREN's w0 is a
+buffer of each network, which the stacked forward takes per signal like the weights.
 
 Every model groups:
 
@@ -37,7 +37,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from inr_core.errors import UserError
-from models import count_parameters, get_spec
+from models import count_parameters
 from models.fixpoint import SolverStats, solve
 from models.implicit import ImplicitINR, Prepared
 from training.fitting import step as step_module
@@ -57,9 +57,10 @@ from training.metrics import psnr_from_mse
 
 
 def stack_key(config: FitConfig) -> FitConfig:
-    """What fits must share to be stacked: their config, less a frequency scale that only sets initial weights
-    (the MFNs' and the implicit models' input scale, which a recipe may set from each signal's own spectrum)."""
-    return replace(config, frequency=None) if get_spec(config.model).frequency_only_initialises else config
+    """What fits must share to be stacked: their config, less the frequency scale, which a recipe may set from
+    each signal's own spectrum (the MFNs' and implicit models' input scale only draws initial weights; SIREN's w0
+    is a buffer of each network, stacked with its weights)."""
+    return replace(config, frequency=None)
 
 
 def group_key(signal: Signal) -> tuple:
@@ -152,6 +153,11 @@ class StackedNetworks:
         self.count = len(models)
         self.params, self.buffers = stack_module_state(models)
         self.template = copy.deepcopy(models[0]).to("meta")
+        self.state_keys = set(models[0].state_dict())  # parameters and persistent buffers: what a checkpoint holds
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The stacked tensors a single network's ``state_dict`` holds (not, e.g., SIREN's per-network w0)."""
+        return {name: value for name, value in (self.params | self.buffers).items() if name in self.state_keys}
 
     def vmapped(self, name: str, arg_dims: tuple):
         """``template.NAME(*args)`` for every signal at once, each with its own parameters; ``arg_dims`` gives
@@ -176,8 +182,7 @@ class StackedNetworks:
     def load_into(self, model: nn.Module, index: int) -> None:
         """Give ``model`` (of the template's architecture) signal ``index``'s parameters and buffers."""
         with torch.no_grad():
-            model.load_state_dict({name: value[index] for name, value in (self.params | self.buffers).items()},
-                                  strict=True)
+            model.load_state_dict({name: value[index] for name, value in self.state().items()}, strict=True)
 
 
 class StackedImplicit:
@@ -313,7 +318,7 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
     # scattered samples only at the end.
     group_progress = (GroupGridProgress(signals, device, chunk // count)
                       if shared_points and config.eval_every else None)
-    keeper = (BestNetwork(lambda: stacked.params | stacked.buffers, count)
+    keeper = (BestNetwork(stacked.state, count)
               if group_progress is not None and config.keep == "best" else None)
     progress: list[tuple[int, dict]] = []
     progress_seconds = 0.0
