@@ -119,9 +119,9 @@ def main() -> None:
     for label in ways:
         wall = statistics.median(walls[label])
         speedups = [base / own for base, own in zip(walls[baseline_label], walls[label])]
+        # Above ~60 dB an image is reproduced to rounding, and dB of rounding-sized errors say nothing.
         worst = max((abs(a["psnr"] - b["psnr"]) for a, b in zip(one_by_one, reports[label])
                      if a["psnr"] < MEANINGFUL_DB), default=0.0)
-        # Above ~60 dB an image is reproduced to rounding, and dB of rounding-sized errors say nothing.
         assert [r["input"] for r in reports[label]] == paths
         peaks = [r["peak_memory_mb"] for r in reports[label] if r.get("peak_memory_mb") is not None]
         peak = f"{max(peaks):.0f}" if peaks else "-"  # a CPU has no allocator statistic to report

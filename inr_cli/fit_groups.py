@@ -36,8 +36,8 @@ def _held_bytes(job: Job) -> int:
 
 
 class WaitingGroups:
-    """Loaded inputs waiting to fit, grouped by what they can share (resolved config, frequency scales aside where
-    they only set initial weights, and signal shape)."""
+    """Loaded inputs waiting to fit, grouped by what they can share (resolved config, its frequency scale aside, and
+    signal shape)."""
 
     def __init__(self, group_size: int | None):
         self.group_size = group_size

@@ -38,10 +38,10 @@ class SineLayer(nn.Module):
         # (tens of radians) stay in exact float32 in every precision mode; later ones are O(1).
         # Stacked networks' weights (a group fit) take the same path: see models.base.affine.
         linear = coordinate_linear if self.is_first else affine
-        w0 = self.w0
-        if w0.dim():  # stacked networks: one w0 per network, against (G, out, in) weights and (G, out) biases
-            return torch.sin(linear(x, self.linear.weight * w0.view(-1, 1, 1), self.linear.bias * w0.view(-1, 1)))
-        return torch.sin(linear(x, self.linear.weight * w0, self.linear.bias * w0))
+        weight_w0 = bias_w0 = self.w0
+        if self.w0.dim():  # stacked networks bring one w0 each, (G,), against (G, out, in) weights, (G, out) biases
+            weight_w0, bias_w0 = self.w0.view(-1, 1, 1), self.w0.view(-1, 1)
+        return torch.sin(linear(x, self.linear.weight * weight_w0, self.linear.bias * bias_w0))
 
 
 class Siren(CoordinateNetwork):

@@ -261,8 +261,8 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
               on_progress=None, stop_requested=None) -> list[GroupOutcome]:
     """Fit every signal of a same-shaped group with its own network, all at once (see the module's doc).
 
-    ``config`` is every signal's, or a list of each signal's own (resolved per input, they may differ in a
-    frequency scale that only sets initial weights: :func:`stack_key`).
+    ``config`` is every signal's, or a list of each signal's own (resolved per input, they may differ in their
+    frequency scale: :func:`stack_key`).
 
     ``on_progress`` receives :class:`training.fitting.fit.FitProgress` records for the group (the mean loss).
     A signal whose loss is not finite, or runs away (``RUNAWAY_FACTOR`` times its best), fails with a divergence
@@ -275,12 +275,11 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
     configs = [resolve_config(own, signal, recipe_rule) for own, signal in zip(given, signals, strict=True)]
     config = configs[0]
     if any(stack_key(c) != stack_key(config) for c in configs) or len({group_key(s) for s in signals}) != 1:
-        raise ValueError("a group's signals must resolve to one config (frequency scales aside, where they only set "
-                         "initial weights) and share one shape")
+        raise ValueError("a group's signals must resolve to one config (frequency scales aside) and share one shape")
     device = torch.device(config.device)
     if asked_to_compile is None:  # the default rule, weighed on the group's step: count times one member's points
         config = replace(config, compile=compile_by_default(device, config.steps, len(signals) * config.batch_size))
-    # Each signal's own config: the group's, with its own frequency scale where that may differ (stack_key).
+    # Each signal's own config: the group's, with its own frequency scale (stack_key).
     configs = [replace(own, compile=config.compile) for own in configs]
     called_at = time.perf_counter()
     models = []
