@@ -14,6 +14,7 @@ statistics are returned, never kept on the module.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -38,6 +39,26 @@ INJECTION_GAIN = 6.0
 # How the decoder's equilibria are solved by default (sampling, and the final solve of every restoration): at
 # initialisation the small preset reaches 1e-4 in 10-11 Anderson steps, so 60 leaves room for trained decoders.
 DECODER_SOLVER = SolverSettings(solver="anderson", tol=1e-4, max_iter=60)
+
+
+@functools.lru_cache(maxsize=64)
+def _linear_resize_matrix(size_in: int, size_out: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(size_out, size_in): 1-D linear interpolation with ``align_corners=False``, as ``F.interpolate`` weights it
+    (read off by resizing the identity, so the convention is torch's own, not a copy of it)."""
+    with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable inside and outside inference mode
+        identity = torch.eye(size_in, dtype=torch.float64).unsqueeze(1)
+        weights = F.interpolate(identity, size=size_out, mode="linear", align_corners=False)[:, 0, :]
+        return weights.T.contiguous().to(device=device, dtype=dtype)
+
+
+def bilinear_resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)`` for (B, C, H, W) ``x``, as
+    two small matrix products (bilinear interpolation is linear interpolation along each axis in turn): the same
+    values to rounding, and on a CPU forward and backward together take a quarter to a half of
+    ``upsample_bilinear2d``'s time, whose backward alone was 13% of a decoder training epoch (small preset)."""
+    rows = _linear_resize_matrix(x.shape[-2], size, x.device, x.dtype)
+    cols = _linear_resize_matrix(x.shape[-1], size, x.device, x.dtype)
+    return torch.matmul(torch.matmul(rows, x), cols.T)
 
 
 def _conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Module:
@@ -81,8 +102,7 @@ class _Fuse(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         z = self.path(z)
-        return F.interpolate(z, scale_factor=self.upsample, mode="bilinear", align_corners=False) \
-            if self.upsample > 1 else z
+        return bilinear_resize(z, z.shape[-1] * self.upsample) if self.upsample > 1 else z
 
 
 class MultiscaleEquilibrium(nn.Module):
@@ -145,7 +165,7 @@ class MDEQDecoder(MultiscaleEquilibrium):
             side = self.preset.injection_base
             base = linear(latent).reshape(latent.shape[0], c, side, side)
             base = INJECTION_GAIN * F.group_norm(base, self.preset.groups)
-            maps.append(F.interpolate(base, size=(s, s), mode="bilinear", align_corners=False))
+            maps.append(bilinear_resize(base, s))
         return maps
 
     def f_from_latent(self, flat_z: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:

@@ -60,3 +60,25 @@ def test_gradients_reach_every_parameter_and_the_latent_gradient_is_exact():
         numeric = float(loss_of(latent + step * direction) - loss_of(latent - step * direction)) / (2 * step)
     analytic = float((latent.grad * direction).sum())
     assert abs(analytic - numeric) <= 2e-3 * abs(numeric) and abs(numeric) > 1e-4
+
+
+def test_bilinear_resize_is_torchs_bilinear_interpolation_forward_and_backward():
+    from torch.nn import functional as F
+
+    from models.mdeq import bilinear_resize
+
+    torch.manual_seed(0)
+    # The decoder's shapes (7 -> 28 and 7 -> 14 injections, 14 -> 28 fusion), a downsizing and odd sides.
+    for shape, size in [((3, 2, 7, 7), 28), ((3, 2, 7, 7), 14), ((2, 4, 14, 14), 28), ((2, 1, 9, 9), 4),
+                        ((1, 3, 5, 5), 13)]:
+        x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        ours = bilinear_resize(x, size)
+        reference = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        assert ours.shape == reference.shape
+        assert torch.allclose(ours, reference, rtol=0, atol=1e-13), (shape, size)
+        weights = torch.randn_like(reference)
+        (grad_ours,) = torch.autograd.grad(ours, x, weights)
+        (grad_reference,) = torch.autograd.grad(reference, x, weights)
+        assert torch.allclose(grad_ours, grad_reference, rtol=0, atol=1e-12), (shape, size)
+    # float32 input gets float32 weights (not float64 results), on the input's device.
+    assert bilinear_resize(torch.ones(1, 1, 7, 7), 14).dtype == torch.float32
