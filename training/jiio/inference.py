@@ -95,8 +95,9 @@ def jiio(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost: Callable
             x_in = x.detach().requires_grad_()
             f_out = f(z_in, x_in)
             costs = cost(z_in)
-            cost_grad = torch.autograd.grad(costs.sum(), z_in)[0]
-            jz_mu, jx_mu = torch.autograd.grad(f_out, (z_in, x_in), mu)
+            # One backward pass for both: d cost/d z + J_z^T mu (the adjoint's target), and J_x^T mu.
+            mu_target, jx_mu = torch.autograd.grad((costs.sum(), f_out), (z_in, x_in),
+                                                   (torch.ones_like(costs[0]), mu))
             if input_cost is not None:
                 prior = input_cost(x_in)
                 jx_mu = jx_mu + torch.autograd.grad(prior.sum(), x_in)[0]
@@ -109,7 +110,6 @@ def jiio(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost: Callable
             best_x = torch.where(better.reshape(-1, *([1] * len(x_shape))), x, best_x)
             best_z = torch.where(better[:, None], z, best_z)
             trace.append(float(torch.where(torch.isinf(best_cost), costs, best_cost).mean()))
-            mu_target = jz_mu + cost_grad
             _, adjoint_residual = per_sample_residuals(mu, mu_target)
             input_gradient = torch.linalg.vector_norm(jx_mu.reshape(batch, -1), dim=1)
             step = jx_mu / input_gradient.clamp_min(1e-12).reshape(-1, *([1] * len(x_shape))) \
