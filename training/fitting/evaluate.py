@@ -189,8 +189,8 @@ def psnr_with_half_precision_weights(model: nn.Module, signal, device: torch.dev
                                      ) -> float | None:
     """PSNR on the training points of ``model`` with every stored tensor (weights, persistent buffers) rounded to
     ``STORED_WEIGHTS``, computed in float32: the quality at the rate :func:`bits_per_point` counts, as INR
-    compression studies (COIN) report it. Rendered and measured as the final evaluation's PSNR is (without its other metrics). None for
-    scattered samples, which have no PSNR."""
+    compression studies (COIN) report it. Rendered and measured as the final evaluation's PSNR is (without its
+    other metrics). None for scattered samples, which have no PSNR."""
     from training.fitting.signal import GridSignal  # (signal.py imports this module)
 
     if not isinstance(signal, GridSignal):

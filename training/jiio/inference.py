@@ -96,8 +96,7 @@ def jiio(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cost: Callable
             f_out = f(z_in, x_in)
             costs = cost(z_in)
             # One backward pass for both: d cost/d z + J_z^T mu (the adjoint's target), and J_x^T mu.
-            mu_target, jx_mu = torch.autograd.grad((costs.sum(), f_out), (z_in, x_in),
-                                                   (torch.ones_like(costs[0]), mu))
+            mu_target, jx_mu = torch.autograd.grad((costs.sum(), f_out), (z_in, x_in), (None, mu))
             if input_cost is not None:
                 prior = input_cost(x_in)
                 jx_mu = jx_mu + torch.autograd.grad(prior.sum(), x_in)[0]
