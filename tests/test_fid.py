@@ -15,11 +15,14 @@ from inr_cli.jiio.fid_model import default_fid_model_path, fid_report, load_fid_
 from inr_core.errors import UserError
 from training.jiio.fid import (
     INCEPTION_RANGE,
+    eight_bit_levels,
     feature_statistics,
     fid,
     frechet_distance,
     frechet_distance_of_features,
+    from_eight_bit_levels,
     inception_features,
+    inception_input,
 )
 
 # The stand-in networks are scripted to mirror the TorchScript file the CLI loads.
@@ -142,6 +145,15 @@ def test_gray_images_are_repeated_to_three_channels(images):
     assert model.batches[0].shape[1] == 3
     assert torch.equal(model.batches[0][:, 0], model.batches[0][:, 2])
     np.testing.assert_allclose(gray_features, inception_features(InputRecorder(), gray.expand(-1, 3, -1, -1)))
+
+
+def test_images_stored_as_eight_bit_levels_give_the_same_inception_input(images):
+    # What lets a run on a machine without the Inception file save its images and have them scored elsewhere.
+    levels = eight_bit_levels(images)
+    assert levels.dtype == torch.uint8 and levels.shape == images.shape
+    assert torch.equal(eight_bit_levels(from_eight_bit_levels(levels)), levels)
+    assert torch.equal(inception_input(from_eight_bit_levels(levels)), inception_input(images))
+    assert not torch.equal(eight_bit_levels(images + 1.0 / 127.5), levels)  # one level brighter is seen
 
 
 def test_a_scripted_stand_in_gives_a_distance(images):

@@ -198,13 +198,23 @@ def _tensorflow_bilinear_resize(images: torch.Tensor, size: int) -> torch.Tensor
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def eight_bit_levels(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] as the uint8 levels :data:`FID_CONVENTION` rounds them to (what a saved PNG holds):
+    storing these loses nothing FID or KID would see."""
+    return ((images.float() + 1.0) * 0.5).clamp(0.0, 1.0).mul(255).round().to(torch.uint8)
+
+
+def from_eight_bit_levels(levels: torch.Tensor) -> torch.Tensor:
+    """uint8 levels back to float images in [-1, 1], which :func:`eight_bit_levels` maps to the same levels."""
+    return levels.float() / 127.5 - 1.0
+
+
 def inception_input(images: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` images in [-1, 1] (C = 1 or 3) as ``(B, 3, 299, 299)`` Inception input, by
     :data:`FID_CONVENTION`: 8-bit levels first (what a saved image would hold), the resize on those levels,
     then the TensorFlow range. (The package neither resizes nor rounds images that are already 299x299; we
     still round those, so a value from saved images and one from tensors agree.)"""
-    unit = match_channels(((images.float() + 1.0) * 0.5).clamp(0.0, 1.0), 3)
-    levels = unit.mul(255).round()
+    levels = match_channels(eight_bit_levels(images).float(), 3)
     if levels.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
         levels = _tensorflow_bilinear_resize(levels, INCEPTION_SIZE)
     low, high = INCEPTION_RANGE
