@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from inr_cli.figures.grids import write_image_grid
 from inr_cli.files import atomic_write_text, atomic_write_with
 from inr_cli.jiio.fid_model import fid_report, load_fid_model
 from inr_cli.media.datasets import load_images
@@ -177,13 +178,28 @@ def train_both(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def save_run(folder: Path, run: dict, sets: dict[str, torch.Tensor]) -> None:
-    """The run (``run.json``) and its image sets as 8-bit levels (``images.npz``, what FID rounds them to: the
-    scores from ``--score`` equal those the training machine would have printed). ``images.npz`` first, so a
-    folder with ``run.json`` is complete."""
+    """The run (``run.json``), its image sets as 8-bit levels (``images.npz``, what FID rounds them to: the
+    scores from ``--score`` equal those the training machine would have printed) and a picture of them
+    (``comparison.png``). ``run.json`` last, so a folder with it is complete."""
     folder.mkdir(parents=True, exist_ok=True)
     levels = {name: eight_bit_levels(images).numpy() for name, images in sets.items()}
     atomic_write_with(folder / "images.npz", lambda buffer: np.savez_compressed(buffer, **levels))
+    write_comparison_grid(folder / "comparison.png", sets)
     atomic_write_text(folder / "run.json", json.dumps(run, indent=2) + "\n")
+
+
+def write_comparison_grid(path: Path, sets: dict[str, torch.Tensor], count: int = 16) -> None:
+    """The first ``count`` test images above each model's reconstructions of them (with their PSNRs), then
+    ``count`` draws from each model: what the table's numbers look like."""
+    real = sets["real"][:count]
+    rows = [("test image", real, None)]
+    for key, name in (("mdeq", "JIIO-MDEQ"), ("vae", "VAE")):
+        recon = sets[f"{key}_recon"][:count]
+        rows.append((f"{name} recon", recon, [psnr(r, t, value_range=SIGNED_RANGE) for r, t in zip(recon, real)]))
+    rows += [(f"{name} draw", sets[f"{key}_generated"][:count], None) for key, name in (("mdeq", "JIIO-MDEQ"),
+                                                                                       ("vae", "VAE"))]
+    write_image_grid(path, [images for _, images, _ in rows], columns=count, labels=[label for label, _, _ in rows],
+                     psnrs=[values for _, _, values in rows])
 
 
 def load_run(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
