@@ -47,7 +47,7 @@ from torch import nn
 
 from inr_cli.figures.grids import write_image_grid
 from inr_cli.files import atomic_write_text, atomic_write_with
-from inr_cli.jiio.fid_model import fid_report, load_fid_model
+from inr_cli.jiio.fid_model import fid_reports, load_fid_model
 from inr_cli.media.datasets import load_images
 from inr_cli.reports import versions
 from training.fitting.devices import resolve_device
@@ -187,13 +187,13 @@ def train_auto_decoder(model: AutoDecoder, images: torch.Tensor, seconds: float,
     return epoch
 
 
-def scores(row: dict, real: torch.Tensor, reconstructions: torch.Tensor, generated: torch.Tensor, fid_model, reason,
-           device) -> dict:
-    """``row`` with its FID and KID columns filled in (None where no Inception file is at hand)."""
-    recon = fid_report(fid_model, reason, real, reconstructions, device)
-    gen = fid_report(fid_model, reason, real, generated, device)
-    return {**row, "recon_fid": recon.get("fid"), "recon_kid": recon.get("kid"), "gen_fid": gen.get("fid"),
-            "gen_kid": gen.get("kid")}
+def scored_rows(rows: list[dict], sets: dict[str, torch.Tensor], fid_model, reason, device) -> list[dict]:
+    """``rows`` with their FID and KID columns filled in (None where no Inception file is at hand)."""
+    reports = fid_reports(fid_model, reason, sets["real"], {name: images for name, images in sets.items()
+                                                            if name != "real"}, device)
+    return [{**row, **{f"{kind}_{metric}": reports[f"{row['key']}_{part}"].get(metric)
+                       for kind, part in (("recon", "recon"), ("gen", "generated")) for metric in ("fid", "kid")}}
+            for row in rows]
 
 
 def mean_psnr(reconstructions: torch.Tensor, test: torch.Tensor) -> float:
@@ -334,8 +334,7 @@ def main() -> None:
             print(f"run and images written to {args.save}; score them with --score {args.save}")
         elif fid_model is None:
             print(f"no FID here ({reason}): --save DIR keeps the images, to be scored with --score DIR elsewhere")
-    rows = [scores(row, sets["real"], sets[row["key"] + "_recon"], sets[row["key"] + "_generated"], fid_model,
-                   reason, device) for row in run["rows"]]
+    rows = scored_rows(run["rows"], sets, fid_model, reason, device)
     print_table(run, rows, reason)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from inr_cli.jiio.fid_model import default_fid_model_path, distances_text, fid_report, load_fid_model
+from inr_cli.jiio.fid_model import default_fid_model_path, distances_text, fid_report, fid_reports, load_fid_model
 from training.jiio.fid import (
     FID_CONVENTION,
     fid,
@@ -147,6 +147,25 @@ def test_the_report_carries_kid_its_error_and_the_convention(two_sets):
     assert report["kid_subsets"] == [100, 5]
     assert distances_text(report) == (f"FID {report['fid']:.2f}, KID {report['kid']:.4f} ± "
                                       f"{report['kid_standard_error']:.4f} (6 real vs 5 images)")
+
+
+def test_several_sets_against_one_real_set_see_the_real_images_once(two_sets):
+    real, generated = two_sets
+
+    class Counting(PooledConvolution):
+        seen = 0
+
+        def forward(self, images):
+            Counting.seen += len(images)
+            return super().forward(images)
+
+    sets = {"a": generated, "b": generated.flip(-1), "c": generated[:1]}
+    reports = fid_reports(Counting(), None, real, sets, model_path="stand-in.pt")
+    assert Counting.seen == len(real) + 2 * len(generated)  # "c" has one image: no features are computed for it
+    for name in ("a", "b"):
+        assert reports[name] == fid_report(PooledConvolution(), None, real, sets[name], model_path="stand-in.pt")
+    assert reports["a"]["fid"] != reports["b"]["fid"]
+    assert reports["c"]["fid"] is None and "at least 2 images" in reports["c"]["fid_unavailable"]
 
 
 def test_with_two_images_fid_is_reported_and_kid_says_why_not(two_sets):

@@ -90,20 +90,42 @@ def fid_report(model: torch.nn.Module | None, reason: str | None, real: torch.Te
     different counts are not comparable. KID is unbiased, but needs 3 images a side; with 2 it is None and
     ``kid_unavailable`` says why.
     """
+    return fid_reports(model, reason, real, {"": generated}, device, model_path, batch_size)[""]
+
+
+def fid_reports(model: torch.nn.Module | None, reason: str | None, real: torch.Tensor,
+                generated: dict[str, torch.Tensor], device: str | torch.device = "cpu",
+                model_path: Path | None = None, batch_size: int = 32) -> dict[str, dict]:
+    """:func:`fid_report` of each named set in ``generated`` against the one ``real`` set, whose Inception
+    features are computed once (they cost as much as a generated set's)."""
     if model is None:
-        return {"fid": None, "fid_unavailable": reason or NOT_INSTALLED}
-    n_real, n_generated = int(real.shape[0]), int(generated.shape[0])
-    if n_real < 2 or n_generated < 2:
-        return {"fid": None, "fid_unavailable": f"FID needs at least 2 images on each side, "
-                                                f"got {n_real} real and {n_generated} generated"}
-    try:
-        real_features, generated_features = (inception_features(model.to(device), images, batch_size, device)
-                                             for images in (real, generated))
-        if not (np.isfinite(real_features).all() and np.isfinite(generated_features).all()):
-            raise ValueError("non-finite Inception features")
-        value = frechet_distance_of_features(real_features, generated_features)
-    except ValueError as error:
-        return {"fid": None, "fid_unavailable": f"FID could not be computed ({first_line(error)})"}
+        return {name: {"fid": None, "fid_unavailable": reason or NOT_INSTALLED} for name in generated}
+    n_real = int(real.shape[0])
+    real_features = None
+    reports = {}
+    for name, images in generated.items():
+        n_generated = int(images.shape[0])
+        if n_real < 2 or n_generated < 2:
+            reports[name] = {"fid": None, "fid_unavailable": f"FID needs at least 2 images on each side, "
+                                                            f"got {n_real} real and {n_generated} generated"}
+            continue
+        try:
+            if real_features is None:
+                real_features = inception_features(model.to(device), real, batch_size, device)
+            generated_features = inception_features(model.to(device), images, batch_size, device)
+            if not (np.isfinite(real_features).all() and np.isfinite(generated_features).all()):
+                raise ValueError("non-finite Inception features")
+            value = frechet_distance_of_features(real_features, generated_features)
+        except ValueError as error:
+            reports[name] = {"fid": None, "fid_unavailable": f"FID could not be computed ({first_line(error)})"}
+            continue
+        reports[name] = _with_kid(model_path, value, real_features, generated_features)
+    return reports
+
+
+def _with_kid(model_path: Path | None, value: float, real_features: np.ndarray,
+              generated_features: np.ndarray) -> dict:
+    n_real, n_generated = len(real_features), len(generated_features)
     source = model_path if model_path is not None else default_fid_model_path()
     report = {"fid": value, "fid_samples": [n_real, n_generated], "fid_model": str(source),
               "fid_convention": FID_CONVENTION}

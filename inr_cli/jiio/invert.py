@@ -21,7 +21,7 @@ from inr_cli.cluster import Cluster
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, remove_if_empty
 from inr_cli.jiio.decoder_runs import DECODER_FILE, obtain_decoder, observed_masks, test_images
-from inr_cli.jiio.fid_model import distances_text, fid_report, load_fid_model
+from inr_cli.jiio.fid_model import distances_text, fid_reports, load_fid_model
 from inr_cli.media.images import write_png
 from inr_cli.pages import PAGE, write_invert_page
 from inr_cli.progress import counter_progress
@@ -264,8 +264,7 @@ def _reconstruction_fid(config: InvertConfig, model, reason: str | None, target:
     """FID of decoded JIIO latents against the real test images (the paper's reconstruction FID)."""
     if config.restoration.task != "reconstruct":
         return None
-    return {method: fid_report(model, reason, target, images, device, model_path=config.fid.model)
-            for method, images in restored.items()}
+    return fid_reports(model, reason, target, restored, device, model_path=config.fid.model)
 
 
 def _corruption_report(config: InvertConfig, size: int, corruption: Corruption) -> dict:
