@@ -208,11 +208,18 @@ def scored_rows(rows: list[dict], sets: dict[str, torch.Tensor], fid_model, reas
             for row in rows]
 
 
+def mixture_draws(codes: torch.Tensor, count: int, device) -> torch.Tensor:
+    """``count`` codes drawn from the Gaussian mixture fitted to a model's training codes (what `inr sample`
+    does for a decoder), the same draws for every model with codes of one size."""
+    density = fit_gaussian_mixture(codes.detach().cpu(), seed=0)
+    return sample_gaussian_mixture(density, count, torch.Generator().manual_seed(1)).to(device)
+
+
 def mean_psnr(reconstructions: torch.Tensor, test: torch.Tensor) -> float:
     return sum(psnr(r, t, value_range=SIGNED_RANGE) for r, t in zip(reconstructions, test)) / len(test)
 
 
-def train_both(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
+def train_models(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
     """Train the models (the baselines for the MDEQ's wall time, or for --baseline-epochs epochs) and decode the
     test set and draws with each: (the run's description with a row per model, the image sets by name: 'real',
     then '<key>_recon' and '<key>_generated')."""
@@ -226,9 +233,7 @@ def train_both(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
     decoder = state.decoder.eval().requires_grad_(False)
     found = torch.cat([restore(decoder, corrupt(part.to(device), "reconstruct"),
                                JIIOSettings(iterations=args.iters)).images.cpu() for part in test.split(64)])
-    density = fit_gaussian_mixture(state.latents.detach().cpu(), seed=0)
-    drawn = sample_gaussian_mixture(density, len(test), torch.Generator().manual_seed(1)).to(device)
-    generated = decoder.generate(drawn)[0].cpu()
+    generated = decoder.generate(mixture_draws(state.latents, len(test), device))[0].cpu()
     rows = [{"model": "JIIO-MDEQ", "key": "mdeq", "params": params(decoder), "epochs": state.epoch,
              "seconds": spent, "recon_psnr": mean_psnr(found, test)}]
     sets = {"real": test, "mdeq_recon": found, "mdeq_generated": generated}
@@ -253,8 +258,7 @@ def train_both(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
                                              device, args.baseline_epochs)
         auto.eval()
         codes = torch.cat([auto.infer(part.to(device), args.ad_steps, args.ad_lr) for part in test.split(256)])
-        density = fit_gaussian_mixture(auto.codes.weight.detach().cpu(), seed=0)
-        drawn = sample_gaussian_mixture(density, len(test), torch.Generator().manual_seed(1)).to(device)
+        drawn = mixture_draws(auto.codes.weight, len(test), device)
         with torch.no_grad():
             reconstructions, samples = auto.decoder(codes).cpu(), auto.decoder(drawn).cpu()
         rows.append({"model": "auto-decoder", "key": "auto", "params": params(auto.decoder), "epochs": epochs,
@@ -272,21 +276,20 @@ def save_run(folder: Path, run: dict, sets: dict[str, torch.Tensor]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     levels = {name: eight_bit_levels(images).numpy() for name, images in sets.items()}
     atomic_write_with(folder / "images.npz", lambda buffer: np.savez_compressed(buffer, **levels))
-    write_comparison_grid(folder / "comparison.png", sets)
+    write_comparison_grid(folder / "comparison.png", run["rows"], sets)
     atomic_write_text(folder / "run.json", json.dumps(run, indent=2) + "\n")
 
 
-def write_comparison_grid(path: Path, sets: dict[str, torch.Tensor], count: int = 16) -> None:
+def write_comparison_grid(path: Path, models: list[dict], sets: dict[str, torch.Tensor], count: int = 16) -> None:
     """The first ``count`` test images above each model's reconstructions of them (with their PSNRs), then
-    ``count`` draws from each model: what the table's numbers look like."""
+    ``count`` draws from each model (``models``: the table's rows): what the table's numbers look like."""
     real = sets["real"][:count]
     rows = [("test image", real, None)]
-    models = [(key, name) for key, name in (("mdeq", "JIIO-MDEQ"), ("vae", "VAE"), ("auto", "auto-decoder"))
-              if f"{key}_recon" in sets]
-    for key, name in models:
-        recon = sets[f"{key}_recon"][:count]
-        rows.append((f"{name} recon", recon, [psnr(r, t, value_range=SIGNED_RANGE) for r, t in zip(recon, real)]))
-    rows += [(f"{name} draw", sets[f"{key}_generated"][:count], None) for key, name in models]
+    for model in models:
+        recon = sets[f"{model['key']}_recon"][:count]
+        rows.append((f"{model['model']} recon", recon,
+                     [psnr(r, t, value_range=SIGNED_RANGE) for r, t in zip(recon, real)]))
+    rows += [(f"{model['model']} draw", sets[f"{model['key']}_generated"][:count], None) for model in models]
     write_image_grid(path, [images for _, images, _ in rows], columns=count, labels=[label for label, _, _ in rows],
                      psnrs=[values for _, _, values in rows])
 
@@ -346,7 +349,7 @@ def main() -> None:
     else:
         device = resolve_device(args.device)
         torch.manual_seed(0)
-        run, sets = train_both(args, device)
+        run, sets = train_models(args, device)
         if args.save is not None:
             save_run(args.save, run, sets)
             print(f"run and images written to {args.save}; score them with --score {args.save}")

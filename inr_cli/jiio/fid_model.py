@@ -100,6 +100,7 @@ def fid_reports(model: torch.nn.Module | None, reason: str | None, real: torch.T
     features are computed once (they cost as much as a generated set's)."""
     if model is None:
         return {name: {"fid": None, "fid_unavailable": reason or NOT_INSTALLED} for name in generated}
+    model = model.to(device)
     n_real = int(real.shape[0])
     real_features = None
     reports = {}
@@ -111,8 +112,8 @@ def fid_reports(model: torch.nn.Module | None, reason: str | None, real: torch.T
             continue
         try:
             if real_features is None:
-                real_features = inception_features(model.to(device), real, batch_size, device)
-            generated_features = inception_features(model.to(device), images, batch_size, device)
+                real_features = inception_features(model, real, batch_size, device)
+            generated_features = inception_features(model, images, batch_size, device)
             if not (np.isfinite(real_features).all() and np.isfinite(generated_features).all()):
                 raise ValueError("non-finite Inception features")
             value = frechet_distance_of_features(real_features, generated_features)
