@@ -130,10 +130,11 @@ def train_epoch(decoder: MDEQDecoder, images: torch.Tensor, latents: torch.Tenso
         batch = order[start:start + global_batch]
         mine = ranks.my_slice(config.batch_size)
         eps = torch.randn(len(batch), *decoder.zeros(1).shape[1:], generator=probes)[mine].to(device)
-        index = batch[mine].to(device)
+        host_index = batch[mine]  # images are indexed where they live: no round trip through the device
+        index = host_index.to(device)
         optimizer.zero_grad(set_to_none=True)
         if len(index):
-            targets = images[index.to(images.device)].to(device, non_blocking=True)
+            targets = images[host_index.to(images.device)].to(device, non_blocking=True)
             cost = reconstruction_cost(decoder, targets)
             z0 = decoder.zeros(len(index), device=device, dtype=targets.dtype)
             result = jiio(decoder.f_from_latent, cost, z0, latents[index], settings)
