@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import platform
 from importlib import metadata
 
@@ -37,6 +38,8 @@ def _versions() -> dict:
         "numpy": numpy.__version__,
         "platform": platform.platform(),
     }
+    if os.environ.get("GLIBC_TUNABLES"):  # e.g. glibc.malloc.hugetlb=1, set by the `inr` command (host_memory)
+        info["glibc_tunables"] = os.environ["GLIBC_TUNABLES"]
     if torch.cuda.is_available():
         info["cuda"] = torch.version.cuda
         info["gpu"] = torch.cuda.get_device_name()  # the current device: each torchrun rank's own

@@ -14,12 +14,27 @@ limit is worse than nothing: it freezes the mmap threshold at 128 KiB, so every 
 
 Elsewhere (macOS, Windows, musl) nothing is changed. Command-line entry points call it once at start-up; a
 library user can call it, or set ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``, to the same effect.
+
+Larger tensors, from 32 MiB (a SIREN 3x256 step on a 256 x 256 image or a 50,000-point SDF batch makes dozens),
+are still mapped afresh every step: glibc refuses a higher mmap threshold, and serving them from the heap
+instead (``M_MMAP_MAX`` 0) made such fits 1.65x faster but fragmented the heap to 2-2.5x the peak memory. What
+costs is faulting the new mappings in 4 KiB page by page. Where the kernel gives transparent huge pages only to
+memory that asks for them (``/sys/kernel/mm/transparent_hugepage/enabled`` reads ``[madvise]``, the default of
+many distributions), glibc 2.35 and later ask for them when started with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``,
+and each 2 MiB is then one fault. A tunable is read only at start-up, so :func:`relaunch_with_huge_pages`
+replaces the process (same process id, arguments, standard streams) with itself started that way. Measured on 2
+cores (``benchmarks/host_allocator.py``, medians of 2): 40 steps of SIREN 3x256 on camera 256 x 256 trained in
+15.4 s instead of 21.0 s, 60 steps of an SDF fit in 16.8 s instead of 23.9 s, with the same peak memory; page
+faults fell from 13.4 million to 0.47 million. A ``GLIBC_TUNABLES`` that already names ``glibc.malloc.hugetlb``
+(``=0`` to switch it off) is left as it is.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
+from pathlib import Path
 
 # mallopt parameters, from glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1
@@ -45,3 +60,54 @@ def keep_freed_host_memory() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # The mmap threshold first: setting either one switches off glibc's own adjustment of both.
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_CEILING)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb"
+TRANSPARENT_HUGE_PAGES = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+FIRST_GLIBC_WITH_HUGE_PAGES = (2, 35)
+
+
+def glibc_version() -> tuple[int, int] | None:
+    """(major, minor) of the C library this process runs on, or None when it is not glibc."""
+    try:
+        name, version = os.confstr("CS_GNU_LIBC_VERSION").split()
+        major, minor = version.split(".")[:2]
+        return (int(major), int(minor)) if name == "glibc" else None
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def huge_pages_on_request(mode_file: Path = TRANSPARENT_HUGE_PAGES) -> bool:
+    """Whether the kernel gives transparent huge pages only to memory that asks for them ("madvise" mode): then
+    asking gains something. ("always" gives them anyway, "never" not at all.)"""
+    try:
+        return "[madvise]" in mode_file.read_text()
+    except OSError:
+        return False
+
+
+def environment_with_huge_pages(environ: dict[str, str], mode_file: Path = TRANSPARENT_HUGE_PAGES,
+                                glibc: tuple[int, int] | None = None) -> dict[str, str] | None:
+    """``environ`` with glibc's malloc told to ask for huge pages, or None where that would change nothing: not
+    glibc 2.35 or later, the kernel not in "madvise" mode, or ``GLIBC_TUNABLES`` already deciding it."""
+    glibc = glibc_version() if glibc is None else glibc
+    tunables = environ.get("GLIBC_TUNABLES", "")
+    if glibc is None or glibc < FIRST_GLIBC_WITH_HUGE_PAGES or HUGE_PAGES_TUNABLE in tunables:
+        return None
+    if not huge_pages_on_request(mode_file):
+        return None
+    setting = f"{HUGE_PAGES_TUNABLE}=1"
+    return {**environ, "GLIBC_TUNABLES": f"{tunables}:{setting}" if tunables else setting}
+
+
+def relaunch_with_huge_pages() -> None:
+    """Replace this process with its own command line (``sys.orig_argv``), started with glibc's malloc asking for
+    huge pages (see the module doc); return without doing anything where that would change nothing or the
+    process cannot be started again. Call it first thing, before anything is read from stdin or written."""
+    environment = environment_with_huge_pages(dict(os.environ)) if sys.platform.startswith("linux") else None
+    if environment is None or not sys.executable or not getattr(sys, "orig_argv", None):
+        return
+    try:
+        os.execve(sys.executable, sys.orig_argv, environment)
+    except OSError:
+        return  # carry on as started: slower on large CPU fits, never different
