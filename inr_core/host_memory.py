@@ -17,7 +17,7 @@ library user can call it, or set ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_TH
 
 Larger tensors, from 32 MiB (a SIREN 3x256 step on a 256 x 256 image or a 50,000-point SDF batch makes dozens),
 are still mapped afresh every step: glibc refuses a higher mmap threshold, and serving them from the heap
-instead (``M_MMAP_MAX`` 0) made such fits 1.65x faster but fragmented the heap to 2-2.5x the peak memory. What
+instead (``M_MMAP_MAX`` 0) made such fits 1.6x faster but fragmented the heap to 1.5-3x the peak memory. What
 costs is faulting the new mappings in 4 KiB page by page. Where the kernel gives transparent huge pages only to
 memory that asks for them (``/sys/kernel/mm/transparent_hugepage/enabled`` reads ``[madvise]``, the default of
 many distributions), glibc 2.35 and later ask for them when started with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``,
@@ -105,7 +105,8 @@ def relaunch_with_huge_pages() -> None:
     huge pages (see the module doc); return without doing anything where that would change nothing or the
     process cannot be started again. Call it first thing, before anything is read from stdin or written."""
     environment = environment_with_huge_pages(dict(os.environ)) if sys.platform.startswith("linux") else None
-    if environment is None or not sys.executable or not getattr(sys, "orig_argv", None):
+    startable = bool(sys.executable) and bool(getattr(sys, "orig_argv", None)) and not getattr(sys, "frozen", False)
+    if environment is None or not startable:
         return
     try:
         os.execve(sys.executable, sys.orig_argv, environment)
