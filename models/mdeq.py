@@ -20,6 +20,7 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
 from models import fixpoint
@@ -138,6 +139,15 @@ class MultiscaleEquilibrium(nn.Module):
     def zeros(self, batch: int, device=None, dtype=None) -> torch.Tensor:
         return torch.zeros(batch, self.state_size(), device=device, dtype=dtype)
 
+    @staticmethod
+    def fixed_weights():
+        """A context in which each weight-normalised convolution computes its weight g v / ||v|| once, on first
+        use, instead of on every application of f: for a solve, a JIIO run or an attack, which apply f tens of
+        times with the weights unchanged. The same values, bit for bit; on a CPU 2 % of a JIIO iteration's time,
+        on a GPU 8 of its ~157 kernel launches. It is ``torch.nn.utils.parametrize.cached`` (for every
+        parametrised module, not this one only), so nothing may change the weights inside it."""
+        return parametrize.cached()
+
     # -- the map ------------------------------------------------------------------------------------------
     def f(self, flat_z: torch.Tensor, injections: list[torch.Tensor]) -> torch.Tensor:
         branches = [block(z, inj) for block, z, inj in zip(self.blocks, self.unpack(flat_z), injections)]
@@ -183,9 +193,10 @@ class MDEQDecoder(MultiscaleEquilibrium):
     def solve(self, latent: torch.Tensor, z0: torch.Tensor | None = None,
               settings: SolverSettings = DECODER_SOLVER) -> tuple[torch.Tensor, SolverStats]:
         """The equilibrium z* = f(z*, latent) from ``z0`` (zeros by default), by the DEQ core: ``(z*, stats)``."""
-        injections = self.injections(latent)
-        start = z0 if z0 is not None else self.zeros(len(latent), device=latent.device, dtype=latent.dtype)
-        return fixpoint.solve(lambda z: self.f(z, injections), start, settings)
+        with self.fixed_weights():
+            injections = self.injections(latent)
+            start = z0 if z0 is not None else self.zeros(len(latent), device=latent.device, dtype=latent.dtype)
+            return fixpoint.solve(lambda z: self.f(z, injections), start, settings)
 
     @torch.no_grad()
     def generate(self, latents: torch.Tensor, chunk: int = 256, settings: SolverSettings = DECODER_SOLVER

@@ -82,3 +82,44 @@ def test_bilinear_resize_is_torchs_bilinear_interpolation_forward_and_backward()
         assert torch.allclose(grad_ours, grad_reference, rtol=0, atol=1e-12), (shape, size)
     # float32 input gets float32 weights (not float64 results), on the input's device.
     assert bilinear_resize(torch.ones(1, 1, 7, 7), 14).dtype == torch.float32
+
+
+class _WeightNormCalls(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts how often a weight-normalised convolution's weight g v / ||v|| is computed."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._weight_norm_interface.default:
+            self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_restoration_computes_each_weight_once_and_gets_the_same_values():
+    from training.jiio.inference import jiio
+    from training.jiio.inverse_tasks import corrupt, restore
+    from training.jiio.settings import JIIOSettings
+
+    torch.manual_seed(0)
+    decoder = MDEQDecoder(PRESETS["small"], out_channels=1)  # training mode: its weights carry gradients
+    images = torch.rand(3, 1, 28, 28) * 2 - 1
+    convolutions = sum(1 for name, _ in decoder.named_parameters() if name.endswith("original1"))
+    calls = {}
+    for iterations in (4, 12):
+        with _WeightNormCalls() as counter:
+            restore(decoder, corrupt(images, "reconstruct"), JIIOSettings(iterations=iterations))
+        calls[iterations] = counter.calls
+    assert calls[4] == calls[12] == convolutions  # once each, however many times f is applied
+
+    def cost(z):
+        return (decoder.decode(z) - images).pow(2).flatten(1).sum(1)
+
+    def run():
+        return jiio(decoder.f_from_latent, cost, decoder.zeros(3), torch.zeros(3, 32), JIIOSettings(iterations=6))
+
+    plain = run()
+    with decoder.fixed_weights():
+        held = run()
+    assert torch.equal(plain.x, held.x) and torch.equal(plain.last_mu, held.last_mu)

@@ -137,7 +137,8 @@ def train_epoch(decoder: MDEQDecoder, images: torch.Tensor, latents: torch.Tenso
             targets = images[host_index.to(images.device)].to(device, non_blocking=True)
             cost = reconstruction_cost(decoder, targets)
             z0 = decoder.zeros(len(index), device=device, dtype=targets.dtype)
-            result = jiio(decoder.f_from_latent, cost, z0, latents[index], settings)
+            with decoder.fixed_weights():  # the weights change only at the optimizer step below
+                result = jiio(decoder.f_from_latent, cost, z0, latents[index], settings)
             latents[index] = result.x.detach()
             inferred[index] = True
 

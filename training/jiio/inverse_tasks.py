@@ -117,10 +117,11 @@ def _restore(method: str, decoder: MDEQDecoder, corruption: Corruption, latents:
                                                          dtype=observed.dtype, device=observed.device)
 
     def run():
-        found = search(decoder.f_from_latent, cost, z0, x0)
-        z, stats = decoder.solve(found.latents, found.z_start)
-        with torch.no_grad():
-            return found, decoder.decode(z), cost(z), stats
+        with decoder.fixed_weights():
+            found = search(decoder.f_from_latent, cost, z0, x0)
+            z, stats = decoder.solve(found.latents, found.z_start)
+            with torch.no_grad():
+                return found, decoder.decode(z), cost(z), stats
 
     (found, images, costs, stats), seconds = timed(observed.device, run)
     return Restoration(method, images, found.latents, costs, found.iterations, found.evaluations + stats.steps,
