@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,3 +38,17 @@ def psnr_np(prediction: np.ndarray, target: np.ndarray) -> float:
     """Reference PSNR for values in [0, 1], computed independently of training.metrics."""
     mse = np.mean((np.clip(prediction.astype(np.float64), 0.0, 1.0) - target.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(-10.0 * np.log10(mse))
+
+
+class CallCounter(TorchDispatchMode):
+    """``with CallCounter(torch.ops.aten.X.default) as counter:`` counts the calls of that operator inside
+    (``counter.calls``), however deep: autograd's backward and library code included."""
+
+    def __init__(self, operator):
+        super().__init__()
+        self.operator, self.calls = operator, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is self.operator:
+            self.calls += 1
+        return func(*args, **(kwargs or {}))

@@ -1,6 +1,7 @@
 """JIIO's augmented fixpoint on a small contractive DEQ with known structure."""
 
 import torch
+from helpers import CallCounter
 
 from training.jiio.adam_baseline import adam_inversion
 from training.jiio.inference import jiio, l2_ball
@@ -147,28 +148,15 @@ def test_evaluation_counts_match_what_each_method_actually_spends():
     assert adam.evaluation_trace[-1] == adam.evaluations
 
 
-class _ScalarReads(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts tensor-to-Python-number reads (``float(t)``, ``t.item()``, ``bool(t)``): each one makes the host
-    wait for a GPU."""
-
-    def __init__(self):
-        super().__init__()
-        self.reads = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.reads += 1
-        return func(*args, **(kwargs or {}))
-
-
 def test_the_iteration_reads_nothing_back_until_the_run_ends():
     f, cost, _, dim, latent, batch = toy_problem()
     reads = {}
     for iterations in (5, 40):
-        with _ScalarReads() as counter:
+        # Each tensor-to-Python-number read (float(t), t.item(), bool(t)) makes the host wait for a GPU.
+        with CallCounter(torch.ops.aten._local_scalar_dense.default) as counter:
             result = jiio(f, cost, torch.zeros(batch, dim, dtype=torch.float64),
                           torch.zeros(batch, latent, dtype=torch.float64), JIIOSettings(iterations=iterations))
-        reads[iterations] = counter.reads
+        reads[iterations] = counter.calls
         assert len(result.cost_trace) == iterations
     assert reads[40] == reads[5] <= 2  # a fixed number per run, none per iteration
     assert abs(result.cost_trace[-1] - float(result.cost.mean())) < 1e-12  # the trace ends at the best costs

@@ -1,6 +1,7 @@
 """The MDEQ decoder: state packing, a contractive fixpoint at initialisation, and exact gradients to the latent."""
 
 import torch
+from helpers import CallCounter
 
 from models.fixpoint import SolverSettings
 from models.mdeq import DECODER_SOLVER, MDEQDecoder
@@ -84,19 +85,6 @@ def test_bilinear_resize_is_torchs_bilinear_interpolation_forward_and_backward()
     assert bilinear_resize(torch.ones(1, 1, 7, 7), 14).dtype == torch.float32
 
 
-class _WeightNormCalls(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts how often a weight-normalised convolution's weight g v / ||v|| is computed."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._weight_norm_interface.default:
-            self.calls += 1
-        return func(*args, **(kwargs or {}))
-
-
 def test_a_restoration_computes_each_weight_once_and_gets_the_same_values():
     from training.jiio.inference import jiio
     from training.jiio.inverse_tasks import corrupt, restore
@@ -108,7 +96,7 @@ def test_a_restoration_computes_each_weight_once_and_gets_the_same_values():
     convolutions = sum(1 for name, _ in decoder.named_parameters() if name.endswith("original1"))
     calls = {}
     for iterations in (4, 12):
-        with _WeightNormCalls() as counter:
+        with CallCounter(torch.ops.aten._weight_norm_interface.default) as counter:
             restore(decoder, corrupt(images, "reconstruct"), JIIOSettings(iterations=iterations))
         calls[iterations] = counter.calls
     assert calls[4] == calls[12] == convolutions  # once each, however many times f is applied
