@@ -61,9 +61,10 @@ class MDEQClassifier(MultiscaleEquilibrium):
     def solve(self, images: torch.Tensor, settings: SolverSettings = CLASSIFIER_SOLVER
               ) -> tuple[torch.Tensor, SolverStats]:
         """The equilibrium z* = f(z*, images) from zeros, by the DEQ core: ``(z*, stats)``."""
-        injections = self.injections(images)
-        start = self.zeros(len(images), device=images.device, dtype=images.dtype)
-        return fixpoint.solve(lambda z: self.f(z, injections), start, settings)
+        with self.fixed_weights():
+            injections = self.injections(images)
+            start = self.zeros(len(images), device=images.device, dtype=images.dtype)
+            return fixpoint.solve(lambda z: self.f(z, injections), start, settings)
 
     def forward_with_stats(self, images: torch.Tensor, settings: SolverSettings = CLASSIFIER_SOLVER
                            ) -> tuple[torch.Tensor, SolverStats, BackwardStats | None]:

@@ -154,7 +154,8 @@ def run_jiio(model: MDEQClassifier, images: torch.Tensor, labels: torch.Tensor, 
     def cost(z: torch.Tensor) -> torch.Tensor:
         return -F.cross_entropy(model.logits(z), labels, reduction="none")
 
-    return jiio(model.f_from_input, cost, z0, start, jiio_config)
+    with model.fixed_weights():
+        return jiio(model.f_from_input, cost, z0, start, jiio_config)
 
 
 def jiio_attack(model: MDEQClassifier, images: torch.Tensor, labels: torch.Tensor, settings: AttackSettings,
