@@ -8,7 +8,7 @@ import pytest
 
 from helpers import cli_env
 from inr_cli.app import does_work, started_as_inr
-from inr_core.host_memory import environment_with_huge_pages
+from inr_core.host_memory import environment_with_huge_pages, restart_command
 
 # Backward passes of a stacked sine network (32 signals, 1,024 points, 64 wide: (32, 1024, 64) activations of
 # 8 MiB) in a fresh process; prints whether the setting took and the page faults of the measured steps.
@@ -98,3 +98,20 @@ def test_a_fit_runs_with_huge_pages_unless_the_environment_decides_otherwise(tmp
         reports = [json.loads(line) for line in done.stdout.splitlines()]
         assert len(reports) == 2
         assert all(report["versions"]["glibc_tunables"] == expected for report in reports)
+
+
+def test_a_script_is_started_again_through_its_own_name(tmp_path):
+    script = tmp_path / "inr"
+    script.write_text("#!/usr/bin/env python3\n")
+    script.chmod(0o755)
+    python = sys.executable
+    # Started through its #! line: the script itself, so `ps`, `pgrep inr` and `killall inr` still find it.
+    assert restart_command([python, str(script), "fit", "image"], str(script), python) == (
+        str(script), [str(script), "fit", "image"])
+    # python -m inr_cli, interpreter options, or a file that cannot be executed: the interpreter, as started.
+    module = [python, "-m", "inr_cli", "fit"]
+    assert restart_command(module, "/repo/inr_cli/__main__.py", python) == (python, module)
+    options = [python, "-X", "importtime", str(script), "fit"]
+    assert restart_command(options, str(script), python) == (python, options)
+    script.chmod(0o644)
+    assert restart_command([python, str(script), "fit"], str(script), python) == (python, [python, str(script), "fit"])
