@@ -127,8 +127,9 @@ def started_as_inr(program: str) -> bool:
 
 
 def does_work(args: list[str]) -> bool:
-    """Whether a command line runs a command rather than asking for help."""
-    return bool(args) and not any(arg in ("--help", "-h") for arg in args)
+    """Whether a command line runs a command rather than asking for help (``--help``: the commands have no
+    ``-h``)."""
+    return bool(args) and "--help" not in args
 
 
 def main(argv: list[str] | None = None) -> None:
