@@ -144,8 +144,9 @@ class MultiscaleEquilibrium(nn.Module):
         """A context in which each weight-normalised convolution computes its weight g v / ||v|| once, on first
         use, instead of on every application of f: for a solve, a JIIO run or an attack, which apply f tens of
         times with the weights unchanged. The same values, bit for bit; 8 of a JIIO iteration's 157 kernel-level
-        operations (counted on a CPU, 2 % of its time there; on a GPU each is a launch). It is ``torch.nn.utils.parametrize.cached`` (for every
-        parametrised module, not this one only), so nothing may change the weights inside it."""
+        operations (counted on a CPU, 2 % of its time there; on a GPU each is a launch). It is
+        ``torch.nn.utils.parametrize.cached`` (for every parametrised module, not this one only), so nothing may
+        change the weights inside it."""
         return parametrize.cached()
 
     # -- the map ------------------------------------------------------------------------------------------
