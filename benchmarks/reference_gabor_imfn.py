@@ -37,7 +37,7 @@ from models.implicit import ImplicitINR  # noqa: E402
 from training.fitting.amortized import FixpointCache  # noqa: E402
 from training.fitting.render import grid_coordinates  # noqa: E402
 
-LOGGED_STEPS = (0, 1, 10, 100)
+LOGGED_STEPS = (0, 1, 10, 100, 1000)
 
 
 def camera(size: int) -> torch.Tensor:

@@ -19,7 +19,8 @@ class DecoderPreset:
 
 
 PRESETS = {
-    "small": DecoderPreset(image_size=28, channels=(16, 32), latent_dim=32, injection_base=7),  # trains on a CPU at 28-32 px
+    # trains on a CPU at 28-32 px
+    "small": DecoderPreset(image_size=28, channels=(16, 32), latent_dim=32, injection_base=7),
     "large": DecoderPreset(image_size=64, channels=(32, 64, 128, 256), latent_dim=64, groups=8,
                            injection_base=8),  # 64 px, GPU
 }

@@ -369,7 +369,8 @@ def test_a_shape_checkpoint_without_its_placement_is_refused_before_rendering(tm
     points = torch.rand(64, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
     distances = points.norm(dim=1, keepdim=True) - 0.5
     signal = ScatteredSamples(Samples(points, distances), {"uniform": Samples(points, distances)})
-    result = fit(signal, FitConfig(model="siren", hidden=8, layers=1, steps=2, device="cpu", eval_every=0), SHAPE.recipe)
+    config = FitConfig(model="siren", hidden=8, layers=1, steps=2, device="cpu", eval_every=0)
+    result = fit(signal, config, SHAPE.recipe)
     info = {"kind": "shape", "target": "sdf", "scale": 1.0}  # "center" deleted by hand
     payload = checkpoint_payload(result, info, in_features=3, out_features=1,
                                  config=FitCommandConfig("shape", result.config, ShapeOptions()).to_dict())

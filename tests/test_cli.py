@@ -77,7 +77,8 @@ def workdir(tmp_path_factory, camera_u8, astronaut_u8) -> Path:
     rng = np.random.default_rng(0)
     gray16 = camera_u8[::16, ::16][:24, :20].astype(np.uint16) * 257 + rng.integers(0, 200, (24, 20)).astype(np.uint16)
     save_png(folder / "g16.png", gray16)
-    rgb16 = astronaut_u8[::20, ::20][:20, :24].astype(np.uint16) * 256 + rng.integers(0, 256, (20, 24, 3)).astype(np.uint16)
+    rgb16 = (astronaut_u8[::20, ::20][:20, :24].astype(np.uint16) * 256
+             + rng.integers(0, 256, (20, 24, 3)).astype(np.uint16))
     with open(folder / "rgb16.png", "wb") as handle:
         png.Writer(24, 20, greyscale=False, bitdepth=16).write(handle, rgb16.reshape(20, 72))
     return folder

@@ -13,7 +13,8 @@ from inr_cli.app import COMMANDS, main
 def _help_without_torch(argv: list[str]) -> str:
     """The help ``inr ARGV --help`` prints, asserting it exits 0 without importing torch."""
     probe = (f"import sys\nfrom inr_cli.app import main\ntry:\n    main({[*argv, '--help']!r})\n"
-             "except SystemExit as done:\n    print('exit', done.code)\nprint('torch imported:', 'torch' in sys.modules)\n")
+             "except SystemExit as done:\n    print('exit', done.code)\n"
+             "print('torch imported:', 'torch' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())  # the panel wraps long lines

@@ -68,7 +68,8 @@ def test_torchrun_shares_the_inputs_and_writes_what_one_process_writes(six_image
     two = [json.loads(line) for line in shared.stdout.splitlines()]
     # Every input fitted exactly once, printed once, in input order, into the same folder names.
     assert [r["input"] for r in two] == names == [r["input"] for r in one]
-    assert sorted(p.name for p in (folder / "shared").iterdir()) == sorted(p.name for p in (folder / "single").iterdir())
+    shared_names, single_names = (sorted(p.name for p in (folder / sub).iterdir()) for sub in ("shared", "single"))
+    assert shared_names == single_names
     for mine, theirs in zip(two, one):
         assert mine["output_dir"].replace("shared", "single") == theirs["output_dir"]
         assert mine["psnr"] == pytest.approx(theirs["psnr"], abs=1e-3)  # thread counts differ: rounding only
@@ -255,7 +256,8 @@ def test_cli_groups_same_shaped_inputs_and_their_checkpoints_sample(tmp_path, ca
     assert [r["input"] for r in together] == names
     for report, reference in zip(together, separate):
         assert report["psnr"] == pytest.approx(reference["psnr"], abs=0.05)
-    assert all("fitted together with 2 other input(s)" in r["notes"][-1] for r in together if r["input"] != "colour.png")
+    assert all("fitted together with 2 other input(s)" in r["notes"][-1]
+               for r in together if r["input"] != "colour.png")
     assert not any("fitted together" in note for note in together[1]["notes"])
     assert not any("fitted together" in note for r in separate for note in r["notes"])
     # A grouped fit's checkpoint is an ordinary single-signal checkpoint.

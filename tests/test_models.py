@@ -1,4 +1,5 @@
-"""Models: initialisation as the papers give it (docs/models.md), forward passes against their formulas, the registry."""
+"""Models: initialisation as the papers give it (docs/models.md), forward passes against their formulas, the
+registry."""
 
 from __future__ import annotations
 

@@ -113,7 +113,8 @@ def test_the_overview_page_links_every_run_and_sorts(run, browser, tmp_path):
     _open(browser, run / "index.html", tmp_path / "overview.png")
     rows = browser.execute_script("""return Array.from(document.querySelectorAll("table.sortable tbody tr"))
         .map(row => [row.cells[0].textContent, row.cells[3].getAttribute("data-sort"),
-                     (row.querySelector("a") || {}).getAttribute ? row.querySelector("a").getAttribute("href") : null])""")
+                     (row.querySelector("a") || {}).getAttribute
+                         ? row.querySelector("a").getAttribute("href") : null])""")
     assert [text for text, _, _ in rows] == [row["input"] for row in summary["rows"]]
     fitted = [row for row in summary["rows"] if row["status"] == "fitted"]
     assert [float(value) for _, value, _ in rows[:2]] == [row["psnr"] for row in fitted]

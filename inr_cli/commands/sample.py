@@ -46,8 +46,8 @@ def sample(
     fid_count: Annotated[Optional[int], typer.Option(help="Decoder: real images used for FID, the first ones "
                                                      "(default 10,000).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Decoder: seed for the draws.")] = 0,
-    individual: Annotated[bool, typer.Option("--individual", help="Decoder: also one PNG per sample (in --out when it is a "
-                                             "folder, else in a folder named after the grid).")] = False,
+    individual: Annotated[bool, typer.Option("--individual", help="Decoder: also one PNG per sample (in --out when "
+                                             "it is a folder, else in a folder named after the grid).")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Output file (PNG, WAV, MP4/MKV, PLY/OBJ/GLB); for a "
                                                 "decoder, a .png grid or a folder. Default: sample-... beside the "
                                                 "checkpoint.", show_default=False)] = None,

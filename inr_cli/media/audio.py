@@ -62,8 +62,8 @@ def read_audio(source: str, max_seconds: float = DEFAULT_MAX_SECONDS) -> LoadedA
         raise UserError(f"{source}: the clip is silent (all samples zero); nothing to fit and SNR is undefined")
     if np.abs(data).max() > 1.0:
         notes.append("samples beyond [-1, 1] (a float file) were clipped")
-    return LoadedAudio(torch.from_numpy(np.clip(data, -1.0, 1.0)), rate, subtype if subtype in PCM_SUBTYPES else "FLOAT",
-                       notes)
+    subtype = subtype if subtype in PCM_SUBTYPES else "FLOAT"
+    return LoadedAudio(torch.from_numpy(np.clip(data, -1.0, 1.0)), rate, subtype, notes)
 
 
 def write_wav(path: Path, samples: torch.Tensor, rate: int, subtype: str = "FLOAT") -> None:

@@ -280,7 +280,8 @@ def read_image(source: str, alpha: str = "keep", max_pixels: int = DEFAULT_MAX_P
             notes.append(_resize_note(full_size, pixels.shape, shrink_to)
                          + ("" if longest == shrink_to else f", kept at {longest} to cover the "
                             f"{cover[1]}x{cover[0]} crop"))
-    return LoadedImage(torch.from_numpy(np.ascontiguousarray(pixels)), bit_depth, _channel_names(pixels.shape[2]), notes)
+    channels = _channel_names(pixels.shape[2])
+    return LoadedImage(torch.from_numpy(np.ascontiguousarray(pixels)), bit_depth, channels, notes)
 
 
 def _handle_alpha(pixels: np.ndarray, alpha: str, notes: list[str]) -> np.ndarray:

@@ -168,7 +168,8 @@ class Modality(ABC):
         if report.get("ssim") is not None:
             line += f"  SSIM {number_text(report['ssim'])}"
         if report.get("psnr_holdout") is not None:
-            line += f"   held-out PSNR {db_text(report['psnr_holdout'])}  SSIM {number_text(report.get('ssim_holdout'))}"
+            line += (f"   held-out PSNR {db_text(report['psnr_holdout'])}"
+                     f"  SSIM {number_text(report.get('ssim_holdout'))}")
         return line
 
     def sample_target(self, info: dict, request: SampleRequest) -> SampleTarget:

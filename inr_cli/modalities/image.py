@@ -32,7 +32,8 @@ class ImageOptions(ModalityOptions):
     max_pixels: int = DEFAULT_MAX_PIXELS  # most pixels a file may decode to, checked from its header
 
     def validate(self) -> None:
-        check(self.holdout in HOLDOUT_MODES, "holdout", f"must be one of: {', '.join(HOLDOUT_MODES)}; got {self.holdout!r}")
+        check(self.holdout in HOLDOUT_MODES, "holdout",
+              f"must be one of: {', '.join(HOLDOUT_MODES)}; got {self.holdout!r}")
         check(self.alpha in ALPHA_MODES, "alpha", f"must be one of: {', '.join(ALPHA_MODES)}; got {self.alpha!r}")
         check(self.resize is None or self.resize >= 1, "resize", f"must be at least 1, got {self.resize}")
         check(self.max_pixels >= 1, "max_pixels", f"must be at least 1, got {self.max_pixels}")

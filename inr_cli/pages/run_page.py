@@ -144,7 +144,8 @@ def _run_facts(report: dict) -> str:
                ("evaluation", text(f"{report['eval_seconds']:.2f} s")),
                ("device", text(f"{report['device']}, {report['precision']}"
                                + (", compiled" if report["compiled"] else ""))),
-               ("learning rate", text(f"{fit['lr']:.3g}" if isinstance(fit.get("lr"), float) else fit.get("lr"))), ("input", text(report["input"]))]
+               ("learning rate", text(f"{fit['lr']:.3g}" if isinstance(fit.get("lr"), float) else fit.get("lr"))),
+               ("input", text(report["input"]))]
     return pairs(entries)
 
 

@@ -66,12 +66,14 @@ class FitConfig:
         _check_between(self.layers, "layers", 0, MAX_LAYERS)
         check(not get_spec(self.model).implicit or self.layers >= 1, "layers",
               f"must be at least 1 for the implicit model {self.model}, got {self.layers}")
-        check(self.frequency is None or positive(self.frequency), "frequency", f"must be positive, got {self.frequency}")
+        check(self.frequency is None or positive(self.frequency), "frequency",
+              f"must be positive, got {self.frequency}")
         _check_between(self.steps, "steps", 1, MAX_STEPS)
         check(self.lr is None or positive(self.lr), "lr", f"must be positive, got {self.lr}")
         check(self.batch_size is None or self.batch_size >= 1, "batch_size",
               f"must be at least 1, got {self.batch_size}")
-        check(self.eval_every is None or self.eval_every >= 0, "eval_every", f"must be 0 or more, got {self.eval_every}")
+        check(self.eval_every is None or self.eval_every >= 0, "eval_every",
+              f"must be 0 or more, got {self.eval_every}")
         check(self.keep in KEEP_CHOICES, "keep", f"must be one of: {', '.join(KEEP_CHOICES)}; got {self.keep!r}")
         _check_between(self.seed, "seed", 0, MAX_SEED)
         check_device_name(self.device)

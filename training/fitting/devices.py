@@ -22,7 +22,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+            raise UserError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); "
+                            "use --device cpu")
         return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")

@@ -25,9 +25,9 @@ VERSION = 1
 
 
 def classifier_payload(state: ClassifierTrainingState, config: RobustConfig, data: dict) -> dict:
-    return {"format": FORMAT, "version": VERSION, "kind": CLASSIFIER_KIND, "config": config.to_dict(), "epoch": state.epoch,
-            "history": list(state.history), "data": dict(data), "model_state": to_host(state.model.state_dict()),
-            "optimizer_state": to_host(state.optimizer.state_dict())}
+    return {"format": FORMAT, "version": VERSION, "kind": CLASSIFIER_KIND, "config": config.to_dict(),
+            "epoch": state.epoch, "history": list(state.history), "data": dict(data),
+            "model_state": to_host(state.model.state_dict()), "optimizer_state": to_host(state.optimizer.state_dict())}
 
 
 def is_classifier_payload(payload: dict) -> bool:
