@@ -9,6 +9,10 @@ with Lanczos), full batch, Adam at one learning rate, fp32. It prints, per seed,
 zero, as each code evaluates) and the loss of both loops at a few steps; then the mean paired difference against
 the seed-to-seed spread.
 
+A full-size run is long on a CPU (camera 512², 2,000 steps: about 2.5 s per step and loop on two cores), so
+``--losses FILE`` keeps every step's loss of both loops in a JSON file, rewritten every ``--save-every`` steps: a
+run cut short still leaves both training curves to compare at equal steps.
+
 It needs a checkout of the reference code (github.com/locuslab/ImpSq), whose ``modules`` package it imports;
 nothing of it is copied here. Two of that package's imports (plyfile, configargparse) serve other scripts and are
 stubbed.
@@ -19,6 +23,8 @@ stubbed.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import math
 import statistics
 import sys
@@ -80,10 +86,31 @@ def ours_from(reference, hidden: int, input_scale: float) -> ImplicitINR:
     return ours
 
 
-def train_reference(model, coords, target, steps: int, lr: float) -> tuple[list[float], float]:
+class LossLog:
+    """Every step's loss of both loops, per seed, rewritten atomically to a JSON file every few steps."""
+
+    def __init__(self, path: Path | None, every: int, settings: dict):
+        self.path, self.every, self.record = path, every, {"settings": settings, "seeds": {}}
+
+    def losses(self, seed: int, loop: str) -> list[float]:
+        return self.record["seeds"].setdefault(str(seed), {}).setdefault(loop, [])
+
+    def step_done(self, losses: list[float]) -> None:
+        if self.path is not None and len(losses) % self.every == 0:
+            self.save()
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(self.record))
+        os.replace(partial, self.path)
+
+
+def train_reference(model, coords, target, steps: int, lr: float, losses: list[float],
+                    log: LossLog) -> float:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     z = torch.zeros(len(coords), model.interm_channels)
-    losses = []
     for step in range(steps):
         out = model(coords, z, skip_solver=step > 0)
         z = out["imp_layer_output"].detach()
@@ -92,25 +119,26 @@ def train_reference(model, coords, target, steps: int, lr: float) -> tuple[list[
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+        log.step_done(losses)
     with torch.no_grad():
         final = model(coords, torch.zeros(1, model.interm_channels))["output"]
-    return losses, psnr(final, target)
+    return psnr(final, target)
 
 
-def train_ours(model: ImplicitINR, coords, target, steps: int, lr: float) -> tuple[list[float], float]:
+def train_ours(model: ImplicitINR, coords, target, steps: int, lr: float, losses: list[float], log: LossLog) -> float:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     cache = FixpointCache(len(coords), model.hidden, torch.device("cpu"))
-    losses = []
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
         loss = torch.mean((cache.predict(model, coords, None) - target) ** 2)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+        log.step_done(losses)
     model.eval()
     with torch.no_grad():
         final = model(coords)
-    return losses, psnr(final, target)
+    return psnr(final, target)
 
 
 def main() -> None:
@@ -121,6 +149,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="default: ours at --size (3e-3 at 128 px)")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--losses", type=Path, default=None, help="keep every step's loss of both loops here (JSON)")
+    parser.add_argument("--save-every", type=int, default=100, help="steps between rewrites of --losses")
     args = parser.parse_args()
     if not (args.reference / "modules" / "models.py").exists():
         sys.exit(f"{args.reference}: not a checkout of the reference code (no modules/models.py)")
@@ -134,6 +164,9 @@ def main() -> None:
     target, coords = camera(args.size), grid_coordinates((args.size, args.size))
     print(f"Gabor-iMFN 1L-{args.hidden}D, camera {args.size} px, {args.steps} full-batch steps, Adam {lr:g}, "
           f"input scale {scale:g}, fp32, {torch.get_num_threads()} threads")
+    log = LossLog(args.losses, args.save_every,
+                  {"size": args.size, "steps": args.steps, "lr": lr, "hidden": args.hidden, "input_scale": scale,
+                   "loss": "mean squared error on [-1, 1] of the amortized training prediction"})
     pairs = []
     for seed in args.seeds:
         torch.manual_seed(seed)
@@ -141,11 +174,14 @@ def main() -> None:
         reference = reference_model(args.hidden, scale)
         ours = ours_from(reference, args.hidden, scale)
         started = time.perf_counter()
-        theirs_losses, theirs = train_reference(reference, coords, target, args.steps, lr)
+        theirs_losses, our_losses = log.losses(seed, "reference"), log.losses(seed, "ours")
+        theirs = train_reference(reference, coords, target, args.steps, lr, theirs_losses, log)
         middle = time.perf_counter()
-        our_losses, mine = train_ours(ours, coords, target, args.steps, lr)
+        mine = train_ours(ours, coords, target, args.steps, lr, our_losses, log)
         ended = time.perf_counter()
         pairs.append((theirs, mine))
+        log.record["seeds"][str(seed)].update(reference_psnr=theirs, ours_psnr=mine)
+        log.save()
         print(f"seed {seed}: reference {theirs:.2f} dB ({middle - started:.0f} s), ours {mine:.2f} dB "
               f"({ended - middle:.0f} s), difference {mine - theirs:+.2f} dB")
         print("  loss at step " + ", ".join(f"{s}: {theirs_losses[s]:.5g} / {our_losses[s]:.5g}"
