@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import math
 import statistics
 import sys
@@ -39,6 +38,7 @@ from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from inr_cli.files import atomic_write_text  # noqa: E402
 from models.implicit import ImplicitINR  # noqa: E402
 from training.fitting.amortized import FixpointCache  # noqa: E402
 from training.fitting.render import grid_coordinates  # noqa: E402
@@ -99,12 +99,13 @@ class LossLog:
         if self.path is not None and len(losses) % self.every == 0:
             self.save()
 
+    def finish(self, seed: int, reference_psnr: float, ours_psnr: float) -> None:
+        self.record["seeds"][str(seed)].update(reference_psnr=reference_psnr, ours_psnr=ours_psnr)
+        self.save()
+
     def save(self) -> None:
-        if self.path is None:
-            return
-        partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text(json.dumps(self.record))
-        os.replace(partial, self.path)
+        if self.path is not None:
+            atomic_write_text(self.path, json.dumps(self.record))
 
 
 def train_reference(model, coords, target, steps: int, lr: float, losses: list[float],
@@ -180,8 +181,7 @@ def main() -> None:
         mine = train_ours(ours, coords, target, args.steps, lr, our_losses, log)
         ended = time.perf_counter()
         pairs.append((theirs, mine))
-        log.record["seeds"][str(seed)].update(reference_psnr=theirs, ours_psnr=mine)
-        log.save()
+        log.finish(seed, theirs, mine)
         print(f"seed {seed}: reference {theirs:.2f} dB ({middle - started:.0f} s), ours {mine:.2f} dB "
               f"({ended - middle:.0f} s), difference {mine - theirs:+.2f} dB")
         print("  loss at step " + ", ".join(f"{s}: {theirs_losses[s]:.5g} / {our_losses[s]:.5g}"
