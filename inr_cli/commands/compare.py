@@ -38,8 +38,9 @@ def compare_image(
     precision: Annotated[Optional[str], typer.Option(help=f"Arithmetic: {', '.join(PRECISIONS)}. Default: tf32 on "
                                                      "CUDA, fp32 on the CPU.", show_default=False)] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="Compile training steps with "
-                                                    "torch.compile. Default: on CUDA for fits of at least 1e8 "
-                                                    "point-steps.", show_default=False)]
+                                                    "torch.compile. Default: for fits of at least 1e8 point-steps, "
+                                                    "on CUDA, and on the CPU when a step has at least 65,536 "
+                                                    "points.", show_default=False)]
         = None,
     seed: Annotated[int, typer.Option(help="Seed for every fit.")] = FitConfig.seed,
     solver: Annotated[str, typer.Option(help="Fixpoint solver for the implicit variants.")] = SolverSettings.solver,

@@ -57,8 +57,9 @@ SHARED_OPTIONS = [
             "phases of the coordinates stay fp32 in every mode. Default: tf32 on CUDA, fp32 on the CPU.",
             show_default=False),
     _option("compile", Optional[bool], None, "--compile/--no-compile", help="Compile the training step with "
-            "torch.compile (falls back to eager, with a note, where it fails). Default: on CUDA for fits of at "
-            "least 1e8 point-steps (400 steps at 512x512), where it earns its compile time back.",
+            "torch.compile (falls back to eager, with a note, where it fails). Default: for fits of at least 1e8 "
+            "point-steps (400 steps at 512x512), where it earns its compile time back: on CUDA, and on the CPU "
+            "when a step has at least 65,536 points.",
             show_default=False),
     _option("seed", int, FitConfig.seed, "--seed", help="Seed for initialisation and batch order."),
     _option("eval_every", Optional[int], None, "--eval-every", help="Steps between full evaluations for the plot. "
