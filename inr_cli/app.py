@@ -24,6 +24,7 @@ from inr_core.host_memory import keep_freed_host_memory, relaunch_with_huge_page
 # the public BadParameter so the entry point works with either.
 UsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
 USAGE_EXIT_CODE = 2  # a setting no run can use is a usage error, like an unknown flag
+BROKEN_PIPE_EXIT_CODE = 141  # what a shell reports for a writer stopped by SIGPIPE (128 + 13), as `head` leaves it
 
 TOP_EXAMPLES = """
 [bold]Examples[/bold]
@@ -119,6 +120,13 @@ def escape_unencodable_output() -> None:
         sys.stdout.reconfigure(errors="backslashreplace")
 
 
+def stdout_was_closed() -> bool:
+    """Whether the command stopped because its reader closed stdout (``inr ... --json | head -1``). Click answers
+    a broken pipe by wrapping stdout and stderr so that nothing more fails while Python exits, then exits 1, the
+    code of a failed run; the wrapper tells the two apart. (By name: Typer ships its own copy of click.)"""
+    return type(sys.stdout).__name__ == "PacifyFlushWrapper"
+
+
 def started_as_inr(program: str) -> bool:
     """Whether ``program`` (``sys.argv[0]``) is the `inr` command or ``python -m inr_cli``: only then is this
     process's whole command line ours to start again (not a script or a test that calls :func:`main`)."""
@@ -155,8 +163,12 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("inr: interrupted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as stopped:
+        if stopped.code == 1 and stdout_was_closed():
+            sys.exit(BROKEN_PIPE_EXIT_CODE)
+        raise
     except BrokenPipeError:
-        sys.exit(141)
+        sys.exit(BROKEN_PIPE_EXIT_CODE)
     except (MemoryError, RuntimeError) as error:  # torch's allocation failures are RuntimeErrors
         if not out_of_memory(error):
             raise

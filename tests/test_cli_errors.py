@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run_cli
+from helpers import cli_env, run_cli
 from inr_cli.app import escape_unencodable_output
 from inr_cli.errors import out_of_memory, out_of_memory_message
 from inr_cli.figures.layout import png_caption
@@ -132,6 +133,21 @@ def test_one_bad_input_among_good_ones(tmp_path):
     assert len(proc.stderr.splitlines()) == 1 and "nope.png" in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "out" / "ok" / "report.json").is_file()
     assert not (tmp_path / "out" / "nope").exists()
+
+
+def test_a_reader_that_stops_early_ends_the_run_with_the_broken_pipe_code(tmp_path):
+    """`inr fit image ... --json | head -1`: stdout closed under the command is exit 141 (as a shell reports a
+    writer stopped by SIGPIPE), not 1, which would say an input failed; the fit's own files are complete."""
+    make_png(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "inr_cli", "fit", "image", "ok.png", *TINY, "--json", "--quiet",
+                             "--out", "out"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=cli_env())
+    proc.stdout.close()  # the reader is gone before the report line is written
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, stderr
+    assert stderr == ""
+    report = tmp_path / "out" / "report.json"  # one input: --out is its folder
+    assert json.loads(report.read_text())["input"] == "ok.png"
 
 
 def test_failed_fit_leaves_no_output_folder(tmp_path):
