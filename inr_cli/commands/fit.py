@@ -83,14 +83,16 @@ SHARED_OPTIONS = [
             "every step instead of reusing the last step's fixpoint."),
     _option("group_size", Optional[int], None, "--group-size", help="With several inputs: fit up to this many "
             "same-shaped inputs together as one stacked network, each with its own parameters and report (every "
-            "model). Default: as many as fit in memory; 1: one at a time.", show_default=False),
+            "model). Default: as many as fit in memory, at most 64 (on the CPU, at most 16 MiB per stacked "
+            "activation); 1: one at a time.", show_default=False),
     _option("checkpoint_every", Optional[int], None, "--checkpoint-every", help="Save the fit's whole state "
             "(training-state.pt in its folder) every this many steps, for --resume; 0: never. Default: every 5 "
-            "minutes of training, and always on Ctrl-C or SIGTERM.", show_default=False),
+            "minutes of training, and always on Ctrl-C or SIGTERM. Inputs fitted together as a group save none: an "
+            "interrupted group starts again.", show_default=False),
     _option("resume", bool, False, "--resume", help="Continue the run in --out: finished inputs are kept, the others "
             "go on from their saved state (bit-identical to an uninterrupted run on the CPU)."),
     _option("overwrite", bool, False, "--overwrite", help="Replace the run already in --out (its old outputs are "
-            "removed first)."),
+            "set aside, deleted once the new run writes, and put back if it writes nothing)."),
     _option("tensorboard", Optional[Path], None, "--tensorboard", help="Log each fit to TensorBoard under this "
             "folder (one run per input, named like its run folder): loss, PSNR, learning rate, evaluations, solver "
             "statistics, the reconstruction. Needs pip install 'inr\\[tensorboard]'. Watch with: tensorboard "
@@ -251,8 +253,8 @@ def fit_video(
   inr fit sdf scan.obj --up z                         [dim]# the preview stands the mesh on z[/dim]
 """)
 def fit_sdf(
-    paths: Annotated[list[str], typer.Argument(help="Meshes (OBJ/PLY/STL/OFF/GLB), folders of them, or - to read "
-                                                    "paths from stdin.", show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Meshes (OBJ/PLY/STL/OFF/GLB/glTF/3MF), folders "
+                                                    "of them, or - to read paths from stdin.", show_default=False)],
     target: Annotated[str, typer.Option(help="sdf: truncated signed distance (MSE); occupancy: inside/outside "
                                         "(BCE), as the implicit-layer paper did.")] = "sdf",
     samples: Annotated[int, typer.Option(help="Training points: half uniform in the cube, half near the surface.")]

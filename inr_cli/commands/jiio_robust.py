@@ -28,6 +28,7 @@ ROBUST_EXAMPLES = """
   inr jiio-robust --data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --train-count 5000 \\
       --adversary jiio --epsilon 1 --epochs 5 --out runs/robust-jiio
   [dim]# the PGD-trained and clean-trained baselines, tested on the official test images[/dim]
+  FASHION=/usr/share/datasets/fashion-mnist
   inr jiio-robust --data $FASHION/train-images-idx3-ubyte.gz --train-count 5000 --adversary pgd \\
       --test-data $FASHION/t10k-images-idx3-ubyte.gz --out runs/robust-pgd
   inr jiio-robust --data $FASHION/train-images-idx3-ubyte.gz --train-count 5000 --adversary none --out runs/clean

@@ -22,7 +22,8 @@ SAMPLE_EXAMPLES = """
 
 
 def sample(
-    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt written by `inr fit`.", show_default=False)],
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt written by `inr fit`, or decoder.pt written "
+                                                "by `inr jiio-invert`.", show_default=False)],
     scale: Annotated[Optional[float], typer.Option(help="Multiple of the fitted size.", show_default=False)] = None,
     width: Annotated[Optional[int], typer.Option(help="Output width (alone: keeps the aspect ratio).",
                                                  show_default=False)] = None,
@@ -50,7 +51,8 @@ def sample(
                                              "it is a folder, else in a folder named after the grid).")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Output file (PNG, WAV, MP4/MKV, PLY/OBJ/GLB); for a "
                                                 "decoder, a .png grid or a folder. Default: sample-... beside the "
-                                                "checkpoint.", show_default=False)] = None,
+                                                "checkpoint (a decoder: samples-COUNT.png).",
+                                      show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Decoder: print the sample report as JSON.")] = False,
 ):

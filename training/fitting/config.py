@@ -50,7 +50,8 @@ class FitConfig:
     seed: int = 0
     device: str = "auto"
     # Speed: the arithmetic precision (fp32, tf32, bf16; None = tf32 on CUDA, fp32 on the CPU) and whether the
-    # training step is compiled with torch.compile (None = on CUDA, for fits long enough to earn it back)
+    # training step is compiled with torch.compile (None = for fits long enough to earn it back: on CUDA, and on
+    # the CPU when a step has at least 65,536 points)
     precision: str | None = None
     compile: bool | None = None
     # Implicit models: how fixpoints are found and differentiated, and whether training reuses them
