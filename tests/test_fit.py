@@ -19,7 +19,7 @@ from helpers import psnr_np
 from inr_cli.modalities.image import IMAGE
 from inr_core.errors import InvalidSetting, UserError
 from models.fixpoint import SolverSettings
-from training.fitting.config import FitConfig, resolve_config
+from training.fitting.config import FitConfig, default_eval_every, resolve_config
 from training.fitting.devices import render_chunk_size
 from training.fitting.fit import fit
 from training.fitting.recipes import frequency_for_side, learning_rate_for_side
@@ -58,12 +58,23 @@ def test_model_fits_camera_crop(camera_crop, model, hidden, layers, steps, measu
     assert len(result.batch_psnr) == steps
 
 
+@pytest.mark.parametrize("steps, points, per_step, expected", [
+    (2000, 512 * 512, 512 * 512, 80),  # a long full-batch run: 25 evaluations
+    (30, 512 * 512, 512 * 512, 4),  # a short one: every 4th step, not every step
+    (30, 512 * 512, 256 * 512, 8),  # half the points per step: each evaluation costs twice the steps
+    (2000, 4096 * 2048, 131_072, 256),  # a large image in small batches: 7 evaluations, not 25
+    (3, 64, 64, 4),  # fewer steps than the spacing: only the final evaluation
+])
+def test_default_evaluation_spacing_keeps_evaluations_to_a_tenth_of_training(steps, points, per_step, expected):
+    assert default_eval_every(steps, points, per_step) == expected
+
+
 def test_default_evaluations_along_the_run(camera_crop):
     signal = image_signal(camera_crop[:32, :32])
     result = fit_image(signal, FitConfig(model="siren", hidden=32, layers=1, steps=50, device=CPU))
     steps = [e["step"] for e in result.evaluations]
-    assert result.config.eval_every == 2  # steps // 25
-    assert steps == list(range(2, 51, 2))
+    assert result.config.eval_every == 4  # not steps // 25 = 2: at full batch, evaluations cost a tenth at most
+    assert steps == list(range(4, 49, 4)) + [50]
     assert result.evaluations[-1]["psnr"] == result.final.psnr
     # PSNR rises along the run (allowing small wiggles).
     assert result.evaluations[-1]["psnr"] > result.evaluations[0]["psnr"] + 3.0

@@ -63,7 +63,8 @@ SHARED_OPTIONS = [
             show_default=False),
     _option("seed", int, FitConfig.seed, "--seed", help="Seed for initialisation and batch order."),
     _option("eval_every", Optional[int], None, "--eval-every", help="Steps between full evaluations for the plot. "
-            "Default: 25 over the run; 0: only at the end.", show_default=False),
+            "Default: 25 over the run, or fewer where they would cost over a tenth of the training (at most every "
+            "4th step at full batch); 0: only at the end.", show_default=False),
     _option("keep", str, FitConfig.keep, "--keep", help="The network a fit keeps (reconstruction, checkpoint, "
             "report): best, that of its best evaluation along the run (PSNR on the training points; a late spike "
             "of the loss then costs nothing), or last, the last step's."),
