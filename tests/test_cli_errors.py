@@ -137,7 +137,7 @@ def test_one_bad_input_among_good_ones(tmp_path):
 
 def test_a_reader_that_stops_early_ends_the_run_with_the_broken_pipe_code(tmp_path):
     """`inr fit image ... --json | head -1`: stdout closed under the command is exit 141 (as a shell reports a
-    writer stopped by SIGPIPE), not 1, which would say an input failed; the fit's own files are complete."""
+    writer stopped by SIGPIPE), not 1, which would say an input failed; the fit's report is still written."""
     make_png(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "inr_cli", "fit", "image", "ok.png", *TINY, "--json", "--quiet",
                              "--out", "out"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

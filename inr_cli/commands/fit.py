@@ -15,7 +15,7 @@ from inr_cli.fit_options import OutputOptions
 from inr_core.errors import check
 from models import model_names
 from models.fixpoint.settings import BACKWARD_MODES, SOLVER_NAMES, SolverSettings
-from training.fitting.config import FitConfig
+from training.fitting.config import DEFAULT_EVALUATIONS, EVALUATION_SPACING, FitConfig
 from training.fitting.precision import PRECISIONS
 
 fit_app = typer.Typer(help="Fit a network to a signal.", no_args_is_help=True,
@@ -63,8 +63,9 @@ SHARED_OPTIONS = [
             show_default=False),
     _option("seed", int, FitConfig.seed, "--seed", help="Seed for initialisation and batch order."),
     _option("eval_every", Optional[int], None, "--eval-every", help="Steps between full evaluations for the plot. "
-            "Default: 25 over the run, or fewer where they would cost over a tenth of the training (at most every "
-            "4th step at full batch); 0: only at the end.", show_default=False),
+            f"Default: {DEFAULT_EVALUATIONS} over the run, or fewer where they would cost over a tenth of the "
+            f"training (at most every {EVALUATION_SPACING}th step at full batch); 0: only at the end.",
+            show_default=False),
     _option("keep", str, FitConfig.keep, "--keep", help="The network a fit keeps (reconstruction, checkpoint, "
             "report): best, that of its best evaluation along the run (PSNR on the training points; a late spike "
             "of the loss then costs nothing), or last, the last step's."),

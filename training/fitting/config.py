@@ -157,5 +157,5 @@ def default_eval_every(steps: int, points: int, points_per_step: int) -> int:
     """Steps between progress evaluations when the user has not said: about ``DEFAULT_EVALUATIONS`` over the run,
     but never so often that evaluating ``points`` would cost more than a tenth of the training. It may exceed
     ``steps``: then only the final evaluation is made."""
-    affordable = math.ceil(EVALUATION_SPACING * points / max(1, points_per_step))
+    affordable = math.ceil(EVALUATION_SPACING * points / points_per_step)
     return max(1, steps // DEFAULT_EVALUATIONS, affordable)
