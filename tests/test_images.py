@@ -10,9 +10,10 @@ import png
 import pytest
 import tifffile
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from inr_cli.files import expand_inputs
+from inr_cli.media.datasets import pixel_size
 from inr_cli.media.images import IMAGE_SUFFIXES, quantize, read_image, resize_longest_side, write_png
 from inr_core.errors import UserError
 
@@ -247,6 +248,42 @@ def test_jpeg_readable(tmp_path):
     image = read_image(str(tmp_path / "x.jpg"))
     assert image.pixels.shape == (32, 40, 3) and image.bit_depth == 8
     assert np.abs(image.pixels.numpy() - smooth / 255.0).mean() < 0.02
+
+
+def save_with_orientation(path: Path, array: np.ndarray, orientation: int) -> None:
+    image = Image.fromarray(array)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(path, exif=exif)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_photos_are_turned_upright_as_their_exif_orientation_says(tmp_path, orientation):
+    """A camera stores the sensor's pixels and an orientation tag; we read the picture a viewer shows, the one
+    Pillow's own exif_transpose gives, and the report says so."""
+    stored = random_image(5, 8, 3, 8)
+    save_with_orientation(tmp_path / "photo.png", stored, orientation)
+    with Image.open(tmp_path / "photo.png") as image:
+        shown = np.asarray(ImageOps.exif_transpose(image))
+    image = read_image(str(tmp_path / "photo.png"))
+    np.testing.assert_array_equal(as_ints(image.pixels, 8), shown)
+    assert image.pixels.shape[:2] == ((8, 5) if orientation >= 5 else (5, 8))
+    assert any("EXIF orientation" in note for note in image.notes) == (orientation != 1)
+    assert pixel_size(tmp_path / "photo.png") == shown.shape[1::-1]  # (width, height) as shown
+
+
+def test_a_large_turned_photo_reads_as_the_same_picture_stored_upright(tmp_path):
+    """A large photo is box-reduced while it is decoded, no further than still covers --crop, whose sides belong
+    to the upright picture, not to the stored one: the result equals that of the upright picture saved without
+    an orientation tag (here 1005x4000 stored, 4000x1005 upright; both sides whole multiples of the box, whose
+    ragged edge would otherwise fall on opposite sides)."""
+    stored = RNG.integers(0, 256, (1005, 4000), dtype=np.uint8)
+    save_with_orientation(tmp_path / "turned.png", stored, 6)
+    Image.fromarray(np.rot90(stored, -1)).save(tmp_path / "upright.png")
+    turned, upright = (read_image(str(tmp_path / f"{name}.png"), shrink_to=10, cover=(8, 100))
+                       for name in ("turned", "upright"))
+    assert turned.pixels.shape == upright.pixels.shape and turned.height > turned.width >= 100
+    torch.testing.assert_close(turned.pixels, upright.pixels, rtol=0, atol=1e-6)
 
 
 def test_skimage_sample():

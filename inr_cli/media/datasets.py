@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 from inr_cli.files import first_line
-from inr_cli.media.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, cover_and_crop, read_image
+from inr_cli.media.images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, SIDE_SWAPPING_ORIENTATIONS, cover_and_crop,
+                                  exif_orientation, read_image)
 from inr_core.errors import UserError
 from training.jiio.channels import match_channels
 
@@ -65,12 +66,14 @@ def _to_batch(squares, count: int, size: int, source: str, mix_gray: bool = Fals
 
 
 def pixel_size(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) from an image file's header, or None where Pillow cannot read one."""
+    """(width, height) from an image file's header, as shown (turned upright as its EXIF orientation says, as
+    images are read), or None where Pillow cannot read one."""
     try:
         with Image.open(path) as image:
-            return image.size
+            width, height = image.size
     except (OSError, ValueError):
         return None
+    return (height, width) if exif_orientation(path) in SIDE_SWAPPING_ORIENTATIONS else (width, height)
 
 
 def _read_image_file(path: Path) -> np.ndarray:

@@ -44,6 +44,10 @@ BOX_REDUCE_ABOVE = 4_000_000
 # and RGB. The others (palette indices, CMYK, YCbCr, CIELAB, gray with 0 as white, ...) need converting, which
 # Pillow does.
 TIFFFILE_PHOTOMETRICS = (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB)
+# Cameras store a photo as the sensor read it and say in the EXIF orientation tag how to turn it for viewing;
+# viewers (and Pillow's ImageOps.exif_transpose) honour it, so the picture a user means is the turned one.
+EXIF_ORIENTATION_TAG = 0x0112
+SIDE_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 
 
 @dataclass
@@ -231,10 +235,50 @@ def _read_skimage_sample(name: str) -> np.ndarray:
     return getattr(data, name)()
 
 
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation a file states (1 = stored upright; 2-8 = flipped and/or turned, see
+    :func:`turn_upright`), from its header; 1 where it states none or Pillow cannot read its header."""
+    try:
+        with Image.open(path) as image:  # lazily: the header only
+            orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except (OSError, ValueError, SyntaxError):
+        return 1
+    return orientation if orientation in range(1, 9) else 1
+
+
+def turn_upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """``pixels`` (height, width, ...) as shown by a viewer that honours EXIF ``orientation``: the transform Pillow's
+    ``ImageOps.exif_transpose`` applies, on an array of any depth. Orientations 5-8 swap height and width."""
+    flipped = {1: pixels, 2: pixels[:, ::-1], 3: pixels[::-1, ::-1], 4: pixels[::-1],
+               5: pixels.swapaxes(0, 1), 6: np.rot90(pixels, -1), 7: pixels[::-1, ::-1].swapaxes(0, 1),
+               8: np.rot90(pixels, 1)}
+    return np.ascontiguousarray(flipped[orientation])
+
+
+def _swapped(size: tuple[int, int] | None) -> tuple[int, int] | None:
+    return None if size is None else (size[1], size[0])
+
+
 def _read_file(source: str, notes: list[str], max_pixels: int, shrink_to: int | None,
                cover: tuple[int, int] | None) -> tuple[np.ndarray, tuple]:
-    """The file's pixels (possibly reduced already, see :func:`_read_with_pillow`) and its full (height, width)."""
+    """The file's pixels, upright as its EXIF orientation says (possibly reduced already, see
+    :func:`_read_with_pillow`) and its full (height, width) as shown."""
     path = existing_file(source, "an image")
+    orientation = exif_orientation(path)
+    if orientation in SIDE_SWAPPING_ORIENTATIONS:
+        cover = _swapped(cover)  # the crop is asked of the upright picture; the reader sees it as stored
+    array, full_size = _read_stored(path, source, notes, max_pixels, shrink_to, cover)
+    if orientation == 1:
+        return array, full_size
+    notes.append(f"turned upright as its EXIF orientation ({orientation}) says")
+    turned = turn_upright(array, orientation)
+    return turned, _swapped(full_size) if orientation in SIDE_SWAPPING_ORIENTATIONS else full_size
+
+
+def _read_stored(path: Path, source: str, notes: list[str], max_pixels: int, shrink_to: int | None,
+                 cover: tuple[int, int] | None) -> tuple[np.ndarray, tuple]:
+    """The file's pixels as stored (possibly reduced already, see :func:`_read_with_pillow`) and its full
+    (height, width)."""
     try:
         with library_warnings_as_notes(notes):
             if path.suffix.lower() in (".tif", ".tiff"):
