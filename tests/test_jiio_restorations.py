@@ -13,6 +13,7 @@ from skimage import data
 
 from inr_cli.jiio.decoder_runs import observed_masks
 from inr_cli.jiio.decoder_sample import sample_files
+from inr_cli.jiio.invert import summary_text
 from inr_cli.media.datasets import load_images
 from inr_core.errors import UserError
 from training.jiio.inverse_tasks import SIGNED_RANGE, Corruption, composite, corrupt
@@ -253,3 +254,10 @@ def test_sample_file_layouts(tmp_path):
         sample_files(tmp_path / "draws.gif", checkpoint, 8, individual=False)
     assert str(refused.value) == (f"{tmp_path / 'draws.gif'}: decoder samples are written as a PNG grid or into a "
                                   "folder; give a .png file name or a folder")
+
+
+@pytest.mark.parametrize("count, words", [(1, "1 image 16px"), (3, "3 images 16px")])
+def test_the_summary_counts_the_images_in_words(count, words):
+    report = {"task": "reconstruct", "images": {"count": count, "size": 16}, "corrupted_psnr": None, "methods": {},
+              "composited": False, "output_dir": "runs/x"}
+    assert summary_text(report).splitlines()[0] == f"jiio-invert reconstruct: {words}"

@@ -283,7 +283,8 @@ def _psnr_text(whole: float, hidden: float | None) -> str:
 
 def summary_text(report: dict) -> str:
     given = INPUT_NAMES[report["task"]]
-    lines = [f"jiio-invert {report['task']}: {report['images']['count']} images {report['images']['size']}px"
+    count = report["images"]["count"]
+    lines = [f"jiio-invert {report['task']}: {count} image{'' if count == 1 else 's'} {report['images']['size']}px"
              + ("" if report["corrupted_psnr"] is None else
                 f", {given} PSNR {_psnr_text(report['corrupted_psnr'], report['corrupted_psnr_masked'])}")]
     for method, s in report["methods"].items():
