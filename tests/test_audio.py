@@ -109,6 +109,31 @@ def test_cli_fit_audio_writes_outputs_whose_metrics_match_the_files(tmp_path):
     assert soundfile.info(tmp_path / "long.wav").frames == int(1.5 * RATE)
 
 
+def test_a_float_clip_beyond_one_is_fitted_and_written_at_its_own_scale(tmp_path):
+    """A float WAV may hold samples beyond [-1, 1]: they are fitted divided by the peak, nothing is clipped, the
+    reconstruction and every sample come back at the file's scale, and SNR and PSNR (relative to the peak) match
+    a recomputation from the files."""
+    data = 5.0 * tone_sequence()  # peak 2.5
+    write(tmp_path / "loud.wav", data, subtype="FLOAT")
+    loaded = read_audio(str(tmp_path / "loud.wav"))
+    assert loaded.gain == pytest.approx(2.5) and np.abs(loaded.samples.numpy() * loaded.gain - data).max() < 1e-6
+    proc = run_cli(["fit", "audio", "loud.wav", "--model", "fourier-mfn", "--hidden", "64", "--layers", "1",
+                    "--steps", "150", "--out", "run", "--json", "--quiet"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert any("beyond [-1, 1]" in note for note in report["notes"]) and report["audio"]["gain"] == pytest.approx(2.5)
+    written = soundfile.read(tmp_path / "run" / "reconstruction.wav", dtype="float64", always_2d=True)[0]
+    assert np.abs(written).max() > 2.0
+    recomputed_snr = 10 * np.log10((data ** 2).sum() / ((written - data) ** 2).sum())
+    assert recomputed_snr == pytest.approx(report["snr"], abs=0.01)
+    mse01 = np.mean(((written - data) / 2.5 / 2) ** 2)
+    assert -10 * np.log10(mse01) == pytest.approx(report["psnr"], abs=0.01)
+    sampled = run_cli(["sample", "run/checkpoint.pt", "--out", "again.wav"], cwd=tmp_path)
+    assert sampled.returncode == 0, sampled.stderr
+    again = soundfile.read(tmp_path / "again.wav", dtype="float64", always_2d=True)[0]
+    np.testing.assert_allclose(again, written, atol=1e-5)
+
+
 def bad_clips(tmp_path):
     write(tmp_path / "empty.wav", np.zeros((0, 1), np.float32))
     write(tmp_path / "silent.wav", np.zeros((400, 1), np.float32))

@@ -25,15 +25,18 @@ DEFAULT_MAX_SECONDS = 600.0  # ten minutes: 115 MB of float samples in stereo at
 
 @dataclass
 class LoadedAudio:
-    samples: torch.Tensor  # (N, channels) float32 in [-1, 1]
+    samples: torch.Tensor  # (N, channels) float32 in [-1, 1]: the file's samples divided by ``gain``
     rate: int
     subtype: str  # the WAV subtype written back: the input's PCM depth, or FLOAT
     notes: list[str] = field(default_factory=list)
+    # The file's peak where a float file goes beyond [-1, 1] (its samples are fitted divided by it and written
+    # back multiplied by it, so nothing is clipped); 1 otherwise.
+    gain: float = 1.0
 
     def info(self) -> dict:
         count, channels = self.samples.shape
         return {"kind": "audio", "samples": count, "channels": channels, "rate": self.rate,
-                "seconds": count / self.rate, "subtype": self.subtype}
+                "seconds": count / self.rate, "subtype": self.subtype, "gain": self.gain}
 
 
 def read_audio(source: str, max_seconds: float = DEFAULT_MAX_SECONDS) -> LoadedAudio:
@@ -60,15 +63,21 @@ def read_audio(source: str, max_seconds: float = DEFAULT_MAX_SECONDS) -> LoadedA
         raise UserError(f"{source}: the clip contains NaN or infinite samples")
     if not np.any(data):
         raise UserError(f"{source}: the clip is silent (all samples zero); nothing to fit and SNR is undefined")
-    if np.abs(data).max() > 1.0:
-        notes.append("samples beyond [-1, 1] (a float file) were clipped")
+    peak = float(np.abs(data).max())
+    gain = 1.0
+    if peak > 1.0:  # only float files can: integer samples decode to [-1, 1)
+        gain = peak
+        data = data / np.float32(peak)
+        notes.append(f"samples reach {peak:.4g} (a float file beyond [-1, 1]): fitted divided by that peak, written "
+                     "back at their own scale; PSNR is relative to the peak")
     subtype = subtype if subtype in PCM_SUBTYPES else "FLOAT"
-    return LoadedAudio(torch.from_numpy(np.clip(data, -1.0, 1.0)), rate, subtype, notes)
+    return LoadedAudio(torch.from_numpy(np.clip(data, -1.0, 1.0)), rate, subtype, notes, gain)
 
 
-def write_wav(path: Path, samples: torch.Tensor, rate: int, subtype: str = "FLOAT") -> None:
-    """Write ``(N, channels)`` samples in [-1, 1] as WAV, atomically."""
-    data = samples.clamp(-1.0, 1.0).numpy()
+def write_wav(path: Path, samples: torch.Tensor, rate: int, subtype: str = "FLOAT", gain: float = 1.0) -> None:
+    """Write ``(N, channels)`` samples in [-1, 1], multiplied by ``gain`` (see :class:`LoadedAudio`), as WAV,
+    atomically."""
+    data = (samples.clamp(-1.0, 1.0) * gain).numpy()
     atomic_write_with(path, lambda buf: soundfile.write(buf, data, rate, subtype=subtype, format="WAV"))
 
 
@@ -148,7 +157,8 @@ def audio_comparison_figure(target: np.ndarray, reconstruction: np.ndarray, rate
     _draw_wave(wave_axis, target, rate, color="tab:blue", label="target")
     _draw_wave(wave_axis, reconstruction - target, rate, color="tab:red", alpha=0.8, label="error")
     wave_axis.set_xlim(0, len(target) / rate)
-    wave_axis.set_ylim(-1.05, 1.05)
+    top = max(1.0, float(np.abs(target).max()))  # a float clip may go beyond [-1, 1]
+    wave_axis.set_ylim(-1.05 * top, 1.05 * top)
     wave_axis.set_title("waveform: target (blue) and error of the reconstruction (red)", fontsize=10)
     extent = (0.0, len(target) / rate, 0, len(spectra[0].edges) - 2)
     panels = (("target: mel spectrogram", levels[0], "magma", -FLOOR_DB, 0.0, "dB (0: target's loudest)"),

@@ -66,10 +66,10 @@ class AudioModality(Modality):
 
     def write_outputs(self, loaded: LoadedAudioSignal, result: FitResult, out_dir: Path) -> Outputs:
         audio, reconstruction = loaded.audio, to_samples(result.final.reconstruction)
-        write_wav(out_dir / RECONSTRUCTION, reconstruction, audio.rate, audio.subtype)
+        write_wav(out_dir / RECONSTRUCTION, reconstruction, audio.rate, audio.subtype, audio.gain)
         caption = run_caption(loaded.source, result.config, audio_quality(self.metrics(loaded, result), audio))
-        write_audio_comparison(out_dir / COMPARISON, audio.samples.numpy(), reconstruction.numpy(), audio.rate,
-                               caption)
+        write_audio_comparison(out_dir / COMPARISON, audio.samples.numpy() * audio.gain,
+                               reconstruction.numpy() * audio.gain, audio.rate, caption)
         return Outputs({"reconstruction": RECONSTRUCTION, "comparison": COMPARISON})
 
     def summary_line(self, report: dict) -> str:
@@ -84,7 +84,8 @@ class AudioModality(Modality):
         return SampleTarget((count,), f"sample-{rate}Hz-{count / rate:g}s.wav", (".wav",), rate)
 
     def write_sample(self, network: FittedNetwork, target: SampleTarget, path: Path) -> None:
-        write_wav(path, to_samples(network.render(target.grid)), target.rate, network.info.get("subtype", "FLOAT"))
+        write_wav(path, to_samples(network.render(target.grid)), target.rate, network.info.get("subtype", "FLOAT"),
+                  network.info.get("gain", 1.0))  # checkpoints from before the gain have none: 1
 
 
 def audio_quality(metrics: dict, audio: LoadedAudio) -> list[str]:
