@@ -66,11 +66,15 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     values = [v for v in values if v is not None]
     if not values:
         return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    # The population standard deviation, as the dataset summary of `inr fit` and a video's per-frame spread give
+    # it; none for one image, whose table shows the value alone.
+    return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else None)
 
 
 def _fmt(mean, std, digits=2) -> str:
-    return "–" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if mean is None:
+        return "–"
+    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
 
 
 def markdown_table(rows: list[dict], holdout: bool) -> str:
@@ -174,9 +178,10 @@ def _compare(images: list, config: CompareConfig, base: FitConfig, holdout, out:
                           "peak_mb": "CUDA allocator peak over the fit (GPU only)"},
                "value_range": [0.0, 1.0], "rows": rows, "versions": versions()}
     table = markdown_table(rows, holdout != "none")
-    title = (f"# inr compare: {len(images)} image(s), {base.steps} steps, device {device}, {resolved.precision}"
-             f"{', compiled' if resolved.compile else ''}"
-             f"{', holdout grid' if holdout != 'none' else ''}\n\nPSNR on [0, 1], mean ± std over images. "
+    spread = ", mean ± std (population) over the images" if len(images) > 1 else ""
+    title = (f"# inr compare: {len(images)} image{'s' if len(images) > 1 else ''}, {base.steps} steps, device "
+             f"{device}, {resolved.precision}{', compiled' if resolved.compile else ''}"
+             f"{', holdout grid' if holdout != 'none' else ''}\n\nPSNR on [0, 1]{spread}. "
              f"step MB: what one full-batch training step keeps for backward (plus the implicit model's fixpoint "
              f"cache); peak MB: CUDA allocator peak over the fit (GPU only).\n\n")
     atomic_write_text(out / "compare.md", title + table + "\n")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from helpers import run_cli
-from inr_cli.compare import parse_models, parse_sizes, variants
+from inr_cli.compare import _fmt, _mean_std, parse_models, parse_sizes, variants
 from inr_core.errors import UserError
 
 
@@ -16,6 +16,12 @@ def test_sizes_parse_as_the_papers_name_them():
     for bad in ("", "256D", "1L", "0L256D", "1L256"):
         with pytest.raises(UserError):
             parse_sizes(bad)
+
+
+def test_one_image_has_no_spread_to_show():
+    assert _mean_std([21.25]) == (21.25, None) and _fmt(21.25, None) == "21.25"
+    assert _mean_std([20.0, 22.0]) == (21.0, 1.0) and _fmt(21.0, 1.0) == "21.00 ± 1.00"
+    assert _mean_std([None]) == (None, None) and _fmt(None, None) == "–"
 
 
 def test_implicit_models_also_run_explicitly():
@@ -40,6 +46,7 @@ def test_cli_compare_writes_one_row_per_model_size_and_variant(tmp_path):
         psnrs = [image["psnr"] for image in row["per_image"]]
         assert len(psnrs) == 2
         assert row["psnr_mean"] == pytest.approx(sum(psnrs) / 2)
+        assert row["psnr_std"] == pytest.approx(abs(psnrs[0] - psnrs[1]) / 2)  # population, as fit's summary
         assert row["psnr_holdout_mean"] is not None and 0 < row["ms_per_step"] < 60_000
         # A step keeps at least each linear map's input for backward: (layers + 1) x N x hidden floats, where N
         # is the 12 x 12 training points that --holdout grid leaves of a 24 x 24 image.
@@ -54,6 +61,7 @@ def test_cli_compare_writes_one_row_per_model_size_and_variant(tmp_path):
     assert rows[0]["eval_iterations"] > 1 and rows[1]["eval_iterations"] is None
     table = (tmp_path / "cmp" / "compare.md").read_text()
     assert table.count("\n| fourier") == 6 and "holdout PSNR" in table
+    assert "# inr compare: 2 images, 20 steps" in table and "mean ± std (population) over the images" in table
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"] == rows
 
 
