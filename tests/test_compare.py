@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from helpers import run_cli
 from inr_cli.compare import _fmt, _mean_std, parse_models, parse_sizes, variants
@@ -83,3 +84,17 @@ def test_cli_compare_writes_into_no_folder_of_other_files(tmp_path):
     assert (tmp_path / "mine" / "index.html").read_text() == "<p>my page</p>"
     for _ in range(2):  # a comparison already there is replaced
         assert run_cli([*args, "--out", "cmp"], cwd=tmp_path).returncode == 0
+
+
+def test_the_page_of_one_image_shows_each_psnr_alone(tmp_path):
+    from inr_cli.pages.overview import write_compare_page
+
+    row = {"model": "siren", "size": "1L-16D", "layers": 1, "hidden": 16, "variant": "explicit", "psnr_mean": 21.25,
+           "psnr_std": None, "ms_per_step": 1.0, "params": 321, "step_mb": 0.1, "peak_mb": None,
+           "eval_iterations": None}
+    summary = {"images": ["photo.png"], "steps": 5, "holdout": "none", "device": "cpu", "precision": "fp32",
+               "compile": False, "rows": [row]}
+    picture = torch.zeros(4, 4, 3)
+    write_compare_page(tmp_path, summary, [picture], [[picture]], {})
+    page = (tmp_path / "index.html").read_text()
+    assert "1 image · 5 steps" in page and ">21.25 dB</td>" in page and "±" not in page

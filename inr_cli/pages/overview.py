@@ -112,13 +112,14 @@ def write_compare_page(out: Path, summary: dict, targets: list[torch.Tensor],
              section("Settings", value_pairs({key: summary[key] for key in ("steps", "holdout", "device",
                                                                             "precision", "compile")})),
              section("Files", file_table(out, {**files, "pictures": "pictures/", "page": PAGE}), "files")]
-    lead = (f"{len(summary['images'])} image(s) · {summary['steps']} steps per fit · {summary['device']}, "
-            f"{summary['precision']} · PSNR mean ± std over the images")
+    count = len(summary["images"])
+    lead = (f"{count} image{'s' if count > 1 else ''} · {summary['steps']} steps per fit · {summary['device']}, "
+            f"{summary['precision']}" + (" · PSNR mean ± std (population) over the images" if count > 1 else ""))
     write_page(out / PAGE, "inr compare", lead, "\n".join(parts), SORT_SCRIPT)
 
 
 def _mean_std_cell(mean, std, key: str = "psnr") -> str:
-    shown = "–" if mean is None else f"{number(mean, key)} ± {number(std, key)}"
+    shown = "–" if mean is None else number(mean, key) + ("" if std is None else f" ± {number(std, key)}")
     return f'<td class="num" data-sort="{sort_value(mean)}">{text(shown)}</td>'
 
 
