@@ -33,8 +33,8 @@ TOP_EXAMPLES = """
   inr fit image photo.png --model gabor-mfn --hidden 512
   inr sample runs/photo/checkpoint.pt --scale 2
   inr jiio-invert --task inpaint --data train-images-idx3-ubyte.gz --epochs 20
-  inr sample runs/jiio/decoder.pt -n 64        [dim]# draws from a JIIO-trained decoder[/dim]
-  inr jiio-robust --data train-images-idx3-ubyte.gz --adversary jiio   [dim]# robust MDEQ classifier[/dim]
+  inr sample runs/jiio/decoder.pt -n 64      [dim]# draws from a JIIO decoder[/dim]
+  inr jiio-robust --data train-images-idx3-ubyte.gz --adversary jiio
 """
 
 @dataclass(frozen=True)
@@ -107,9 +107,32 @@ app = typer.Typer(
 )
 
 
+def version_text() -> str:
+    """``inr X (torch Y, Python Z)``, from the installed packages' metadata: no import of torch, so it answers at
+    once; the versions a bug report needs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    return f"inr {installed('inr')} (torch {installed('torch')}, Python {python})"
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(version_text())
+        raise typer.Exit()
+
+
 @app.callback()
-def _top_level() -> None:
-    """The group's own callback: Typer makes a group (not a single command) of an app that has one."""
+def _top_level(show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                                 help="Show the versions of inr, torch and Python, and exit.")
+               ) -> None:
+    """The group's own callback (Typer makes a group, not a single command, of an app that has one): --version."""
 
 
 def escape_unencodable_output() -> None:
@@ -136,8 +159,8 @@ def started_as_inr(program: str) -> bool:
 
 def does_work(args: list[str]) -> bool:
     """Whether a command line runs a command rather than asking for help (``--help``: the commands have no
-    ``-h``)."""
-    return bool(args) and "--help" not in args
+    ``-h``) or the version."""
+    return bool(args) and "--help" not in args and args != ["--version"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,9 +10,9 @@ from helpers import cli_env
 from inr_cli.app import COMMANDS, main
 
 
-def _help_without_torch(argv: list[str]) -> str:
-    """The help ``inr ARGV --help`` prints, asserting it exits 0 without importing torch."""
-    probe = (f"import sys\nfrom inr_cli.app import main\ntry:\n    main({[*argv, '--help']!r})\n"
+def _help_without_torch(argv: list[str], ask: str = "--help") -> str:
+    """The help ``inr ARGV --help`` (or what ``ask`` shows) prints, asserting it exits 0 without importing torch."""
+    probe = (f"import sys\nfrom inr_cli.app import main\ntry:\n    main({[*argv, ask]!r})\n"
              "except SystemExit as done:\n    print('exit', done.code)\n"
              "print('torch imported:', 'torch' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=cli_env(), timeout=60)
@@ -26,6 +26,14 @@ def test_top_level_help_lists_every_command_without_importing_torch():
     text = _help_without_torch([])
     for name, entry in COMMANDS.items():
         assert f"{name} {' '.join(entry.summary.split()[:4])}" in text.replace("│", " ").replace("  ", " ")
+
+
+def test_version_names_inr_torch_and_python_without_importing_torch():
+    from importlib.metadata import version
+
+    text = _help_without_torch([], ask="--version")
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    assert text.startswith(f"inr {version('inr')} (torch {version('torch')}, Python {python})"), text
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
