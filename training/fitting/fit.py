@@ -21,12 +21,13 @@ from training.fitting.best import BestNetwork, kept_note
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.control import (MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, FitControl, Interrupted, RunawayGuard,
                                       rng_state, set_learning_rate, set_rng_state, to_host)
-from training.fitting.devices import loss_read_interval, memory_budget_bytes, render_chunk_size, synchronize
+from training.fitting.devices import (cpu_piece_points, loss_read_interval, memory_budget_bytes, render_chunk_size,
+                                      synchronize)
 from training.fitting.evaluate import GridEvaluation, SampleEvaluation, psnr_with_half_precision_weights
 from training.fitting.precision import matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
 from training.fitting.signal import Signal, training_loss
-from training.fitting.step import TrainingStep
+from training.fitting.step import TrainingStep, runs_in_pieces
 from training.metrics import psnr_from_mse
 
 
@@ -151,8 +152,9 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     full_batch = config.batch_size >= n_train
     sampler = BatchSampler(n_train, config.batch_size, device, torch.Generator().manual_seed(config.seed))
     cache, cache_note = amortized_cache(config, n_train, device)
+    piece_rows = cpu_piece_points(config.hidden) if device.type == "cpu" and runs_in_pieces(model, cache) else None
     training_step = TrainingStep(model, optimizer, training_loss(signal), cache, device, config.compile,
-                                 config.precision)
+                                 config.precision, piece_rows)
     measure_progress = signal.progress(device, chunk)
     notes = [note for note in (precision_note(config.precision, device),) if note]
     keeper = BestNetwork(model.state_dict) if config.keep == "best" and config.eval_every else None

@@ -104,19 +104,35 @@ def _compiled(model: nn.Module, names: tuple[str, ...]):
             object.__delattr__(model, name)
 
 
+def piece_bounds(rows: int, piece_rows: int | None) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the pieces a step of ``rows`` points runs in: pieces of ``piece_rows`` (the last one
+    shorter), or one piece when ``piece_rows`` is None or covers them all."""
+    if piece_rows is None or piece_rows >= rows:
+        return [(0, rows)]
+    return [(start, min(rows, start + piece_rows)) for start in range(0, rows, piece_rows)]
+
+
 class TrainingStep:
     """Forward, loss, backward and optimizer update for one batch, the forward in ``precision``'s autocast (the
     TF32 switch is the caller's, for the whole run: :func:`training.fitting.precision.matmul_precision`).
 
     ``compile``: compile the network's pieces; the first call then pays the compilation, timed (with a device
     synchronisation) as :attr:`compile_seconds`.
+
+    ``piece_rows``: run forward and backward over the batch in pieces of this many points, accumulating the
+    gradients, before the one optimizer update: the same step (the loss is a mean over points, so each piece's
+    loss counts by its share of the points; only the order of floating-point sums differs), with activations small
+    enough to stay in the CPU's caches and its allocator's recycled memory (see
+    :func:`training.fitting.devices.cpu_piece_points`). Only for networks whose forward treats every point on its
+    own with weights that do not change within a step (:func:`runs_in_pieces`); None = the whole batch at once.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cache: FixpointCache | None,
-                 device: torch.device, compile: bool, precision: str = "fp32"):
+                 device: torch.device, compile: bool, precision: str = "fp32", piece_rows: int | None = None):
         self.model, self.optimizer, self.loss_of, self.cache, self.device = model, optimizer, loss_of, cache, device
         self.precision = precision
+        self.piece_rows = piece_rows
         self.compile = compile
         self.compile_seconds = 0.0
         self.note: str | None = None
@@ -131,12 +147,23 @@ class TrainingStep:
 
     def _run(self, coords: torch.Tensor, target: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
         model = self.model
-        with autocast(self.precision, self.device):  # per step: see training.fitting.precision.autocast
-            prediction = model(coords) if self.cache is None else self.cache.predict(model, coords, batch)
-            loss = self.loss_of(prediction.float(), target)
+        pieces = piece_bounds(len(coords), self.piece_rows)
+        if len(pieces) == 1:
+            with autocast(self.precision, self.device):  # per step: see training.fitting.precision.autocast
+                prediction = model(coords) if self.cache is None else self.cache.predict(model, coords, batch)
+                loss = self.loss_of(prediction.float(), target)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            return loss
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        return loss
+        total = torch.zeros((), device=coords.device)
+        for start, stop in pieces:
+            with autocast(self.precision, self.device):
+                share = self.loss_of(model(coords[start:stop]).float(), target[start:stop]) * ((stop - start)
+                                                                                               / len(coords))
+            share.backward()
+            total += share.detach()
+        return total
 
     def __call__(self, coords: torch.Tensor, target: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
         """One step on ``coords``/``target`` (rows ``batch`` of the training set; None = all). Returns the loss."""
@@ -168,6 +195,16 @@ class TrainingStep:
         synchronize(self.device)
         self.compile_seconds = time.perf_counter() - start
         return loss
+
+
+def runs_in_pieces(model: nn.Module, cache: FixpointCache | None) -> bool:
+    """Whether a step of ``model`` can run in pieces of its batch (:class:`TrainingStep`'s ``piece_rows``): an
+    explicit network without spectral normalisation (SIREN, the MFNs). The implicit networks and their explicit
+    variants normalise their weights by a power iteration that advances with every training forward, so pieces
+    would advance it once per piece; an amortized step also rewrites its whole cache."""
+    from models.fixpoint.spectral import ShrinkSpectralNorm
+
+    return cache is None and not any(isinstance(module, ShrinkSpectralNorm) for module in model.modules())
 
 
 def failure_reason(error: BaseException) -> str:
