@@ -15,6 +15,7 @@ Everything that does not depend on z (filter outputs, normalised weights) is com
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +67,23 @@ class ImplicitINR(CoordinateNetwork):
         for norm, linear in zip(self.norms, self.linears):
             norm.warm_up(linear.weight)
         self.head = OutputLinear(hidden, out_features)
+
+    @contextmanager
+    def one_estimate_per_step(self):
+        """Within the block, training forwards normalise the weights with the spectral-norm estimates advanced once,
+        now, and held: a training step that runs several forwards (pieces of its batch) then normalises exactly
+        as one forward over the whole batch does. The norms hold in eval mode, a switch torch.compile guards on."""
+        if not self.training:
+            yield
+            return
+        for norm, linear in zip(self.norms, self.linears):
+            norm.advance(linear.weight)
+            norm.train(False)
+        try:
+            yield
+        finally:
+            for norm in self.norms:
+                norm.train(True)
 
     def prepare(self, x: torch.Tensor) -> Prepared:
         filters = [filt(x) for filt in self.filters]

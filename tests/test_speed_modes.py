@@ -72,6 +72,10 @@ def test_the_default_compiles_long_fits_and_on_a_cpu_only_large_steps():
     assert compile_by_default(cpu, 1600, 256 * 256)  # 1.05e8 point-steps of 65,536 points
     assert not compile_by_default(cpu, 30_000, 64 * 64)  # as many point-steps, but steps too small to gain
     assert not compile_by_default(cpu, 1000, 256 * 256)  # large steps, too few of them
+    # A CPU fit of one model runs its large steps in pieces, where compiling speeds up only some models.
+    assert compile_by_default(cpu, 1600, 256 * 256, "siren") and compile_by_default(cpu, 1600, 256 * 256, "fourier-mfn")
+    assert not compile_by_default(cpu, 1600, 256 * 256, "gabor-imfn")
+    assert compile_by_default(cuda, 400, 512 * 512, "gabor-imfn")
 
 
 def test_bf16_runs_hidden_products_in_bf16_and_phases_in_fp32():

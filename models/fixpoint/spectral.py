@@ -45,6 +45,12 @@ class ShrinkSpectralNorm(nn.Module):
         self._power_iterate(weight.detach(), WARM_UP_ITERATIONS)
         self._warm = True
 
+    def advance(self, weight: torch.Tensor) -> None:
+        """Refine the estimate now, as one training forward would: for a training step that runs several forwards
+        (in pieces of its batch) and holds the estimate through them (in eval mode, which uses it as it stands), so
+        it advances once per step either way."""
+        self._power_iterate(weight.detach(), self.power_iterations)
+
     def sigma(self, weight: torch.Tensor) -> torch.Tensor:
         if not self._warm:
             self.warm_up(weight)

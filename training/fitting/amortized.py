@@ -63,6 +63,21 @@ class FixpointCache:
             self.valid[index] = True
         self.all_valid = bool(self.valid.all())
 
+    def ensure_solved(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None) -> None:
+        """Solve the states of this batch's first-seen points (rows ``index``; None = all), as :meth:`predict`
+        does first: for a step in pieces, which solves them for the whole batch before its first piece."""
+        if not self.all_valid:
+            self._ensure_solved(model, coords, index)
+
+    def predict_piece(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None, start: int,
+                      stop: int) -> torch.Tensor:
+        """:meth:`predict` for the points ``start:stop`` of a batch (``coords`` holds just those), whose states
+        :meth:`ensure_solved` has solved: one f evaluation from their cached states, which it updates in place."""
+        rows = slice(start, stop) if index is None else index[start:stop]
+        prediction, z_new = model.amortized_step(coords, self.z[..., rows, :])
+        self.z[..., rows, :] = z_new
+        return prediction
+
     def predict(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
         """The training prediction for ``coords`` (rows ``index`` of the cache; None = all), updating the cache."""
         if not self.all_valid:

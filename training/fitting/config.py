@@ -147,7 +147,7 @@ def resolve_config(config: FitConfig, signal, recipe_rule: RecipeRule | None = N
         batch_size=min(batch, n_train),
         precision=config.precision or default_precision(device),
         compile=config.compile if config.compile is not None else
-        compile_by_default(device, config.steps, min(batch, n_train)),
+        compile_by_default(device, config.steps, min(batch, n_train), config.model),
         eval_every=config.eval_every if config.eval_every is not None else
         default_eval_every(config.steps, signal.num_points, min(batch, n_train)),
     )

@@ -27,7 +27,7 @@ from training.fitting.evaluate import GridEvaluation, SampleEvaluation, psnr_wit
 from training.fitting.precision import matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
 from training.fitting.signal import Signal, training_loss
-from training.fitting.step import TrainingStep, runs_in_pieces
+from training.fitting.step import TrainingStep
 from training.metrics import psnr_from_mse
 
 
@@ -152,7 +152,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     full_batch = config.batch_size >= n_train
     sampler = BatchSampler(n_train, config.batch_size, device, torch.Generator().manual_seed(config.seed))
     cache, cache_note = amortized_cache(config, n_train, device)
-    piece_rows = cpu_piece_points(config.hidden) if device.type == "cpu" and runs_in_pieces(model, cache) else None
+    piece_rows = cpu_piece_points(config.hidden) if device.type == "cpu" else None
     training_step = TrainingStep(model, optimizer, training_loss(signal), cache, device, config.compile,
                                  config.precision, piece_rows)
     measure_progress = signal.progress(device, chunk)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Callable
 
 import torch
@@ -37,20 +37,28 @@ DEFAULT_COMPILE_BACKEND = "inductor"
 # 5.6 -> 3.8 ms), so short or small fits would pay more than they gain. 1e8 is 400 steps at 512 x 512 (the
 # default `inr fit image` compiles) or 6,100 steps at 128 x 128 (a 300-step thumbnail does not).
 COMPILE_MIN_POINT_STEPS = 1e8
-# On a CPU the gain needs large steps as well. Measured with inductor on 2 cores, camera 256x256 (65,536 points):
-# SIREN 3x256 1,097 -> 828 ms per step after 8 s of compiling (200 steps each), Gabor-iMFN 1L-256D 4,598 ->
-# 3,277 ms after 14 s (200 steps eager, 20 compiled). At 64x64 (4,096 points) the compiled step ran 0.94x
-# (Fourier-iMFN, Gabor-MFN) to 1.48x (SIREN) the eager one's speed, a gain too uncertain for its compile time,
-# so small steps stay eager.
+# On a CPU the gain needs large steps as well. At 64x64 (4,096 points) the compiled step ran 0.94x (Fourier-iMFN,
+# Gabor-MFN) to 1.48x (SIREN) the eager one's speed, a gain too uncertain for its compile time, so small steps
+# stay eager. Large steps run in pieces on a CPU (TrainingStep's piece_rows), and there compiling gains for some
+# models only. Measured with inductor on 2 cores, camera 256x256 (65,536 points, pieces of 8,192), ms per step
+# eager -> compiled (compile seconds): SIREN 3x256 263 -> 238 (4.9), Fourier-MFN 3x256 321 -> 269 (5.1), iSIREN
+# 1L-256D 177 -> 169 (6.2), Fourier-iMFN 1L-256D 176 -> 180 (6.3), Gabor-MFN 3x256 677 -> 713 (7.3), Gabor-iMFN
+# 1L-256D 317 -> 417 (4.5). At 512x512 SIREN ran 543 -> 486 ms (131,072 points).
 CPU_COMPILE_MIN_POINTS = 65_536
+CPU_COMPILE_GAINS = ("siren", "fourier-mfn")  # the models whose CPU steps compiling makes faster by 10% or more
 
 
-def compile_by_default(device: torch.device, steps: int, points_per_step: int) -> bool:
+def compile_by_default(device: torch.device, steps: int, points_per_step: int, model: str | None = None) -> bool:
     """Whether a fit compiles its training step when the user has not said: for fits long enough to earn the
-    compilation back, on CUDA, and on a CPU when each step is large as well."""
+    compilation back, on CUDA, and on a CPU when each step is large as well and, for a fit of one ``model``, the
+    model is one compiling speeds up there (:data:`CPU_COMPILE_GAINS`; groups, with ``model`` None, run unpieced
+    steps and keep the size rule alone)."""
     if steps * points_per_step < COMPILE_MIN_POINT_STEPS:
         return False
-    return device.type == "cuda" or (device.type == "cpu" and points_per_step >= CPU_COMPILE_MIN_POINTS)
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and points_per_step >= CPU_COMPILE_MIN_POINTS and (model is None
+                                                                                  or model in CPU_COMPILE_GAINS)
 
 
 _COMPILED: dict[tuple[type, str, str], Callable] = {}
@@ -73,7 +81,19 @@ def compile_backend() -> str:
 
 
 def compile_function(function: Callable) -> Callable:
-    """``torch.compile`` with the process's backend (a seam the tests replace to force a failure)."""
+    """``torch.compile`` with the process's backend (a seam the tests replace to force a failure).
+
+    Donated buffers are switched off for the process: AOTAutograd lets a compiled backward reuse the memory of
+    what its forward saved, which holds only if that backward runs once, while the implicit backward takes
+    several vector-Jacobian products through the layers' graph (``retain_graph``). A step in pieces compiles
+    the layers again for dynamic shapes, and that version refused the second product ("compiled with non-empty
+    donated buffers"), so the step fell back to eager mode. The setting is read when a function first compiles."""
+    try:
+        import torch._functorch.config as functorch_config
+    except ImportError:  # a torch without AOTAutograd's settings has no donated buffers either
+        functorch_config = None
+    if getattr(functorch_config, "donated_buffer", False):
+        functorch_config.donated_buffer = False
     return torch.compile(function, backend=compile_backend())
 
 
@@ -123,8 +143,10 @@ class TrainingStep:
     gradients, before the one optimizer update: the same step (the loss is a mean over points, so each piece's
     loss counts by its share of the points; only the order of floating-point sums differs), with activations small
     enough to stay in the CPU's caches and its allocator's recycled memory (see
-    :func:`training.fitting.devices.cpu_piece_points`). Only for networks whose forward treats every point on its
-    own with weights that do not change within a step (:func:`runs_in_pieces`); None = the whole batch at once.
+    :func:`training.fitting.devices.cpu_piece_points`). Every network treats each point on its own; what a step
+    shares is held fixed through its pieces: an implicit network's spectral-norm estimates advance once
+    (:func:`held_estimates`), and an amortized cache's first-seen points are solved for the whole batch before the
+    first piece. None = the whole batch at once.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -156,13 +178,18 @@ class TrainingStep:
             loss.backward()
             return loss
         self.optimizer.zero_grad(set_to_none=True)
+        if self.cache is not None:
+            self.cache.ensure_solved(model, coords, batch)
         total = torch.zeros((), device=coords.device)
-        for start, stop in pieces:
-            with autocast(self.precision, self.device):
-                share = self.loss_of(model(coords[start:stop]).float(), target[start:stop]) * ((stop - start)
-                                                                                               / len(coords))
-            share.backward()
-            total += share.detach()
+        with held_estimates(model):
+            for start, stop in pieces:
+                piece = coords[start:stop]
+                with autocast(self.precision, self.device):
+                    prediction = model(piece) if self.cache is None else \
+                        self.cache.predict_piece(model, piece, batch, start, stop)
+                    share = self.loss_of(prediction.float(), target[start:stop]) * ((stop - start) / len(coords))
+                share.backward()
+                total += share.detach()
         return total
 
     def __call__(self, coords: torch.Tensor, target: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
@@ -197,14 +224,11 @@ class TrainingStep:
         return loss
 
 
-def runs_in_pieces(model: nn.Module, cache: FixpointCache | None) -> bool:
-    """Whether a step of ``model`` can run in pieces of its batch (:class:`TrainingStep`'s ``piece_rows``): an
-    explicit network without spectral normalisation (SIREN, the MFNs). The implicit networks and their explicit
-    variants normalise their weights by a power iteration that advances with every training forward, so pieces
-    would advance it once per piece; an amortized step also rewrites its whole cache."""
-    from models.fixpoint.spectral import ShrinkSpectralNorm
-
-    return cache is None and not any(isinstance(module, ShrinkSpectralNorm) for module in model.modules())
+def held_estimates(model: nn.Module):
+    """A block in which ``model``'s spectral-norm estimates advance once and hold (an implicit network's
+    ``one_estimate_per_step``), so a step in pieces normalises as a whole step does; nothing for other networks."""
+    hold = getattr(model, "one_estimate_per_step", None)
+    return hold() if hold is not None else nullcontext()
 
 
 def failure_reason(error: BaseException) -> str:
