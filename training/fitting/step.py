@@ -206,7 +206,10 @@ class TrainingStep:
 
     def _compiled_or_eager(self, coords, target, batch) -> torch.Tensor:
         """The step with compiled pieces; if that fails (a recompilation can happen at any step), the same step
-        eagerly. Nothing is updated before the backward has succeeded, so the retry starts from a clean state."""
+        eagerly. The weights are not updated before the backward has succeeded, so the retry starts from them. (A
+        step in pieces that fails after its first piece has moved that piece's amortized states on by one more f
+        evaluation, and its spectral-norm estimates by one more refinement: both only come closer to where they
+        tend, so the retry is a valid step, if not bit for bit the one the failure interrupted.)"""
         try:
             with _compiled(self.model, compiled_pieces(self.model)):
                 return self._run(coords, target, batch)
