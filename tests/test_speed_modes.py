@@ -138,6 +138,16 @@ def test_compilation_is_paid_once_for_same_shaped_inputs(camera_64, monkeypatch)
     assert counter.frame_count == after_first  # a new model and image of the same shape: nothing recompiled
 
 
+@pytest.mark.parametrize("model", ["fourier-imfn", "gabor-imfn"])
+def test_an_implicit_fit_of_a_second_shape_stays_compiled(camera_64, aot_eager, model):
+    """A second input of another shape compiles the layers again for dynamic shapes; the implicit backward takes
+    several vector-Jacobian products through that graph, which AOTAutograd's donated buffers would refuse (the
+    fit then fell back to eager mode with a note)."""
+    for size in (32, 24):
+        result = fit(image_signal(camera_64[:size, :size]), small_config(model, steps=3, compile=True), IMAGE.recipe)
+        assert result.compiled and not result.notes, (size, result.notes)
+
+
 def test_a_failing_compiler_falls_back_to_eager_with_a_note(tmp_path, camera_u8, monkeypatch, capsys):
     def broken(function):
         def fail(*args, **kwargs):

@@ -85,9 +85,10 @@ def compile_function(function: Callable) -> Callable:
 
     Donated buffers are switched off for the process: AOTAutograd lets a compiled backward reuse the memory of
     what its forward saved, which holds only if that backward runs once, while the implicit backward takes
-    several vector-Jacobian products through the layers' graph (``retain_graph``). A step in pieces compiles
-    the layers again for dynamic shapes, and that version refused the second product ("compiled with non-empty
-    donated buffers"), so the step fell back to eager mode. The setting is read when a function first compiles."""
+    several vector-Jacobian products through the layers' graph (``retain_graph``). Once the layers compile again
+    for dynamic shapes (a second input of another shape; a CPU step's pieces of two sizes), that version refused
+    the second product ("compiled with non-empty donated buffers") and every later implicit fit in the process
+    ran eagerly. The setting is read when a function first compiles."""
     try:
         import torch._functorch.config as functorch_config
     except ImportError:  # a torch without AOTAutograd's settings has no donated buffers either
