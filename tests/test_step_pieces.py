@@ -8,6 +8,7 @@ import torch
 
 from inr_cli.modalities.image import IMAGE
 from models import build_model
+from models.fixpoint import SolverStats
 from training.fitting import fit as fit_module
 from training.fitting import step as step_module
 from training.fitting.amortized import FixpointCache
@@ -113,3 +114,29 @@ def test_a_cpu_fit_in_pieces_ends_where_the_whole_batch_fit_does(camera_crop, mo
     whole = fit(signal, config, IMAGE.recipe)
     assert set(calls) == {1}
     assert in_pieces.final.psnr == pytest.approx(whole.final.psnr, abs=0.01)
+
+
+def test_a_batch_solved_in_pieces_converges_everywhere_and_keeps_one_record():
+    """An amortized cache solves a batch's first-seen points piece by piece, each piece stopping at its own
+    convergence: every state ends within the solver's tolerance, and the batch keeps one record of its solve."""
+    torch.manual_seed(0)
+    coords = torch.rand(2500, 2) * 2 - 1
+    model = build_model("gabor-imfn", 2, 1, hidden=32, layers=2, frequency=10.0)
+    cache = FixpointCache(2500, 32, CPU)
+    cache.ensure_solved(model, coords, None, piece_bounds(2500, 700))
+    assert bool(cache.valid.all()) and len(cache.solves) == 1 and cache.solves[0].rel_residual.shape == (2500,)
+    assert cache.residuals(model, coords, 1000)["max_rel_residual"] <= model.settings.tol
+
+
+def test_the_record_of_pieces_joins_them():
+    def part(steps, trace, residuals, converged=True):
+        residuals = torch.tensor(residuals)
+        return SolverStats("fixed-point", steps, residuals * 2, residuals, converged, trace)
+
+    joined = SolverStats.joined([part(3, [0.5, 0.1, 0.01], [0.01, 0.002]),
+                                 part(5, [0.4, 0.2, 0.05, 0.02, 0.009], [0.009], converged=False)])
+    assert (joined.steps, joined.converged) == (5, False)
+    assert joined.trace == [0.5, 0.2, 0.05, 0.02, 0.01]  # the first piece's last value stays once it stopped
+    assert joined.rel_residual.tolist() == pytest.approx([0.01, 0.002, 0.009])
+    single = part(2, [0.3, 0.001], [0.001])
+    assert SolverStats.joined([single]) is single

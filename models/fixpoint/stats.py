@@ -38,6 +38,19 @@ class SolverStats:
     def max_abs_residual(self) -> float:
         return float(self.abs_residual.max()) if self.abs_residual.numel() else 0.0
 
+    @classmethod
+    def joined(cls, parts: list["SolverStats"]) -> "SolverStats":
+        """One record for a batch solved piece by piece (each piece stopping when its own samples converge): the
+        most evaluations any piece made, every sample's residuals, converged when every piece did, and per step
+        the worst residual over the pieces (a piece that stopped keeps its last value)."""
+        if len(parts) == 1:
+            return parts[0]
+        longest = max(len(part.trace) for part in parts)
+        trace = [max(part.trace[min(i, len(part.trace) - 1)] for part in parts if part.trace) for i in range(longest)]
+        return cls(parts[0].solver, max(part.steps for part in parts),
+                   torch.cat([part.abs_residual for part in parts]), torch.cat([part.rel_residual for part in parts]),
+                   all(part.converged for part in parts), trace)
+
     def summary(self) -> dict:
         return {"solver": self.solver, "steps": self.steps, "converged": self.converged,
                 "max_rel_residual": self.max_rel_residual, "max_abs_residual": self.max_abs_residual,

@@ -63,11 +63,30 @@ class FixpointCache:
             self.valid[index] = True
         self.all_valid = bool(self.valid.all())
 
-    def ensure_solved(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None) -> None:
-        """Solve the states of this batch's first-seen points (rows ``index``; None = all), as :meth:`predict`
-        does first: for a step in pieces, which solves them for the whole batch before its first piece."""
-        if not self.all_valid:
-            self._ensure_solved(model, coords, index)
+    def ensure_solved(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None,
+                      pieces: list[tuple[int, int]]) -> None:
+        """Solve the states of this batch (rows ``index``; None = all) if any of its points is seen for the first
+        time, as :meth:`predict` does first: for a step in ``pieces`` (``(start, stop)`` of the batch), before its
+        first piece. Solved piece by piece (each stops when its own points converge), with the spectral-norm
+        estimates advanced once, as the one solve of the whole batch advances them; one joined record."""
+        if self.all_valid:
+            return
+        valid = self.valid if index is None else self.valid[index]
+        if bool(valid.all()):
+            return
+        parts = []
+        with torch.no_grad(), model.one_estimate_per_step():
+            for start, stop in pieces:
+                x = coords[start:stop]
+                z, stats = model.solve(model.prepare(x), model.zeros(x))
+                self.z[..., slice(start, stop) if index is None else index[start:stop], :] = z
+                parts.append(stats)
+        self.solves.append(SolverStats.joined(parts))
+        if index is None:
+            self.valid.fill_(True)
+        else:
+            self.valid[index] = True
+        self.all_valid = bool(self.valid.all())
 
     def predict_piece(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None, start: int,
                       stop: int) -> torch.Tensor:

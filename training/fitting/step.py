@@ -146,8 +146,9 @@ class TrainingStep:
     enough to stay in the CPU's caches and its allocator's recycled memory (see
     :func:`training.fitting.devices.cpu_piece_points`). Every network treats each point on its own; what a step
     shares is held fixed through its pieces: an implicit network's spectral-norm estimates advance once
-    (:func:`held_estimates`), and an amortized cache's first-seen points are solved for the whole batch before the
-    first piece. None = the whole batch at once.
+    (:func:`held_estimates`), and an amortized cache solves a batch with first-seen points, piece by piece, before
+    the first piece trains (each piece's solve stops at its own convergence: the states then differ from one solve
+    of the whole batch within the solver's tolerance). None = the whole batch at once.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -180,7 +181,7 @@ class TrainingStep:
             return loss
         self.optimizer.zero_grad(set_to_none=True)
         if self.cache is not None:
-            self.cache.ensure_solved(model, coords, batch)
+            self.cache.ensure_solved(model, coords, batch, pieces)
         total = torch.zeros((), device=coords.device)
         with held_estimates(model):
             for start, stop in pieces:
