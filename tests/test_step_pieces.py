@@ -37,9 +37,10 @@ def test_pieces_hold_8_mib_tensors_and_cpu_renders_use_them():
 def two_steps(name: str, loss: str, piece_rows: int | None, compile: bool = False, amortized: bool = False,
               one_pass: bool = False, batch: torch.Tensor | None = None):
     """Parameters and buffers, losses, (amortized) cached states and the step's fallback note after two steps on
-    2,500 random points (rows ``batch`` of them; None = all), from the same start. Plain gradient descent: an update proportional to the
-    gradient shows how close two gradients are, where Adam's first steps (about lr times the gradient's sign) would
-    turn rounding noise in a near-zero gradient into a full step."""
+    2,500 random points (rows ``batch`` of them; None = all), from the same start. Plain gradient descent: an
+    update proportional to the gradient shows how close two gradients are, where Adam's first steps (about lr
+    times the gradient's sign) would turn rounding noise in a near-zero gradient into a full step. (Here every
+    piece's first solve converges in as many iterations as the whole batch's, so the states start the same.)"""
     torch.manual_seed(0)
     coords, target = torch.rand(2500, 2) * 2 - 1, torch.rand(2500, 1)
     if loss == "bce":
