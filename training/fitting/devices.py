@@ -111,10 +111,14 @@ def loss_read_interval(device: torch.device) -> int:
 # On a CPU, a forward or backward pass over many points is fastest in pieces whose width-``hidden`` tensors stay
 # within about this size: they then stay in the caches and in the memory glibc's allocator recycles (below its
 # 32 MiB mmap threshold, see inr_core.host_memory), instead of being mapped and faulted in afresh each time.
-# Measured on 2 cores (huge pages on, as `inr` runs), one training step of 131,072 points, forward and backward:
-# SIREN 3x256 953 ms whole, 810 in pieces of 32,768 points (32 MiB tensors), 622 of 16,384, 543 of 8,192 (8 MiB),
-# 542 of 4,096; compiled 766 -> 486 ms (8,192); Gabor-MFN 3x256 2,948 -> 1,365 ms; Fourier-MFN 3x256 959 ->
-# 634 ms. A forward without gradients ran 0.32 million points/s in chunks of 131,072 and 0.80 in chunks of 8,192.
+# Measured on 2 cores with benchmarks/cpu_pieces.py (huge pages on, as `inr` runs): one training step of 131,072
+# points, whole -> in pieces of 32,768 / 16,384 / 8,192 / 4,096 points (8,192 at width 256 is 8 MiB), ms:
+# SIREN 3x256 897 -> 724 / 586 / 530 / 530; Fourier-MFN 3x256 932 -> 862 / 817 / 667 / 639; Gabor-MFN 3x256
+# 2,751 -> 2,351 / 1,775 / 1,684 / 1,295; Fourier-iMFN 1L-256D (amortized) 598 -> 458 / 364 / 325 / 328;
+# Gabor-iMFN 1L-256D 1,389 -> 1,202 / 861 / 689 / 584. A forward without gradients over them ran 0.37-0.62 of
+# the whole pass's time in chunks of 8,192 or 4,096 (the two within 3% of each other). Whole `inr fit` commands
+# did not confirm the Gabor models' further gain at 4,096 (12 steps at 512 px: Gabor-iMFN 757 ms per step in
+# pieces of 8,192, 770 in pieces of 4,096; Fourier-iMFN 475 against 515), so the pieces stay at 8 MiB.
 CPU_PIECE_TENSOR_BYTES = 8 << 20
 
 
