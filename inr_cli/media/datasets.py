@@ -22,7 +22,7 @@ from PIL import Image
 
 from inr_cli.files import first_line
 from inr_cli.media.images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, SIDE_SWAPPING_ORIENTATIONS, cover_and_crop,
-                                  exif_orientation, read_image)
+                                  read_image, stated_orientation)
 from inr_core.errors import UserError
 from training.jiio.channels import match_channels
 
@@ -71,9 +71,10 @@ def pixel_size(path: str | Path) -> tuple[int, int] | None:
     try:
         with Image.open(path) as image:
             width, height = image.size
+            turned = stated_orientation(image) in SIDE_SWAPPING_ORIENTATIONS
     except (OSError, ValueError):
         return None
-    return (height, width) if exif_orientation(path) in SIDE_SWAPPING_ORIENTATIONS else (width, height)
+    return (height, width) if turned else (width, height)
 
 
 def _read_image_file(path: Path) -> np.ndarray:

@@ -235,15 +235,23 @@ def _read_skimage_sample(name: str) -> np.ndarray:
     return getattr(data, name)()
 
 
-def exif_orientation(path: str | Path) -> int:
-    """The EXIF orientation a file states (1 = stored upright; 2-8 = flipped and/or turned, see
-    :func:`turn_upright`), from its header; 1 where it states none or Pillow cannot read its header."""
+def stated_orientation(image: Image.Image) -> int:
+    """The EXIF orientation an opened image's header states (1 = stored upright; 2-8 = flipped and/or turned, see
+    :func:`turn_upright`); 1 where it states none or its EXIF block cannot be read."""
     try:
-        with Image.open(path) as image:  # lazily: the header only
-            orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+        orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
     except (OSError, ValueError, SyntaxError):
         return 1
     return orientation if orientation in range(1, 9) else 1
+
+
+def exif_orientation(path: str | Path) -> int:
+    """:func:`stated_orientation` of a file, from its header; 1 where Pillow cannot read one."""
+    try:
+        with Image.open(path) as image:  # lazily: the header only
+            return stated_orientation(image)
+    except (OSError, ValueError, SyntaxError):
+        return 1
 
 
 def turn_upright(pixels: np.ndarray, orientation: int) -> np.ndarray:

@@ -48,44 +48,34 @@ class FixpointCache:
         self.all_valid = state["all_valid"]
         self.solves = [SolverStats(**stats) for stats in state["solves"]]
 
-    def _ensure_solved(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None) -> None:
-        valid = self.valid if index is None else self.valid[index]
-        if bool(valid.all()):
-            return
-        with torch.no_grad():
-            z, stats = model.solve(model.prepare(coords), model.zeros(coords))
-        self.solves.append(stats)
-        if index is None:
-            self.z.copy_(z)
-            self.valid.fill_(True)
-        else:
-            self.z[..., index, :] = z
-            self.valid[index] = True
-        self.all_valid = bool(self.valid.all())
-
     def ensure_solved(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None,
-                      pieces: list[tuple[int, int]]) -> None:
-        """Solve the states of this batch (rows ``index``; None = all) if any of its points is seen for the first
-        time, as :meth:`predict` does first: for a step in ``pieces`` (``(start, stop)`` of the batch), before its
-        first piece. Solved piece by piece (each stops when its own points converge), with the spectral-norm
-        estimates advanced once, as the one solve of the whole batch advances them; one joined record."""
+                      pieces: list[tuple[int, int]] | None = None) -> None:
+        """Solve the states of this batch (rows ``index``; None = all) from zero if any of its points is seen for
+        the first time, as :meth:`predict` does first. With ``pieces`` (``(start, stop)`` of the batch, for a step
+        in pieces, before its first piece), piece by piece: each stops when its own points converge, the
+        spectral-norm estimates advance once, as the one solve of the whole batch advances them, and the pieces'
+        records join into one."""
         if self.all_valid:
             return
         valid = self.valid if index is None else self.valid[index]
         if bool(valid.all()):
             return
-        parts = []
-        with torch.no_grad(), model.one_estimate_per_step():
-            for start, stop in pieces:
-                x = coords[start:stop]
-                z, stats = model.solve(model.prepare(x), model.zeros(x))
-                self.z[..., slice(start, stop) if index is None else index[start:stop], :] = z
-                parts.append(stats)
-        self.solves.append(SolverStats.joined(parts))
-        if index is None:
-            self.valid.fill_(True)
+        rows = slice(None) if index is None else index
+        if pieces is None:
+            with torch.no_grad():
+                z, stats = model.solve(model.prepare(coords), model.zeros(coords))
+            self.z[..., rows, :] = z
+            self.solves.append(stats)
         else:
-            self.valid[index] = True
+            parts = []
+            with torch.no_grad(), model.one_estimate_per_step():
+                for start, stop in pieces:
+                    x = coords[start:stop]
+                    z, stats = model.solve(model.prepare(x), model.zeros(x))
+                    self.z[..., slice(start, stop) if index is None else index[start:stop], :] = z
+                    parts.append(stats)
+            self.solves.append(SolverStats.joined(parts))
+        self.valid[rows] = True
         self.all_valid = bool(self.valid.all())
 
     def predict_piece(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None, start: int,
@@ -99,8 +89,7 @@ class FixpointCache:
 
     def predict(self, model: ImplicitINR, coords: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
         """The training prediction for ``coords`` (rows ``index`` of the cache; None = all), updating the cache."""
-        if not self.all_valid:
-            self._ensure_solved(model, coords, index)
+        self.ensure_solved(model, coords, index)
         z_in = self.z if index is None else self.z[..., index, :]
         prediction, z_new = model.amortized_step(coords, z_in)
         if index is None:
