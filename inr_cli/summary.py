@@ -25,7 +25,8 @@ def _stats(values: list) -> dict:
     finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     if not finite:
         return {"mean": None, "std": None, "count": 0}
-    return {"mean": statistics.fmean(finite), "std": statistics.pstdev(finite) if len(finite) > 1 else 0.0,
+    # One value has no spread to show: its std is None (not 0), and the tables print the value alone.
+    return {"mean": statistics.fmean(finite), "std": statistics.pstdev(finite) if len(finite) > 1 else None,
             "count": len(finite)}
 
 
@@ -73,8 +74,8 @@ def markdown(summary: dict, metrics: tuple[str, ...], title: str) -> str:
             lines.append(f"| {row['input']} | failed: {row['error']} |" + " |" * (len(columns) - 1))
     stats = summary["metrics"]
     lines.append("| **mean ± std** | " + " | ".join(
-        "–" if stats[key]["mean"] is None else f"{_cell(stats[key]['mean'])} ± {_cell(stats[key]['std'])}"
-        for key in columns) + " |")
+        "–" if stats[key]["mean"] is None else _cell(stats[key]["mean"])
+        + ("" if stats[key]["std"] is None else f" ± {_cell(stats[key]['std'])}") for key in columns) + " |")
     return "\n".join(lines) + "\n"
 
 

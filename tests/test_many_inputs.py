@@ -450,3 +450,23 @@ def test_clips_of_one_length_stack_with_their_own_frequency_scales(tmp_path, cap
     assert all(any("fitted together with 1 other input" in note for note in report["notes"]) for report in together)
     for mine, lone in zip(together, alone):
         assert abs(mine["psnr"] - lone["psnr"]) <= 0.05, (mine["psnr"], lone["psnr"])
+
+
+def test_a_summary_with_one_fitted_input_shows_its_value_without_a_spread(tmp_path):
+    from inr_cli.summary import markdown, summarize, write_summary_page
+
+    reports = {0: {"output_dir": str(tmp_path / "a"), "psnr": 40.0, "seconds": 2.0, "steps": 300},
+               1: "could not read b.png"}
+    summary = summarize(["a.png", "b.png"], reports, ("psnr",))
+    assert summary["metrics"]["psnr"] == {"mean": 40.0, "std": None, "count": 1}
+    footer = markdown(summary, ("psnr",), "t").splitlines()[-1]
+    assert footer == "| **mean ± std** | 40.00 | 2.00 |"
+    reports[1] = {"output_dir": str(tmp_path / "b"), "psnr": 42.0, "seconds": 4.0, "steps": 300}
+    summary = summarize(["a.png", "b.png"], reports, ("psnr",))
+    assert markdown(summary, ("psnr",), "t").splitlines()[-1] == "| **mean ± std** | 41.00 ± 1.00 | 3.00 ± 1.00 |"
+    write_summary_page(tmp_path, summary, reports, ("psnr",), "t", {})
+    assert "41.00 dB ± 1.00 dB" in (tmp_path / "index.html").read_text()
+    del reports[1]
+    write_summary_page(tmp_path, summarize(["a.png"], reports, ("psnr",)), reports, ("psnr",), "t", {})
+    page = (tmp_path / "index.html").read_text()
+    assert 'data-sort="40.0">40.00 dB</td>' in page.split("<tfoot>")[1]

@@ -58,8 +58,7 @@ def write_summary_page(root: Path, summary: dict, outcomes: dict[int, dict | str
         rows.append(cells)
     stats = summary["metrics"]
     footer = ('<td colspan="3">mean ± std</td>' + "".join(
-        f'<td class="num">{text(number(stats[key]["mean"], key))} ± {text(number(stats[key]["std"], key))}</td>'
-        for key in columns))
+        _mean_std_cell(stats[key]["mean"], stats[key]["std"], key) for key in columns))
     table = sortable_table([("input", False), ("picture", False), ("status", False),
                             *((key, True) for key in columns)], rows, footer)
     parts = [section("Inputs", table, "inputs")]
