@@ -74,3 +74,14 @@ def test_command_help_comes_without_importing_torch(argv, shown):
     # Options and defaults live in torch-free config modules; the machinery of a run loads when it runs.
     text = _help_without_torch(argv)
     assert f"Usage: inr {' '.join(argv)}" in text and shown in text
+
+
+def test_the_fit_commands_are_listed_with_their_summaries_as_running_sentences(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # each summary fits on one line unless a break was kept from its docstring
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--help"])
+    assert done.value.code == 0
+    listed = {line.split("│")[1].split()[0]: line for line in capsys.readouterr().out.splitlines()
+              if line.startswith("│ ") and line.split("│")[1].split()}
+    assert {"image", "audio", "video", "sdf"} <= set(listed)
+    assert "a waveform and spectrogram comparison, a PSNR plot" in listed["audio"]

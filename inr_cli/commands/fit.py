@@ -146,7 +146,8 @@ def fit_command(command: str, epilog: str, batch_size_help: str | None = None):
 
         run.__name__, run.__doc__ = function.__name__, function.__doc__
         run.__signature__ = inspect.Signature([*own, *shared])
-        fit_app.command(command, epilog=epilog)(run)
+        # The list in `inr fit --help` would keep the docstring's line breaks; its one-line form reads as a sentence.
+        fit_app.command(command, epilog=epilog, short_help=" ".join((function.__doc__ or "").split()))(run)
         return function
 
     return register
