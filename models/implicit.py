@@ -15,6 +15,7 @@ Everything that does not depend on z (filter outputs, normalised weights) is com
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -47,6 +48,24 @@ class Prepared:
     biases: list[torch.Tensor]
 
 
+@contextmanager
+def holding_estimates(model: nn.Module, advance: Callable[[], object]):
+    """``model.one_estimate_per_step``: ``advance()`` the estimates once, then hold them (the norms in eval mode)
+    through the block; nothing outside training. ``model`` may be a stacked networks' template, whose norms'
+    mode the vmapped calls follow."""
+    if not model.training:
+        yield
+        return
+    advance()
+    for norm in model.norms:
+        norm.train(False)
+    try:
+        yield
+    finally:
+        for norm in model.norms:
+            norm.train(True)
+
+
 class ImplicitINR(CoordinateNetwork):
     def __init__(self, in_features: int, out_features: int, hidden: int = 256, layers: int = 1,
                  input_scale: float = 256.0, kind: str = "fourier", one_pass: bool = False,
@@ -73,17 +92,15 @@ class ImplicitINR(CoordinateNetwork):
         """Within the block, training forwards normalise the weights with the spectral-norm estimates advanced once,
         now, and held: a training step that runs several forwards (pieces of its batch) then normalises exactly
         as one forward over the whole batch does. The norms hold in eval mode, a switch torch.compile guards on."""
-        if not self.training:
+        with holding_estimates(self, self.advance_estimates):
             yield
-            return
+
+    def advance_estimates(self) -> torch.Tensor:
+        """Refine every spectral-norm estimate once, as a training forward would. Returns a placeholder tensor, so
+        that a vmapped call over stacked networks (a group fit) has an output."""
         for norm, linear in zip(self.norms, self.linears):
             norm.advance(linear.weight)
-            norm.train(False)
-        try:
-            yield
-        finally:
-            for norm in self.norms:
-                norm.train(True)
+        return torch.zeros(())
 
     def prepare(self, x: torch.Tensor) -> Prepared:
         filters = [filt(x) for filt in self.filters]

@@ -3,6 +3,8 @@ network (explicit, implicit amortized or solved, implicit run explicitly), eager
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -141,3 +143,75 @@ def test_the_record_of_pieces_joins_them():
     assert joined.rel_residual.tolist() == pytest.approx([0.01, 0.002, 0.009])
     single = part(2, [0.3, 0.001], [0.001])
     assert SolverStats.joined([single]) is single
+
+
+def _ball(radius: float, seed: int):
+    from training.fitting.signal import Samples, ScatteredSamples
+
+    generator = torch.Generator().manual_seed(seed)
+    points, held = torch.rand(1600, 3, generator=generator) * 2 - 1, torch.rand(100, 3, generator=generator) * 2 - 1
+    distance = lambda p: p.norm(dim=1, keepdim=True) - radius  # noqa: E731
+    return ScatteredSamples(Samples(points, distance(points)), {"uniform": Samples(held, distance(held))})
+
+
+def group_after_two_steps(monkeypatch, signals, config, recipe, piece_points: int):
+    """Every signal's parameters and buffers after two group steps (plain gradient descent, as ``two_steps``), the
+    group's steps run in pieces of ``piece_points`` points shared among its signals; and the pieces' counts."""
+    from training.fitting import grouped
+
+    counts = []
+
+    def counted_bounds(rows, piece_rows):
+        counts.append(len(piece_bounds(rows, piece_rows)))
+        return piece_bounds(rows, piece_rows)
+
+    monkeypatch.setattr(grouped, "piece_bounds", counted_bounds)
+    monkeypatch.setattr(grouped, "cpu_piece_points", lambda hidden: piece_points)
+    monkeypatch.setattr(grouped, "make_optimizer",
+                        lambda parameters, config, device: torch.optim.SGD(parameters, lr=0.05))
+    outcomes = grouped.fit_group(signals, config, recipe)
+    assert all(outcome.error is None for outcome in outcomes)
+    return [[t.detach().clone() for t in outcome.result.model.state_dict().values()] for outcome in outcomes], counts
+
+
+@pytest.mark.parametrize("name, options", [
+    ("siren", {}), ("gabor-mfn", {}), ("gabor-imfn", {}), ("isiren", {}),
+    ("fourier-imfn", {"batch_size": 1300}),  # minibatches: the amortized cache indexed per batch
+    ("fourier-imfn", {"amortize": False}), ("fourier-imfn", {"samples": True})])
+def test_a_group_step_in_pieces_updates_every_signal_as_the_whole_group_step_does(camera_crop, monkeypatch, name,
+                                                                                 options):
+    """A group fit on a CPU runs its steps in pieces along the points, shared among its signals (three grids of
+    1,600 points; or shapes, each on its own points): every signal's network, its spectral-norm estimates and
+    (amortized) states included, ends the steps as in the whole group step."""
+    from inr_cli.modalities.shape import SHAPE
+
+    options = dict(options)
+    if options.pop("samples", False):
+        signals, recipe = [_ball(0.5, 1), _ball(0.7, 2)], SHAPE.recipe
+    else:
+        signals, recipe = [image_signal(camera_crop[i * 8:i * 8 + 40, :40]) for i in range(3)], IMAGE.recipe
+    config = FitConfig(model=name, hidden=16, layers=1 if "imfn" in name or name == "isiren" else 2,
+                       steps=2, device="cpu", eval_every=0, keep="last", compile=False, **options)
+    whole, counts = group_after_two_steps(monkeypatch, signals, config, recipe, 1 << 20)
+    assert set(counts) == {1}
+    pieces, counts = group_after_two_steps(monkeypatch, signals, config, recipe, 500 * len(signals))
+    assert set(counts) == {3 if options.get("batch_size", 1600) < 1600 else 4}  # of 500 points per signal
+    for signal_whole, signal_pieces in zip(whole, pieces):
+        for a, b in zip(signal_whole, signal_pieces):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_a_compiled_group_step_runs_in_pieces_too(camera_crop, monkeypatch):
+    monkeypatch.setenv("INR_COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(step_module, "_COMPILE_FAILURES", {})
+    signals = [image_signal(camera_crop[i * 8:i * 8 + 40, :40]) for i in range(3)]
+    config = FitConfig(model="siren", hidden=16, layers=2, steps=2, device="cpu", eval_every=0, keep="last",
+                       compile=False)
+    eager, _ = group_after_two_steps(monkeypatch, signals, config, IMAGE.recipe, 1500)
+    from training.fitting import grouped
+
+    compiled_outcomes = grouped.fit_group(signals, replace(config, compile=True), IMAGE.recipe)
+    assert all(o.result.compiled and not any("eagerly" in note for note in o.result.notes) for o in compiled_outcomes)
+    for signal_eager, outcome in zip(eager, compiled_outcomes):
+        for a, b in zip(signal_eager, outcome.result.model.state_dict().values()):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)

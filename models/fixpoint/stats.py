@@ -41,14 +41,16 @@ class SolverStats:
     @classmethod
     def joined(cls, parts: list["SolverStats"]) -> "SolverStats":
         """One record for a batch solved piece by piece (each piece stopping when its own samples converge): the
-        most evaluations any piece made, every sample's residuals, converged when every piece did, and per step
-        the worst residual over the pieces (a piece that stopped keeps its last value)."""
+        most evaluations any piece made, every sample's residuals (joined along the last axis, the samples': a
+        group's are (signals, samples)), converged when every piece did, and per step the worst residual over the
+        pieces (a piece that stopped keeps its last value)."""
         if len(parts) == 1:
             return parts[0]
         longest = max(len(part.trace) for part in parts)
         trace = [max(part.trace[min(i, len(part.trace) - 1)] for part in parts if part.trace) for i in range(longest)]
         return cls(parts[0].solver, max(part.steps for part in parts),
-                   torch.cat([part.abs_residual for part in parts]), torch.cat([part.rel_residual for part in parts]),
+                   torch.cat([part.abs_residual for part in parts], dim=-1),
+                   torch.cat([part.rel_residual for part in parts], dim=-1),
                    all(part.converged for part in parts), trace)
 
     def summary(self) -> dict:

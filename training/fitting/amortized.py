@@ -70,7 +70,7 @@ class FixpointCache:
             parts = []
             with torch.no_grad(), model.one_estimate_per_step():
                 for start, stop in pieces:
-                    x = coords[start:stop]
+                    x = coords[..., start:stop, :]  # (points, d), or (signals, points, d) for a group's samples
                     z, stats = model.solve(model.prepare(x), model.zeros(x))
                     self.z[..., slice(start, stop) if index is None else index[start:stop], :] = z
                     parts.append(stats)

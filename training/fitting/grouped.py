@@ -39,20 +39,20 @@ from torch.func import functional_call, stack_module_state
 from inr_core.errors import UserError
 from models import count_parameters
 from models.fixpoint import SolverStats, solve
-from models.implicit import ImplicitINR, Prepared
+from models.implicit import ImplicitINR, Prepared, holding_estimates
 from training.fitting import step as step_module
 from training.fitting.amortized import FixpointCache
 from training.fitting.best import BestNetwork, kept_note
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.control import RUNAWAY_FACTOR, Interrupted
-from training.fitting.devices import loss_read_interval, render_chunk_size, synchronize
+from training.fitting.devices import cpu_piece_points, loss_read_interval, render_chunk_size, synchronize
 from training.fitting.evaluate import GroupGridProgress, psnr_with_half_precision_weights
 from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortized_cache, divergence_error,
                                   make_model, make_optimizer, solver_report)
 from training.fitting.precision import autocast, matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
 from training.fitting.signal import GridSignal, Signal, training_loss
-from training.fitting.step import compile_by_default, failure_reason
+from training.fitting.step import compile_by_default, failure_reason, held_estimates, piece_bounds
 from training.metrics import psnr_from_mse
 
 
@@ -81,9 +81,10 @@ class GroupStep:
     job, which vmapped pieces do not have."""
 
     def __init__(self, network, cache: FixpointCache | None, per_signal_loss, optimizer: torch.optim.Optimizer,
-                 config: FitConfig):
+                 config: FitConfig, piece_rows: int | None = None):
         self.network, self.cache, self.per_signal_loss = network, cache, per_signal_loss
         self.optimizer = optimizer
+        self.piece_rows = piece_rows
         self.precision, self.device = config.precision, torch.device(config.device)
         self.note: str | None = None
         self.compiled = None
@@ -98,12 +99,30 @@ class GroupStep:
 
     def _run(self, forward, points: torch.Tensor, target: torch.Tensor, batch) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)  # here, so an eager retry never adds to a failed try's gradients
-        with autocast(self.precision, self.device):
-            prediction = (forward(points) if self.cache is None else
-                          self.cache.predict(forward, points, batch)).float()
-        per_signal = self.per_signal_loss(prediction, target)
-        per_signal.sum().backward()
-        return per_signal
+        rows = points.shape[-2]
+        pieces = piece_bounds(rows, self.piece_rows)
+        if len(pieces) == 1:
+            with autocast(self.precision, self.device):
+                prediction = (forward(points) if self.cache is None else
+                              self.cache.predict(forward, points, batch)).float()
+            per_signal = self.per_signal_loss(prediction, target)
+            per_signal.sum().backward()
+            return per_signal
+        # In pieces along the points, as a fit alone runs on a CPU (training.fitting.step.TrainingStep): each
+        # piece's losses count by its share of the points; what the step shares is held through its pieces.
+        if self.cache is not None:
+            self.cache.ensure_solved(forward, points, batch, pieces)
+        total = target.new_zeros(target.shape[0])
+        with held_estimates(forward):
+            for start, stop in pieces:
+                piece = points[..., start:stop, :]
+                with autocast(self.precision, self.device):
+                    prediction = (forward(piece) if self.cache is None else
+                                  self.cache.predict_piece(forward, piece, batch, start, stop)).float()
+                share = self.per_signal_loss(prediction, target[:, start:stop]) * ((stop - start) / rows)
+                share.sum().backward()
+                total += share.detach()
+        return total
 
     def __call__(self, points: torch.Tensor, target: torch.Tensor, batch) -> torch.Tensor:
         """(G,) losses of one step, their gradients (and only theirs) in the stacked parameters' ``grad``."""
@@ -202,6 +221,13 @@ class StackedImplicit:
         self.head = stacked.vmapped("head", (0,))
         self._vmapped_layers = torch.vmap(
             lambda z, filters, weights, biases: template._layers(z, Prepared(filters, weights, biases)))
+        self._template = template
+        self._advance_estimates = stacked.vmapped("advance_estimates", ())
+
+    def one_estimate_per_step(self):
+        """As :meth:`models.implicit.ImplicitINR.one_estimate_per_step`, for every signal's network: the template's
+        norms' mode decides what the vmapped calls do."""
+        return holding_estimates(self._template, self._advance_estimates)
 
     def prepare(self, x: torch.Tensor) -> Prepared:
         return Prepared(*self._prepare(x))
@@ -310,7 +336,11 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
 
     per_signal_loss = torch.vmap(training_loss(signals[0]))  # (G, N, C) predictions and targets -> (G,) losses
     optimizer = make_optimizer(list(stacked.params.values()), config, device)
-    group_step = GroupStep(network, cache, per_signal_loss, optimizer, config)
+    # On a CPU, each step in pieces of about the points a fit alone runs in at once, shared among the signals:
+    # (G, N, hidden) activations of a whole step outgrow the caches and the memory the allocator recycles (two to
+    # three times slower per signal than fitting one at a time, measured at 64 and 128 px).
+    piece_rows = max(1, cpu_piece_points(config.hidden) // count) if device.type == "cpu" else None
+    group_step = GroupStep(network, cache, per_signal_loss, optimizer, config, piece_rows)
     losses = torch.zeros(config.steps, count, device=device)
     chunk = render_chunk_size(config.hidden, config.layers, device, config.solver_tensors())
     # Grids are measured along the run as a fit alone measures them (and the best network kept, per signal);
