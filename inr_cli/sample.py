@@ -9,6 +9,7 @@ allocated, so a damaged file or an impossible size ends in one line, not a trace
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,9 +107,58 @@ def check_render_memory(target: SampleTarget, channels: int, network_bytes: int,
                         f"ask for a smaller one ({flags})")
 
 
+def sample_names(checkpoints: list[Path]) -> list[str]:
+    """A name per checkpoint for its sample in a shared --out folder: its run folder's name (``runs/set/photo/
+    checkpoint.pt``: ``photo``), numbered from the second time a name comes up (``photo-2``), as `inr fit` names
+    the folders of inputs that share a name."""
+    seen: dict[str, int] = {}
+    names = []
+    for checkpoint in checkpoints:
+        name = checkpoint.absolute().parent.name or checkpoint.stem
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return names
+
+
+def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | None = None, device: str = "auto",
+                decoder: DecoderSampleOptions = DecoderSampleOptions(), on_written=print) -> int:
+    """`inr sample` over one checkpoint or several: the options are checked once, before any file is read; then
+    each checkpoint is sampled in turn, in this one process. With several, ``out`` is a folder that receives
+    each sample as NAME-SAMPLE (a decoder's draws in a folder NAME; :func:`sample_names`), or, without it, each
+    sample goes beside its checkpoint. A checkpoint that fails is reported on one stderr line and the others go
+    on. Returns the exit code: 1 if any failed. ``on_written`` receives each file written."""
+    request.validate()
+    decoder.validate()
+    check_device_name(device)
+    several = len(checkpoints) > 1
+    if several and out is not None:
+        check(out.is_dir() if out.exists() else not out.suffix, "out",
+              f"with several checkpoints must be a folder (each sample is written into it, named after its run "
+              f"folder), got {out}")
+    failed = 0
+    for checkpoint, name in zip(checkpoints, sample_names(checkpoints)):
+        try:
+            written = run_sample(checkpoint, request, out=out, device=device, decoder=decoder,
+                                 name_in_folder=name if several and out is not None else None)
+        except UserError as error:
+            if not several:
+                raise
+            failed += 1
+            print(f"inr: error: {error}", file=sys.stderr, flush=True)
+            continue
+        if written is not None:
+            on_written(written)
+    if failed:
+        print(f"inr: {failed} of {len(checkpoints)} checkpoints failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = None, device: str = "auto",
-               decoder: DecoderSampleOptions = DecoderSampleOptions()) -> Path | None:
-    """Validate the request once, then render the sample (or the decoder's draws). Returns the file written."""
+               decoder: DecoderSampleOptions = DecoderSampleOptions(), name_in_folder: str | None = None
+               ) -> Path | None:
+    """Validate the request, then render the sample (or the decoder's draws). Returns the file written.
+    ``name_in_folder``: ``out`` is a folder shared with other checkpoints' samples, this one's goes in as
+    NAME-SAMPLE (a decoder's draws: into its folder NAME)."""
     request.validate()
     decoder.validate()
     check_device_name(device)
@@ -122,6 +172,8 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
             raise UserError(f"{checkpoint}: {' '.join(stray)} does not apply to a decoder checkpoint "
                             "(it takes -n, --fid, --fid-model, --fid-count, --seed, --individual, --json)")
         from inr_cli.jiio.decoder_sample import sample_decoder
+        if name_in_folder is not None:
+            out = out / name_in_folder
         return sample_decoder(checkpoint, payload, out=out, device_name=device, count=decoder.count, fid=decoder.fid,
                               fid_model=decoder.fid_model, fid_count=decoder.fid_count, seed=decoder.seed,
                               as_json=decoder.as_json, individual=decoder.individual)
@@ -142,6 +194,8 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
     except KeyError as missing:
         raise UserError(f"{checkpoint}: checkpoint signal lacks {missing}, which a {modality.name} sample needs") \
             from None
+    if name_in_folder is not None:
+        out = out / f"{name_in_folder}-{target.default_name}"
     out = out or checkpoint.parent / target.default_name
     if out.suffix.lower() not in target.suffixes:
         raise UserError(f"{out}: {modality.name} samples are written as {' or '.join(target.suffixes)}; "

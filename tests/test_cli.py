@@ -6,6 +6,7 @@ They are about plumbing, so the networks are tiny and the step counts low.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -253,6 +254,40 @@ def test_sample_bad_sizes(run_a, tmp_path, capsys, extra):
     assert code != 0
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not target.exists()
+
+
+def test_sample_several_checkpoints_in_one_process_into_one_folder(run_a, run_b, tmp_path, capsys, monkeypatch):
+    _, a = run_a
+    _, b = run_b
+    (tmp_path / "again" / "runA").mkdir(parents=True)
+    shutil.copy(a / "checkpoint.pt", tmp_path / "again" / "runA" / "checkpoint.pt")
+    checkpoints = [a / "checkpoint.pt", b / "astro" / "checkpoint.pt", tmp_path / "again" / "runA" / "checkpoint.pt"]
+    out = tmp_path / "big"
+    code, stdout, err = call_main(["sample", *checkpoints, "--scale", "2", "--out", out, "--device", "cpu"], capsys)
+    assert code == 0, err
+    # Each named after its run folder, the second runA numbered as `inr fit` numbers inputs that share a name.
+    written = [out / "runA-sample-80x96.png", out / "astro-sample-64x48.png", out / "runA-2-sample-80x96.png"]
+    assert stdout.split() == [str(path) for path in written] and sorted(out.iterdir()) == sorted(written)
+    assert Image.open(written[1]).size == (64, 48) and Image.open(written[1]).mode == "RGB"
+    assert np.array_equal(np.asarray(Image.open(written[0])), np.asarray(Image.open(written[2])))
+    alone = tmp_path / "alone.png"
+    assert call_main(["sample", checkpoints[0], "--scale", "2", "--out", alone, "--device", "cpu"], capsys)[0] == 0
+    assert np.array_equal(np.asarray(Image.open(alone)), np.asarray(Image.open(written[0])))
+
+    # Paths from stdin; one missing: reported on its own line, the others sampled (beside their checkpoints, with
+    # no --out), exit code 1.
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{checkpoints[2]}\n{tmp_path / 'nope.pt'}\n{b / 'gray' / 'checkpoint.pt'}\n"))
+    code, stdout, err = call_main(["sample", "-", "--device", "cpu"], capsys)
+    assert code == 1
+    assert err.splitlines() == [f"inr: error: {tmp_path / 'nope.pt'}: no such file", "inr: 1 of 3 checkpoints failed"]
+    assert stdout.split() == [str(tmp_path / "again" / "runA" / "sample-40x48.png"),
+                              str(b / "gray" / "sample-32x32.png")]
+
+    # --out naming one file for several samples: refused before anything is read or written.
+    code, stdout, err = call_main(["sample", *checkpoints[:2], "--out", tmp_path / "one.png", "--device", "cpu"],
+                                  capsys)
+    assert code == 2 and err.startswith("inr: error: --out with several checkpoints must be a folder")
+    assert not (tmp_path / "one.png").exists() and stdout == ""
 
 
 # --------------------------------------------------------------------------------------------- run B: --json

@@ -18,12 +18,14 @@ SAMPLE_EXAMPLES = """
   inr sample runs/bunny/checkpoint.pt --resolution 256 --out bunny.obj
   inr sample runs/jiio/decoder.pt -n 64 --fid real_images/   [dim]# decoder: a grid of draws, and FID[/dim]
   inr sample runs/jiio/decoder.pt -n 500 --out draws/ --individual   [dim]# grid, report and 500 PNGs[/dim]
+  inr sample runs/set/*/checkpoint.pt --scale 2 --out big/   [dim]# every fit of a set, in one process[/dim]
 """
 
 
 def sample(
-    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt written by `inr fit`, or decoder.pt written "
-                                                "by `inr jiio-invert`.", show_default=False)],
+    checkpoints: Annotated[list[Path], typer.Argument(
+        help="checkpoint.pt written by `inr fit`, or decoder.pt written by `inr jiio-invert`; "
+        "several, or - to read their paths from stdin, are sampled in turn in one process.", show_default=False)],
     scale: Annotated[Optional[float], typer.Option(help="Multiple of the fitted size.", show_default=False)] = None,
     width: Annotated[Optional[int], typer.Option(help="Output width (alone: keeps the aspect ratio).",
                                                  show_default=False)] = None,
@@ -51,7 +53,9 @@ def sample(
                                              "it is a folder, else in a folder named after the grid).")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Output file (PNG, WAV, MP4/MKV, PLY/OBJ/GLB); for a "
                                                 "decoder, a .png grid or a folder. Default: sample-... beside the "
-                                                "checkpoint (a decoder: samples-COUNT.png).",
+                                                "checkpoint (a decoder: samples-COUNT.png). With several "
+                                                "checkpoints, a folder: each sample goes in as RUN-sample-... "
+                                                "(RUN: its checkpoint's folder; a decoder's draws into RUN/).",
                                       show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Decoder: print the sample report as JSON.")] = False,
@@ -60,13 +64,16 @@ def sample(
     duration, video at any resolution or frame rate, a 3D shape as a mesh at any grid resolution. From a
     JIIO-trained decoder: draw latents from the Gaussian mixture fitted to its training latents, decode them into
     a grid, and with --fid report FID against real images."""
+    from inr_cli.files import expand_inputs
     from inr_cli.modalities.base import SampleRequest  # with torch: loaded once a sample is asked for
-    from inr_cli.sample import DecoderSampleOptions, run_sample
+    from inr_cli.sample import DecoderSampleOptions, run_samples
 
     request = SampleRequest(scale=scale, width=width, height=height, rate=rate, duration=duration, fps=fps,
                             resolution=resolution)
     decoder = DecoderSampleOptions(count=count, fid=fid, fid_model=fid_model, fid_count=fid_count, seed=seed,
                                    as_json=as_json, individual=individual)
-    written = run_sample(checkpoint, request, out=out, device=device, decoder=decoder)
-    if written is not None:
-        print(written)
+    paths = [Path(path) for path in expand_inputs([str(path) for path in checkpoints], default=None)]
+    code = run_samples(paths, request, out=out, device=device, decoder=decoder,
+                       on_written=lambda written: print(written, flush=True))
+    if code:
+        raise typer.Exit(code)
