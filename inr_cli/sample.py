@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from inr_cli.files import prepare_output_dir
+from inr_cli.files import expand_inputs, prepare_output_dir
 from inr_cli.modalities.base import (FitCommandConfig, FittedNetwork, Modality, SampleRequest, SampleTarget,
                                      get_modality, modality_names)
 from inr_core.errors import InvalidSetting, UserError, check
@@ -29,6 +29,7 @@ SAMPLE_FLAGS = {"scale": "--scale", "width": "--width", "height": "--height", "r
 # [0, 1] copy, and the float64 temporaries of rounding to the file's integers.
 HOST_BYTES_PER_VALUE = 24
 MAX_DECODER_SAMPLES = 100_000
+CHECKPOINT_NAMES = ("checkpoint.pt", "decoder.pt")  # what `inr fit` and `inr jiio-invert` write into a run folder
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,31 @@ class DecoderSampleOptions:
         return [flag for name, flag in flags.items() if getattr(self, name) not in (None, False, 0)]
 
 
+def checkpoints_in(paths: list[str]) -> list[Path]:
+    """The checkpoints ``inr sample PATH...`` names: files as given (``-``: paths on stdin); a run folder stands for
+    its checkpoint (:data:`CHECKPOINT_NAMES`), and a folder of runs (``inr fit``'s --out over several inputs) for
+    theirs, in name order. A folder with none stays as it is, to fail on its own turn."""
+    found: list[Path] = []
+    for path in map(Path, expand_inputs(paths, default=None)):
+        if not path.is_dir():
+            found.append(path)
+            continue
+        own = [path / name for name in CHECKPOINT_NAMES if (path / name).is_file()]
+        try:
+            inside = [] if own else sorted(run / name for run in path.iterdir() if run.is_dir()
+                                           for name in CHECKPOINT_NAMES if (run / name).is_file())
+        except OSError as error:  # a folder we may not list
+            raise UserError(f"{path}: unreadable folder ({error.strerror or error})") from None
+        found += own or inside or [path]
+    return found
+
+
 def read_checkpoint(path: Path) -> dict:
     if not path.exists():
         raise UserError(f"{path}: no such file")
     if path.is_dir():
-        raise UserError(f"{path}: is a directory; pass the checkpoint file (e.g. {path / 'checkpoint.pt'})")
+        raise UserError(f"{path}: a folder with no {' or '.join(CHECKPOINT_NAMES)} in it or in its subfolders; "
+                        "pass a checkpoint file or a run folder")
     try:
         data = path.read_bytes()
     except OSError as error:

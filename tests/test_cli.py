@@ -283,6 +283,12 @@ def test_sample_several_checkpoints_in_one_process_into_one_folder(run_a, run_b,
     assert stdout.split() == [str(tmp_path / "again" / "runA" / "sample-40x48.png"),
                               str(b / "gray" / "sample-32x32.png")]
 
+    # A folder of runs stands for its runs' checkpoints, in name order; a run folder for its own checkpoint.
+    code, stdout, err = call_main(["sample", b, a, "--out", tmp_path / "folders", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert stdout.split() == [str(tmp_path / "folders" / name) for name in
+                              ("astro-sample-32x24.png", "gray-sample-32x32.png", "runA-sample-40x48.png")]
+
     # --out naming one file for several samples: refused before anything is read or written.
     code, stdout, err = call_main(["sample", *checkpoints[:2], "--out", tmp_path / "one.png", "--device", "cpu"],
                                   capsys)

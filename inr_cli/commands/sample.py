@@ -18,14 +18,15 @@ SAMPLE_EXAMPLES = """
   inr sample runs/bunny/checkpoint.pt --resolution 256 --out bunny.obj
   inr sample runs/jiio/decoder.pt -n 64 --fid real_images/   [dim]# decoder: a grid of draws, and FID[/dim]
   inr sample runs/jiio/decoder.pt -n 500 --out draws/ --individual   [dim]# grid, report and 500 PNGs[/dim]
-  inr sample runs/set/*/checkpoint.pt --scale 2 --out big/   [dim]# every fit of a set, in one process[/dim]
+  inr sample runs/set --scale 2 --out big/   [dim]# every fit of a set (its runs' checkpoints), in one process[/dim]
 """
 
 
 def sample(
     checkpoints: Annotated[list[Path], typer.Argument(
-        help="checkpoint.pt written by `inr fit`, or decoder.pt written by `inr jiio-invert`; "
-        "several, or - to read their paths from stdin, are sampled in turn in one process.", show_default=False)],
+        help="checkpoint.pt written by `inr fit`, or decoder.pt written by `inr jiio-invert`, or the run folder "
+        "holding it, or a folder of runs (`inr fit`'s --out over several inputs); several, or - to read their paths "
+        "from stdin, are sampled in turn in one process.", show_default=False)],
     scale: Annotated[Optional[float], typer.Option(help="Multiple of the fitted size.", show_default=False)] = None,
     width: Annotated[Optional[int], typer.Option(help="Output width (alone: keeps the aspect ratio).",
                                                  show_default=False)] = None,
@@ -64,16 +65,14 @@ def sample(
     duration, video at any resolution or frame rate, a 3D shape as a mesh at any grid resolution. From a
     JIIO-trained decoder: draw latents from the Gaussian mixture fitted to its training latents, decode them into
     a grid, and with --fid report FID against real images."""
-    from inr_cli.files import expand_inputs
     from inr_cli.modalities.base import SampleRequest  # with torch: loaded once a sample is asked for
-    from inr_cli.sample import DecoderSampleOptions, run_samples
+    from inr_cli.sample import DecoderSampleOptions, checkpoints_in, run_samples
 
     request = SampleRequest(scale=scale, width=width, height=height, rate=rate, duration=duration, fps=fps,
                             resolution=resolution)
     decoder = DecoderSampleOptions(count=count, fid=fid, fid_model=fid_model, fid_count=fid_count, seed=seed,
                                    as_json=as_json, individual=individual)
-    paths = [Path(path) for path in expand_inputs([str(path) for path in checkpoints], default=None)]
-    code = run_samples(paths, request, out=out, device=device, decoder=decoder,
+    code = run_samples(checkpoints_in([str(path) for path in checkpoints]), request, out=out, device=device, decoder=decoder,
                        on_written=lambda written: print(written, flush=True))
     if code:
         raise typer.Exit(code)
