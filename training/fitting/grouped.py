@@ -78,7 +78,11 @@ class GroupStep:
     makes this step and every later one eager, with :attr:`note` saying why (nothing is updated before the
     backward has succeeded, so the eager retry starts clean); later groups of the same model in this process then
     start eager. Implicit groups run eagerly: their solver loop and hooks are the single fit's compiled pieces'
-    job, which vmapped pieces do not have."""
+    job, which vmapped pieces do not have.
+
+    ``piece_rows``: run each step in pieces of this many points per signal (on a CPU), as
+    :class:`training.fitting.step.TrainingStep` runs a fit alone: the same update for every signal (tested in
+    tests/test_step_pieces.py). None: every signal's whole batch at once."""
 
     def __init__(self, network, cache: FixpointCache | None, per_signal_loss, optimizer: torch.optim.Optimizer,
                  config: FitConfig, piece_rows: int | None = None):
