@@ -5,9 +5,26 @@ Everything here is sized for a two-core CPU: images are tens of pixels, networks
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def subprocess_temporary_folder(tmp_path_factory):
+    """The tests' subprocesses keep their temporary files under pytest's own temporary folder, which pytest
+    prunes: torchrun leaves a log folder per launch, and Chromium an empty profile folder, which in /tmp would
+    pile up with every run of the suite. (This process's own temporary folder was fixed when pytest started.)"""
+    folder = tmp_path_factory.mktemp("subprocess-tmp")
+    previous = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = previous
 
 
 @pytest.fixture(scope="session")
