@@ -68,7 +68,14 @@ def coordinate_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     x, weight = x.to(dtype), weight.to(dtype)
     bias = None if bias is None else bias.to(dtype)
     device_type = x.device.type
-    if weight.shape[-1] > MAX_COORDINATE_DIMS or not reduced_precision_active(device_type):
+    # Stacked networks (a group fit) on a CPU take the multiply-adds too: MKL's threads split a batched product
+    # this thin (2 or 3 terms per output) differently from one process to the next, and a group's first layer
+    # then came out different in its last bits in one process in five to ten (3 signals of 576 points, 2 threads;
+    # a contiguous copy of the points did not help), so a group fit started again did not end as it had. The
+    # multiply-adds give every output the same operations; they cost a tiny group (SIREN 3x64, 32 signals of
+    # 1,024 points) about 14% of its training time.
+    stacked_on_cpu = weight.dim() == 3 and device_type == "cpu"
+    if weight.shape[-1] > MAX_COORDINATE_DIMS or not (reduced_precision_active(device_type) or stacked_on_cpu):
         with torch.autocast(device_type, enabled=False):
             return affine(x, weight, bias)
     if weight.dim() == 3:  # stacked: (G, 1, out) rows against (G or 1, N, 1) coordinates

@@ -232,3 +232,23 @@ def test_models_map_coordinates_to_channels(name):
     out = model(torch.rand(11, 2) * 2 - 1)
     assert out.shape == (11, 4)
     assert torch.isfinite(out).all()
+
+
+def test_stacked_coordinate_products_on_a_cpu_take_the_multiply_adds():
+    """A group's coordinate products (SIREN's first layer, MFN filters, Gabor distances) on a CPU: MKL's threads
+    split the batched product of 2-3 terms per output differently from one process to the next (a group fit
+    started again did not end bit for bit as it had), so these take the multiply-adds, the same operations in
+    every process; the values are the product's."""
+    from helpers import CallCounter
+
+    from models.base import coordinate_linear
+
+    torch.manual_seed(0)
+    x, weight, bias = torch.rand(576, 2) * 2 - 1, torch.rand(3, 24, 2) * 30, torch.rand(3, 24)
+    for operator in (torch.ops.aten.baddbmm.default, torch.ops.aten.bmm.default):
+        with CallCounter(operator) as counter:
+            out = coordinate_linear(x, weight, bias)
+        assert counter.calls == 0
+    torch.testing.assert_close(out, torch.stack([x @ weight[i].T + bias[i] for i in range(3)]))
+    single = coordinate_linear(x, weight[0], bias[0])  # a fit alone keeps the ordinary product
+    torch.testing.assert_close(single, out[0])
