@@ -97,6 +97,17 @@ def prepare_output_dir(path: Path) -> Path:
     return path
 
 
+def numbered(names: list[str]) -> list[str]:
+    """``names`` made unique in order: a name's second and later uses numbered ``NAME-2``, ``NAME-3``, ... (how
+    `inr fit` names the folders of inputs that share a stem, and `inr sample` the samples of runs that share one)."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return unique
+
+
 def expand_inputs(paths: list[str], default: str | None, folder_suffixes: tuple[str, ...] = ()) -> list[str]:
     """``-`` stands for one path per line on stdin; no paths at all means the modality's default input. With
     ``folder_suffixes``, a folder (named here or on stdin) stands for its files of those types, in name order; a

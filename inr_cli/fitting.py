@@ -21,7 +21,7 @@ from inr_cli.cluster import Cluster
 from inr_cli.interrupts import StopRequest
 from inr_cli.errors import phrase
 from inr_cli.fit_options import OutputOptions
-from inr_cli.files import (expand_inputs, missing_ancestors, prepare_output_dir, refuse_empty_folder,
+from inr_cli.files import (expand_inputs, missing_ancestors, numbered, prepare_output_dir, refuse_empty_folder,
                            remove_if_empty)
 from inr_cli.fit_groups import WaitingGroups
 from inr_cli.fit_outputs import TrainedRun, input_stem, write_run
@@ -58,13 +58,7 @@ def output_dirs(sources: list[str], root: Path) -> list[Path]:
     """One folder for one input (the root); with several inputs, one sub-folder each (names made unique)."""
     if len(sources) == 1:
         return [root]
-    seen: dict[str, int] = {}
-    dirs = []
-    for source in sources:
-        stem = input_stem(source)
-        seen[stem] = seen.get(stem, 0) + 1
-        dirs.append(root / (stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"))
-    return dirs
+    return [root / name for name in numbered([input_stem(source) for source in sources])]
 
 
 class GroupDivergence(UserError):

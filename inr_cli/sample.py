@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from inr_cli.files import expand_inputs, prepare_output_dir
+from inr_cli.files import expand_inputs, numbered, prepare_output_dir
 from inr_cli.modalities.base import (FitCommandConfig, FittedNetwork, Modality, SampleRequest, SampleTarget,
                                      get_modality, modality_names)
 from inr_core.errors import InvalidSetting, UserError, check
@@ -132,13 +132,7 @@ def sample_names(checkpoints: list[Path]) -> list[str]:
     """A name per checkpoint for its sample in a shared --out folder: its run folder's name (``runs/set/photo/
     checkpoint.pt``: ``photo``), numbered from the second time a name comes up (``photo-2``), as `inr fit` names
     the folders of inputs that share a name."""
-    seen: dict[str, int] = {}
-    names = []
-    for checkpoint in checkpoints:
-        name = checkpoint.absolute().parent.name or checkpoint.stem
-        seen[name] = seen.get(name, 0) + 1
-        names.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
-    return names
+    return numbered([checkpoint.absolute().parent.name or checkpoint.stem for checkpoint in checkpoints])
 
 
 def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | None = None, device: str = "auto",

@@ -276,7 +276,8 @@ def test_sample_several_checkpoints_in_one_process_into_one_folder(run_a, run_b,
 
     # Paths from stdin; one missing: reported on its own line, the others sampled (beside their checkpoints, with
     # no --out), exit code 1.
-    monkeypatch.setattr("sys.stdin", io.StringIO(f"{checkpoints[2]}\n{tmp_path / 'nope.pt'}\n{b / 'gray' / 'checkpoint.pt'}\n"))
+    stdin = f"{checkpoints[2]}\n{tmp_path / 'nope.pt'}\n{b / 'gray' / 'checkpoint.pt'}\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
     code, stdout, err = call_main(["sample", "-", "--device", "cpu"], capsys)
     assert code == 1
     assert err.splitlines() == [f"inr: error: {tmp_path / 'nope.pt'}: no such file", "inr: 1 of 3 checkpoints failed"]

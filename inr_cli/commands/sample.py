@@ -72,7 +72,7 @@ def sample(
                             resolution=resolution)
     decoder = DecoderSampleOptions(count=count, fid=fid, fid_model=fid_model, fid_count=fid_count, seed=seed,
                                    as_json=as_json, individual=individual)
-    code = run_samples(checkpoints_in([str(path) for path in checkpoints]), request, out=out, device=device, decoder=decoder,
-                       on_written=lambda written: print(written, flush=True))
+    code = run_samples(checkpoints_in([str(path) for path in checkpoints]), request, out=out, device=device,
+                       decoder=decoder, on_written=lambda written: print(written, flush=True))
     if code:
         raise typer.Exit(code)
