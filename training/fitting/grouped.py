@@ -52,7 +52,7 @@ from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortize
 from training.fitting.precision import autocast, matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
 from training.fitting.signal import GridSignal, Signal, training_loss
-from training.fitting.step import compile_by_default, failure_reason, held_estimates, piece_bounds
+from training.fitting.step import compile_by_default, failure_reason, piece_bounds
 from training.metrics import psnr_from_mse
 
 
@@ -103,8 +103,7 @@ class GroupStep:
 
     def _run(self, forward, points: torch.Tensor, target: torch.Tensor, batch) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)  # here, so an eager retry never adds to a failed try's gradients
-        rows = points.shape[-2]
-        pieces = piece_bounds(rows, self.piece_rows)
+        pieces = piece_bounds(points.shape[-2], self.piece_rows)
         if len(pieces) == 1:
             with autocast(self.precision, self.device):
                 prediction = (forward(points) if self.cache is None else
@@ -112,21 +111,9 @@ class GroupStep:
             per_signal = self.per_signal_loss(prediction, target)
             per_signal.sum().backward()
             return per_signal
-        # In pieces along the points, as a fit alone runs on a CPU (training.fitting.step.TrainingStep): each
-        # piece's losses count by its share of the points; what the step shares is held through its pieces.
-        if self.cache is not None:
-            self.cache.ensure_solved(forward, points, batch, pieces)
-        total = target.new_zeros(target.shape[0])
-        with held_estimates(forward):
-            for start, stop in pieces:
-                piece = points[..., start:stop, :]
-                with autocast(self.precision, self.device):
-                    prediction = (forward(piece) if self.cache is None else
-                                  self.cache.predict_piece(forward, piece, batch, start, stop)).float()
-                share = self.per_signal_loss(prediction, target[:, start:stop]) * ((stop - start) / rows)
-                share.sum().backward()
-                total += share.detach()
-        return total
+        # In pieces along the points, as a fit alone runs on a CPU.
+        return step_module.backward_in_pieces(forward, self.cache, points, target, batch, pieces,
+                                              self.per_signal_loss, self.precision, self.device)
 
     def __call__(self, points: torch.Tensor, target: torch.Tensor, batch) -> torch.Tensor:
         """(G,) losses of one step, their gradients (and only theirs) in the stacked parameters' ``grad``."""

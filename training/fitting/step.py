@@ -180,19 +180,8 @@ class TrainingStep:
             loss.backward()
             return loss
         self.optimizer.zero_grad(set_to_none=True)
-        if self.cache is not None:
-            self.cache.ensure_solved(model, coords, batch, pieces)
-        total = torch.zeros((), device=coords.device)
-        with held_estimates(model):
-            for start, stop in pieces:
-                piece = coords[start:stop]
-                with autocast(self.precision, self.device):
-                    prediction = model(piece) if self.cache is None else \
-                        self.cache.predict_piece(model, piece, batch, start, stop)
-                    share = self.loss_of(prediction.float(), target[start:stop]) * ((stop - start) / len(coords))
-                share.backward()
-                total += share.detach()
-        return total
+        return backward_in_pieces(model, self.cache, coords, target, batch, pieces, self.loss_of, self.precision,
+                                  self.device)
 
     def __call__(self, coords: torch.Tensor, target: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
         """One step on ``coords``/``target`` (rows ``batch`` of the training set; None = all). Returns the loss."""
@@ -227,6 +216,29 @@ class TrainingStep:
         synchronize(self.device)
         self.compile_seconds = time.perf_counter() - start
         return loss
+
+
+def backward_in_pieces(model, cache: FixpointCache | None, coords: torch.Tensor, target: torch.Tensor,
+                       batch: torch.Tensor | None, pieces: list[tuple[int, int]], loss_of, precision: str,
+                       device: torch.device) -> torch.Tensor:
+    """Forward and backward over the ``pieces`` of a batch, accumulating the gradients (a fit alone's step in
+    pieces, and a group's: points run along the second-to-last axis of ``coords`` and ``target``). Each piece's
+    loss counts by its share of the points; an amortized cache first solves the batch's first-seen points piece by
+    piece, and the spectral-norm estimates advance once and hold through the pieces. Returns the batch's loss
+    (``loss_of``'s shape: a scalar, or one per signal of a group)."""
+    rows = coords.shape[-2]
+    if cache is not None:
+        cache.ensure_solved(model, coords, batch, pieces)
+    total = None
+    with held_estimates(model):
+        for start, stop in pieces:
+            piece = coords[..., start:stop, :]
+            with autocast(precision, device):
+                prediction = model(piece) if cache is None else cache.predict_piece(model, piece, batch, start, stop)
+                share = loss_of(prediction.float(), target[..., start:stop, :]) * ((stop - start) / rows)
+            share.sum().backward()
+            total = share.detach() if total is None else total + share.detach()
+    return total
 
 
 def held_estimates(model: nn.Module):
