@@ -7,6 +7,8 @@ never as state left on a module.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -40,9 +42,56 @@ def affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         return nn.functional.linear(x, weight, bias)
     if x.dim() == 2:
         x = x.expand(weight.shape[0], *x.shape)
+    blocks = row_blocks_per_signal(x)
+    if blocks > 1:
+        return _affine_in_row_blocks(x, weight, bias, blocks)
     if bias is None:
         return torch.bmm(x, weight.transpose(-1, -2))
     return torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(-1, -2))
+
+
+# Blocks of fewer rows cost about as much in their own products' overhead as the balance gains (measured on 2 cores,
+# forward and backward of 3 signals cut in two, medians of 25 alternating runs: blocks of 1,365 rows at width 256
+# 19% faster, of 512 rows at width 64 5% faster, of 170 rows at width 256 6% faster, of 100 rows 6% slower).
+MIN_BLOCK_ROWS = 512
+# The share of the threads' time a cut must keep busy: 3 signals on 2 threads keep 75% (3 of 4 thread-turns), cut
+# in two 100%; 17 on 16 threads keep 53%, cut in six 91%.
+BALANCED_SHARE = 0.9
+
+
+def row_blocks_per_signal(x: torch.Tensor) -> int:
+    """Into how many blocks of rows each signal's product is cut so that a CPU's threads share them evenly.
+
+    A batched product on a CPU hands whole signals to threads: 3 signals on 2 threads leave one thread idle for a
+    third of the time: a group of 3 photos at 128 px (SIREN 3x256) trained 1.15x slower than the same 3 fits one
+    at a time on 2 cores. Cut into ``b`` blocks, ``G * b`` products divide among the threads (that group: 20.6 s
+    uncut, 15.8 s cut in two, for 30 steps). Every output row is still one row of its own signal's product, so
+    the results are the uncut product's but for the order of the sums in the weight's gradient."""
+    if x.device.type != "cpu" or x.dim() != 3:
+        return 1
+    threads, (signals, rows) = torch.get_num_threads(), x.shape[:2]
+    for blocks in range(1, threads + 1):
+        if rows % blocks or rows // blocks < MIN_BLOCK_ROWS:
+            continue
+        products = signals * blocks
+        if products / (threads * math.ceil(products / threads)) >= BALANCED_SHARE:
+            return blocks
+    return 1
+
+
+def _affine_in_row_blocks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                          blocks: int) -> torch.Tensor:
+    signals, rows, width = x.shape
+    out_features = weight.shape[-2]
+    x = x.reshape(signals * blocks, rows // blocks, width)
+    weight = weight.unsqueeze(1).expand(signals, blocks, *weight.shape[-2:]).reshape(signals * blocks, out_features,
+                                                                                    width)
+    if bias is None:
+        out = torch.bmm(x, weight.transpose(-1, -2))
+    else:
+        bias = bias.unsqueeze(1).expand(signals, blocks, out_features).reshape(signals * blocks, 1, out_features)
+        out = torch.baddbmm(bias, x, weight.transpose(-1, -2))
+    return out.reshape(signals, rows, out_features)
 
 
 def reduced_precision_active(device_type: str) -> bool:

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from models.base import CoordinateNetwork, OutputLinear
+from models.base import CoordinateNetwork, OutputLinear, affine
 from models.fixpoint import SolverSettings, SolverStats, attach_backward, solve
 from models.fixpoint.spectral import ShrinkSpectralNorm
 from models.mfn import FourierFilter, filter_bank, hidden_linears
@@ -116,9 +115,9 @@ class ImplicitINR(CoordinateNetwork):
         """f after its input injection: ``L_n(... L_1(z))`` with z already holding ``z + g_0(x)``."""
         for weight, bias, g in zip(prepared.weights, prepared.biases, prepared.filters[1:]):
             if self.kind == "siren":
-                z = torch.sin(F.linear(z, weight, bias) + g)
+                z = torch.sin(affine(z, weight, bias) + g)
             else:
-                z = g * F.linear(z, weight, bias)
+                z = g * affine(z, weight, bias)
         return z
 
     def zeros(self, x: torch.Tensor) -> torch.Tensor:

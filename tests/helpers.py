@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -42,13 +43,15 @@ def psnr_np(prediction: np.ndarray, target: np.ndarray) -> float:
 
 class CallCounter(TorchDispatchMode):
     """``with CallCounter(torch.ops.aten.X.default) as counter:`` counts the calls of that operator inside
-    (``counter.calls``), however deep: autograd's backward and library code included."""
+    (``counter.calls``), however deep: autograd's backward and library code included; ``counter.shapes`` holds
+    each call's tensor arguments' shapes."""
 
     def __init__(self, operator):
         super().__init__()
-        self.operator, self.calls = operator, 0
+        self.operator, self.calls, self.shapes = operator, 0, []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is self.operator:
             self.calls += 1
+            self.shapes.append(tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in args))
         return func(*args, **(kwargs or {}))

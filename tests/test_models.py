@@ -252,3 +252,52 @@ def test_stacked_coordinate_products_on_a_cpu_take_the_multiply_adds():
     torch.testing.assert_close(out, torch.stack([x @ weight[i].T + bias[i] for i in range(3)]))
     single = coordinate_linear(x, weight[0], bias[0])  # a fit alone keeps the ordinary product
     torch.testing.assert_close(single, out[0])
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_stacked_products_for_an_odd_group_are_cut_into_row_blocks_the_threads_share(two_threads):
+    """3 signals on 2 threads: a batched product hands whole signals to threads, so each signal's rows are cut
+    in two (6 products); an even group, and blocks under MIN_BLOCK_ROWS, stay whole."""
+    from models.base import MIN_BLOCK_ROWS, row_blocks_per_signal
+
+    assert row_blocks_per_signal(torch.empty(3, 2 * MIN_BLOCK_ROWS, 8)) == 2
+    assert row_blocks_per_signal(torch.empty(4, 2 * MIN_BLOCK_ROWS, 8)) == 1
+    assert row_blocks_per_signal(torch.empty(3, 2 * MIN_BLOCK_ROWS - 2, 8)) == 1  # blocks too small
+    assert row_blocks_per_signal(torch.empty(3, 2 * MIN_BLOCK_ROWS + 1, 8)) == 1  # rows do not divide
+    torch.set_num_threads(1)
+    assert row_blocks_per_signal(torch.empty(3, 2 * MIN_BLOCK_ROWS, 8)) == 1
+
+
+def test_a_stacked_product_cut_into_row_blocks_is_each_signals_own_product_to_second_derivatives(two_threads):
+    """The cut changes how the work is shared, not what is computed: values, first derivatives (training) and
+    second derivatives (a shape fit's gradient penalty differentiates a gradient) equal each signal's own
+    product's, in float64."""
+    from helpers import CallCounter
+
+    from models.base import MIN_BLOCK_ROWS, affine
+
+    torch.manual_seed(0)
+    signals, rows, width = 3, 2 * MIN_BLOCK_ROWS, 5
+    x = torch.randn(signals, rows, width, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(signals, 4, width, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(signals, 4, dtype=torch.float64, requires_grad=True)
+
+    def derivatives(forward):
+        out = forward()
+        grads = torch.autograd.grad(torch.sin(out).sum(), (x, weight, bias), create_graph=True)
+        second = torch.autograd.grad(grads[0].square().sum(), (x, weight))
+        return out, *grads, *second
+
+    with CallCounter(torch.ops.aten.baddbmm.default) as counter:
+        cut = derivatives(lambda: affine(x, weight, bias))
+    assert counter.shapes[0][1] == (2 * signals, rows // 2, width)  # six products of half the rows
+    own = derivatives(lambda: torch.stack([nn.functional.linear(x[i], weight[i], bias[i]) for i in range(signals)]))
+    for ours, theirs in zip(cut, own, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)

@@ -210,8 +210,6 @@ class StackedImplicit:
         self.hidden, self.settings, self.count = template.hidden, template.settings, stacked.count
         self._prepare = stacked.vmapped("prepare", (coords_dim,))
         self.head = stacked.vmapped("head", (0,))
-        self._vmapped_layers = torch.vmap(
-            lambda z, filters, weights, biases: template._layers(z, Prepared(filters, weights, biases)))
         self._template = template
         self._advance_estimates = stacked.vmapped("advance_estimates", ())
 
@@ -224,7 +222,10 @@ class StackedImplicit:
         return Prepared(*self._prepare(x))
 
     def _layers(self, z: torch.Tensor, prepared: Prepared) -> torch.Tensor:
-        return self._vmapped_layers(z, prepared.filters, prepared.weights, prepared.biases)
+        # Called as it is, not vmapped: the prepared weights are stacked, and the template's layers take stacked
+        # weights (models.base.affine: one baddbmm per layer, the bias inside it, the rows shared out evenly among
+        # a CPU's threads).
+        return self._template._layers(z, prepared)
 
     def zeros(self, x: torch.Tensor) -> torch.Tensor:
         return x.new_zeros(self.count, x.shape[-2], self.hidden)
