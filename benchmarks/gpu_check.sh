@@ -6,7 +6,8 @@
 #   3. eight scikit-image photos at 128 px, 300 steps each, in one process through stdin, whole wall;
 #   4. Gabor-iMFN 1L-256D in fp32 at seeds 1 and 2 (seed 0 is the benchmark's fp32 eager row): the spread that
 #      the implicit-layer paper's single-seed 29.85 dB @2000 should be read against;
-#   5. benchmarks/recipe_sweep.py: SIREN 3x256 at 512 px for three learning rates (time to 30 dB, PSNR @2000).
+#   5. benchmarks/recipe_sweep.py: SIREN 3x256 at 512 px, two learning rates, constant and cosine (time to 30 dB,
+#      PSNR @2000).
 # Results go to $OUT (the device tool's output folder) or ./gpu-out.
 #
 # The GPU image lacks pypng, which `inr_cli.media.images` imports; carry it as a wheel, from the repo root here:
@@ -49,6 +50,7 @@ printf 'skimage:%s\n' astronaut camera coffee chelsea rocket coins moon page > "
 wall sh -c "python3 -m inr_cli fit image - --resize 128 --steps 300 --json --quiet --out $RUNS/batch < $RUNS/photos.txt"
 wall sh -c "for seed in 1 2; do python3 -m inr_cli fit image --model gabor-imfn --layers 1 --steps 2000 --precision fp32 \
   --no-compile --seed \$seed --json --quiet --out $RUNS/gabor-seed\$seed; done"
-python3 benchmarks/recipe_sweep.py --size 512 --steps 2000 --device cuda --lrs 1e-4,2e-4,5e-4 2>&1 \
+python3 benchmarks/recipe_sweep.py --size 512 --steps 2000 --device cuda --lrs 1e-4,5e-4 \
+  --schedules constant,cosine 2>&1 \
   | tee "$OUT/recipe_sweep.txt"
 cp "$RUNS/camera/report.json" "$OUT/camera_report.json" 2>/dev/null

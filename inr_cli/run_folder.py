@@ -173,8 +173,8 @@ def _holds_files(folder: Path, skip: set[str]) -> bool:
 RUN_ONLY_SETTINGS = frozenset({"device", "compile"})
 # Settings added after runs were first recorded, with the value every run recorded before them had (as dotted
 # names in a command's config): a report or saved state without one ran that way. Before --keep, every fit kept
-# its last network.
-BEFORE_THE_SETTING = {"fit.keep": "last"}
+# its last network; before --lr-schedule, every fit ran at a constant rate.
+BEFORE_THE_SETTING = {"fit.keep": "last", "fit.lr_schedule": "constant"}
 
 
 def finished_report(folder: Path, source: str, config: dict) -> dict | None:

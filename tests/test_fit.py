@@ -28,9 +28,9 @@ from training.fitting.signal import image_signal
 CPU = "cpu"
 
 
-def fit_image(signal, config):
+def fit_image(signal, config, on_progress=None):
     """A fit with the image modality's recipe, as `inr fit image` runs it."""
-    return fit(signal, config, IMAGE.recipe)
+    return fit(signal, config, IMAGE.recipe, on_progress)
 
 
 # (model, hidden, layers, steps, measured PSNR in dB, bar)
@@ -171,7 +171,7 @@ def test_recipes_match_reference_at_paper_sizes():
 @pytest.mark.parametrize("field,value", [("steps", 0), ("steps", -5), ("hidden", 0), ("lr", -1.0),
                                          ("lr", float("nan")), ("frequency", 0.0), ("batch_size", 0),
                                          ("model", "nope"), ("device", "gpu"), ("eval_every", -1),
-                                         ("precision", "fp16")])
+                                         ("precision", "fp16"), ("lr_schedule", "linear")])
 def test_invalid_config_is_rejected_naming_the_setting(field, value):
     with pytest.raises(InvalidSetting) as info:
         FitConfig(**{"device": CPU, "steps": 5, "hidden": 8, "layers": 1, field: value}).validate()
@@ -222,3 +222,26 @@ def test_psnr_at_half_precision_weights_is_the_fitted_network_rounded_to_fp16(ca
     assert result.psnr_fp16_weights == pytest.approx(expected, abs=1e-3)
     # fp16 keeps 11 bits: at this quality the rounding costs little, but the two are measured apart.
     assert abs(result.psnr_fp16_weights - result.final.psnr) < 0.5
+
+
+def test_a_cosine_schedule_takes_the_rate_down_to_its_floor_alone_and_in_a_group(camera_crop):
+    """Step t of T runs at lr (f + (1 - f) (1 + cos(pi (t - 1) / (T - 1))) / 2), f the floor: lr at the first step,
+    f lr at the last, alike for a fit alone and a stacked group; the constant schedule keeps lr exactly."""
+    from training.fitting.grouped import fit_group
+    from training.schedule import COSINE_FLOOR
+
+    signals = [image_signal(camera_crop[:16, :16]), image_signal(camera_crop[16:32, :16])]
+    config = FitConfig(model="siren", hidden=16, layers=1, steps=9, lr=1e-3, lr_schedule="cosine", device=CPU,
+                       eval_every=0)
+    expected = [1e-3 * (COSINE_FLOOR + (1 - COSINE_FLOOR) * (1 + math.cos(math.pi * t / 8)) / 2) for t in range(9)]
+    alone, together = [], []
+    cosine = fit_image(signals[0], config, on_progress=lambda p: alone.append(p.learning_rate))
+    fit_group(signals, config, IMAGE.recipe, on_progress=lambda p: together.append(p.learning_rate))
+    assert alone == pytest.approx(expected, rel=1e-12) and together == pytest.approx(expected, rel=1e-12)
+    assert alone[0] == 1e-3 and alone[4] == pytest.approx(1e-3 * (1 + COSINE_FLOOR) / 2, rel=1e-12)
+    assert alone[-1] == pytest.approx(COSINE_FLOOR * 1e-3, rel=1e-12)
+    constant = []
+    steady = fit_image(signals[0], replace(config, lr_schedule="constant"),
+                       on_progress=lambda p: constant.append(p.learning_rate))
+    assert constant == [1e-3] * 9 and steady.batch_psnr[:1] == cosine.batch_psnr[:1]  # the same first step
+    assert steady.batch_psnr[-1] != cosine.batch_psnr[-1]

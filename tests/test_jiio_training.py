@@ -5,7 +5,8 @@ import torch
 from skimage import data
 
 from models.mdeq import MDEQDecoder
-from training.jiio.decoder_config import LR_FLOOR, DecoderConfig
+from training.jiio.decoder_config import DecoderConfig
+from training.schedule import COSINE_FLOOR
 from training.jiio.decoder_training import reconstruction_cost, train_decoder, train_epoch
 
 
@@ -34,8 +35,8 @@ def test_a_few_epochs_lower_the_reconstruction_cost():
 def test_the_cosine_schedule_falls_from_the_rate_to_its_floor_batch_by_batch():
     config = DecoderConfig(lr=4e-3, epochs=4)
     rates = [config.learning_rate(p / 8) for p in range(9)]
-    assert rates[0] == 4e-3 and abs(rates[4] - 4e-3 * (1 + LR_FLOOR) / 2) < 1e-12
-    assert abs(rates[-1] - LR_FLOOR * 4e-3) < 1e-12
+    assert rates[0] == 4e-3 and abs(rates[4] - 4e-3 * (1 + COSINE_FLOOR) / 2) < 1e-12
+    assert abs(rates[-1] - COSINE_FLOOR * 4e-3) < 1e-12
     assert all(a > b for a, b in zip(rates, rates[1:]))
     assert DecoderConfig(lr=4e-3, lr_schedule="constant").learning_rate(0.9) == 4e-3
     # A run sets the rate of every step: the last steps of its 2 epochs (2 batches each) sit at 1/4 and 3/4.

@@ -87,6 +87,26 @@ def test_a_stopped_fit_resumes_to_the_same_weights(tiles, uninterrupted, how):
     same_fit(out, uninterrupted)
 
 
+def test_a_stopped_cosine_fit_resumes_on_the_same_rates(tiles):
+    """The schedule is a function of the step: a resumed fit goes on at the rates of an uninterrupted one and ends
+    with its weights; resuming it with another schedule is refused in one line."""
+    folder, names = tiles
+    cosine = [*FIT, "--lr-schedule", "cosine"]
+    whole = run_cli(["fit", "image", names[1], "--out", "whole-cosine", *cosine], cwd=folder)
+    assert whole.returncode == 0, whole.stderr
+    out = folder / "stopped-cosine"
+    process = start(["fit", "image", names[1], "--out", out.name, *cosine], folder)
+    wait_for(out / "training-state.pt", process)
+    process.send_signal(signal.SIGINT)
+    assert process.communicate(timeout=60) and process.returncode == 130
+    refused = run_cli(["fit", "image", names[1], "--out", out.name, "--resume", *FIT], cwd=folder)
+    assert refused.returncode != 0 and "differs in lr_schedule" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    resumed = run_cli(["fit", "image", names[1], "--out", out.name, "--resume", *cosine], cwd=folder)
+    assert resumed.returncode == 0, resumed.stderr
+    same_fit(out, folder / "whole-cosine")
+
+
 def test_a_several_input_run_resumes_keeping_what_finished(tiles):
     folder, names = tiles
     whole = run_cli(["fit", "image", *names, "--out", "whole-set", "--group-size", "1", *FIT], cwd=folder)

@@ -17,6 +17,7 @@ from models import model_names
 from models.fixpoint.settings import BACKWARD_MODES, SOLVER_NAMES, SolverSettings
 from training.fitting.config import DEFAULT_EVALUATIONS, EVALUATION_SPACING, FitConfig
 from training.fitting.precision import PRECISIONS
+from training.schedule import COSINE_FLOOR
 
 fit_app = typer.Typer(help="Fit a network to a signal.", no_args_is_help=True,
                       epilog="[bold]Example[/bold]\n\n  inr fit image photo.png --model siren --steps 2000")
@@ -48,6 +49,9 @@ SHARED_OPTIONS = [
     _option("steps", int, FitConfig.steps, "--steps", help="Optimisation steps."),
     _option("lr", Optional[float], None, "--lr", help="Adam learning rate. Default: by model and signal size.",
             show_default=False),
+    _option("lr_schedule", str, FitConfig.lr_schedule, "--lr-schedule", help="The rate over the run: constant (both "
+            f"papers' recipe) or cosine (down to {COSINE_FLOOR:.0%} of --lr by the last step, which settles a fit's "
+            "late oscillation)."),
     _option("frequency", Optional[float], None, "--frequency", help="Frequency scale: SIREN first-layer w0, or MFN "
             "input scale. Default: by signal size.", show_default=False),
     _option("batch_size", Optional[int], None, "--batch-size", help="Points per step. Default: all of them when "
@@ -110,7 +114,8 @@ def _shared_config(values: dict) -> tuple[FitConfig, OutputOptions]:
                             backward=values.pop("backward"), neumann_steps=values.pop("neumann_steps"))
     fit = FitConfig(model=values.pop("model"), hidden=values.pop("hidden"), layers=values.pop("layers"),
                     frequency=values.pop("frequency"), explicit=values.pop("explicit"), steps=values.pop("steps"),
-                    lr=values.pop("lr"), batch_size=values.pop("batch_size"), eval_every=values.pop("eval_every"),
+                    lr=values.pop("lr"), lr_schedule=values.pop("lr_schedule"), batch_size=values.pop("batch_size"),
+                    eval_every=values.pop("eval_every"),
                     keep=values.pop("keep"), seed=values.pop("seed"), device=values.pop("device"),
                     precision=values.pop("precision"), compile=values.pop("compile"),
                     amortize=not values.pop("no_amortize"), solver=solver)

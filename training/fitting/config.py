@@ -18,6 +18,7 @@ from inr_core.errors import check, positive, within
 from models import get_spec, model_names
 from models.fixpoint.settings import SolverSettings
 from training.fitting.precision import check_precision, default_precision
+from training.schedule import LR_SCHEDULES, rate_factor
 
 if TYPE_CHECKING:
     from training.fitting.recipes import RecipeRule
@@ -54,6 +55,7 @@ class FitConfig:
     # The optimisation
     steps: int = 2000
     lr: float | None = None
+    lr_schedule: str = "constant"  # the rate over the run (training.schedule): constant, as both papers, or cosine
     batch_size: int | None = None  # points per step; None = full batch when it fits in memory
     eval_every: int | None = None  # steps between full evaluations; None = default_eval_every, 0 = only at the end
     keep: str = "best"  # the network a fit returns: its best progress evaluation's ("best") or the last step's
@@ -81,6 +83,8 @@ class FitConfig:
               f"must be positive, got {self.frequency}")
         _check_between(self.steps, "steps", 1, MAX_STEPS)
         check(self.lr is None or positive(self.lr), "lr", f"must be positive, got {self.lr}")
+        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule",
+              f"must be one of: {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}")
         check(self.batch_size is None or self.batch_size >= 1, "batch_size",
               f"must be at least 1, got {self.batch_size}")
         check(self.eval_every is None or self.eval_every >= 0, "eval_every",
@@ -90,6 +94,14 @@ class FitConfig:
         check_device_name(self.device)
         check_precision(self.precision)
         within("solver", self.solver.validate)
+
+    def learning_rate(self, step: int, rollbacks: int = 0) -> float:
+        """Step ``step``'s rate (1-based) of a resolved config: ``lr`` on its schedule over the run's steps,
+        halved by each rollback after a runaway loss (training.fitting.control.ROLLBACK_LR_FACTOR)."""
+        from training.fitting.control import ROLLBACK_LR_FACTOR
+
+        progress = (step - 1) / max(1, self.steps - 1)
+        return self.lr * ROLLBACK_LR_FACTOR ** rollbacks * rate_factor(self.lr_schedule, progress)
 
     def is_implicit(self) -> bool:
         """True when the model is solved to a fixpoint (an implicit model not switched to its one-pass form)."""

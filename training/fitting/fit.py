@@ -210,6 +210,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
             batch = None if full_batch else sampler.next()
             coords = train_coords if batch is None else train_coords[batch]
             target = train_values if batch is None else train_values[batch]
+            set_learning_rate(optimizer, config.learning_rate(step, guard.rollbacks))
             losses[step - 1] = training_step(coords, target, batch)
             if step == first and compiling:
                 start = time.perf_counter()  # the compiling step is timed apart: compile_seconds
@@ -301,10 +302,9 @@ def _roll_back(guard: RunawayGuard, step: int, worst: float, restore_light, opti
     divergence error once the rollbacks are used up."""
     if guard.rollbacks >= MAX_ROLLBACKS:
         raise divergence_error(step, worst, f" after {MAX_ROLLBACKS} rollbacks at lower learning rates")
-    guard.rollbacks += 1
+    guard.rollbacks += 1  # every later step's rate is halved once more (FitConfig.learning_rate)
     learning_rate = optimizer.param_groups[0]["lr"] * ROLLBACK_LR_FACTOR  # lower than now, whatever the snapshot had
     restore_light(guard.snapshot)
-    set_learning_rate(optimizer, learning_rate)
     if cache is not None:
         cache.invalidate()  # its states belong to the weights that ran away: solve afresh from the good ones
     notes.append(f"the loss ran away by step {step} (reached {worst:.3g}); rolled back to step "

@@ -44,7 +44,7 @@ from training.fitting import step as step_module
 from training.fitting.amortized import FixpointCache
 from training.fitting.best import BestNetwork, kept_note
 from training.fitting.config import FitConfig, resolve_config
-from training.fitting.control import RUNAWAY_FACTOR, Interrupted
+from training.fitting.control import RUNAWAY_FACTOR, Interrupted, set_learning_rate
 from training.fitting.devices import cpu_piece_points, loss_read_interval, render_chunk_size, synchronize
 from training.fitting.evaluate import GroupGridProgress, psnr_with_half_precision_weights
 from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortized_cache, divergence_error,
@@ -355,6 +355,7 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
             batch = None if full_batch else sampler.next()
             points = coords if batch is None else coords[..., batch, :]
             target = targets if batch is None else targets[:, batch]
+            set_learning_rate(optimizer, config.learning_rate(step))
             per_signal = group_step(points, target, batch)
             if step == 1 and config.compile:  # the compiling step is timed apart, as a fit alone's is
                 synchronize(device)

@@ -3,15 +3,13 @@ defaults in ``--help`` before anything is trained); :mod:`training.jiio.decoder_
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 
 from inr_core.errors import check
 from models.mdeq_presets import PRESETS, DecoderPreset
 from training.jiio.settings import MAX_IMAGE_SIZE, TRAINING_JIIO_ITERATIONS, JIIOSettings
+from training.schedule import LR_SCHEDULES, rate_factor
 
-LR_SCHEDULES = ("cosine", "constant")
-LR_FLOOR = 0.05  # the cosine schedule's last rate, as a fraction of lr
 # Upper bounds, so that a mistyped size is refused rather than sent to the allocator. The latent size is 32 or 64
 # in the presets; every training image keeps a code of it (60,000 images at 4096: 1 GB). The injection maps
 # (latent_dim x injection_base^2 weights per branch channel) grow with both the latent and the image side: a
@@ -32,7 +30,7 @@ class DecoderConfig:
     epochs: int = 20
     batch_size: int = 32
     lr: float = 3e-3
-    # cosine: the rate falls from lr to LR_FLOOR x lr along a cosine over the run's epochs, batch by batch;
+    # cosine: the rate falls from lr to COSINE_FLOOR x lr along a cosine over the run's epochs, batch by batch;
     # constant: lr throughout. The schedule is a function of (epoch, batch, epochs), so a run stopped and resumed
     # with the same --epochs continues exactly; resuming with more epochs stretches the cosine over the new total.
     lr_schedule: str = "cosine"
@@ -86,10 +84,7 @@ class DecoderConfig:
 
     def learning_rate(self, progress: float) -> float:
         """The rate at ``progress`` (epochs done, fractional, over ``epochs``) through the run."""
-        if self.lr_schedule == "constant":
-            return self.lr
-        fraction = min(max(progress, 0.0), 1.0)
-        return self.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * fraction)))
+        return self.lr * rate_factor(self.lr_schedule, progress)
 
     def decoder_preset(self) -> DecoderPreset:
         groups = PRESETS[self.preset].groups
