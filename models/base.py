@@ -101,9 +101,14 @@ def reduced_precision_active(device_type: str) -> bool:
     return device_type == "cuda" and torch.get_float32_matmul_precision() != "highest"
 
 
+# torch.func's own test of a tensor inside torch.vmap (a private function, present since torch 2.0); were a release
+# to drop it, vmapped products would take the ordinary path again, as they did before it was used here.
+_is_batched = getattr(torch._C._functorch, "is_batchedtensor", lambda tensor: False)
+
+
 def _vmapped(tensor: torch.Tensor) -> bool:
     """Whether ``tensor`` is one slice of a stack seen inside ``torch.vmap``."""
-    return torch._C._functorch.is_batchedtensor(tensor)
+    return _is_batched(tensor)
 
 
 def coordinate_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

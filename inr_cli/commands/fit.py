@@ -50,8 +50,8 @@ SHARED_OPTIONS = [
     _option("lr", Optional[float], None, "--lr", help="Adam learning rate. Default: by model and signal size.",
             show_default=False),
     _option("lr_schedule", str, FitConfig.lr_schedule, "--lr-schedule", help="The rate over the run: constant (both "
-            f"papers' recipe) or cosine (down to {COSINE_FLOOR:.0%} of --lr by the last step, which settles a fit's "
-            "late oscillation)."),
+            f"papers' recipe) or cosine (down to {COSINE_FLOOR:.0%} of --lr by the last step: a steady end, worth it "
+            "with a higher --lr; at the default rate a fit still climbing ends lower)."),
     _option("frequency", Optional[float], None, "--frequency", help="Frequency scale: SIREN first-layer w0, or MFN "
             "input scale. Default: by signal size.", show_default=False),
     _option("batch_size", Optional[int], None, "--batch-size", help="Points per step. Default: all of them when "
