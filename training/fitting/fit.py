@@ -19,7 +19,7 @@ from training.adam import Adam
 from training.fitting.amortized import FixpointCache
 from training.fitting.best import BestNetwork, kept_note
 from training.fitting.config import FitConfig, resolve_config
-from training.fitting.control import (MAX_ROLLBACKS, ROLLBACK_LR_FACTOR, FitControl, Interrupted, RunawayGuard,
+from training.fitting.control import (MAX_ROLLBACKS, FitControl, Interrupted, RunawayGuard,
                                       rng_state, set_learning_rate, set_rng_state, to_host)
 from training.fitting.devices import (cpu_piece_points, loss_read_interval, memory_budget_bytes, render_chunk_size,
                                       synchronize)
@@ -219,7 +219,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
             if step % sync_every == 0 or last:
                 worst, value = losses[checked:step].max().item(), losses[step - 1].item()
                 if guard.ran_away(worst):
-                    step = _roll_back(guard, step, worst, restore_light, optimizer, cache, notes)
+                    step = _roll_back(guard, step, worst, restore_light, config, cache, notes)
                     checked = step - 1
                     continue
                 checked = step
@@ -297,14 +297,15 @@ def _keep_best(keeper: BestNetwork | None, model: nn.Module, measure_progress, c
     return kept
 
 
-def _roll_back(guard: RunawayGuard, step: int, worst: float, restore_light, optimizer, cache, notes) -> int:
+def _roll_back(guard: RunawayGuard, step: int, worst: float, restore_light, config: FitConfig, cache,
+               notes) -> int:
     """Restore the last good state at a lower learning rate; returns the step to go on from. Raises the
     divergence error once the rollbacks are used up."""
     if guard.rollbacks >= MAX_ROLLBACKS:
         raise divergence_error(step, worst, f" after {MAX_ROLLBACKS} rollbacks at lower learning rates")
     guard.rollbacks += 1  # every later step's rate is halved once more (FitConfig.learning_rate)
-    learning_rate = optimizer.param_groups[0]["lr"] * ROLLBACK_LR_FACTOR  # lower than now, whatever the snapshot had
     restore_light(guard.snapshot)
+    learning_rate = config.learning_rate(guard.snapshot_step + 1, guard.rollbacks)  # the rate training goes on at
     if cache is not None:
         cache.invalidate()  # its states belong to the weights that ran away: solve afresh from the good ones
     notes.append(f"the loss ran away by step {step} (reached {worst:.3g}); rolled back to step "
