@@ -18,7 +18,7 @@ from models.fixpoint.stats import SolverStats
 class CoordinateNetwork(nn.Module):
     # True where ``forward`` also takes G stacked networks' parameters (through ``torch.func.functional_call``:
     # every weight and bias with a leading signal axis) and returns ``(G, N, C)``: a group fit then calls it as it
-    # is, with one batched product per layer, instead of through ``torch.vmap`` (see :func:`affine`).
+    # is, with one batched product per layer (see :func:`affine`). Group fits take only such networks.
     stacks_natively = False
 
     def forward_with_stats(self, coords: torch.Tensor) -> tuple[torch.Tensor, SolverStats | None]:
@@ -101,16 +101,6 @@ def reduced_precision_active(device_type: str) -> bool:
     return device_type == "cuda" and torch.get_float32_matmul_precision() != "highest"
 
 
-# torch.func's own test of a tensor inside torch.vmap (a private function, present since torch 2.0); were a release
-# to drop it, vmapped products would take the ordinary path again, as they did before it was used here.
-_is_batched = getattr(torch._C._functorch, "is_batchedtensor", lambda tensor: False)
-
-
-def _vmapped(tensor: torch.Tensor) -> bool:
-    """Whether ``tensor`` is one slice of a stack seen inside ``torch.vmap``."""
-    return _is_batched(tensor)
-
-
 def coordinate_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``x W^T + b`` for low-dimensional coordinates ``x``, always in exact float32 (or better); ``weight`` and
     ``bias`` may be stacked (see :func:`affine`).
@@ -132,10 +122,8 @@ def coordinate_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     # then came out different in its last bits in one process in five to ten (3 signals of 576 points, 2 threads;
     # a contiguous copy of the points did not help), so a group fit started again did not end as it had. The
     # multiply-adds give every output the same operations; they cost a tiny group (SIREN 3x64, 32 signals of
-    # 1,024 points) about 14% of its training time. An implicit group computes its filters through torch.vmap
-    # (training.fitting.grouped.StackedImplicit), where the weight looks like one network's but is one of a stack,
-    # and vmap would run the same thin batched product: it takes the multiply-adds as well.
-    stacked_on_cpu = device_type == "cpu" and (weight.dim() == 3 or _vmapped(weight))
+    # 1,024 points) about 14% of its training time.
+    stacked_on_cpu = device_type == "cpu" and weight.dim() == 3
     if weight.shape[-1] > MAX_COORDINATE_DIMS or not (reduced_precision_active(device_type) or stacked_on_cpu):
         with torch.autocast(device_type, enabled=False):
             return affine(x, weight, bias)

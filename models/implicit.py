@@ -51,7 +51,7 @@ class Prepared:
 def holding_estimates(model: nn.Module, advance: Callable[[], object]):
     """``model.one_estimate_per_step``: ``advance()`` the estimates once, then hold them (the norms in eval mode)
     through the block; nothing outside training. ``model`` may be a stacked networks' template, whose norms'
-    mode the vmapped calls follow."""
+    mode the calls on the stacked parameters follow."""
     if not model.training:
         yield
         return
@@ -66,6 +66,11 @@ def holding_estimates(model: nn.Module, advance: Callable[[], object]):
 
 
 class ImplicitINR(CoordinateNetwork):
+    # Every piece takes G stacked networks' parameters (a group fit): the filters and the head through
+    # models.base, the spectral norms with stacked estimates. Only the solve needs its states' rows flattened,
+    # which training.fitting.grouped.StackedImplicit does.
+    stacks_natively = True
+
     def __init__(self, in_features: int, out_features: int, hidden: int = 256, layers: int = 1,
                  input_scale: float = 256.0, kind: str = "fourier", one_pass: bool = False,
                  spectral_target: float = 0.97, settings: SolverSettings | None = None):
@@ -94,12 +99,10 @@ class ImplicitINR(CoordinateNetwork):
         with holding_estimates(self, self.advance_estimates):
             yield
 
-    def advance_estimates(self) -> torch.Tensor:
-        """Refine every spectral-norm estimate once, as a training forward would. Returns a placeholder tensor, so
-        that a vmapped call over stacked networks (a group fit) has an output."""
+    def advance_estimates(self) -> None:
+        """Refine every spectral-norm estimate once, as a training forward would."""
         for norm, linear in zip(self.norms, self.linears):
             norm.advance(linear.weight)
-        return torch.zeros(())
 
     def prepare(self, x: torch.Tensor) -> Prepared:
         filters = [filt(x) for filt in self.filters]
@@ -121,7 +124,9 @@ class ImplicitINR(CoordinateNetwork):
         return z
 
     def zeros(self, x: torch.Tensor) -> torch.Tensor:
-        return x.new_zeros(x.shape[0], self.hidden)
+        """The zero state for points ``x`` ``(N, d)``; for stacked networks' own points ``(G, N, d)``, ``(G, N, D)``
+        (shared points' ``(N, D)`` broadcasts against the stacked filters)."""
+        return x.new_zeros(*x.shape[:-1], self.hidden)
 
     @torch.no_grad()
     def solve(self, prepared: Prepared, z0: torch.Tensor) -> tuple[torch.Tensor, SolverStats]:

@@ -387,37 +387,62 @@ def test_cpu_groups_stay_small_enough_to_gain():
     assert auto_group_size(1 << 20, 256, 3, cpu, cap=64) == 1  # one big signal: never grouped
 
 
-@pytest.mark.parametrize("model", ["siren", "fourier-mfn", "gabor-mfn"])
+@pytest.mark.parametrize("model", ["siren", "fourier-mfn", "gabor-mfn", "isiren", "fourier-imfn", "gabor-imfn",
+                                   "gabor-imfn --explicit"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("shared_points", [True, False])
-def test_explicit_networks_take_stacked_parameters_as_vmap_would_give_them(model, precision, shared_points):
-    """SIREN and the MFNs run a group as they are (one batched product per layer, the bias inside it) instead
-    of through vmap: the same values, the fp32 coordinate phases under bf16 included, for shared grids and
-    per-signal points."""
+def test_every_network_takes_stacked_parameters_and_gives_what_each_gives_alone(model, precision, shared_points):
+    """A group calls each network's own code on the stacked parameters (one batched product per layer, the bias
+    inside it; the fp32 coordinate phases under bf16 included), for shared grids and per-signal points. An
+    implicit group's pieces (filters, spectrally normalised weights, one evaluation of f, the head) are each
+    network's own, and a training forward advances each network's own spectral-norm estimate."""
     import torch
 
     from models import build_model
-    from training.fitting.grouped import StackedNetworks
+    from training.fitting.grouped import StackedImplicit, StackedNetworks
     from training.fitting.precision import autocast
 
+    name, one_pass = model.split()[0], model.endswith("--explicit")
+    implicit = name.endswith("imfn") or name == "isiren"
     models = []
     for seed in range(3):
         torch.manual_seed(seed)
-        models.append(build_model(model, 2, 3, hidden=16, layers=2, frequency=30.0))
-    assert models[0].stacks_natively
+        models.append(build_model(name, 2, 3, hidden=16, layers=2, frequency=30.0, one_pass=one_pass)
+                      if implicit else build_model(name, 2, 3, hidden=16, layers=2, frequency=30.0))
+    for network in models:  # trained weights, far from a fresh spectral-norm estimate
+        with torch.no_grad():
+            for parameter in network.parameters():
+                parameter.mul_(1.0 + 0.5 * torch.rand_like(parameter))
     stacked = StackedNetworks(models)
     points = torch.rand(50, 2) * 2 - 1 if shared_points else torch.rand(3, 50, 2) * 2 - 1
-    native = stacked.forward()
-    vmapped = stacked.vmapped("forward", (None if shared_points else 0,))
-    with autocast(precision, torch.device("cpu")):
-        got, expected = native(points), vmapped(points)
-    assert got.shape == expected.shape == (3, 50, 3) and got.dtype == expected.dtype == torch.float32
+
+    def implicit_pieces(network, x):  # prepare (advancing the estimates in training mode), one f from zero, head
+        return network.head(network.f(network.zeros(x), network.prepare(x)))
+
+    cpu = torch.device("cpu")
+    with autocast(precision, cpu):
+        got = implicit_pieces(StackedImplicit(stacked), points) if implicit and not one_pass else stacked.forward()(
+            points)
+    assert got.shape == (3, 50, 3) and got.dtype == torch.float32
     tolerance = 1e-5 if precision == "fp32" else 2e-2
-    assert torch.allclose(got, expected, atol=tolerance)
-    for index, model in enumerate(models):  # and what each network gives alone
-        with autocast(precision, torch.device("cpu")):
-            alone = model(points if shared_points else points[index])
+    for index, network in enumerate(models):
+        own = points if shared_points else points[index]
+        with autocast(precision, cpu):
+            alone = implicit_pieces(network, own) if implicit and not one_pass else network(own)
         assert torch.allclose(got[index], alone, atol=tolerance)
+        if implicit:
+            for layer, norm in enumerate(network.norms):
+                assert torch.allclose(stacked.buffers[f"norms.{layer}.u"][index], norm.u, atol=1e-6)
+                assert torch.allclose(stacked.buffers[f"norms.{layer}.v"][index], norm.v, atol=1e-6)
+
+
+def test_a_group_refuses_a_network_that_cannot_take_stacked_parameters():
+    import torch
+
+    from training.fitting.grouped import StackedNetworks
+
+    with pytest.raises(ValueError, match="Linear does not take stacked parameters"):
+        StackedNetworks([torch.nn.Linear(2, 3), torch.nn.Linear(2, 3)])
 
 
 @pytest.mark.parametrize("model", ["siren", "fourier-mfn", "fourier-imfn"])

@@ -4,6 +4,10 @@ With filters bounded by 1 in magnitude, a layer ``g(x) * (W z + b)`` or ``sin(W 
 z with constant at most ``target`` < 1, so the weight-tied map is a contraction and its fixpoint unique.
 sigma is estimated by power iteration whose vectors persist across steps; a training forward refines them
 (``TRAINING_ITERATIONS`` iterations).
+
+The weight may also be G stacked networks' weights ``(G, out, in)`` (a group fit), with stacked vectors ``u``
+``(G, out)`` and ``v`` ``(G, in)`` in place of the buffers: every network then keeps its own estimate, and the
+iterations are batched products (see :func:`models.base.affine`).
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ class ShrinkSpectralNorm(nn.Module):
     def _power_iterate(self, weight: torch.Tensor, iterations: int) -> None:
         u, v = self.u, self.v
         for _ in range(iterations):
-            v = F.normalize(weight.t() @ u, dim=0)
-            u = F.normalize(weight @ v, dim=0)
+            v = F.normalize(_matrix_times_vector(weight.transpose(-1, -2), u), dim=-1)
+            u = F.normalize(_matrix_times_vector(weight, v), dim=-1)
         self.u.copy_(u)
         self.v.copy_(v)
 
@@ -56,10 +60,21 @@ class ShrinkSpectralNorm(nn.Module):
             self.warm_up(weight)
         elif self.training:
             self._power_iterate(weight.detach(), self.power_iterations)
-        return torch.dot(self.u, weight @ self.v)
+        if weight.dim() == 2:
+            return torch.dot(self.u, weight @ self.v)
+        return (self.u * _matrix_times_vector(weight, self.v)).sum(-1)  # stacked: one sigma per network, (G,)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         # In float32 whatever the precision mode: the bound decides whether f is a contraction at all, and the
         # power-iteration vectors it keeps are float32 buffers.
         with torch.autocast(weight.device.type, enabled=False):
-            return weight / torch.clamp(self.sigma(weight) / self.target, min=1.0)
+            scale = torch.clamp(self.sigma(weight) / self.target, min=1.0)
+            return weight / (scale if weight.dim() == 2 else scale[:, None, None])
+
+
+def _matrix_times_vector(matrix: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """``matrix @ vector`` for one ``(m, n)`` matrix and ``(n,)`` vector, or G stacked ones, ``(G, m, n)`` and
+    ``(G, n)``."""
+    if matrix.dim() == 2:
+        return matrix @ vector
+    return torch.bmm(matrix, vector.unsqueeze(-1)).squeeze(-1)

@@ -1,12 +1,12 @@
 """Fitting several same-shaped signals at once: one stacked network, each signal with its own parameters.
 
-The G networks are initialised exactly as G separate fits would be (same seed each, as `inr fit` with several
-inputs does), their parameters stacked along a new first axis (``torch.func.stack_module_state``), and one
-``vmap`` of the network over that axis evaluates all of them: one batched matrix product per layer instead of G
-small ones. The loss is the sum of the per-signal losses, so each signal's parameters receive exactly the gradient
-of its own loss; Adam acts element by element, so its update of a signal's slice is the update that signal's own
-optimizer would make. A signal whose loss turns non-finite is reported as failed; its slice cannot reach the
-others' (every operation is per signal).
+The G networks are initialised exactly as G separate fits would be (same seed each, as `inr fit` with several inputs
+does), their parameters stacked along a new first axis (``torch.func.stack_module_state``), and the network's own
+code, called on the stacked parameters, evaluates all of them: one batched matrix product per layer instead of G
+small ones (every model in the registry takes stacked parameters: ``stacks_natively``). The loss is the sum of the
+per-signal losses, so each signal's parameters receive exactly the gradient of its own loss; Adam acts element by
+element, so its update of a signal's slice is the update that signal's own optimizer would make. A signal whose loss
+turns non-finite is reported as failed; its slice cannot reach the others' (every operation is per signal).
 
 A group's signals share their config, except for the frequency scale (:func:`stack_key`): each network is built
 with its signal's own. The MFNs' and implicit models' input scale only draws initial weights; SIREN's w0 is a
@@ -14,7 +14,7 @@ buffer of each network, which the stacked forward takes per signal like the weig
 
 Every model groups:
 
-- explicit networks (and the implicit ones with ``--explicit``): the network's forward, vmapped;
+- explicit networks (and the implicit ones with ``--explicit``): the network's forward;
 - implicit networks: :class:`StackedImplicit`, whose states are ``(G, N, D)``. Its fixpoint solves are one solve
   over every signal's points (the per-point stopping rule is unchanged; the solve simply stops once the slowest
   signal's points have converged), the amortized cache holds every signal's states, and the implicit backward
@@ -51,7 +51,7 @@ from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortize
                                   make_model, make_optimizer, solver_report)
 from training.fitting.precision import autocast, matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
-from training.fitting.signal import GridSignal, Signal, training_loss
+from training.fitting.signal import GridSignal, Signal, per_signal_training_loss
 from training.fitting.step import compile_by_default, failure_reason, piece_bounds
 from training.metrics import psnr_from_mse
 
@@ -73,12 +73,12 @@ def group_key(signal: Signal) -> tuple:
 
 
 class GroupStep:
-    """A group's forward and loss, then the backward: compiled (``torch.compile`` of the vmapped forward) when
+    """A group's forward and loss, then the backward: compiled (``torch.compile`` of the stacked forward) when
     ``config.compile`` asks and the network is explicit, else eager. A failure to compile or to run compiled code
     makes this step and every later one eager, with :attr:`note` saying why (nothing is updated before the
     backward has succeeded, so the eager retry starts clean); later groups of the same model in this process then
     start eager. Implicit groups run eagerly: their solver loop and hooks are the single fit's compiled pieces'
-    job, which vmapped pieces do not have.
+    job, which a group's stacked pieces do not have.
 
     ``piece_rows``: run each step in pieces of this many points per signal (on a CPU), as
     :class:`training.fitting.step.TrainingStep` runs a fit alone: the same update for every signal (tested in
@@ -151,15 +151,15 @@ class _Member(nn.Module):
         self.network, self.name = network, name
 
     def forward(self, *args):
-        out = getattr(self.network, self.name)(*args)
-        # vmap returns trees of tensors: the prepared parts travel as a tuple of lists.
-        return (out.filters, out.weights, out.biases) if isinstance(out, Prepared) else out
+        return getattr(self.network, self.name)(*args)
 
 
 class StackedNetworks:
     """G networks of one architecture as stacked parameters (the leaves the optimizer updates) and a template."""
 
     def __init__(self, models: list[nn.Module]):
+        if not getattr(models[0], "stacks_natively", False):
+            raise ValueError(f"{type(models[0]).__name__} does not take stacked parameters (stacks_natively)")
         self.count = len(models)
         self.params, self.buffers = stack_module_state(models)
         self.template = copy.deepcopy(models[0]).to("meta")
@@ -169,25 +169,19 @@ class StackedNetworks:
         """The stacked tensors a single network's ``state_dict`` holds (not, e.g., SIREN's per-network w0)."""
         return {name: value for name, value in (self.params | self.buffers).items() if name in self.state_keys}
 
-    def vmapped(self, name: str, arg_dims: tuple):
-        """``template.NAME(*args)`` for every signal at once, each with its own parameters; ``arg_dims`` gives
-        each argument's signal axis (None: shared by all). Outputs have the signal axis first."""
+    def method(self, name: str):
+        """``template.NAME(*args)`` for every signal at once, each with its own parameters: the template's code
+        called on the stacked parameters and buffers as they are (a buffer written in place, such as a spectral
+        norm's estimate, is written into its stacked tensor). Arguments and outputs carry the signal axis first
+        where they are per signal; points may be shared, ``(N, d)``."""
         member = _Member(self.template, name)
         params = {f"network.{key}": value for key, value in self.params.items()}
         buffers = {f"network.{key}": value for key, value in self.buffers.items()}
-        mapped = torch.vmap(lambda p, b, *args: functional_call(member, (p, b), args), in_dims=(0, 0, *arg_dims))
-        return lambda *args: mapped(params, buffers, *args)
+        return lambda *args: functional_call(member, (params, buffers), args)
 
     def forward(self):
-        """Every signal's network at once, ``(G, N, C)`` from shared ``(N, d)`` or stacked ``(G, N, d)`` points:
-        the template called on the stacked parameters as they are where it takes them (``stacks_natively``),
-        else vmapped."""
-        if not getattr(self.template, "stacks_natively", False):
-            return None
-        member = _Member(self.template, "forward")
-        params = {f"network.{key}": value for key, value in self.params.items()}
-        buffers = {f"network.{key}": value for key, value in self.buffers.items()}
-        return lambda points: functional_call(member, (params, buffers), (points,))
+        """Every signal's network at once, ``(G, N, C)`` from shared ``(N, d)`` or stacked ``(G, N, d)`` points."""
+        return self.method("forward")
 
     def load_into(self, model: nn.Module, index: int) -> None:
         """Give ``model`` (of the template's architecture) signal ``index``'s parameters and buffers."""
@@ -199,32 +193,29 @@ class StackedImplicit:
     """G implicit networks as one, with the interface of :class:`models.implicit.ImplicitINR` that fits use
     (``prepare``, ``f``, ``solve``, ``zeros``, ``amortized_step``, calling it), on states ``(G, N, D)``.
 
-    The model's own logic is reused, not rewritten: ``f``, the implicit backward, the amortized step and the
-    forward are ImplicitINR's methods, running on the vmapped pieces defined here.
+    The model's own logic is reused, not rewritten: ``prepare``, the layers, the head, ``f``, the implicit backward,
+    the amortized step and the forward are ImplicitINR's methods, called on the stacked parameters; only the zero
+    state and the solve (which takes rows of states) are this class's own.
     """
 
     one_pass = False
 
-    def __init__(self, stacked: StackedNetworks, coords_dim: int | None):
+    def __init__(self, stacked: StackedNetworks):
         template = stacked.template
         self.hidden, self.settings, self.count = template.hidden, template.settings, stacked.count
-        self._prepare = stacked.vmapped("prepare", (coords_dim,))
-        self.head = stacked.vmapped("head", (0,))
+        self.prepare = stacked.method("prepare")
+        self.head = stacked.method("head")
         self._template = template
-        self._advance_estimates = stacked.vmapped("advance_estimates", ())
+        self._advance_estimates = stacked.method("advance_estimates")
 
     def one_estimate_per_step(self):
         """As :meth:`models.implicit.ImplicitINR.one_estimate_per_step`, for every signal's network: the template's
-        norms' mode decides what the vmapped calls do."""
+        norms' mode decides what the calls on the stacked parameters do."""
         return holding_estimates(self._template, self._advance_estimates)
 
-    def prepare(self, x: torch.Tensor) -> Prepared:
-        return Prepared(*self._prepare(x))
-
     def _layers(self, z: torch.Tensor, prepared: Prepared) -> torch.Tensor:
-        # Called as it is, not vmapped: the prepared weights are stacked, and the template's layers take stacked
-        # weights (models.base.affine: one baddbmm per layer, the bias inside it, the rows shared out evenly among
-        # a CPU's threads).
+        # The prepared weights are stacked, and the template's layers take them as they are (models.base.affine:
+        # one baddbmm per layer, the bias inside it, the rows shared out evenly among a CPU's threads).
         return self._template._layers(z, prepared)
 
     def zeros(self, x: torch.Tensor) -> torch.Tensor:
@@ -310,7 +301,6 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
 
     # Grids share one set of points; scattered samples bring their own, stacked like the targets.
     shared_points = isinstance(signals[0], GridSignal)
-    coords_dim = None if shared_points else 0
     coords = (signals[0].train_coordinates() if shared_points else
               torch.stack([signal.train_coordinates() for signal in signals])).to(device)
     targets = torch.stack([signal.train_targets() for signal in signals]).to(device)
@@ -321,12 +311,12 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
 
     cache, cache_note = None, None
     if config.is_implicit():
-        network = StackedImplicit(stacked, coords_dim)
+        network = StackedImplicit(stacked)
         cache, cache_note = amortized_cache(config, n_train, device, signals=count)
     else:
-        network = stacked.forward() or stacked.vmapped("forward", (coords_dim,))
+        network = stacked.forward()
 
-    per_signal_loss = torch.vmap(training_loss(signals[0]))  # (G, N, C) predictions and targets -> (G,) losses
+    per_signal_loss = per_signal_training_loss(signals[0])  # (G, N, C) predictions and targets -> (G,) losses
     optimizer = make_optimizer(list(stacked.params.values()), config, device)
     # On a CPU, each step in pieces of about the points a fit alone runs in at once, shared among the signals:
     # (G, N, hidden) activations of a whole step outgrow the caches and the memory the allocator recycles (two to

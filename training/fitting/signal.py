@@ -40,6 +40,19 @@ def training_loss(signal: "Signal"):
     return LOSSES[signal.loss]
 
 
+# The same losses for G stacked fits (a group): (G, N, C) predictions and targets -> (G,), each signal's own mean.
+LOSSES_PER_SIGNAL = {
+    "mse": lambda prediction, target: ((prediction - target) ** 2).mean(dim=(-2, -1)),
+    "bce": lambda prediction, target: F.binary_cross_entropy_with_logits(prediction, target,
+                                                                         reduction="none").mean(dim=(-2, -1)),
+}
+
+
+def per_signal_training_loss(signal: "Signal"):
+    """:func:`training_loss` for a group of stacked fits of signals like ``signal``: one loss per signal."""
+    return LOSSES_PER_SIGNAL[signal.loss]
+
+
 @dataclass(frozen=True)
 class SubGrid:
     """Some points of a grid: their flat (row-major) indices, and the shape they form (for windowed metrics)."""
