@@ -54,7 +54,9 @@ def crops(count: int, size: int) -> list[np.ndarray]:
 
 
 def run(command: list[str], paths: list[str], cwd: Path) -> tuple[float, list[dict]]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # The repository first, then whatever the caller had (on a GPU image, gpu_env.sh's carried wheels).
+    path = [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(part for part in path if part)}
     start = time.perf_counter()
     proc = subprocess.run(command, input="\n".join(paths) + "\n", capture_output=True, text=True, cwd=cwd, env=env)
     wall = time.perf_counter() - start

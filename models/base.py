@@ -98,7 +98,10 @@ def reduced_precision_active(device_type: str) -> bool:
     """Whether a float32 matrix product here would not be exact float32: under autocast, or with CUDA TF32 on."""
     if torch.is_autocast_enabled(device_type):
         return True
-    return device_type == "cuda" and torch.get_float32_matmul_precision() != "highest"
+    # The cuBLAS TF32 switch itself, which torch.set_float32_matmul_precision("high") sets: torch.compile reads it
+    # as a constant (and recompiles when it changes), where get_float32_matmul_precision() breaks the graph at
+    # every call (a compiled SIREN forward fell into 6 graphs, Gabor-MFN into 8).
+    return device_type == "cuda" and torch.backends.cuda.matmul.allow_tf32
 
 
 def coordinate_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

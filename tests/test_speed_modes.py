@@ -88,6 +88,33 @@ def test_bf16_runs_hidden_products_in_bf16_and_phases_in_fp32():
     assert torch.allclose(phases, coords @ weight.t() + bias, rtol=0, atol=1e-4)
 
 
+def test_the_tf32_check_compiles_into_one_graph_and_follows_the_switch():
+    """Every coordinate product of a CUDA fit asks whether TF32 is on (models.base.reduced_precision_active).
+    Asked through torch.get_float32_matmul_precision(), each question broke a compiled forward's graph (a SIREN
+    forward fell into 6 graphs on CUDA). The CPU never asks, so the check is compiled here as CUDA code would be."""
+    import torch._dynamo
+
+    from models.base import reduced_precision_active
+
+    def phase_or_not(x):
+        return x.sin() if reduced_precision_active("cuda") else x.cos()
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled = torch.compile(phase_or_not, backend="aot_eager")
+    x = torch.randn(8)
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert torch.equal(compiled(x), x.cos())
+        torch.set_float32_matmul_precision("high")
+        assert torch.equal(compiled(x), x.sin())  # recompiled for the switch, not served the stale graph
+    finally:
+        torch.set_float32_matmul_precision(before)
+        torch._dynamo.reset()
+    assert sum(torch._dynamo.utils.counters["graph_break"].values()) == 0
+
+
 @pytest.mark.parametrize("model", ["siren", "gabor-imfn"])
 def test_bf16_fit_learns_close_to_fp32(camera_64, model):
     signal = image_signal(camera_64)
