@@ -16,8 +16,8 @@ from pathlib import Path
 import typer
 import typer.core
 
-from inr_cli.errors import out_of_memory, out_of_memory_message, phrase
-from inr_core.errors import InvalidSetting, UserError
+from inr_cli.errors import out_of_memory_message, phrase
+from inr_core.errors import InvalidSetting, UserError, out_of_memory
 from inr_core.host_memory import keep_freed_host_memory, relaunch_with_huge_pages
 
 # Typer's usage-error class lives in click (older Typer) or in Typer's own copy of click (0.29+): find it from

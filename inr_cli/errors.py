@@ -4,20 +4,16 @@ Layers below the CLI raise :class:`inr_core.errors.InvalidSetting` naming a conf
 ``solver.max_iter``); here it becomes ``--steps must be at least 1, got 0``. A command whose flag is not simply
 the field's last name with dashes passes its own ``flags`` mapping.
 
-An allocation that fails (a network or a step too large for the memory there is) becomes one line too, saying
-what to lower.
+An allocation that fails (a network or a step too large for the memory there is; recognised by
+:func:`inr_core.errors.out_of_memory`) becomes one line too, saying what to lower.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 
 from inr_core.errors import InvalidSetting, UserError
 
-# How allocators say they failed, where they raise a plain RuntimeError: torch's CPU allocator ("can't allocate
-# memory"), CUDA calls outside the caching allocator ("out of memory"), cuBLAS.
-ALLOCATION_FAILURES = ("can't allocate memory", "out of memory", "CUBLAS_STATUS_ALLOC_FAILED")
 # The size asked for: in bytes (torch's CPU allocator) or already in units (CUDA, MPS, numpy).
 _ASKED_FOR = re.compile(r"allocate (?:(\d+) bytes|([\d.]+ [KMGTPE]i?B))", re.IGNORECASE)
 
@@ -54,15 +50,6 @@ def phrase(error: UserError, flags: dict[str, str] | None = None) -> str:
 def as_flag_error(error: InvalidSetting, flags: dict[str, str] | None = None) -> UserError:
     """The same error with its message phrased for the command line (for code that re-raises)."""
     return UserError(phrase(error, flags))
-
-
-def out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` says an allocation failed. torch is consulted only when it is loaded already: what
-    imports this module (the command line, its --help included) must not import it."""
-    torch = sys.modules.get("torch")
-    if isinstance(error, MemoryError) or (torch is not None and isinstance(error, torch.cuda.OutOfMemoryError)):
-        return True
-    return isinstance(error, RuntimeError) and any(text in str(error) for text in ALLOCATION_FAILURES)
 
 
 def out_of_memory_message(error: BaseException, remedy: str) -> str:

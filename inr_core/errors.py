@@ -8,6 +8,7 @@ and phrases settings as the flags that set them (see ``inr_cli.errors``).
 from __future__ import annotations
 
 import math
+import sys
 from typing import Callable
 
 
@@ -42,3 +43,17 @@ def within(prefix: str, validate: Callable[[], None]) -> None:
         validate()
     except InvalidSetting as error:
         raise InvalidSetting(f"{prefix}.{error.setting}", error.problem) from None
+
+
+# How allocators say they failed, where they raise a plain RuntimeError: torch's CPU allocator ("can't allocate
+# memory"), CUDA calls outside the caching allocator ("out of memory"), cuBLAS.
+ALLOCATION_FAILURES = ("can't allocate memory", "out of memory", "CUBLAS_STATUS_ALLOC_FAILED")
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says an allocation failed. torch is consulted only when it is loaded already: what
+    imports this module (the command line, its --help included) must not import it."""
+    torch = sys.modules.get("torch")
+    if isinstance(error, MemoryError) or (torch is not None and isinstance(error, torch.cuda.OutOfMemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and any(text in str(error) for text in ALLOCATION_FAILURES)

@@ -18,8 +18,9 @@ from PIL import Image
 
 from helpers import cli_env, run_cli
 from inr_cli.app import escape_unencodable_output
-from inr_cli.errors import out_of_memory, out_of_memory_message
+from inr_cli.errors import out_of_memory_message
 from inr_cli.figures.layout import png_caption
+from inr_core.errors import out_of_memory
 
 TINY = ["--hidden", "8", "--layers", "1", "--steps", "5", "--device", "cpu"]
 

@@ -196,6 +196,30 @@ def test_a_failing_compiler_falls_back_to_eager_with_a_note(tmp_path, camera_u8,
     assert json.loads(capsys.readouterr().out)["notes"] == report["notes"]
 
 
+@pytest.mark.parametrize("grouped", [False, True])
+def test_a_compiled_step_out_of_memory_is_not_taken_for_a_compiler_failure(camera_64, monkeypatch, grouped):
+    """Running out of memory in a compiled step is the step's size, not the compiler's fault: it reaches the user
+    as out of memory (one line, from the command line), not as an eager retry that needs as much memory again, and
+    later fits of the model still compile."""
+    from training.fitting.grouped import fit_group
+
+    def out_of_memory_when_run(function):
+        def fail(*args, **kwargs):
+            raise RuntimeError("CUDA error: out of memory")
+        return fail
+
+    monkeypatch.setattr(step_module, "_COMPILED", {})
+    monkeypatch.setattr(step_module, "_COMPILE_FAILURES", {})
+    monkeypatch.setattr(step_module, "compile_function", out_of_memory_when_run)
+    config = small_config("siren", steps=3, compile=True)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        if grouped:
+            fit_group([image_signal(camera_64[:16, :16]), image_signal(camera_64[16:32, :16])], config, IMAGE.recipe)
+        else:
+            fit(image_signal(camera_64[:16, :16]), config, IMAGE.recipe)
+    assert step_module._COMPILE_FAILURES == {}
+
+
 def test_outputs_written_while_the_next_input_trains_are_complete(tmp_path, camera_u8, astronaut_u8, capsys):
     from skimage import data
 

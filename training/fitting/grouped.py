@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from inr_core.errors import UserError
+from inr_core.errors import UserError, out_of_memory
 from models import count_parameters
 from models.fixpoint import SolverStats, solve
 from models.implicit import ImplicitINR, Prepared, holding_estimates
@@ -121,9 +121,11 @@ class GroupStep:
             try:
                 return self._run(self.compiled, points, target, batch)
             except Exception as error:  # any failure to compile or to run compiled code: eager mode instead
+                if out_of_memory(error):
+                    raise  # the group's size, not the compiler (see TrainingStep._compiled_or_eager)
                 reason = failure_reason(error)
-                step_module.remember_compile_failure(self._failure_key, reason)
-                self._fall_back(reason)
+            step_module.remember_compile_failure(self._failure_key, reason)
+            self._fall_back(reason)
         return self._run(self.network, points, target, batch)
 
     def _fall_back(self, reason: str) -> None:

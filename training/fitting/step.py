@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from inr_core.errors import out_of_memory
 from training.fitting.amortized import FixpointCache
 from training.fitting.devices import synchronize
 from training.fitting.precision import autocast
@@ -205,10 +206,14 @@ class TrainingStep:
             with _compiled(self.model, compiled_pieces(self.model)):
                 return self._run(coords, target, batch)
         except Exception as error:  # any failure to compile or to run compiled code: eager mode instead
+            if out_of_memory(error):
+                raise  # the step's size, not the compiler: an eager step needs at least as much memory
             reason = failure_reason(error)
-            remember_compile_failure(type(self.model), reason)
-            self._fall_back(reason)
-            return self._run(coords, target, batch)
+        # Retried after the handler, not in it: there the traceback would hold the failed attempt's frames, and
+        # the tensors they hold, through the eager step.
+        remember_compile_failure(type(self.model), reason)
+        self._fall_back(reason)
+        return self._run(coords, target, batch)
 
     def _first_compiled(self, coords, target, batch) -> torch.Tensor:
         start = time.perf_counter()
