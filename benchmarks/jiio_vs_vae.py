@@ -219,10 +219,11 @@ def mean_psnr(reconstructions: torch.Tensor, test: torch.Tensor) -> float:
     return sum(psnr(r, t, value_range=SIGNED_RANGE) for r, t in zip(reconstructions, test)) / len(test)
 
 
-def train_models(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
+def train_models(args, device, keep=None) -> tuple[dict, dict[str, torch.Tensor]]:
     """Train the models (the baselines for the MDEQ's wall time, or for --baseline-epochs epochs) and decode the
     test set and draws with each: (the run's description with a row per model, the image sets by name: 'real',
-    then '<key>_recon' and '<key>_generated')."""
+    then '<key>_recon' and '<key>_generated'). ``keep(run, sets)``, if given, receives the run so far after each
+    model, so a run stopped by a time limit still leaves the models it finished."""
     config = DecoderConfig(preset=args.preset, batch_size=args.batch_size)
     train = load_images(FASHION + "train-images-idx3-ubyte.gz", config.image_size)[:args.train]
     test = load_images(FASHION + "t10k-images-idx3-ubyte.gz", config.image_size)[:args.test]
@@ -238,6 +239,13 @@ def train_models(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
              "seconds": spent, "recon_psnr": mean_psnr(found, test)}]
     sets = {"real": test, "mdeq_recon": found, "mdeq_generated": generated}
 
+    def run_so_far() -> dict:
+        return {"train": len(train), "test": len(test), "seconds": spent, "baseline_epochs": args.baseline_epochs,
+                "batch_size": args.batch_size, "device": str(device), "versions": versions(), "rows": list(rows)}
+
+    keep = keep or (lambda run, images: None)
+    keep(run_so_far(), sets)
+
     vae = vae_like(params(decoder), train.shape[1], config.image_size, config.latent_dim).to(device)
     epochs, seconds = train_vae(vae, train, spent, config.batch_size, 1e-3, device, args.baseline_epochs)
     vae.eval()
@@ -249,6 +257,7 @@ def train_models(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
     rows.append({"model": "conv VAE", "key": "vae", "params": params(vae.decoder), "epochs": epochs,
                  "seconds": seconds, "recon_psnr": mean_psnr(reconstructions, test)})
     sets.update(vae_recon=reconstructions, vae_generated=samples)
+    keep(run_so_far(), sets)
 
     if args.auto_decoder:
         torch.manual_seed(0)
@@ -264,9 +273,8 @@ def train_models(args, device) -> tuple[dict, dict[str, torch.Tensor]]:
         rows.append({"model": "auto-decoder", "key": "auto", "params": params(auto.decoder), "epochs": epochs,
                      "seconds": seconds, "recon_psnr": mean_psnr(reconstructions, test)})
         sets.update(auto_recon=reconstructions, auto_generated=samples)
-    run = {"train": len(train), "test": len(test), "seconds": spent, "baseline_epochs": args.baseline_epochs,
-           "batch_size": args.batch_size, "device": str(device), "versions": versions(), "rows": rows}
-    return run, sets
+        keep(run_so_far(), sets)
+    return run_so_far(), sets
 
 
 def save_run(folder: Path, run: dict, sets: dict[str, torch.Tensor]) -> None:
@@ -349,9 +357,10 @@ def main() -> None:
     else:
         device = resolve_device(args.device)
         torch.manual_seed(0)
-        run, sets = train_models(args, device)
+        # Saved after each model: a run cut short by a time limit (one GPU call) keeps the models it finished.
+        keep = None if args.save is None else lambda run, images: save_run(args.save, run, images)
+        run, sets = train_models(args, device, keep)
         if args.save is not None:
-            save_run(args.save, run, sets)
             print(f"run and images written to {args.save}; score them with --score {args.save}")
         elif fid_model is None:
             print(f"no FID here ({reason}): --save DIR keeps the images, to be scored with --score DIR elsewhere")
