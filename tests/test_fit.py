@@ -245,3 +245,25 @@ def test_a_cosine_schedule_takes_the_rate_down_to_its_floor_alone_and_in_a_group
                        on_progress=lambda p: constant.append(p.learning_rate))
     assert constant == [1e-3] * 9 and steady.batch_psnr[:1] == cosine.batch_psnr[:1]  # the same first step
     assert steady.batch_psnr[-1] != cosine.batch_psnr[-1]
+
+
+def test_a_gpu_budget_counts_the_memory_the_process_holds_cached_and_shares_a_gpu_between_ranks(monkeypatch):
+    """On a GPU a fit plans with half the memory free to its process: what the driver reports free plus what
+    PyTorch's allocator keeps cached from earlier fits (otherwise a second fit in a process planned with less than
+    the first, and the same input could get another batch size); torchrun ranks sharing a GPU split it."""
+    import torch
+
+    from training.fitting import devices
+
+    gib = 1 << 30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 30 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 10 * gib)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cuda = torch.device("cuda")
+    assert devices.memory_budget_bytes(cuda) == (10 + 30 - 10) * gib // 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two ranks on the one GPU
+    assert devices.memory_budget_bytes(cuda) == 30 * gib // 4
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # a GPU each
+    assert devices.memory_budget_bytes(cuda) == 30 * gib // 2

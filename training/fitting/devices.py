@@ -31,15 +31,34 @@ def resolve_device(name: str) -> torch.device:
 
 
 def memory_budget_bytes(device: torch.device) -> int:
-    """Memory a fit may plan to use for activations: half the free GPU memory, or a quarter of the host's RAM."""
+    """Memory a fit may plan to use for activations: half the GPU memory free to this process, shared with the
+    other processes of this machine that use the same GPU, or a quarter of the host's RAM."""
     if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return free // 2
+        return cuda_free_bytes(device) // (2 * processes_per_gpu())
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         total = 8 << 30
     return total // 4
+
+
+def cuda_free_bytes(device: torch.device) -> int:
+    """GPU memory this process can still use: what the driver reports free, plus what PyTorch's caching allocator
+    holds without using (memory an earlier fit in the process freed). Without the second part, fits after the
+    first in a process would plan with less memory than the first, and the same input could get another batch
+    size (and so another result) depending on what the process had fitted before it."""
+    free, _total = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def processes_per_gpu() -> int:
+    """How many processes of this machine's torchrun job share each GPU (``LOCAL_WORLD_SIZE`` ranks over the
+    GPUs there are; 1 outside torchrun), so that ranks sharing a GPU do not each plan with its whole memory."""
+    try:
+        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+    return max(1, -(-local_processes // max(1, torch.cuda.device_count())))
 
 
 def available_host_bytes() -> int:
