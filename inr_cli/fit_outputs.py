@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from inr_cli.figures import write_psnr_plot
@@ -41,6 +41,7 @@ class TrainedRun:
     # CUDA memory its fit allocated at most, beyond what was allocated before (a group's: the whole group's);
     # None on a CPU, where no allocator statistic is trustworthy (inr_cli/peak_memory.py)
     peak_memory_mb: float | None = None
+    rendered: object = None  # what Modality.render_outputs gave, in the fit's thread (see rendered_run)
 
 
 def _solver_warning(result: FitResult) -> str | None:
@@ -64,11 +65,17 @@ def _report_metrics(metrics: dict, measured: dict) -> dict:
     return {**metrics, **measured}
 
 
+def rendered_run(modality: Modality, run: TrainedRun) -> TrainedRun:
+    """``run`` with what its outputs need of the fitted network computed now, in the thread that fitted it (see
+    :meth:`inr_cli.modalities.base.Modality.render_outputs`), before it goes to the writer."""
+    return replace(run, rendered=modality.render_outputs(run.loaded, run.result))
+
+
 def write_run(modality: Modality, run: TrainedRun) -> dict:
     """Write the modality's outputs, the plot, the checkpoint and (last) the report; return the report."""
     source, loaded, out_dir, result = run.source, run.loaded, run.out_dir, run.result
     fit_config = result.config
-    outputs = modality.write_outputs(loaded, result, out_dir)
+    outputs = modality.write_outputs(loaded, result, out_dir, run.rendered)
     files = dict(outputs.files)
     if modality.psnr_plot:
         write_psnr_plot(out_dir / PSNR_PLOT, result.batch_psnr, result.evaluations,
@@ -112,7 +119,7 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
         "solver": result.solver,
         "files": {**files, "checkpoint": CHECKPOINT, "report": REPORT},
         "config": run.config.to_dict(),
-        "versions": versions(),
+        "versions": versions(fit_config.device),
     }
     report = write_run_page(out_dir, report, loaded.signal, loaded.info)  # index.html (and the target it shows)
     # The report goes last: its presence means every other file of the run is complete.

@@ -24,7 +24,7 @@ from inr_cli.fit_options import OutputOptions
 from inr_cli.files import (expand_inputs, missing_ancestors, numbered, prepare_output_dir, refuse_empty_folder,
                            remove_if_empty)
 from inr_cli.fit_groups import WaitingGroups
-from inr_cli.fit_outputs import TrainedRun, input_stem, write_run
+from inr_cli.fit_outputs import TrainedRun, input_stem, rendered_run, write_run
 from inr_cli.modalities.base import FitCommandConfig, LoadedSignal, Modality, get_modality
 from inr_cli.peak_memory import measure_peak_memory
 from inr_cli.progress import fit_progress, stderr_console
@@ -233,8 +233,13 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
         pending.clear()
         if isinstance(run, UserError):
             outcomes.failed(index, run)
-        else:
-            pending.append((index, writer.submit(write_run, modality, run)))
+            return
+        try:
+            run = rendered_run(modality, run)  # here, in the fit's thread: not in the writer's
+        except UserError as error:
+            outcomes.failed(index, error)
+            return
+        pending.append((index, writer.submit(write_run, modality, run)))
 
     def fit_now(group: list[Job] | None, writer) -> None:
         nonlocal turn_started_at

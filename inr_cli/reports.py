@@ -23,10 +23,20 @@ def package_version() -> str:
         return "unknown"
 
 
-def versions() -> dict:
+def versions(device: str | None = None) -> dict:
     """What a report was made with; a fresh copy of what this process found the first time (the lookups cost
-    tens of milliseconds, and a run over many inputs writes a report for each)."""
-    return dict(_versions())
+    tens of milliseconds, and a run over many inputs writes a report for each). ``device`` (``cuda:1``): the GPU
+    whose name to give, where the report is written by another thread than the fit's (a background writer's
+    current device is the first GPU, not a torchrun rank's own); default: the calling thread's current device."""
+    info = dict(_versions())
+    if "gpu" in info and device is not None and device.startswith("cuda"):
+        info["gpu"] = _gpu_name(device)
+    return info
+
+
+@functools.lru_cache(maxsize=None)
+def _gpu_name(device: str) -> str:
+    return torch.cuda.get_device_name(torch.device(device))
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,7 +52,7 @@ def _versions() -> dict:
         info["glibc_tunables"] = os.environ["GLIBC_TUNABLES"]
     if torch.cuda.is_available():
         info["cuda"] = torch.version.cuda
-        info["gpu"] = torch.cuda.get_device_name()  # the current device: each torchrun rank's own
+        info["gpu"] = torch.cuda.get_device_name()  # the calling thread's current device (see versions)
     return info
 
 

@@ -383,3 +383,27 @@ def test_sample_of_16bit_fit_is_16bit(run_c, tmp_path, capsys):
     assert code == 0, err
     assert png_header(target) == (16, 0)
     assert Image.open(target).size == (30, 36)
+
+
+def test_a_report_written_in_another_thread_names_the_fit_s_own_gpu(monkeypatch):
+    """On a GPU reports are written by a background thread, whose current CUDA device is the first GPU whatever
+    the torchrun rank's own is: the report names the GPU of the fit's device."""
+    import threading
+
+    from inr_cli import reports
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: f"GPU {getattr(device, 'index', None)}")
+    caches = (reports._versions, reports._gpu_name)  # what they hold now is this fake GPU's: cleared after
+    for cached in caches:
+        cached.cache_clear()
+    try:
+        found = {}
+        writer = threading.Thread(target=lambda: found.update(reports.versions("cuda:1")))
+        writer.start()
+        writer.join()
+        assert found["gpu"] == "GPU 1"
+        assert reports.versions("cpu")["gpu"] == "GPU None"  # a CPU fit on a GPU machine: the current device's
+    finally:
+        for cached in caches:
+            cached.cache_clear()

@@ -62,7 +62,7 @@ class SinesModality(Modality):
     def recipe(self, model: str, signal: GridSignal) -> Recipe:
         return Recipe(papers_learning_rate(model), frequency_for_bandwidth(model, signal.values))
 
-    def write_outputs(self, loaded: LoadedSines, result, out_dir: Path) -> Outputs:
+    def write_outputs(self, loaded: LoadedSines, result, out_dir: Path, rendered=None) -> Outputs:
         reconstruction = (result.final.reconstruction[:, 0].numpy() * 2 - 1) * loaded.amplitude
         np.save(out_dir / "reconstruction.npy", reconstruction)
         return Outputs({"reconstruction": "reconstruction.npy"},
@@ -146,7 +146,7 @@ class TwiceMeasured(SinesModality):
 
     name = "sines-twice"
 
-    def write_outputs(self, loaded, result, out_dir: Path) -> Outputs:
+    def write_outputs(self, loaded, result, out_dir: Path, rendered=None) -> Outputs:
         return Outputs({}, {"psnr": 0.0})
 
 

@@ -139,3 +139,39 @@ def test_watertightness_is_judged_with_coincident_vertices_merged(tmp_path):
     assert not any("watertight" in note for note in mesh.notes)
     trimesh.Trimesh(box.vertices, box.faces[1:]).export(tmp_path / "open.stl")
     assert any("not watertight" in note for note in read_mesh(str(tmp_path / "open.stl")).notes)
+
+
+def test_a_shape_s_surface_is_extracted_in_the_fitting_thread_when_files_are_written_in_the_background(
+        meshes, monkeypatch, capsys):
+    """On a GPU a run's files are written by a background thread while the next input trains; the surface is
+    extracted before that, in the thread that fitted it, where the process-wide TF32 switch is the fit's own and
+    off between fits (in the writer it was the next fit's: TF32 or not by chance). The mesh written is that
+    surface."""
+    import threading
+
+    from inr_cli.fitting import OutputOptions, run_fit_command
+    from inr_cli.modalities import shape as shape_module
+    from inr_cli.modalities.base import FitCommandConfig
+    from training.fitting.config import FitConfig
+
+    folder, _torus = meshes
+    threads = []
+    extract = shape_module.extract_surface
+
+    def extract_and_note(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return extract(*args, **kwargs)
+
+    monkeypatch.setattr(shape_module, "extract_surface", extract_and_note)
+    monkeypatch.setattr(shape_module, "METRIC_SAMPLES", 2000)  # Chamfer's nearest neighbours: quick
+    fit_config = FitConfig(model="siren", hidden=16, layers=1, steps=5, device="cpu", eval_every=0)
+    options = shape_module.ShapeOptions(samples=2000, eval_points=500, resolution=16)
+    code = run_fit_command(FitCommandConfig("shape", fit_config, options),
+                           [str(folder / "torus.ply"), str(folder / "sphere.obj")],
+                           OutputOptions(out=folder / "runs", as_json=True, show_progress=False,
+                                         write_in_background=True))
+    assert code == 0
+    assert threads == [threading.main_thread()] * 2
+    for report in map(json.loads, capsys.readouterr().out.splitlines()):
+        mesh = trimesh.load(folder / "runs" / report["output_dir"].split("/")[-1] / "reconstruction.ply")
+        assert len(mesh.faces) == report["mesh_faces"] > 0

@@ -64,7 +64,8 @@ class AudioModality(Modality):
         return {**grid_quality(result.final), "snr": snr(to_samples(result.final.reconstruction), loaded.audio.samples),
                 "metric_notes": "psnr: samples mapped from [-1, 1] to [0, 1]; snr: on the samples in [-1, 1]"}
 
-    def write_outputs(self, loaded: LoadedAudioSignal, result: FitResult, out_dir: Path) -> Outputs:
+    def write_outputs(self, loaded: LoadedAudioSignal, result: FitResult, out_dir: Path, rendered: object = None
+                      ) -> Outputs:
         audio, reconstruction = loaded.audio, to_samples(result.final.reconstruction)
         write_wav(out_dir / RECONSTRUCTION, reconstruction, audio.rate, audio.subtype, audio.gain)
         caption = run_caption(loaded.source, result.config, audio_quality(self.metrics(loaded, result), audio))

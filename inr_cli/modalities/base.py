@@ -9,7 +9,8 @@ A modality (image, audio, video, shape, ...) is everything `inr` knows about one
   source, notes on what was done to it, and whatever writing the outputs needs;
 - :meth:`Modality.recipe`: the defaults (learning rate, frequency scale, points per step) for a model on it;
 - :meth:`Modality.metrics` and :meth:`Modality.write_outputs`: the report's quality entries, and the files of a run
-  (with any metric measured on them);
+  (with any metric measured on them); :meth:`Modality.render_outputs`: what of those files needs the fitted network
+  run again (a shape's surface), done in the fit's thread before the files are written;
 - :meth:`Modality.summary_line`: the quality line of the human summary;
 - :meth:`Modality.sample_target` and :meth:`Modality.write_sample`: re-rendering a fitted network for
   `inr sample`, with the sample settings that apply (``sample_settings``).
@@ -158,9 +159,19 @@ class Modality(ABC):
         the modality's own. By default those of the evaluation on the grid."""
         return grid_quality(result.final)
 
+    def render_outputs(self, loaded: LoadedSignal, result: FitResult) -> object | None:
+        """What of the outputs runs the fitted network again, computed in the thread that fitted it, right after
+        the fit, in full float32 (as `inr sample` renders a checkpoint); it reaches :meth:`write_outputs` as
+        ``rendered``. On a GPU the files are written by a background thread while the next input trains, and the
+        process-wide TF32 switch then belongs to that next fit: a render there would run in TF32 or not by chance.
+        None (the default): the fit's final evaluation holds all the files need."""
+        return None
+
     @abstractmethod
-    def write_outputs(self, loaded: LoadedSignal, result: FitResult, out_dir: Path) -> Outputs:
-        """Write the modality's files of a run (reconstruction, comparison...)."""
+    def write_outputs(self, loaded: LoadedSignal, result: FitResult, out_dir: Path, rendered: object = None
+                      ) -> Outputs:
+        """Write the modality's files of a run (reconstruction, comparison...); ``rendered``: what
+        :meth:`render_outputs` gave (None when it was not called)."""
 
     def summary_line(self, report: dict) -> str:
         """The quality part of the human summary."""

@@ -90,7 +90,8 @@ class ImageModality(Modality):
         side = max(signal.grid_shape)
         return Recipe(learning_rate_for_side(model, side), frequency_for_side(model, side))
 
-    def write_outputs(self, loaded: LoadedImageSignal, result: FitResult, out_dir: Path) -> Outputs:
+    def write_outputs(self, loaded: LoadedImageSignal, result: FitResult, out_dir: Path, rendered: object = None
+                      ) -> Outputs:
         write_png(out_dir / RECONSTRUCTION, result.final.reconstruction, loaded.image.bit_depth)
         caption = run_caption(loaded.source, result.config, grid_quality(self.metrics(loaded, result)))
         write_comparison(out_dir / COMPARISON, loaded.image.pixels, result.final.reconstruction, caption)

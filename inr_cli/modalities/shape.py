@@ -91,13 +91,19 @@ class ShapeModality(Modality):
                                 f"relative to the bounding-box diagonal; IoU on {options.eval_points} uniform and "
                                 f"{options.eval_points} near-surface points; extraction at {options.resolution}^3"}
 
-    def write_outputs(self, loaded: LoadedShape, result: FitResult, out_dir: Path) -> Outputs:
+    def render_outputs(self, loaded: LoadedShape, result: FitResult) -> tuple:
+        """The surface the fitted network's field encloses: ``(vertices, faces)`` in the normalised cube."""
+        config = result.config
+        device = torch.device(config.device)
+        chunk = render_chunk_size(config.hidden, config.layers, device, config.solver_tensors())
+        return extract_surface(result.model, loaded.options.resolution, device, chunk, loaded.options.target)
+
+    def write_outputs(self, loaded: LoadedShape, result: FitResult, out_dir: Path, rendered: object = None
+                      ) -> Outputs:
         """The extracted mesh (in the input's coordinates), its preview and the training plot; the metrics of the
         extracted surface against the input's."""
         config, mesh, options = result.config, loaded.mesh, loaded.options
-        device = torch.device(config.device)
-        chunk = render_chunk_size(config.hidden, config.layers, device, config.solver_tensors())
-        vertices, faces = extract_surface(result.model, options.resolution, device, chunk, options.target)
+        vertices, faces = rendered if rendered is not None else self.render_outputs(loaded, result)
         reconstruction = f"reconstruction.{options.format}"
         write_mesh(out_dir / reconstruction, mesh.to_input(vertices), faces)
         measured = chamfer_and_normals(vertices, faces, mesh.vertices, mesh.faces, METRIC_SAMPLES, loaded.rng)

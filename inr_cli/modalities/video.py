@@ -74,7 +74,8 @@ class VideoModality(Modality):
             "psnr_whole_clip": psnr(reconstruction, frames),
         }
 
-    def write_outputs(self, loaded: LoadedVideoSignal, result: FitResult, out_dir: Path) -> Outputs:
+    def write_outputs(self, loaded: LoadedVideoSignal, result: FitResult, out_dir: Path, rendered: object = None
+                      ) -> Outputs:
         reconstruction, video = result.final.reconstruction, loaded.video
         write_videos(out_dir / VIEWABLE, out_dir / LOSSLESS, reconstruction, video.fps)
         metrics = self.metrics(loaded, result)
