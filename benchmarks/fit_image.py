@@ -100,8 +100,11 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         layers = args.layers if args.layers is not None else (3 if name == "siren" else 1)
+        # fp32 and eager, as the plain loop runs (on CUDA a fit would default to tf32 and a compiled step:
+        # benchmarks/speed_modes.py compares those modes against the same plain loop).
         config = FitConfig(model=name, hidden=args.hidden, layers=layers, steps=args.steps, device=args.device,
-                           batch_size=args.size * args.size, eval_every=checkpoints[0])
+                           batch_size=args.size * args.size, eval_every=checkpoints[0], precision="fp32",
+                           compile=False)
         config = resolve_config(config, image_signal(pixels), IMAGE.recipe)
         best_plain, best_ours = float("inf"), float("inf")
         for _ in range(args.repeats):
@@ -114,7 +117,7 @@ def main() -> None:
 
     device = resolve_config(FitConfig(device=args.device), image_signal(pixels), IMAGE.recipe).device
     gpu = f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") else ""
-    print(f"camera {args.size}x{args.size}, {args.steps} steps, full batch, fp32, device {device}{gpu}, "
+    print(f"camera {args.size}x{args.size}, {args.steps} steps, full batch, fp32, eager, device {device}{gpu}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     header = f"{'model':<22}{'plain ms/step':>14}{'inr ms/step':>12}{'ratio':>7}"
     for step in checkpoints:

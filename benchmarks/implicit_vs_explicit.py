@@ -66,9 +66,11 @@ def main() -> None:
             rows.append((f"{name} {layers}L-{args.hidden}D", explicit, explicit_mb, implicit, implicit_mb,
                          explicit_peak, implicit_peak))
 
-    device = rows[0][1].config.device
+    first = rows[0][1]
+    device = first.config.device
     gpu = f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") else ""
-    print(f"camera {args.size}x{args.size}, {args.steps} steps, full batch, fp32, device {device}{gpu}, "
+    mode = f"{first.config.precision}, {'compiled' if first.compiled else 'eager'}"  # the fit's defaults here
+    print(f"camera {args.size}x{args.size}, {args.steps} steps, full batch, {mode}, device {device}{gpu}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("MB = memory one training step keeps for backward, plus the implicit model's fixpoint cache"
           + ("; peak = CUDA allocator peak over the whole fit" if gpu else ""))
