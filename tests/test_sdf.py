@@ -62,6 +62,23 @@ def test_extraction_is_outward_and_metrics_are_sane():
     assert extract_mesh(np.ones((8, 8, 8)))[1].shape == (0, 3)  # no surface: an empty mesh, not a crash
 
 
+def test_chamfer_of_a_small_patch_far_from_the_surface_is_the_exact_nearest_distance():
+    """A barely trained network's surface can be a few tiny faces far from the true one: from there every true
+    sample is about equally far from all of the patch's samples, which scipy's default k-d tree could not prune
+    (a minute per fit). The tree used instead still finds the exact nearest samples: checked by brute force."""
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.5)
+    patch_vertices = np.array([[2.0, 2.0, 2.0], [2.01, 2.0, 2.0], [2.0, 2.01, 2.0], [2.0, 2.0, 2.01]])
+    patch_faces = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 1]])
+    measured = chamfer_and_normals(patch_vertices, patch_faces, sphere.vertices, sphere.faces, 1500,
+                                   np.random.default_rng(3))
+    rng = np.random.default_rng(3)  # the same samples again, measured by brute force
+    patch_points, _ = sample_surface(patch_vertices, patch_faces, 1500, rng)
+    sphere_points, _ = sample_surface(sphere.vertices, sphere.faces, 1500, rng)
+    distances = np.linalg.norm(patch_points[:, None] - sphere_points[None], axis=-1)
+    assert measured["chamfer_pred_to_true"] == pytest.approx(distances.min(axis=1).mean(), rel=1e-12)
+    assert measured["chamfer_true_to_pred"] == pytest.approx(distances.min(axis=0).mean(), rel=1e-12)
+
+
 def test_cli_fit_sdf_outputs_metrics_and_input_coordinates(meshes):
     folder, torus = meshes
     proc = run_cli(["fit", "sdf", "torus.ply", "--hidden", "64", "--steps", "200", "--samples", "30000",
