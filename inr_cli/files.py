@@ -97,10 +97,11 @@ def prepare_output_dir(path: Path) -> Path:
     return path
 
 
-def numbered(names: list[str]) -> list[str]:
+def numbered(names: list[str], taken: tuple[str, ...] = ()) -> list[str]:
     """``names`` made unique in order: a name's second and later uses numbered ``NAME-2``, ``NAME-3``, ... (how
-    `inr fit` names the folders of inputs that share a stem, and `inr sample` the samples of runs that share one)."""
-    seen: dict[str, int] = {}
+    `inr fit` names the folders of inputs that share a stem, and `inr sample` the samples of runs that share one).
+    A name in ``taken`` (a file written beside them) counts as used once already."""
+    seen: dict[str, int] = {name: 1 for name in taken}
     unique = []
     for name in names:
         seen[name] = seen.get(name, 0) + 1

@@ -29,7 +29,8 @@ from inr_cli.modalities.base import FitCommandConfig, LoadedSignal, Modality, ge
 from inr_cli.peak_memory import measure_peak_memory
 from inr_cli.progress import fit_progress, stderr_console
 from inr_cli.reports import human_summary, to_json
-from inr_cli.run_folder import RunFolder, finished_report, load_training_state, save_training_state
+from inr_cli.run_folder import (ROOT_FILES, RunFolder, finished_report, load_training_state,
+                               save_training_state)
 from inr_cli.summary import write_summary
 from inr_cli.tensorboard_log import INSTALL_HINT, FitLog, open_log, tensorboard_available, with_log
 from inr_core.clock import PROCESS_STARTED_AT
@@ -55,10 +56,12 @@ def run_root(sources: list[str], out: Path | None, model: str) -> Path:
 
 
 def output_dirs(sources: list[str], root: Path) -> list[Path]:
-    """One folder for one input (the root); with several inputs, one sub-folder each (names made unique)."""
+    """One folder for one input (the root); with several inputs, one sub-folder each (names made unique, and
+    never those of the files the run writes beside them: an input named ``index.html.png`` gets ``index.html-2``,
+    nor ``.`` and ``..``, the stems of ``..png`` and ``...png``)."""
     if len(sources) == 1:
         return [root]
-    return [root / name for name in numbered([input_stem(source) for source in sources])]
+    return [root / name for name in numbered([input_stem(source) for source in sources], (*ROOT_FILES, ".", ".."))]
 
 
 class GroupDivergence(UserError):

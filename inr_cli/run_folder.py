@@ -38,6 +38,9 @@ TRAINING_STATE = "training-state.pt"
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
 OVERVIEW_PAGE = "index.html"  # beside summary.json: removed with it, never on its own (it may be the user's)
 SET_ASIDE = ".inr-replaced"  # an overwritten run's outputs, until the new run has written something
+# What a run over several inputs writes or keeps in its root, beside the inputs' folders: no input's folder may
+# take one of these names.
+ROOT_FILES = (LOCK, *SUMMARY_FILES, OVERVIEW_PAGE, SET_ASIDE)
 
 
 class RunFolder:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import replace
 import subprocess
 import sys
@@ -100,6 +101,29 @@ def crops_as_signals(camera_u8, count: int = 3):
 
     tiles = [camera_u8[i * 40:i * 40 + 24, 200:224] for i in range(count)]
     return [image_signal(torch.from_numpy(tile.astype(np.float32) / 255.0)[:, :, None]) for tile in tiles]
+
+
+def test_inputs_named_like_the_run_s_own_files_get_folders_of_other_names(tmp_path, camera_u8, capsys):
+    """An input's folder takes its file's stem, except where that stem is a file the run writes beside the
+    folders (index.html, summary.json, ...) or '.' / '..' (the stems of '..png' and '...png'): the overview page
+    and the summary were written over those folders' names and failed with a traceback."""
+    names = ["index.html.png", "summary.json.png", "..png", "...png", "plain.png"]
+    from PIL import Image
+
+    paths = []
+    for i, name in enumerate(names):
+        Image.fromarray(camera_u8[i * 8:i * 8 + 8, :8]).save(tmp_path / name, format="PNG")
+        paths.append(str(tmp_path / name))
+    fit_config = FitConfig(model="siren", hidden=8, layers=1, steps=3, device="cpu", eval_every=0)
+    code = run_fit_command(FitCommandConfig("image", fit_config, ImageOptions()), paths,
+                           OutputOptions(out=tmp_path / "run", as_json=True, show_progress=False))
+    assert code == 0
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    folders = [Path(report["output_dir"]).name for report in reports]
+    assert folders == ["index.html-2", "summary.json-2", ".-2", "..-2", "plain"]
+    run = tmp_path / "run"
+    assert all((run / folder / "report.json").is_file() for folder in folders)
+    assert (run / "index.html").is_file() and json.loads((run / "summary.json").read_text())["fitted"] == 5
 
 
 GROUPED_CASES = [("siren", {}), ("fourier-mfn", {}), ("gabor-mfn", {}),
