@@ -37,6 +37,7 @@ from inr_core.clock import PROCESS_STARTED_AT
 from inr_core.errors import UserError, check
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.grouped import fit_group
+from training.fitting.signal import fingerprint
 from training.fitting.control import FitControl, Interrupted
 from training.fitting.fit import fit
 
@@ -89,8 +90,10 @@ def load_job(modality: Modality, index: int, source: str, out_dir: Path, config:
 def fit_control(job: Job, output: OutputOptions, stop: StopRequest) -> FitControl:
     """Saves of the fit's state into its folder (every ``--checkpoint-every`` steps, and on a stop request), and
     the state to resume from with ``--resume``."""
-    resume = load_training_state(job.out_dir, job.fit_config.to_dict()) if output.resume else None
-    return FitControl(resume=resume, save=lambda state: save_training_state(job.out_dir, state),
+    signal = fingerprint(job.loaded.signal)  # which input a saved state belongs to
+    resume = load_training_state(job.out_dir, job.fit_config.to_dict(), job.source, signal) if output.resume \
+        else None
+    return FitControl(resume=resume, save=lambda state: save_training_state(job.out_dir, {**state, "signal": signal}),
                       save_every_steps=output.checkpoint_every, stop_requested=stop.requested)
 
 

@@ -260,9 +260,11 @@ def save_training_state(folder: Path, state: dict) -> None:
     atomic_write_bytes(Path(folder) / TRAINING_STATE, buffer.getvalue())
 
 
-def load_training_state(folder: Path, config: dict) -> dict | None:
-    """The state saved in ``folder`` for a fit of ``config`` (a resolved FitConfig's dict), None when there is
-    none. Read without running code from the file; a state of another configuration is refused in one line."""
+def load_training_state(folder: Path, config: dict, source: str, signal: str) -> dict | None:
+    """The state saved in ``folder`` for a fit of ``config`` (a resolved FitConfig's dict) to the input ``source``
+    whose :func:`training.fitting.signal.fingerprint` is ``signal``; None when there is none. Read without running
+    code from the file; a state of another configuration, or saved while fitting another input, is refused in one
+    line. (States saved before they recorded their input's fingerprint are taken as they are.)"""
     path = Path(folder) / TRAINING_STATE
     if not path.is_file():
         return None
@@ -281,4 +283,7 @@ def load_training_state(folder: Path, config: dict) -> dict | None:
         differing = sorted(key for key in set(saved or {}) | set(config) if (saved or {}).get(key) != config.get(key))
         raise UserError(f"{path}: saved for another configuration (differs in {', '.join(differing) or 'format'}); "
                         f"run with the same options, or use --overwrite to start again")
+    if state.get("signal", signal) != signal:
+        raise UserError(f"{path}: saved while fitting another input than {source} (its values differ); use "
+                        f"another --out, or --overwrite to start again")
     return state

@@ -102,7 +102,13 @@ def test_a_stopped_cosine_fit_resumes_on_the_same_rates(tiles):
     refused = run_cli(["fit", "image", names[1], "--out", out.name, "--resume", *FIT], cwd=folder)
     assert refused.returncode != 0 and "differs in lr_schedule" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
-    resumed = run_cli(["fit", "image", names[1], "--out", out.name, "--resume", *cosine], cwd=folder)
+    # Another image of the same size would have gone on from this one's weights: refused, by the state's record
+    # of what it trained on, not by the file's name. The same image under another name resumes.
+    other = run_cli(["fit", "image", names[2], "--out", out.name, "--resume", *cosine], cwd=folder)
+    assert other.returncode == 1 and "saved while fitting another input" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    (folder / "renamed.png").write_bytes((folder / names[1]).read_bytes())
+    resumed = run_cli(["fit", "image", "renamed.png", "--out", out.name, "--resume", *cosine], cwd=folder)
     assert resumed.returncode == 0, resumed.stderr
     same_fit(out, folder / "whole-cosine")
 
@@ -288,6 +294,7 @@ def test_a_state_saved_before_a_setting_existed_resumes_as_fits_ran_then(tmp_pat
     config = FitConfig(steps=5, device="cpu").to_dict()
     older = {key: value for key, value in config.items() if key != "keep"}  # saved before --keep
     torch.save({"config": older, "step": 3}, tmp_path / TRAINING_STATE)
-    assert load_training_state(tmp_path, {**config, "keep": "last"})["step"] == 3  # every fit kept its last then
+    # Every fit kept its last network then. (Saved before states recorded their input, too: taken as this one's.)
+    assert load_training_state(tmp_path, {**config, "keep": "last"}, "a.png", "digest")["step"] == 3
     with pytest.raises(UserError, match="differs in keep"):
-        load_training_state(tmp_path, config)
+        load_training_state(tmp_path, config, "a.png", "digest")

@@ -13,6 +13,7 @@ which modality produced it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -166,6 +167,19 @@ class ScatteredSamples:
         return lambda model, train_states=None: self.evaluate(model, device, chunk_points).history_entry()
 
 Signal = GridSignal | ScatteredSamples
+
+
+def fingerprint(signal: Signal) -> str:
+    """A digest of what a fit of ``signal`` trains on (its training points' coordinates and values, and the shape
+    of its grid): a saved training state records it, so --resume can tell the input it was saved for, wherever
+    the input file has moved since, from another input, even one of the same shape."""
+    digest = hashlib.sha256()
+    digest.update(repr((type(signal).__name__, getattr(signal, "grid_shape", None), signal.loss)).encode())
+    for tensor in (signal.train_coordinates(), signal.train_targets()):
+        array = tensor.detach().to("cpu", torch.float32).contiguous().numpy()
+        digest.update(repr(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _full_grid(values: torch.Tensor, grid_shape: tuple[int, ...]) -> GridSignal:
