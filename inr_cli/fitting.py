@@ -317,7 +317,8 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
 
     def claim_root() -> Path:
         root = run_root(sources, output.out, config.fit.model)
-        claimed.append(RunFolder(root).claim(overwrite=output.overwrite, resume=output.resume))
+        claimed.append(RunFolder(root).claim(overwrite=output.overwrite, resume=output.resume,
+                                             several=len(sources) > 1))
         return root
 
     interrupted = False

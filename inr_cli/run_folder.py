@@ -55,7 +55,10 @@ class RunFolder:
         self._created = missing_ancestors(self.root)
         self._handle = None
 
-    def claim(self, *, overwrite: bool, resume: bool) -> RunFolder:
+    def claim(self, *, overwrite: bool, resume: bool, several: bool | None = None) -> RunFolder:
+        """Lock the folder for this process and check what it holds (see the module's doc). ``several``: whether
+        this run is one over several inputs (each in its own sub-folder) or of one input (in the root), so that
+        --resume refuses a folder laid out the other way; None: the command has one layout."""
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"--out {self.root} is a file, not a folder; choose a folder for the run")
         try:
@@ -77,13 +80,13 @@ class RunFolder:
         handle.flush()
         self._handle = handle
         try:
-            self._check_reuse(overwrite, resume)
+            self._check_reuse(overwrite, resume, several)
         except BaseException:
             self.release()
             raise
         return self
 
-    def _check_reuse(self, overwrite: bool, resume: bool) -> None:
+    def _check_reuse(self, overwrite: bool, resume: bool, several: bool | None) -> None:
         reports, states = _finished_and_unfinished(self.root)
         summary = [self.root / name for name in SUMMARY_FILES if (self.root / name).exists()]
         if summary and (self.root / OVERVIEW_PAGE).exists():
@@ -92,6 +95,8 @@ class RunFolder:
             refuse_foreign_files(self.root)
             return
         if resume:
+            if several is not None:
+                self._check_layout(several, reports, states, summary)
             return
         if not overwrite:
             kind = "a finished" if reports or summary else "an unfinished"
@@ -106,6 +111,19 @@ class RunFolder:
             path.rename(kept)
         for folder in {report.parent for report in reports} - {self.root}:
             remove_if_empty([folder])
+
+    def _check_layout(self, several: bool, reports: list[Path], states: list[Path], summary: list[Path]) -> None:
+        """Refuse to resume a run of one input in the folder of a run over several, or the other way round: each
+        would write its files over the other's (the page, the report) and leave a folder that is neither."""
+        holds_single = any(path.parent == self.root for path in [*reports, *states])
+        holds_set = bool(summary) or any(path.parent != self.root for path in [*reports, *states])
+        replace_it = "--overwrite to replace it, or " if self.offers_overwrite else ""
+        if several and holds_single and not holds_set:
+            raise UserError(f"{self.root} holds the run of one input, not of several; resume it with that input "
+                            f"alone, or use {replace_it}another --out")
+        if not several and holds_set and not holds_single:
+            raise UserError(f"{self.root} holds a run over several inputs, not of one; resume it with all of its "
+                            f"inputs, or use {replace_it}another --out")
 
     def _settle_set_aside(self) -> None:
         """Delete an overwritten run's outputs once the new run has written something; else put them back."""

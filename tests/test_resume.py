@@ -298,3 +298,21 @@ def test_a_state_saved_before_a_setting_existed_resumes_as_fits_ran_then(tmp_pat
     assert load_training_state(tmp_path, {**config, "keep": "last"}, "a.png", "digest")["step"] == 3
     with pytest.raises(UserError, match="differs in keep"):
         load_training_state(tmp_path, config, "a.png", "digest")
+
+
+def test_resume_refuses_a_folder_laid_out_for_the_other_kind_of_run(tiles):
+    """A run of one input writes into its folder's root, a run over several into a sub-folder each beside a
+    summary: resuming one kind in the other's folder wrote each's page and report over the other's."""
+    folder, names = tiles
+    small = ["--steps", "3", "--hidden", "8", "--layers", "1", "--device", "cpu", "--quiet"]
+    assert run_cli(["fit", "image", names[0], "--out", "single", *small], cwd=folder).returncode == 0
+    assert run_cli(["fit", "image", *names[:2], "--out", "set", *small], cwd=folder).returncode == 0
+    before = {path: path.read_bytes() for path in (folder / "single").rglob("*") if path.is_file()}
+    as_set = run_cli(["fit", "image", *names[:2], "--out", "single", "--resume", *small], cwd=folder)
+    assert as_set.returncode == 1 and "holds the run of one input, not of several" in as_set.stderr
+    as_single = run_cli(["fit", "image", names[0], "--out", "set", "--resume", *small], cwd=folder)
+    assert as_single.returncode == 1 and "holds a run over several inputs, not of one" in as_single.stderr
+    assert {path: path.read_bytes() for path in (folder / "single").rglob("*") if path.is_file()} == before
+    assert not (folder / "set" / "report.json").exists()
+    again = run_cli(["fit", "image", *names[:2], "--out", "set", "--resume", *small], cwd=folder)
+    assert again.returncode == 0, again.stderr  # the same kind of run resumes as before
