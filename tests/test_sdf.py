@@ -192,3 +192,14 @@ def test_a_shape_s_surface_is_extracted_in_the_fitting_thread_when_files_are_wri
     for report in map(json.loads, capsys.readouterr().out.splitlines()):
         mesh = trimesh.load(folder / "runs" / report["output_dir"].split("/")[-1] / "reconstruction.ply")
         assert len(mesh.faces) == report["mesh_faces"] > 0
+
+
+def test_a_mesh_resolution_past_what_inr_sample_takes_is_refused_before_training():
+    """`inr fit sdf --resolution 2000` trained, then ran out of memory extracting a 2000^3 grid and blamed
+    --hidden; `inr sample` refuses it up front, and so does the fit now."""
+    from inr_cli.modalities.shape import ShapeOptions
+    from inr_core.errors import InvalidSetting
+
+    ShapeOptions(resolution=1024).validate()
+    with pytest.raises(InvalidSetting, match="must be between 8 and 1024, got 2000"):
+        ShapeOptions(resolution=2000).validate()

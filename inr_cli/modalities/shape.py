@@ -13,8 +13,8 @@ from inr_cli.files import atomic_write_with
 from inr_cli.figures.captions import run_caption
 from inr_cli.media.meshes import (DEFAULT_MAX_FACES, MESH_FORMATS, UP_CHOICES, LoadedMesh, read_mesh, resolve_up,
                                   to_input_coordinates, write_mesh, write_preview)
-from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
-                                     SampleTarget, register_modality)
+from inr_cli.modalities.base import (MAX_RESOLUTION, FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs,
+                                     SampleRequest, SampleTarget, register_modality)
 from inr_cli.reports import number_text
 from inr_core.errors import check
 from training.fitting.devices import render_chunk_size
@@ -48,7 +48,9 @@ class ShapeOptions(ModalityOptions):
         check(self.format in MESH_FORMATS, "format", f"must be one of: {', '.join(MESH_FORMATS)}; got {self.format!r}")
         check(self.samples >= 2, "samples", f"must be at least 2, got {self.samples}")
         check(self.eval_points >= 1, "eval_points", f"must be at least 1, got {self.eval_points}")
-        check(self.resolution >= 8, "resolution", f"must be at least 8, got {self.resolution}")
+        # As `inr sample` (MAX_RESOLUTION): a finer grid was refused only after training, out of memory.
+        check(8 <= self.resolution <= MAX_RESOLUTION, "resolution",
+              f"must be between 8 and {MAX_RESOLUTION}, got {self.resolution}")
         check(self.max_faces >= 1, "max_faces", f"must be at least 1, got {self.max_faces}")
         check(self.up in UP_CHOICES, "up", f"must be one of: {', '.join(UP_CHOICES)}; got {self.up!r}")
 
