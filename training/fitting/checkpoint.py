@@ -119,6 +119,7 @@ def _build(arch: dict, settings: SolverSettings) -> nn.Module:
 
 ARCHITECTURE_COUNTS = {"in_features": 1, "out_features": 1, "hidden": 1, "layers": 0}  # name -> least value
 # Numbers in the signal record that are counts (whole, at least 1) or amounts (positive): what the readers wrote.
+IMAGE_BIT_DEPTHS = (8, 16)  # what an image's PNG is written in (inr_cli.media.images.write_png)
 SIGNAL_COUNTS = ("height", "width", "channels", "frames", "samples", "rate", "bit_depth", "vertices", "faces")
 SIGNAL_AMOUNTS = ("seconds", "fps", "scale")
 
@@ -159,7 +160,7 @@ def validate_payload(payload: dict, source: str = "checkpoint") -> None:
         raise UserError(f"{source}: checkpoint architecture cannot be built ({error})") from None
     what = f"the {arch['name']} network its architecture describes (hidden {arch['hidden']}, layers {arch['layers']})"
     check_state(state, {k: tuple(v.shape) for k, v in expected.items()}, source, what)
-    check_signal(payload.get("signal", {}), source)
+    check_signal(payload.get("signal", {}), source, arch["out_features"])
     check_finite({"model_state": state}, source)  # the weights; other state is the resuming run's to judge
 
 
@@ -230,8 +231,9 @@ def check_finite(value, source: str, where: str = "") -> None:
             check_finite(item, source, f"{where}[{index}]")
 
 
-def check_signal(info, source: str) -> None:
-    """The sizes recorded for the fitted signal (which `inr sample` renders at) are positive and finite."""
+def check_signal(info, source: str, out_features: int | None = None) -> None:
+    """The sizes recorded for the fitted signal (which `inr sample` renders at) are positive and finite, its
+    channels are the network's outputs (``out_features``), and an image's bit depth is one a PNG is written in."""
     if not isinstance(info, dict):
         raise UserError(f"{source}: checkpoint signal is a {type(info).__name__}, not a description of the signal")
     for key in SIGNAL_COUNTS:
@@ -242,3 +244,8 @@ def check_signal(info, source: str) -> None:
         value = info.get(key, 1.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
             raise UserError(f"{source}: checkpoint signal {key} is {value!r}; it must be a positive number")
+    if out_features is not None and "channels" in info and info["channels"] != out_features:
+        raise UserError(f"{source}: checkpoint signal has {info['channels']} channels, but its network gives "
+                        f"{out_features} values per point")
+    if info.get("kind") == "image" and info.get("bit_depth", 8) not in IMAGE_BIT_DEPTHS:
+        raise UserError(f"{source}: checkpoint image bit_depth is {info['bit_depth']!r}; it must be 8 or 16")
