@@ -202,12 +202,12 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
     stray = [SAMPLE_FLAGS[name] for name in request.given() if name not in modality.sample_settings]
     if stray:
         allowed = ", ".join(SAMPLE_FLAGS[name] for name in modality.sample_settings)
-        raise UserError(f"{checkpoint}: {' '.join(stray)} does not apply to a {modality.name} checkpoint "
-                        f"(it takes {allowed})")
+        raise UserError(f"{checkpoint}: {' '.join(stray)} does not apply to {modality.name} checkpoints "
+                        f"(they take {allowed})")
     try:
         target = modality.sample_target(info, request)
     except KeyError as missing:
-        raise UserError(f"{checkpoint}: checkpoint signal lacks {missing}, which a {modality.name} sample needs") \
+        raise UserError(f"{checkpoint}: checkpoint signal lacks {missing}, which {modality.name} samples need") \
             from None
     if name_in_folder is not None:
         out = out / f"{name_in_folder}-{target.default_name}"

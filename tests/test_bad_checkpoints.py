@@ -382,5 +382,5 @@ def test_a_shape_checkpoint_without_its_placement_is_refused_before_rendering(tm
     checkpoint.write_bytes(serialize(payload))
     code, stderr = call_main(["sample", checkpoint, "--device", "cpu"], capsys)
     assert one_error_line(code, stderr, 1) == \
-        f"inr: error: {checkpoint}: checkpoint signal lacks 'center', which a shape sample needs"
+        f"inr: error: {checkpoint}: checkpoint signal lacks 'center', which shape samples need"
     assert files_in(tmp_path) == ["checkpoint.pt"]

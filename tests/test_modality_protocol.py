@@ -129,7 +129,7 @@ def test_the_new_modality_re_renders_through_the_sample_path(fitted, tmp_path):
 
 def test_sample_settings_the_new_modality_does_not_take_are_refused(fitted):
     folder, _ = fitted
-    with pytest.raises(UserError, match="--rate does not apply to a sines checkpoint"):
+    with pytest.raises(UserError, match="--rate does not apply to sines checkpoints"):
         run_sample(folder / "run" / "checkpoint.pt", SampleRequest(rate=8000), device="cpu")
 
 

@@ -186,10 +186,10 @@ class Modality(ABC):
     def sample_target(self, info: dict, request: SampleRequest) -> SampleTarget:
         """What to render of a network fitted to the source ``info`` describes, for ``request`` (validated, and
         holding only this modality's settings)."""
-        raise UserError(f"a {self.name} network cannot be sampled")
+        raise UserError(f"{self.name} networks cannot be sampled")
 
     def write_sample(self, network: FittedNetwork, target: SampleTarget, path: Path) -> None:
-        raise UserError(f"a {self.name} network cannot be sampled")
+        raise UserError(f"{self.name} networks cannot be sampled")
 
 
 def grid_quality(evaluation: GridEvaluation) -> dict:
