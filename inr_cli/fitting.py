@@ -274,8 +274,8 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
                     raise Interrupted(0)
                 try:
                     earlier = finished_report(out_dir, source, config.to_dict()) if output.resume else None
-                    if earlier is not None:
-                        outcomes.finished_earlier(index, earlier)
+                    if earlier is not None:  # where it is now: the run's folder may have moved since
+                        outcomes.finished_earlier(index, {**earlier, "output_dir": str(out_dir)})
                         continue
                     job = load_job(modality, index, source, out_dir, config)
                 except UserError as error:

@@ -4,6 +4,7 @@ loss that runs away being rolled back."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -314,5 +315,8 @@ def test_resume_refuses_a_folder_laid_out_for_the_other_kind_of_run(tiles):
     assert as_single.returncode == 1 and "holds a run over several inputs, not of one" in as_single.stderr
     assert {path: path.read_bytes() for path in (folder / "single").rglob("*") if path.is_file()} == before
     assert not (folder / "set" / "report.json").exists()
-    again = run_cli(["fit", "image", *names[:2], "--out", "set", "--resume", *small], cwd=folder)
+    shutil.copytree(folder / "set", folder / "moved")  # a run's folder may be moved; its reports say where it is
+    again = run_cli(["fit", "image", *names[:2], "--out", "moved", "--resume", "--json", *small], cwd=folder)
     assert again.returncode == 0, again.stderr  # the same kind of run resumes as before
+    assert [Path(json.loads(line)["output_dir"]) for line in again.stdout.splitlines()] == [
+        Path("moved") / Path(name).stem for name in names[:2]]
