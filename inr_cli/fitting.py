@@ -8,6 +8,7 @@ fits the signal with the modality's recipe, and lets the modality measure and wr
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -181,8 +182,9 @@ class _Outcomes:
     settled (inputs may finish out of order when same-shaped ones wait to fit together); ranks of a torchrun
     launch hand theirs to rank 0, which prints them all in input order at the end."""
 
-    def __init__(self, modality: Modality, output: OutputOptions, streaming: bool, order: list[int]):
-        self.modality, self.output, self.streaming = modality, output, streaming
+    def __init__(self, modality: Modality, output: OutputOptions, streaming: bool, order: list[int],
+                 sources: list[str]):
+        self.modality, self.output, self.streaming, self.sources = modality, output, streaming, sources
         self.by_index: dict[int, dict | str] = {}
         self._unannounced = list(order)  # this process's inputs, in input order, not yet printed
 
@@ -207,11 +209,20 @@ class _Outcomes:
 
     def _announce_ready(self) -> None:
         while self.streaming and self._unannounced and self._unannounced[0] in self.by_index:
-            outcome = self.by_index[self._unannounced.pop(0)]
-            if isinstance(outcome, dict):
-                self.announce(outcome)
+            index = self._unannounced.pop(0)
+            self.announce(index, self.by_index[index])
 
-    def announce(self, report: dict) -> None:
+    def announce(self, index: int, outcome: dict | str) -> None:
+        """Print an input's report (a failure's message is on stderr already). With --json every input has its
+        line, in input order, a failed one ``{"input", "status": "failed", "error"}``, so that a script pairing
+        lines with inputs stays aligned."""
+        if not isinstance(outcome, dict):
+            if self.output.as_json:
+                failure = {"input": self.sources[index], "status": "failed", "error": outcome}
+                sys.stdout.write(json.dumps(failure) + "\n")
+                sys.stdout.flush()
+            return
+        report = outcome
         if self.output.as_json:
             sys.stdout.write(to_json(report, indent=None) + "\n")
             sys.stdout.flush()
@@ -331,7 +342,8 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
             folders = output_dirs(sources, root)
             config = replace(config, fit=replace(config.fit, device=cluster.device_for(config.fit.device)))
             share = cluster.my_share(len(sources))
-            outcomes = _Outcomes(modality, output, streaming=not cluster.distributed, order=list(share))
+            outcomes = _Outcomes(modality, output, streaming=not cluster.distributed, order=list(share),
+                                 sources=sources)
             jobs = [(index, sources[index], folders[index]) for index in share]
             try:
                 _fit_inputs(modality, config, jobs, output, outcomes,
@@ -346,8 +358,7 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
         if cluster.is_leader:
             if cluster.distributed:
                 for index in sorted(everything):
-                    if isinstance(everything[index], dict):
-                        outcomes.announce(everything[index])
+                    outcomes.announce(index, everything[index])
             if len(sources) > 1 and any(isinstance(outcome, dict) for outcome in everything.values()):
                 write_summary(root, sources, everything, modality.summary_metrics,
                               f"{config.modality}: {config.fit.model} {config.fit.layers}L-{config.fit.hidden}D, "

@@ -130,7 +130,9 @@ def test_one_bad_input_among_good_ones(tmp_path):
     make_png(tmp_path)
     proc = run_cli(["fit", "image", "ok.png", "nope.png", *TINY, "--json", "--quiet", "--out", "out"], cwd=tmp_path)
     assert proc.returncode == 1
-    assert len(proc.stdout.splitlines()) == 1 and '"input": "ok.png"' in proc.stdout
+    report, failure = (json.loads(line) for line in proc.stdout.splitlines())  # a line per input, in order
+    assert report["input"] == "ok.png" and "psnr" in report
+    assert failure == {"input": "nope.png", "status": "failed", "error": "nope.png: no such file"}
     assert len(proc.stderr.splitlines()) == 1 and "nope.png" in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "out" / "ok" / "report.json").is_file()
     assert not (tmp_path / "out" / "nope").exists()

@@ -38,11 +38,16 @@ def test_summary_tabulates_fits_and_failures(tmp_path, six_images, capsys):
     code = run_fit_command(FitCommandConfig("image", fit_config, ImageOptions()), paths,
                            OutputOptions(out=tmp_path / "run", as_json=True, show_progress=False))
     assert code == 1  # one input failed; the others were fitted
-    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # One line per input, in order: the failed one says so, so lines and inputs stay paired.
+    assert [line["input"] for line in lines] == paths
+    failure = lines[1]
+    assert failure["status"] == "failed" and "missing.png" in failure["error"] and "psnr" not in failure
+    reports = [lines[0], lines[2]]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["inputs"], summary["fitted"], summary["failed"]) == (3, 2, 1)
     assert [row["status"] for row in summary["rows"]] == ["fitted", "failed", "fitted"]
-    assert "missing.png" in summary["rows"][1]["error"]
+    assert summary["rows"][1]["error"] == failure["error"]
     assert [summary["rows"][i]["psnr"] for i in (0, 2)] == [r["psnr"] for r in reports]
     assert summary["metrics"]["psnr"]["count"] == 2
     table = (tmp_path / "run" / "summary.md").read_text()
@@ -87,7 +92,9 @@ def test_torchrun_reports_a_failed_input_and_fits_the_rest(six_images):
     shared = torchrun(["fit", "image", "-", "--out", "shared-bad", *SMALL_FIT], cwd=folder, stdin=stdin)
     assert shared.returncode != 0
     assert "nope.png" in shared.stderr
-    assert [json.loads(line)["input"] for line in shared.stdout.splitlines()] == [names[0], names[1]]
+    lines = [json.loads(line) for line in shared.stdout.splitlines()]  # one per input, in order, once each
+    assert [line["input"] for line in lines] == [names[0], "nope.png", names[1]]
+    assert [line.get("status") for line in lines] == [None, "failed", None]
     assert json.loads((folder / "shared-bad" / "summary.json").read_text())["failed"] == 1
 
 
@@ -349,7 +356,8 @@ def test_crop_brings_mixed_sizes_to_one_shape(tmp_path, camera_u8, astronaut_u8)
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("inr: error: small.png: 10x10 is smaller than the 24x20 crop (--crop 24x20); "
                                    "choose a smaller crop")
-    reports = [json.loads(line) for line in proc.stdout.splitlines()]
+    *reports, failure = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert failure == {"input": "small.png", "status": "failed", "error": proc.stderr.strip()[len("inr: error: "):]}
     assert [(r["image"]["width"], r["image"]["height"]) for r in reports] == [(24, 20), (24, 20)]
     assert all("fitted together with 1 other input(s)" in r["notes"][-1] for r in reports)
 
@@ -367,7 +375,9 @@ def test_a_folder_stands_for_the_images_in_it(tmp_path, camera_u8):
     proc = run_cli(["fit", "image", "empty", "photos", "--out", "run2", *SMALL_FIT], cwd=tmp_path)
     assert proc.returncode == 1 and proc.stderr.startswith(
         "inr: error: empty: a folder with no files to fit in it (looked for .bmp, .jpeg, .jpg, .png,")
-    assert len(proc.stdout.splitlines()) == 2
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(line["input"], line.get("status")) for line in lines] == [
+        ("empty", "failed"), ("photos/a.png", None), ("photos/b.png", None)]
 
 
 def test_a_run_of_one_folder_is_named_after_it(tmp_path):
