@@ -158,3 +158,15 @@ def test_a_metric_measured_twice_is_an_error_not_a_merge(tmp_path):
     with pytest.raises(ValueError, match="measured twice: psnr"):
         run_fit_command(config, [str(tmp_path / "wave.npy")], OutputOptions(out=tmp_path / "run",
                                                                              show_progress=False))
+
+
+def test_a_sample_asked_for_a_scale_and_a_size_is_a_usage_error():
+    """Both at once is a mistake in the command line itself (exit code 2, as for any bad option value), caught
+    before the checkpoint is read."""
+    from inr_cli.modalities.base import SampleRequest
+    from inr_core.errors import InvalidSetting
+
+    with pytest.raises(InvalidSetting, match="cannot be given with --width or --height"):
+        SampleRequest(scale=0.5, width=10).validate()
+    SampleRequest(scale=0.5).validate()
+    SampleRequest(width=10, height=4).validate()

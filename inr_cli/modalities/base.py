@@ -91,6 +91,8 @@ class SampleRequest:
 
     def validate(self) -> None:
         check(self.scale is None or positive(self.scale), "scale", f"must be positive, got {self.scale}")
+        check(self.scale is None or (self.width is None and self.height is None), "scale",
+              "cannot be given with --width or --height; give one or the other")
         for name in ("width", "height", "rate"):
             value = getattr(self, name)
             check(value is None or value >= 1, name, f"must be at least 1, got {value}")

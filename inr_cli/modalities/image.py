@@ -49,9 +49,7 @@ class LoadedImageSignal(LoadedSignal):
 
 def sample_size(info: dict, request: SampleRequest) -> tuple[int, int]:
     """(height, width) to render: a scale of the fitted size, or explicit sides (one side keeps the aspect ratio)."""
-    scale, width, height = request.scale, request.width, request.height
-    if scale is not None and (width is not None or height is not None):
-        raise UserError("give either --scale or --width/--height, not both")
+    scale, width, height = request.scale, request.width, request.height  # not both: SampleRequest.validate
     src_h, src_w = info["height"], info["width"]
     if scale is not None:
         size = (max(1, round(src_h * scale)), max(1, round(src_w * scale)))
