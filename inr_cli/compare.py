@@ -21,7 +21,7 @@ from inr_cli.run_folder import refuse_foreign_files
 from inr_core.errors import InvalidSetting, check
 from models import get_spec, model_names
 from training.fitting.amortized import FixpointCache
-from training.fitting.config import FitConfig, resolve_config
+from training.fitting.config import MAX_HIDDEN, MAX_LAYERS, FitConfig, resolve_config
 from training.fitting.devices import resolve_device
 from training.fitting.fit import FitResult, fit
 from training.fitting.signal import GridSignal
@@ -115,6 +115,9 @@ class CompareConfig:
         self.image.validate()
         unknown = [name for name in self.models if name not in model_names()]
         check(not unknown, "models", f"must be among: {', '.join(model_names())}; got {', '.join(unknown)}")
+        for layers, hidden in self.sizes:  # as --hidden and --layers are bounded for `inr fit`
+            check(1 <= hidden <= MAX_HIDDEN and layers <= MAX_LAYERS, "sizes",
+                  f"must have widths from 1 to {MAX_HIDDEN:,} and at most {MAX_LAYERS} layers; got {layers}L{hidden}D")
 
 
 def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: bool) -> int:

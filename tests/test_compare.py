@@ -19,6 +19,20 @@ def test_sizes_parse_as_the_papers_name_them():
             parse_sizes(bad)
 
 
+
+def test_sizes_past_what_a_fit_takes_are_refused_before_fitting():
+    """`--sizes 1L99999999D` started fitting, then ran out of memory; `inr fit --hidden` bounds the width."""
+    from inr_cli.compare import CompareConfig
+    from inr_cli.modalities.image import ImageOptions
+    from inr_core.errors import InvalidSetting
+    from training.fitting.config import FitConfig
+
+    config = CompareConfig(FitConfig(steps=3), ImageOptions(), ("siren",), ((1, 99_999_999),))
+    with pytest.raises(InvalidSetting, match="widths from 1 to 16,777,216 .* got 1L99999999D"):
+        config.validate()
+    CompareConfig(FitConfig(steps=3), ImageOptions(), ("siren",), ((1, 256),)).validate()
+
+
 def test_one_image_has_no_spread_to_show():
     assert _mean_std([21.25]) == (21.25, None) and _fmt(21.25, None) == "21.25"
     assert _mean_std([20.0, 22.0]) == (21.0, 1.0) and _fmt(21.0, 1.0) == "21.00 ± 1.00"
