@@ -51,6 +51,8 @@ def parse_frame_range(text: str | None) -> slice:
         raise InvalidSetting("frames", f"must be START:STOP, e.g. 0:60 or 30:; got {text!r}") from None
     check((start is None or start >= 0) and (stop is None or stop >= 0), "frames",
           f"takes frame indices of 0 or more; got {text!r}")
+    check(start is None or stop is None or stop > start, "frames",
+          f"selects no frames: STOP must be past START; got {text!r}")
     return slice(start, stop)
 
 
