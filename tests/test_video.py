@@ -95,6 +95,14 @@ def test_cli_fit_video_outputs_and_metrics_match_the_lossless_file(clips):
     sampled = run_cli(["sample", "run/checkpoint.pt", "--scale", "2", "--fps", "50"], cwd=folder)
     assert sampled.returncode == 0, sampled.stderr
     assert iio.imread(folder / sampled.stdout.strip(), plugin="pyav").shape == (16, 48, 64, 3)
+    assert sampled.stderr == ""
+    # H.264 takes even sides only: an odd size asked for is padded, and said so; Matroska keeps it exactly.
+    odd = run_cli(["sample", "run/checkpoint.pt", "--width", "7", "--out", "odd.mp4"], cwd=folder)
+    assert odd.returncode == 0 and "the 7x5 frames are written as 8x6" in odd.stderr
+    assert iio.imread(folder / "odd.mp4", plugin="pyav").shape[1:3] == (6, 8)
+    exact = run_cli(["sample", "run/checkpoint.pt", "--width", "7", "--out", "odd.mkv"], cwd=folder)
+    assert exact.returncode == 0 and exact.stderr == ""
+    assert read_lossless(folder / "odd.mkv").shape[1:3] == (5, 7)
 
 
 def test_a_frame_folder_mixing_gray_and_colour_is_brought_to_rgb(tmp_path):

@@ -13,6 +13,7 @@ from inr_cli.media.video import (DEFAULT_MAX_VIDEO_PIXELS, LoadedVideo, parse_fr
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, register_modality)
 from inr_cli.modalities.image import sample_size
+from inr_cli.progress import stderr_console
 from inr_cli.reports import db_text
 from inr_core.errors import check
 from training.fitting.fit import FitResult
@@ -97,7 +98,14 @@ class VideoModality(Modality):
         return SampleTarget((count, height, width), f"sample-{width}x{height}-{fps:g}fps.mp4", (".mp4", ".mkv"), fps)
 
     def write_sample(self, network: FittedNetwork, target: SampleTarget, path: Path) -> None:
-        write = write_lossless if path.suffix.lower() == ".mkv" else write_viewable
+        viewable = path.suffix.lower() != ".mkv"
+        _frames, height, width = target.grid
+        if viewable and (height % 2 or width % 2):  # H.264's 4:2:0 chroma: write_viewable repeats an edge
+            stderr_console.print(f"inr: warning: {path}: H.264 frames need even sides, so the {width}x{height} "
+                                 f"frames are written as {width + width % 2}x{height + height % 2} (the last "
+                                 f"column or row repeated); a .mkv keeps {width}x{height}", markup=False,
+                                 soft_wrap=True)
+        write = write_viewable if viewable else write_lossless
         write(path, network.render(target.grid), target.rate)
 
 
