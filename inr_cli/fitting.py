@@ -353,6 +353,12 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
                 where = f" at step {stopped.step}" if stopped.step else ""
                 stderr_console.print(f"inr: interrupted{where}; resume with --resume", markup=False, soft_wrap=True)
                 return stop.exit_code
+            finally:
+                # This process's inputs whose folder is still empty (made for a fit that a closed pipe or another
+                # error stopped before its files were written): no empty folders left behind. Every write has
+                # settled by now; other ranks' folders are theirs to tidy.
+                for _index, _source, folder in jobs:
+                    remove_if_empty([folder])
         everything = cluster.gather_to_leader(outcomes.by_index)
         code = 0
         if cluster.is_leader:

@@ -153,6 +153,23 @@ def test_a_reader_that_stops_early_ends_the_run_with_the_broken_pipe_code(tmp_pa
     assert json.loads(report.read_text())["input"] == "ok.png"
 
 
+def test_a_reader_that_stops_early_leaves_no_empty_input_folder(tmp_path):
+    """Several inputs, stdout closed: the run stops at the first line it cannot print, while the next input,
+    already fitted, waits for its files; its folder was left empty."""
+    names = []
+    for side in (12, 14, 16):  # sizes apart: fitted one after another
+        Image.fromarray(np.full((side, side), 90, dtype=np.uint8)).save(tmp_path / f"s{side}.png")
+        names.append(f"s{side}.png")
+    proc = subprocess.Popen([sys.executable, "-m", "inr_cli", "fit", "image", *names, *TINY, "--json", "--quiet",
+                             "--out", "out"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=cli_env())
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, stderr
+    assert (tmp_path / "out" / "s12" / "report.json").is_file()
+    assert [path for path in (tmp_path / "out").rglob("*") if path.is_dir() and not any(path.iterdir())] == []
+
+
 def test_failed_fit_leaves_no_output_folder(tmp_path):
     """A fit that fails after its output folder was created (here: it diverges) removes that folder again."""
     make_png(tmp_path)
