@@ -8,6 +8,7 @@ fits the signal with the modality's recipe, and lets the modality measure and wr
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -91,10 +92,12 @@ def load_job(modality: Modality, index: int, source: str, out_dir: Path, config:
 def fit_control(job: Job, output: OutputOptions, stop: StopRequest) -> FitControl:
     """Saves of the fit's state into its folder (every ``--checkpoint-every`` steps, and on a stop request), and
     the state to resume from with ``--resume``."""
-    signal = fingerprint(job.loaded.signal)  # which input a saved state belongs to
-    resume = load_training_state(job.out_dir, job.fit_config.to_dict(), job.source, signal) if output.resume \
+    # Which input a saved state belongs to: hashed once, and only if a state is read or written.
+    signal = functools.cache(lambda: fingerprint(job.loaded.signal))
+    resume = load_training_state(job.out_dir, job.fit_config.to_dict(), job.source, signal()) if output.resume \
         else None
-    return FitControl(resume=resume, save=lambda state: save_training_state(job.out_dir, {**state, "signal": signal}),
+    return FitControl(resume=resume,
+                      save=lambda state: save_training_state(job.out_dir, {**state, "signal": signal()}),
                       save_every_steps=output.checkpoint_every, stop_requested=stop.requested)
 
 

@@ -267,3 +267,22 @@ def test_a_gpu_budget_counts_the_memory_the_process_holds_cached_and_shares_a_gp
     assert devices.memory_budget_bytes(cuda) == 30 * gib // 4
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # a GPU each
     assert devices.memory_budget_bytes(cuda) == 30 * gib // 2
+
+
+def test_a_signal_s_fingerprint_tells_inputs_apart_by_what_is_trained_on():
+    """What --resume checks a saved state against: equal for the same values, different for other values of the
+    same shape, another grid shape, another holdout split, or other scattered samples."""
+    import torch
+
+    from training.fitting.signal import Samples, ScatteredSamples, fingerprint, image_signal
+
+    pixels = torch.rand(6, 8, 3, generator=torch.Generator().manual_seed(0))
+    same = fingerprint(image_signal(pixels))
+    assert fingerprint(image_signal(pixels.clone())) == same
+    assert fingerprint(image_signal(1 - pixels)) != same
+    assert fingerprint(image_signal(pixels.reshape(8, 6, 3))) != same
+    assert fingerprint(image_signal(pixels, holdout="grid")) != same
+    points = torch.rand(50, 3)
+    samples = ScatteredSamples(Samples(points, points[:, :1]), {})
+    assert fingerprint(samples) == fingerprint(ScatteredSamples(Samples(points.clone(), points[:, :1].clone()), {}))
+    assert fingerprint(samples) != fingerprint(ScatteredSamples(Samples(points.flip(0), points[:, :1]), {}))

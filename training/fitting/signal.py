@@ -170,15 +170,19 @@ Signal = GridSignal | ScatteredSamples
 
 
 def fingerprint(signal: Signal) -> str:
-    """A digest of what a fit of ``signal`` trains on (its training points' coordinates and values, and the shape
-    of its grid): a saved training state records it, so --resume can tell the input it was saved for, wherever
-    the input file has moved since, from another input, even one of the same shape."""
+    """A digest of what a fit of ``signal`` trains on (a grid's shape, values and training points; scattered
+    samples' points and values): a saved training state records it, so --resume can tell the input it was saved
+    for, wherever the input file has moved since, from another input, even one of the same shape."""
     digest = hashlib.sha256()
     digest.update(repr((type(signal).__name__, getattr(signal, "grid_shape", None), signal.loss)).encode())
-    for tensor in (signal.train_coordinates(), signal.train_targets()):
-        array = tensor.detach().to("cpu", torch.float32).contiguous().numpy()
-        digest.update(repr(array.shape).encode())
-        digest.update(array.tobytes())
+    # A grid's coordinates follow from its shape and the training points' indices: hashed as they are held,
+    # without making the coordinates (a long clip's would take as much memory again as its values).
+    held = (signal.train.index, signal.values) if isinstance(signal, GridSignal) else \
+        (signal.train.points, signal.train.values)
+    for tensor in held:
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(memoryview(array).cast("B"))
     return digest.hexdigest()
 
 
