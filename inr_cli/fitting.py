@@ -9,7 +9,6 @@ fits the signal with the modality's recipe, and lets the modality measure and wr
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -222,7 +221,7 @@ class _Outcomes:
         if not isinstance(outcome, dict):
             if self.output.as_json:
                 failure = {"input": self.sources[index], "status": "failed", "error": outcome}
-                sys.stdout.write(json.dumps(failure) + "\n")
+                sys.stdout.write(to_json(failure, indent=None) + "\n")
                 sys.stdout.flush()
             return
         report = outcome

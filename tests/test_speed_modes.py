@@ -175,15 +175,20 @@ def test_an_implicit_fit_of_a_second_shape_stays_compiled(camera_64, aot_eager, 
         assert result.compiled and not result.notes, (size, result.notes)
 
 
-def test_a_failing_compiler_falls_back_to_eager_with_a_note(tmp_path, camera_u8, monkeypatch, capsys):
-    def broken(function):
+def compiled_code_raises(monkeypatch, message: str) -> None:
+    """Every compiled function raises ``RuntimeError(message)`` when called (a fresh process's compile caches)."""
+    def compile_function(function):
         def fail(*args, **kwargs):
-            raise RuntimeError("no compiler here\nsecond line")
+            raise RuntimeError(message)
         return fail
 
     monkeypatch.setattr(step_module, "_COMPILED", {})
     monkeypatch.setattr(step_module, "_COMPILE_FAILURES", {})
-    monkeypatch.setattr(step_module, "compile_function", broken)
+    monkeypatch.setattr(step_module, "compile_function", compile_function)
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_a_note(tmp_path, camera_u8, monkeypatch, capsys):
+    compiled_code_raises(monkeypatch, "no compiler here\nsecond line")
     save_png(tmp_path / "cam.png", camera_u8[::16, ::16])
     fit_config = FitConfig(model="siren", hidden=16, layers=1, steps=5, device="cpu", compile=True)
     code = run_fit_command(FitCommandConfig("image", fit_config, ImageOptions()), [str(tmp_path / "cam.png")],
@@ -203,14 +208,7 @@ def test_a_compiled_step_out_of_memory_is_not_taken_for_a_compiler_failure(camer
     later fits of the model still compile."""
     from training.fitting.grouped import fit_group
 
-    def out_of_memory_when_run(function):
-        def fail(*args, **kwargs):
-            raise RuntimeError("CUDA error: out of memory")
-        return fail
-
-    monkeypatch.setattr(step_module, "_COMPILED", {})
-    monkeypatch.setattr(step_module, "_COMPILE_FAILURES", {})
-    monkeypatch.setattr(step_module, "compile_function", out_of_memory_when_run)
+    compiled_code_raises(monkeypatch, "CUDA error: out of memory")
     config = small_config("siren", steps=3, compile=True)
     with pytest.raises(RuntimeError, match="out of memory"):
         if grouped:

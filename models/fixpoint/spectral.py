@@ -70,7 +70,7 @@ class ShrinkSpectralNorm(nn.Module):
         # an error of about 1e-3 in sigma, well inside the 3% margin of the 0.97 target.)
         with torch.autocast(weight.device.type, enabled=False):
             scale = torch.clamp(self.sigma(weight) / self.target, min=1.0)
-            return weight / (scale if weight.dim() == 2 else scale[:, None, None])
+            return weight / scale[..., None, None]  # one scale, or one per stacked network
 
 
 def _matrix_times_vector(matrix: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
