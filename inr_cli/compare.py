@@ -120,9 +120,10 @@ class CompareConfig:
                   f"must have widths from 1 to {MAX_HIDDEN:,} and at most {MAX_LAYERS} layers; got {layers}L{hidden}D")
 
 
-def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: bool) -> int:
+def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: bool, quiet: bool = False) -> int:
     """Validate ``config`` once, fit the grid to every image, write compare.md, compare.json and a page
-    (index.html: the table, sortable, with every reconstruction under pictures/)."""
+    (index.html: the table, sortable, with every reconstruction under pictures/). Each fit announces itself on
+    stderr unless ``quiet``."""
     config.validate()
     base, holdout = replace(config.fit, eval_every=0), config.image.holdout
     paths = expand_inputs(paths, IMAGE.default_input, IMAGE.folder_suffixes)  # a folder: the images in it
@@ -133,13 +134,14 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
     created = missing_ancestors(out)
     prepare_output_dir(out)
     try:
-        return _compare(images, config, base, holdout, out, as_json)
+        return _compare(images, config, base, holdout, out, as_json, quiet)
     except BaseException:
         remove_if_empty(created)  # a comparison that failed leaves no empty folder of its own making
         raise
 
 
-def _compare(images: list, config: CompareConfig, base: FitConfig, holdout, out: Path, as_json: bool) -> int:
+def _compare(images: list, config: CompareConfig, base: FitConfig, holdout, out: Path, as_json: bool,
+             quiet: bool) -> int:
     """Fit every model, size and variant to each loaded image; write the table, the JSON and the page."""
     rows, pictures = [], []  # pictures: each row's reconstruction of every image, for the page
     runs = [(name, explicit, layers, hidden) for layers, hidden in config.sizes
@@ -152,7 +154,8 @@ def _compare(images: list, config: CompareConfig, base: FitConfig, holdout, out:
             signal = loaded.signal
             run_config = replace(base, model=name, layers=layers, hidden=hidden, explicit=explicit)
             run_config = resolve_config(run_config, signal, IMAGE.recipe)
-            stderr_console.print(f"{label}: {path}", markup=False)
+            if not quiet:
+                stderr_console.print(f"{label}: {path}", markup=False)
             device = torch.device(run_config.device)
             with measure_peak_memory(device) as peak:
                 result = fit(signal, run_config)

@@ -96,8 +96,10 @@ def test_cli_compare_writes_into_no_folder_of_other_files(tmp_path):
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert "holds files that are not an inr run's (index.html)" in proc.stderr
     assert (tmp_path / "mine" / "index.html").read_text() == "<p>my page</p>"
-    for _ in range(2):  # a comparison already there is replaced
-        assert run_cli([*args, "--out", "cmp"], cwd=tmp_path).returncode == 0
+    for quiet in ([], ["--quiet"]):  # a comparison already there is replaced
+        proc = run_cli([*args, "--out", "cmp", *quiet], cwd=tmp_path)
+        assert proc.returncode == 0
+        assert proc.stderr == ("" if quiet else "[1/1] siren 1L-4D explicit: skimage:moon\n")
 
 
 def test_the_page_of_one_image_shows_each_psnr_alone(tmp_path):

@@ -46,6 +46,7 @@ def compare_image(
     solver: Annotated[str, typer.Option(help="Fixpoint solver for the implicit variants.")] = SolverSettings.solver,
     out: Annotated[Path, typer.Option(help="Folder for compare.md and compare.json.")] = Path("runs/compare"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary instead of the table.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line on stderr as each fit starts.")] = False,
 ):
     """Fit every model and size to every image; write a Markdown and a JSON table (PSNR mean ± std, ms/step,
     parameters, peak memory)."""
@@ -58,4 +59,4 @@ def compare_image(
     config = CompareConfig(fit=fit,
                            image=ImageOptions(holdout=holdout, resize=resize),
                            models=tuple(parse_models(models)), sizes=tuple(parse_sizes(sizes)))
-    raise typer.Exit(run_compare(paths or [DEFAULT_IMAGE], config, out=out, as_json=as_json))
+    raise typer.Exit(run_compare(paths or [DEFAULT_IMAGE], config, out=out, as_json=as_json, quiet=quiet))
