@@ -269,6 +269,28 @@ def test_a_runaway_loss_is_rolled_back_at_a_lower_learning_rate(camera_u8):
     assert np.isfinite(result.final.psnr) and result.final.psnr > 15
 
 
+def test_a_fit_far_above_its_start_is_not_a_runaway_however_its_tiny_loss_moves():
+    from training.fitting.control import runs_away
+
+    assert runs_away(float("nan"), 1e-3, 0.3) and runs_away(float("inf"), 1e-3, 0.3)
+    assert runs_away(0.1, 1e-6, 0.3)  # 40 dB lost and back within 20 dB of the start: a run-away
+    assert not runs_away(1e-9, 1e-13, 0.3)  # 40 dB lost on rounding noise near 100 dB: not one
+    assert not runs_away(0.1, 1e-4, 0.3)  # within 30 dB of its best: a spike, not a run-away
+
+
+def test_a_fit_at_the_limit_of_float32_ends_as_fitted_not_diverged():
+    from inr_cli.modalities.image import IMAGE
+    from training.fitting.config import FitConfig
+    from training.fitting.fit import fit
+    from training.fitting.signal import image_signal
+
+    # One pixel: the loss falls to ~1e-14, where rounding moves it by orders of magnitude from step to step.
+    # Each such move used to count as a run-away: three rollbacks, then "training diverged".
+    pixel = image_signal(torch.full((1, 1, 1), 128 / 255))
+    result = fit(pixel, FitConfig(model="siren", hidden=8, layers=1, steps=400, device="cpu"), IMAGE.recipe)
+    assert not [note for note in result.notes if "ran away" in note] and result.final.psnr > 80
+
+
 def test_an_interrupted_group_starts_again_and_ends_as_if_never_stopped(tiles):
     folder, names = tiles
     fit = [*FIT[:1], "1500", *FIT[2:]]  # long enough to be caught mid-way: groups save no state of their own

@@ -10,6 +10,7 @@ the loss history and the evaluations so far.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -19,8 +20,12 @@ import torch
 # With no --checkpoint-every, a fit saves its state after every this many seconds of training.
 DEFAULT_SAVE_SECONDS = 300.0
 
-# A loss this many times its best so far (40 dB of PSNR lost) is a run-away, not a spike of training.
+# A loss this many times its best so far (40 dB of PSNR lost) is a run-away, not a spike of training ...
 RUNAWAY_FACTOR = 1e4
+# ... once it is also back within 20 dB of the fit's first loss. A fit far above its start is in a spike that Adam
+# recovers from (and --keep best keeps the network from before it): without this floor, a fit near 100 dB whose
+# loss moved 1e4-fold on rounding noise (1e-13 to 1e-9) was rolled back three times and failed as diverged.
+RUNAWAY_START_FRACTION = 1e-2
 ROLLBACK_LR_FACTOR = 0.5
 MAX_ROLLBACKS = 3
 # Steps between snapshots of the last good state (taken where the loss is read back anyway).
@@ -92,10 +97,19 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) ->
         group["lr"] = learning_rate
 
 
+def runs_away(worst: float, best: float, first: float) -> bool:
+    """Whether ``worst``, the highest loss since the last look, is a run-away for a fit whose lowest loss so far
+    is ``best`` and whose first step's loss was ``first``: non-finite, or ``RUNAWAY_FACTOR`` times ``best`` and
+    above ``RUNAWAY_START_FRACTION`` of ``first``."""
+    if not math.isfinite(worst):
+        return True
+    return worst > RUNAWAY_FACTOR * best and worst > RUNAWAY_START_FRACTION * first
+
+
 class RunawayGuard:
     """Watches the loss where the fit reads it back; keeps a snapshot of the last good state every
-    ``SNAPSHOT_EVERY`` steps; on a non-finite loss, or one ``RUNAWAY_FACTOR`` times its best, says so, so the fit
-    can restore the snapshot and go on at a lower learning rate (at most ``MAX_ROLLBACKS`` times)."""
+    ``SNAPSHOT_EVERY`` steps; on a run-away loss (:func:`runs_away`) says so, so the fit can restore the snapshot
+    and go on at a lower learning rate (at most ``MAX_ROLLBACKS`` times)."""
 
     def __init__(self):
         self.best = float("inf")
@@ -103,8 +117,9 @@ class RunawayGuard:
         self.snapshot: dict | None = None
         self.snapshot_step = 0
 
-    def ran_away(self, worst: float) -> bool:
-        return not (worst == worst and worst < float("inf")) or worst > RUNAWAY_FACTOR * self.best
+    def ran_away(self, worst: float, first: float) -> bool:
+        """``first``: the fit's first step's loss (see :func:`runs_away`)."""
+        return runs_away(worst, self.best, first)
 
     def good(self, step: int, loss: float, capture: Callable[[], dict]) -> None:
         self.best = min(self.best, loss)

@@ -218,7 +218,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
             last = step == config.steps
             if step % sync_every == 0 or last:
                 worst, value = losses[checked:step].max().item(), losses[step - 1].item()
-                if guard.ran_away(worst):
+                if guard.ran_away(worst, losses[0].item()):
                     step = _roll_back(guard, step, worst, restore_light, config, cache, notes)
                     checked = step - 1
                     continue

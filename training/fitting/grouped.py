@@ -44,7 +44,7 @@ from training.fitting import step as step_module
 from training.fitting.amortized import FixpointCache
 from training.fitting.best import BestNetwork, kept_note
 from training.fitting.config import FitConfig, resolve_config
-from training.fitting.control import RUNAWAY_FACTOR, Interrupted, set_learning_rate
+from training.fitting.control import Interrupted, runs_away, set_learning_rate
 from training.fitting.devices import cpu_piece_points, loss_read_interval, render_chunk_size, synchronize
 from training.fitting.evaluate import GroupGridProgress, psnr_with_half_precision_weights
 from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortized_cache, divergence_error,
@@ -276,8 +276,8 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
     frequency scale: :func:`stack_key`).
 
     ``on_progress`` receives :class:`training.fitting.fit.FitProgress` records for the group (the mean loss).
-    A signal whose loss is not finite, or runs away (``RUNAWAY_FACTOR`` times its best), fails with a divergence
-    error; its neighbours go on (a caller may fit it again alone, where it can be rolled back). When
+    A signal whose loss runs away (:func:`training.fitting.control.runs_away`) fails with a divergence error; its
+    neighbours go on (a caller may fit it again alone, where it can be rolled back). When
     ``stop_requested()`` turns true the group stops with :class:`training.fitting.control.Interrupted`; a group
     saves no state (started again, it ends the same on the CPU).
     """
@@ -358,9 +358,10 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
             if step % sync_every == 0 or step == config.steps:
                 values = losses[step - 1].tolist()
                 worst = losses[checked:step].amax(dim=0).tolist()  # NaN where a signal had one
+                first = losses[0].tolist()
                 checked = step
                 for g, value in enumerate(values):
-                    if g not in failed_at and (not math.isfinite(worst[g]) or worst[g] > RUNAWAY_FACTOR * best[g]):
+                    if g not in failed_at and runs_away(worst[g], best[g], first[g]):
                         failed_at[g] = step
                     best[g] = min(best[g], value)
                 if on_progress is not None:
