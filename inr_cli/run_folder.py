@@ -9,8 +9,9 @@
   are kept, unfinished ones continue from their saved state).
 - **Overwrite without loss.** ``--overwrite`` first sets the old run's outputs aside, in a hidden folder inside
   the run folder, so every ``report.json`` belongs to the files beside it. They are deleted once the new run has
-  written something, and put back exactly as they were if it wrote nothing (every input failed, or it was
-  stopped before its first output): a failing replacement never costs the old run.
+  finished something (a report, a summary), stay set aside while it is unfinished (stopped with a state to
+  resume from), and are put back exactly as they were if it left neither (every input failed, or it was stopped
+  before its first save): a failing or interrupted replacement never costs the old run.
 - **Not someone else's folder.** A folder that holds files but no run (a folder of photos, a home folder) is
   refused: a run writes ``target.png``, ``index.html`` and more into its folder, and would replace the user's
   files of those names.
@@ -37,7 +38,7 @@ REPORT = "report.json"
 TRAINING_STATE = "training-state.pt"
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
 OVERVIEW_PAGE = "index.html"  # beside summary.json: removed with it, never on its own (it may be the user's)
-SET_ASIDE = ".inr-replaced"  # an overwritten run's outputs, until the new run has written something
+SET_ASIDE = ".inr-replaced"  # an overwritten run's outputs, until the new run has finished something
 # What a run over several inputs writes or keeps in its root, beside the inputs' folders: no input's folder may
 # take one of these names.
 ROOT_FILES = (LOCK, *SUMMARY_FILES, OVERVIEW_PAGE, SET_ASIDE)
@@ -126,12 +127,18 @@ class RunFolder:
                             f"inputs, or use {replace_it}another --out")
 
     def _settle_set_aside(self) -> None:
-        """Delete an overwritten run's outputs once the new run has written something; else put them back."""
+        """Delete an overwritten run's outputs once the new run has finished something (a report, a summary).
+        A new run that was stopped with only a state to resume from keeps them set aside: its --resume settles
+        them when it finishes, and a second --overwrite discards them. A new run that left neither (every input
+        failed) gets them back."""
         aside = self.root / SET_ASIDE
         if not aside.is_dir():
             return
-        if _holds_files(self.root, skip={LOCK, SET_ASIDE}):
+        reports, states = _finished_and_unfinished(self.root)
+        if reports or (self.root / SUMMARY_FILES[0]).exists():
             shutil.rmtree(aside, ignore_errors=True)
+            return
+        if states or any((self.root / name).exists() for name in self.own_files):
             return
         for kept in sorted(path for path in aside.rglob("*") if path.is_file()):
             original = self.root / kept.relative_to(aside)
@@ -182,12 +189,6 @@ def _run_outputs(report_path: Path) -> list[Path]:
     folder = report_path.parent
     named = [folder / str(name) for name in (files.values() if isinstance(files, dict) else [])]
     return [report_path, *(path for path in named if path.parent == folder and path.is_file() and path != report_path)]
-
-
-def _holds_files(folder: Path, skip: set[str]) -> bool:
-    """Whether ``folder`` holds a file anywhere below it, leaving out its entries named in ``skip``."""
-    return any(path.is_file() for entry in folder.iterdir() if entry.name not in skip
-               for path in ([entry] if entry.is_file() else entry.rglob("*")))
 
 
 # Settings that decide how a fit runs, not what it computes: a finished input is kept whatever they are now.

@@ -206,6 +206,24 @@ def test_a_failing_overwrite_keeps_the_old_run_and_a_working_one_replaces_it(til
     assert sorted(p.name for p in (folder / "kept").iterdir()) == sorted(report["files"].values())
 
 
+def test_an_interrupted_overwrite_keeps_the_old_run_set_aside_until_the_new_one_finishes(tiles):
+    folder, names = tiles
+    first = run_cli(["fit", "image", names[0], "--out", "aside", *QUICK], cwd=folder)
+    assert first.returncode == 0, first.stderr
+    old_report = (folder / "aside" / "report.json").read_text()
+    process = start(["fit", "image", names[1], "--out", "aside", "--overwrite", *FIT], folder)
+    wait_for(folder / "aside" / "training-state.pt", process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    # Only a state to resume from was written: the old run is not given up for it.
+    assert (folder / "aside" / ".inr-replaced" / "report.json").read_text() == old_report
+    resumed = run_cli(["fit", "image", names[1], "--out", "aside", "--resume", *FIT], cwd=folder)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((folder / "aside" / "report.json").read_text())["input"] == names[1]
+    assert not (folder / "aside" / ".inr-replaced").exists()
+
+
 def in_process(args: list, capsys) -> tuple[int, str, str]:
     """Run the command line in this process (no interpreter start-up): (exit code, stdout, stderr)."""
     from inr_cli.app import main
