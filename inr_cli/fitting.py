@@ -108,7 +108,11 @@ def train_one(job: Job, config: FitCommandConfig, *, show_progress: bool, turn_s
     try:
         with fit_progress(input_stem(job.source), job.fit_config.steps, enabled=show_progress) as on_progress, \
                 measure_peak_memory(torch.device(job.fit_config.device)) as peak:
-            result = fit(job.loaded.signal, job.fit_config, on_progress=with_log(on_progress, log), control=control)
+            try:
+                result = fit(job.loaded.signal, job.fit_config, on_progress=with_log(on_progress, log),
+                             control=control)
+            except UserError as error:  # name the input: among several, its line must say whose fit failed
+                raise UserError(f"{job.source}: {error}") from None
     except BaseException:
         remove_if_empty(created)  # leave no empty folders behind for a fit that never finished
         if log is not None:
@@ -274,8 +278,8 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
                 # A signal whose loss ran away in the group is fitted again alone, where it can be rolled back.
                 runs = [run if not isinstance(run, GroupDivergence) else
                         _alone(job, config, output, stop, show_progress) for job, run in zip(group, runs)]
-        except UserError as error:
-            runs = [error] * len(group)
+        except UserError as error:  # one input's (its fit's failure names it) or the whole group's: name each
+            runs = [error] if len(group) == 1 else [UserError(f"{job.source}: {error}") for job in group]
         turn_started_at = time.perf_counter()
         for job, run in zip(group, runs):
             hand_over(job.index, run, writer)
@@ -304,11 +308,11 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
 
 def _alone(job: Job, config: FitCommandConfig, output: OutputOptions, stop: StopRequest, show_progress: bool
            ) -> TrainedRun | UserError:
-    try:
+    try:  # (a failure of the fit itself names the input: train_one)
         return train_one(job, config, show_progress=show_progress, turn_started_at=time.perf_counter(),
                          control=fit_control(job, output, stop), log=_log(output, job))
     except UserError as error:
-        return UserError(f"{job.source}: {error}")
+        return error
 
 
 def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOptions) -> int:

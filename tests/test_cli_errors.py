@@ -175,7 +175,7 @@ def test_failed_fit_leaves_no_output_folder(tmp_path):
     make_png(tmp_path)
     proc = run_cli(["fit", "image", "ok.png", "--hidden", "8", "--layers", "1", "--steps", "20", "--lr", "1e30",
                     "--device", "cpu", "--quiet", "--out", "out"], cwd=tmp_path)
-    assert "diverged" in assert_one_line_error(proc, code=1)
+    assert "ok.png: training diverged" in assert_one_line_error(proc, code=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]
 
 
