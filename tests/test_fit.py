@@ -286,3 +286,19 @@ def test_a_signal_s_fingerprint_tells_inputs_apart_by_what_is_trained_on():
     samples = ScatteredSamples(Samples(points, points[:, :1]), {})
     assert fingerprint(samples) == fingerprint(ScatteredSamples(Samples(points.clone(), points[:, :1].clone()), {}))
     assert fingerprint(samples) != fingerprint(ScatteredSamples(Samples(points.flip(0), points[:, :1]), {}))
+
+
+def test_implicit_settings_given_to_a_fit_they_do_nothing_for_are_noted(camera_u8):
+    from training.fitting.grouped import fit_group
+
+    signal = image_signal(torch.from_numpy(camera_u8[200:208, 200:208].astype(np.float32) / 255)[:, :, None])
+    unused = FitConfig(model="siren", hidden=8, layers=1, steps=2, device=CPU, explicit=True, amortize=False,
+                       solver=SolverSettings(solver="anderson", tol=1e-4))
+    expected = "--solver anderson, --tol 0.0001, --no-amortize, --explicit: no effect on siren (not an implicit model)"
+    assert expected in fit_image(signal, unused).notes
+    assert all(expected in outcome.result.notes for outcome in fit_group([signal, signal], unused, IMAGE.recipe))
+    explicit_run = replace(unused, model="gabor-imfn", explicit=True, amortize=True, solver=SolverSettings())
+    assert not any("no effect" in note for note in fit_image(signal, explicit_run).notes)
+    assert "--max-iter 3: no effect on gabor-imfn (run --explicit: one pass, no fixpoint)" in fit_image(
+        signal, replace(explicit_run, solver=SolverSettings(max_iter=3))).notes
+    assert not any("no effect" in note for note in fit_image(signal, replace(explicit_run, explicit=False)).notes)

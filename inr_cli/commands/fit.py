@@ -47,8 +47,8 @@ SHARED_OPTIONS = [
     _option("layers", int, FitConfig.layers, "--layers", help="Hidden-to-hidden layers (SIREN: after the first "
             "sine layer; MFN and implicit: linear maps, with one more filter)."),
     _option("steps", int, FitConfig.steps, "--steps", help="Optimisation steps."),
-    _option("lr", Optional[float], None, "--lr", help="Adam learning rate. Default: by model and signal size.",
-            show_default=False),
+    _option("lr", Optional[float], None, "--lr", help="Adam learning rate. Default: by model (for images, by size "
+            "too: docs/recipes.md).", show_default=False),
     _option("lr_schedule", str, FitConfig.lr_schedule, "--lr-schedule", help="The rate over the run: constant (both "
             f"papers' recipe) or cosine (down to {COSINE_FLOOR:.0%} of --lr by the last step: a steady end, worth it "
             "with a higher --lr; at the default rate a fit still climbing ends lower)."),
@@ -72,7 +72,8 @@ SHARED_OPTIONS = [
             show_default=False),
     _option("keep", str, FitConfig.keep, "--keep", help="The network a fit keeps (reconstruction, checkpoint, "
             "report): best, that of its best evaluation along the run (PSNR on the training points; a late spike "
-            "of the loss then costs nothing), or last, the last step's."),
+            "of the loss then costs nothing), or last, the last step's. Shapes, measured along the run by held-out "
+            "IoU only, keep their last."),
     _option("out", Optional[Path], None, "--out", help="Output folder (one sub-folder per input when there are "
             "several). Default: runs/NAME-MODEL-TIME.", show_default=False),
     _option("explicit", bool, FitConfig.explicit, "--explicit", help="Implicit models: one pass of f from z = 0 (the "

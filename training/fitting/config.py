@@ -107,6 +107,22 @@ class FitConfig:
         """True when the model is solved to a fixpoint (an implicit model not switched to its one-pass form)."""
         return get_spec(self.model).implicit and not self.explicit
 
+    def unused_settings_note(self) -> str | None:
+        """A note naming the implicit-model settings given to a fit they do nothing for (a SIREN or MFN, or an
+        implicit model run ``--explicit``), so that a report's config is not read as if they had been used."""
+        if self.is_implicit():
+            return None
+        defaults = SolverSettings()
+        unused = [f"--{item.name.replace('_', '-')} {getattr(self.solver, item.name)}" for item in fields(defaults)
+                  if getattr(self.solver, item.name) != getattr(defaults, item.name)]
+        unused += ["--no-amortize"] if not self.amortize else []
+        implicit = get_spec(self.model).implicit
+        unused += ["--explicit"] if self.explicit and not implicit else []
+        if not unused:
+            return None
+        why = "run --explicit: one pass, no fixpoint" if implicit else "not an implicit model"
+        return f"{', '.join(unused)}: no effect on {self.model} ({why})"
+
     def solver_tensors(self) -> int:
         """Width-hidden tensors per point the fit keeps beyond activations: solver state (and the amortized cache)."""
         return self.solver.state_tensors() + 1 if self.is_implicit() else 0

@@ -156,7 +156,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     training_step = TrainingStep(model, optimizer, training_loss(signal), cache, device, config.compile,
                                  config.precision, piece_rows)
     measure_progress = signal.progress(device, chunk)
-    notes = [note for note in (precision_note(config.precision, device),) if note]
+    notes = [note for note in (config.unused_settings_note(), precision_note(config.precision, device)) if note]
     keeper = BestNetwork(model.state_dict) if config.keep == "best" and config.eval_every else None
 
     # Losses stay on the device; reading them back forces a sync, so on a GPU we only do it now and then.

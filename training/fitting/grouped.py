@@ -394,7 +394,8 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
             continue
         stacked.load_into(model, g)
         eval_start = time.perf_counter()
-        notes = [note for note in (precision_note(config.precision, device), group_step.note) if note]
+        notes = [note for note in (own_config.unused_settings_note(), precision_note(config.precision, device),
+                                   group_step.note) if note]
         own_cache = None if cache is None else _signal_cache(cache, g, config.solver.tol)
         points = coords if shared_points else coords[g]
         kept_step, cache_residuals = None, None
