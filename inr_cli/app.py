@@ -17,6 +17,7 @@ import typer
 import typer.core
 
 from inr_cli.errors import out_of_memory_message, phrase
+from inr_cli.interrupts import CtrlC, CtrlCReported
 from inr_core.errors import InvalidSetting, UserError, out_of_memory
 from inr_core.host_memory import keep_freed_host_memory, relaunch_with_huge_pages
 
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     keep_freed_host_memory()  # CPU steps reuse their memory instead of faulting it in afresh (measured: 20% faster)
     args = sys.argv[1:] if argv is None else argv
     try:
-        code = command.main(args=args, prog_name="inr", standalone_mode=False)
+        with CtrlCReported():
+            code = command.main(args=args, prog_name="inr", standalone_mode=False)
     except UsageError as error:
         # A group run without a command has printed its help already (click's NoArgsIsHelpError, which has no
         # message): exit as a usage error, without an empty error line under the help.
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as error:
         print(f"inr: error: {phrase(error)}", file=sys.stderr)
         sys.exit(USAGE_EXIT_CODE if isinstance(error, InvalidSetting) else 1)
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt, CtrlC):
         print("inr: interrupted", file=sys.stderr)
         sys.exit(130)
     except SystemExit as stopped:

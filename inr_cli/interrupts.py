@@ -43,3 +43,29 @@ class StopRequest:
     @property
     def exit_code(self) -> int:
         return EXIT_CODES.get(self.signal_number, 130)
+
+
+class CtrlC(BaseException):
+    """Ctrl-C outside a :class:`StopRequest`. Raised instead of KeyboardInterrupt, which Typer turns into a
+    silent exit 130 before `inr` could print its one line (``inr: interrupted``)."""
+
+
+def _raise_ctrl_c(number: int, frame) -> None:
+    raise CtrlC()
+
+
+class CtrlCReported:
+    """While entered (in the main thread, where Python's own SIGINT handler is in place), Ctrl-C raises
+    :class:`CtrlC`, for the entry point to report; the handler before is put back on leaving."""
+
+    def __enter__(self) -> CtrlCReported:
+        self._previous = None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, _raise_ctrl_c)
+        return self
+
+    def __exit__(self, *exc_info) -> bool:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False

@@ -114,3 +114,20 @@ def test_the_page_of_one_image_shows_each_psnr_alone(tmp_path):
     write_compare_page(tmp_path, summary, [picture], [[picture]], {})
     page = (tmp_path / "index.html").read_text()
     assert "1 image · 5 steps" in page and ">21.25 dB</td>" in page and "±" not in page
+
+
+def test_ctrl_c_during_a_comparison_says_so_in_one_line(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from helpers import cli_env
+
+    # Typer turns KeyboardInterrupt into a silent exit 130; inr says what happened, as it does for a fit.
+    process = subprocess.Popen([sys.executable, "-m", "inr_cli", "compare", "image", "skimage:moon", "--resize", "16",
+                                "--steps", "1000000", "--models", "siren", "--sizes", "1L4D", "--out", "cmp"],
+                               cwd=tmp_path, env=cli_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stderr.readline() == "[1/1] siren 1L-4D explicit: skimage:moon\n"  # fitting now
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr == "inr: interrupted\n"
