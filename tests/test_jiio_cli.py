@@ -257,3 +257,30 @@ def test_settings_are_checked_below_the_cli_and_phrased_as_its_flags(config, mes
         config.validate()
     assert "--" not in str(raised.value)  # below the CLI, settings are named by their fields
     assert phrase_setting(raised.value) == message
+
+
+def _inr(args, capsys) -> tuple[int, str, str]:
+    """Run the command line in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    from inr_cli.app import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return stopped.value.code, captured.out, captured.err.strip()
+
+
+def test_resume_refuses_other_images_of_the_same_count_and_a_changed_seed(tmp_path, collection, capsys):
+    """It continued training on the other images (from the first ones' latents) and recorded them as its data;
+    a changed --seed was ignored by training yet reported as the run's."""
+    out, other = tmp_path / "run", tmp_path / "other.npz"
+    np.savez(other, images=255 - np.load(collection)["images"])
+    common = ["jiio-invert", *TINY, "--count", "4", "--iters", "2", "--quiet", "--no-fid", "--out", out]
+    code, _, error = _inr([*common, "--data", collection, "--epochs", "1"], capsys)
+    assert code == 0, error
+    saved = (out / "decoder.pt").read_bytes()
+    for args, message in [(["--data", other], f"inr: error: {other}: these are not the images the run being resumed "
+                                              f"trained on ({collection}); use the same --data and --train-count"),
+                          (["--data", collection, "--seed", "5"], "--seed 5 (the run has 0)")]:
+        code, _, error = _inr([*common, *args, "--epochs", "2", "--resume"], capsys)
+        assert code == 1 and error.count("\n") == 0 and message in error, error
+        assert (out / "decoder.pt").read_bytes() == saved

@@ -193,3 +193,18 @@ def test_missing_data_is_named_for_what_is_missing(tmp_path, capsys):
                         "give the training data with --data (the classifier's training data is not recorded)")]:
         code, _, error = inr(["jiio-robust", *args, "--out", tmp_path / "out"], capsys)
         assert (code, error) == (1, f"inr: error: {line}")
+
+
+def test_resume_refuses_other_images_of_the_same_count(tmp_path, labelled, capsys):
+    """It continued training on the other images and recorded them as the run's data."""
+    out, other = tmp_path / "run", tmp_path / "other.npz"
+    with np.load(labelled) as saved:
+        np.savez(other, images=255 - saved["images"], labels=saved["labels"])
+    common = ["jiio-robust", "--train-count", "32", "--test-count", "8", *TINY, "--attacks", "pgd", "--out", out]
+    code, _, error = inr([*common, "--data", labelled, "--epochs", "1"], capsys)
+    assert code == 0, error
+    saved = (out / "classifier.pt").read_bytes()
+    code, _, error = inr([*common, "--data", other, "--epochs", "2", "--resume"], capsys)
+    assert (code, error) == (1, f"inr: error: {other}: these are not the images the run being resumed trained on "
+                                f"({labelled}); use the same --data and --train-count")
+    assert (out / "classifier.pt").read_bytes() == saved

@@ -48,7 +48,7 @@ JIIO_EXAMPLES = """
 
 # The decoder-training options a resumed run takes from its checkpoint (DecoderConfig field: parameter name).
 RESUMED_FROM_CHECKPOINT = {"preset": "preset", "image_size": "image_size", "latent_dim": "latent_dim", "lr": "lr",
-                           "lr_schedule": "lr_schedule", "batch_size": "train_batch_size"}
+                           "lr_schedule": "lr_schedule", "batch_size": "train_batch_size", "seed": "seed"}
 
 
 def jiio_invert(

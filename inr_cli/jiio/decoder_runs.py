@@ -32,6 +32,7 @@ from training.jiio.decoder_training import (UNBOUNDED_EPOCHS, DecoderConfig, Dec
                                            epochs_within, train_decoder)
 from training.jiio.invert_config import DecoderSource
 from training.jiio.latent_density import fit_gaussian_mixture
+from training.jiio.run_record import data_digest
 
 DECODER_FILE = "decoder.pt"
 
@@ -89,12 +90,13 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
            ranks: Ranks) -> DecoderRun:
     config = source.training
     target = out / DECODER_FILE
-    state, notes = None, []
+    state, notes, trained_on = None, [], None
     if source.resume:
         resume_from = source.checkpoint or target
         refuse_replacing_another_run(target, resume_from)
         payload = read_checkpoint(resume_from)
         state, saved = training_state_from_payload(payload, str(resume_from), device)
+        trained_on = payload.get("data") or {}
         # The architecture and the optimisation recipe come from the run being resumed; only the goal moves.
         refuse_changed_settings(config, saved, source.given, resume_from)
         config = replace(saved, epochs=config.epochs)
@@ -102,7 +104,7 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
     elif target.exists():  # every rank looks (before any of them can have written it), so every rank stops
         raise UserError(f"{target} exists: add --resume to continue that run, or choose another --out")
     try:
-        return _train_into(target, source, config, state, notes, held_out, device, show_progress, ranks)
+        return _train_into(target, source, config, state, trained_on, notes, held_out, device, show_progress, ranks)
     except Exception:
         if state is None and ranks.rank == 0:  # a fresh run: what it saved is not a decoder that finished training
             target.unlink(missing_ok=True)
@@ -110,14 +112,21 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
 
 
 def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, state: DecoderTrainingState | None,
-                notes: list[str], held_out: int, device: torch.device, show_progress: bool, ranks: Ranks
-                ) -> DecoderRun:
+                trained_on: dict | None, notes: list[str], held_out: int, device: torch.device, show_progress: bool,
+                ranks: Ranks) -> DecoderRun:
+    """Train (``state``: continue, with ``trained_on`` the resumed checkpoint's description of its data)."""
     images = load_images(source.data, config.image_size)
     train = _training_split(images, source.train_count, held_out, source.data)  # stays in host memory
+    digest = data_digest(train)  # hashed once, as held: what a resume and a later --decoder run compare
     if state is not None and len(state.latents) != len(train):
         raise UserError(f"{source.data}: the run being resumed trained on {len(state.latents)} images, this data "
                         f"gives {len(train)}; use the same --data and --train-count")
-    data_info = {"source": source.data, "train_count": len(train), "total": len(images),
+    # Its latents belong to the images it trained on: other images of the same count would go on from them.
+    # (A checkpoint from before digests were recorded cannot be checked.)
+    if state is not None and trained_on.get("digest") not in (None, digest):
+        raise UserError(f"{source.data}: these are not the images the run being resumed trained on "
+                        f"({trained_on.get('source')}); use the same --data and --train-count")
+    data_info = {"source": source.data, "digest": digest, "train_count": len(train), "total": len(images),
                  "channels": int(images.shape[1]), "size": config.image_size, "world_size": ranks.world_size,
                  "images_per_rank": ranks.image_counts(len(train), config.batch_size)}
     start_epoch = state.epoch if state is not None else 0

@@ -34,6 +34,7 @@ from training.jiio.robust.checkpoint import classifier_from_payload, classifier_
 from training.jiio.robust.classifier_training import (Evaluation, TrainingInterrupted, evaluate, new_state,
                                                       train_classifier)
 from training.jiio.robust.config import RobustConfig
+from training.jiio.run_record import data_digest
 
 CLASSIFIER_FILE = "classifier.pt"
 REPORT = "report.json"
@@ -119,12 +120,18 @@ def _obtain(run: RobustRun, out: Path, device: torch.device, show_progress: bool
     train, test = _load_split(run, config.image_size, trained_on)
     if train is None:
         return model, config, payload, test, notes
+    digest = data_digest(train.images, train.labels)  # hashed once, as held
     if state is not None and trained_on and trained_on.get("train_count") != len(train.labels):
         raise UserError(f"{run.data or trained_on.get('source')}: the run being resumed trained on "
                         f"{trained_on.get('train_count')} images, this gives {len(train.labels)}; use the same --data "
                         "and --train-count")
+    # Other images of the same count would continue its training on data it never started on. (A checkpoint from
+    # before digests were recorded cannot be checked.)
+    if state is not None and trained_on and trained_on.get("digest") not in (None, digest):
+        raise UserError(f"{run.data or trained_on.get('source')}: these are not the images the run being resumed "
+                        f"trained on ({trained_on.get('source')}); use the same --data and --train-count")
     config = replace(config, classes=max(config.classes, len(train.classes)), in_channels=int(train.images.shape[1]))
-    data_info = {**train.describe(), "source": run.data or trained_on["source"],
+    data_info = {**train.describe(), "source": run.data or trained_on["source"], "digest": digest,
                  "labels": run.labels if run.data else trained_on.get("labels"), "train_count": len(train.labels)}
     if int(train.labels.max()) >= config.classes:
         raise UserError(f"{data_info['source']}: label {int(train.labels.max())} does not fit the resumed "

@@ -7,6 +7,8 @@ hand-edited or damaged record is refused here, when the checkpoint is read, in o
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from inr_core.errors import UserError
@@ -40,7 +42,21 @@ def _record_problem(payload: dict) -> str | None:
     for name in ("source", "labels"):
         if not isinstance(data.get(name) or "", str):
             return f"data.{name} is {data[name]!r}; it must be a path"
+    if not isinstance(data.get("digest") or "", str):
+        return f"data.digest is {data['digest']!r}; it must be a hexadecimal digest"
     return None
+
+
+def data_digest(*tensors: torch.Tensor) -> str:
+    """A digest of the training data as the run holds it (each tensor's dtype, shape and values): recorded in the
+    checkpoint, so that a resume, or a later run that takes its test images from the same collection, can tell
+    the data it trained on from other data of the same size, wherever the file has moved since."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, payload: dict, source: str, kind: str) -> None:
