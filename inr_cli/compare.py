@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from inr_cli.peak_memory import measure_peak_memory
 from inr_cli.progress import stderr_console
 from inr_cli.reports import clean, versions
 from inr_cli.run_folder import refuse_foreign_files
-from inr_core.errors import InvalidSetting, check
+from inr_core.errors import InvalidSetting, UserError, check
 from models import get_spec, model_names
 from training.fitting.amortized import FixpointCache
 from training.fitting.config import MAX_HIDDEN, MAX_LAYERS, FitConfig, resolve_config
@@ -120,7 +121,8 @@ class CompareConfig:
                   f"must have widths from 1 to {MAX_HIDDEN:,} and at most {MAX_LAYERS} layers; got {layers}L{hidden}D")
 
 
-def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: bool, quiet: bool = False) -> int:
+def run_compare(paths: list[str], config: CompareConfig, *, out: Path | None = None, as_json: bool = False,
+                quiet: bool = False, overwrite: bool = False) -> int:
     """Validate ``config`` once, fit the grid to every image, write compare.md, compare.json and a page
     (index.html: the table, sortable, with every reconstruction under pictures/). Each fit announces itself on
     stderr unless ``quiet``."""
@@ -130,7 +132,10 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path, as_json: 
     for path in paths:
         refuse_empty_folder(path, IMAGE.folder_suffixes)
     images = [(path, IMAGE.load(path, config.image, base.seed)) for path in paths]
-    refuse_foreign_files(out, own_files=(SUMMARY_FILE,))  # an earlier comparison there is replaced, nothing else
+    out = out if out is not None else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    refuse_foreign_files(out, own_files=(SUMMARY_FILE,))
+    if (out / SUMMARY_FILE).is_file() and not overwrite:
+        raise UserError(f"{out} already holds a comparison; add --overwrite to replace it, or choose another --out")
     created = missing_ancestors(out)
     prepare_output_dir(out)
     try:
@@ -192,6 +197,8 @@ def _compare(images: list, config: CompareConfig, base: FitConfig, holdout, out:
              f"cache); peak MB: CUDA allocator peak over the fit (GPU only).\n\n")
     atomic_write_text(out / "compare.md", title + table + "\n")
     atomic_write_text(out / SUMMARY_FILE, json.dumps(clean(summary), indent=2) + "\n")
+    for stale in (out / "pictures").glob("*.png"):  # a replaced comparison's: other images, models or sizes
+        stale.unlink()
     write_compare_page(out, summary, [loaded.signal.unit_grid() for _, loaded in images], pictures,
                        {"table": "compare.md", "summary": SUMMARY_FILE})
     print(json.dumps(clean(summary)) if as_json else table, flush=True)

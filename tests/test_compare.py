@@ -96,10 +96,17 @@ def test_cli_compare_writes_into_no_folder_of_other_files(tmp_path):
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert "holds files that are not an inr run's (index.html)" in proc.stderr
     assert (tmp_path / "mine" / "index.html").read_text() == "<p>my page</p>"
-    for quiet in ([], ["--quiet"]):  # a comparison already there is replaced
-        proc = run_cli([*args, "--out", "cmp", *quiet], cwd=tmp_path)
-        assert proc.returncode == 0
-        assert proc.stderr == ("" if quiet else "[1/1] siren 1L-4D explicit: skimage:moon\n")
+    proc = run_cli([*args, "--out", "cmp", "--sizes", "1L4D,1L2D"], cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr.count("\n") == 2
+    assert (tmp_path / "cmp" / "pictures" / "siren-1L-2D-explicit-0.png").is_file()
+    again = run_cli([*args, "--out", "cmp", "--quiet"], cwd=tmp_path)  # a comparison is not replaced unasked
+    assert again.returncode == 1 and again.stderr == \
+        "inr: error: cmp already holds a comparison; add --overwrite to replace it, or choose another --out\n"
+    replaced = run_cli([*args, "--out", "cmp", "--quiet", "--overwrite"], cwd=tmp_path)
+    assert replaced.returncode == 0 and replaced.stderr == ""
+    # Only the new comparison's pictures are left: the old one's 2-wide network is gone with it.
+    assert sorted(p.name for p in (tmp_path / "cmp" / "pictures").iterdir()) == [
+        "siren-1L-4D-explicit-0.png", "target-0.png"]
 
 
 def test_the_page_of_one_image_shows_each_psnr_alone(tmp_path):

@@ -44,7 +44,9 @@ def compare_image(
         = None,
     seed: Annotated[int, typer.Option(help="Seed for every fit.")] = FitConfig.seed,
     solver: Annotated[str, typer.Option(help="Fixpoint solver for the implicit variants.")] = SolverSettings.solver,
-    out: Annotated[Path, typer.Option(help="Folder for compare.md and compare.json.")] = Path("runs/compare"),
+    out: Annotated[Optional[Path], typer.Option(help="Folder for compare.md, compare.json, the page and its "
+                                                "pictures. Default: runs/compare-TIME.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the comparison already in --out.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary instead of the table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line on stderr as each fit starts.")] = False,
 ):
@@ -59,4 +61,5 @@ def compare_image(
     config = CompareConfig(fit=fit,
                            image=ImageOptions(holdout=holdout, resize=resize),
                            models=tuple(parse_models(models)), sizes=tuple(parse_sizes(sizes)))
-    raise typer.Exit(run_compare(paths or [DEFAULT_IMAGE], config, out=out, as_json=as_json, quiet=quiet))
+    raise typer.Exit(run_compare(paths or [DEFAULT_IMAGE], config, out=out, as_json=as_json, quiet=quiet,
+                                  overwrite=overwrite))
