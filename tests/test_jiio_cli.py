@@ -196,6 +196,16 @@ def test_both_methods_report_time_ratios_and_sample_draws_a_grid(tmp_path, colle
     pixels = np.asarray(grid.convert("L"), dtype=np.float64)
     assert pixels.std() > 5  # draws differ from one another: not one flat image
 
+    run_report = (out / "report.json").read_text()
+    into_run = run_cli(["sample", out / "decoder.pt", "-n", "2", "--out", out], tmp_path)
+    assert into_run.returncode == 1 and "holds another run (report.json is not an `inr sample` report)" in \
+        into_run.stderr and (out / "report.json").read_text() == run_report
+    for count in ("6", "3"):  # drawn again into one folder: no draws of the first time are left among the new
+        drawn = run_cli(["sample", out / "decoder.pt", "-n", count, "--out", tmp_path / "draws", "--individual"],
+                        tmp_path)
+        assert drawn.returncode == 0, drawn.stderr
+    assert sorted(p.name for p in (tmp_path / "draws" / "samples").iterdir()) == ["0000.png", "0001.png", "0002.png"]
+
 
 def test_errors_are_one_line(tmp_path, collection):
     # Exit code 2: a setting no run can use (as for any bad option value); 1: an input or run that failed.

@@ -8,6 +8,7 @@ or a folder (``grid.png``, ``report.json`` and ``samples/`` inside it), the way 
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,11 +66,27 @@ def _check_targets(files: SampleFiles) -> None:
     for folder in (files.grid.parent, files.individual):
         if folder is not None and folder.exists() and not folder.is_dir():
             raise UserError(f"{folder}: is not a folder, where the samples would go; choose another --out")
+    if files.report.is_file() and _report_command(files.report) != "sample":  # earlier draws are replaced, no more
+        raise UserError(f"{files.report.parent}: holds another run ({files.report.name} is not an `inr sample` "
+                        f"report), which these draws would replace; choose another --out")
+
+
+def _report_command(path: Path) -> str | None:
+    """The command that wrote the JSON report at ``path``; None when it is not one of inr's."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return report.get("command") if isinstance(report, dict) else None
 
 
 def write_individual(folder: Path, images: torch.Tensor) -> None:
-    """One 8-bit PNG per image (N, C, S, S) in [-1, 1], numbered from 0 with at least four digits."""
+    """One 8-bit PNG per image (N, C, S, S) in [-1, 1], numbered from 0 with at least four digits. Earlier draws'
+    numbered PNGs there are removed first: a folder of 8 draws redrawn with 4 would otherwise keep 4 stale ones."""
     prepare_output_dir(folder)
+    for earlier in folder.glob("*.png"):
+        if earlier.stem.isdigit():
+            earlier.unlink()
     digits = max(4, len(str(len(images) - 1)))
     for i, image in enumerate(images):
         write_png(folder / f"{i:0{digits}d}.png", ((image + 1) / 2).permute(1, 2, 0), 8)
