@@ -171,6 +171,15 @@ def test_a_file_that_is_no_checkpoint_says_so(tmp_path, capsys, monkeypatch, con
     assert files_in(tmp_path) == ["model.pt"]
 
 
+def test_a_checkpoint_cut_short_says_it_is_damaged(tmp_path, capsys, fitted):
+    whole = serialize(fitted)
+    (tmp_path / "checkpoint.pt").write_bytes(whole[:len(whole) // 2])  # a copy, or a full disk, cut it short
+    code, stderr = call_main(["sample", tmp_path / "checkpoint.pt", "--device", "cpu"], capsys)
+    assert one_error_line(code, stderr, 1) == (
+        f"inr: error: {tmp_path / 'checkpoint.pt'}: truncated or damaged: it starts as a checkpoint archive but "
+        "cannot be read to its end (a copy or a write that was cut short?)")
+
+
 def test_nan_weights_through_a_subprocess(tmp_path, fitted):
     """The reported row: exit 0 and a black PNG before."""
     (tmp_path / "checkpoint.pt").write_bytes(serialize(edited(fitted, _nan_weight)))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import zipfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import fields
@@ -80,6 +81,9 @@ def deserialize(data: bytes, source: str = "checkpoint") -> dict:
         # Only a real pickle naming a class or function is "refused"; text and random bytes simply are not ours.
         # (torch has worded it "Unsupported global" and, since 2.13, "unsupported GLOBAL").
         refused = isinstance(error, pickle.UnpicklingError) and "unsupported global" in str(error).lower()
+        if data[:4] == b"PK\x03\x04" and not zipfile.is_zipfile(io.BytesIO(data)):  # torch's archive, cut short
+            raise UserError(f"{source}: truncated or damaged: it starts as a checkpoint archive but cannot be read "
+                            "to its end (a copy or a write that was cut short?)") from None
         raise UserError(f"{source}: refused: it holds objects other than tensors and plain data, so it is not an "
                         "inr checkpoint" if refused else
                         f"{source}: not an inr checkpoint (neither `inr fit` nor `inr jiio-invert` wrote it)") \
