@@ -294,3 +294,32 @@ def test_resume_refuses_other_images_of_the_same_count_and_a_changed_seed(tmp_pa
         code, _, error = _inr([*common, *args, "--epochs", "2", "--resume"], capsys)
         assert code == 1 and error.count("\n") == 0 and message in error, error
         assert (out / "decoder.pt").read_bytes() == saved
+
+
+def test_a_decoder_scores_on_its_own_data_from_another_folder_and_refuses_it_changed(tmp_path, collection, capsys,
+                                                                                    monkeypatch):
+    """The data path was recorded as typed: run from another folder, the decoder was scored on another file of
+    that name there, reported as its held-out images."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    images = np.load(collection)["images"]
+    for folder, crops in ((first, images), (second, 255 - images)):
+        folder.mkdir()
+        np.savez(folder / "crops.npz", images=crops)
+    restore = ["--count", "4", "--iters", "2", "--quiet", "--no-fid", "--json"]
+    monkeypatch.chdir(first)
+    code, _, error = _inr(["jiio-invert", "--data", "crops.npz", *TINY, "--epochs", "1", *restore, "--out", "run"],
+                          capsys)
+    assert code == 0, error
+    monkeypatch.chdir(second)
+    code, text, error = _inr(["jiio-invert", "--decoder", first / "run" / "decoder.pt", *restore, "--out", "run"],
+                             capsys)
+    assert code == 0, error
+    report = json.loads(text)
+    assert Path(report["decoder"]["data"]["source"]).resolve() == (first / "crops.npz").resolve()
+    assert report["images"]["held_out_from_training"] and report["images"]["source"] == [
+        report["decoder"]["data"]["source"]]
+    np.savez(first / "crops.npz", images=255 - images)  # the data trained on, changed since
+    code, _, error = _inr(["jiio-invert", "--decoder", first / "run" / "decoder.pt", *restore, "--out", "run2"],
+                          capsys)
+    assert (code, error) == (1, f"inr: error: {report['images']['source'][0]}: not the images the decoder was "
+                                "trained on (the file has changed since); give test images with --images")

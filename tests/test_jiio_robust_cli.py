@@ -2,6 +2,7 @@
 checkpoint it writes, and its one-line errors."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +209,33 @@ def test_resume_refuses_other_images_of_the_same_count(tmp_path, labelled, capsy
     assert (code, error) == (1, f"inr: error: {other}: these are not the images the run being resumed trained on "
                                 f"({labelled}); use the same --data and --train-count")
     assert (out / "classifier.pt").read_bytes() == saved
+
+
+def test_a_classifier_is_measured_on_its_own_data_from_another_folder_and_refuses_it_changed(tmp_path, labelled,
+                                                                                            capsys, monkeypatch):
+    """The data path was recorded as typed: run from another folder, the classifier was measured on another file
+    of that name there, reported as its held-out images."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    with np.load(labelled) as saved:
+        images, labels = saved["images"], saved["labels"]
+    for folder, crops in ((first, images), (second, 255 - images)):
+        folder.mkdir()
+        np.savez(folder / "crops.npz", images=crops, labels=labels)
+    measure = ["--test-count", "8", "--attacks", "pgd", "--pgd-steps", "2", "--quiet", "--json"]
+    monkeypatch.chdir(first)
+    code, _, error = inr(["jiio-robust", "--data", "crops.npz", "--train-count", "32", *TINY, "--epochs", "1",
+                          *measure, "--out", "run"], capsys)
+    assert code == 0, error
+    monkeypatch.chdir(second)
+    code, text, error = inr(["jiio-robust", "--classifier", first / "run" / "classifier.pt", *measure, "--out", "run"],
+                            capsys)
+    assert code == 0, error
+    report = json.loads(text)
+    source = report["classifier"]["data"]["source"]
+    assert Path(source).resolve() == (first / "crops.npz").resolve() and report["test"]["source"] == \
+        f"{source} (held out)"
+    np.savez(first / "crops.npz", images=255 - images, labels=labels)  # the data trained on, changed since
+    code, _, error = inr(["jiio-robust", "--classifier", first / "run" / "classifier.pt", *measure, "--out", "run2"],
+                         capsys)
+    assert (code, error) == (1, f"inr: error: {source}: not the images the classifier was trained on (the file has "
+                                "changed since); give test images with --test-data")

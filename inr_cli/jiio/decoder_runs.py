@@ -32,7 +32,7 @@ from training.jiio.decoder_training import (UNBOUNDED_EPOCHS, DecoderConfig, Dec
                                            epochs_within, train_decoder)
 from training.jiio.invert_config import DecoderSource
 from training.jiio.latent_density import fit_gaussian_mixture
-from training.jiio.run_record import data_digest
+from training.jiio.run_record import data_digest, recorded_path, unchecked_data_note
 
 DECODER_FILE = "decoder.pt"
 
@@ -126,7 +126,7 @@ def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, stat
     if state is not None and trained_on.get("digest") not in (None, digest):
         raise UserError(f"{source.data}: these are not the images the run being resumed trained on "
                         f"({trained_on.get('source')}); use the same --data and --train-count")
-    data_info = {"source": source.data, "digest": digest, "train_count": len(train), "total": len(images),
+    data_info = {"source": recorded_path(source.data), "digest": digest, "train_count": len(train), "total": len(images),
                  "channels": int(images.shape[1]), "size": config.image_size, "world_size": ranks.world_size,
                  "images_per_rank": ranks.image_counts(len(train), config.batch_size)}
     start_epoch = state.epoch if state is not None else 0
@@ -189,6 +189,12 @@ def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels
     if trained + count > len(images):
         raise UserError(f"{data}: only {len(images) - trained} images follow the {trained} the decoder was trained "
                         f"on; lower --count or pass --images")
+    # Only the data trained on has held-out images: another file now at that path (or the same one changed)
+    # would be scored as if the decoder had never seen it.
+    if run.payload["data"].get("digest") not in (None, data_digest(images[:trained])):
+        raise UserError(f"{data}: not the images the decoder was trained on (the file has changed since); give "
+                        "test images with --images")
+    notes += unchecked_data_note(run.payload["data"], "held-out test images")
     first = len(images) - count
     images = matched_with_note(images[first:], channels, "decoder", notes)
     return images, {"source": [data], "held_out_from_training": True, "first_index": first}, notes

@@ -34,7 +34,7 @@ from training.jiio.robust.checkpoint import classifier_from_payload, classifier_
 from training.jiio.robust.classifier_training import (Evaluation, TrainingInterrupted, evaluate, new_state,
                                                       train_classifier)
 from training.jiio.robust.config import RobustConfig
-from training.jiio.run_record import data_digest
+from training.jiio.run_record import data_digest, recorded_path, unchecked_data_note
 
 CLASSIFIER_FILE = "classifier.pt"
 REPORT = "report.json"
@@ -83,6 +83,13 @@ def _load_split(run: RobustRun, size: int, trained_on: dict | None) -> tuple[Lab
     else:
         train_count = int(trained_on.get("train_count", 0))
         collection = load_labelled(source, size, labels, limit=train_count + run.test_count)
+        # Only the data trained on has held-out images: another file now at that path (or the same one changed)
+        # would be measured as if the classifier had never seen it.
+        trained = slice(0, max(train_count, 0))
+        if trained_on.get("digest") not in (None, data_digest(collection.images[trained],
+                                                               collection.labels[trained])):
+            raise UserError(f"{source}: not the images the classifier was trained on (the file has changed since); "
+                            "give test images with --test-data")
     if train_count < 1 or train_count + run.test_count > len(collection.labels):
         raise UserError(f"{source}: {len(collection.labels)} labelled images cannot give {run.test_count} test "
                         f"images after {max(train_count, 0)} training ones; lower --test-count or --train-count, or "
@@ -119,6 +126,8 @@ def _obtain(run: RobustRun, out: Path, device: torch.device, show_progress: bool
     trained_on = (payload or {}).get("data")
     train, test = _load_split(run, config.image_size, trained_on)
     if train is None:
+        if run.test_data is None:
+            notes += unchecked_data_note(trained_on, "held-out test images")
         return model, config, payload, test, notes
     digest = data_digest(train.images, train.labels)  # hashed once, as held
     if state is not None and trained_on and trained_on.get("train_count") != len(train.labels):
@@ -131,8 +140,9 @@ def _obtain(run: RobustRun, out: Path, device: torch.device, show_progress: bool
         raise UserError(f"{run.data or trained_on.get('source')}: these are not the images the run being resumed "
                         f"trained on ({trained_on.get('source')}); use the same --data and --train-count")
     config = replace(config, classes=max(config.classes, len(train.classes)), in_channels=int(train.images.shape[1]))
-    data_info = {**train.describe(), "source": run.data or trained_on["source"], "digest": digest,
-                 "labels": run.labels if run.data else trained_on.get("labels"), "train_count": len(train.labels)}
+    data_info = {**train.describe(), "source": recorded_path(run.data) if run.data else trained_on["source"],
+                 "digest": digest, "train_count": len(train.labels),
+                 "labels": (run.labels and recorded_path(run.labels)) if run.data else trained_on.get("labels")}
     if int(train.labels.max()) >= config.classes:
         raise UserError(f"{data_info['source']}: label {int(train.labels.max())} does not fit the resumed "
                         f"classifier's {config.classes} classes")

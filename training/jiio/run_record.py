@@ -8,6 +8,7 @@ hand-edited or damaged record is refused here, when the checkpoint is read, in o
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import torch
 
@@ -68,3 +69,15 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, payload: dict, source
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{source}: {kind} checkpoint optimizer_state does not match its weights; the file was "
                         "edited or damaged") from None
+
+
+def recorded_path(source: str) -> str:
+    """``source`` as a checkpoint records it: absolute, so that a later run from another folder finds the data
+    trained on rather than another file of the same name there (a built-in collection, ``skimage:...``, as it is)."""
+    return source if source.startswith("skimage:") else str(Path(source).absolute())
+
+
+def unchecked_data_note(recorded: dict, what: str) -> list[str]:
+    """A note for a checkpoint from before digests were recorded, whose data cannot be checked to be the same."""
+    return [] if recorded.get("digest") else [f"the checkpoint records no digest of its training data, so the {what} "
+                                              "could not be checked to come from the data it was trained on"]
