@@ -49,6 +49,8 @@ class DecoderSampleOptions:
         check(self.count is None or 1 <= self.count <= MAX_DECODER_SAMPLES, "count",
               f"must be between 1 and {MAX_DECODER_SAMPLES}, got {self.count}")
         check(self.fid_count is None or self.fid_count >= 2, "fid_count", f"must be at least 2, got {self.fid_count}")
+        for name, what in (("fid_count", "limits the real images of the FID"), ("fid_model", "is the FID's network")):
+            check(getattr(self, name) is None or self.fid is not None, name, f"{what}: it needs --fid")
 
     def given_flags(self) -> list[str]:
         """The flags given, except --seed (which has a default, so it is always "given")."""

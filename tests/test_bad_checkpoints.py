@@ -203,6 +203,16 @@ def test_a_sample_larger_than_memory_is_refused_before_allocating(tmp_path, caps
 
 # ------------------------------------------------------------------------------------------------------ decoders
 
+@pytest.mark.parametrize("flags, message", [
+    (["--fid-count", "32"], "--fid-count limits the real images of the FID: it needs --fid"),
+    (["--fid-model", "inception.pt"], "--fid-model is the FID's network: it needs --fid")])
+def test_fid_options_without_fid_are_refused_not_ignored(tmp_path, capsys, decoder, flags, message):
+    (tmp_path / "decoder.pt").write_bytes(serialize(decoder))
+    code, stderr = call_main(["sample", tmp_path / "decoder.pt", "-n", "2", *flags], capsys)
+    assert one_error_line(code, stderr, 2) == f"inr: error: {message}"
+    assert files_in(tmp_path) == ["decoder.pt"]
+
+
 @pytest.mark.parametrize("count", ["0", "-1"])
 def test_decoder_sample_count_must_be_positive(tmp_path, capsys, monkeypatch, decoder, count):
     """`-n 0` is the reported row (it drew 64 images once); it runs as a subprocess."""
