@@ -20,7 +20,7 @@ from typing import Callable, TypeVar
 
 import torch
 
-from inr_core.errors import UserError
+from inr_core.errors import InvalidSetting, UserError
 
 T = TypeVar("T")
 # Ranks wait for each other only at the start and once all their fits are done: as long as the longest share.
@@ -81,7 +81,9 @@ class Cluster:
         return f"cuda:{self.local_rank % torch.cuda.device_count()}"
 
     def from_leader(self, compute: Callable[[], T]) -> T:
-        """``compute()`` on rank 0, its value on every rank. A UserError raised there is raised on every rank."""
+        """``compute()`` on rank 0, its value on every rank. A UserError raised there is raised on rank 0 (which
+        prints its one line) and ends every other rank with the same exit code, silently: the line once, not once
+        per rank."""
         if not self.distributed:
             return compute()
         import torch.distributed as dist
@@ -95,7 +97,9 @@ class Cluster:
         dist.broadcast_object_list(box, src=0)
         kind, payload = box[0]
         if kind == "error":
-            raise payload
+            if self.is_leader:
+                raise payload
+            raise SystemExit(2 if isinstance(payload, InvalidSetting) else 1)
         return payload
 
     def gather_to_leader(self, mine: dict) -> dict | None:

@@ -96,6 +96,9 @@ def test_torchrun_reports_a_failed_input_and_fits_the_rest(six_images):
     assert [line["input"] for line in lines] == [names[0], "nope.png", names[1]]
     assert [line.get("status") for line in lines] == [None, "failed", None]
     assert json.loads((folder / "shared-bad" / "summary.json").read_text())["failed"] == 1
+    # A refusal made for the whole run (here: the folder holds one) is printed once, not once per rank.
+    again = torchrun(["fit", "image", "-", "--out", "shared-bad", *SMALL_FIT], cwd=folder, stdin=stdin)
+    assert again.returncode != 0 and again.stderr.count("already holds a finished run") == 1, again.stderr
 
 
 # ------------------------------------------------------------------------------------- same-shaped inputs together
