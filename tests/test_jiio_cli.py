@@ -323,3 +323,20 @@ def test_a_decoder_scores_on_its_own_data_from_another_folder_and_refuses_it_cha
                           capsys)
     assert (code, error) == (1, f"inr: error: {report['images']['source'][0]}: not the images the decoder was "
                                 "trained on (the file has changed since); give test images with --images")
+
+
+def test_test_images_and_masks_are_checked_before_the_decoder_trains(tmp_path, collection, capsys):
+    """A misspelled --images or an unusable --mask was reported only after the whole training, whose decoder.pt
+    then stood in the way of running the command again."""
+    black = save_png(tmp_path / "black.png", np.zeros((16, 16), np.uint8))
+    for args, line in [(["--images", tmp_path / "nope"], f"{tmp_path / 'nope'}: no such file or folder"),
+                       (["--task", "inpaint", "--mask", tmp_path / "nope.png"],
+                        f"{tmp_path / 'nope.png'}: no such file or folder"),
+                       (["--task", "inpaint", "--mask", black],
+                        f"{black}: the mask marks no pixel to fill at the decoder's 16 px (white marks what is "
+                        "missing)")]:
+        out = tmp_path / "run"
+        code, _, error = _inr(["jiio-invert", "--data", collection, *TINY, "--epochs", "1", "--count", "4", "--iters",
+                               "2", "--no-fid", "--quiet", *args, "--out", out], capsys)
+        assert (code, error) == (1, f"inr: error: {line}")
+        assert not (out / "decoder.pt").exists()

@@ -12,6 +12,7 @@ trained without error (or, after Ctrl-C, the last finished epoch, for --resume).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -200,6 +201,30 @@ def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels
     return images, {"source": [data], "held_out_from_training": True, "first_index": first}, notes
 
 
+def check_inputs(sources: list[str]) -> None:
+    """Refuse, in one line, a test image or mask path that does not exist or cannot be read: checked before a
+    decoder trains (minutes), where it would otherwise be found only after training."""
+    for source in sources:
+        path = Path(source)
+        if source.startswith("skimage:"):
+            continue
+        if not path.exists():
+            raise UserError(f"{source}: no such file or folder")
+        if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+            raise UserError(f"{source}: cannot be read (permission denied)")
+
+
+def observed_mask(path: str, size: int) -> torch.Tensor:
+    """One --mask file as (1, 1, S, S): 1 where a pixel is observed, 0 where it is to be filled."""
+    if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"{path}: a mask is an image file (white marks the pixels to fill)")
+    missing = load_images(path, size).mean(dim=1, keepdim=True) > 0.0  # [-1, 1]: brighter than mid-gray
+    if not bool(missing.any()):
+        raise UserError(f"{path}: the mask marks no pixel to fill at the decoder's {size} px (white marks "
+                        "what is missing)")
+    return (~missing).float()
+
+
 def observed_masks(paths: list[str], size: int, count: int, image_sources: list[str] | None = None) -> torch.Tensor:
     """--mask files as (N or 1, 1, S, S), 1 where a test image's pixel is observed, 0 where it is to be filled.
 
@@ -210,15 +235,7 @@ def observed_masks(paths: list[str], size: int, count: int, image_sources: list[
     every test image; several pair with the test images in order."""
     if len(paths) not in (1, count):
         raise UserError(f"--mask: give one mask for all {count} test images or one for each, not {len(paths)}")
-    masks = []
-    for path in paths:
-        if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
-            raise UserError(f"{path}: a mask is an image file (white marks the pixels to fill)")
-        missing = load_images(path, size).mean(dim=1, keepdim=True) > 0.0  # [-1, 1]: brighter than mid-gray
-        if not bool(missing.any()):
-            raise UserError(f"{path}: the mask marks no pixel to fill at the decoder's {size} px (white marks "
-                            "what is missing)")
-        masks.append((~missing).float())
+    masks = [observed_mask(path, size) for path in paths]
     if image_sources and len(image_sources) == count and all(Path(s).suffix.lower() in IMAGE_SUFFIXES
                                                              for s in image_sources):
         for mask, image in zip(paths * count if len(paths) == 1 else paths, image_sources):

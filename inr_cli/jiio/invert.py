@@ -20,7 +20,8 @@ import torch
 from inr_cli.cluster import Cluster
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, remove_if_empty
-from inr_cli.jiio.decoder_runs import DECODER_FILE, obtain_decoder, observed_masks, test_images
+from inr_cli.jiio.decoder_runs import (DECODER_FILE, check_inputs, obtain_decoder, observed_mask, observed_masks,
+                                       test_images)
 from inr_cli.jiio.fid_model import distances_text, fid_reports, load_fid_model
 from inr_cli.media.images import write_png
 from inr_cli.pages import PAGE, write_invert_page
@@ -147,6 +148,12 @@ def _mean(values: list[float]) -> float:
 def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: bool, as_json: bool,
          cluster: Cluster) -> int:
     restoration = config.restoration
+    # What the restoration reads is checked before the decoder trains: a wrong path should not cost the training.
+    check_inputs([*(config.test_images or []), *(config.masks or [])])
+    source = config.decoder
+    if config.masks and source.data is not None and not source.resume:  # the side trained at is known already
+        for path in config.masks:
+            observed_mask(path, source.training.image_size)
     fid_model, fid_reason = (None, "not computed (--no-fid)")
     if config.fid.enabled and restoration.task == "reconstruct":
         fid_model, fid_reason = load_fid_model(config.fid.model)  # an explicit bad path fails before training
