@@ -48,9 +48,11 @@ def _solver_warning(result: FitResult) -> str | None:
     evaluation = result.solver["evaluation"] if result.solver else None
     if not evaluation or evaluation["converged"]:
         return None
+    # bfloat16 keeps 8 bits of mantissa: f(z) itself is rounded by ~4e-3, so no solve gets below that.
+    advice = "give --tol 1e-2 with --precision bf16, or fit in fp32" if result.config.precision == "bf16" \
+        and result.config.solver.tol < 1e-2 else "raise --max-iter or try --solver anderson"
     return (f"evaluation solve did not converge: max relative residual {evaluation['max_rel_residual']:.2e} "
-            f"> tol {result.config.solver.tol:g} after up to {evaluation['iterations_max']} iterations "
-            f"(raise --max-iter or try --solver anderson)")
+            f"> tol {result.config.solver.tol:g} after up to {evaluation['iterations_max']} iterations ({advice})")
 
 
 def _report_metrics(metrics: dict, measured: dict) -> dict:

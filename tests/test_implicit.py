@@ -178,7 +178,20 @@ def test_cli_warns_when_the_evaluation_solve_does_not_converge(tmp_path):
     proc = run_cli(["fit", "image", "cam.png", "--model", "isiren", "--hidden", "16", "--steps", "5",
                     "--max-iter", "2", "--out", "run", "--quiet"], cwd=tmp_path)
     assert proc.returncode == 0
-    assert "did not converge" in proc.stderr
+    assert "did not converge" in proc.stderr and "(raise --max-iter or try --solver anderson)" in proc.stderr
+
+
+def test_a_bf16_fit_that_cannot_reach_its_tolerance_is_told_the_tolerance_bf16_can_reach(tmp_path):
+    from helpers import run_cli, save_png
+
+    # bf16 rounds f(z) by ~4e-3: at the default --tol 1e-3 no solve converges, and more iterations cannot help.
+    save_png(tmp_path / "cam.png", data.camera()[200:224, 200:224])
+    args = ["fit", "image", "cam.png", "--model", "gabor-imfn", "--hidden", "16", "--layers", "1", "--steps", "40",
+            "--precision", "bf16", "--quiet"]
+    proc = run_cli([*args, "--out", "run"], cwd=tmp_path)
+    assert proc.returncode == 0 and "(give --tol 1e-2 with --precision bf16, or fit in fp32)" in proc.stderr
+    advised = run_cli([*args, "--out", "advised", "--tol", "1e-2"], cwd=tmp_path)
+    assert advised.returncode == 0 and advised.stderr == ""
 
 
 def test_implicit_model_exact_gradient_matches_finite_differences():
