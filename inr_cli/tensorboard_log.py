@@ -73,12 +73,17 @@ class FitLog:
             write("train/steps_per_second", state.step / state.seconds, state.step)
 
     def training_curves(self, result: FitResult) -> None:
-        """Every step's batch PSNR of a fit that could not be followed live (a member of a group fit, whose live
-        progress is the group's mean)."""
+        """Every step's batch PSNR and learning rate of a fit that could not be followed live (a member of a group
+        fit, whose live progress is the group's mean), and its steps/s (the group's, over the whole run: a member
+        has no pace of its own)."""
         for step, psnr in enumerate(result.batch_psnr, 1):
             self.writer.add_scalar("train/psnr", psnr, step)
             if math.isfinite(psnr):
                 self.writer.add_scalar("train/loss", mse_from_psnr(psnr), step)  # the loss that PSNR came from
+            self.writer.add_scalar("train/learning_rate", result.config.learning_rate(step), step)  # no rollbacks
+        if result.train_seconds > 0:
+            self.writer.add_scalar("train/steps_per_second", result.timed_steps / result.train_seconds,
+                                   len(result.batch_psnr))
 
     def finish(self, result: FitResult, report: dict, signal, out_dir: Path) -> None:
         """Log what the finished fit measured and wrote, then close the run's files."""

@@ -88,6 +88,11 @@ def test_each_member_of_a_group_fit_gets_its_own_run(pictures, tmp_path, capsys)
         # The loss is the training loss (on [-1, 1]), as a fit alone logs it, not the MSE on [0, 1].
         loss, psnr = events.Scalars("train/loss")[-1].value, events.Scalars("train/psnr")[-1].value
         assert psnr_from_mse(loss) == pytest.approx(psnr, abs=1e-4)
+        # Its learning rate at every step, as a fit alone logs it; its pace is the group's, once, at the end.
+        assert _steps(events, "train/learning_rate") == list(range(1, STEPS + 1))
+        assert events.Scalars("train/learning_rate")[-1].value == pytest.approx(report["config"]["fit"]["lr"])
+        [pace] = events.Scalars("train/steps_per_second")
+        assert pace.step == STEPS and pace.value == pytest.approx(report["steps_per_second"], rel=1e-6)
 
 
 def test_without_the_package_the_option_says_how_to_install_it(monkeypatch, tmp_path, capsys):
