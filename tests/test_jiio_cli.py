@@ -340,3 +340,21 @@ def test_test_images_and_masks_are_checked_before_the_decoder_trains(tmp_path, c
                                "2", "--no-fid", "--quiet", *args, "--out", out], capsys)
         assert (code, error) == (1, f"inr: error: {line}")
         assert not (out / "decoder.pt").exists()
+
+
+def test_resume_refuses_another_number_of_processes(tmp_path, collection, capsys):
+    """--train-batch-size is per process: a decoder trained under torchrun in 2 processes, resumed in 1, went on
+    with half its global batch."""
+    out = tmp_path / "run"
+    common = ["jiio-invert", "--data", collection, *TINY, "--count", "4", "--iters", "2", "--quiet", "--no-fid",
+              "--out", out]
+    code, _, error = _inr([*common, "--epochs", "1"], capsys)
+    assert code == 0, error
+    payload = deserialize((out / "decoder.pt").read_bytes())
+    payload["data"]["world_size"] = 2  # as `torchrun --nproc_per_node=2` records it
+    (out / "decoder.pt").write_bytes(serialize(payload))
+    code, _, error = _inr([*common, "--epochs", "2", "--resume"], capsys)
+    assert (code, error) == (1, f"inr: error: {out / 'decoder.pt'}: the run being resumed trained in 2 processes, "
+                                "this one runs 1, which would change its global batch (--train-batch-size is per "
+                                "process); resume it with torchrun --nproc_per_node=2")
+    assert deserialize((out / "decoder.pt").read_bytes())["epoch"] == 1

@@ -98,6 +98,13 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
         payload = read_checkpoint(resume_from)
         state, saved = training_state_from_payload(payload, str(resume_from), device)
         trained_on = payload.get("data") or {}
+        # --train-batch-size is per process: another number of them would continue with another global batch.
+        trained_in = trained_on.get("world_size", ranks.world_size)
+        if trained_in != ranks.world_size:
+            how = "without torchrun" if trained_in == 1 else f"with torchrun --nproc_per_node={trained_in}"
+            raise UserError(f"{resume_from}: the run being resumed trained in {trained_in} process"
+                            f"{'' if trained_in == 1 else 'es'}, this one runs {ranks.world_size}, which would change "
+                            f"its global batch (--train-batch-size is per process); resume it {how}")
         # The architecture and the optimisation recipe come from the run being resumed; only the goal moves.
         refuse_changed_settings(config, saved, source.given, resume_from)
         config = replace(saved, epochs=config.epochs)
