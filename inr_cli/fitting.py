@@ -280,6 +280,10 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
                         _alone(job, config, output, stop, show_progress) for job, run in zip(group, runs)]
         except UserError as error:  # one input's (its fit's failure names it) or the whole group's: name each
             runs = [error] if len(group) == 1 else [UserError(f"{job.source}: {error}") for job in group]
+        except Interrupted as stopped:  # say whose fit stopped: with several inputs the step alone says little
+            stopped.fitting = group[0].source if len(group) == 1 else \
+                f"{len(group)} inputs fitted together ({group[0].source}, ...; a group saves no state: it starts again)"
+            raise
         turn_started_at = time.perf_counter()
         for job, run in zip(group, runs):
             hand_over(job.index, run, writer)
@@ -357,6 +361,7 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
             except Interrupted as stopped:
                 interrupted = True
                 where = f" at step {stopped.step}" if stopped.step else ""
+                where += f" of {stopped.fitting}" if stopped.step and stopped.fitting else ""
                 stderr_console.print(f"inr: interrupted{where}; resume with --resume", markup=False, soft_wrap=True)
                 return stop.exit_code
             finally:

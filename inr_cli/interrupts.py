@@ -2,7 +2,7 @@
 
 Inside :class:`StopRequest` the first SIGINT or SIGTERM only sets a flag, which the fit loop polls once per step
 (:class:`training.fitting.control.FitControl`); the fit then saves its whole state and stops, and the command
-prints ``inr: interrupted at step N; resume with --resume`` and exits with 130 (SIGINT) or 143 (SIGTERM), the
+prints ``inr: interrupted at step N of INPUT; resume with --resume`` and exits with 130 (SIGINT) or 143 (SIGTERM), the
 codes a shell gives a process killed by those signals. A second signal is not intercepted: it stops the process
 at once, as the user then means.
 """

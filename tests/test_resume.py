@@ -76,8 +76,9 @@ def test_a_stopped_fit_resumes_to_the_same_weights(tiles, uninterrupted, how):
     else:  # the fit saved its state on the way out and said where it stopped
         assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[how]
         assert len(stderr.strip().splitlines()) == 1, stderr
-        assert stderr.startswith("inr: interrupted at step ") and stderr.strip().endswith("; resume with --resume")
-        step = int(stderr.split("at step ")[1].split(";")[0])
+        assert stderr.startswith("inr: interrupted at step ")
+        assert stderr.strip().endswith(f" of {names[0]}; resume with --resume")
+        step = int(stderr.split("at step ")[1].split(" ")[0])
         assert torch.load(out / "training-state.pt", weights_only=True)["step"] == step
     if how == signal.SIGTERM:
         return  # the same saved state as SIGINT's: resuming it is tested there
@@ -320,6 +321,8 @@ def test_an_interrupted_group_starts_again_and_ends_as_if_never_stopped(tiles):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and stderr.startswith("inr: interrupted at step "), stderr
+    assert stderr.endswith(f" of 3 inputs fitted together ({names[0]}, ...; a group saves no state: it starts again)"
+                           "; resume with --resume\n"), stderr
     assert not any((out / Path(name).stem / "report.json").exists() for name in names)
     resumed = run_cli(["fit", "image", *names, "--out", out.name, "--resume", *fit], cwd=folder)
     assert resumed.returncode == 0, resumed.stderr

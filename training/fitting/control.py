@@ -66,6 +66,7 @@ class Interrupted(Exception):
     def __init__(self, step: int):
         super().__init__(f"interrupted at step {step}")
         self.step = step
+        self.fitting: str | None = None  # what was being fitted, for the message: set by whoever knows the inputs
 
 
 def rng_state() -> dict:
