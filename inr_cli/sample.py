@@ -82,8 +82,8 @@ def read_checkpoint(path: Path) -> dict:
     if not path.exists():
         raise UserError(f"{path}: no such file")
     if path.is_dir():
-        raise UserError(f"{path}: a folder with no {' or '.join(CHECKPOINT_NAMES)} in it or in its subfolders; "
-                        "pass a checkpoint file or a run folder")
+        raise UserError(f"{path}: a folder with no {' or '.join(CHECKPOINT_NAMES)} in it or in its immediate "
+                        "subfolders; pass a checkpoint file or a run folder")
     try:
         data = path.read_bytes()
     except OSError as error:
