@@ -358,3 +358,34 @@ def test_resume_refuses_another_number_of_processes(tmp_path, collection, capsys
                                 "this one runs 1, which would change its global batch (--train-batch-size is per "
                                 "process); resume it with torchrun --nproc_per_node=2")
     assert deserialize((out / "decoder.pt").read_bytes())["epoch"] == 1
+
+
+TRAINS = "trains a decoder: it needs --data (the one in --decoder is used as it was trained, at its own image size)"
+NEEDS_JIIO = "is JIIO's: it needs --method jiio or both"
+FID_ONLY = "--fid-model measures reconstruction FID: it needs --task reconstruct, without --no-fid"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--image-size", "64", "--preset", "large"], f"--preset {TRAINS}"),  # restored at the decoder's 28 px
+    (["--image-size", "64"], f"--image-size {TRAINS}"),
+    (["--lr", "0.1"], f"--lr {TRAINS}"),
+    (["--epochs", "50"], f"--epochs {TRAINS}"),
+    (["--train-count", "5"], f"--train-count {TRAINS}"),
+    (["--train-batch-size", "4"], f"--train-batch-size {TRAINS}"),
+    (["--task", "inpaint", "--sigma", "0.1"], "--sigma adds the denoising noise: it needs --task denoise"),
+    (["--task", "denoise", "--mask-size", "5"], "--mask-size hides the square to fill: it needs --task inpaint"),
+    (["--task", "denoise", "--no-composite"],
+     "--composite/--no-composite keeps an inpainting's observed pixels: it needs --task inpaint"),
+    (["--method", "jiio", "--adam-lr", "0.5"], "--adam-lr is the Adam baseline's: it needs --method adam or both"),
+    (["--method", "adam", "--adam-max-steps", "7"],
+     "--adam-max-steps caps Adam's run to JIIO's loss: it needs --method both"),
+    (["--method", "adam", "--step-size", "0.5"], f"--step-size {NEEDS_JIIO}"),
+    (["--method", "adam", "--anderson-memory", "4"], f"--anderson-memory {NEEDS_JIIO}"),
+    (["--task", "denoise", "--fid-model", "nope.pt"], FID_ONLY),
+    (["--no-fid", "--fid-model", "nope.pt"], FID_ONLY),
+])
+def test_options_the_run_would_not_use_are_refused(tmp_path, capsys, args, message):
+    """Each was accepted and did nothing, while the analogous --train-minutes without --data was refused."""
+    code, _, error = _inr(["jiio-invert", "--decoder", tmp_path / "decoder.pt", *args, "--quiet", "--out",
+                           tmp_path / "run"], capsys)
+    assert (code, error) == (2, f"inr: error: {message}")

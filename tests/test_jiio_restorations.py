@@ -20,7 +20,8 @@ from training.jiio.inverse_tasks import SIGNED_RANGE, Corruption, composite, cor
 from training.jiio.settings import CorruptionSettings
 from training.metrics import psnr
 
-TINY = ["--image-size", "16", "--latent-dim", "8", "--train-batch-size", "8", "--iters", "4", "--quiet"]
+RESTORE = ["--iters", "4", "--quiet"]
+TINY = ["--image-size", "16", "--latent-dim", "8", "--train-batch-size", "8", *RESTORE]  # training options with them
 HELD_OUT = 4
 
 
@@ -109,7 +110,7 @@ def test_inpainting_writes_the_composite_and_the_raw_decoding_and_scores_both(in
 def test_no_composite_writes_the_decoding_as_the_restoration(inpainted, tmp_path):
     out, _, _ = inpainted
     plain = tmp_path / "plain"
-    result = run_cli(["jiio-invert", "--task", "inpaint", "--decoder", out / "decoder.pt", *TINY,
+    result = run_cli(["jiio-invert", "--task", "inpaint", "--decoder", out / "decoder.pt", *RESTORE,
                       "--count", str(HELD_OUT), "--no-composite", "--out", plain, "--json"], tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -125,7 +126,7 @@ def test_denoising_single_image_files_reports_the_noisy_inputs_psnr(inpainted, t
     first = save_png(tmp_path / "one.png", camera_u8[200:216, 200:216])
     second = save_png(tmp_path / "two.png", np.stack([camera_u8[:48, :64]] * 3, axis=2))  # RGB, 64x48: resized
     run = tmp_path / "denoise"
-    result = run_cli(["jiio-invert", "--task", "denoise", "--decoder", out / "decoder.pt", *TINY, "--count", "2",
+    result = run_cli(["jiio-invert", "--task", "denoise", "--decoder", out / "decoder.pt", *RESTORE, "--count", "2",
                       "--images", first, "--images", second, "--out", run], tmp_path)
     assert result.returncode == 0, result.stderr
     report = _report(run)
@@ -161,7 +162,7 @@ def test_masks_say_which_pixels_are_filled_one_per_image_or_one_for_all(inpainte
     expected[1, 0:3, :] = True
     for given, hidden in ((masks, expected), (masks[:1], expected[[0, 0]])):
         run = tmp_path / f"masked{len(given)}"
-        result = run_cli(["jiio-invert", "--task", "inpaint", "--decoder", out / "decoder.pt", *TINY, "--count", "2",
+        result = run_cli(["jiio-invert", "--task", "inpaint", "--decoder", out / "decoder.pt", *RESTORE, "--count", "2",
                           *[a for p in photos for a in ("--images", p)], *[a for m in given for a in ("--mask", m)],
                           "--out", run], tmp_path)
         assert result.returncode == 0, result.stderr
@@ -203,7 +204,7 @@ def test_masks_that_cannot_be_used_are_refused_in_one_line(inpainted, tmp_path, 
               "--mask gives the hidden pixels itself: drop --mask-size", 2),
              (["--task", "inpaint", "--mask", black], "the mask marks no pixel to fill", 1)]
     for args, message, code in cases:
-        result = run_cli(["jiio-invert", "--decoder", out / "decoder.pt", *TINY, "--images", photo, *args,
+        result = run_cli(["jiio-invert", "--decoder", out / "decoder.pt", *RESTORE, "--images", photo, *args,
                           "--out", tmp_path / "refused"], tmp_path)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == code and len(lines) == 1 and message in lines[0], (args, result.stderr)

@@ -18,12 +18,13 @@ import typer
 from inr_cli.errors import flag_for, given_options, phrase
 from inr_core.errors import InvalidSetting
 from training.jiio.decoder_config import DecoderConfig
-from training.jiio.invert_config import DecoderSource, FidSettings, InvertConfig
+from training.jiio.invert_config import TRAINING_SETTINGS, DecoderSource, FidSettings, InvertConfig
 from training.jiio.settings import CorruptionSettings, RestorationSettings
 
 # Config fields whose flag is not simply their last name with dashes.
 FLAGS = {"decoder.checkpoint": "--decoder", "decoder.training.batch_size": "--train-batch-size",
-         "test_images": "--images", "masks": "--mask", "fid.enabled": "--fid", "fid.model": "--fid-model"}
+         "test_images": "--images", "masks": "--mask", "fid.enabled": "--fid", "fid.model": "--fid-model",
+         "composite": "--composite/--no-composite"}
 
 JIIO_EXAMPLES = """
 [bold]Examples[/bold]
@@ -45,6 +46,13 @@ JIIO_EXAMPLES = """
   inr jiio-invert --data faces/ --epochs 40 --resume --out runs/faces
 """
 
+
+# The options a run may not use (config field: parameter name), refused when given where it would not use them.
+MAYBE_UNUSED = {**{setting: setting.rsplit(".", 1)[-1] for setting in TRAINING_SETTINGS},
+                "decoder.training.batch_size": "train_batch_size", "corruption.sigma": "sigma",
+                "corruption.mask_size": "mask_size", "composite": "composite", "restoration.step_size": "step_size",
+                "restoration.anderson_memory": "anderson_memory", "restoration.adam_lr": "adam_lr",
+                "restoration.adam_max_steps": "adam_max_steps", "fid.model": "fid_model"}
 
 # The decoder-training options a resumed run takes from its checkpoint (DecoderConfig field: parameter name).
 RESUMED_FROM_CHECKPOINT = {"preset": "preset", "image_size": "image_size", "latent_dim": "latent_dim", "lr": "lr",
@@ -138,7 +146,7 @@ def jiio_invert(
                                         adam_max_steps=adam_max_steps, batch_size=batch_size),
         corruption=CorruptionSettings(mask_size=mask_size, sigma=sigma),
         fid=FidSettings(enabled=fid, model=fid_model), composite=composite,
-        test_images=images, masks=mask, device=device, seed=seed)
+        test_images=images, masks=mask, device=device, seed=seed, given=frozenset(given_options(ctx, MAYBE_UNUSED)))
     try:
         config.validate()
     except InvalidSetting as error:

@@ -134,9 +134,9 @@ def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, stat
     if state is not None and trained_on.get("digest") not in (None, digest):
         raise UserError(f"{source.data}: these are not the images the run being resumed trained on "
                         f"({trained_on.get('source')}); use the same --data and --train-count")
-    data_info = {"source": recorded_path(source.data), "digest": digest, "train_count": len(train), "total": len(images),
-                 "channels": int(images.shape[1]), "size": config.image_size, "world_size": ranks.world_size,
-                 "images_per_rank": ranks.image_counts(len(train), config.batch_size)}
+    data_info = {"source": recorded_path(source.data), "digest": digest, "train_count": len(train),
+                 "total": len(images), "channels": int(images.shape[1]), "size": config.image_size,
+                 "world_size": ranks.world_size, "images_per_rank": ranks.image_counts(len(train), config.batch_size)}
     start_epoch = state.epoch if state is not None else 0
 
     def save(current, density=None):

@@ -22,6 +22,12 @@ from training.jiio.decoder_config import DecoderConfig
 from training.jiio.settings import CorruptionSettings, RestorationSettings
 
 
+# The settings that only training uses: given with a trained decoder (and no decoder.data) they are refused.
+TRAINING_SETTINGS = ("decoder.training.preset", "decoder.training.image_size", "decoder.training.latent_dim",
+                     "decoder.training.epochs", "decoder.training.lr", "decoder.training.lr_schedule",
+                     "decoder.training.batch_size", "decoder.train_count")
+
+
 @dataclass
 class DecoderSource:
     """Where the decoder comes from: a checkpoint, or training on ``data`` as ``training`` says. With ``resume``,
@@ -58,6 +64,8 @@ class InvertConfig:
     masks: list[str] | None = None
     device: str = "auto"
     seed: int = 0  # training (decoder.training.seed follows it) and the corruptions
+    # The settings given explicitly (dotted fields): one given where the run would not use it is refused, not ignored.
+    given: frozenset[str] = frozenset()
 
     def held_out(self) -> int:
         """Images at the end of the training collection that training leaves for testing."""
@@ -95,6 +103,32 @@ class InvertConfig:
               "marks the pixels to fill: it needs restoration.task inpaint")
         check(not self.masks or self.corruption.mask_size is None, "masks",
               "gives the hidden pixels itself: drop corruption.mask_size")
+        self._refuse_unused()
+
+    def _refuse_unused(self) -> None:
+        """Refuse a setting given explicitly that this run would not use (a decoder's training settings with a
+        trained decoder, another task's corruption, another method's step sizes), instead of ignoring it."""
+        task, method = self.restoration.task, self.restoration.method
+        for setting in TRAINING_SETTINGS:
+            check(setting not in self.given or self.decoder.data is not None, setting,
+                  "trains a decoder: it needs decoder.data (the one in decoder.checkpoint is used as it was trained, "
+                  "at its own image size)")
+        uses = {"corruption.sigma": (task == "denoise", "adds the denoising noise: it needs restoration.task denoise"),
+                "corruption.mask_size": (task == "inpaint",
+                                         "hides the square to fill: it needs restoration.task inpaint"),
+                "composite": (task == "inpaint", "keeps an inpainting's observed pixels: it needs restoration.task "
+                                                 "inpaint"),
+                "restoration.step_size": (method != "adam", "is JIIO's: it needs restoration.method jiio or both"),
+                "restoration.anderson_memory": (method != "adam",
+                                                "is JIIO's: it needs restoration.method jiio or both"),
+                "restoration.adam_lr": (method != "jiio",
+                                        "is the Adam baseline's: it needs restoration.method adam or both"),
+                "restoration.adam_max_steps": (method == "both", "caps Adam's run to JIIO's loss: it needs "
+                                                                 "restoration.method both"),
+                "fid.model": (task == "reconstruct" and self.fid.enabled,
+                              "measures reconstruction FID: it needs restoration.task reconstruct, without --no-fid")}
+        for setting, (used, problem) in uses.items():
+            check(setting not in self.given or used, setting, problem)
 
     def report(self, image_side: int) -> dict:
         """The restoration settings a report records, with defaults that depend on others resolved (the mask side
