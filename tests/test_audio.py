@@ -107,6 +107,10 @@ def test_cli_fit_audio_writes_outputs_whose_metrics_match_the_files(tmp_path):
     stretched = run_cli(["sample", "run/checkpoint.pt", "--duration", "1.5", "--out", "long.wav"], cwd=tmp_path)
     assert stretched.returncode == 0, stretched.stderr
     assert soundfile.info(tmp_path / "long.wav").frames == int(1.5 * RATE)
+    too_short = run_cli(["sample", "run/checkpoint.pt", "--duration", "0.0001", "--out", "short.wav"], cwd=tmp_path)
+    assert too_short.returncode == 1 and too_short.stderr == \
+        "inr: error: 0.0001 s at 8000 Hz is 1 sample; a clip needs 2 at least: raise --rate or --duration\n"
+    assert not (tmp_path / "short.wav").exists()  # not padded out to 2 samples (at --rate 1: a 2 s clip)
 
 
 def test_a_float_clip_beyond_one_is_fitted_and_written_at_its_own_scale(tmp_path):

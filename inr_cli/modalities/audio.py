@@ -79,7 +79,11 @@ class AudioModality(Modality):
     def sample_target(self, info: dict, request: SampleRequest) -> SampleTarget:
         """By default the fitted clip; --rate resamples it, --duration stretches it in time."""
         rate = request.rate or info["rate"]
-        count = max(2, round((request.duration if request.duration is not None else info["seconds"]) * rate))
+        seconds = request.duration if request.duration is not None else info["seconds"]
+        count = round(seconds * rate)
+        if count < 2:  # not made up to 2, which would turn a 0.1 s clip at --rate 1 into 2 s
+            raise UserError(f"{seconds:g} s at {rate} Hz is {count} sample{'s' if count != 1 else ''}; a clip needs "
+                            "2 at least: raise --rate or --duration")
         if count > MAX_SAMPLES:
             raise UserError(f"requested {count} samples; at most {MAX_SAMPLES} can be rendered")
         return SampleTarget((count,), f"sample-{rate}Hz-{count / rate:g}s.wav", (".wav",), rate)
