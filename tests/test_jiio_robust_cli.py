@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import save_png
 from skimage import data
 
 from inr_cli.app import main
@@ -239,3 +240,30 @@ def test_a_classifier_is_measured_on_its_own_data_from_another_folder_and_refuse
                          capsys)
     assert (code, error) == (1, f"inr: error: {source}: not the images the classifier was trained on (the file has "
                                 "changed since); give test images with --test-data")
+
+
+def test_test_class_folders_are_matched_to_the_classifiers_classes_by_name(tmp_path, capsys):
+    """Class folders were numbered in sorted order whatever their names, so a folder of other classes (or of some
+    of the classifier's) was scored against whichever classes had those numbers."""
+    from training.jiio.robust.checkpoint import classifier_payload
+    from training.jiio.robust.classifier_training import new_state
+    from training.jiio.robust.config import RobustConfig
+
+    config = RobustConfig(preset="tiny", image_size=16, classes=3)
+    path = tmp_path / "classifier.pt"
+    path.write_bytes(serialize(classifier_payload(new_state(config), config, {"classes": ["shirt", "sock", "boot"]})))
+    camera = data.camera()
+    for name, row in (("boot", 40), ("shirt", 400), ("a", 40), ("b", 400)):
+        folder = tmp_path / ("named" if name in ("boot", "shirt") else "other") / name
+        folder.mkdir(parents=True)
+        for i in range(2):
+            save_png(folder / f"{i}.png", camera[row:row + 16, 16 * i:16 * i + 16])
+    common = ["jiio-robust", "--classifier", path, "--test-count", "4", "--attacks", "pgd", *TINY, "--json"]
+    code, text, error = inr([*common, "--test-data", tmp_path / "named", "--out", tmp_path / "named-run"], capsys)
+    assert code == 0, error
+    report = json.loads(text)
+    assert report["test"]["classes"] == ["shirt", "sock", "boot"]
+    assert report["notes"] == ["test classes matched to the classifier's by name (2 of its 3)"]
+    code, _, error = inr([*common, "--test-data", tmp_path / "other", "--out", tmp_path / "other-run"], capsys)
+    assert (code, error) == (1, f"inr: error: {tmp_path / 'other'}: classes a, b are not among the classifier's 3 "
+                                "classes (shirt, sock, boot); name the test classes as its training data did")

@@ -187,6 +187,29 @@ def _train(config: RobustConfig, state, train: LabelledImages, data_info: dict, 
     return classifier_payload(state, config, data_info)
 
 
+def _numbered(classes: list[str]) -> bool:
+    """Whether ``classes`` are only the label values (a collection that names none of its classes)."""
+    return classes == [str(k) for k in range(len(classes))]
+
+
+def _by_class_name(test: LabelledImages, trained: list | None, notes: list[str]) -> LabelledImages:
+    """The test images labelled with the classifier's numbering of their classes. Classes named by the test data
+    (class folders, Fashion-MNIST, an .npz's 'classes') are looked up by name among the ``trained`` ones (a subset,
+    in any order, is fine); a name the classifier does not have is refused. A folder's classes are numbered in
+    sorted order, so taking its numbers as they are would score images against another class."""
+    if not trained or _numbered(test.classes) or test.classes == list(trained):
+        return test
+    unknown = [name for name in test.classes if name not in trained]
+    if unknown:
+        shown = ", ".join(map(str, trained[:12])) + (", ..." if len(trained) > 12 else "")
+        raise UserError(f"{test.source}: class{'es' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                        f"{'are' if len(unknown) > 1 else 'is'} not among the classifier's {len(trained)} classes "
+                        f"({shown}); name the test classes as its training data did")
+    numbers = torch.tensor([list(trained).index(name) for name in test.classes])
+    notes.append(f"test classes matched to the classifier's by name ({len(test.classes)} of its {len(trained)})")
+    return replace(test, labels=numbers[test.labels], classes=list(trained))
+
+
 def _picture(out: Path, test: LabelledImages, evaluation: Evaluation) -> list[str]:
     """Originals, and per attack the adversarial images and their perturbations (mid-gray is 0, full black and
     white the largest |delta| shown), for the first few test images."""
@@ -206,6 +229,7 @@ def _run(run: RobustRun, out: Path, device: torch.device, show_progress: bool, a
          ) -> int:
     model, config, payload, test, notes = _obtain(run, out, device, show_progress, stop)
     test = replace(test, images=matched_with_note(test.images, config.in_channels, "classifier", notes))
+    test = _by_class_name(test, (payload.get("data") or {}).get("classes"), notes)
     if int(test.labels.max()) >= config.classes:
         raise UserError(f"{test.source}: label {int(test.labels.max())} is not one of the classifier's "
                         f"{config.classes} classes")
