@@ -88,7 +88,7 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
                                  out_features=loaded.signal.channels, config=run.config.to_dict())
     atomic_write_bytes(out_dir / CHECKPOINT, serialize(payload))
 
-    notes = list(loaded.notes) + list(result.notes)
+    notes = list(loaded.notes) + list(result.notes) + list(outputs.notes)
     warning = _solver_warning(result)
     if warning:
         notes.append(f"warning: {warning}")

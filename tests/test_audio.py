@@ -128,6 +128,8 @@ def test_a_float_clip_beyond_one_is_fitted_and_written_at_its_own_scale(tmp_path
     assert any("beyond [-1, 1]" in note for note in report["notes"]) and report["audio"]["gain"] == pytest.approx(2.5)
     written = soundfile.read(tmp_path / "run" / "reconstruction.wav", dtype="float64", always_2d=True)[0]
     assert np.abs(written).max() > 2.0
+    # The page's target beside it, at the same scale (it was written divided by the peak, 2.5 times quieter).
+    np.testing.assert_allclose(soundfile.read(tmp_path / "run" / "target.wav", always_2d=True)[0], data, atol=1e-6)
     recomputed_snr = 10 * np.log10((data ** 2).sum() / ((written - data) ** 2).sum())
     assert recomputed_snr == pytest.approx(report["snr"], abs=0.01)
     mse01 = np.mean(((written - data) / 2.5 / 2) ** 2)

@@ -388,3 +388,17 @@ def test_a_folder_that_cannot_be_listed_is_one_line_naming_it(tmp_path, monkeypa
     with pytest.raises(UserError) as info:
         expand_inputs([str(folder)], None, tuple(IMAGE_SUFFIXES))
     assert str(info.value) == f"{folder}: unreadable folder (Permission denied)"
+
+
+def test_a_folder_of_images_takes_its_gifs_as_a_gif_named_alone_is_read(tmp_path):
+    """`inr fit image FOLDER` (and `inr compare`) fit the folder's GIFs, which a GIF named directly is (its first
+    frame): a folder left them out, and one of GIFs alone was refused as holding nothing to fit."""
+    from inr_cli.modalities.image import IMAGE
+
+    frames = [Image.fromarray(random_image(5, 6, 1, 8)[:, :, 0]) for _ in range(2)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "still.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert expand_inputs([str(tmp_path)], None, IMAGE.folder_suffixes) == [str(tmp_path / "anim.gif"),
+                                                                           str(tmp_path / "still.png")]
+    assert "file has 2 frames; using the first" in read_image(str(tmp_path / "anim.gif")).notes

@@ -109,7 +109,11 @@ def ply_claiming(folder: Path, faces: int) -> str:
 
 
 def stl_claiming(folder: Path, faces: int) -> str:
-    (folder / "claims.stl").write_bytes(b"\0" * 80 + faces.to_bytes(4, "little") + b"\0" * 50)
+    """A binary STL of ``faces`` faces, as large as they make it (sparse: nothing is written past the header); a
+    smaller file is refused as truncated before its count is compared with the limit."""
+    with open(folder / "claims.stl", "wb") as handle:
+        handle.write(b"\0" * 80 + faces.to_bytes(4, "little"))
+        handle.truncate(84 + 50 * faces)
     return "claims.stl"
 
 

@@ -203,3 +203,53 @@ def test_a_mesh_resolution_past_what_inr_sample_takes_is_refused_before_training
     ShapeOptions(resolution=1024).validate()
     with pytest.raises(InvalidSetting, match="must be between 8 and 1024, got 2000"):
         ShapeOptions(resolution=2000).validate()
+
+
+def test_a_binary_stl_whose_size_disagrees_with_its_face_count_is_refused_saying_so(tmp_path):
+    """A binary STL is exactly 84 + 50 bytes per face: a truncated or random file was refused as holding
+    billions of faces (over --max-faces) or none, and ASCII STL, or binary with a header starting "solid", still
+    reads."""
+    box = trimesh.creation.box()
+    binary = box.export(file_type="stl")
+    (tmp_path / "ascii.stl").write_text(box.export(file_type="stl_ascii"))
+    (tmp_path / "solid.stl").write_bytes(b"solid made by a CAD tool".ljust(80, b"\0") + binary[80:])
+    for name in ("ascii.stl", "solid.stl"):
+        assert len(read_mesh(str(tmp_path / name)).faces) == 12
+    (tmp_path / "cut.stl").write_bytes(binary[:-30])
+    (tmp_path / "cut_solid.stl").write_bytes((tmp_path / "solid.stl").read_bytes()[:-30])
+    noise = np.random.default_rng(0).integers(0, 256, 3000, np.uint8).tobytes()
+    (tmp_path / "random.stl").write_bytes(noise)
+    (tmp_path / "short.stl").write_text("garbage\n")
+    expected = {"cut.stl": f"header claims 12 faces, the file has room for 11 ({len(binary) - 30:,} bytes",
+                "cut_solid.stl": "header claims 12 faces, the file has room for 11",
+                "random.stl": f"header claims {int.from_bytes(noise[80:84], 'little'):,} faces, the file has room "
+                              "for 58 (3,000 bytes",
+                "short.stl": "truncated or corrupt STL: 8 bytes, neither ASCII"}
+    for name, words in expected.items():
+        with pytest.raises(UserError) as info:
+            read_mesh(str(tmp_path / name))
+        assert str(info.value).startswith(f"{tmp_path / name}: truncated or corrupt") and words in str(info.value)
+
+
+def test_an_empty_extracted_surface_is_noted_beside_its_null_metrics(meshes, monkeypatch, capsys):
+    """A field that keeps one sign over the whole extraction grid (a fit of a step) gives an empty mesh, zero faces
+    and null Chamfer and normal consistency: the report said nothing of why."""
+    from inr_cli.fitting import OutputOptions, run_fit_command
+    from inr_cli.modalities import shape as shape_module
+    from inr_cli.modalities.base import FitCommandConfig
+    from training.fitting.config import FitConfig
+
+    folder, _torus = meshes
+    monkeypatch.setattr(shape_module, "extract_surface",
+                        lambda *args: (np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)))
+    fit_config = FitConfig(model="siren", hidden=8, layers=1, steps=1, device="cpu", eval_every=0)
+    options = shape_module.ShapeOptions(samples=500, eval_points=100, resolution=12)
+    code = run_fit_command(FitCommandConfig("shape", fit_config, options), [str(folder / "sphere.obj")],
+                           OutputOptions(out=folder / "run", as_json=True, show_progress=False))
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["mesh_faces"] == 0 and report["chamfer"] is None and report["normal_consistency"] is None
+    assert report["notes"][-1] == (
+        "no surface extracted: the network's zero level set does not cross the 12^3 grid (its signed distance has "
+        "one sign at every grid point), so reconstruction.ply is empty and chamfer and normal_consistency are null; "
+        "fit longer or raise --resolution")

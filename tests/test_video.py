@@ -71,6 +71,26 @@ def test_a_model_fits_a_pan_in_random_minibatches():
     assert min(per_frame) > 18.0
 
 
+def test_the_psnr_at_fp16_weights_of_a_video_is_the_mean_over_frames_as_its_psnr_is():
+    """A video's report gives the mean of its frames' PSNRs; the PSNR at fp16 weights beside it was the whole
+    clip's, so the gap between the two mixed the rounding with the other definition."""
+    import copy
+
+    frames = torch.full((2, 8, 8, 1), 0.5)
+    frames[1] = torch.from_numpy(np.random.default_rng(0).random((8, 8, 1), dtype=np.float32))  # far harder
+    signal = video_signal(frames)
+    result = fit(signal, FitConfig(model="siren", hidden=8, layers=1, steps=5, eval_every=0), VIDEO.recipe)
+    rounded = copy.deepcopy(result.model)
+    with torch.no_grad():
+        for tensor in [*rounded.parameters(), *rounded.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+    rendered = signal.evaluate(rounded, torch.device("cpu"), 4096)
+    per_frame = psnr_per_frame(rendered.reconstruction, frames)
+    assert result.psnr_fp16_weights == pytest.approx(np.mean(per_frame), abs=1e-3)
+    assert abs(result.psnr_fp16_weights - rendered.psnr) > 1.0  # the whole clip's: not what the report's psnr is
+
+
 def test_cli_fit_video_outputs_and_metrics_match_the_lossless_file(clips):
     folder, frames = clips
     proc = run_cli(["fit", "video", "pan_frames", "--model", "fourier-mfn", "--hidden", "32", "--layers", "2",
@@ -145,3 +165,24 @@ def test_bad_video_input_is_one_line_each_and_writes_nothing(clips):
         unusable = run_cli(["fit", "video", "pan.gif", "--frames", text, "--out", "runs", "--quiet"], cwd=folder)
         assert (unusable.returncode, unusable.stderr) == (2, f"inr: error: {message}\n")  # a usage error
     assert not (folder / "runs").exists()
+
+
+def test_a_frame_folder_notes_the_depth_and_alpha_its_frames_lose_and_takes_no_gif_for_a_frame(tmp_path):
+    """The outputs are 8-bit RGB: 16-bit frames and a varying alpha are noted (as the image reader notes them),
+    counted over the frames; a GIF beside the frames is a clip of its own, not one more frame."""
+    deep, clear = tmp_path / "deep", tmp_path / "clear"
+    deep.mkdir(), clear.mkdir()
+    gray16 = (np.arange(24 * 20).reshape(20, 24) * 131).astype(np.uint16)
+    alpha = np.stack([pan(frames=1, height=20, width=24)[0, :, :, 0], np.tile(np.arange(24, dtype=np.uint8) * 10,
+                                                                             (20, 1))], axis=2)
+    for index in range(2):
+        Image.fromarray(gray16).save(deep / f"{index}.png")
+        Image.fromarray(alpha).save(clear / f"{index}.png")
+    Image.fromarray(alpha[:, :, 0]).save(clear / "preview.gif")
+    video = read_video(str(deep))
+    assert video.frames.shape == (2, 20, 24, 1) and video.info()["bit_depth"] == 8
+    assert "2 of 2 frames: samples deeper than 8 bits fitted as read, written back as 8-bit video" in video.notes
+    video = read_video(str(clear), frames="1:")
+    assert video.frames.shape == (1, 20, 24, 1)
+    assert video.notes[0] == "alpha channel dropped (a video has no alpha channel)"
+    assert read_video(str(clear)).notes[0] == "2 of 2 frames: alpha channel dropped (a video has no alpha channel)"

@@ -78,5 +78,11 @@ def snr(prediction: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def psnr_per_frame(prediction: torch.Tensor, target: torch.Tensor) -> list[float]:
-    """PSNR of each frame of ``(T, ...)`` tensors in [0, 1]; a video's PSNR is their mean."""
+    """PSNR of each frame of ``(T, ...)`` tensors in [0, 1]; a video's PSNR is their mean (:func:`video_psnr`)."""
     return [psnr(p, t) for p, t in zip(prediction, target)]
+
+
+def video_psnr(per_frame: list[float]) -> float:
+    """A video's PSNR as the papers report it: the mean of its frames' PSNRs (:func:`psnr_per_frame`), infinite
+    where a frame is matched exactly. Every PSNR a video's report gives is on this definition."""
+    return math.fsum(per_frame) / len(per_frame) if all(map(math.isfinite, per_frame)) else math.inf

@@ -27,8 +27,6 @@ from inr_core.errors import UserError
 from training.jiio.channels import match_channels
 
 IDX_UNSIGNED_BYTE = 0x08
-# Image files a collection takes: an animated GIF gives its first frame, as `inr fit image` reads it.
-COLLECTION_SUFFIXES = IMAGE_SUFFIXES | {".gif"}
 # Integer arrays taken as images, scaled by their type's range (as 8- and 16-bit PNGs are); wider integers are
 # ambiguous (0..255 or 0..65535?) and are refused.
 IMAGE_INTEGER_TYPES = (np.uint8, np.uint16)
@@ -209,8 +207,8 @@ def load_images(source: str, size: int, limit: int | None = None) -> torch.Tenso
     path = Path(source)
     if not path.exists():
         raise UserError(f"{source}: no such file or folder")
-    if path.is_dir() or path.suffix.lower() in COLLECTION_SUFFIXES:  # a folder of images, or one image file
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in COLLECTION_SUFFIXES)[:limit] \
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:  # a folder of images, or one image file
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit] \
             if path.is_dir() else [path]
         return _to_batch((_square(_read_image_file(p), size) for p in files), len(files), size, source,
                          mix_gray=True)

@@ -34,8 +34,9 @@ SKIMAGE_SAMPLES = ("camera", "astronaut", "coffee", "chelsea", "text", "moon", "
 DEFAULT_IMAGE = "skimage:camera"
 ALPHA_MODES = ("keep", "drop")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# The file types read as images wherever a folder of them is given (fits, frame folders, collections).
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+# The file types read as images wherever a folder of them is given (fits, collections): as named one by one, an
+# animated GIF gives its first frame (a video's frame folders leave GIFs out: FRAME_SUFFIXES in media/video.py).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 DEFAULT_MAX_PIXELS = 40_000_000  # decoded: 160 MB as 8-bit RGBA, 480 MB as the float RGB that is fitted
 # Images above this many pixels that --resize shrinks by 2x or more are first reduced by whole-pixel box averages
 # (in Pillow, on the decoded integers), so the anti-aliased resize only ever sees about twice the final size.
@@ -89,7 +90,8 @@ def _from_array(array: np.ndarray, source: str, notes: list[str]) -> tuple[np.nd
         if array.size and (np.isnan(array).any() or array.min() < 0.0 or array.max() > 1.0):
             raise UserError(f"{source}: floating-point image with values outside [0, 1] or NaN; save it as 8- or "
                             "16-bit")
-        notes.append("floating-point samples read as [0, 1] and written back as 16-bit")
+        # No depth is promised here: what is written back is the caller's (a 16-bit PNG; a video's 8-bit frames).
+        notes.append("floating-point samples read as [0, 1]")
         return array.astype(np.float32), 16
     raise UserError(f"{source}: unsupported sample type {array.dtype}; save the image as 8- or 16-bit PNG")
 
@@ -304,13 +306,15 @@ def _read_stored(path: Path, source: str, notes: list[str], max_pixels: int, shr
 
 
 def read_image(source: str, alpha: str = "keep", max_pixels: int = DEFAULT_MAX_PIXELS,
-               shrink_to: int | None = None, cover: tuple[int, int] | None = None) -> LoadedImage:
+               shrink_to: int | None = None, cover: tuple[int, int] | None = None,
+               why_alpha_dropped: str = "--alpha drop") -> LoadedImage:
     """Read ``source`` (a file path, or ``skimage:NAME``) as float pixels in [0, 1], channels last.
 
     A file over ``max_pixels`` (from its header, before decoding) is refused. With ``shrink_to`` the image is
     scaled down so its longest side is that many pixels (as :func:`resize_longest_side` does), and a large one is
     reduced while it is decoded, so it never enters memory as floats at full size. ``cover`` (height, width), the
-    crop to be cut next, limits the shrinking to what still covers it (:func:`covering_longest_side`)."""
+    crop to be cut next, limits the shrinking to what still covers it (:func:`covering_longest_side`).
+    ``why_alpha_dropped`` is the reason the notes give for ``alpha="drop"`` (a video's frames have no option)."""
     notes: list[str] = []
     if source.startswith("skimage:"):
         array = _read_skimage_sample(source.split(":", 1)[1])
@@ -324,7 +328,7 @@ def read_image(source: str, alpha: str = "keep", max_pixels: int = DEFAULT_MAX_P
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise UserError(f"{source}: image has no pixels")
     pixels, bit_depth = _from_array(array, source, notes)
-    pixels = _handle_alpha(pixels, alpha, notes)
+    pixels = _handle_alpha(pixels, alpha, notes, why_alpha_dropped)
     if shrink_to is not None:
         longest = covering_longest_side(full_size, shrink_to, cover)
         pixels = shrink_to_longest_side(pixels, longest, full_size)
@@ -336,17 +340,23 @@ def read_image(source: str, alpha: str = "keep", max_pixels: int = DEFAULT_MAX_P
     return LoadedImage(torch.from_numpy(np.ascontiguousarray(pixels)), bit_depth, channels, notes)
 
 
-def _handle_alpha(pixels: np.ndarray, alpha: str, notes: list[str]) -> np.ndarray:
+def drop_alpha(pixels: np.ndarray, notes: list[str], why: str) -> np.ndarray:
+    """``(H, W, C)`` pixels without their alpha channel, where they have one, with a note of it: a fully opaque
+    one loses nothing; any other is dropped for ``why`` (a video's frames as well as ``--alpha drop``)."""
+    if pixels.shape[2] not in (2, 4):
+        return pixels
+    notes.append("alpha channel is fully opaque: dropped" if np.all(pixels[:, :, -1] == 1.0) else
+                 f"alpha channel dropped ({why})")
+    return pixels[:, :, :-1]
+
+
+def _handle_alpha(pixels: np.ndarray, alpha: str, notes: list[str], why_dropped: str) -> np.ndarray:
     if pixels.shape[2] not in (2, 4):
         return pixels
     if alpha not in ALPHA_MODES:
         raise UserError(f"unknown --alpha {alpha!r}; choose one of: {', '.join(ALPHA_MODES)}")
-    if alpha == "drop":
-        notes.append("alpha channel dropped (--alpha drop)")
-        return pixels[:, :, :-1]
-    if np.all(pixels[:, :, -1] == 1.0):
-        notes.append("alpha channel is fully opaque: dropped")
-        return pixels[:, :, :-1]
+    if alpha == "drop" or np.all(pixels[:, :, -1] == 1.0):
+        return drop_alpha(pixels, notes, why_dropped)
     notes.append("alpha channel fitted as one more channel")
     return pixels
 

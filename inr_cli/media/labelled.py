@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inr_cli.media.datasets import COLLECTION_SUFFIXES, array_batch, load_images, read_arrays, read_idx
+from inr_cli.media.datasets import array_batch, load_images, read_arrays, read_idx
+from inr_cli.media.images import IMAGE_SUFFIXES
 from inr_core.errors import UserError
 from training.jiio.robust.config import MAX_CLASSES
 
@@ -100,7 +101,7 @@ def _folders(path: Path, size: int, limit: int | None) -> tuple[torch.Tensor, np
     parts, values = [], []
     for label, name in enumerate(classes):
         folder = path / name
-        if not any(p.suffix.lower() in COLLECTION_SUFFIXES for p in folder.iterdir()):
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
             raise UserError(f"{folder}: class folder holds no images")
         parts.append(load_images(str(folder), size))
         values += [label] * len(parts[-1])

@@ -44,14 +44,33 @@ def to_input_coordinates(vertices: np.ndarray, scale: float, center) -> np.ndarr
     return vertices * scale + np.asarray(center)
 
 
-def _claimed_faces(path: Path) -> int | None:
+def _binary_stl_faces(path: Path, source: str, head: bytes) -> int | None:
+    """The face count of a binary STL, whose size is exactly its 84-byte header (80 free bytes, then the count)
+    plus 50 bytes per face: trimesh reads a file as binary only where the two agree. None for ASCII STL (text
+    starting "solid"; binary files may start so too, but hold NUL bytes). Anything else is refused here: trimesh
+    would read it as ASCII and find no faces, or its random count would be refused as too many."""
+    size = path.stat().st_size
+    claimed = int.from_bytes(head[80:84], "little") if len(head) >= 84 else None
+    if claimed is not None and size == 84 + 50 * claimed:
+        return claimed
+    if head.lstrip().startswith(b"solid") and b"\0" not in head:
+        return None
+    if claimed is None:
+        raise UserError(f"{source}: truncated or corrupt STL: {size} bytes, neither ASCII (text starting \"solid\") "
+                        "nor binary (an 84-byte header, then 50 bytes per face)")
+    raise UserError(f"{source}: truncated or corrupt binary STL: its header claims {claimed:,} faces, the file has "
+                    f"room for {(size - 84) // 50:,} ({size:,} bytes; a binary STL is 84 + 50 bytes per face)")
+
+
+def _claimed_faces(path: Path, source: str) -> int | None:
     """The face count a PLY, OFF or binary STL header states, read before the mesh is; None where the format has
-    no such header (OBJ, GLB, ASCII STL) or it cannot be parsed (the loader then says what is wrong)."""
+    no such header (OBJ, GLB, ASCII STL) or it cannot be parsed (the loader then says what is wrong). A binary STL
+    whose size disagrees with its count is refused (:func:`_binary_stl_faces`)."""
     suffix = path.suffix.lower()
     with open(path, "rb") as handle:
         head = handle.read(4096)
-    if suffix == ".stl" and len(head) >= 84 and not head.lstrip().startswith(b"solid"):
-        return int.from_bytes(head[80:84], "little")
+    if suffix == ".stl":
+        return _binary_stl_faces(path, source, head)
     words = head.decode("ascii", errors="replace").split()
     if suffix == ".off" and words[:1] == ["OFF"] and len(words) >= 3 and words[1].isdigit() and words[2].isdigit():
         return int(words[2])
@@ -86,7 +105,7 @@ def read_mesh(source: str, max_faces: int = DEFAULT_MAX_FACES) -> LoadedMesh:
     path = existing_file(source, "a mesh")
     notes: list[str] = []
     try:
-        claimed = _claimed_faces(path)
+        claimed = _claimed_faces(path, source)
     except OSError as error:  # unreadable (permission denied) or gone since it was found
         raise UserError(f"{source}: unreadable mesh ({error.strerror or first_line(error)})") from None
     if claimed is not None:

@@ -6,6 +6,7 @@ an H.264 MP4 for watching, and an FFV1 MKV that is lossless (8-bit RGB), from wh
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 
 from inr_cli.files import atomic_write_bytes
-from inr_cli.media.images import IMAGE_SUFFIXES, read_image, shrink_to_longest_side
+from inr_cli.media.images import IMAGE_SUFFIXES, drop_alpha, read_image, shrink_to_longest_side
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import InvalidSetting, UserError, check
 
@@ -24,6 +25,12 @@ DEFAULT_FOLDER_FPS = 25.0
 # Frames x height x width held once decoded (after --frames and --resize): 1.2 GB as the float RGB that is fitted.
 DEFAULT_MAX_VIDEO_PIXELS = 100_000_000
 LIMIT_ADVICE = "choose fewer frames (--frames) or smaller ones (--resize)"
+# A GIF is a clip of its own (`inr fit video clip.gif`): one lying among a folder's frames is taken for that, a
+# preview of them, rather than for one more frame.
+FRAME_SUFFIXES = IMAGE_SUFFIXES - {".gif"}
+# Why frames lose what the outputs cannot hold (both are written as 8-bit RGB): said in the notes, as images say it.
+NO_ALPHA = "a video has no alpha channel"
+DEEPER_THAN_OUTPUT = "samples deeper than 8 bits fitted as read, written back as 8-bit video"
 
 
 @dataclass
@@ -56,31 +63,39 @@ def parse_frame_range(text: str | None) -> slice:
     return slice(start, stop)
 
 
-def _to_unit(frame: np.ndarray) -> np.ndarray:
+def _to_unit(frame: np.ndarray, notes: list[str]) -> np.ndarray:
+    """A decoded frame in [0, 1] without alpha; ``notes`` get what was lost (a frame from a folder comes from the
+    image reader, in [0, 1] and its alpha dropped already, with its own notes)."""
     frame = np.asarray(frame)
     if frame.ndim == 2:
         frame = frame[:, :, None]
-    if frame.shape[2] in (2, 4):
-        frame = frame[:, :, :-1]  # video has no use for alpha: dropped
     if np.issubdtype(frame.dtype, np.floating):
-        return frame.astype(np.float32)  # frames read through our image reader are already in [0, 1]
-    if frame.dtype == np.uint16:
-        return frame.astype(np.float32) / 65535.0
-    return frame.astype(np.float32) / 255.0
+        unit = frame.astype(np.float32)  # frames read through our image reader are already in [0, 1]
+    elif frame.dtype == np.uint16:
+        notes.append(DEEPER_THAN_OUTPUT)
+        unit = frame.astype(np.float32) / 65535.0
+    else:
+        unit = frame.astype(np.float32) / 255.0
+    return drop_alpha(unit, notes, NO_ALPHA)
 
 
 def _frame_files(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
 
 
 def _folder_frames(path: Path, max_pixels: int, resize: int | None):
+    """Each frame file's pixels in [0, 1] and the image reader's notes on it (its alpha, palette, orientation,
+    resize ...), with the depth its samples lose in the video written."""
     for file in _frame_files(path):
-        yield read_image(str(file), alpha="drop", max_pixels=max_pixels, shrink_to=resize).pixels.numpy()
+        image = read_image(str(file), alpha="drop", max_pixels=max_pixels, shrink_to=resize,
+                           why_alpha_dropped=NO_ALPHA)
+        yield image.pixels.numpy(), image.notes + ([DEEPER_THAN_OUTPUT] if image.bit_depth > 8 else [])
 
 
 def _file_frames(path: Path):
     plugin = "pillow" if path.suffix.lower() == ".gif" else "pyav"
-    yield from iio.imiter(path, plugin=plugin)
+    for frame in iio.imiter(path, plugin=plugin):
+        yield frame, []
 
 
 def _fps(path: Path) -> float:
@@ -138,7 +153,7 @@ def read_video(source: str, frames: str | None = None, resize: int | None = None
     notes: list[str] = []
     try:
         with library_warnings_as_notes(notes):
-            chosen, fps = _decode(path, source, selection, resize, max_pixels)
+            chosen, fps = _decode(path, source, selection, resize, max_pixels, notes)
     except UserError:
         raise
     except Exception:  # noqa: BLE001 - decoders raise many types on bad files
@@ -149,7 +164,7 @@ def read_video(source: str, frames: str | None = None, resize: int | None = None
     if path.is_dir():
         notes.append(f"frames from a folder: {DEFAULT_FOLDER_FPS:g} fps assumed")
     chosen = _gray_to_rgb_if_mixed(chosen, notes)
-    if resize:
+    if resize and not path.is_dir():  # a folder's frames carry the image reader's note of it
         notes.append(f"frames resized to {chosen[0].shape[1]}x{chosen[0].shape[0]} (--resize {resize})")
     return LoadedVideo(torch.from_numpy(np.stack(chosen)), fps, notes)
 
@@ -164,28 +179,40 @@ def _gray_to_rgb_if_mixed(frames: list[np.ndarray], notes: list[str]) -> list[np
     return [np.repeat(frame, 3, axis=2) if frame.shape[2] == 1 else frame for frame in frames]
 
 
-def _decode(path: Path, source: str, selection: slice, resize: int | None, max_pixels: int
+def _decode(path: Path, source: str, selection: slice, resize: int | None, max_pixels: int, notes: list[str]
             ) -> tuple[list[np.ndarray], float]:
-    """The selected frames, each in [0, 1] and resized, and the frame rate."""
+    """The selected frames, each in [0, 1] and resized, and the frame rate; ``notes`` get what was done to them
+    (:func:`_clip_notes`)."""
     claimed, height, width = _claimed_size(path)
     if claimed:
         _check_size(source, len(range(claimed)[selection]), height, width, resize, max_pixels)
     fps = _fps(path)
     stream = _folder_frames(path, max_pixels, resize) if path.is_dir() else _file_frames(path)
     chosen: list[np.ndarray] = []
-    for index, frame in enumerate(stream):
+    frame_notes: list[list[str]] = []
+    for index, (frame, read_notes) in enumerate(stream):
         if selection.stop is not None and index >= selection.stop:
             break
         if selection.start is not None and index < selection.start:
             continue
-        frame = _to_unit(frame) if resize is None else shrink_to_longest_side(_to_unit(frame), resize)
+        frame_notes.append(list(read_notes))
+        frame = _to_unit(frame, frame_notes[-1])
+        frame = frame if resize is None else shrink_to_longest_side(frame, resize)
         if chosen and frame.shape[:2] != chosen[0].shape[:2]:
             raise UserError(f"{source}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first is "
                             f"{chosen[0].shape[1]}x{chosen[0].shape[0]}; all frames must share one size")
         chosen.append(frame)
         if len(chosen) * frame.shape[0] * frame.shape[1] > max_pixels:  # the container understated its length
             _check_size(source, len(chosen), frame.shape[0], frame.shape[1], None, max_pixels, at_least=True)
+    notes += _clip_notes(frame_notes)
     return chosen, fps
+
+
+def _clip_notes(frame_notes: list[list[str]]) -> list[str]:
+    """Each frame's notes once for the clip, in the order they first came, with how many frames they concern."""
+    counts = Counter(note for notes in frame_notes for note in dict.fromkeys(notes))
+    total = len(frame_notes)
+    return [note if count == total == 1 else f"{count} of {total} frames: {note}" for note, count in counts.items()]
 
 
 def _as_uint8_rgb(frames: torch.Tensor) -> np.ndarray:

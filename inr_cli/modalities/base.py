@@ -75,6 +75,7 @@ class LoadedSignal:
 class Outputs:
     files: dict[str, str]  # role -> file name in the run folder
     metrics: dict = field(default_factory=dict)  # report entries measured on what was written
+    notes: list[str] = field(default_factory=list)  # what to know of what was written (after the fit's own notes)
 
 
 @dataclass(frozen=True)

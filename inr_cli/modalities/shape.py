@@ -119,7 +119,8 @@ class ShapeModality(Modality):
         write_preview(out_dir / PREVIEW, mesh, vertices, faces, loaded.info["up"], caption)
         write_progress(out_dir / PROGRESS, result)
         return Outputs({"reconstruction": reconstruction, "preview": PREVIEW, "training_plot": PROGRESS},
-                       {**measured, "mesh_faces": int(len(faces))})
+                       {**measured, "mesh_faces": int(len(faces))},
+                       [] if len(faces) else [empty_surface_note(options.target, options.resolution, reconstruction)])
 
     def summary_line(self, report: dict) -> str:
         return (f"  IoU uniform {number_text(report['iou_uniform'])}  near-surface {number_text(report['iou_surface'])}"
@@ -140,6 +141,15 @@ class ShapeModality(Modality):
         vertices, faces = extract_surface(network.model, target.grid[0], network.device, network.chunk,
                                           info.get("target", "sdf"))
         write_mesh(path, to_input_coordinates(vertices, info["scale"], info["center"]), faces)
+
+
+def empty_surface_note(target: str, resolution: int, written: str) -> str:
+    """Why a fit's extracted mesh is empty, and its surface metrics null: the field never changes sign on the grid
+    marching cubes looks at (a fit of a few steps, or a surface thinner than the grid's spacing)."""
+    field = "signed distance" if target == "sdf" else "occupancy logit"
+    return (f"no surface extracted: the network's zero level set does not cross the {resolution}^3 grid (its {field} "
+            f"has one sign at every grid point), so {written} is empty and chamfer and normal_consistency are null; "
+            "fit longer or raise --resolution")
 
 
 def shape_quality(metrics: dict) -> list[str]:

@@ -19,7 +19,7 @@ from inr_core.errors import check
 from training.fitting.fit import FitResult
 from training.fitting.recipes import Recipe, frequency_for_side, papers_learning_rate
 from training.fitting.signal import GridSignal, video_signal
-from training.metrics import psnr, psnr_per_frame
+from training.metrics import psnr, psnr_per_frame, video_psnr
 
 # The implicit-layer paper trains on 65,536 random points per step, never the whole clip at once.
 POINTS_PER_STEP = 65536
@@ -68,7 +68,7 @@ class VideoModality(Modality):
         finite = [p for p in per_frame if math.isfinite(p)]
         return {
             # The papers' video PSNR, the mean over frames, is the headline; the whole clip's stays beside it.
-            "psnr": statistics.fmean(per_frame) if len(finite) == len(per_frame) else math.inf,
+            "psnr": video_psnr(per_frame),
             "ssim": None, "psnr_holdout": None, "ssim_holdout": None,
             "psnr_std": statistics.pstdev(finite) if len(finite) > 1 else 0.0,
             "psnr_frames": per_frame,

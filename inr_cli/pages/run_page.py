@@ -37,8 +37,10 @@ def write_target(out_dir: Path, modality: str, signal, info: dict) -> dict[str, 
     elif modality == "audio":
         from inr_cli.media.audio import write_wav
 
-        # 16-bit PCM: for listening beside the reconstruction, at half the size of float samples.
-        write_wav(out_dir / name, signal.values, info["rate"], "PCM_16")
+        # At the input's scale, as the reconstruction is written, so the two players sound alike: 16-bit PCM (for
+        # listening, at half the size of float samples) unless a float input beyond [-1, 1] needs float to hold it.
+        gain = info.get("gain", 1.0)
+        write_wav(out_dir / name, signal.values, info["rate"], "PCM_16" if gain == 1.0 else "FLOAT", gain)
     else:
         from inr_cli.media.video import write_viewable
 

@@ -187,10 +187,11 @@ def bits_per_point(params: int, signal) -> float | None:
 @torch.no_grad()
 def psnr_with_half_precision_weights(model: nn.Module, signal, device: torch.device, chunk_points: int
                                      ) -> float | None:
-    """PSNR on the training points of ``model`` with every stored tensor (weights, persistent buffers) rounded to
-    ``STORED_WEIGHTS``, computed in float32: the quality at the rate :func:`bits_per_point` counts, as INR
-    compression studies (COIN) report it. Rendered and measured as the final evaluation's PSNR is (without its
-    other metrics). None for scattered samples, which have no PSNR."""
+    """The PSNR of ``model`` with every stored tensor (weights, persistent buffers) rounded to ``STORED_WEIGHTS``,
+    computed in float32: the quality at the rate :func:`bits_per_point` counts, as INR compression studies (COIN)
+    report it. Rendered as the final evaluation is, and measured as the report's PSNR is (``reported_psnr``: a
+    video's is the mean over its frames), so the two differ by the rounding alone. None for scattered samples,
+    which have no PSNR."""
     from training.fitting.signal import GridSignal  # (signal.py imports this module)
 
     if not isinstance(signal, GridSignal):
@@ -200,5 +201,4 @@ def psnr_with_half_precision_weights(model: nn.Module, signal, device: torch.dev
         if tensor.is_floating_point():
             tensor.copy_(tensor.to(STORED_WEIGHTS))
     reconstruction, _ = _render_unit(rounded, signal, device, chunk_points)
-    train = signal.train.index
-    return psnr(reconstruction.reshape(-1, signal.channels)[train], signal.unit_values()[train])
+    return signal.reported_psnr(reconstruction)

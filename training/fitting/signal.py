@@ -24,6 +24,7 @@ from inr_core.errors import InvalidSetting
 from training.fitting.evaluate import (GridEvaluation, GridProgress, SampleEvaluation, evaluate_grid,
                                       evaluate_samples)
 from training.fitting.render import grid_coordinates
+from training.metrics import psnr, psnr_per_frame, video_psnr
 
 HOLDOUT_MODES = ("none", "grid")
 
@@ -112,6 +113,13 @@ class GridSignal:
         """Render the whole grid; PSNR and SSIM on the training and held-out points, values in [0, 1]."""
         return evaluate_grid(model, self, device, chunk_points)
 
+    def reported_psnr(self, reconstruction: torch.Tensor) -> float:
+        """The PSNR a report gives ``reconstruction`` (the grid rendered, ``(*grid_shape, channels)`` in [0, 1]):
+        on the training points, as :meth:`evaluate` measures it. Another measure beside it (the network's weights
+        rounded to fp16) takes this one, so the two differ only by what was changed."""
+        train = self.train.index
+        return psnr(reconstruction.reshape(-1, self.channels)[train], self.unit_values()[train])
+
     def progress(self, device: torch.device, chunk_points: int):
         """The measurement a fit records along the run: ``(model, train_states=None) -> {"psnr", "psnr_holdout"}``
         as device tensors (``train_states``: an amortized implicit fit's cached states, to start solves from)."""
@@ -174,7 +182,9 @@ def fingerprint(signal: Signal) -> str:
     samples' points and values): a saved training state records it, so --resume can tell the input it was saved
     for, wherever the input file has moved since, from another input, even one of the same shape."""
     digest = hashlib.sha256()
-    digest.update(repr((type(signal).__name__, getattr(signal, "grid_shape", None), signal.loss)).encode())
+    # The kind of signal, as states have recorded it from the start: a video's grid is a GridSignal's here.
+    kind = "GridSignal" if isinstance(signal, GridSignal) else type(signal).__name__
+    digest.update(repr((kind, getattr(signal, "grid_shape", None), signal.loss)).encode())
     # A grid's coordinates follow from its shape and the training points' indices: hashed as they are held,
     # without making the coordinates (a long clip's would take as much memory again as its values).
     held = (signal.train.index, signal.values) if isinstance(signal, GridSignal) else \
@@ -186,8 +196,8 @@ def fingerprint(signal: Signal) -> str:
     return digest.hexdigest()
 
 
-def _full_grid(values: torch.Tensor, grid_shape: tuple[int, ...]) -> GridSignal:
-    return GridSignal(values.contiguous(), grid_shape, SubGrid(torch.arange(values.shape[0]), grid_shape))
+def _full_grid(values: torch.Tensor, grid_shape: tuple[int, ...], kind: type[GridSignal] = GridSignal) -> GridSignal:
+    return kind(values.contiguous(), grid_shape, SubGrid(torch.arange(values.shape[0]), grid_shape))
 
 
 def image_signal(pixels: torch.Tensor, holdout: str = "none") -> GridSignal:
@@ -217,7 +227,16 @@ def audio_signal(samples: torch.Tensor) -> GridSignal:
     return _full_grid(samples.float().clamp(-1.0, 1.0), (samples.shape[0],))
 
 
-def video_signal(frames: torch.Tensor) -> GridSignal:
+@dataclass
+class VideoSignal(GridSignal):
+    """Frames on a (t, y, x) grid, every point trained: a video's report gives the mean of its frames' PSNRs
+    (:func:`training.metrics.video_psnr`), while the fit's evaluations measure the whole clip at once."""
+
+    def reported_psnr(self, reconstruction: torch.Tensor) -> float:
+        return video_psnr(psnr_per_frame(reconstruction.reshape(*self.grid_shape, -1), self.unit_grid()))
+
+
+def video_signal(frames: torch.Tensor) -> VideoSignal:
     """A signal from ``(T, H, W, C)`` frames in [0, 1]: coordinates (t, y, x), every point trains."""
     count, height, width, channels = frames.shape
-    return _full_grid(frames.reshape(-1, channels).float() * 2.0 - 1.0, (count, height, width))
+    return _full_grid(frames.reshape(-1, channels).float() * 2.0 - 1.0, (count, height, width), VideoSignal)
