@@ -389,3 +389,23 @@ def test_options_the_run_would_not_use_are_refused(tmp_path, capsys, args, messa
     code, _, error = _inr(["jiio-invert", "--decoder", tmp_path / "decoder.pt", *args, "--quiet", "--out",
                            tmp_path / "run"], capsys)
     assert (code, error) == (2, f"inr: error: {message}")
+
+
+def test_each_method_is_warmed_up_untimed_before_the_timed_restorations(monkeypatch):
+    """JIIO ran first and its timed run carried the process's first-call costs, biasing --method both's ratios."""
+    from types import SimpleNamespace
+
+    import inr_cli.jiio.invert as invert
+    from training.jiio.inverse_tasks import Corruption
+
+    calls = []
+    monkeypatch.setattr(invert, "restore", lambda decoder, part, settings: calls.append(("jiio", settings.iterations,
+                                                                                         len(part.observed))))
+    monkeypatch.setattr(invert, "restore_adam", lambda decoder, part, settings, **_: calls.append(
+        ("adam", settings.steps, len(part.observed))))
+    monkeypatch.setattr(invert, "compare_on_batch", lambda *args: calls.append("timed") or SimpleNamespace(
+        jiio=None, adam=None))
+    corruption = Corruption(torch.zeros(5, 1, 16, 16), torch.ones(5, 1, 16, 16))
+    invert._restore_all(None, corruption, RestorationSettings(method="both", iters=10, batch_size=2),
+                        torch.device("cpu"), show_progress=False)
+    assert calls == [("jiio", 2, 2), ("adam", 2, 2), "timed", "timed", "timed"]
