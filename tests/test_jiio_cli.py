@@ -234,7 +234,11 @@ def test_errors_are_one_line(tmp_path, collection):
     (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(lr=-1.0))), "--lr must be positive, got -1.0"),
     (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(preset="huge"))),
      "--preset must be one of: small, large; got 'huge'"),
-    (InvertConfig(decoder=DecoderSource(data="d", train_count=0)), "--train-count must be at least 1, got 0"),
+    (InvertConfig(decoder=DecoderSource(data="d", train_count=0)),
+     "--train-count must be at least 2 (training needs 2 images at least), got 0"),
+    # It passed validation and failed with exit 1 once the data was read.
+    (InvertConfig(decoder=DecoderSource(data="d", train_count=1)),
+     "--train-count must be at least 2 (training needs 2 images at least), got 1"),
     (InvertConfig(decoder=DecoderSource(checkpoint=Path("a.pt"), resume=True)),
      "--resume continues training: it needs --data"),
     (InvertConfig(decoder=DecoderSource(checkpoint=Path("a.pt"), data="d")),

@@ -90,8 +90,9 @@ class InvertConfig:
         check(source.checkpoint is None or source.data is None or source.resume, "decoder.checkpoint",
               "with decoder.data trains nothing new: add decoder.resume to continue its training, or drop "
               "decoder.data to use it as it is")
-        check(source.train_count is None or source.train_count >= 1, "decoder.train_count",
-              f"must be at least 1, got {source.train_count}")
+        # The latent density `inr sample` draws from is fitted to the training codes: it needs two at least.
+        check(source.train_count is None or source.train_count >= 2, "decoder.train_count",
+              f"must be at least 2 (training needs 2 images at least), got {source.train_count}")
         check(source.train_minutes is None or source.train_minutes > 0, "decoder.train_minutes",
               f"must be positive, got {source.train_minutes or 0:g}")
         check(source.train_minutes is None or source.data is not None, "decoder.train_minutes",
