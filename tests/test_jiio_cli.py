@@ -413,3 +413,23 @@ def test_each_method_is_warmed_up_untimed_before_the_timed_restorations(monkeypa
     invert._restore_all(None, corruption, RestorationSettings(method="both", iters=10, batch_size=2),
                         torch.device("cpu"), show_progress=False)
     assert calls == [("jiio", 2, 2), ("adam", 2, 2), "timed", "timed", "timed"]
+
+
+def test_a_mask_square_of_the_whole_image_is_refused(tmp_path, collection, capsys):
+    """It was clamped to the side: nothing was observed, nothing inferred, and the report gave the size asked for."""
+    from models.mdeq import MDEQDecoder
+    from training.jiio.decoder_training import DecoderTrainingState
+
+    config = DecoderConfig(image_size=16, latent_dim=8)
+    decoder = MDEQDecoder(config.decoder_preset())
+    state = DecoderTrainingState(decoder, torch.optim.Adam(decoder.parameters()), torch.zeros(4, 8))
+    (tmp_path / "decoder.pt").write_bytes(serialize(decoder_payload(state, config, {"source": "test"})))
+    line = "inr: error: --mask-size 16 hides the whole 16 px image, leaving nothing observed to restore from; give a " \
+           "side below 16"
+    for args in (["--decoder", tmp_path / "decoder.pt", "--images", collection],
+                 ["--data", collection, *TINY, "--epochs", "1"]):  # refused before training
+        out = tmp_path / "run"
+        code, _, error = _inr(["jiio-invert", *args, "--task", "inpaint", "--mask-size", "16", "--count", "2",
+                               "--iters", "2", "--quiet", "--out", out], capsys)
+        assert (code, error) == (1, line)
+        assert not (out / "decoder.pt").exists()

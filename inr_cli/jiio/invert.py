@@ -29,7 +29,7 @@ from inr_cli.pages import PAGE, write_invert_page
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
 from inr_cli.run_folder import RunFolder
-from inr_core.errors import check
+from inr_core.errors import UserError, check
 from models.mdeq import MDEQDecoder
 from training.fitting.devices import resolve_device
 from training.jiio.comparison import BatchComparison, compare_on_batch, summarize_comparisons
@@ -168,8 +168,9 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
     # What the restoration reads is checked before the decoder trains: a wrong path should not cost the training.
     check_inputs([*(config.test_images or []), *(config.masks or [])])
     source = config.decoder
-    if config.masks and source.data is not None and not source.resume:  # the side trained at is known already
-        for path in config.masks:
+    if source.data is not None and not source.resume:  # the side trained at is known already
+        _refuse_whole_image_mask(config, source.training.image_size)
+        for path in config.masks or []:
             observed_mask(path, source.training.image_size)
     fid_model, fid_reason = (None, "not computed (--no-fid)")
     if config.fid.enabled and restoration.task == "reconstruct":
@@ -180,6 +181,7 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
         return 0  # the decoder is trained and saved; restoring and reporting are rank 0's
     decoder = run.decoder.requires_grad_(False)  # restoration differentiates through the latents only
     size = decoder.preset.image_size
+    _refuse_whole_image_mask(config, size)
     target, images_info, notes = test_images(config.test_images, run, restoration.count, decoder.out_channels)
     given = observed_masks(config.masks, size, len(target), config.test_images) if config.masks else None
     if given is not None:
@@ -289,6 +291,15 @@ def _reconstruction_fid(config: InvertConfig, model, reason: str | None, target:
     if config.restoration.task != "reconstruct":
         return None
     return fid_reports(model, reason, target, restored, device, model_path=config.fid.model)
+
+
+def _refuse_whole_image_mask(config: InvertConfig, side: int) -> None:
+    """A --mask-size of the image's side or more hides every pixel: nothing is observed to infer the rest from
+    (it was clamped to the side, and the run reported the size asked for)."""
+    mask_size = config.corruption.mask_size
+    if config.restoration.task == "inpaint" and mask_size is not None and mask_size >= side:
+        raise UserError(f"--mask-size {mask_size} hides the whole {side} px image, leaving nothing observed to "
+                        f"restore from; give a side below {side}")
 
 
 def _corruption_report(config: InvertConfig, size: int, corruption: Corruption) -> dict:
