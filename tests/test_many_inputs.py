@@ -377,7 +377,7 @@ def test_a_folder_stands_for_the_images_in_it(tmp_path, camera_u8):
     (tmp_path / "empty").mkdir()  # fails on its own turn, as a bad file does; the others are fitted
     proc = run_cli(["fit", "image", "empty", "photos", "--out", "run2", *SMALL_FIT], cwd=tmp_path)
     assert proc.returncode == 1 and proc.stderr.startswith(
-        "inr: error: empty: a folder with no files to fit in it (looked for .bmp, .jpeg, .jpg, .png,")
+        "inr: error: empty: a folder with no files to fit in it (looked for .bmp, .gif, .jpeg, .jpg, .png,")
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(line["input"], line.get("status")) for line in lines] == [
         ("empty", "failed"), ("photos/a.png", None), ("photos/b.png", None)]
