@@ -262,3 +262,14 @@ def test_the_summary_counts_the_images_in_words(count, words):
     report = {"task": "reconstruct", "images": {"count": count, "size": 16}, "corrupted_psnr": None, "methods": {},
               "composited": False, "output_dir": "runs/x"}
     assert summary_text(report).splitlines()[0] == f"jiio-invert reconstruct: {words}"
+
+
+def test_the_report_and_page_list_the_trained_decoder_and_show_its_history_as_a_table(inpainted):
+    """decoder.pt, what a training run produces first, was missing from `files` and unlinked on the page, whose
+    Decoder section showed the history as raw Python dictionaries."""
+    out, _, _ = inpainted
+    report = _report(out)
+    assert report["files"]["decoder"] == "decoder.pt"
+    page = (out / "index.html").read_text()
+    assert 'href="decoder.pt"' in page and "{&#x27;" not in page and "{'" not in page
+    assert '<th class="num" scope="col">cost_per_image</th>' in page

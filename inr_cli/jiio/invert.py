@@ -198,7 +198,8 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
                  for i in range(len(target))]
     _clear_earlier_restorations(out)
     summaries, restored_images, grid = {}, {}, [(GRID_INPUT_LABELS[restoration.task], corruption.observed)]
-    files = {"grid": GRID, "report": REPORT, "page": PAGE}
+    # The decoder this run trained is in its folder, the first thing it produced.
+    files = {**({"decoder": DECODER_FILE} if run.trained_here else {}), "grid": GRID, "report": REPORT, "page": PAGE}
     for method, restorations in results.items():
         decoded = torch.cat([r.images for r in restorations]).cpu()
         restored = composite(decoded, corruption) if keep_observed else decoded

@@ -127,6 +127,18 @@ INVERT_METHOD_KEYS = ("psnr", "psnr_std", "psnr_masked", "psnr_gain", "psnr_mask
                       "final_state_residual_max")
 
 
+def _decoder_body(decoder: dict) -> str:
+    """The decoder's description, and its training history as a table of epochs (a list of records would show
+    as one line of raw dictionaries, a wall of text after many epochs)."""
+    history = [entry for entry in decoder.get("history") or [] if isinstance(entry, dict)]
+    body = value_pairs({key: value for key, value in decoder.items() if key != "history"})
+    if not history:
+        return body
+    keys = ["epoch"] + [key for key in dict.fromkeys(k for entry in history for k in entry) if key != "epoch"]
+    rows = ["".join(number_cell(entry.get(key), key) for key in keys) for entry in history]
+    return body + "<h3>Training history</h3>\n" + sortable_table([(key, True) for key in keys], rows)
+
+
 def write_invert_page(out: Path, report: dict) -> None:
     """`inr jiio-invert`'s page: each method's means, then a row per test image with every method's restoration
     (linked to the full-size PNG) and its PSNR."""
@@ -158,9 +170,11 @@ def write_invert_page(out: Path, report: dict) -> None:
     if "grid" in files:
         parts.append(section("Grid", figure(files["grid"], " / ".join(report.get("grid_rows", []))), "grid"))
     parts.append(section("Images", sortable_table(heads, rows), "images"))
-    for title, key in (("JIIO against Adam", "comparison"), ("FID", "fid"), ("Decoder", "decoder")):
+    for title, key in (("JIIO against Adam", "comparison"), ("FID", "fid")):
         if report.get(key):
             parts.append(section(title, value_pairs(report[key])))
+    if report.get("decoder"):
+        parts.append(section("Decoder", _decoder_body(report["decoder"]), "decoder"))
     if report.get("notes"):
         parts.append(section("Notes", notes_list(report["notes"]), "notes"))
     parts.append(section("Config", value_pairs(report.get("config", {})), "config"))
