@@ -415,15 +415,21 @@ def test_each_method_is_warmed_up_untimed_before_the_timed_restorations(monkeypa
     assert calls == [("jiio", 2, 2), ("adam", 2, 2), "timed", "timed", "timed"]
 
 
-def test_a_mask_square_of_the_whole_image_is_refused(tmp_path, collection, capsys):
-    """It was clamped to the side: nothing was observed, nothing inferred, and the report gave the size asked for."""
+def _untrained_decoder(path):
+    """A decoder.pt as training writes it, of an untrained 16 px decoder (for runs that only restore)."""
     from models.mdeq import MDEQDecoder
     from training.jiio.decoder_training import DecoderTrainingState
 
     config = DecoderConfig(image_size=16, latent_dim=8)
     decoder = MDEQDecoder(config.decoder_preset())
     state = DecoderTrainingState(decoder, torch.optim.Adam(decoder.parameters()), torch.zeros(4, 8))
-    (tmp_path / "decoder.pt").write_bytes(serialize(decoder_payload(state, config, {"source": "test"})))
+    path.write_bytes(serialize(decoder_payload(state, config, {"source": "test"})))
+    return path
+
+
+def test_a_mask_square_of_the_whole_image_is_refused(tmp_path, collection, capsys):
+    """It was clamped to the side: nothing was observed, nothing inferred, and the report gave the size asked for."""
+    _untrained_decoder(tmp_path / "decoder.pt")
     line = "inr: error: --mask-size 16 hides the whole 16 px image, leaving nothing observed to restore from; give a " \
            "side below 16"
     for args in (["--decoder", tmp_path / "decoder.pt", "--images", collection],
@@ -433,3 +439,15 @@ def test_a_mask_square_of_the_whole_image_is_refused(tmp_path, collection, capsy
                                "--iters", "2", "--quiet", "--out", out], capsys)
         assert (code, error) == (1, line)
         assert not (out / "decoder.pt").exists()
+
+
+def test_a_run_that_trains_nothing_is_not_told_to_resume_into_a_used_folder(tmp_path, collection, capsys):
+    """The refusal said "add --resume to continue it", which a --decoder run then refused: it trains nothing."""
+    decoder = _untrained_decoder(tmp_path / "decoder.pt")
+    args = ["jiio-invert", "--decoder", decoder, "--images", collection, "--count", "2", "--iters", "2", "--no-fid",
+            "--quiet", "--out", tmp_path / "run"]
+    code, _, error = _inr(args, capsys)
+    assert code == 0, error
+    code, _, error = _inr(args, capsys)
+    assert (code, error) == (1, f"inr: error: {tmp_path / 'run'} already holds a run; choose another --out (a "
+                                "--decoder run trains nothing, so it has nothing to --resume)")

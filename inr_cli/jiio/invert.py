@@ -69,6 +69,10 @@ def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bo
         def claim() -> None:
             """Rank 0 holds the folder (no other inr run may write there, nor this one into someone else's
             files); the other ranks only wait for its checkpoint, and learn only whether the claim failed."""
+            if config.decoder.data is None and any((out / name).exists() for name in (REPORT, DECODER_FILE)):
+                # The folder's own refusal offers --resume, which a run that trains nothing cannot use.
+                raise UserError(f"{out} already holds a run; choose another --out (a --decoder run trains nothing, "
+                                "so it has nothing to --resume)")
             folder.claim(overwrite=False, resume=config.decoder.resume)
 
         cluster.from_leader(claim)
