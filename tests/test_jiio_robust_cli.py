@@ -267,3 +267,9 @@ def test_test_class_folders_are_matched_to_the_classifiers_classes_by_name(tmp_p
     code, _, error = inr([*common, "--test-data", tmp_path / "other", "--out", tmp_path / "other-run"], capsys)
     assert (code, error) == (1, f"inr: error: {tmp_path / 'other'}: classes a, b are not among the classifier's 3 "
                                 "classes (shirt, sock, boot); name the test classes as its training data did")
+    # Trained on data that named no classes (an .npz of labels alone): numbers only, so the order is kept, noted.
+    path.write_bytes(serialize(classifier_payload(new_state(config), config, {"classes": ["0", "1", "2"]})))
+    code, text, error = inr([*common, "--test-data", tmp_path / "other", "--out", tmp_path / "numbered-run"], capsys)
+    assert code == 0, error
+    assert json.loads(text)["notes"] == ["the classifier's classes have no names: the test classes (a, b) are taken "
+                                         "in that order as its classes 0, 1, ..."]

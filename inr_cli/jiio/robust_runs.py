@@ -196,8 +196,13 @@ def _by_class_name(test: LabelledImages, trained: list | None, notes: list[str])
     """The test images labelled with the classifier's numbering of their classes. Classes named by the test data
     (class folders, Fashion-MNIST, an .npz's 'classes') are looked up by name among the ``trained`` ones (a subset,
     in any order, is fine); a name the classifier does not have is refused. A folder's classes are numbered in
-    sorted order, so taking its numbers as they are would score images against another class."""
+    sorted order, so taking its numbers as they are would score images against another class. A classifier whose
+    training data named no classes has only numbers to match: the test classes are taken in their order, noted."""
     if not trained or _numbered(test.classes) or test.classes == list(trained):
+        return test
+    if _numbered(list(trained)):
+        notes.append(f"the classifier's classes have no names: the test classes ({', '.join(test.classes[:12])}"
+                     f"{', ...' if len(test.classes) > 12 else ''}) are taken in that order as its classes 0, 1, ...")
         return test
     unknown = [name for name in test.classes if name not in trained]
     if unknown:
