@@ -55,3 +55,18 @@ class CallCounter(TorchDispatchMode):
             self.calls += 1
             self.shapes.append(tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in args))
         return func(*args, **(kwargs or {}))
+
+
+def untrained_decoder_checkpoint(path: Path) -> Path:
+    """A decoder.pt as JIIO training writes it, of an untrained 16 px decoder (for runs that only restore, and for
+    refusals that need a decoder where another checkpoint belongs)."""
+    from models.mdeq import MDEQDecoder
+    from training.fitting.checkpoint import serialize
+    from training.jiio.decoder_checkpoint import decoder_payload
+    from training.jiio.decoder_training import DecoderConfig, DecoderTrainingState
+
+    config = DecoderConfig(image_size=16, latent_dim=8)
+    decoder = MDEQDecoder(config.decoder_preset())
+    state = DecoderTrainingState(decoder, torch.optim.Adam(decoder.parameters()), torch.zeros(4, 8))
+    path.write_bytes(serialize(decoder_payload(state, config, {"source": "test"})))
+    return path

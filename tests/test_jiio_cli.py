@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli, save_png
+from helpers import run_cli, save_png, untrained_decoder_checkpoint
 from PIL import Image
 from skimage import data
 
@@ -415,21 +415,9 @@ def test_each_method_is_warmed_up_untimed_before_the_timed_restorations(monkeypa
     assert calls == [("jiio", 2, 2), ("adam", 2, 2), "timed", "timed", "timed"]
 
 
-def _untrained_decoder(path):
-    """A decoder.pt as training writes it, of an untrained 16 px decoder (for runs that only restore)."""
-    from models.mdeq import MDEQDecoder
-    from training.jiio.decoder_training import DecoderTrainingState
-
-    config = DecoderConfig(image_size=16, latent_dim=8)
-    decoder = MDEQDecoder(config.decoder_preset())
-    state = DecoderTrainingState(decoder, torch.optim.Adam(decoder.parameters()), torch.zeros(4, 8))
-    path.write_bytes(serialize(decoder_payload(state, config, {"source": "test"})))
-    return path
-
-
 def test_a_mask_square_of_the_whole_image_is_refused(tmp_path, collection, capsys):
     """It was clamped to the side: nothing was observed, nothing inferred, and the report gave the size asked for."""
-    _untrained_decoder(tmp_path / "decoder.pt")
+    untrained_decoder_checkpoint(tmp_path / "decoder.pt")
     line = "inr: error: --mask-size 16 hides the whole 16 px image, leaving nothing observed to restore from; give a " \
            "side below 16"
     for args in (["--decoder", tmp_path / "decoder.pt", "--images", collection],
@@ -443,7 +431,7 @@ def test_a_mask_square_of_the_whole_image_is_refused(tmp_path, collection, capsy
 
 def test_a_run_that_trains_nothing_is_not_told_to_resume_into_a_used_folder(tmp_path, collection, capsys):
     """The refusal said "add --resume to continue it", which a --decoder run then refused: it trains nothing."""
-    decoder = _untrained_decoder(tmp_path / "decoder.pt")
+    decoder = untrained_decoder_checkpoint(tmp_path / "decoder.pt")
     args = ["jiio-invert", "--decoder", decoder, "--images", collection, "--count", "2", "--iters", "2", "--no-fid",
             "--quiet", "--out", tmp_path / "run"]
     code, _, error = _inr(args, capsys)

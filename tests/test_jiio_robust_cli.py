@@ -7,16 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import save_png
+from helpers import save_png, untrained_decoder_checkpoint
 from skimage import data
 
 from inr_cli.app import main
 import test_jiio_robust
 
 from training.fitting.checkpoint import serialize
-from training.jiio.decoder_checkpoint import decoder_payload
-from training.jiio.decoder_training import DecoderConfig, DecoderTrainingState
-from models.mdeq import MDEQDecoder
 
 one_thread = test_jiio_robust.one_thread  # the autouse fixture (one CPU thread) for this module too
 
@@ -73,18 +70,10 @@ def test_train_resume_and_report(tmp_path, labelled, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["adversarial.png", "classifier.pt", "report.json"]
 
 
-def _decoder_checkpoint(path):
-    config = DecoderConfig(image_size=16, latent_dim=8)
-    decoder = MDEQDecoder(config.decoder_preset())
-    state = DecoderTrainingState(decoder, torch.optim.Adam(decoder.parameters()), torch.zeros(4, 8))
-    path.write_bytes(serialize(decoder_payload(state, config, {"source": "test"})))
-    return path
-
-
 def test_one_line_errors(tmp_path, labelled, capsys):
     mismatched = tmp_path / "mismatched.npz"
     np.savez(mismatched, images=np.zeros((10, 16, 16), np.uint8), labels=np.zeros(9, np.int64))
-    decoder = _decoder_checkpoint(tmp_path / "decoder.pt")
+    decoder = untrained_decoder_checkpoint(tmp_path / "decoder.pt")
     cases = [
         (["--data", mismatched], 1,
          f"inr: error: {mismatched}: 10 images but its 'labels' holds 9 labels; they must match one to one"),
