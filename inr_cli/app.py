@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +165,12 @@ def does_work(args: list[str]) -> bool:
     return bool(args) and "--help" not in args and args != ["--version"]
 
 
+def _another_rank() -> bool:
+    """Whether this process is a torchrun rank other than 0. A usage error or a setting no run can use is found
+    alike by every rank, before they connect: rank 0 says it, once."""
+    return os.environ.get("RANK", "0") != "0"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code, never a traceback."""
     if argv is None and started_as_inr(sys.argv[0]) and does_work(sys.argv[1:]):
@@ -178,12 +185,13 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as error:
         # A group run without a command has printed its help already (click's NoArgsIsHelpError, which has no
         # message): exit as a usage error, without an empty error line under the help.
-        if error.format_message():
+        if error.format_message() and not _another_rank():
             where = error.ctx.command_path if error.ctx is not None else "inr"
             print(f"{where}: error: {error.format_message()}", file=sys.stderr)
         sys.exit(error.exit_code)
     except UserError as error:
-        print(f"inr: error: {phrase(error)}", file=sys.stderr)
+        if not (isinstance(error, InvalidSetting) and _another_rank()):
+            print(f"inr: error: {phrase(error)}", file=sys.stderr)
         sys.exit(USAGE_EXIT_CODE if isinstance(error, InvalidSetting) else 1)
     except (typer.Abort, KeyboardInterrupt, CtrlC):
         print("inr: interrupted", file=sys.stderr)

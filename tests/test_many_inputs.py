@@ -99,6 +99,10 @@ def test_torchrun_reports_a_failed_input_and_fits_the_rest(six_images):
     # A refusal made for the whole run (here: the folder holds one) is printed once, not once per rank.
     again = torchrun(["fit", "image", "-", "--out", "shared-bad", *SMALL_FIT], cwd=folder, stdin=stdin)
     assert again.returncode != 0 and again.stderr.count("already holds a finished run") == 1, again.stderr
+    unusable = torchrun(["fit", "image", "-", "--out", "never", "--steps", "0"], cwd=folder, stdin=stdin)
+    assert unusable.returncode != 0 and unusable.stderr.count("inr: error: --steps must be") == 1, unusable.stderr
+    unknown = torchrun(["fit", "image", "-", "--out", "never", "--stepz", "3"], cwd=folder, stdin=stdin)
+    assert unknown.returncode != 0 and unknown.stderr.count("No such option: --stepz") == 1, unknown.stderr
 
 
 # ------------------------------------------------------------------------------------- same-shaped inputs together
