@@ -47,12 +47,14 @@ ROOT_FILES = (LOCK, *SUMMARY_FILES, OVERVIEW_PAGE, SET_ASIDE)
 class RunFolder:
     """The root folder of one `inr fit` run, claimed for this process (see the module's doc)."""
 
-    def __init__(self, root: Path, own_files: tuple[str, ...] = (), offers_overwrite: bool = True):
+    def __init__(self, root: Path, own_files: tuple[str, ...] = (), offers_overwrite: bool = True,
+                 cannot_resume: str | None = None):
         """``own_files``: names beyond reports, training states and summaries that mark a folder as this command's
         run (e.g. the classifier an unfinished `inr jiio-robust` run saves after each epoch).
-        ``offers_overwrite``: whether the command has ``--overwrite`` (its refusals name only the ways out it has)."""
+        ``offers_overwrite``: whether the command has ``--overwrite``, and ``cannot_resume`` why this run has no
+        --resume, if it has none (its refusals name only the ways out it has)."""
         self.root = Path(root)
-        self.own_files, self.offers_overwrite = own_files, offers_overwrite
+        self.own_files, self.offers_overwrite, self.cannot_resume = own_files, offers_overwrite, cannot_resume
         self._created = missing_ancestors(self.root)
         self._handle = None
 
@@ -100,6 +102,8 @@ class RunFolder:
                 self._check_layout(several, reports, states, summary)
             return
         if not overwrite:
+            if self.cannot_resume:
+                raise UserError(f"{self.root} already holds a run; choose another --out ({self.cannot_resume})")
             kind = "a finished" if reports or summary else "an unfinished"
             replace_it = "add --overwrite to replace it, " if self.offers_overwrite else ""
             raise UserError(f"{self.root} already holds {kind} run; {replace_it}add --resume to continue it, or "

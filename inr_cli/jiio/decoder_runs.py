@@ -33,7 +33,7 @@ from training.jiio.decoder_training import (UNBOUNDED_EPOCHS, DecoderConfig, Dec
                                            epochs_within, train_decoder)
 from training.jiio.invert_config import DecoderSource
 from training.jiio.latent_density import fit_gaussian_mixture
-from training.jiio.run_record import data_digest, recorded_path, unchecked_data_note
+from training.jiio.run_record import data_digest, other_data, recorded_path, unchecked_data_note
 
 DECODER_FILE = "decoder.pt"
 
@@ -131,7 +131,7 @@ def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, stat
                         f"gives {len(train)}; use the same --data and --train-count")
     # Its latents belong to the images it trained on: other images of the same count would go on from them.
     # (A checkpoint from before digests were recorded cannot be checked.)
-    if state is not None and trained_on.get("digest") not in (None, digest):
+    if state is not None and other_data(trained_on, digest):
         raise UserError(f"{source.data}: these are not the images the run being resumed trained on "
                         f"({trained_on.get('source')}); use the same --data and --train-count")
     data_info = {"source": recorded_path(source.data), "digest": digest, "train_count": len(train),
@@ -199,7 +199,7 @@ def test_images(sources: list[str] | None, run: DecoderRun, count: int, channels
                         f"on; lower --count or pass --images")
     # Only the data trained on has held-out images: another file now at that path (or the same one changed)
     # would be scored as if the decoder had never seen it.
-    if run.payload["data"].get("digest") not in (None, data_digest(images[:trained])):
+    if other_data(run.payload["data"], data_digest(images[:trained])):
         raise UserError(f"{data}: not the images the decoder was trained on (the file has changed since); give "
                         "test images with --images")
     notes += unchecked_data_note(run.payload["data"], "held-out test images")

@@ -64,15 +64,13 @@ def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bo
         device = resolve_device(cluster.device_for(config.device))
         out = cluster.from_leader(lambda: out or Path("runs") / f"jiio-{config.restoration.task}-"
                                                                f"{time.strftime('%Y%m%d-%H%M%S')}")
-        folder = RunFolder(out, own_files=(DECODER_FILE,), offers_overwrite=False)
+        trains_nothing = "a --decoder run trains nothing, so it has nothing to --resume"
+        folder = RunFolder(out, own_files=(DECODER_FILE,), offers_overwrite=False,
+                           cannot_resume=trains_nothing if config.decoder.data is None else None)
 
         def claim() -> None:
             """Rank 0 holds the folder (no other inr run may write there, nor this one into someone else's
             files); the other ranks only wait for its checkpoint, and learn only whether the claim failed."""
-            if config.decoder.data is None and any((out / name).exists() for name in (REPORT, DECODER_FILE)):
-                # The folder's own refusal offers --resume, which a run that trains nothing cannot use.
-                raise UserError(f"{out} already holds a run; choose another --out (a --decoder run trains nothing, "
-                                "so it has nothing to --resume)")
             folder.claim(overwrite=False, resume=config.decoder.resume)
 
         cluster.from_leader(claim)

@@ -34,7 +34,7 @@ from training.jiio.robust.checkpoint import classifier_from_payload, classifier_
 from training.jiio.robust.classifier_training import (Evaluation, TrainingInterrupted, evaluate, new_state,
                                                       train_classifier)
 from training.jiio.robust.config import RobustConfig
-from training.jiio.run_record import data_digest, recorded_path, unchecked_data_note
+from training.jiio.run_record import data_digest, other_data, recorded_path, unchecked_data_note
 
 CLASSIFIER_FILE = "classifier.pt"
 REPORT = "report.json"
@@ -86,8 +86,7 @@ def _load_split(run: RobustRun, size: int, trained_on: dict | None) -> tuple[Lab
         # Only the data trained on has held-out images: another file now at that path (or the same one changed)
         # would be measured as if the classifier had never seen it.
         trained = slice(0, max(train_count, 0))
-        if trained_on.get("digest") not in (None, data_digest(collection.images[trained],
-                                                               collection.labels[trained])):
+        if other_data(trained_on, data_digest(collection.images[trained], collection.labels[trained])):
             raise UserError(f"{source}: not the images the classifier was trained on (the file has changed since); "
                             "give test images with --test-data")
     if train_count < 1 or train_count + run.test_count > len(collection.labels):
@@ -136,7 +135,7 @@ def _obtain(run: RobustRun, out: Path, device: torch.device, show_progress: bool
                         "and --train-count")
     # Other images of the same count would continue its training on data it never started on. (A checkpoint from
     # before digests were recorded cannot be checked.)
-    if state is not None and trained_on and trained_on.get("digest") not in (None, digest):
+    if state is not None and other_data(trained_on, digest):
         raise UserError(f"{run.data or trained_on.get('source')}: these are not the images the run being resumed "
                         f"trained on ({trained_on.get('source')}); use the same --data and --train-count")
     config = replace(config, classes=max(config.classes, len(train.classes)), in_channels=int(train.images.shape[1]))

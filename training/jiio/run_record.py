@@ -60,6 +60,12 @@ def data_digest(*tensors: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
+def other_data(recorded: dict | None, digest: str) -> bool:
+    """Whether a checkpoint's data record names other data than that of ``digest`` (:func:`data_digest`). A
+    record from before digests were kept cannot tell, and says no (:func:`unchecked_data_note` notes it)."""
+    return (recorded or {}).get("digest") not in (None, digest)
+
+
 def load_optimizer_state(optimizer: torch.optim.Optimizer, payload: dict, source: str, kind: str) -> None:
     """Give ``optimizer`` the checkpoint's state (checked by :func:`check_run_record`), when it has one."""
     if not payload.get("optimizer_state"):
