@@ -300,6 +300,21 @@ def test_resume_refuses_other_images_of_the_same_count_and_a_changed_seed(tmp_pa
         assert (out / "decoder.pt").read_bytes() == saved
 
 
+def test_a_resume_without_seed_keeps_the_runs_seed_for_its_corruptions(tmp_path, collection, capsys):
+    """A resume that left --seed out trained on with the checkpoint's seed but corrupted its test images with
+    seed 0, so its PSNRs did not compare with the first run's."""
+    common = ["jiio-invert", "--data", collection, *TINY, "--task", "denoise", "--count", "4", "--iters", "2",
+              "--quiet", "--no-fid", "--json", "--out", tmp_path / "run"]
+    code, text, error = _inr([*common, "--epochs", "1", "--seed", "5"], capsys)
+    assert code == 0, error
+    first = json.loads(text)
+    code, text, error = _inr([*common, "--epochs", "2", "--resume"], capsys)
+    assert code == 0, error
+    resumed = json.loads(text)
+    assert resumed["config"]["seed"] == 5 and resumed["decoder"]["epochs_trained_now"] == 1
+    assert resumed["corrupted_psnr"] == first["corrupted_psnr"]
+
+
 def test_a_decoder_scores_on_its_own_data_from_another_folder_and_refuses_it_changed(tmp_path, collection, capsys,
                                                                                     monkeypatch):
     """The data path was recorded as typed: run from another folder, the decoder was scored on another file of

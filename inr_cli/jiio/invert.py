@@ -181,6 +181,10 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
                          ranks=Ranks(cluster.rank, cluster.world_size))
     if not cluster.is_leader:
         return 0  # the decoder is trained and saved; restoring and reporting are rank 0's
+    if source.resume and "seed" not in source.given:
+        # A resumed run keeps its seed (training took it from the checkpoint): its test images are corrupted as
+        # the first run's were, so the two runs' PSNRs compare like for like.
+        config = replace(config, seed=run.config.seed)
     decoder = run.decoder.requires_grad_(False)  # restoration differentiates through the latents only
     size = decoder.preset.image_size
     _refuse_whole_image_mask(config, size)
