@@ -11,14 +11,13 @@ from pathlib import Path
 
 import torch
 
-from inr_cli.files import (atomic_write_text, expand_inputs, missing_ancestors, prepare_output_dir,
-                           refuse_empty_folder, remove_if_empty)
+from inr_cli.files import atomic_write_text, expand_inputs, refuse_empty_folder
 from inr_cli.modalities.image import IMAGE, ImageOptions
 from inr_cli.pages import write_compare_page
 from inr_cli.peak_memory import measure_peak_memory
 from inr_cli.progress import stderr_console
 from inr_cli.reports import clean, versions
-from inr_cli.run_folder import refuse_foreign_files
+from inr_cli.run_folder import RunFolder, refuse_foreign_files
 from inr_core.errors import InvalidSetting, UserError, check
 from models import get_spec, model_names
 from training.fitting.amortized import FixpointCache
@@ -134,15 +133,16 @@ def run_compare(paths: list[str], config: CompareConfig, *, out: Path | None = N
     images = [(path, IMAGE.load(path, config.image, base.seed)) for path in paths]
     out = out if out is not None else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     refuse_foreign_files(out, own_files=(SUMMARY_FILE,))
-    if (out / SUMMARY_FILE).is_file() and not overwrite:
-        raise UserError(f"{out} already holds a comparison; add --overwrite to replace it, or choose another --out")
-    created = missing_ancestors(out)
-    prepare_output_dir(out)
+    # One process writes a comparison at a time: a second one aimed at the same folder (even a new one that both
+    # found empty) is refused at once, not left to mix its table and pictures with the first one's.
+    folder = RunFolder(out).lock()
     try:
+        if (out / SUMMARY_FILE).is_file() and not overwrite:
+            raise UserError(f"{out} already holds a comparison; add --overwrite to replace it, or choose another "
+                            "--out")
         return _compare(images, config, base, holdout, out, as_json, quiet)
-    except BaseException:
-        remove_if_empty(created)  # a comparison that failed leaves no empty folder of its own making
-        raise
+    finally:
+        folder.release()  # a comparison that failed leaves no empty folder of its own making
 
 
 def _compare(images: list, config: CompareConfig, base: FitConfig, holdout, out: Path, as_json: bool,

@@ -62,6 +62,17 @@ class RunFolder:
         """Lock the folder for this process and check what it holds (see the module's doc). ``several``: whether
         this run is one over several inputs (each in its own sub-folder) or of one input (in the root), so that
         --resume refuses a folder laid out the other way; None: the command has one layout."""
+        self.lock()
+        try:
+            self._check_reuse(overwrite, resume, several)
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def lock(self) -> RunFolder:
+        """Make the folder if need be and hold its lock, refusing at once a folder another process holds; a
+        command that checks the folder's contents its own way calls this alone (and :meth:`release` after)."""
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"--out {self.root} is a file, not a folder; choose a folder for the run")
         try:
@@ -82,11 +93,6 @@ class RunFolder:
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         handle.flush()
         self._handle = handle
-        try:
-            self._check_reuse(overwrite, resume, several)
-        except BaseException:
-            self.release()
-            raise
         return self
 
     def _check_reuse(self, overwrite: bool, resume: bool, several: bool | None) -> None:

@@ -102,8 +102,18 @@ def test_cli_compare_writes_into_no_folder_of_other_files(tmp_path):
     again = run_cli([*args, "--out", "cmp", "--quiet"], cwd=tmp_path)  # a comparison is not replaced unasked
     assert again.returncode == 1 and again.stderr == \
         "inr: error: cmp already holds a comparison; add --overwrite to replace it, or choose another --out\n"
+    from inr_cli.run_folder import RunFolder
+
+    holder = RunFolder(tmp_path / "cmp").lock()  # another comparison writing there now, as it were
+    try:
+        busy = run_cli([*args, "--out", "cmp", "--quiet", "--overwrite"], cwd=tmp_path)
+    finally:
+        holder.release()
+    assert busy.returncode == 1 and busy.stderr.startswith("inr: error: cmp is being written by another inr run")
+    assert busy.stderr.count("\n") == 1 and (tmp_path / "cmp" / "pictures" / "siren-1L-2D-explicit-0.png").is_file()
     replaced = run_cli([*args, "--out", "cmp", "--quiet", "--overwrite"], cwd=tmp_path)
     assert replaced.returncode == 0 and replaced.stderr == ""
+    assert not (tmp_path / "cmp" / ".inr.lock").exists()
     # Only the new comparison's pictures are left: the old one's 2-wide network is gone with it.
     assert sorted(p.name for p in (tmp_path / "cmp" / "pictures").iterdir()) == [
         "siren-1L-4D-explicit-0.png", "target-0.png"]
