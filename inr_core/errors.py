@@ -36,6 +36,13 @@ def positive(value: float) -> bool:
     return value > 0 and math.isfinite(value)
 
 
+def check_positive(value: float | None, setting: str, *, optional: bool = False) -> None:
+    """Raise :class:`InvalidSetting` unless ``value`` is above zero and finite (or None, when ``optional``):
+    one wording for every such setting, which also tells a user who typed ``inf`` or ``nan`` what is wrong."""
+    check((optional and value is None) or (value is not None and positive(value)), setting,
+          f"must be a positive, finite number, got {value}")
+
+
 def within(prefix: str, validate: Callable[[], None]) -> None:
     """Run a nested part's ``validate``, naming the field it rejects from the enclosing config
     (``tol`` -> ``solver.tol``)."""

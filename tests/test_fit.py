@@ -187,6 +187,14 @@ def test_invalid_solver_settings_are_named_inside_the_config(settings, setting):
     assert info.value.setting == setting
 
 
+@pytest.mark.parametrize("value", [0.0, -1.0, float("inf"), float("nan")])
+def test_a_learning_rate_must_be_positive_and_finite_and_says_so(value):
+    # "--lr must be positive, got inf" left a user wondering what was wrong with inf.
+    with pytest.raises(InvalidSetting) as info:
+        FitConfig(lr=value).validate()
+    assert str(info.value) == f"lr must be a positive, finite number, got {value}"
+
+
 def test_implicit_models_need_a_layer():
     with pytest.raises(InvalidSetting, match="implicit"):
         FitConfig(model="fourier-imfn", layers=0).validate()

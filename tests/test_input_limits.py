@@ -157,9 +157,9 @@ CASES = {
                          f"tone.wav: 1 s (8,000 samples at 8000 Hz) exceeds --max-seconds 0.5; {LIMIT} cut the clip "
                          "shorter"),
     "audio-max-seconds-zero": ("audio", lambda f: wav(f / "tone.wav").name, ["--max-seconds", "0"], 2,
-                               "--max-seconds must be positive, got 0.0"),
+                               "--max-seconds must be a positive, finite number, got 0.0"),
     "audio-max-seconds-nan": ("audio", lambda f: wav(f / "tone.wav").name, ["--max-seconds", "nan"], 2,
-                              "--max-seconds must be positive, got nan"),
+                              "--max-seconds must be a positive, finite number, got nan"),
     "ply-over-limit": ("mesh", lambda f: sphere(f / "ball.ply").name, ["--max-faces", "100"], 1,
                        f"ball.ply: 320 faces exceeds --max-faces 100; {MESH_ADVICE}"),
     "obj-over-limit": ("mesh", lambda f: sphere(f / "ball.obj").name, ["--max-faces", "100"], 1,

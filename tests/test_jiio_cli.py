@@ -148,7 +148,7 @@ def test_train_minutes_lowers_the_epochs_to_what_fits(tmp_path, collection):
                and note.endswith(" s, so 1 of the 5 epochs asked for were trained") for note in report["notes"])
     assert deserialize((out / "decoder.pt").read_bytes())["config"]["epochs"] == 1
     for flags, message in [(["--data", str(collection), "--train-minutes", "0"],
-                            "--train-minutes must be positive, got 0"),
+                            "--train-minutes must be a positive, finite number, got 0.0"),
                            (["--decoder", str(out / "decoder.pt"), "--train-minutes", "1"],
                             "--train-minutes limits training: it needs --data")]:
         refused = run_cli(["jiio-invert", *flags, "--out", tmp_path / "x"], tmp_path)
@@ -230,8 +230,9 @@ def test_errors_are_one_line(tmp_path, collection):
 
 @pytest.mark.parametrize("config, message", [
     (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(batch_size=0))),
-     "--train-batch-size must be positive, got 0"),
-    (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(lr=-1.0))), "--lr must be positive, got -1.0"),
+     "--train-batch-size must be at least 1, got 0"),
+    (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(lr=-1.0))),
+     "--lr must be a positive, finite number, got -1.0"),
     (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(preset="huge"))),
      "--preset must be one of: small, large; got 'huge'"),
     (InvertConfig(decoder=DecoderSource(data="d", train_count=0)),
@@ -247,9 +248,9 @@ def test_errors_are_one_line(tmp_path, collection):
     (InvertConfig(decoder=DecoderSource(data="d"), restoration=RestorationSettings(adam_max_steps=0)),
      "--adam-max-steps must be at least 1, got 0"),
     (InvertConfig(decoder=DecoderSource(data="d"), corruption=CorruptionSettings(sigma=0.0)),
-     "--sigma must be positive, got 0.0"),
+     "--sigma must be a positive, finite number, got 0.0"),
     (InvertConfig(decoder=DecoderSource(data="d"), corruption=CorruptionSettings(sigma=float("inf"))),
-     "--sigma must be positive, got inf"),
+     "--sigma must be a positive, finite number, got inf"),
     # Sides the decoder's branches cannot halve exactly failed with a shape mismatch after the data was read.
     (InvertConfig(decoder=DecoderSource(data="d", training=DecoderConfig(image_size=13))),
      "--image-size must be a multiple of 2 for the small preset, got 13"),

@@ -12,7 +12,7 @@ from inr_cli.media.audio import DEFAULT_MAX_SECONDS, LoadedAudio, read_audio, wr
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, grid_quality, register_modality)
 from inr_cli.reports import db_text
-from inr_core.errors import UserError, check, positive
+from inr_core.errors import UserError, check_positive
 from training.fitting.fit import FitResult
 from training.fitting.recipes import Recipe, frequency_for_bandwidth, papers_learning_rate
 from training.fitting.signal import GridSignal, audio_signal
@@ -28,7 +28,7 @@ class AudioOptions(ModalityOptions):
     max_seconds: float = DEFAULT_MAX_SECONDS  # longest clip read, checked from the file's header
 
     def validate(self) -> None:
-        check(positive(self.max_seconds), "max_seconds", f"must be positive, got {self.max_seconds}")
+        check_positive(self.max_seconds, "max_seconds")
 
 
 @dataclass

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from inr_cli.reports import db_text, number_text
-from inr_core.errors import UserError, check, positive
+from inr_core.errors import UserError, check, check_positive
 from training.fitting.config import FitConfig
 from training.fitting.evaluate import GridEvaluation
 from training.fitting.fit import FitResult
@@ -91,14 +91,14 @@ class SampleRequest:
     resolution: int | None = None  # of the grid a surface is extracted on
 
     def validate(self) -> None:
-        check(self.scale is None or positive(self.scale), "scale", f"must be positive, got {self.scale}")
+        check_positive(self.scale, "scale", optional=True)
         check(self.scale is None or (self.width is None and self.height is None), "scale",
               "cannot be given with --width or --height; give one or the other")
         for name in ("width", "height", "rate"):
             value = getattr(self, name)
             check(value is None or value >= 1, name, f"must be at least 1, got {value}")
-        check(self.duration is None or positive(self.duration), "duration", f"must be positive, got {self.duration}")
-        check(self.fps is None or positive(self.fps), "fps", f"must be positive, got {self.fps}")
+        check_positive(self.duration, "duration", optional=True)
+        check_positive(self.fps, "fps", optional=True)
         check(self.resolution is None or 8 <= self.resolution <= MAX_RESOLUTION, "resolution",
               f"must be between 8 and {MAX_RESOLUTION}, got {self.resolution}")
 

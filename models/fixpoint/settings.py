@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from inr_core.errors import check
+from inr_core.errors import check, check_positive
 
 SOLVER_NAMES = ("fixed-point", "anderson", "broyden")
 BACKWARD_MODES = ("neumann", "exact")
@@ -44,14 +44,14 @@ class SolverSettings:
         """Raise :class:`inr_core.errors.InvalidSetting` naming the first field no solve can use."""
         check(self.solver in SOLVER_NAMES, "solver",
               f"must be one of: {', '.join(SOLVER_NAMES)}; got {self.solver!r}")
-        check(self.tol > 0, "tol", f"must be positive, got {self.tol}")
+        check_positive(self.tol, "tol")
         for name in ("max_iter", "neumann_steps", "backward_max_iter"):  # counts of f evaluations per solve
             value = getattr(self, name)
             low = 0 if name == "neumann_steps" else 1
             check(low <= value <= MAX_ITERATIONS, name, f"must be between {low} and {MAX_ITERATIONS:,}, got {value}")
         check(self.backward in BACKWARD_MODES, "backward",
               f"must be one of: {', '.join(BACKWARD_MODES)}; got {self.backward!r}")
-        check(self.backward_tol > 0, "backward_tol", f"must be positive, got {self.backward_tol}")
+        check_positive(self.backward_tol, "backward_tol")
 
     def state_tensors(self) -> int:
         """Width-sized tensors per sample the forward solver keeps alive (for memory planning)."""

@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING
 
-from inr_core.errors import check, positive, within
+from inr_core.errors import check, check_positive, within
 from models import get_spec, model_names
 from models.fixpoint.settings import SolverSettings
 from training.fitting.precision import check_precision, default_precision
@@ -79,10 +79,9 @@ class FitConfig:
         _check_between(self.layers, "layers", 0, MAX_LAYERS)
         check(not get_spec(self.model).implicit or self.layers >= 1, "layers",
               f"must be at least 1 for the implicit model {self.model}, got {self.layers}")
-        check(self.frequency is None or positive(self.frequency), "frequency",
-              f"must be positive, got {self.frequency}")
+        check_positive(self.frequency, "frequency", optional=True)
         _check_between(self.steps, "steps", 1, MAX_STEPS)
-        check(self.lr is None or positive(self.lr), "lr", f"must be positive, got {self.lr}")
+        check_positive(self.lr, "lr", optional=True)
         check(self.lr_schedule in LR_SCHEDULES, "lr_schedule",
               f"must be one of: {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}")
         check(self.batch_size is None or self.batch_size >= 1, "batch_size",

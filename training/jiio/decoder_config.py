@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from inr_core.errors import check
+from inr_core.errors import check, check_positive
 from models.mdeq_presets import PRESETS, DecoderPreset
 from training.jiio.settings import MAX_IMAGE_SIZE, TRAINING_JIIO_ITERATIONS, JIIOSettings
 from training.schedule import LR_SCHEDULES, rate_factor
@@ -74,9 +74,9 @@ class DecoderConfig:
         check(weights <= MAX_INJECTION_WEIGHTS, "latent_dim",
               f"{self.latent_dim} at image size {self.image_size} gives the latent's injection maps {weights:,} "
               f"weights, more than {MAX_INJECTION_WEIGHTS:,}; lower it or the image size")
-        for name in ("batch_size", "lr", "jiio_step_size"):
-            value = getattr(self, name)
-            check(value > 0, name, f"must be positive, got {value}")
+        check(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        check_positive(self.lr, "lr")
+        check_positive(self.jiio_step_size, "jiio_step_size")
         check(self.jacobian_weight >= 0, "jacobian_weight", f"must be 0 or more, got {self.jacobian_weight}")
         check(self.anderson_memory >= 0, "anderson_memory", f"must be 0 or more, got {self.anderson_memory}")
         check(self.lr_schedule in LR_SCHEDULES, "lr_schedule",

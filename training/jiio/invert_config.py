@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from inr_core.errors import check, within
+from inr_core.errors import check, check_positive, within
 from training.jiio.decoder_config import DecoderConfig
 from training.jiio.settings import CorruptionSettings, RestorationSettings
 
@@ -93,8 +93,7 @@ class InvertConfig:
         # The latent density `inr sample` draws from is fitted to the training codes: it needs two at least.
         check(source.train_count is None or source.train_count >= 2, "decoder.train_count",
               f"must be at least 2 (training needs 2 images at least), got {source.train_count}")
-        check(source.train_minutes is None or source.train_minutes > 0, "decoder.train_minutes",
-              f"must be positive, got {source.train_minutes or 0:g}")
+        check_positive(source.train_minutes, "decoder.train_minutes", optional=True)
         check(source.train_minutes is None or source.data is not None, "decoder.train_minutes",
               "limits training: it needs decoder.data")
         within("decoder.training", source.training.validate)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from inr_core.errors import check, positive
+from inr_core.errors import check, check_positive
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +86,7 @@ class CorruptionSettings:
 
     def validate(self) -> None:
         check(self.mask_size is None or self.mask_size >= 1, "mask_size", f"must be at least 1, got {self.mask_size}")
-        check(positive(self.sigma), "sigma", f"must be positive, got {self.sigma}")
+        check_positive(self.sigma, "sigma")
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,6 @@ class RestorationSettings:
             check(value >= 1, name, f"must be at least 1, got {value}")
         check(self.adam_max_steps is None or self.adam_max_steps >= 1, "adam_max_steps",
               f"must be at least 1, got {self.adam_max_steps}")
-        check(self.step_size > 0, "step_size", f"must be positive, got {self.step_size}")
-        check(self.adam_lr > 0, "adam_lr", f"must be positive, got {self.adam_lr}")
+        check_positive(self.step_size, "step_size")
+        check_positive(self.adam_lr, "adam_lr")
         check(self.anderson_memory >= 0, "anderson_memory", f"must be 0 or more, got {self.anderson_memory}")

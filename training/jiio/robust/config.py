@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from inr_core.errors import check, positive
+from inr_core.errors import check, check_positive, positive
 from models.fixpoint.settings import SolverSettings
 from models.mdeq_classifier_presets import CLASSIFIER_SOLVER, PRESETS, ClassifierPreset
 from training.jiio.settings import MAX_IMAGE_SIZE
@@ -58,7 +58,7 @@ class AttackSettings:
             check(value >= 1, name, f"must be at least 1, got {value}")
         for name in ("pgd_step_factor", "jiio_step_factor"):
             value = getattr(self, name)
-            check(positive(value), name, f"must be positive, got {value}")
+            check_positive(value, name)
         self.solver.validate()
 
     def to_dict(self) -> dict:
@@ -106,7 +106,7 @@ class RobustConfig:
             check(self.image_size % multiple == 0, "image_size",
                   f"must be a multiple of {multiple} for the {self.preset} preset, got {self.image_size}")
         check(self.in_channels in (1, 3), "in_channels", f"must be 1 or 3, got {self.in_channels}")
-        check(positive(self.lr), "lr", f"must be positive, got {self.lr}")
+        check_positive(self.lr, "lr")
         self.attack.validate()
 
     def classifier_preset(self) -> ClassifierPreset:
