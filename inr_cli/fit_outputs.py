@@ -104,6 +104,9 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
         "steps": fit_config.steps,
         # The step whose network the outputs show (--keep best may keep an earlier one than the last).
         "kept_step": fit_config.steps if result.kept_step is None else result.kept_step,
+        # Training ended before its last step (the loss ran away after every rollback): the input counts as failed,
+        # though its outputs, of the last good network, are written.
+        "stopped_early": None if result.stopped_early is None else result.stopped_early.report(),
         "seconds": result.train_seconds,
         "steps_per_second": result.steps_per_second,
         "eval_seconds": result.eval_seconds,

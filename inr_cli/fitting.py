@@ -201,8 +201,7 @@ class _Outcomes:
         self._announce_ready()
 
     def finished_earlier(self, index: int, report: dict) -> None:
-        self.by_index[index] = report
-        self._announce_ready()
+        self._settled(index, report)
 
     def written(self, index: int, pending: Future) -> None:
         try:
@@ -210,6 +209,12 @@ class _Outcomes:
         except UserError as error:
             self.failed(index, error)
             return
+        self._settled(index, report)
+
+    def _settled(self, index: int, report: dict) -> None:
+        if report.get("stopped_early"):  # written, but short of its steps: a failure, said as one
+            stderr_console.print(f"inr: error: {report['input']}: {report['stopped_early']['message']}",
+                                 markup=False, soft_wrap=True)
         self.by_index[index] = report
         self._announce_ready()
 
@@ -321,7 +326,8 @@ def _alone(job: Job, config: FitCommandConfig, output: OutputOptions, stop: Stop
 
 def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOptions) -> int:
     """Validate ``config`` once, then fit every input; report each failure on one stderr line and carry on.
-    Returns the exit code: 1 if any input failed.
+    Returns the exit code: 1 if any input failed, or stopped short of its steps (its loss ran away again after
+    every rollback: its outputs hold its last good network, and its report says so in ``stopped_early``).
 
     On CUDA one input's outputs (pictures, checkpoint, report) are written by a background thread while the next
     input trains, so the device does not wait for PNG encoders and plots (``output.write_in_background``).
@@ -380,7 +386,8 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
                 write_summary(root, sources, everything, modality.summary_metrics,
                               f"{config.modality}: {config.fit.model} {config.fit.layers}L-{config.fit.hidden}D, "
                               f"{len(sources)} inputs")
-            code = 1 if any(not isinstance(outcome, dict) for outcome in everything.values()) else 0
+            code = 1 if any(not isinstance(outcome, dict) or outcome.get("stopped_early")
+                            for outcome in everything.values()) else 0
         return cluster.agree(code)
     finally:
         for folder in claimed:

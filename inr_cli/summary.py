@@ -38,13 +38,16 @@ def summarize(sources: list[str], outcomes: dict[int, dict | str], metrics: tupl
         if isinstance(outcome, dict):
             rows.append({"input": source, "status": "fitted", "output_dir": outcome["output_dir"],
                          **{key: outcome.get(key) for key in metrics}, "seconds": outcome["seconds"],
-                         "kept_step": outcome.get("kept_step", outcome.get("steps")), "steps": outcome.get("steps")})
+                         "kept_step": outcome.get("kept_step", outcome.get("steps")), "steps": outcome.get("steps"),
+                         "stopped_early": bool(outcome.get("stopped_early"))})
         else:
             rows.append({"input": source, "status": "failed", "error": outcome})
     fitted = [row for row in rows if row["status"] == "fitted"]
     return {"inputs": len(rows), "fitted": len(fitted), "failed": len(rows) - len(fitted),
             # inputs whose outputs are of an earlier network than their last step's (--keep best)
-            "kept_earlier": sum(row["kept_step"] != row["steps"] for row in fitted),
+            "kept_earlier": sum(row["kept_step"] != row["steps"] and not row["stopped_early"] for row in fitted),
+            # inputs whose training stopped short, their loss running away after every rollback (counted as failed)
+            "stopped_early": sum(row["stopped_early"] for row in fitted),
             "metrics": {key: _stats([row[key] for row in fitted]) for key in (*metrics, "seconds")},
             "rows": rows}
 
@@ -64,7 +67,10 @@ def markdown(summary: dict, metrics: tuple[str, ...], title: str) -> str:
              f"{summary['fitted']} of {summary['inputs']} inputs fitted"
              + (f", {summary['failed']} failed" if summary["failed"] else "") + "."
              + (f" {summary['kept_earlier']} kept an earlier network than their last step's, the best measured "
-                "along the run (`--keep best`; see each report's `kept_step`)." if summary.get("kept_earlier") else ""),
+                "along the run (`--keep best`; see each report's `kept_step`)." if summary.get("kept_earlier") else "")
+             + (f" {summary['stopped_early']} stopped short of their steps, their loss running away after every "
+                "rollback: their rows are of their last good network (see each report's `stopped_early`)."
+                if summary.get("stopped_early") else ""),
              "",
              "| input | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for row in summary["rows"]:

@@ -182,3 +182,10 @@ def test_a_dataset_summary_counts_the_inputs_that_kept_an_earlier_network():
     reports[0]["kept_step"] = 300
     assert "kept an earlier network" not in markdown(summarize(["a.png", "b.png", "c.png"], reports, ("psnr",)),
                                                      ("psnr",), "t")
+    # One that stopped short of its steps (its loss ran away after every rollback) is counted as that, not as
+    # having kept an earlier network.
+    reports[1] |= {"kept_step": 50, "stopped_early": {"step": 51, "loss": 1e9, "kept_step": 50, "message": "m"}}
+    summary = summarize(["a.png", "b.png", "c.png"], reports, ("psnr",))
+    assert summary["kept_earlier"] == 0 and summary["stopped_early"] == 1
+    assert ("3 of 3 inputs fitted. 1 stopped short of their steps, their loss running away after every rollback"
+            in markdown(summary, ("psnr",), "t"))

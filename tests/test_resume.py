@@ -288,6 +288,39 @@ def test_a_runaway_loss_is_rolled_back_at_a_lower_learning_rate(camera_u8):
     assert np.isfinite(result.final.psnr) and result.final.psnr > 15
 
 
+def test_a_loss_that_runs_away_after_every_rollback_ends_with_the_last_good_network(tiles, monkeypatch, capsys):
+    """A long fit whose loss ran away again after its last rollback failed with nothing written: whatever it had
+    reached was lost. It now ends with its last good network, written as ever, and still counts as failed."""
+    import training.fitting.fit as fit_module
+
+    folder, names = tiles
+    monkeypatch.chdir(folder)
+    calls = []
+
+    class RunsAwayAfterStep60(fit_module.TrainingStep):  # the loss it reports from the 61st call on, that is
+        def __call__(self, *args):
+            calls.append(1)
+            loss = super().__call__(*args)
+            return loss * 1e9 if len(calls) > 60 else loss
+
+    fit = ["--hidden", "16", "--layers", "1", "--device", "cpu", "--quiet", "--json", "--eval-every", "0"]
+    monkeypatch.setattr(fit_module, "TrainingStep", RunsAwayAfterStep60)
+    code, out, err = in_process(["fit", "image", names[0], "--out", "stopped", "--steps", "200", *fit], capsys)
+    # Snapshots every 25 steps: step 61 ran away; rolled back to step 50 three times, each running away at once.
+    assert code == 1 and err.count("\n") == 1 and err.startswith(
+        f"inr: error: {names[0]}: training diverged at step 51 (loss "), err
+    assert err.endswith(" after 3 rollbacks at lower learning rates; its outputs hold the network of step 50, the "
+                        "last good one; try a smaller --lr\n"), err
+    report = json.loads(out)
+    assert report == json.loads((folder / "stopped" / "report.json").read_text())
+    assert report["kept_step"] == 50 and report["stopped_early"]["kept_step"] == 50
+    assert report["history"][-1]["step"] == 50 and (folder / "stopped" / "checkpoint.pt").is_file()
+    calls.clear()  # the same fit asked for 50 steps, none of them running away: the very same network
+    code, out, err = in_process(["fit", "image", names[0], "--out", "straight", "--steps", "50", *fit], capsys)
+    assert code == 0, err
+    assert json.loads(out)["psnr"] == report["psnr"]
+
+
 def test_a_fit_far_above_its_start_is_not_a_runaway_however_its_tiny_loss_moves():
     from training.fitting.control import runs_away
 

@@ -27,7 +27,8 @@ from training.fitting.evaluate import GridEvaluation, SampleEvaluation, psnr_wit
 from training.fitting.precision import matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
 from training.fitting.signal import Signal, training_loss
-from training.fitting.step import TrainingStep
+from training.fitting.render import eval_mode
+from training.fitting.step import TrainingStep, piece_bounds
 from training.metrics import psnr_from_mse
 
 
@@ -62,10 +63,29 @@ class FitResult:
     # PSNR with the weights rounded to float16 (grid signals): the quality at the rate reports count
     psnr_fp16_weights: float | None = None
     kept_step: int | None = None  # the step whose network this is (--keep best); None: the last step's
+    stopped_early: StoppedEarly | None = None  # training ended before config.steps: the loss kept running away
 
     @property
     def steps_per_second(self) -> float | None:
         return self.timed_steps / self.train_seconds if self.train_seconds > 0 else None
+
+
+@dataclass
+class StoppedEarly:
+    """Why a fit ended before its last step: its loss ran away once more after ``MAX_ROLLBACKS`` rollbacks, at
+    ``step`` (reaching ``loss``), and it ended with the last good network (of ``kept_step``), not with nothing."""
+
+    step: int
+    loss: float
+    kept_step: int
+
+    def message(self) -> str:
+        return (f"training diverged at step {self.step} (loss {self.loss}) after {MAX_ROLLBACKS} rollbacks at lower "
+                f"learning rates; its outputs hold the network of step {self.kept_step}, the last good one; try a "
+                "smaller --lr")
+
+    def report(self) -> dict:
+        return {"step": self.step, "loss": self.loss, "kept_step": self.kept_step, "message": self.message()}
 
 
 def make_model(config: FitConfig, signal: Signal) -> nn.Module:
@@ -135,7 +155,9 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     are read back every ``sync_every`` steps (progress, run-away check) and at the end. The first step of a
     compiled fit is timed on its own (``compile_seconds``) and left out of ``train_seconds``. A loss that runs
     away (:class:`training.fitting.control.RunawayGuard`) is rolled back to the last good state at a lower
-    learning rate, with a note; ``control`` saves, stops and resumes the fit (:mod:`training.fitting.control`).
+    learning rate, with a note; when it runs away again after the last rollback, the fit ends with the last good
+    network (``stopped_early``), or fails when it never had one; ``control`` saves, stops and resumes the fit
+    (:mod:`training.fitting.control`).
     """
     called_at = time.perf_counter()
     config = resolve_config(config, signal, recipe_rule)
@@ -205,6 +227,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     start = first_step_at
     checked = first - 1  # losses up to this step have been looked at
     step = first
+    stopped: StoppedEarly | None = None
     with matmul_precision(config.precision, device):
         while step <= config.steps:
             batch = None if full_batch else sampler.next()
@@ -219,6 +242,12 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
             if step % sync_every == 0 or last:
                 worst, value = losses[checked:step].max().item(), losses[step - 1].item()
                 if guard.ran_away(worst, losses[0].item()):
+                    # The evaluations of the steps given up go with them (a rollback measures those steps again).
+                    progress = [(s, entry) for s, entry in progress if s <= guard.snapshot_step]
+                    if guard.rollbacks >= MAX_ROLLBACKS:
+                        stopped = _stop_at_last_good(guard, step, worst, restore_light, model, cache,
+                                                     (train_coords, piece_rows), notes)
+                        break
                     step = _roll_back(guard, step, worst, restore_light, config, cache, notes)
                     checked = step - 1
                     continue
@@ -250,23 +279,25 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
             result = signal.evaluate(model, device, chunk)
             psnr_fp16 = psnr_with_half_precision_weights(model, signal, device, chunk)
         eval_seconds += time.perf_counter() - eval_start
+    last_step = config.steps if stopped is None else stopped.kept_step
     evaluations = [{"step": step, **_read_back(entry)} for step, entry in progress]
     # The last step's network, as measured along the run when a better one was kept, else by the final evaluation.
-    evaluations.append({"step": config.steps, **(result.history_entry() if kept is None else kept.last_entry)})
+    evaluations.append({"step": last_step, **(result.history_entry() if kept is None else kept.last_entry)})
     if training_step.note:
         notes.append(training_step.note)
 
     return FitResult(
         model=model, optimizer=optimizer, config=config, params=count_parameters(model),
-        train_seconds=train_seconds, timed_steps=config.steps - (1 if compiling else 0),
+        train_seconds=train_seconds, timed_steps=(step if stopped else config.steps) - (1 if compiling else 0),
         compiled=training_step.compile,
         eval_seconds=eval_seconds, compile_seconds=training_step.compile_seconds,
         setup_seconds=first_step_at - called_at, first_step_at=first_step_at,
-        batch_psnr=[psnr_from_mse(v) for v in losses.cpu().tolist()],
+        batch_psnr=[psnr_from_mse(v) for v in losses[:last_step].cpu().tolist()],
         evaluations=evaluations, final=result, notes=notes, psnr_fp16_weights=psnr_fp16,
         solver=solver_report(config, model, cache, train_coords, result, chunk, cache_note,
                              None if kept is None else kept.cache_residuals) if config.is_implicit() else None,
-        kept_step=None if kept is None else kept.step,
+        kept_step=kept.step if kept is not None else None if stopped is None else stopped.kept_step,
+        stopped_early=stopped,
     )
 
 
@@ -297,12 +328,30 @@ def _keep_best(keeper: BestNetwork | None, model: nn.Module, measure_progress, c
     return kept
 
 
+def _stop_at_last_good(guard: RunawayGuard, step: int, worst: float, restore_light, model: nn.Module,
+                       cache: FixpointCache | None, train_points: tuple[torch.Tensor, int | None], notes: list[str]
+                       ) -> StoppedEarly:
+    """End training with the last good state, once the rollbacks are used up: what hours of a long fit reached is
+    kept, not thrown away with the run-away steps. Raises the divergence error when there is no good state past
+    the start (a learning rate too high from the first step)."""
+    if guard.snapshot_step == 0:
+        raise divergence_error(step, worst, f" after {MAX_ROLLBACKS} rollbacks at lower learning rates")
+    restore_light(guard.snapshot)
+    if cache is not None:  # its states belong to the weights that ran away: solve afresh for the good ones
+        cache.invalidate()
+        coords, piece_rows = train_points
+        with eval_mode(model):  # (a training-mode solve would advance spectral-norm estimates: another network)
+            cache.ensure_solved(model, coords, None, piece_bounds(len(coords), piece_rows))
+    stopped = StoppedEarly(step, worst, guard.snapshot_step)
+    notes.append(f"the loss ran away again by step {step} (reached {worst:.3g}) after {MAX_ROLLBACKS} rollbacks at "
+                 f"lower learning rates: training stopped, and the network is step {stopped.kept_step}'s, the last "
+                 "good one; try a smaller --lr")
+    return stopped
+
+
 def _roll_back(guard: RunawayGuard, step: int, worst: float, restore_light, config: FitConfig, cache,
                notes) -> int:
-    """Restore the last good state at a lower learning rate; returns the step to go on from. Raises the
-    divergence error once the rollbacks are used up."""
-    if guard.rollbacks >= MAX_ROLLBACKS:
-        raise divergence_error(step, worst, f" after {MAX_ROLLBACKS} rollbacks at lower learning rates")
+    """Restore the last good state at a lower learning rate; returns the step to go on from."""
     guard.rollbacks += 1  # every later step's rate is halved once more (FitConfig.learning_rate)
     restore_light(guard.snapshot)
     learning_rate = config.learning_rate(guard.snapshot_step + 1, guard.rollbacks)  # the rate training goes on at
