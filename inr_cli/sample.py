@@ -143,7 +143,8 @@ def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | 
     each checkpoint is sampled in turn, in this one process. With several, ``out`` is a folder that receives
     each sample as NAME-SAMPLE (a decoder's draws in a folder NAME; :func:`sample_names`), or, without it, each
     sample goes beside its checkpoint. A checkpoint that fails is reported on one stderr line and the others go
-    on. Returns the exit code: 1 if any failed. ``on_written`` receives each file written."""
+    on; nothing more is printed about it (the exit code says that one failed), as with `inr fit`'s several inputs.
+    Returns the exit code: 1 if any failed. ``on_written`` receives each file written."""
     request.validate()
     decoder.validate()
     check_device_name(device)
@@ -165,8 +166,6 @@ def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | 
             continue
         if written is not None:
             on_written(written)
-    if failed:
-        print(f"inr: {failed} of {len(checkpoints)} checkpoints failed", file=sys.stderr)
     return 1 if failed else 0
 
 
