@@ -274,7 +274,8 @@ def _summary(restorations: list[Restoration], scores: dict[str, list[float]],
     psnrs = torch.tensor(scores["psnr"], dtype=torch.float64)
     means = {key: _mean(values) for key, values in scores.items()}
     summary = {
-        "psnr": means["psnr"], "psnr_std": float(psnrs.std()) if len(psnrs) > 1 else 0.0,
+        # The population std (over the images restored, not an estimate for others), as every spread inr reports.
+        "psnr": means["psnr"], "psnr_std": float(psnrs.std(correction=0)),
         "psnr_masked": means.get("psnr_masked"),
         **{key: value for key, value in means.items() if key.startswith("decoded_")},
         **({} if corrupted is None else
