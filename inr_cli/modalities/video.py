@@ -63,7 +63,9 @@ class VideoModality(Modality):
                       POINTS_PER_STEP)
 
     def metrics(self, loaded: LoadedVideoSignal, result: FitResult) -> dict:
-        reconstruction, frames = result.final.reconstruction, loaded.video.frames
+        # Against the frames as the fit holds them (the signal's), so that ``psnr`` is its final evaluation's, bit
+        # for bit, and its history's last entry (float32 rounding of the [-1, 1] scaling apart, the frames read).
+        reconstruction, frames = result.final.reconstruction, loaded.signal.unit_grid()
         per_frame = psnr_per_frame(reconstruction, frames)
         finite = [p for p in per_frame if math.isfinite(p)]
         return {

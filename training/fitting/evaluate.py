@@ -18,13 +18,13 @@ from training.fitting.render import eval_mode, predict_points_with_stats, render
 from training.metrics import psnr, psnr_on_device, ssim, to_unit_range
 
 if TYPE_CHECKING:
-    from training.fitting.signal import GridSignal, ScatteredSamples
+    from training.fitting.signal import GridSignal, ScatteredSamples, SubGrid
 
 
 @dataclass
 class GridEvaluation:
     reconstruction: torch.Tensor  # (*grid_shape, C) in [0, 1], on the CPU
-    psnr: float  # on the training points
+    psnr: float  # on the training points, as the report gives it (GridSignal.reported_psnr)
     ssim: float | None  # on the training points, where they form a 2-D grid of at least 3x3
     psnr_holdout: float | None = None  # on the held-out points, when there are any
     ssim_holdout: float | None = None
@@ -64,7 +64,7 @@ def evaluate_grid(model: nn.Module, signal: GridSignal, device: torch.device, ch
     train = signal.train
     result = GridEvaluation(
         reconstruction=reconstruction,
-        psnr=psnr(flat[train.index], target[train.index]),
+        psnr=signal.reported_psnr(reconstruction),  # (a video's: the mean over its frames)
         ssim=_subgrid_ssim(flat[train.index], target[train.index], train.shape),
         solver=summarize_solves(solves),
     )
@@ -83,8 +83,43 @@ def measured_parts(signal: GridSignal) -> dict:
     return parts
 
 
+@dataclass(frozen=True)
+class FrameIndex:
+    """Where the PSNR of some points is the mean of their frames' PSNRs (a video): each point's frame among those
+    the points cover (``frame``, ``(n,)``, on the device), and how many values each frame has (``values``)."""
+
+    frame: torch.Tensor
+    values: torch.Tensor  # (frames,) float64: points of the frame times channels
+
+    @classmethod
+    def of(cls, signal: GridSignal, part: SubGrid, device: torch.device) -> FrameIndex | None:
+        frames = signal.frames_of(part.index)
+        if frames is None:
+            return None
+        _, frame = torch.unique(frames, return_inverse=True)  # frames with no point here are no frames of theirs
+        values = torch.bincount(frame).double() * signal.channels
+        return cls(frame.to(device), values.to(device))
+
+    def psnr(self, squared_error: torch.Tensor) -> torch.Tensor:
+        """The mean over frames of ``-10 log10`` of each frame's mean of ``squared_error`` (``(..., n, C)``, float64),
+        on the device: ``(...)``. Infinite where every frame is matched exactly, as ``video_psnr`` is."""
+        sums = squared_error.new_zeros(*squared_error.shape[:-2], len(self.values))
+        sums.index_add_(sums.dim() - 1, self.frame, squared_error.sum(-1))
+        return (-10.0 * torch.log10(sums / self.values)).mean(-1)
+
+
+def _progress_psnr(prediction: torch.Tensor, target: torch.Tensor, frames: FrameIndex | None) -> torch.Tensor:
+    """The PSNR of ``(..., n, C)`` predictions in [0, 1] against their targets, as the report measures it, per
+    leading index: over all the points, or the mean over frames (``frames``). Left on the device."""
+    error = (prediction.double() - target.double()) ** 2
+    if frames is not None:
+        return frames.psnr(error)
+    return -10.0 * torch.log10(error.flatten(-2).mean(-1))
+
+
 class GridProgress:
-    """PSNR on the training and held-out points along the run, measured on the device and left there.
+    """PSNR on the training and held-out points along the run, measured on the device and left there, on the
+    report's definition (a video's is the mean over its frames: :class:`FrameIndex`).
 
     Coordinates and targets move to the device once; each call predicts there and returns 0-d tensors, so
     recording progress never waits for the GPU. An amortized implicit fit passes its cached states, from which
@@ -98,6 +133,7 @@ class GridProgress:
         parts = measured_parts(signal)
         self.coords = {key: signal.coordinates(part.index).to(device) for key, part in parts.items()}
         self.targets = {key: target[part.index].to(device) for key, part in parts.items()}
+        self.frames = {key: FrameIndex.of(signal, part, device) for key, part in parts.items()}
 
     def _predict(self, model: nn.Module, coords: torch.Tensor, states: torch.Tensor | None) -> torch.Tensor:
         pieces = []
@@ -115,14 +151,16 @@ class GridProgress:
         with eval_mode(model):
             for key, coords in self.coords.items():
                 prediction = to_unit_range(self._predict(model, coords, train_states if key == "psnr" else None))
-                entry[key] = psnr_on_device(prediction, self.targets[key])
+                frames = self.frames[key]
+                entry[key] = psnr_on_device(prediction, self.targets[key]) if frames is None else \
+                    _progress_psnr(prediction, self.targets[key], frames)
         return entry
 
 
 class GroupGridProgress:
     """:class:`GridProgress` for a group of stacked networks fitted to same-shaped grids (see
-    :mod:`training.fitting.grouped`): each signal's PSNR on its training (and held-out) points, as ``(G,)`` tensors
-    left on the device. The points are shared; each signal has its own targets. Chunks hold ``chunk_points``
+    :mod:`training.fitting.grouped`): each signal's PSNR on its training (and held-out) points, on the report's
+    definition, as ``(G,)`` tensors left on the device. The points are shared; each signal has its own targets. Chunks hold ``chunk_points``
     points of every signal at once, so pass a single network's chunk divided by the group's size."""
 
     def __init__(self, signals: list[GridSignal], device: torch.device, chunk_points: int):
@@ -133,6 +171,7 @@ class GroupGridProgress:
         targets = [signal.unit_values() for signal in signals]
         self.targets = {key: torch.stack([target[part.index] for target in targets]).to(device)
                         for key, part in parts.items()}
+        self.frames = {key: FrameIndex.of(first, part, device) for key, part in parts.items()}
 
     @torch.no_grad()
     def __call__(self, network, template: nn.Module, train_states: torch.Tensor | None = None) -> dict:
@@ -147,8 +186,8 @@ class GroupGridProgress:
                     states = None if key != "psnr" or train_states is None else \
                         train_states[:, start:start + self.chunk_points]
                     pieces.append(network(x) if states is None else network.forward_with_stats(x, states)[0])
-                error = (to_unit_range(torch.cat(pieces, dim=1)).double() - self.targets[key].double()) ** 2
-                entry[key] = -10.0 * torch.log10(error.flatten(1).mean(1))
+                entry[key] = _progress_psnr(to_unit_range(torch.cat(pieces, dim=1)), self.targets[key],
+                                            self.frames[key])
         return entry
 
 

@@ -14,6 +14,7 @@ which modality produced it.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import torch
@@ -119,6 +120,11 @@ class GridSignal:
         rounded to fp16) takes this one, so the two differ only by what was changed."""
         train = self.train.index
         return psnr(reconstruction.reshape(-1, self.channels)[train], self.unit_values()[train])
+
+    def frames_of(self, index: torch.Tensor) -> torch.Tensor | None:
+        """The frame each of the points ``index`` lies in, where :meth:`reported_psnr` is the mean of the frames'
+        PSNRs (a video), so that progress measures the same; None where it is one PSNR over all the points."""
+        return None
 
     def progress(self, device: torch.device, chunk_points: int):
         """The measurement a fit records along the run: ``(model, train_states=None) -> {"psnr", "psnr_holdout"}``
@@ -230,10 +236,14 @@ def audio_signal(samples: torch.Tensor) -> GridSignal:
 @dataclass
 class VideoSignal(GridSignal):
     """Frames on a (t, y, x) grid, every point trained: a video's report gives the mean of its frames' PSNRs
-    (:func:`training.metrics.video_psnr`), while the fit's evaluations measure the whole clip at once."""
+    (:func:`training.metrics.video_psnr`), and so do the fit's evaluations, along the run (on the device:
+    :meth:`frames_of`) and at the end, so its history, ``--keep best`` and its report measure one thing."""
 
     def reported_psnr(self, reconstruction: torch.Tensor) -> float:
         return video_psnr(psnr_per_frame(reconstruction.reshape(*self.grid_shape, -1), self.unit_grid()))
+
+    def frames_of(self, index: torch.Tensor) -> torch.Tensor:
+        return torch.div(index, math.prod(self.grid_shape[1:]), rounding_mode="floor")
 
 
 def video_signal(frames: torch.Tensor) -> VideoSignal:
