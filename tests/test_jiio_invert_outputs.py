@@ -7,10 +7,16 @@ import statistics
 
 import numpy as np
 import pytest
+import torch
 from helpers import untrained_decoder_checkpoint
+from PIL import Image
 from skimage import data
 
 from inr_cli.app import main
+from inr_cli.media.datasets import load_images
+from training.jiio.fid import from_eight_bit_levels
+from training.jiio.inverse_tasks import corrupt
+from training.jiio.settings import CorruptionSettings
 
 
 def _inr(args, capsys) -> tuple[int, str, str]:
@@ -49,3 +55,67 @@ def test_psnr_std_is_the_population_std(tmp_path, decoder, collection, capsys):
     psnrs = [image["jiio"]["psnr"] for image in report["per_image"]]
     assert report["methods"]["jiio"]["psnr_std"] == pytest.approx(statistics.pstdev(psnrs), rel=1e-12)
     assert report["methods"]["jiio"]["psnr_std"] != pytest.approx(statistics.stdev(psnrs), rel=1e-6)
+
+
+def _png(path) -> np.ndarray:
+    return np.asarray(Image.open(path), dtype=np.float64)[None] / 255  # (1, S, S): a gray image
+
+
+def _decibels(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float:
+    error = (a - b) ** 2
+    return float(-10 * np.log10(error.mean() if region is None else (error * region).sum() / region.sum()))
+
+
+def test_psnrs_are_those_of_the_written_8_bit_images(tmp_path, decoder, collection, capsys, monkeypatch):
+    """The PSNRs were of the float images before they were rounded to 8 bits for their PNGs (up to 0.016 dB apart
+    per image), though the README says they are of what was written; the grid's captions likewise."""
+    import inr_cli.jiio.invert as invert
+
+    drawn = {}
+    original = invert.write_image_grid
+    monkeypatch.setattr(invert, "write_image_grid", lambda path, rows, **kw: (drawn.update(kw),
+                                                                               original(path, rows, **kw))[1])
+    out = tmp_path / "run"
+    code, _, error = _inr(_restore(decoder, collection, out, "--task", "inpaint", "--mask-size", "6"), capsys)
+    assert code == 0, error
+    report = json.loads((out / "report.json").read_text())
+    target = (load_images(str(collection), 16, limit=4).double().numpy() + 1) / 2  # what the run compared with
+    corruption = corrupt(load_images(str(collection), 16, limit=4), "inpaint", CorruptionSettings(mask_size=6),
+                         generator=torch.Generator().manual_seed(0))
+    hole = 1 - corruption.mask.double().numpy()
+    # The corrupted input as the grid shows it: rounded to 8 bits as write_png rounds.
+    shown = np.rint(((corruption.observed + 1) / 2).clamp(0, 1).numpy().astype(np.float64) * 255) / 255
+    for kind in ("restored", "decoded"):
+        prefix = "" if kind == "restored" else "decoded_"
+        for i, entry in enumerate(report["per_image"]):
+            written = _png(out / kind / "jiio" / f"{i:04d}.png")
+            assert abs(entry["jiio"][f"{prefix}psnr"] - _decibels(written, target[i])) < 1e-9
+            assert abs(entry["jiio"][f"{prefix}psnr_masked"] - _decibels(written, target[i], hole[i])) < 1e-9
+        mean = statistics.fmean(entry["jiio"][f"{prefix}psnr"] for entry in report["per_image"])
+        assert abs(report["methods"]["jiio"][f"{prefix}psnr"] - mean) < 1e-9
+    for i, entry in enumerate(report["per_image"]):
+        assert abs(entry["corrupted_psnr"] - _decibels(shown[i], target[i])) < 1e-9
+        assert abs(entry["corrupted_psnr_masked"] - _decibels(shown[i], target[i], hole[i])) < 1e-9
+    assert abs(report["corrupted_psnr"] - statistics.fmean(e["corrupted_psnr"] for e in report["per_image"])) < 1e-9
+    # The grid's captions are the report's numbers: corrupted, decoded, composited (the original has none).
+    per_row = [[e["corrupted_psnr"] for e in report["per_image"]], [e["jiio"]["decoded_psnr"] for e in
+               report["per_image"]], [e["jiio"]["psnr"] for e in report["per_image"]], None]
+    assert drawn["psnrs"] == per_row
+
+
+def test_reconstruction_fid_is_of_the_written_images(tmp_path, decoder, collection, capsys, monkeypatch):
+    """FID's convention rounds to 8 bits too, but in float32: a few pixels landed on another level than in the
+    PNGs. It is now given the written levels themselves."""
+    import inr_cli.jiio.invert as invert
+
+    given = {}
+    monkeypatch.setattr(invert, "load_fid_model", lambda path: (object(), None))
+    monkeypatch.setattr(invert, "fid_reports", lambda model, reason, real, generated, *a, **kw: (
+        given.update(generated), {name: {"fid": None, "fid_unavailable": "test"} for name in generated})[1])
+    out = tmp_path / "run"
+    args = [a for a in _restore(decoder, collection, out, "--task", "reconstruct") if a != "--no-fid"]
+    code, _, error = _inr(args, capsys)
+    assert code == 0, error
+    written = np.stack([_png(out / "restored" / "jiio" / f"{i:04d}.png") for i in range(4)])
+    levels = torch.from_numpy(np.rint(written * 255).astype(np.uint8))
+    assert torch.equal(given["jiio"], from_eight_bit_levels(levels))

@@ -6,6 +6,10 @@ restored images, a labelled grid and report.json. The command's options and thei
 An inpainted image is written composited (what was observed kept exactly, the decoding only in the hole), the
 raw decoding beside it, and both are scored against the corrupted input's own PSNR: a decoder blurrier than the
 observed pixels can no longer make the restoration worse than what the user started from.
+
+Every PSNR (and the reconstruction FID) is of the images as written: rounded to the 8-bit levels their PNGs hold
+(:func:`_written`, the rounding of :func:`inr_cli.media.images.write_png`), so recomputing it from
+``restored/METHOD/NNNN.png`` gives the report's number. The corrupted input is scored as the grid shows it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from inr_cli.files import atomic_write_text, remove_if_empty
 from inr_cli.jiio.decoder_runs import (DECODER_FILE, check_inputs, obtain_decoder, observed_mask, observed_masks,
                                        test_images)
 from inr_cli.jiio.fid_model import distances_text, fid_reports, load_fid_model
-from inr_cli.media.images import write_png
+from inr_cli.media.images import quantize, write_png
 from inr_cli.pages import PAGE, write_invert_page
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
@@ -33,9 +37,9 @@ from inr_core.errors import UserError, check
 from models.mdeq import MDEQDecoder
 from training.fitting.devices import resolve_device
 from training.jiio.comparison import BatchComparison, compare_on_batch, summarize_comparisons
-from training.jiio.inverse_tasks import (SIGNED_RANGE, Corruption, Restoration, composite, corrupt, restore,
-                                         restore_adam)
+from training.jiio.inverse_tasks import Corruption, Restoration, composite, corrupt, restore, restore_adam
 from training.jiio.decoder_training import Ranks
+from training.jiio.fid import from_eight_bit_levels
 from training.jiio.invert_config import InvertConfig
 from training.jiio.settings import RestorationSettings
 from training.metrics import psnr
@@ -122,10 +126,16 @@ def _warm_up(decoder: MDEQDecoder, first_batch: Corruption, settings: Restoratio
             restore_adam(decoder, first_batch, replace(settings.adam(), steps=steps))
 
 
+def _written(images: torch.Tensor) -> torch.Tensor:
+    """Images (N, C, S, S) in [-1, 1] as the uint8 levels :func:`_write_pngs` stores (write_png's rounding)."""
+    return torch.from_numpy(quantize((images.detach().cpu() + 1) / 2, 8))
+
+
 def _psnr(images: torch.Tensor, target: torch.Tensor, region: torch.Tensor | None = None) -> list[float]:
-    """Per-image PSNR on [0, 1] of images kept in [-1, 1], over the ``region`` where given."""
-    return [psnr(images[i], target[i], None if region is None else region[i], value_range=SIGNED_RANGE)
-            for i in range(len(target))]
+    """Per-image PSNR on [0, 1] of images kept in [-1, 1] as they are written (8-bit levels) against the float
+    ``target`` (also in [-1, 1]), over the ``region`` where given."""
+    levels, reference = _written(images).double() / 255, (target.detach().cpu().double() + 1) / 2
+    return [psnr(levels[i], reference[i], None if region is None else region[i]) for i in range(len(target))]
 
 
 def _clear_earlier_restorations(out: Path) -> None:
@@ -156,7 +166,8 @@ def _write_pngs(out: Path, folder: str, images: torch.Tensor) -> str:
 
 
 def _scores(images: torch.Tensor, target: torch.Tensor, hole: torch.Tensor | None) -> dict[str, list[float]]:
-    """Per-image PSNR over the whole image, and with a ``hole`` over the hidden pixels alone (``psnr_masked``)."""
+    """Per-image PSNR of the images as written over the whole image, and with a ``hole`` over the hidden pixels
+    alone (``psnr_masked``)."""
     return {"psnr": _psnr(images, target), **({} if hole is None else {"psnr_masked": _psnr(images, target, hole)})}
 
 
@@ -227,7 +238,7 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
         for kind, images in written.items():
             files[f"{kind}_{method}"] = _write_pngs(out, f"{kind}/{method}/", images)
     grid.append(("original", target))
-    # Under each image its PSNR against the original, measured as the report's per-image entries are.
+    # Under each image its PSNR against the original, measured as the report's per-image entries are (as written).
     write_image_grid(out / GRID, [images for _, images in grid], labels=[label for label, _ in grid],
                      psnrs=[None if torch.equal(images, target) else _psnr(images, target) for _, images in grid])
 
@@ -295,10 +306,13 @@ def _summary(restorations: list[Restoration], scores: dict[str, list[float]],
 
 def _reconstruction_fid(config: InvertConfig, model, reason: str | None, target: torch.Tensor,
                         restored: dict[str, torch.Tensor], device: torch.device) -> dict | None:
-    """FID of decoded JIIO latents against the real test images (the paper's reconstruction FID)."""
+    """FID of decoded JIIO latents against the real test images (the paper's reconstruction FID), on the
+    restorations' 8-bit levels as written (FID's convention rounds to 8 bits too, but in float32, which differs
+    from write_png's rounding in a few pixels)."""
     if config.restoration.task != "reconstruct":
         return None
-    return fid_reports(model, reason, target, restored, device, model_path=config.fid.model)
+    written = {method: from_eight_bit_levels(_written(images)) for method, images in restored.items()}
+    return fid_reports(model, reason, target, written, device, model_path=config.fid.model)
 
 
 def _refuse_whole_image_mask(config: InvertConfig, side: int) -> None:
