@@ -1,7 +1,8 @@
 """The dataset summary of a run over several inputs: summary.json, summary.md and a histogram.
 
 Per input its modality's headline metrics (``Modality.summary_metrics``), training seconds and whether it
-failed; per metric its mean ± standard deviation over the inputs that were fitted: the table a paper prints.
+failed; per metric its mean ± standard deviation over the inputs that were fitted (the population std, as `inr
+compare` gives it, and said so): the table a paper prints.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from inr_cli.figures.charts import histogram_chart
 from inr_cli.figures.layout import save_png
 from inr_cli.files import atomic_write_text
 from inr_cli.pages import write_summary_page
+from inr_cli.pages.overview import MEAN_STD
 from inr_cli.reports import clean, to_json
 
 SUMMARY_JSON = "summary.json"
@@ -79,7 +81,7 @@ def markdown(summary: dict, metrics: tuple[str, ...], title: str) -> str:
         else:
             lines.append(f"| {row['input']} | failed: {row['error']} |" + " |" * (len(columns) - 1))
     stats = summary["metrics"]
-    lines.append("| **mean ± std** | " + " | ".join(
+    lines.append(f"| **{MEAN_STD}** | " + " | ".join(
         "–" if stats[key]["mean"] is None else _cell(stats[key]["mean"])
         + ("" if stats[key]["std"] is None else f" ± {_cell(stats[key]['std'])}") for key in columns) + " |")
     return "\n".join(lines) + "\n"

@@ -526,12 +526,14 @@ def test_a_summary_with_one_fitted_input_shows_its_value_without_a_spread(tmp_pa
     summary = summarize(["a.png", "b.png"], reports, ("psnr",))
     assert summary["metrics"]["psnr"] == {"mean": 40.0, "std": None, "count": 1}
     footer = markdown(summary, ("psnr",), "t").splitlines()[-1]
-    assert footer == "| **mean ± std** | 40.00 | 2.00 |"
+    assert footer == "| **mean ± std (population)** | 40.00 | 2.00 |"
     reports[1] = {"output_dir": str(tmp_path / "b"), "psnr": 42.0, "seconds": 4.0, "steps": 300}
     summary = summarize(["a.png", "b.png"], reports, ("psnr",))
-    assert markdown(summary, ("psnr",), "t").splitlines()[-1] == "| **mean ± std** | 41.00 ± 1.00 | 3.00 ± 1.00 |"
+    assert markdown(summary, ("psnr",), "t").splitlines()[-1] == \
+        "| **mean ± std (population)** | 41.00 ± 1.00 | 3.00 ± 1.00 |"  # 1.00: the population std, not the sample's
     write_summary_page(tmp_path, summary, reports, ("psnr",), "t", {})
     assert "41.00 dB ± 1.00 dB" in (tmp_path / "index.html").read_text()
+    assert '<td colspan="3">mean ± std (population)</td>' in (tmp_path / "index.html").read_text()
     del reports[1]
     write_summary_page(tmp_path, summarize(["a.png"], reports, ("psnr",)), reports, ("psnr",), "t", {})
     page = (tmp_path / "index.html").read_text()

@@ -14,6 +14,8 @@ from inr_cli.pages.run_page import PICTURE_SUFFIXES
 
 # The picture that stands for a run in an overview, by the role its report gives the file, best first.
 THUMBNAIL_ROLES = ("reconstruction", "preview", "frames", "comparison")
+# A run summary's spread (summary.md, the overview page): the population std, as `inr compare` says of its own.
+MEAN_STD = "mean ± std (population)"
 
 
 def sortable_table(heads: list[tuple[str, bool]], rows: list[str], footer: str = "") -> str:
@@ -57,7 +59,7 @@ def write_summary_page(root: Path, summary: dict, outcomes: dict[int, dict | str
                      + "".join('<td data-sort=""></td>' for _ in columns))
         rows.append(cells)
     stats = summary["metrics"]
-    footer = ('<td colspan="3">mean ± std</td>' + "".join(
+    footer = (f'<td colspan="3">{text(MEAN_STD)}</td>' + "".join(
         _mean_std_cell(stats[key]["mean"], stats[key]["std"], key) for key in columns))
     table = sortable_table([("input", False), ("picture", False), ("status", False),
                             *((key, True) for key in columns)], rows, footer)
