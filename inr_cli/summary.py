@@ -1,7 +1,7 @@
 """The dataset summary of a run over several inputs: summary.json, summary.md and a histogram.
 
-Per input its modality's headline metrics (``Modality.summary_metrics``), training seconds and whether it
-failed; per metric its mean ± standard deviation over the inputs that were fitted (the population std, as `inr
+Per input its modality's headline metrics (``Modality.summary_metrics``), training seconds (an input fitted in a
+group: its share of the group's, the group's seconds divided by its size) and whether it failed; per metric its mean ± standard deviation over the inputs that were fitted (the population std, as `inr
 compare` gives it, and said so): the table a paper prints.
 """
 
@@ -15,7 +15,7 @@ from inr_cli.figures.charts import histogram_chart
 from inr_cli.figures.layout import save_png
 from inr_cli.files import atomic_write_text
 from inr_cli.pages import write_summary_page
-from inr_cli.pages.overview import MEAN_STD
+from inr_cli.pages.overview import GROUPED_SECONDS, MEAN_STD
 from inr_cli.reports import clean, to_json
 
 SUMMARY_JSON = "summary.json"
@@ -38,8 +38,11 @@ def summarize(sources: list[str], outcomes: dict[int, dict | str], metrics: tupl
     for index, source in enumerate(sources):
         outcome = outcomes.get(index, "not run")
         if isinstance(outcome, dict):
+            group = outcome.get("group_size") or 1
             rows.append({"input": source, "status": "fitted", "output_dir": outcome["output_dir"],
-                         **{key: outcome.get(key) for key in metrics}, "seconds": outcome["seconds"],
+                         **{key: outcome.get(key) for key in metrics},
+                         # each input's share of its group's training time (a report's seconds are the group's)
+                         "seconds": outcome["seconds"] / group, "group_size": group,
                          "kept_step": outcome.get("kept_step", outcome.get("steps")), "steps": outcome.get("steps"),
                          "stopped_early": bool(outcome.get("stopped_early"))})
         else:
@@ -50,6 +53,8 @@ def summarize(sources: list[str], outcomes: dict[int, dict | str], metrics: tupl
             "kept_earlier": sum(row["kept_step"] != row["steps"] and not row["stopped_early"] for row in fitted),
             # inputs whose training stopped short, their loss running away after every rollback (counted as failed)
             "stopped_early": sum(row["stopped_early"] for row in fitted),
+            # inputs fitted in a group of several, whose seconds are their share of the group's
+            "grouped": sum(row["group_size"] > 1 for row in fitted),
             "metrics": {key: _stats([row[key] for row in fitted]) for key in (*metrics, "seconds")},
             "rows": rows}
 
@@ -72,7 +77,8 @@ def markdown(summary: dict, metrics: tuple[str, ...], title: str) -> str:
                 "along the run (`--keep best`; see each report's `kept_step`)." if summary.get("kept_earlier") else "")
              + (f" {summary['stopped_early']} stopped short of their steps, their loss running away after every "
                 "rollback: their rows are of their last good network (see each report's `stopped_early`)."
-                if summary.get("stopped_early") else ""),
+                if summary.get("stopped_early") else "")
+             + (f" {GROUPED_SECONDS.format(count=summary['grouped'])}" if summary.get("grouped") else ""),
              "",
              "| input | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for row in summary["rows"]:

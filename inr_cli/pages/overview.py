@@ -16,6 +16,10 @@ from inr_cli.pages.run_page import PICTURE_SUFFIXES
 THUMBNAIL_ROLES = ("reconstruction", "preview", "frames", "comparison")
 # A run summary's spread (summary.md, the overview page): the population std, as `inr compare` says of its own.
 MEAN_STD = "mean ± std (population)"
+# What a summary's seconds are for inputs fitted together (their reports' seconds are the whole group's).
+GROUPED_SECONDS = ("{count} were fitted in groups, as one stacked network: their seconds are each one's share of "
+                   "its group's training time (the group's seconds divided by its size; each report's `seconds` "
+                   "is the whole group's, see its `group_size`).")
 
 
 def sortable_table(heads: list[tuple[str, bool]], rows: list[str], footer: str = "") -> str:
@@ -69,7 +73,9 @@ def write_summary_page(root: Path, summary: dict, outcomes: dict[int, dict | str
         parts.append(section("Distribution", '<div class="grid">' + "".join(pictures) + "</div>"))
     parts.append(section("Files", file_table(root, {**files, "page": PAGE}), "files"))
     lead = (f"{summary['fitted']} of {summary['inputs']} inputs fitted"
-            + (f", {summary['failed']} failed" if summary["failed"] else ""))
+            + (f", {summary['failed']} failed" if summary["failed"] else "")
+            + (f". {GROUPED_SECONDS.format(count=summary['grouped']).replace('`', '')}" if summary.get("grouped")
+               else ""))
     write_page(root / PAGE, title, lead, "\n".join(parts), SORT_SCRIPT)
 
 

@@ -18,8 +18,8 @@ from training.fitting.signal import GridSignal
 TARGET_FILES = {"image": "target.png", "audio": "target.wav", "video": "target.mp4"}
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
 # Report entries that describe how the run went rather than how good the result is.
-RUN_KEYS = ("report_version", "params", "steps", "seconds", "steps_per_second", "eval_seconds", "compile_seconds",
-            "startup_seconds")
+RUN_KEYS = ("report_version", "params", "steps", "seconds", "group_size", "steps_per_second", "eval_seconds",
+            "compile_seconds", "startup_seconds")
 SMALL_SIDE = 512  # small images are shown enlarged (whole pixels, no smoothing) up to about this many pixels
 
 
@@ -142,7 +142,9 @@ def _run_facts(report: dict) -> str:
                ("parameters", text(f"{report['params']:,}")), ("steps", text(_steps(report))),
                ("training", text(f"{report['seconds']:.2f} s"
                                  + (f", {report['steps_per_second']:.1f} steps/s" if report["steps_per_second"]
-                                    else ""))),
+                                    else "")
+                                 + (f" (a group of {report['group_size']} inputs trained together)"
+                                    if (report.get("group_size") or 1) > 1 else ""))),
                ("evaluation", text(f"{report['eval_seconds']:.2f} s")),
                ("device", text(f"{report['device']}, {report['precision']}"
                                + (", compiled" if report["compiled"] else ""))),
