@@ -15,6 +15,7 @@ from inr_cli.progress import stderr_console
 from inr_cli.reports import REPORT_VERSION, to_json, versions
 from inr_cli.run_folder import REPORT, TRAINING_STATE
 from inr_cli.tensorboard_log import FitLog
+from models.registry import count_stored_numbers
 from training.fitting.checkpoint import checkpoint_payload, serialize
 from training.fitting.fit import FitResult
 from training.fitting.evaluate import bits_per_point
@@ -114,7 +115,8 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
         "output_dir": str(out_dir),
         "model": fit_config.model,
         "params": result.params,
-        "bits_per_point": bits_per_point(result.params, loaded.signal),
+        # Every number the checkpoint stores for the network (an implicit model's u, v too), at 16 bits
+        "bits_per_point": bits_per_point(count_stored_numbers(result.model), loaded.signal),
         "psnr_fp16_weights": result.psnr_fp16_weights,
         "steps": fit_config.steps,
         # The step whose network the outputs show (--keep best may keep an earlier one than the last).

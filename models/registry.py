@@ -90,4 +90,14 @@ def build_model(name: str, in_features: int, out_features: int, *, hidden: int, 
 
 
 def count_parameters(model: nn.Module) -> int:
+    """The trained numbers (``model.parameters()``): a report's ``params``."""
     return sum(p.numel() for p in model.parameters())
+
+
+def count_stored_numbers(model: nn.Module) -> int:
+    """The floating-point numbers a checkpoint stores to give back ``model``'s function: its parameters and its
+    persistent buffers, i.e. every floating tensor of its ``state_dict``. An implicit model adds its
+    spectral-norm vectors u and v (2 x width per normalised layer), which set sigma and so its weights' scale;
+    settings kept out of the state dict (SIREN's w0: the config gives them) are not counted. The size a rate
+    (``bits_per_point``) counts, and what the PSNR at fp16 weights rounds."""
+    return sum(tensor.numel() for tensor in model.state_dict().values() if tensor.is_floating_point())

@@ -212,22 +212,26 @@ def evaluate_samples(model: nn.Module, signal: ScatteredSamples, device: torch.d
 STORED_WEIGHTS = torch.float16
 
 
-def bits_per_point(params: int, signal) -> float | None:
+def bits_per_point(stored_numbers: int, signal) -> float | None:
     """The network's size in ``STORED_WEIGHTS``, per point of the signal's grid: bits per pixel for an image, per
-    sample for audio, per pixel of every frame for a video. None for scattered samples (a shape's samples are not
-    its resolution)."""
+    sample for audio, per pixel of every frame for a video. ``stored_numbers`` is what its checkpoint stores
+    (:func:`models.registry.count_stored_numbers`: the parameters, and an implicit model's spectral-norm vectors u,
+    v, which set its function too), exactly the tensors :func:`psnr_with_half_precision_weights` rounds; for
+    explicit models that is the parameter count. None for scattered samples (a shape's samples are not its
+    resolution)."""
     from training.fitting.signal import GridSignal  # (signal.py imports this module)
 
     if not isinstance(signal, GridSignal):
         return None
-    return torch.finfo(STORED_WEIGHTS).bits * params / signal.num_points
+    return torch.finfo(STORED_WEIGHTS).bits * stored_numbers / signal.num_points
 
 
 @torch.no_grad()
 def psnr_with_half_precision_weights(model: nn.Module, signal, device: torch.device, chunk_points: int
                                      ) -> float | None:
-    """The PSNR of ``model`` with every stored tensor (weights, persistent buffers) rounded to ``STORED_WEIGHTS``,
-    computed in float32: the quality at the rate :func:`bits_per_point` counts, as INR compression studies (COIN)
+    """The PSNR of ``model`` with every stored tensor (weights, persistent buffers such as an implicit model's
+    spectral-norm vectors) rounded to ``STORED_WEIGHTS``, computed in float32: the quality at the rate
+    :func:`bits_per_point` counts (the same tensors), as INR compression studies (COIN)
     report it. Rendered as the final evaluation is, and measured as the report's PSNR is (``reported_psnr``: a
     video's is the mean over its frames), so the two differ by the rounding alone. None for scattered samples,
     which have no PSNR."""
