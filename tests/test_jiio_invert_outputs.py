@@ -119,3 +119,26 @@ def test_reconstruction_fid_is_of_the_written_images(tmp_path, decoder, collecti
     written = np.stack([_png(out / "restored" / "jiio" / f"{i:04d}.png") for i in range(4)])
     levels = torch.from_numpy(np.rint(written * 255).astype(np.uint8))
     assert torch.equal(given["jiio"], from_eight_bit_levels(levels))
+
+
+def test_the_grid_says_what_it_shows(tmp_path, decoder, collection, capsys):
+    """grid.png had no caption stored as its PNG Description, where every other picture has one."""
+    from inr_cli.figures.layout import png_caption
+
+    out = tmp_path / "run"
+    code, _, error = _inr(_restore(decoder, collection, out, "--task", "inpaint", "--method", "both"), capsys)
+    assert code == 0, error
+    report = json.loads((out / "report.json").read_text())
+    jiio, adam = report["methods"]["jiio"], report["methods"]["adam"]
+
+    def db(value):
+        return f"{value:.2f} dB"
+
+    assert png_caption(out / "grid.png") == " · ".join([
+        "jiio-invert inpaint", "4 test images of 16 px",
+        "rows: corrupted / jiio, decoded / jiio, composited / adam, decoded / adam, composited / original",
+        f"corrupted input mean PSNR {db(report['corrupted_psnr'])} (hidden region "
+        f"{db(report['corrupted_psnr_masked'])})",
+        f"jiio composited mean PSNR {db(jiio['psnr'])} (hidden region {db(jiio['psnr_masked'])})",
+        f"adam composited mean PSNR {db(adam['psnr'])} (hidden region {db(adam['psnr_masked'])})",
+        "under each image: its PSNR against the original"])

@@ -262,3 +262,22 @@ def test_test_class_folders_are_matched_to_the_classifiers_classes_by_name(tmp_p
     assert code == 0, error
     assert json.loads(text)["notes"] == ["the classifier's classes have no names: the test classes (a, b) are taken "
                                          "in that order as its classes 0, 1, ..."]
+
+
+def test_the_adversarial_picture_says_what_it_shows(tmp_path, labelled, capsys):
+    """adversarial.png had no caption, drawn or stored as its PNG Description, where every other picture has."""
+    from inr_cli.figures.layout import png_caption
+
+    out = tmp_path / "run"
+    code, text, error = inr(["jiio-robust", "--classifier", _classifier_checkpoint(tmp_path / "classifier.pt"),
+                             "--test-data", labelled, "--test-count", "4", "--jiio-iters", "2", "--pgd-steps", "2",
+                             "--epsilon", "0.5", "--quiet", "--json", "--out", out], capsys)
+    assert code == 0, error
+    report = json.loads(text)
+    caption = png_caption(out / "adversarial.png")
+    assert caption.startswith("jiio-robust: jiio-trained tiny MDEQ classifier · L2 attacks of radius 0.5 · "
+                              "4 test images · rows: original / pgd adversarial / pgd perturbation / jiio adversarial / "
+                              "jiio perturbation · ")
+    accuracy = report["accuracy"]
+    assert (f"accuracy clean {accuracy['clean']:.2%} · pgd {accuracy['pgd']:.2%} · jiio {accuracy['jiio']:.2%}"
+            in caption)

@@ -24,3 +24,14 @@ def test_each_failing_checkpoint_is_one_line_and_no_count_line_follows(tmp_path,
     assert code == 1
     assert err.splitlines() == [f"inr: error: {missing}: no such file"]
     assert len(out.split()) == 2  # the other two were drawn
+
+
+def test_the_grid_of_draws_says_what_it_shows(tmp_path, capsys):
+    from inr_cli.figures.layout import png_caption
+
+    (tmp_path / "run").mkdir()
+    decoder = untrained_decoder_checkpoint(tmp_path / "run" / "decoder.pt")
+    code, _, err = _inr(["sample", decoder, "-n", "3", "--seed", "7", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert png_caption(tmp_path / "run" / "samples-3.png") == (
+        "inr sample run/decoder.pt · 3 draws from the decoder's latent mixture (all shown) · seed 7")

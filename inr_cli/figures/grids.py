@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from inr_cli.figures.layout import GAP, PAD, WHITE, centred_text, fitted, font, line_height, save_png, text_width, \
-    to_uint8, with_caption
+from inr_cli.figures.layout import GAP, PAD, SEPARATOR, WHITE, centred_text, fitted, font, line_height, save_png, \
+    text_width, to_uint8, with_caption
 from inr_cli.reports import db_text
 
 LABEL_SIZE = 13
@@ -70,11 +70,21 @@ def tile_table(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str] | No
     return canvas
 
 
+PSNR_NOTE = "under each image: its PSNR against the original"
+
+
+def grid_caption(caption: Sequence[str] | None, psnrs: Sequence[Sequence[float] | None] | None) -> list[str]:
+    """The parts of a grid's caption: ``caption``'s, then, where PSNRs are shown, what they are."""
+    return [*(caption or []), *([PSNR_NOTE] if psnrs is not None else [])]
+
+
 def image_grid(rows: list[torch.Tensor], columns: int = 16, min_cell: int = 64, labels: list[str] | None = None,
-               psnrs: Sequence[Sequence[float] | None] | None = None) -> Image.Image:
+               psnrs: Sequence[Sequence[float] | None] | None = None,
+               caption: Sequence[str] | None = None) -> Image.Image:
     """Rows of equally many images (N, C, H, W) in [-1, 1], e.g. corrupted / restored / original, in blocks of
     ``columns``; each image upscaled by an integer factor (nearest neighbour) to at least ``min_cell`` pixels so
-    small images stay readable. ``labels`` name the rows; ``psnrs`` (per row, or None) go under each image."""
+    small images stay readable. ``labels`` name the rows; ``psnrs`` (per row, or None) go under each image;
+    ``caption``: parts drawn above the grid (with, where PSNRs are shown, a line saying what they are)."""
     side = max(rows[0].shape[-2:])
     factor = max(1, -(-min_cell // side))
     tiles = []
@@ -83,9 +93,8 @@ def image_grid(rows: list[torch.Tensor], columns: int = 16, min_cell: int = 64, 
         tiles.append([upscaled(display_rgb(p), factor) for p in pixels])
     notes = None if psnrs is None else [None if row is None else [db_text(v) for v in row] for row in psnrs]
     table = tile_table(tiles, labels, notes, columns=columns)
-    if notes is None:
-        return table
-    return with_caption(table, ["under each image: its PSNR against the original"], size=NOTE_SIZE + 1)
+    parts = grid_caption(caption, psnrs)
+    return with_caption(table, parts, size=NOTE_SIZE + 1) if parts else table
 
 
 def upscaled(pixels: np.ndarray, factor: int) -> Image.Image:
@@ -96,5 +105,10 @@ def upscaled(pixels: np.ndarray, factor: int) -> Image.Image:
 
 
 def write_image_grid(path: Path, rows: list[torch.Tensor], columns: int = 16, labels: list[str] | None = None,
-                     psnrs: Sequence[Sequence[float] | None] | None = None) -> None:
-    save_png(path, image_grid(rows, columns, labels=labels, psnrs=psnrs))
+                     psnrs: Sequence[Sequence[float] | None] | None = None,
+                     caption: Sequence[str] | None = None) -> None:
+    """:func:`image_grid` as a PNG; its caption (what it shows, and what the numbers under the images are) is
+    drawn above it and stored in the file as its ``Description``, as every picture's is."""
+    parts = grid_caption(caption, psnrs)
+    save_png(path, image_grid(rows, columns, labels=labels, psnrs=psnrs, caption=caption),
+             SEPARATOR.join(parts) if parts else None)

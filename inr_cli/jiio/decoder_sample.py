@@ -118,7 +118,10 @@ def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_
     prepare_output_dir(files.grid.parent)
     if files.individual is not None:
         write_individual(files.individual, images)
-    write_image_grid(files.grid, [images[:GRID_LIMIT]], columns=16)
+    shown = f"the first {GRID_LIMIT} shown" if count > GRID_LIMIT else "all shown"
+    write_image_grid(files.grid, [images[:GRID_LIMIT]], columns=16,
+                     caption=[f"inr sample {checkpoint.parent.name}/{checkpoint.name}".replace(" /", " "),
+                              f"{count} draws from the decoder's latent mixture ({shown})", f"seed {seed}"])
     report = {
         "report_version": REPORT_VERSION, "command": "sample", "checkpoint": str(checkpoint), "samples": count,
         "grid": str(files.grid), "individual": None if files.individual is None else str(files.individual),

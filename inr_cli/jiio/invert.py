@@ -239,8 +239,11 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
             files[f"{kind}_{method}"] = _write_pngs(out, f"{kind}/{method}/", images)
     grid.append(("original", target))
     # Under each image its PSNR against the original, measured as the report's per-image entries are (as written).
-    write_image_grid(out / GRID, [images for _, images in grid], labels=[label for label, _ in grid],
-                     psnrs=[None if torch.equal(images, target) else _psnr(images, target) for _, images in grid])
+    rows = [label for label, _ in grid]
+    write_image_grid(out / GRID, [images for _, images in grid], labels=rows,
+                     psnrs=[None if torch.equal(images, target) else _psnr(images, target) for _, images in grid],
+                     caption=_grid_caption(restoration.task, len(target), size, rows, corrupted, summaries,
+                                           keep_observed))
 
     report = {
         "report_version": REPORT_VERSION,
@@ -336,6 +339,20 @@ def _corruption_report(config: InvertConfig, size: int, corruption: Corruption) 
 
 def _psnr_text(whole: float, hidden: float | None) -> str:
     return db_text(whole) + ("" if hidden is None else f" (hidden region {db_text(hidden)})")
+
+
+def _grid_caption(task: str, count: int, size: int, rows: list[str], corrupted: dict[str, list[float]] | None,
+                  summaries: dict[str, dict], composited: bool) -> list[str]:
+    """grid.png's caption: the task, the test images, the rows, and the mean PSNRs the report gives."""
+    parts = [f"jiio-invert {task}", f"{count} test image{'' if count == 1 else 's'} of {size} px",
+             "rows: " + " / ".join(rows)]
+    if corrupted is not None:
+        hidden = _mean(corrupted["psnr_masked"]) if "psnr_masked" in corrupted else None
+        parts.append(f"{INPUT_NAMES[task]} mean PSNR {_psnr_text(_mean(corrupted['psnr']), hidden)}")
+    for method, summary in summaries.items():
+        parts.append(f"{method} {'composited' if composited else 'restored'} mean PSNR "
+                     f"{_psnr_text(summary['psnr'], summary['psnr_masked'])}")
+    return parts
 
 
 def summary_text(report: dict) -> str:

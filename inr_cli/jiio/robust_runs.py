@@ -214,9 +214,11 @@ def _by_class_name(test: LabelledImages, trained: list | None, notes: list[str])
     return replace(test, labels=numbers[test.labels], classes=list(trained))
 
 
-def _picture(out: Path, test: LabelledImages, evaluation: Evaluation) -> list[str]:
+def _picture(out: Path, test: LabelledImages, evaluation: Evaluation, config: RobustConfig, results: dict
+             ) -> list[str]:
     """Originals, and per attack the adversarial images and their perturbations (mid-gray is 0, full black and
-    white the largest |delta| shown), for the first few test images."""
+    white the largest |delta| shown), for the first few test images; captioned with the classifier, the attack's
+    radius and the accuracies the report gives."""
     shown = slice(0, PICTURE_COUNT)
     originals = test.images[shown]
     rows, labels = [originals * 2 - 1], ["original"]
@@ -225,7 +227,15 @@ def _picture(out: Path, test: LabelledImages, evaluation: Evaluation) -> list[st
         rows.append(((originals + delta) * 2 - 1).clamp(-1, 1))
         rows.append(delta / delta.abs().amax().clamp_min(1e-12))
         labels += [f"{name} adversarial", f"{name} perturbation"]
-    write_image_grid(out / PICTURE, rows, labels=labels)
+    count = len(test.labels)
+    caption = [f"jiio-robust: {config.adversary}-trained {config.preset} MDEQ classifier",
+               f"L2 attacks of radius {config.attack.epsilon:g}",
+               f"the first {len(originals)} of {count} test images" if len(originals) < count else
+               f"{count} test images", "rows: " + " / ".join(labels),
+               f"accuracy clean {results['clean']['accuracy']:.2%}",
+               *(f"{name} {results[name]['accuracy']:.2%}" for name in evaluation.attacks),
+               "perturbations: mid-gray 0, black and white the largest |delta| shown"]
+    write_image_grid(out / PICTURE, rows, labels=labels, caption=caption)
     return labels
 
 
@@ -247,8 +257,8 @@ def _run(run: RobustRun, out: Path, device: torch.device, show_progress: bool, a
 
         evaluation = evaluate(model, test.images, test.labels, config, run.attacks, batch, seed=config.seed,
                               on_batch=on_batch, device=device)
-    rows = _picture(out, test, evaluation)
     results = evaluation.summary()
+    rows = _picture(out, test, evaluation, config, results)
     report = {
         "report_version": REPORT_VERSION, "command": "jiio-robust", "output_dir": str(out), "device": str(device),
         "epsilon": config.attack.epsilon, "norm": "L2", "value_range": [0.0, 1.0],
