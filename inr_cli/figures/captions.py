@@ -23,15 +23,22 @@ def model_label(model: str, layers: int, hidden: int) -> str:
     return f"{model} {layers}L-{hidden}D"
 
 
+def steps_text(steps: int, kept_step: int | None = None) -> str:
+    """The steps of a fit whose network is shown: ``step 175 of 200`` where it is an earlier step's (``--keep
+    best``, or a fit stopped early at its last good network), else ``200 steps``."""
+    return f"{steps:,} steps" if kept_step in (None, steps) else f"step {kept_step:,} of {steps:,}"
+
+
 def fit_caption(source: str, model: str, layers: int, hidden: int, steps: int,
-                quality: Sequence[str]) -> list[str]:
-    """The parts of a fit's caption: input, network, steps, then the ``quality`` entries."""
-    return [source_name(source), model_label(model, layers, hidden), f"{steps:,} steps", *quality]
+                quality: Sequence[str], kept_step: int | None = None) -> list[str]:
+    """The parts of a fit's caption: input, network, steps (and the step of the network shown, ``kept_step``,
+    where it is not the last: the quality is that network's), then the ``quality`` entries."""
+    return [source_name(source), model_label(model, layers, hidden), steps_text(steps, kept_step), *quality]
 
 
-def run_caption(source: str, config, quality: Sequence[str]) -> list[str]:
-    """:func:`fit_caption` for a fit's resolved config (a ``FitConfig``)."""
-    return fit_caption(source, config.model, config.layers, config.hidden, config.steps, quality)
+def run_caption(source: str, config, quality: Sequence[str], kept_step: int | None = None) -> list[str]:
+    """:func:`fit_caption` for a fit's resolved config (a ``FitConfig``) and its ``FitResult.kept_step``."""
+    return fit_caption(source, config.model, config.layers, config.hidden, config.steps, quality, kept_step)
 
 
 def caption_text(parts: Sequence[str]) -> str:

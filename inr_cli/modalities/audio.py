@@ -68,7 +68,8 @@ class AudioModality(Modality):
                       ) -> Outputs:
         audio, reconstruction = loaded.audio, to_samples(result.final.reconstruction)
         write_wav(out_dir / RECONSTRUCTION, reconstruction, audio.rate, audio.subtype, audio.gain)
-        caption = run_caption(loaded.source, result.config, audio_quality(self.metrics(loaded, result), audio))
+        caption = run_caption(loaded.source, result.config, audio_quality(self.metrics(loaded, result), audio),
+                              result.kept_step)
         write_audio_comparison(out_dir / COMPARISON, audio.samples.numpy() * audio.gain,
                                reconstruction.numpy() * audio.gain, audio.rate, caption)
         return Outputs({"reconstruction": RECONSTRUCTION, "comparison": COMPARISON})

@@ -91,7 +91,8 @@ class ImageModality(Modality):
     def write_outputs(self, loaded: LoadedImageSignal, result: FitResult, out_dir: Path, rendered: object = None
                       ) -> Outputs:
         write_png(out_dir / RECONSTRUCTION, result.final.reconstruction, loaded.image.bit_depth)
-        caption = run_caption(loaded.source, result.config, grid_quality(self.metrics(loaded, result)))
+        caption = run_caption(loaded.source, result.config, grid_quality(self.metrics(loaded, result)),
+                              result.kept_step)
         write_comparison(out_dir / COMPARISON, loaded.image.pixels, result.final.reconstruction, caption)
         return Outputs({"reconstruction": RECONSTRUCTION, "comparison": COMPARISON})
 

@@ -115,7 +115,8 @@ class ShapeModality(Modality):
             if measured[key] is not None:
                 measured[key] /= diagonal
         caption = run_caption(loaded.source, config, [*shape_quality({**self.metrics(loaded, result), **measured}),
-                                                      f"{loaded.info['up']} up ({loaded.info['up_chosen_by']})"])
+                                                      f"{loaded.info['up']} up ({loaded.info['up_chosen_by']})"],
+                              result.kept_step)
         write_preview(out_dir / PREVIEW, mesh, vertices, faces, loaded.info["up"], caption)
         write_progress(out_dir / PROGRESS, result)
         return Outputs({"reconstruction": reconstruction, "preview": PREVIEW, "training_plot": PROGRESS},

@@ -82,7 +82,7 @@ class VideoModality(Modality):
         reconstruction, video = result.final.reconstruction, loaded.video
         write_videos(out_dir / VIEWABLE, out_dir / LOSSLESS, reconstruction, video.fps)
         metrics = self.metrics(loaded, result)
-        caption = run_caption(loaded.source, result.config, video_quality(metrics))
+        caption = run_caption(loaded.source, result.config, video_quality(metrics), result.kept_step)
         write_frame_strip(out_dir / STRIP, video.frames, reconstruction, metrics["psnr_frames"], caption=caption)
         write_frame_psnr_plot(out_dir / FRAME_PLOT, metrics["psnr_frames"],
                               f"{Path(loaded.source).name}: {result.config.model}")
