@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from inr_cli.files import atomic_write_with
-from inr_cli.figures.captions import run_caption
+from inr_cli.figures.captions import model_label, run_caption, source_name
 from inr_cli.media.meshes import (DEFAULT_MAX_FACES, MESH_FORMATS, UP_CHOICES, LoadedMesh, read_mesh, resolve_up,
                                   to_input_coordinates, write_mesh, write_preview)
 from inr_cli.modalities.base import (MAX_RESOLUTION, FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs,
@@ -118,7 +118,8 @@ class ShapeModality(Modality):
                                                       f"{loaded.info['up']} up ({loaded.info['up_chosen_by']})"],
                               result.kept_step)
         write_preview(out_dir / PREVIEW, mesh, vertices, faces, loaded.info["up"], caption)
-        write_progress(out_dir / PROGRESS, result)
+        write_progress(out_dir / PROGRESS, result, f"{source_name(loaded.source)}: "
+                       f"{model_label(config.model, config.layers, config.hidden)}")
         return Outputs({"reconstruction": reconstruction, "preview": PREVIEW, "training_plot": PROGRESS},
                        {**measured, "mesh_faces": int(len(faces))},
                        [] if len(faces) else [empty_surface_note(options.target, options.resolution, reconstruction)])
@@ -161,11 +162,16 @@ def shape_quality(metrics: dict) -> list[str]:
             f"normal consistency {number_text(metrics.get('normal_consistency'))}"]
 
 
-def write_progress(path: Path, result: FitResult) -> None:
-    """The training loss every step and the IoU of each held-out group along the run."""
+def write_progress(path: Path, result: FitResult, title: str = "") -> None:
+    """The training loss every step (log scale) and the IoU of each held-out group along the run, under ``title``,
+    the legend in a row beneath the axes (never over the lines, never past the edge); its caption is stored as the
+    PNG's ``Description``, as every picture's is."""
     from inr_cli.figures import new_figure
+    from inr_cli.figures.captions import caption_text
+    from inr_cli.figures.layout import CAPTION_KEY
 
     fig = new_figure(figsize=(7, 4), dpi=100)
+    fig.set_layout_engine("constrained")
     ax = fig.subplots()
     losses = [mse_from_psnr(p) for p in result.batch_psnr]  # batch_psnr came from the loss: undo it
     ax.semilogy(range(1, len(losses) + 1), losses, lw=0.8, label="training loss")
@@ -175,12 +181,16 @@ def write_progress(path: Path, result: FitResult) -> None:
     for group in ("uniform", "surface"):
         points = [(e["step"], e["iou"][group]) for e in result.evaluations if e.get("iou", {}).get(group) is not None]
         if points:
-            twin.plot(*zip(*points), "o-", ms=3, label=f"IoU {group}")
+            twin.plot(*zip(*points), "o-", ms=3, color=f"C{1 if group == 'uniform' else 2}", label=f"IoU {group}")
     twin.set_ylabel("IoU")
     twin.set_ylim(0, 1)
-    fig.legend(loc="lower right")
-    fig.tight_layout()
-    atomic_write_with(path, lambda buf: fig.savefig(buf, format="png"))
+    lines = ax.get_lines() + twin.get_lines()
+    fig.legend(lines, [line.get_label() for line in lines], loc="outside lower center", ncol=len(lines),
+               frameon=False)
+    if title:
+        ax.set_title(title, fontsize=11)
+    caption = caption_text(["loss and IoU during training", *([title] if title else [])])
+    atomic_write_with(path, lambda buf: fig.savefig(buf, format="png", metadata={CAPTION_KEY: caption}))
 
 
 SHAPE = register_modality(ShapeModality())
