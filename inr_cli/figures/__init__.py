@@ -9,6 +9,7 @@ command). Its figures are made without pyplot, so no display backend is ever cho
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["ERROR_MAP_FULL_SCALE", "PSNR_AXIS", "PSNR_CEILING", "clipped_psnr", "comparison_image", "image_grid",
-           "new_figure", "write_comparison", "write_image_grid", "write_psnr_plot"]
+           "new_figure", "plain_log_ticks", "write_comparison", "write_image_grid", "write_psnr_plot"]
 
 PSNR_AXIS = "PSNR (dB, values in [0, 1])"
 PSNR_CEILING = 150.0  # dB: where plots draw a perfect (infinite) PSNR
@@ -33,6 +34,23 @@ PSNR_CEILING = 150.0  # dB: where plots draw a perfect (infinite) PSNR
 # draw as boxes, and matplotlib's warning about each would reach the terminal raw. Installed once, at import, so
 # that figures drawn on the writer thread need no (thread-unsafe) catch_warnings block.
 warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+# A font matplotlib cannot find (findfont: Font family ... not found. Falling back to ...) is drawn in another:
+# nothing for the user to act on, so its log lines never reach stderr, which inr keeps to progress and errors.
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+
+
+def plain_log_ticks(axis) -> None:
+    """Label a log-scale matplotlib ``axis`` with plain numbers (``0.02``, ``1e-05``), with matplotlib's own choice
+    of which ticks to label: its default writes them as mathtext (``2×10⁻²``), whose fonts (STIX, Computer Modern)
+    a machine's font cache may not list, and matplotlib then warns of each fallback on stderr."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:.3g}"
+
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
 
 
 def new_figure(figsize: tuple[float, float], dpi: int = 100) -> Figure:

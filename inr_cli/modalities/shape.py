@@ -165,8 +165,9 @@ def shape_quality(metrics: dict) -> list[str]:
 def write_progress(path: Path, result: FitResult, title: str = "") -> None:
     """The training loss every step (log scale) and the IoU of each held-out group along the run, under ``title``,
     the legend in a row beneath the axes (never over the lines, never past the edge); its caption is stored as the
-    PNG's ``Description``, as every picture's is."""
-    from inr_cli.figures import new_figure
+    PNG's ``Description``, as every picture's is. Tick labels are plain numbers (``0.02``), not matplotlib's
+    mathtext (``2×10⁻²``), whose fonts a machine may lack: it would warn of each on stderr."""
+    from inr_cli.figures import new_figure, plain_log_ticks
     from inr_cli.figures.captions import caption_text
     from inr_cli.figures.layout import CAPTION_KEY
 
@@ -175,6 +176,7 @@ def write_progress(path: Path, result: FitResult, title: str = "") -> None:
     ax = fig.subplots()
     losses = [mse_from_psnr(p) for p in result.batch_psnr]  # batch_psnr came from the loss: undo it
     ax.semilogy(range(1, len(losses) + 1), losses, lw=0.8, label="training loss")
+    plain_log_ticks(ax.yaxis)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     twin = ax.twinx()
