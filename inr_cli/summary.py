@@ -1,8 +1,9 @@
 """The dataset summary of a run over several inputs: summary.json, summary.md and a histogram.
 
 Per input its modality's headline metrics (``Modality.summary_metrics``), training seconds (an input fitted in a
-group: its share of the group's, the group's seconds divided by its size) and whether it failed; per metric its mean ± standard deviation over the inputs that were fitted (the population std, as `inr
-compare` gives it, and said so): the table a paper prints.
+group: its share of the group's, the group's seconds divided by its size) and whether it failed; per metric its
+mean ± standard deviation over the inputs that were fitted (the population std, as `inr compare` gives it, and
+said so): the table a paper prints.
 """
 
 from __future__ import annotations

@@ -160,8 +160,9 @@ class GridProgress:
 class GroupGridProgress:
     """:class:`GridProgress` for a group of stacked networks fitted to same-shaped grids (see
     :mod:`training.fitting.grouped`): each signal's PSNR on its training (and held-out) points, on the report's
-    definition, as ``(G,)`` tensors left on the device. The points are shared; each signal has its own targets. Chunks hold ``chunk_points``
-    points of every signal at once, so pass a single network's chunk divided by the group's size."""
+    definition, as ``(G,)`` tensors left on the device. The points are shared; each signal has its own targets.
+    Chunks hold ``chunk_points`` points of every signal at once, so pass a single network's chunk divided by the
+    group's size."""
 
     def __init__(self, signals: list[GridSignal], device: torch.device, chunk_points: int):
         self.chunk_points = max(1, chunk_points)
