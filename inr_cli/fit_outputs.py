@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,20 +43,6 @@ class TrainedRun:
     # None on a CPU, where no allocator statistic is trustworthy (inr_cli/peak_memory.py)
     peak_memory_mb: float | None = None
     rendered: object = None  # what Modality.render_outputs gave, in the fit's thread (see rendered_run)
-
-
-# The note a group gives each of its members (training.fitting.grouped.fit_group): how many others it was fitted with.
-GROUP_NOTE = re.compile(r"fitted together with (\d+) other input")
-
-
-def group_size(result: FitResult) -> int:
-    """How many inputs ``result``'s network was trained with as one stacked network, itself included (1: alone),
-    as its group's note says: ``train_seconds`` is then the whole group's."""
-    for note in result.notes:
-        found = GROUP_NOTE.match(note)
-        if found:
-            return int(found.group(1)) + 1
-    return 1
 
 
 def _solver_warning(result: FitResult) -> str | None:
@@ -127,7 +112,7 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
         "seconds": result.train_seconds,  # a group's (its members trained at once): see group_size
         # Inputs trained together as one stacked network, this one included (1: alone); seconds / group_size is
         # this input's share, as the summary of a run over several inputs counts it.
-        "group_size": group_size(result),
+        "group_size": result.group_size,
         "steps_per_second": result.steps_per_second,
         "eval_seconds": result.eval_seconds,
         "compile_seconds": result.compile_seconds,

@@ -28,8 +28,8 @@ from training.metrics import mse_from_psnr
 
 INSTALL_HINT = "needs the tensorboard package: pip install 'inr[tensorboard]'"
 # Report entries about the run's bookkeeping rather than its quality (logged under run/, not final/).
-RUN_KEYS = ("report_version", "params", "steps", "kept_step", "seconds", "steps_per_second", "eval_seconds",
-            "compile_seconds", "startup_seconds")
+RUN_KEYS = ("report_version", "params", "steps", "kept_step", "group_size", "seconds", "steps_per_second",
+            "eval_seconds", "compile_seconds", "startup_seconds")
 VIDEO_FRAMES_LOGGED = 6
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -64,6 +64,7 @@ class FitResult:
     psnr_fp16_weights: float | None = None
     kept_step: int | None = None  # the step whose network this is (--keep best); None: the last step's
     stopped_early: StoppedEarly | None = None  # training ended before config.steps: the loss kept running away
+    group_size: int = 1  # how many signals trained with this one as one stacked network, itself included
 
     @property
     def steps_per_second(self) -> float | None:

@@ -422,7 +422,7 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
             batch_psnr=[psnr_from_mse(v) for v in history[:, g].tolist()],
             final=final, evaluations=histories[g] if keep_best[g] else
             histories[g][:len(progress)] + [{"step": config.steps, **final.history_entry()}],
-            solver=solver, notes=notes, psnr_fp16_weights=psnr_fp16, kept_step=kept_step)))
+            solver=solver, notes=notes, psnr_fp16_weights=psnr_fp16, kept_step=kept_step, group_size=count)))
     return outcomes
 
 
