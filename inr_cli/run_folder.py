@@ -50,7 +50,8 @@ class RunFolder:
     def __init__(self, root: Path, own_files: tuple[str, ...] = (), offers_overwrite: bool = True,
                  cannot_resume: str | None = None):
         """``own_files``: names beyond reports, training states and summaries that mark a folder as this command's
-        run (e.g. the classifier an unfinished `inr jiio-robust` run saves after each epoch).
+        run (e.g. the classifier an unfinished `inr jiio-robust` run saves after each epoch); --overwrite sets them
+        aside with the rest, so a replacement that fails before its first save puts them back.
         ``offers_overwrite``: whether the command has ``--overwrite``, and ``cannot_resume`` why this run has no
         --resume, if it has none (its refusals name only the ways out it has)."""
         self.root = Path(root)
@@ -108,15 +109,18 @@ class RunFolder:
                 self._check_layout(several, reports, states, summary)
             return
         if not overwrite:
-            if self.cannot_resume:
-                raise UserError(f"{self.root} already holds a run; choose another --out ({self.cannot_resume})")
-            kind = "a finished" if reports or summary else "an unfinished"
             replace_it = "add --overwrite to replace it, " if self.offers_overwrite else ""
+            if self.cannot_resume:
+                raise UserError(f"{self.root} already holds a run; {replace_it}{'or ' if replace_it else ''}choose "
+                                f"another --out ({self.cannot_resume})")
+            kind = "a finished" if reports or summary else "an unfinished"
             raise UserError(f"{self.root} already holds {kind} run; {replace_it}add --resume to continue it, or "
                             f"choose another --out")
         aside = self.root / SET_ASIDE
         shutil.rmtree(aside, ignore_errors=True)  # a set-aside left by a run that was killed: it is being replaced
-        for path in [*(output for report in reports for output in _run_outputs(report)), *states, *summary]:
+        own = [self.root / name for name in self.own_files]  # an unfinished run's checkpoint (listed by no report)
+        outputs = [*(output for report in reports for output in _run_outputs(report)), *states, *summary]
+        for path in [*outputs, *(path for path in own if path.is_file() and path not in outputs)]:
             kept = aside / path.relative_to(self.root)
             kept.parent.mkdir(parents=True, exist_ok=True)
             path.rename(kept)

@@ -99,7 +99,8 @@ def test_resume_through_the_cli_and_refusal_to_overwrite(tmp_path, collection, c
     common = [*shared, "--out", out]
     assert run_cli([*common, "--epochs", "1"], tmp_path, timeout=300).returncode == 0
     again = run_cli([*common, "--epochs", "1"], tmp_path)
-    assert again.returncode == 1 and "already holds a finished run; add --resume to continue it" in again.stderr
+    assert again.returncode == 1 and ("already holds a finished run; add --overwrite to replace it, add --resume to "
+                                      "continue it" in again.stderr)
     # A resume keeps its run's architecture and recipe: an option given to change them is refused, not ignored.
     finished = (out / "decoder.pt").read_bytes()
     from inr_cli.app import main  # in this process: a refusal needs no interpreter start-up
@@ -453,5 +454,6 @@ def test_a_run_that_trains_nothing_is_not_told_to_resume_into_a_used_folder(tmp_
     code, _, error = _inr(args, capsys)
     assert code == 0, error
     code, _, error = _inr(args, capsys)
-    assert (code, error) == (1, f"inr: error: {tmp_path / 'run'} already holds a run; choose another --out (a "
+    assert (code, error) == (1, f"inr: error: {tmp_path / 'run'} already holds a run; add --overwrite to replace "
+                                "it, or choose another --out (a "
                                 "--decoder run trains nothing, so it has nothing to --resume)")

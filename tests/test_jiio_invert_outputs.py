@@ -142,3 +142,67 @@ def test_the_grid_says_what_it_shows(tmp_path, decoder, collection, capsys):
         f"jiio composited mean PSNR {db(jiio['psnr'])} (hidden region {db(jiio['psnr_masked'])})",
         f"adam composited mean PSNR {db(adam['psnr'])} (hidden region {db(adam['psnr_masked'])})",
         "under each image: its PSNR against the original"])
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+            and p.name != ".inr.lock"}
+
+
+def test_overwrite_replaces_a_finished_run(tmp_path, decoder, collection, capsys):
+    """jiio-invert had no --overwrite: a finished run's folder could only be deleted by hand."""
+    out = tmp_path / "run"
+    code, _, error = _inr(_restore(decoder, collection, out, "--task", "denoise"), capsys)
+    assert code == 0, error
+    code, _, error = _inr(_restore(decoder, collection, out, "--task", "inpaint", "--count", "2"), capsys)
+    assert (code, error) == (1, f"inr: error: {out} already holds a run; add --overwrite to replace it, or choose "
+                                "another --out (a --decoder run trains nothing, so it has nothing to --resume)")
+    code, _, error = _inr(_restore(decoder, collection, out, "--task", "inpaint", "--count", "2", "--overwrite"),
+                          capsys)
+    assert code == 0, error
+    report = json.loads((out / "report.json").read_text())
+    assert report["task"] == "inpaint" and report["images"]["count"] == 2
+    assert sorted(p.name for p in (out / "restored" / "jiio").iterdir()) == ["0000.png", "0001.png"]
+    assert not (out / ".inr-replaced").exists()  # the old run is gone once the new one has finished
+
+
+def test_an_overwrite_that_fails_leaves_the_old_run_in_place(tmp_path, decoder, collection, capsys, monkeypatch):
+    import inr_cli.jiio.invert as invert
+
+    out = tmp_path / "run"
+    code, _, error = _inr(_restore(decoder, collection, out, "--task", "denoise"), capsys)
+    assert code == 0, error
+    before = _files(out)
+    assert len([name for name in before if name.startswith("restored/")]) == 4
+
+    def disk_full(*args):  # the new run fails once its images are written, before its report
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(invert, "write_invert_page", disk_full)
+    with pytest.raises(OSError):
+        main([str(a) for a in _restore(decoder, collection, out, "--task", "inpaint", "--count", "2", "--overwrite")])
+    capsys.readouterr()
+    assert _files(out) == before
+    # An unfinished training run (its decoder.pt alone) is set aside too, and comes back when the replacement fails
+    # before its first save.
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "decoder.pt").write_bytes(decoder.read_bytes())
+    code, _, error = _inr(["jiio-invert", "--data", collection, "--train-count", "100", "--count", "2", "--quiet",
+                           "--out", unfinished, "--overwrite"], capsys)
+    assert code == 1 and "--train-count 100 exceeds" in error, error
+    assert _files(unfinished) == {"decoder.pt": decoder.read_bytes()}
+
+
+def test_overwrite_is_refused_with_resume_and_over_its_own_decoder(tmp_path, decoder, collection, capsys):
+    code, _, error = _inr(["jiio-invert", "--data", collection, "--resume", "--overwrite", "--out", tmp_path / "run"],
+                          capsys)
+    assert (code, error) == (2, "inr: error: --resume and --overwrite exclude each other: choose one")
+    # The run in --out holds the decoder: setting the run aside would take the decoder with it before it was read.
+    out = tmp_path / "trained"
+    out.mkdir()
+    (out / "decoder.pt").write_bytes(decoder.read_bytes())
+    code, _, error = _inr(_restore(out / "decoder.pt", collection, out, "--overwrite"), capsys)
+    assert (code, error) == (1, f"inr: error: --overwrite would set aside {out / 'decoder.pt'}, the --decoder this "
+                                f"run restores with, with the run in {out}; choose another --out")
+    assert (out / "decoder.pt").read_bytes() == decoder.read_bytes()

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from inr_cli.errors import flag_for, given_options, phrase
-from inr_core.errors import InvalidSetting
+from inr_core.errors import InvalidSetting, check
 from training.jiio.decoder_config import DecoderConfig
 from training.jiio.invert_config import TRAINING_SETTINGS, DecoderSource, FidSettings, InvertConfig
 from training.jiio.settings import CorruptionSettings, RestorationSettings
@@ -44,6 +44,8 @@ JIIO_EXAMPLES = """
       --epochs 100 --train-minutes 10 --train-batch-size 128 --device cuda --out runs/fmnist-gpu
   [dim]# continue an interrupted (or finished) training run up to 40 epochs[/dim]
   inr jiio-invert --data faces/ --epochs 40 --resume --out runs/faces
+  [dim]# restore again into a folder that holds a run, replacing it[/dim]
+  inr jiio-invert --task denoise --decoder runs/fmnist/decoder.pt --out runs/denoise --overwrite
 """
 
 
@@ -129,6 +131,8 @@ def jiio_invert(
     seed: Annotated[int, typer.Option(help="Seed for training and for the corruptions.")] = InvertConfig.seed,
     out: Annotated[Optional[Path], typer.Option(help="Output folder. Default: runs/jiio-TASK-TIME.",
                                                 show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out: its files are set aside until "
+                                            "this run has finished, and put back if it fails.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON line on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ):
@@ -148,12 +152,13 @@ def jiio_invert(
         fid=FidSettings(enabled=fid, model=fid_model), composite=composite,
         test_images=images, masks=mask, device=device, seed=seed, given=frozenset(given_options(ctx, MAYBE_UNUSED)))
     try:
+        check(not (resume and overwrite), "--resume", "and --overwrite exclude each other: choose one")
         config.validate()
     except InvalidSetting as error:
         raise as_command_line_setting(error) from None
     from inr_cli.jiio.invert import run_jiio_invert  # the run's machinery, torch with it, loads only now
 
-    raise typer.Exit(run_jiio_invert(config, out=out, show_progress=not quiet, as_json=as_json))
+    raise typer.Exit(run_jiio_invert(config, out=out, show_progress=not quiet, as_json=as_json, overwrite=overwrite))
 
 
 def _setting_names(config: object, prefix: str = "") -> list[str]:

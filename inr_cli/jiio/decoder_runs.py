@@ -110,7 +110,8 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
         config = replace(saved, epochs=config.epochs)
         notes.append(f"resumed from {resume_from} after epoch {state.epoch}")
     elif target.exists():  # every rank looks (before any of them can have written it), so every rank stops
-        raise UserError(f"{target} exists: add --resume to continue that run, or choose another --out")
+        raise UserError(f"{target} exists: add --resume to continue that run, --overwrite to replace it, or choose "
+                        "another --out")
     try:
         return _train_into(target, source, config, state, trained_on, notes, held_out, device, show_progress, ranks)
     except Exception:

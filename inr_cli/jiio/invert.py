@@ -32,7 +32,7 @@ from inr_cli.media.images import quantize, write_png
 from inr_cli.pages import PAGE, write_invert_page
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
-from inr_cli.run_folder import RunFolder
+from inr_cli.run_folder import SET_ASIDE, RunFolder
 from inr_core.errors import UserError, check
 from models.mdeq import MDEQDecoder
 from training.fitting.devices import resolve_device
@@ -53,8 +53,11 @@ INPUT_NAMES = {"inpaint": "corrupted input", "denoise": "noisy input", "reconstr
 WARM_UP_STEPS = 2
 
 
-def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bool, as_json: bool) -> int:
+def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bool, as_json: bool,
+                    overwrite: bool = False) -> int:
     """Run a validated config; the report goes to OUT/report.json (and stdout). Returns the exit code.
+    ``overwrite`` (not with --resume): the run already in ``out`` is set aside until this one has finished, and put
+    back if it fails (:class:`inr_cli.run_folder.RunFolder`).
 
     Launched by torchrun, every rank trains its share of each batch of the decoder (its own GPU, or the CPU;
     :class:`training.jiio.decoder_training.Ranks`) and rank 0 alone writes the checkpoint, restores the test
@@ -69,23 +72,42 @@ def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bo
         out = cluster.from_leader(lambda: out or Path("runs") / f"jiio-{config.restoration.task}-"
                                                                f"{time.strftime('%Y%m%d-%H%M%S')}")
         trains_nothing = "a --decoder run trains nothing, so it has nothing to --resume"
-        folder = RunFolder(out, own_files=(DECODER_FILE,), offers_overwrite=False,
+        folder = RunFolder(out, own_files=(DECODER_FILE,),
                            cannot_resume=trains_nothing if config.decoder.data is None else None)
 
         def claim() -> None:
             """Rank 0 holds the folder (no other inr run may write there, nor this one into someone else's
             files); the other ranks only wait for its checkpoint, and learn only whether the claim failed."""
-            folder.claim(overwrite=False, resume=config.decoder.resume)
+            _refuse_overwriting_the_decoder(config, out, overwrite)
+            folder.claim(overwrite=overwrite, resume=config.decoder.resume)
 
         cluster.from_leader(claim)
+        written: list[Path] = []
         try:
-            code = _run(config, out, device, show_progress and cluster.is_leader, as_json, cluster)
+            code = _run(config, out, device, show_progress and cluster.is_leader, as_json, cluster, written)
+        except BaseException:
+            # A run that fails before its report leaves none of its pictures: an earlier run it replaced or
+            # resumed is not mixed with them (--overwrite puts the replaced one back as it was).
+            for path in written:
+                path.unlink(missing_ok=True)
+            for pictures in {path.parent for path in written} - {out}:  # OUT/KIND/METHOD/
+                remove_if_empty([pictures, pictures.parent])
+            raise
         finally:
             folder.release()  # (a no-op on the ranks that did not claim it)
         failed = False
         return code
     finally:
         cluster.close(wait=not failed)  # a rank that failed does not wait for the others
+
+
+def _refuse_overwriting_the_decoder(config: InvertConfig, out: Path, overwrite: bool) -> None:
+    """--overwrite sets the run in --out aside, its decoder.pt included: a --decoder there would be gone before
+    this run read it."""
+    checkpoint = config.decoder.checkpoint
+    if overwrite and checkpoint is not None and out.resolve() in checkpoint.resolve().parents:
+        raise UserError(f"--overwrite would set aside {checkpoint}, the --decoder this run restores with, with the "
+                        f"run in {out}; choose another --out")
 
 
 def _restore_all(decoder: MDEQDecoder, corruption: Corruption, settings: RestorationSettings, device: torch.device,
@@ -141,27 +163,38 @@ def _psnr(images: torch.Tensor, target: torch.Tensor, region: torch.Tensor | Non
 def _clear_earlier_restorations(out: Path) -> None:
     """Remove what an earlier run in ``out`` restored (a --resume continues its decoder's training in the same
     folder), so none of its images, of another count or task, is left among the new ones: its report first (a
-    half-cleared folder never looks finished), then the numbered PNGs of the folders it lists."""
-    report = out / REPORT
-    try:
-        files = json.loads(report.read_text()).get("files", {})
-    except (OSError, ValueError, AttributeError):
-        return
-    report.unlink(missing_ok=True)
-    for name in files.values() if isinstance(files, dict) else []:
-        folder = (out / str(name)).resolve()
-        if folder.parent.parent != out.resolve() or not folder.is_dir():  # only OUT/KIND/METHOD/ folders
+    half-cleared folder never looks finished), then the numbered PNGs of the folders it lists. A run that
+    --overwrite set aside (its report in OUT/.inr-replaced) has its PNGs moved there too, to be deleted with it
+    once this run's report is written, or put back with it if this run fails."""
+    aside = out / SET_ASIDE
+    for report, moved_to in ((out / REPORT, None), (aside / REPORT, aside)):
+        try:
+            files = json.loads(report.read_text()).get("files", {})
+        except (OSError, ValueError, AttributeError):
             continue
-        for png in folder.glob("[0-9][0-9][0-9][0-9].png"):
-            png.unlink()
-        remove_if_empty([folder, folder.parent])
+        if moved_to is None:
+            report.unlink(missing_ok=True)
+        for name in files.values() if isinstance(files, dict) else []:
+            folder = (out / str(name)).resolve()
+            if folder.parent.parent != out.resolve() or not folder.is_dir():  # only OUT/KIND/METHOD/ folders
+                continue
+            for png in folder.glob("[0-9][0-9][0-9][0-9].png"):
+                if moved_to is None:
+                    png.unlink()
+                else:
+                    kept = moved_to / png.relative_to(out.resolve())
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    png.rename(kept)
+            remove_if_empty([folder, folder.parent])
 
 
-def _write_pngs(out: Path, folder: str, images: torch.Tensor) -> str:
-    """Images (N, C, S, S) in [-1, 1] as OUT/FOLDER/NNNN.png, 8-bit; returns ``folder`` for the report."""
+def _write_pngs(out: Path, folder: str, images: torch.Tensor, written: list[Path]) -> str:
+    """Images (N, C, S, S) in [-1, 1] as OUT/FOLDER/NNNN.png, 8-bit, each added to ``written``; returns
+    ``folder`` for the report."""
     (out / folder).mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(images):
-        write_png(out / folder / f"{i:04d}.png", ((image + 1) / 2).permute(1, 2, 0), 8)
+        written.append(out / folder / f"{i:04d}.png")
+        write_png(written[-1], ((image + 1) / 2).permute(1, 2, 0), 8)
     return folder
 
 
@@ -176,7 +209,8 @@ def _mean(values: list[float]) -> float:
 
 
 def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: bool, as_json: bool,
-         cluster: Cluster) -> int:
+         cluster: Cluster, written: list[Path]) -> int:
+    """The run; every picture it writes is added to ``written``."""
     restoration = config.restoration
     # What the restoration reads is checked before the decoder trains: a wrong path should not cost the training.
     check_inputs([*(config.test_images or []), *(config.masks or [])])
@@ -221,10 +255,10 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
         decoded = torch.cat([r.images for r in restorations]).cpu()
         restored = composite(decoded, corruption) if keep_observed else decoded
         restored_images[method] = restored
-        scores, written = _scores(restored, target, hole), {"restored": restored}
+        scores, kinds = _scores(restored, target, hole), {"restored": restored}
         if keep_observed:  # the raw decoding too: how well the decoder itself filled the hole, and the rest
             scores |= {f"decoded_{k}": v for k, v in _scores(decoded, target, hole).items()}
-            written["decoded"] = decoded
+            kinds["decoded"] = decoded
             grid.append((f"{method}, decoded", decoded))
         grid.append((f"{method}, {'composited' if keep_observed else 'restored'}", restored))
         summaries[method] = _summary(restorations, scores, corrupted, len(target))
@@ -235,11 +269,12 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
         for i in range(len(target)):
             per_image[i][method] = {**{k: v[i] for k, v in scores.items()}, "cost": float(costs[i]),
                                     "seconds": seconds[i], "final_state_residual": float(residuals[i])}
-        for kind, images in written.items():
-            files[f"{kind}_{method}"] = _write_pngs(out, f"{kind}/{method}/", images)
+        for kind, images in kinds.items():
+            files[f"{kind}_{method}"] = _write_pngs(out, f"{kind}/{method}/", images, written)
     grid.append(("original", target))
     # Under each image its PSNR against the original, measured as the report's per-image entries are (as written).
     rows = [label for label, _ in grid]
+    written.append(out / GRID)
     write_image_grid(out / GRID, [images for _, images in grid], labels=rows,
                      psnrs=[None if torch.equal(images, target) else _psnr(images, target) for _, images in grid],
                      caption=_grid_caption(restoration.task, len(target), size, rows, corrupted, summaries,
@@ -268,6 +303,7 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
         "config": config.report(size),
         "versions": versions(),
     }
+    written.append(out / PAGE)
     write_invert_page(out, report)
     atomic_write_text(out / REPORT, to_json(report) + "\n")  # last: its presence means the run is complete
     if as_json:
