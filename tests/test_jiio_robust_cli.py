@@ -276,8 +276,8 @@ def test_the_adversarial_picture_says_what_it_shows(tmp_path, labelled, capsys):
     report = json.loads(text)
     caption = png_caption(out / "adversarial.png")
     assert caption.startswith("jiio-robust: jiio-trained tiny MDEQ classifier · L2 attacks of radius 0.5 · "
-                              "4 test images · rows: original / pgd adversarial / pgd perturbation / jiio adversarial / "
-                              "jiio perturbation · ")
+                              "4 test images · rows: original / pgd adversarial / pgd perturbation / "
+                              "jiio adversarial / jiio perturbation · ")
     accuracy = report["accuracy"]
     assert (f"accuracy clean {accuracy['clean']:.2%} · pgd {accuracy['pgd']:.2%} · jiio {accuracy['jiio']:.2%}"
             in caption)
