@@ -43,6 +43,7 @@ class DecoderSampleOptions:
     seed: int = 0
     as_json: bool = False
     individual: bool = False  # one PNG per sample besides the grid
+    show_progress: bool = False  # a progress bar over FID's Inception passes (minutes for thousands of images)
 
     def validate(self) -> None:
         """Usage errors, checked before any file is read (exit code 2, as for any bad option value)."""
@@ -192,7 +193,8 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
             out = out / name_in_folder
         return sample_decoder(checkpoint, payload, out=out, device_name=device, count=decoder.count, fid=decoder.fid,
                               fid_model=decoder.fid_model, fid_count=decoder.fid_count, seed=decoder.seed,
-                              as_json=decoder.as_json, individual=decoder.individual)
+                              as_json=decoder.as_json, individual=decoder.individual,
+                              show_progress=decoder.show_progress)
     if decoder.given_flags():
         raise UserError(f"{checkpoint}: {' '.join(decoder.given_flags())} only applies to a decoder checkpoint")
 

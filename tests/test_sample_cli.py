@@ -1,7 +1,11 @@
 """`inr sample`: several checkpoints with failures among them, and decoder draws with FID (its progress and cost)."""
 
+import typing
+
+import numpy as np
 import pytest
-from helpers import untrained_decoder_checkpoint
+import torch
+from helpers import run_cli, untrained_decoder_checkpoint
 
 from inr_cli.app import main
 
@@ -35,3 +39,32 @@ def test_the_grid_of_draws_says_what_it_shows(tmp_path, capsys):
     assert code == 0, err
     assert png_caption(tmp_path / "run" / "samples-3.png") == (
         "inr sample run/decoder.pt · 3 draws from the decoder's latent mixture (all shown) · seed 7")
+
+
+class _TinyInception(torch.nn.Module):
+    """Inception's contract, (N, 3, 299, 299) to (N, features), at a fraction of its cost."""
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_fid_shows_its_progress_unless_quiet_and_help_gives_its_cost(tmp_path):
+    """FID against the default 10,000 real images ran over ten minutes on a CPU with nothing on screen."""
+    (tmp_path / "run").mkdir()
+    decoder = untrained_decoder_checkpoint(tmp_path / "run" / "decoder.pt")
+    model = tmp_path / "inception.pt"
+    torch.jit.script(_TinyInception()).save(str(model))
+    real = tmp_path / "real.npz"
+    np.savez(real, images=np.random.default_rng(0).integers(0, 255, (8, 16, 16), dtype=np.uint8))
+    args = ["sample", decoder, "-n", "5", "--fid", real, "--fid-model", model, "--fid-count", "6", "--device", "cpu"]
+    shown = run_cli(args, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "FID: Inception features" in shown.stderr and "11/11" in shown.stderr  # 6 real and 5 drawn images
+    quiet = run_cli([*args, "--quiet"], tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Inception" not in quiet.stderr and quiet.stderr.startswith("FID ")  # the result's line alone
+    from inr_cli.commands.sample import sample
+
+    usage = typing.get_type_hints(sample, include_extras=True)["fid_count"].__metadata__[0].help
+    assert "default 10,000" in usage and "about 20 minutes on 2 CPU cores" in usage and "--fid-count 1000" in usage

