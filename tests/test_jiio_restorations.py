@@ -273,3 +273,4 @@ def test_the_report_and_page_list_the_trained_decoder_and_show_its_history_as_a_
     page = (out / "index.html").read_text()
     assert 'href="decoder.pt"' in page and "{&#x27;" not in page and "{'" not in page
     assert '<th class="num" scope="col">cost_per_image</th>' in page
+    assert '<th class="num" scope="col">psnr_std (population)</th>' in page  # which spread it is, as elsewhere

@@ -152,10 +152,12 @@ def write_invert_page(out: Path, report: dict) -> None:
     (linked to the full-size PNG) and its PSNR."""
     methods = list(report["methods"])
     files = report["files"]
-    summary_heads = [("method", False)] + [(key, True) for key in INVERT_METHOD_KEYS
-                                           if any(key in report["methods"][m] for m in methods)]
+    keys = [key for key in INVERT_METHOD_KEYS if any(key in report["methods"][m] for m in methods)]
+    # (Which spread psnr_std is: the population's, as every spread inr reports.)
+    summary_heads = [("method", False)] + [("psnr_std (population)" if key == "psnr_std" else key, True)
+                                           for key in keys]
     summary_rows = [text_cell(method) + "".join(number_cell(report["methods"][method].get(key), key)
-                                                  for key, _ in summary_heads[1:]) for method in methods]
+                                                  for key in keys) for method in methods]
     masked = report["per_image"] and any("psnr_masked" in report["per_image"][0].get(m, {}) for m in methods)
     heads = [("image", True)] + ([("corrupted PSNR", True)] if report["corrupted_psnr"] is not None else [])
     for method in methods:
