@@ -340,6 +340,9 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
     checked = 0
     sync_every = loss_read_interval(device)
 
+    # Only a step that compiles (or tries to) is timed apart, as a fit alone's: an implicit group asked to compile
+    # runs eagerly, and its first step, an ordinary one, counts in its seconds.
+    compiles = group_step.compiling
     first_step_at = time.perf_counter()
     timed_from, compile_seconds = first_step_at, 0.0
     with matmul_precision(config.precision, device):
@@ -349,7 +352,7 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
             target = targets if batch is None else targets[:, batch]
             set_learning_rate(optimizer, config.learning_rate(step))
             per_signal = group_step(points, target, batch)
-            if step == 1 and config.compile:  # the compiling step is timed apart, as a fit alone's is
+            if step == 1 and compiles:  # the compiling step is timed apart, as a fit alone's is
                 synchronize(device)
                 timed_from = time.perf_counter()
                 compile_seconds = timed_from - first_step_at
@@ -416,7 +419,7 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
         outcomes.append(GroupOutcome(FitResult(
             model=model, optimizer=_per_signal_optimizer(model, config, device, optimizer, names, g),
             config=own_config, params=count_parameters(model), train_seconds=train_seconds,
-            timed_steps=config.steps - (1 if config.compile else 0), compiled=group_step.compiling,
+            timed_steps=config.steps - (1 if compiles else 0), compiled=group_step.compiling,
             compile_seconds=compile_seconds, setup_seconds=first_step_at - called_at,
             first_step_at=first_step_at, eval_seconds=time.perf_counter() - eval_start + progress_seconds / count,
             batch_psnr=[psnr_from_mse(v) for v in history[:, g].tolist()],
