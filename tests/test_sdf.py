@@ -129,6 +129,19 @@ def test_bad_meshes_are_one_line_each_and_write_nothing(meshes):
     assert "Traceback" not in proc.stderr and not (folder / "runs").exists()
 
 
+@pytest.mark.parametrize("target", ["sdf", "occupancy"])
+def test_an_open_sheet_encloses_nothing_and_is_refused_before_training(tmp_path, target):
+    """A flat sheet has no inside, so its target is 'outside' everywhere: the fit ran, found no surface, and
+    advised fitting longer or raising --resolution, which could never help."""
+    from inr_cli.modalities.shape import SHAPE, ShapeOptions
+
+    trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], [[0, 1, 2], [1, 3, 2]]).export(tmp_path / "sheet.obj")
+    options = ShapeOptions(target=target, samples=2000, eval_points=500)
+    with pytest.raises(UserError, match=r"sheet.obj: the surface encloses no volume \(none of its 2,000 training "
+                                        r"points is inside it: an open sheet\?\); a shape fit needs a solid"):
+        SHAPE.load(str(tmp_path / "sheet.obj"), options, 0)
+
+
 def test_degenerate_mesh_is_refused_before_training(tmp_path):
     (tmp_path / "line.obj").write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n")
     with pytest.raises(UserError, match="line.obj: the mesh has no surface area"):

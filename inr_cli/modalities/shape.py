@@ -16,7 +16,7 @@ from inr_cli.media.meshes import (DEFAULT_MAX_FACES, MESH_FORMATS, UP_CHOICES, L
 from inr_cli.modalities.base import (MAX_RESOLUTION, FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs,
                                      SampleRequest, SampleTarget, register_modality)
 from inr_cli.reports import number_text
-from inr_core.errors import check
+from inr_core.errors import UserError, check
 from training.fitting.devices import render_chunk_size
 from training.fitting.fit import FitResult
 from training.fitting.recipes import Recipe, frequency_for_cube, papers_learning_rate
@@ -77,6 +77,11 @@ class ShapeModality(Modality):
         rng = np.random.default_rng(seed)
         signal = shape_samples(mesh.vertices, mesh.faces, target=options.target, samples=options.samples,
                                eval_points=options.eval_points, rng=rng)
+        values = signal.train.values
+        if not bool((values > 0.5 if options.target == "occupancy" else values < 0).any()):
+            # An open sheet encloses nothing: its target is "outside" everywhere, and no fit has a surface to find.
+            raise UserError(f"{source}: the surface encloses no volume (none of its {len(values):,} training points "
+                            "is inside it: an open sheet?); a shape fit needs a solid: close the mesh")
         up = resolve_up(options.up, mesh.vertices, mesh.faces, source)
         info = {**mesh.info(), "target": options.target, "truncation": TRUNCATION if options.target == "sdf" else None,
                 "up": up.axis, "up_chosen_by": up.reason}
