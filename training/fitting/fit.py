@@ -24,7 +24,7 @@ from training.fitting.control import (MAX_ROLLBACKS, FitControl, Interrupted, Ru
 from training.fitting.devices import (cpu_piece_points, loss_read_interval, memory_budget_bytes, render_chunk_size,
                                       synchronize)
 from training.fitting.evaluate import GridEvaluation, SampleEvaluation, psnr_with_half_precision_weights
-from training.fitting.precision import matmul_precision, precision_note, precision_scope
+from training.fitting.precision import bf16_ceiling_note, matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
 from training.fitting.signal import Signal, training_loss
 from training.fitting.render import eval_mode
@@ -286,6 +286,9 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     evaluations.append({"step": last_step, **(result.history_entry() if kept is None else kept.last_entry)})
     if training_step.note:
         notes.append(training_step.note)
+    ceiling = bf16_ceiling_note(config.precision, getattr(result, "psnr", None))
+    if ceiling:
+        notes.append(ceiling)
 
     return FitResult(
         model=model, optimizer=optimizer, config=config, params=count_parameters(model),

@@ -49,7 +49,8 @@ from training.fitting.devices import cpu_piece_points, loss_read_interval, rende
 from training.fitting.evaluate import GroupGridProgress, psnr_with_half_precision_weights
 from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortized_cache, divergence_error,
                                   make_model, make_optimizer, solver_report)
-from training.fitting.precision import autocast, matmul_precision, precision_note, precision_scope
+from training.fitting.precision import (autocast, bf16_ceiling_note, matmul_precision, precision_note,
+                                        precision_scope)
 from training.fitting.recipes import RecipeRule
 from training.fitting.signal import GridSignal, Signal, per_signal_training_loss
 from training.fitting.step import compile_by_default, failure_reason, piece_bounds
@@ -414,6 +415,9 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
             psnr_fp16 = psnr_with_half_precision_weights(model, signal, device, chunk)
             solver = None if not config.is_implicit() else solver_report(
                 own_config, model, own_cache, points, final, chunk, cache_note, cache_residuals)
+        ceiling = bf16_ceiling_note(config.precision, getattr(final, "psnr", None))
+        if ceiling:
+            notes.append(ceiling)
         notes.append(f"fitted together with {count - 1} other input(s) of the same shape; seconds and steps/s "
                      f"are the group's")
         outcomes.append(GroupOutcome(FitResult(
