@@ -48,12 +48,15 @@ class RunFolder:
     """The root folder of one `inr fit` run, claimed for this process (see the module's doc)."""
 
     def __init__(self, root: Path, own_files: tuple[str, ...] = (), offers_overwrite: bool = True,
-                 cannot_resume: str | None = None):
+                 cannot_resume: str | None = None, listed_pictures: str | None = None):
         """``own_files``: names beyond reports, training states and summaries that mark a folder as this command's
         run (e.g. the classifier an unfinished `inr jiio-robust` run saves after each epoch); --overwrite sets them
         aside with the rest, so a replacement that fails before its first save puts them back.
         ``offers_overwrite``: whether the command has ``--overwrite``, and ``cannot_resume`` why this run has no
-        --resume, if it has none (its refusals name only the ways out it has)."""
+        --resume, if it has none (its refusals name only the ways out it has).
+        ``listed_pictures``: a glob (e.g. ``[0-9][0-9][0-9][0-9].png``) of the files a report's listed sub-folders
+        (ROOT/KIND/METHOD/, as `inr jiio-invert` lists its restorations) hold; --overwrite sets those aside too."""
+        self.listed_pictures = listed_pictures
         self.root = Path(root)
         self.own_files, self.offers_overwrite, self.cannot_resume = own_files, offers_overwrite, cannot_resume
         self._created = missing_ancestors(self.root)
@@ -119,13 +122,16 @@ class RunFolder:
         aside = self.root / SET_ASIDE
         shutil.rmtree(aside, ignore_errors=True)  # a set-aside left by a run that was killed: it is being replaced
         own = [self.root / name for name in self.own_files]  # an unfinished run's checkpoint (listed by no report)
-        outputs = [*(output for report in reports for output in _run_outputs(report)), *states, *summary]
+        outputs = [*(output for report in reports for output in _run_outputs(report, self.listed_pictures)), *states,
+                   *summary]
         for path in [*outputs, *(path for path in own if path.is_file() and path not in outputs)]:
             kept = aside / path.relative_to(self.root)
             kept.parent.mkdir(parents=True, exist_ok=True)
             path.rename(kept)
         for folder in {report.parent for report in reports} - {self.root}:
             remove_if_empty([folder])
+        for folder in {path.parent for path in outputs} - {report.parent for report in reports}:  # ROOT/KIND/METHOD/
+            remove_if_empty([folder, folder.parent])
 
     def _check_layout(self, several: bool, reports: list[Path], states: list[Path], summary: list[Path]) -> None:
         """Refuse to resume a run of one input in the folder of a run over several, or the other way round: each
@@ -194,15 +200,19 @@ def _finished_and_unfinished(root: Path) -> tuple[list[Path], list[Path]]:
     return reports, states
 
 
-def _run_outputs(report_path: Path) -> list[Path]:
-    """A finished run's report, then every file it lists (only files the report itself names, in its folder)."""
+def _run_outputs(report_path: Path, listed_pictures: str | None = None) -> list[Path]:
+    """A finished run's report, then every file it lists (only files the report itself names, in its folder), and
+    with ``listed_pictures`` the files of that pattern in the FOLDER/KIND/METHOD/ folders it lists."""
     try:
         files = json.loads(report_path.read_text()).get("files", {})
     except (OSError, ValueError, AttributeError):
         files = {}
     folder = report_path.parent
     named = [folder / str(name) for name in (files.values() if isinstance(files, dict) else [])]
-    return [report_path, *(path for path in named if path.parent == folder and path.is_file() and path != report_path)]
+    pictures = [picture for path in named if listed_pictures and path.is_dir()
+                and path.resolve().parent.parent == folder.resolve() for picture in sorted(path.glob(listed_pictures))]
+    return [report_path, *(path for path in named if path.parent == folder and path.is_file() and path != report_path),
+            *pictures]
 
 
 # Settings that decide how a fit runs, not what it computes: a finished input is kept whatever they are now.

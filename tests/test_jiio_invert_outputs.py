@@ -206,3 +206,39 @@ def test_overwrite_is_refused_with_resume_and_over_its_own_decoder(tmp_path, dec
     assert (code, error) == (1, f"inr: error: --overwrite would set aside {out / 'decoder.pt'}, the --decoder this "
                                 f"run restores with, with the run in {out}; choose another --out")
     assert (out / "decoder.pt").read_bytes() == decoder.read_bytes()
+
+
+def test_an_overwrite_that_fails_after_training_puts_the_old_run_back(tmp_path, decoder, collection, capsys,
+                                                                      monkeypatch):
+    """The failed replacement left its new decoder.pt with the old run's restored PNGs in the folder (the old
+    decoder and report hidden in .inr-replaced); the retry's --overwrite then deleted that set-aside and left the
+    stale PNGs beside its report."""
+    import inr_cli.jiio.invert as invert
+
+    out = tmp_path / "run"
+    train = ["jiio-invert", "--data", collection, "--image-size", "16", "--latent-dim", "8", "--train-batch-size", "4",
+             "--epochs", "1", "--iters", "2", "--no-fid", "--quiet", "--task", "denoise", "--out", out]
+    code, _, error = _inr([*train, "--count", "3"], capsys)
+    assert code == 0, error
+    before = _files(out)
+    assert len([name for name in before if name.startswith("restored/")]) == 3
+
+    def disk_full(*args):  # the new run fails after its decoder trained, before its report
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(invert, "write_invert_page", disk_full)
+        with pytest.raises(OSError):
+            main([str(a) for a in [*train, "--count", "2", "--seed", "1", "--overwrite"]])
+    capsys.readouterr()
+    assert _files(out) == before
+    # Stopped (Ctrl-C) once trained, it keeps its decoder for --resume, and the old run stays set aside whole: none
+    # of its PNGs is left beside the new decoder.
+    with monkeypatch.context() as patched:
+        patched.setattr(invert, "write_invert_page", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+        code, _, _ = _inr([*train, "--count", "2", "--seed", "1", "--overwrite"], capsys)
+    assert code == 130 and sorted(_files(out)) == [".inr-replaced/" + name for name in sorted(before)] + ["decoder.pt"]
+    code, _, error = _inr([*train, "--count", "2", "--overwrite"], capsys)
+    assert code == 0, error
+    assert sorted(p.name for p in (out / "restored" / "jiio").iterdir()) == ["0000.png", "0001.png"]
+    assert not (out / ".inr-replaced").exists()

@@ -281,3 +281,29 @@ def test_the_adversarial_picture_says_what_it_shows(tmp_path, labelled, capsys):
     accuracy = report["accuracy"]
     assert (f"accuracy clean {accuracy['clean']:.2%} · pgd {accuracy['pgd']:.2%} · jiio {accuracy['jiio']:.2%}"
             in caption)
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+            and p.name != ".inr.lock"}
+
+
+def test_an_overwrite_that_fails_after_training_puts_the_old_run_back(tmp_path, labelled, capsys, monkeypatch):
+    """The failed replacement left its new classifier.pt in the folder and the old run hidden in .inr-replaced."""
+    import inr_cli.jiio.robust_runs as robust_runs
+
+    out = tmp_path / "run"
+    common = ["jiio-robust", "--data", labelled, "--train-count", "32", "--test-count", "16", *TINY, "--epochs", "1",
+              "--attacks", "pgd", "--out", out]
+    code, _, error = inr(common, capsys)
+    assert code == 0, error
+    before = _files(out)
+
+    def disk_full(*args):  # the new run fails after its classifier trained, before its report
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(robust_runs, "to_json", disk_full)
+    with pytest.raises(OSError):
+        main([str(a) for a in [*common, "--seed", "1", "--overwrite"]])
+    capsys.readouterr()
+    assert _files(out) == before

@@ -32,7 +32,7 @@ from inr_cli.media.images import quantize, write_png
 from inr_cli.pages import PAGE, write_invert_page
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
-from inr_cli.run_folder import SET_ASIDE, RunFolder
+from inr_cli.run_folder import RunFolder
 from inr_core.errors import UserError, check
 from models.mdeq import MDEQDecoder
 from training.fitting.devices import resolve_device
@@ -49,6 +49,8 @@ GRID = "grid.png"
 # What the method was given, as the first grid row and the summary name it.
 GRID_INPUT_LABELS = {"inpaint": "corrupted", "denoise": "noisy", "reconstruct": "input"}
 INPUT_NAMES = {"inpaint": "corrupted input", "denoise": "noisy input", "reconstruct": "input"}
+# The pictures a run writes into OUT/KIND/METHOD/ (restored/jiio/0000.png...).
+NUMBERED_PNG = "[0-9][0-9][0-9][0-9].png"
 # Iterations (or Adam steps) of the untimed warm-up run of each method before the timed restorations.
 WARM_UP_STEPS = 2
 
@@ -56,8 +58,9 @@ WARM_UP_STEPS = 2
 def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bool, as_json: bool,
                     overwrite: bool = False) -> int:
     """Run a validated config; the report goes to OUT/report.json (and stdout). Returns the exit code.
-    ``overwrite`` (not with --resume): the run already in ``out`` is set aside until this one has finished, and put
-    back if it fails (:class:`inr_cli.run_folder.RunFolder`).
+    ``overwrite`` (not with --resume): the run already in ``out``, its restored PNGs included, is set aside until
+    this one has finished, and put back if it fails, even after training (its new decoder.pt is removed then; one
+    stopped by Ctrl-C keeps it for --resume) (:class:`inr_cli.run_folder.RunFolder`).
 
     Launched by torchrun, every rank trains its share of each batch of the decoder (its own GPU, or the CPU;
     :class:`training.jiio.decoder_training.Ranks`) and rank 0 alone writes the checkpoint, restores the test
@@ -72,7 +75,7 @@ def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bo
         out = cluster.from_leader(lambda: out or Path("runs") / f"jiio-{config.restoration.task}-"
                                                                f"{time.strftime('%Y%m%d-%H%M%S')}")
         trains_nothing = "a --decoder run trains nothing, so it has nothing to --resume"
-        folder = RunFolder(out, own_files=(DECODER_FILE,),
+        folder = RunFolder(out, own_files=(DECODER_FILE,), listed_pictures=NUMBERED_PNG,
                            cannot_resume=trains_nothing if config.decoder.data is None else None)
 
         def claim() -> None:
@@ -85,11 +88,16 @@ def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bo
         written: list[Path] = []
         try:
             code = _run(config, out, device, show_progress and cluster.is_leader, as_json, cluster, written)
-        except BaseException:
+        except BaseException as error:
             # A run that fails before its report leaves none of its pictures: an earlier run it replaced or
             # resumed is not mixed with them (--overwrite puts the replaced one back as it was).
             for path in written:
                 path.unlink(missing_ok=True)
+            if overwrite and cluster.is_leader and isinstance(error, Exception):
+                # A replacement that failed (not one stopped by Ctrl-C, whose last epoch --resume continues) takes
+                # the decoder it trained with it, so the run it replaced comes back whole; its set-aside decoder
+                # stays in .inr-replaced otherwise, beside a folder that is neither run.
+                (out / DECODER_FILE).unlink(missing_ok=True)
             for pictures in {path.parent for path in written} - {out}:  # OUT/KIND/METHOD/
                 remove_if_empty([pictures, pictures.parent])
             raise
@@ -163,29 +171,21 @@ def _psnr(images: torch.Tensor, target: torch.Tensor, region: torch.Tensor | Non
 def _clear_earlier_restorations(out: Path) -> None:
     """Remove what an earlier run in ``out`` restored (a --resume continues its decoder's training in the same
     folder), so none of its images, of another count or task, is left among the new ones: its report first (a
-    half-cleared folder never looks finished), then the numbered PNGs of the folders it lists. A run that
-    --overwrite set aside (its report in OUT/.inr-replaced) has its PNGs moved there too, to be deleted with it
-    once this run's report is written, or put back with it if this run fails."""
-    aside = out / SET_ASIDE
-    for report, moved_to in ((out / REPORT, None), (aside / REPORT, aside)):
-        try:
-            files = json.loads(report.read_text()).get("files", {})
-        except (OSError, ValueError, AttributeError):
+    half-cleared folder never looks finished), then the numbered PNGs of the folders it lists. (A run that
+    --overwrite replaced had its PNGs set aside with its report when the folder was claimed.)"""
+    report = out / REPORT
+    try:
+        files = json.loads(report.read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return
+    report.unlink(missing_ok=True)
+    for name in files.values() if isinstance(files, dict) else []:
+        folder = (out / str(name)).resolve()
+        if folder.parent.parent != out.resolve() or not folder.is_dir():  # only OUT/KIND/METHOD/ folders
             continue
-        if moved_to is None:
-            report.unlink(missing_ok=True)
-        for name in files.values() if isinstance(files, dict) else []:
-            folder = (out / str(name)).resolve()
-            if folder.parent.parent != out.resolve() or not folder.is_dir():  # only OUT/KIND/METHOD/ folders
-                continue
-            for png in folder.glob("[0-9][0-9][0-9][0-9].png"):
-                if moved_to is None:
-                    png.unlink()
-                else:
-                    kept = moved_to / png.relative_to(out.resolve())
-                    kept.parent.mkdir(parents=True, exist_ok=True)
-                    png.rename(kept)
-            remove_if_empty([folder, folder.parent])
+        for png in folder.glob(NUMBERED_PNG):
+            png.unlink()
+        remove_if_empty([folder, folder.parent])
 
 
 def _write_pngs(out: Path, folder: str, images: torch.Tensor, written: list[Path]) -> str:

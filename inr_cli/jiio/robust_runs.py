@@ -56,6 +56,14 @@ def run_jiio_robust(run: RobustRun, *, out: Path | None, show_progress: bool, as
                 stderr_console.print(f"inr: interrupted in epoch {stopped.epoch + 1} ({saved}); resume with --resume",
                                      markup=False, soft_wrap=True)
                 return stop.exit_code
+            except Exception:
+                if run.overwrite:
+                    # A replacement that failed takes what it wrote with it (the classifier it trained, its
+                    # picture), so the run it replaced comes back whole rather than beside a folder that is
+                    # neither run. One stopped by Ctrl-C keeps its last epoch for --resume.
+                    for name in (CLASSIFIER_FILE, PICTURE):
+                        (out / name).unlink(missing_ok=True)
+                raise
     finally:
         folder.release()
 
