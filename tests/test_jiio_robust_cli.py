@@ -307,3 +307,16 @@ def test_an_overwrite_that_fails_after_training_puts_the_old_run_back(tmp_path, 
         main([str(a) for a in [*common, "--seed", "1", "--overwrite"]])
     capsys.readouterr()
     assert _files(out) == before
+
+
+def test_overwrite_over_the_folder_of_its_own_classifier_is_refused(tmp_path, capsys):
+    """The claim set the classifier aside, and the run then said it had no such file."""
+    out = tmp_path / "run"
+    out.mkdir()
+    _classifier_checkpoint(out / "classifier.pt")
+    saved = (out / "classifier.pt").read_bytes()
+    code, _, error = inr(["jiio-robust", "--classifier", out / "classifier.pt", "--test-data", tmp_path / "x.npz",
+                          "--out", out, "--overwrite", "--quiet"], capsys)
+    assert (code, error) == (1, f"inr: error: --overwrite would set aside {out / 'classifier.pt'}, the --classifier "
+                                f"this run attacks, with the run in {out}; choose another --out")
+    assert (out / "classifier.pt").read_bytes() == saved

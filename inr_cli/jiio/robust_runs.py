@@ -45,6 +45,9 @@ PICTURE_COUNT = 16
 def run_jiio_robust(run: RobustRun, *, out: Path | None, show_progress: bool, as_json: bool) -> int:
     device = resolve_device(run.device)
     out = out or Path("runs") / f"jiio-robust-{run.config.adversary}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if run.overwrite and run.classifier is not None and out.resolve() in run.classifier.resolve().parents:
+        raise UserError(f"--overwrite would set aside {run.classifier}, the --classifier this run attacks, with the "
+                        f"run in {out}; choose another --out")
     folder = RunFolder(out, own_files=(CLASSIFIER_FILE,)).claim(overwrite=run.overwrite, resume=run.resume)
     try:
         with StopRequest() as stop:
