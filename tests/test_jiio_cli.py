@@ -457,3 +457,31 @@ def test_a_run_that_trains_nothing_is_not_told_to_resume_into_a_used_folder(tmp_
     assert (code, error) == (1, f"inr: error: {tmp_path / 'run'} already holds a run; add --overwrite to replace "
                                 "it, or choose another --out (a "
                                 "--decoder run trains nothing, so it has nothing to --resume)")
+
+
+def test_mask_count_and_size_are_checked_before_the_decoder_trains(tmp_path, collection, capsys):
+    """Both were found only after training; and a mask of another size was refused beside image files but resized
+    without a word beside a folder or an array of the same images."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    crops = np.load(collection)["images"]
+    for k in range(3):
+        save_png(folder / f"{k}.png", crops[k])
+    square = np.zeros((16, 16), np.uint8)
+    square[4:10, 4:10] = 255
+    mask, small = save_png(tmp_path / "mask.png", square), save_png(tmp_path / "small.png", square[:10, :10])
+    for args, line in [(["--images", folder, "--mask", mask, "--mask", mask],
+                        "--mask: give one mask for all 3 test images or one for each, not 2"),
+                       (["--mask", mask, "--mask", mask],  # the 4 held out from --data
+                        "--mask: give one mask for all 4 test images or one for each, not 2"),
+                       (["--images", folder, "--mask", small],
+                        f"{small}: the mask is 10x10 but its image {folder / '0.png'} is 16x16; a mask must have its "
+                        "image's size"),
+                       (["--images", collection, "--mask", small],
+                        f"{small}: the mask is 10x10 but its image image 0 of {collection} is 16x16; a mask must "
+                        "have its image's size")]:
+        out = tmp_path / "run"
+        code, _, error = _inr(["jiio-invert", "--task", "inpaint", "--data", collection, *TINY, "--epochs", "1",
+                               "--count", "4", "--iters", "2", "--no-fid", "--quiet", *args, "--out", out], capsys)
+        assert (code, error) == (1, f"inr: error: {line}")
+        assert not (out / "decoder.pt").exists()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from inr_cli.media.datasets import load_images, pixel_size
+from inr_cli.media.datasets import image_sizes, load_images, pixel_size
 from inr_cli.media.images import IMAGE_SUFFIXES
 from inr_cli.files import atomic_write_bytes
 from inr_cli.progress import counter_progress
@@ -233,22 +233,35 @@ def observed_mask(path: str, size: int) -> torch.Tensor:
     return (~missing).float()
 
 
-def observed_masks(paths: list[str], size: int, count: int, image_sources: list[str] | None = None) -> torch.Tensor:
-    """--mask files as (N or 1, 1, S, S), 1 where a test image's pixel is observed, 0 where it is to be filled.
+def test_image_sizes(sources: list[str], count: int, first: int = 0) -> list[tuple[str, tuple[int, int] | None]]:
+    """(name, (width, height)) of the test images :func:`test_images` reads from ``sources``: their first
+    ``count`` in order, or with ``first`` (one source, the held-out end of a training collection) the ``count``
+    from that index. Read from headers and array shapes, so masks can be checked before a decoder trains."""
+    if first:
+        return image_sizes(sources[0])[first:first + count]
+    return [size for source in sources for size in image_sizes(source, limit=count)][:count]
 
-    A mask is an image whose white pixels (brighter than mid-gray once averaged over its channels) mark what is
-    missing, the convention of scikit-image's and OpenCV's inpainting. It goes through the same resize and centre
-    crop to the decoder's square as its image, so a mask of its image's size covers the same pixels; where the
-    test images are single image files (``image_sources``), a mask of another size is refused. One mask serves
-    every test image; several pair with the test images in order."""
+
+def check_masks(paths: list[str], count: int, sizes: list[tuple[str, tuple[int, int] | None]] | None = None) -> None:
+    """Refuse --masks that do not pair with the ``count`` test images (one for all, or one each), or, where the
+    test images' ``sizes`` are known (:func:`test_image_sizes`), a mask of another size than its image."""
     if len(paths) not in (1, count):
         raise UserError(f"--mask: give one mask for all {count} test images or one for each, not {len(paths)}")
-    masks = [observed_mask(path, size) for path in paths]
-    if image_sources and len(image_sources) == count and all(Path(s).suffix.lower() in IMAGE_SUFFIXES
-                                                             for s in image_sources):
-        for mask, image in zip(paths * count if len(paths) == 1 else paths, image_sources):
-            mask_size, image_size = pixel_size(mask), pixel_size(image)
-            if mask_size and image_size and mask_size != image_size:
-                raise UserError(f"{mask}: the mask is {mask_size[0]}x{mask_size[1]} but its image {image} is "
-                                f"{image_size[0]}x{image_size[1]}; a mask must have its image's size")
-    return torch.cat(masks)
+    for mask, (image, image_size) in zip(paths * count if len(paths) == 1 else paths, sizes or []):
+        mask_size = pixel_size(mask)
+        if mask_size and image_size and mask_size != image_size:
+            raise UserError(f"{mask}: the mask is {mask_size[0]}x{mask_size[1]} but its image {image} is "
+                            f"{image_size[0]}x{image_size[1]}; a mask must have its image's size")
+
+
+def observed_masks(paths: list[str], size: int, count: int,
+                   sizes: list[tuple[str, tuple[int, int] | None]] | None = None) -> torch.Tensor:
+    """--mask files as (N or 1, 1, S, S), 1 where a test image's pixel is observed, 0 where it is to be filled.
+
+    A mask is an image whose white pixels (brighter than mid-gray once averaged over its colour channels) mark
+    what is missing, the convention of scikit-image's and OpenCV's inpainting. It goes through the same resize and
+    centre crop to the decoder's square as its image, so a mask of its image's size covers the same pixels; where
+    the test images' ``sizes`` are known (files, folders, arrays), a mask of another size is refused. One mask
+    serves every test image; several pair with the test images in order."""
+    check_masks(paths, count, sizes)
+    return torch.cat([observed_mask(path, size) for path in paths])

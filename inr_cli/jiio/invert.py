@@ -25,9 +25,10 @@ import torch
 from inr_cli.cluster import Cluster
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, remove_if_empty
-from inr_cli.jiio.decoder_runs import (DECODER_FILE, check_inputs, obtain_decoder, observed_mask, observed_masks,
-                                       test_images)
+from inr_cli.jiio.decoder_runs import (DECODER_FILE, check_inputs, check_masks, obtain_decoder, observed_mask,
+                                       observed_masks, test_image_sizes, test_images)
 from inr_cli.jiio.fid_model import distances_text, fid_reports, load_fid_model
+from inr_cli.media.datasets import image_sizes
 from inr_cli.media.images import quantize, write_png
 from inr_cli.pages import PAGE, write_invert_page
 from inr_cli.progress import counter_progress
@@ -219,6 +220,15 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
         _refuse_whole_image_mask(config, source.training.image_size)
         for path in config.masks or []:
             observed_mask(path, source.training.image_size)
+    if config.masks and (config.test_images or source.data is not None):
+        # The mask count, and each mask's size against its image's, from headers and array shapes: before training.
+        count = restoration.count
+        if config.test_images:
+            sizes = test_image_sizes(config.test_images, count)
+        else:  # the held-out end of --data
+            sizes = image_sizes(source.data)
+            sizes = sizes[-count:] if len(sizes) > count else None  # too few: training's split says so
+        check_masks(config.masks, len(sizes) if sizes else count, sizes)
     fid_model, fid_reason = (None, "not computed (--no-fid)")
     if config.fid.enabled and restoration.task == "reconstruct":
         fid_model, fid_reason = load_fid_model(config.fid.model)  # an explicit bad path fails before training
@@ -234,7 +244,12 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
     size = decoder.preset.image_size
     _refuse_whole_image_mask(config, size)
     target, images_info, notes = test_images(config.test_images, run, restoration.count, decoder.out_channels)
-    given = observed_masks(config.masks, size, len(target), config.test_images) if config.masks else None
+    given = None
+    if config.masks:
+        held_out = images_info["held_out_from_training"]
+        given = observed_masks(config.masks, size, len(target),
+                               test_image_sizes(images_info["source"], len(target), images_info.get("first_index", 0))
+                               if held_out or config.test_images else None)
     if given is not None:
         notes.append("PSNRs compare with the given images: where a mask covers real damage rather than intact "
                      "pixels, the hidden-region PSNR measures the distance from that damage, not a quality")

@@ -208,15 +208,38 @@ def load_images(source: str, size: int, limit: int | None = None) -> torch.Tenso
     if not path.exists():
         raise UserError(f"{source}: no such file or folder")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:  # a folder of images, or one image file
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit] \
-            if path.is_dir() else [path]
+        files = _image_files(path, limit)
         return _to_batch((_square(_read_image_file(p), size) for p in files), len(files), size, source,
                          mix_gray=True)
+    return array_batch(_stored_array(path, source), size, source, limit)
+
+
+def _image_files(path: Path, limit: int | None) -> list[Path]:
+    """A folder's image files in name order (its first ``limit``), or the image file itself."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+
+
+def _stored_array(path: Path, source: str) -> np.ndarray:
+    """The image array of an .npz/.npy or IDX file, as stored."""
     if path.suffix.lower() in (".npz", ".npy"):
-        images = read_npz(path)
-    elif path.name.endswith("-ubyte") or path.name.endswith("-ubyte.gz") or ".idx" in path.name:
-        images = read_idx(path)
+        return read_npz(path)
+    if path.name.endswith("-ubyte") or path.name.endswith("-ubyte.gz") or ".idx" in path.name:
+        return read_idx(path)
+    raise UserError(f"{source}: give an image file, a folder of images, an IDX file (*-ubyte[.gz]) or an "
+                    ".npz/.npy array")
+
+
+def image_sizes(source: str, limit: int | None = None) -> list[tuple[str, tuple[int, int] | None]]:
+    """(name, (width, height)) of each image :func:`load_images` reads from ``source`` (its first ``limit``), as
+    stored, before any resize: from the headers of image files (a folder's too), or an array's shape (name:
+    "image K of SOURCE"); the size is None where a header cannot be read (reading the image will say why)."""
+    if source.startswith("skimage:"):
+        array = _array_images(_skimage_collection(source.split(":", 1)[1], source), source)[:limit]
     else:
-        raise UserError(f"{source}: give an image file, a folder of images, an IDX file (*-ubyte[.gz]) or an "
-                        ".npz/.npy array")
-    return array_batch(images, size, source, limit)
+        path = Path(source)
+        if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+            return [(str(p), pixel_size(p)) for p in _image_files(path, limit)]
+        array = _array_images(_stored_array(path, source), source)[:limit]
+    return [(f"image {k} of {source}", (int(array.shape[2]), int(array.shape[1]))) for k in range(len(array))]
