@@ -320,3 +320,29 @@ def test_overwrite_over_the_folder_of_its_own_classifier_is_refused(tmp_path, ca
     assert (code, error) == (1, f"inr: error: --overwrite would set aside {out / 'classifier.pt'}, the --classifier "
                                 f"this run attacks, with the run in {out}; choose another --out")
     assert (out / "classifier.pt").read_bytes() == saved
+
+
+def test_test_labels_beyond_the_classes_trained_on_are_refused(tmp_path, labelled, capsys):
+    """Every classifier has at least 10 outputs: one trained on 2 classes was scored on labels 0..9 without a
+    word."""
+    out, other = tmp_path / "run", tmp_path / "three.npz"
+    code, _, error = inr(["jiio-robust", "--data", labelled, "--train-count", "32", "--test-count", "16", *TINY,
+                          "--epochs", "1", "--attacks", "pgd", "--out", out], capsys)
+    assert code == 0, error
+    arrays = np.load(labelled)
+    np.savez(other, images=arrays["images"][:6], labels=np.array([0, 1, 2, 0, 1, 2]))
+    code, _, error = inr(["jiio-robust", "--classifier", out / "classifier.pt", "--test-data", other, "--attacks",
+                          "pgd", *TINY, "--out", tmp_path / "eval"], capsys)
+    assert (code, error) == (1, f"inr: error: {other}: label 2 is not one of the 2 classes the classifier was "
+                                "trained on (labels 0 to 1); test it on those classes only")
+
+
+def test_numbered_test_labels_for_named_classes_are_noted():
+    from inr_cli.jiio.robust_runs import _by_class_name
+    from inr_cli.media.labelled import LabelledImages
+
+    notes = []
+    test = LabelledImages(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]), ["0", "1"], "t.npz")
+    assert _by_class_name(test, ["boot", "shirt"], notes) is test
+    assert notes == ["the test labels name no classes: they are taken as the classifier's classes 0, 1, ... (boot, "
+                     "shirt)"]

@@ -208,7 +208,13 @@ def _by_class_name(test: LabelledImages, trained: list | None, notes: list[str])
     in any order, is fine); a name the classifier does not have is refused. A folder's classes are numbered in
     sorted order, so taking its numbers as they are would score images against another class. A classifier whose
     training data named no classes has only numbers to match: the test classes are taken in their order, noted."""
-    if not trained or _numbered(test.classes) or test.classes == list(trained):
+    if not trained or test.classes == list(trained):
+        return test
+    if _numbered(test.classes):
+        if not _numbered(list(trained)):
+            shown = ", ".join(map(str, trained[:12])) + (", ..." if len(trained) > 12 else "")
+            notes.append(f"the test labels name no classes: they are taken as the classifier's classes 0, 1, ... "
+                         f"({shown})")
         return test
     if _numbered(list(trained)):
         notes.append(f"the classifier's classes have no names: the test classes ({', '.join(test.classes[:12])}"
@@ -255,9 +261,11 @@ def _run(run: RobustRun, out: Path, device: torch.device, show_progress: bool, a
     model, config, payload, test, notes = _obtain(run, out, device, show_progress, stop)
     test = replace(test, images=matched_with_note(test.images, config.in_channels, "classifier", notes))
     test = _by_class_name(test, (payload.get("data") or {}).get("classes"), notes)
-    if int(test.labels.max()) >= config.classes:
-        raise UserError(f"{test.source}: label {int(test.labels.max())} is not one of the classifier's "
-                        f"{config.classes} classes")
+    # The classifier has at least 10 outputs (RobustConfig.classes), but learned only the classes it trained on.
+    learned = len((payload.get("data") or {}).get("classes") or []) or config.classes
+    if int(test.labels.max()) >= learned:
+        raise UserError(f"{test.source}: label {int(test.labels.max())} is not one of the {learned} classes the "
+                        f"classifier was trained on (labels 0 to {learned - 1}); test it on those classes only")
     batch = run.eval_batch_size or config.batch_size
     total = len(test.labels) * len(run.attacks)
     with counter_progress(f"attack ({', '.join(run.attacks)}, eps {config.attack.epsilon:g})", total,
