@@ -269,3 +269,16 @@ def test_an_empty_fashion_idx_says_it_has_no_images(tmp_path):
     with pytest.raises(UserError) as info:
         load_labelled(str(images), 28)
     assert str(info.value) == f"{images}: no images"
+
+
+def test_an_ambiguous_three_axis_array_is_refused_in_one_line(tmp_path):
+    """One RGB image saved as (H, W, 3) was read as H gray images 3 px wide, each stretched to a square."""
+    path = tmp_path / "rgb.npy"
+    np.save(path, np.zeros((28, 28, 3), np.uint8))
+    with pytest.raises(UserError) as refused:
+        load_images(str(path), 16)
+    assert str(refused.value) == (f"{path}: shape (28, 28, 3) is ambiguous (one 28x28 image with 3 channels, or 28 "
+                                  "gray images 3 px wide); save images as (N, H, W) gray, (N, H, W, C) or "
+                                  "(N, C, H, W) with C 1 or 3 (one image: a[None])")
+    np.save(path, np.zeros((1, 28, 28, 3), np.uint8))
+    assert load_images(str(path), 16).shape == (1, 3, 16, 16)

@@ -110,14 +110,23 @@ def read_idx(path: Path, dims_expected: int = 3) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
+ACCEPTED_LAYOUTS = "(N, H, W) gray, (N, H, W, C) or (N, C, H, W) with C 1 or 3"
+
+
 def _array_images(array: np.ndarray, source: str) -> np.ndarray:
-    """Check an image array and bring it to (N, H, W, C); values are scaled to [0, 1] image by image later."""
+    """Check an image array and bring it to (N, H, W, C); integer values are scaled to [0, 1] later by their type's
+    maximum (255, 65535), floats taken as they are. A 3-D array whose last axis is 1, 3 or 4 is refused: one image
+    (H, W, C) or N gray images that many pixels wide, it cannot be told which."""
+    if array.ndim == 3 and array.shape[2] in (1, 3, 4):
+        raise UserError(f"{source}: shape {array.shape} is ambiguous (one {array.shape[0]}x{array.shape[1]} image "
+                        f"with {array.shape[2]} channels, or {array.shape[0]} gray images {array.shape[2]} px wide); "
+                        f"save images as {ACCEPTED_LAYOUTS} (one image: a[None])")
     if array.ndim == 3:
         array = array[..., None]
     elif array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[3] not in (1, 3):
         array = array.transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
     if array.ndim != 4 or array.shape[3] not in (1, 3):
-        raise UserError(f"{source}: expected images shaped (N, H, W), (N, H, W, C) or (N, C, H, W), got {array.shape}")
+        raise UserError(f"{source}: expected images shaped {ACCEPTED_LAYOUTS}, got {array.shape}")
     if 0 in array.shape[1:3]:
         raise UserError(f"{source}: images are {array.shape[1]}x{array.shape[2]} pixels; they need at least 1x1")
     if np.issubdtype(array.dtype, np.floating):
