@@ -277,3 +277,17 @@ def test_the_report_and_page_list_the_trained_decoder_and_show_its_history_as_a_
     assert 'href="decoder.pt"' in page and "{&#x27;" not in page and "{'" not in page
     assert '<th class="num" scope="col">cost_per_image</th>' in page
     assert '<th class="num" scope="col">psnr_std (population)</th>' in page  # which spread it is, as elsewhere
+
+
+def test_a_mask_hiding_everything_is_refused_and_transparency_marks_nothing(tmp_path):
+    """An all-white mask ran with nothing observed; an RGBA mask of opaque strokes on transparent white hid every
+    pixel."""
+    white = save_png(tmp_path / "white.png", np.full((16, 16), 255, np.uint8))
+    with pytest.raises(UserError, match="white.png: the mask marks every pixel to fill at the decoder's 16 px, "
+                                        "leaving nothing observed"):
+        observed_masks([str(white)], 16, 1)
+    strokes = np.zeros((16, 16, 4), np.uint8)
+    strokes[..., :3] = 255
+    strokes[4:8, 4:8, 3] = 255
+    mask = observed_masks([str(save_png(tmp_path / "strokes.png", strokes))], 16, 1)
+    assert mask[0, 0, 4:8, 4:8].sum() == 0 and mask.sum() == 16 * 16 - 16

@@ -16,10 +16,11 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from inr_cli.media.datasets import image_sizes, load_images, pixel_size
-from inr_cli.media.images import IMAGE_SUFFIXES
+from inr_cli.media.datasets import _square, image_sizes, load_images, pixel_size
+from inr_cli.media.images import IMAGE_SUFFIXES, read_image
 from inr_cli.files import atomic_write_bytes
 from inr_cli.progress import counter_progress
 from inr_cli.run_folder import refuse_changed_settings, refuse_replacing_another_run
@@ -226,10 +227,17 @@ def observed_mask(path: str, size: int) -> torch.Tensor:
     """One --mask file as (1, 1, S, S): 1 where a pixel is observed, 0 where it is to be filled."""
     if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"{path}: a mask is an image file (white marks the pixels to fill)")
-    missing = load_images(path, size).mean(dim=1, keepdim=True) > 0.0  # [-1, 1]: brighter than mid-gray
+    pixels = read_image(path, alpha="keep").pixels.numpy()  # (H, W, C) in [0, 1]
+    # Brighter than mid-gray over the colour channels; a transparent pixel (alpha below half) marks nothing,
+    # whatever its colour (editors store transparency as white or black alike).
+    value = pixels[..., :-1].mean(-1) * (pixels[..., -1] >= 0.5) if pixels.shape[2] in (2, 4) else pixels.mean(-1)
+    missing = torch.from_numpy(_square(value[..., None].astype(np.float32), size)[..., 0] > 0.5)[None, None]
     if not bool(missing.any()):
         raise UserError(f"{path}: the mask marks no pixel to fill at the decoder's {size} px (white marks "
                         "what is missing)")
+    if bool(missing.all()):
+        raise UserError(f"{path}: the mask marks every pixel to fill at the decoder's {size} px, leaving nothing "
+                        "observed to restore from (white marks only what is missing)")
     return (~missing).float()
 
 
