@@ -68,3 +68,16 @@ def test_fid_shows_its_progress_unless_quiet_and_help_gives_its_cost(tmp_path):
 
     usage = typing.get_type_hints(sample, include_extras=True)["fid_count"].__metadata__[0].help
     assert "default 10,000" in usage and "about 20 minutes on 2 CPU cores" in usage and "--fid-count 1000" in usage
+
+
+def test_a_draw_without_individual_pngs_removes_an_earlier_draws(tmp_path, capsys):
+    """The earlier draw's samples/NNNN.png stayed beside a grid and report that did not list them."""
+    decoder = untrained_decoder_checkpoint(tmp_path / "decoder.pt")
+    out = tmp_path / "draws"
+    code, _, err = _inr(["sample", decoder, "-n", "3", "--out", out, "--individual", "--seed", "5", "--quiet",
+                         "--device", "cpu"], capsys)
+    assert code == 0 and len(list((out / "samples").glob("*.png"))) == 3, err
+    code, _, err = _inr(["sample", decoder, "-n", "3", "--out", out, "--seed", "6", "--quiet", "--device", "cpu"],
+                        capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "report.json"]

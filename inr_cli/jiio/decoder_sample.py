@@ -18,7 +18,7 @@ import torch
 from inr_cli.media.datasets import load_images
 from inr_cli.jiio.fid_model import distances_text, fid_report, load_fid_model
 from inr_cli.figures import write_image_grid
-from inr_cli.files import atomic_write_text, prepare_output_dir
+from inr_cli.files import atomic_write_text, prepare_output_dir, remove_if_empty
 from inr_cli.media.images import write_png
 from inr_cli.reports import REPORT_VERSION, to_json, versions
 from training.jiio.channels import match_channels
@@ -94,6 +94,24 @@ def write_individual(folder: Path, images: torch.Tensor) -> None:
         write_png(folder / f"{i:0{digits}d}.png", ((image + 1) / 2).permute(1, 2, 0), 8)
 
 
+def _clear_earlier_individual(report: Path) -> None:
+    """An earlier draw's one-PNG-per-sample folder, as the report this draw replaces lists it: its report first
+    (a half-cleared draw never looks complete), then its numbered PNGs, so none is left beside a report that does
+    not list them."""
+    try:
+        earlier = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return
+    folder = earlier.get("individual") if isinstance(earlier, dict) and earlier.get("command") == "sample" else None
+    if not isinstance(folder, str) or not Path(folder).is_dir():
+        return
+    report.unlink(missing_ok=True)
+    for png in Path(folder).glob("*.png"):
+        if png.stem.isdigit():
+            png.unlink()
+    remove_if_empty([Path(folder)])
+
+
 def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_name: str = "auto",
                    count: int | None = None, fid: str | None = None, fid_model: Path | None = None,
                    fid_count: int | None = None, seed: int = 0, as_json: bool = False, individual: bool = False,
@@ -120,6 +138,8 @@ def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_
     prepare_output_dir(files.grid.parent)
     if files.individual is not None:
         write_individual(files.individual, images)
+    else:
+        _clear_earlier_individual(files.report)
     shown = f"the first {GRID_LIMIT} shown" if count > GRID_LIMIT else "all shown"
     write_image_grid(files.grid, [images[:GRID_LIMIT]], columns=16,
                      caption=[f"inr sample {checkpoint.parent.name}/{checkpoint.name}".replace(" /", " "),
