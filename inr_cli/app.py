@@ -19,7 +19,7 @@ import typer.core
 
 from inr_cli.errors import out_of_memory_message, phrase
 from inr_cli.interrupts import CtrlC, CtrlCReported
-from inr_core.errors import InvalidSetting, UserError, out_of_memory
+from inr_core.errors import InvalidSetting, RefusedOnEveryRank, UserError, out_of_memory
 from inr_core.host_memory import keep_freed_host_memory, relaunch_with_huge_pages
 
 # Typer's usage-error class lives in click (older Typer) or in Typer's own copy of click (0.29+): find it from
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{where}: error: {error.format_message()}", file=sys.stderr)
         sys.exit(error.exit_code)
     except UserError as error:
-        if not (isinstance(error, InvalidSetting) and _another_rank()):
+        if not (isinstance(error, (InvalidSetting, RefusedOnEveryRank)) and _another_rank()):
             print(f"inr: error: {phrase(error)}", file=sys.stderr)
         sys.exit(USAGE_EXIT_CODE if isinstance(error, InvalidSetting) else 1)
     except (typer.Abort, KeyboardInterrupt, CtrlC):

@@ -25,6 +25,11 @@ class InvalidSetting(UserError, ValueError):
         self.setting, self.problem = setting, problem
 
 
+class RefusedOnEveryRank(UserError):
+    """A refusal of the whole run that every rank of a torchrun launch meets alike, before they connect (a resume
+    of another run's shape, say): the command line prints it once, from rank 0."""
+
+
 def check(ok: bool, setting: str, problem: str) -> None:
     """Raise :class:`InvalidSetting` unless ``ok``."""
     if not ok:

@@ -363,7 +363,7 @@ def test_test_images_and_masks_are_checked_before_the_decoder_trains(tmp_path, c
         assert not (out / "decoder.pt").exists()
 
 
-def test_resume_refuses_another_number_of_processes(tmp_path, collection, capsys):
+def test_resume_refuses_another_number_of_processes(tmp_path, collection, capsys, monkeypatch):
     """--train-batch-size is per process: a decoder trained under torchrun in 2 processes, resumed in 1, went on
     with half its global batch."""
     out = tmp_path / "run"
@@ -379,6 +379,32 @@ def test_resume_refuses_another_number_of_processes(tmp_path, collection, capsys
                                 "this one runs 1, which would change its global batch (--train-batch-size is per "
                                 "process); resume it with torchrun --nproc_per_node=2")
     assert deserialize((out / "decoder.pt").read_bytes())["epoch"] == 1
+    # Every rank of a launch meets the refusal alike: it was printed once per rank; rank 0 alone says it now.
+    monkeypatch.setenv("RANK", "1")
+    assert _inr([*common, "--epochs", "2", "--resume"], capsys)[::2] == (1, "")
+
+
+def test_ctrl_c_in_training_says_which_epoch_is_kept(tmp_path, collection, capsys, monkeypatch):
+    """Ctrl-C during decoder training said only "inr: interrupted": not that the last finished epoch is saved, nor
+    that --resume goes on from it (as inr fit and jiio-robust say)."""
+    from inr_cli.interrupts import CtrlC
+    from inr_cli.jiio import decoder_runs
+
+    out = tmp_path / "run"
+    common = ["jiio-invert", "--data", collection, *TINY, "--count", "4", "--iters", "2", "--quiet", "--no-fid",
+              "--out", out]
+
+    def interrupted(*args, **kwargs):
+        raise CtrlC()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(decoder_runs, "train_decoder", interrupted)
+        assert _inr([*common, "--epochs", "1"], capsys)[::2] == (
+            130, "inr: interrupted in the first epoch (nothing saved yet)")
+    assert _inr([*common, "--epochs", "1"], capsys)[0] == 0
+    monkeypatch.setattr(decoder_runs, "train_decoder", interrupted)
+    assert _inr([*common, "--epochs", "3", "--resume"], capsys)[::2] == (
+        130, f"inr: interrupted ({out / 'decoder.pt'} holds epoch 1); resume with --resume")
 
 
 TRAINS = "trains a decoder: it needs --data (the one in --decoder is used as it was trained, at its own image size)"

@@ -29,7 +29,7 @@ from models.mdeq import MDEQDecoder
 from training.fitting.checkpoint import serialize
 from training.jiio.channels import matched_with_note
 from training.jiio.decoder_checkpoint import decoder_from_payload, decoder_payload, training_state_from_payload
-from inr_core.errors import UserError
+from inr_core.errors import InvalidSetting, RefusedOnEveryRank, UserError
 from training.jiio.decoder_training import (UNBOUNDED_EPOCHS, DecoderConfig, DecoderTrainingState, Ranks,
                                            epochs_within, train_decoder)
 from training.jiio.invert_config import DecoderSource
@@ -93,26 +93,31 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
     config = source.training
     target = out / DECODER_FILE
     state, notes, trained_on = None, [], None
-    if source.resume:
-        resume_from = source.checkpoint or target
-        refuse_replacing_another_run(target, resume_from)
-        payload = read_checkpoint(resume_from)
-        state, saved = training_state_from_payload(payload, str(resume_from), device)
-        trained_on = payload.get("data") or {}
-        # --train-batch-size is per process: another number of them would continue with another global batch.
-        trained_in = trained_on.get("world_size", ranks.world_size)
-        if trained_in != ranks.world_size:
-            how = "without torchrun" if trained_in == 1 else f"with torchrun --nproc_per_node={trained_in}"
-            raise UserError(f"{resume_from}: the run being resumed trained in {trained_in} process"
-                            f"{'' if trained_in == 1 else 'es'}, this one runs {ranks.world_size}, which would change "
-                            f"its global batch (--train-batch-size is per process); resume it {how}")
-        # The architecture and the optimisation recipe come from the run being resumed; only the goal moves.
-        refuse_changed_settings(config, saved, source.given, resume_from)
-        config = replace(saved, epochs=config.epochs)
-        notes.append(f"resumed from {resume_from} after epoch {state.epoch}")
-    elif target.exists():  # every rank looks (before any of them can have written it), so every rank stops
-        raise UserError(f"{target} exists: add --resume to continue that run, --overwrite to replace it, or choose "
-                        "another --out")
+    try:  # every rank reads the same files here, before they connect: a refusal is every rank's, said once
+        if source.resume:
+            resume_from = source.checkpoint or target
+            refuse_replacing_another_run(target, resume_from)
+            payload = read_checkpoint(resume_from)
+            state, saved = training_state_from_payload(payload, str(resume_from), device)
+            trained_on = payload.get("data") or {}
+            # --train-batch-size is per process: another number of them would continue with another global batch.
+            trained_in = trained_on.get("world_size", ranks.world_size)
+            if trained_in != ranks.world_size:
+                how = "without torchrun" if trained_in == 1 else f"with torchrun --nproc_per_node={trained_in}"
+                raise UserError(f"{resume_from}: the run being resumed trained in {trained_in} process"
+                                f"{'' if trained_in == 1 else 'es'}, this one runs {ranks.world_size}, which would "
+                                f"change its global batch (--train-batch-size is per process); resume it {how}")
+            # The architecture and the optimisation recipe come from the run being resumed; only the goal moves.
+            refuse_changed_settings(config, saved, source.given, resume_from)
+            config = replace(saved, epochs=config.epochs)
+            notes.append(f"resumed from {resume_from} after epoch {state.epoch}")
+        elif target.exists():  # every rank looks (before any of them can have written it), so every rank stops
+            raise UserError(f"{target} exists: add --resume to continue that run, --overwrite to replace it, or "
+                            "choose another --out")
+    except (RefusedOnEveryRank, InvalidSetting):
+        raise
+    except UserError as error:
+        raise RefusedOnEveryRank(str(error)) from None
     try:
         return _train_into(target, source, config, state, trained_on, notes, held_out, device, show_progress, ranks)
     except Exception:

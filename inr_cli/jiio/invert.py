@@ -15,6 +15,7 @@ Every PSNR (and the reconstruction FID) is of the images as written: rounded to 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -25,6 +26,7 @@ import torch
 from inr_cli.cluster import Cluster
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, remove_if_empty
+from inr_cli.interrupts import EXIT_CODES, CtrlC
 from inr_cli.jiio.decoder_runs import (DECODER_FILE, check_inputs, check_masks, obtain_decoder, observed_mask,
                                        observed_masks, test_image_sizes, test_images)
 from inr_cli.jiio.fid_model import distances_text, fid_reports, load_fid_model
@@ -34,6 +36,7 @@ from inr_cli.pages import PAGE, write_invert_page
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
 from inr_cli.run_folder import RunFolder
+from inr_cli.sample import read_checkpoint
 from inr_core.errors import UserError, check
 from models.mdeq import MDEQDecoder
 from training.fitting.devices import resolve_device
@@ -101,6 +104,10 @@ def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bo
                 (out / DECODER_FILE).unlink(missing_ok=True)
             for pictures in {path.parent for path in written} - {out}:  # OUT/KIND/METHOD/
                 remove_if_empty([pictures, pictures.parent])
+            if isinstance(error, (CtrlC, KeyboardInterrupt)) and config.decoder.data is not None:
+                if cluster.is_leader:  # (every rank gets the signal; rank 0 says what was kept)
+                    print(_interrupted_training(out), file=sys.stderr)
+                raise SystemExit(EXIT_CODES[signal.SIGINT]) from None
             raise
         finally:
             folder.release()  # (a no-op on the ranks that did not claim it)
@@ -108,6 +115,18 @@ def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bo
         return code
     finally:
         cluster.close(wait=not failed)  # a rank that failed does not wait for the others
+
+
+def _interrupted_training(out: Path) -> str:
+    """The line for Ctrl-C in a run that trains: the decoder is saved after every epoch, and --resume goes on
+    from the last one saved (or, when training had finished, restores with it)."""
+    try:
+        epoch = read_checkpoint(out / DECODER_FILE).get("epoch") if (out / DECODER_FILE).is_file() else None
+    except UserError:
+        epoch = None
+    if not epoch:
+        return "inr: interrupted in the first epoch (nothing saved yet)"
+    return f"inr: interrupted ({out / DECODER_FILE} holds epoch {epoch}); resume with --resume"
 
 
 def _refuse_overwriting_the_decoder(config: InvertConfig, out: Path, overwrite: bool) -> None:
