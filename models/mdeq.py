@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -200,12 +201,15 @@ class MDEQDecoder(MultiscaleEquilibrium):
             return fixpoint.solve(lambda z: self.f(z, injections), start, settings)
 
     @torch.no_grad()
-    def generate(self, latents: torch.Tensor, chunk: int = 256, settings: SolverSettings = DECODER_SOLVER
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images for many latent codes, decoded at their equilibria in chunks: (images, relative residuals)."""
+    def generate(self, latents: torch.Tensor, chunk: int = 256, settings: SolverSettings = DECODER_SOLVER,
+                 on_chunk: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images for many latent codes, decoded at their equilibria in chunks: (images, relative residuals).
+        ``on_chunk(done)`` hears how many are decoded after each chunk (a progress bar)."""
         images, residuals = [], []
         for part in latents.split(chunk):
             z, stats = self.solve(part, settings=settings)
             images.append(self.decode(z))
             residuals.append(stats.rel_residual)
+            if on_chunk is not None:
+                on_chunk(sum(len(image) for image in images))
         return torch.cat(images), torch.cat(residuals)

@@ -81,3 +81,26 @@ def test_a_draw_without_individual_pngs_removes_an_earlier_draws(tmp_path, capsy
                         capsys)
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["grid.png", "report.json"]
+
+
+def test_many_draws_show_their_progress_unless_quiet(tmp_path, capsys, monkeypatch):
+    """-n 100000 ran for minutes with nothing on screen: the bar covered FID only."""
+    import contextlib
+
+    from inr_cli.jiio import decoder_sample
+
+    bars = []
+
+    @contextlib.contextmanager
+    def recorded(label, total, enabled=True, detail=""):
+        updates = []
+        bars.append((label, total, enabled, updates))
+        yield updates.append if enabled else None
+
+    monkeypatch.setattr(decoder_sample, "counter_progress", recorded)
+    monkeypatch.setattr(decoder_sample, "DRAW_CHUNK", 2)  # 5 draws: three chunks
+    decoder = untrained_decoder_checkpoint(tmp_path / "decoder.pt")
+    common = ["sample", decoder, "-n", "5", "--device", "cpu", "--out"]
+    assert _inr([*common, tmp_path / "shown"], capsys)[0] == 0
+    assert _inr([*common, tmp_path / "quiet", "--quiet"], capsys)[0] == 0
+    assert bars == [("decoding 5 draws", 5, True, [2, 4, 5]), ("decoding 5 draws", 5, False, [])]

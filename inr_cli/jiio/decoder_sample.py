@@ -20,6 +20,7 @@ from inr_cli.jiio.fid_model import distances_text, fid_report, load_fid_model
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, prepare_output_dir, remove_if_empty
 from inr_cli.media.images import write_png
+from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, to_json, versions
 from training.jiio.channels import match_channels
 from training.jiio.decoder_checkpoint import decoder_from_payload
@@ -28,6 +29,7 @@ from inr_core.errors import UserError
 from training.jiio.latent_density import fit_gaussian_mixture, sample_gaussian_mixture
 
 GRID_LIMIT = 256  # images shown in the grid; FID uses all of them
+DRAW_CHUNK = 256  # draws solved and decoded at once
 # The usual count on the real side (FID is biased upward at small counts). Inception reads every one: measured
 # 8.9 images/s on 2 CPU cores with other work running (load 3; 1.6 at load 5), so about 20 minutes there.
 FID_REAL_IMAGES = 10_000
@@ -117,7 +119,8 @@ def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_
                    fid_count: int | None = None, seed: int = 0, as_json: bool = False, individual: bool = False,
                    show_progress: bool = False) -> Path | None:
     """Draw ``count`` images (default 64); the options were checked by ``DecoderSampleOptions.validate``. Returns
-    the grid or folder written (None with ``as_json``). ``show_progress``: a bar over FID's Inception passes."""
+    the grid or folder written (None with ``as_json``). ``show_progress``: bars over the draws (more than one chunk
+    of them) and FID's Inception passes."""
     count = 64 if count is None else count
     fid_count = FID_REAL_IMAGES if fid_count is None else fid_count
     files = sample_files(out, checkpoint, count, individual)
@@ -133,7 +136,9 @@ def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_
                      f"(training had not finished)")
         density = fit_gaussian_mixture(payload["latents"].float(), seed=config.seed, notes=notes)
     latents = sample_gaussian_mixture(density, count, torch.Generator().manual_seed(seed)).to(device)
-    images, residuals = decoder.generate(latents)
+    # A bar over the draws where they take more than one chunk of solves (100,000 take minutes on a CPU).
+    with counter_progress(f"decoding {count:,} draws", count, enabled=show_progress and count > DRAW_CHUNK) as update:
+        images, residuals = decoder.generate(latents, DRAW_CHUNK, on_chunk=update)
     images = images.cpu()
     prepare_output_dir(files.grid.parent)
     if files.individual is not None:
