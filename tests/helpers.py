@@ -35,6 +35,19 @@ def run_cli(args: list[str], cwd: Path, stdin: str | None = None, timeout: float
                           capture_output=True, text=True, timeout=timeout, env=cli_env())
 
 
+def in_process(args: list, capsys, *, strip: bool = False) -> tuple[int, str, str]:
+    """Run the command line in this process, with no interpreter start-up: (exit code, stdout, stderr); ``strip``
+    drops the whitespace around stderr (a one-line error then compares without its newline)."""
+    import pytest
+
+    from inr_cli.app import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return stopped.value.code, captured.out, captured.err.strip() if strip else captured.err
+
+
 def psnr_np(prediction: np.ndarray, target: np.ndarray) -> float:
     """Reference PSNR for values in [0, 1], computed independently of training.metrics."""
     mse = np.mean((np.clip(prediction.astype(np.float64), 0.0, 1.0) - target.astype(np.float64)) ** 2)

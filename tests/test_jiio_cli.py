@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli, save_png, untrained_decoder_checkpoint
+from helpers import in_process, run_cli, save_png, untrained_decoder_checkpoint
 from PIL import Image
 from skimage import data
 
@@ -20,6 +20,10 @@ from training.jiio.invert_config import DecoderSource, InvertConfig
 from training.jiio.settings import CorruptionSettings, RestorationSettings
 
 TINY = ["--image-size", "16", "--latent-dim", "8", "--train-batch-size", "8"]
+
+
+def _inr(args, capsys) -> tuple[int, str, str]:
+    return in_process(args, capsys, strip=True)
 
 
 @pytest.fixture(scope="module")
@@ -273,16 +277,6 @@ def test_settings_are_checked_below_the_cli_and_phrased_as_its_flags(config, mes
         config.validate()
     assert "--" not in str(raised.value)  # below the CLI, settings are named by their fields
     assert phrase_setting(raised.value) == message
-
-
-def _inr(args, capsys) -> tuple[int, str, str]:
-    """Run the command line in this process (no interpreter start-up): (exit code, stdout, stderr)."""
-    from inr_cli.app import main
-
-    with pytest.raises(SystemExit) as stopped:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return stopped.value.code, captured.out, captured.err.strip()
 
 
 def test_resume_refuses_other_images_of_the_same_count_and_a_changed_seed(tmp_path, collection, capsys):

@@ -8,7 +8,7 @@ import statistics
 import numpy as np
 import pytest
 import torch
-from helpers import untrained_decoder_checkpoint
+from helpers import in_process, untrained_decoder_checkpoint
 from PIL import Image
 from skimage import data
 
@@ -20,11 +20,7 @@ from training.jiio.settings import CorruptionSettings
 
 
 def _inr(args, capsys) -> tuple[int, str, str]:
-    """Run the command line in this process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as stopped:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return stopped.value.code, captured.out, captured.err.strip()
+    return in_process(args, capsys, strip=True)
 
 
 @pytest.fixture(scope="module")

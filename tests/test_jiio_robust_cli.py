@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import save_png, untrained_decoder_checkpoint
+from helpers import in_process, save_png, untrained_decoder_checkpoint
 from skimage import data
 
 from inr_cli.app import main
@@ -22,11 +22,7 @@ TINY = ["--preset", "tiny", "--image-size", "16", "--batch-size", "16", "--jiio-
 
 
 def inr(args, capsys) -> tuple[int, str, str]:
-    """Run the command line in this process (no interpreter start-up): (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as stopped:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return stopped.value.code, captured.out, captured.err.strip()
+    return in_process(args, capsys, strip=True)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import cli_env, run_cli, save_png
+from helpers import cli_env, in_process, run_cli, save_png
 
 # Long enough (a few seconds of training) to be stopped half-way, small enough to stay fast.
 FIT = ["--steps", "400", "--hidden", "24", "--layers", "1", "--device", "cpu", "--quiet", "--json",
@@ -223,16 +223,6 @@ def test_an_interrupted_overwrite_keeps_the_old_run_set_aside_until_the_new_one_
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((folder / "aside" / "report.json").read_text())["input"] == names[1]
     assert not (folder / "aside" / ".inr-replaced").exists()
-
-
-def in_process(args: list, capsys) -> tuple[int, str, str]:
-    """Run the command line in this process (no interpreter start-up): (exit code, stdout, stderr)."""
-    from inr_cli.app import main
-
-    with pytest.raises(SystemExit) as stopped:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return stopped.value.code, captured.out, captured.err
 
 
 def test_resume_keeps_only_this_runs_finished_inputs(tiles, monkeypatch, capsys):

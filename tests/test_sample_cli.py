@@ -5,17 +5,11 @@ import typing
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli, untrained_decoder_checkpoint
-
-from inr_cli.app import main
+from helpers import in_process, run_cli, untrained_decoder_checkpoint
 
 
 def _inr(args, capsys) -> tuple[int, str, str]:
-    """Run the command line in this process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as stopped:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return stopped.value.code, captured.out, captured.err
+    return in_process(args, capsys)
 
 
 def test_each_failing_checkpoint_is_one_line_and_no_count_line_follows(tmp_path, capsys):
