@@ -35,6 +35,15 @@ def run_cli(args: list[str], cwd: Path, stdin: str | None = None, timeout: float
                           capture_output=True, text=True, timeout=timeout, env=cli_env())
 
 
+def camera_crops_npz(path: Path, count: int) -> Path:
+    """``count`` gray 16x16 crops of scikit-image's camera photo, stepping down a diagonal, as an .npz (uint8)."""
+    from skimage import data
+
+    camera = data.camera()
+    np.savez(path, images=np.stack([camera[12 * i:12 * i + 16, 40 + 9 * i:56 + 9 * i] for i in range(count)]))
+    return path
+
+
 def in_process(args: list, capsys, *, strip: bool = False) -> tuple[int, str, str]:
     """Run the command line in this process, with no interpreter start-up: (exit code, stdout, stderr); ``strip``
     drops the whitespace around stderr (a one-line error then compares without its newline)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import in_process, run_cli, save_png, untrained_decoder_checkpoint
+from helpers import camera_crops_npz, in_process, run_cli, save_png, untrained_decoder_checkpoint
 from PIL import Image
 from skimage import data
 
@@ -29,11 +29,7 @@ def _inr(args, capsys) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
     """40 gray 16x16 crops of the camera photo as an .npz (uint8): 32 to train on, 8 held out."""
-    camera = data.camera()
-    crops = np.stack([camera[12 * i:12 * i + 16, 40 + 9 * i:56 + 9 * i] for i in range(40)])
-    path = tmp_path_factory.mktemp("data") / "crops.npz"
-    np.savez(path, images=crops)
-    return path
+    return camera_crops_npz(tmp_path_factory.mktemp("data") / "crops.npz", 40)
 
 
 def _report(folder):

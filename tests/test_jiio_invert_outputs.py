@@ -8,9 +8,8 @@ import statistics
 import numpy as np
 import pytest
 import torch
-from helpers import in_process, untrained_decoder_checkpoint
+from helpers import camera_crops_npz, in_process, untrained_decoder_checkpoint
 from PIL import Image
-from skimage import data
 
 from inr_cli.app import main
 from inr_cli.media.datasets import load_images
@@ -26,11 +25,7 @@ def _inr(args, capsys) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
     """8 gray 16x16 crops of the camera photo as an .npz (uint8)."""
-    camera = data.camera()
-    crops = np.stack([camera[12 * i:12 * i + 16, 40 + 9 * i:56 + 9 * i] for i in range(8)])
-    path = tmp_path_factory.mktemp("data") / "crops.npz"
-    np.savez(path, images=crops)
-    return path
+    return camera_crops_npz(tmp_path_factory.mktemp("data") / "crops.npz", 8)
 
 
 @pytest.fixture(scope="module")
