@@ -11,7 +11,7 @@ from helpers import run_cli, save_png
 from PIL import Image
 from skimage import data
 
-from inr_cli.jiio.decoder_runs import observed_masks, test_image_sizes
+from inr_cli.jiio.decoder_runs import observed_masks, sizes_of_test_images
 from inr_cli.jiio.decoder_sample import sample_files
 from inr_cli.jiio.invert import summary_text
 from inr_cli.media.datasets import load_images
@@ -199,8 +199,9 @@ def test_masks_that_cannot_be_used_are_refused_in_one_line(inpainted, tmp_path, 
     photo = save_png(tmp_path / "photo.png", camera_u8[:32, :32])
     wide = save_png(tmp_path / "wide.png", camera_u8[:32, :48])
     with pytest.raises(UserError, match="square.png: the mask is 32x32 but its image .*wide.png is 48x32"):
-        observed_masks([str(square)], 16, 2, test_image_sizes([str(photo), str(wide)], 2))
-    assert observed_masks([str(square)], 16, 2, test_image_sizes([str(photo), str(photo)], 2)).shape == (1, 1, 16, 16)
+        observed_masks([str(square)], 16, 2, sizes_of_test_images([str(photo), str(wide)], 2))
+    same = sizes_of_test_images([str(photo), str(photo)], 2)
+    assert observed_masks([str(square)], 16, 2, same).shape == (1, 1, 16, 16)
     out, _, _ = inpainted
     cases = [(["--task", "denoise", "--mask", square], "--mask marks the pixels to fill: it needs --task inpaint", 2),
              (["--task", "inpaint", "--mask-size", "4", "--mask", square],

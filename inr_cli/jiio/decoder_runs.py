@@ -246,7 +246,7 @@ def observed_mask(path: str, size: int) -> torch.Tensor:
     return (~missing).float()
 
 
-def test_image_sizes(sources: list[str], count: int, first: int = 0) -> list[tuple[str, tuple[int, int] | None]]:
+def sizes_of_test_images(sources: list[str], count: int, first: int = 0) -> list[tuple[str, tuple[int, int] | None]]:
     """(name, (width, height)) of the test images :func:`test_images` reads from ``sources``: their first
     ``count`` in order, or with ``first`` (one source, the held-out end of a training collection) the ``count``
     from that index. Read from headers and array shapes, so masks can be checked before a decoder trains."""
@@ -257,7 +257,7 @@ def test_image_sizes(sources: list[str], count: int, first: int = 0) -> list[tup
 
 def check_masks(paths: list[str], count: int, sizes: list[tuple[str, tuple[int, int] | None]] | None = None) -> None:
     """Refuse --masks that do not pair with the ``count`` test images (one for all, or one each), or, where the
-    test images' ``sizes`` are known (:func:`test_image_sizes`), a mask of another size than its image."""
+    test images' ``sizes`` are known (:func:`sizes_of_test_images`), a mask of another size than its image."""
     if len(paths) not in (1, count):
         raise UserError(f"--mask: give one mask for all {count} test images or one for each, not {len(paths)}")
     for mask, (image, image_size) in zip(paths * count if len(paths) == 1 else paths, sizes or []):

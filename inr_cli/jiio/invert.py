@@ -28,7 +28,7 @@ from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, remove_if_empty
 from inr_cli.interrupts import EXIT_CODES, CtrlC
 from inr_cli.jiio.decoder_runs import (DECODER_FILE, check_inputs, check_masks, obtain_decoder, observed_mask,
-                                       observed_masks, test_image_sizes, test_images)
+                                       observed_masks, sizes_of_test_images, test_images)
 from inr_cli.jiio.fid_model import distances_text, fid_reports, load_fid_model
 from inr_cli.media.datasets import image_sizes
 from inr_cli.media.images import quantize, write_png
@@ -243,7 +243,7 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
         # The mask count, and each mask's size against its image's, from headers and array shapes: before training.
         count = restoration.count
         if config.test_images:
-            sizes = test_image_sizes(config.test_images, count)
+            sizes = sizes_of_test_images(config.test_images, count)
         else:  # the held-out end of --data
             sizes = image_sizes(source.data)
             sizes = sizes[-count:] if len(sizes) > count else None  # too few: training's split says so
@@ -266,9 +266,9 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
     given = None
     if config.masks:
         held_out = images_info["held_out_from_training"]
-        given = observed_masks(config.masks, size, len(target),
-                               test_image_sizes(images_info["source"], len(target), images_info.get("first_index", 0))
-                               if held_out or config.test_images else None)
+        sizes = sizes_of_test_images(images_info["source"], len(target), images_info.get("first_index", 0)) \
+            if held_out or config.test_images else None
+        given = observed_masks(config.masks, size, len(target), sizes)
     if given is not None:
         notes.append("PSNRs compare with the given images: where a mask covers real damage rather than intact "
                      "pixels, the hidden-region PSNR measures the distance from that damage, not a quality")
