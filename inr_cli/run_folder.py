@@ -288,6 +288,14 @@ def refuse_changed_settings(asked, saved, given: dict[str, str], resumed: Path) 
                         f"them; drop the option, or start a new run in another --out")
 
 
+def refuse_setting_aside_an_input(checkpoint: Path | None, out: Path, overwrite: bool, role: str) -> None:
+    """--overwrite sets the run in ``out`` aside, its checkpoint included: a ``checkpoint`` this run reads from
+    inside ``out`` (``role``: how the message names it) would be gone before the run read it."""
+    if overwrite and checkpoint is not None and Path(out).resolve() in Path(checkpoint).resolve().parents:
+        raise UserError(f"--overwrite would set aside {checkpoint}, {role}, with the run in {out}; choose another "
+                        "--out")
+
+
 def refuse_replacing_another_run(target: Path, source: Path) -> None:
     """A run resumed from the checkpoint ``source`` goes on saving to ``target``: refuse when ``target`` is another
     file that exists (another run's checkpoint), which the first save would replace."""

@@ -35,7 +35,7 @@ from inr_cli.media.images import quantize, write_png
 from inr_cli.pages import PAGE, write_invert_page
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
-from inr_cli.run_folder import RunFolder
+from inr_cli.run_folder import RunFolder, refuse_setting_aside_an_input
 from inr_cli.sample import read_checkpoint
 from inr_core.errors import UserError, check
 from models.mdeq import MDEQDecoder
@@ -85,7 +85,8 @@ def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bo
         def claim() -> None:
             """Rank 0 holds the folder (no other inr run may write there, nor this one into someone else's
             files); the other ranks only wait for its checkpoint, and learn only whether the claim failed."""
-            _refuse_overwriting_the_decoder(config, out, overwrite)
+            refuse_setting_aside_an_input(config.decoder.checkpoint, out, overwrite,
+                                          "the --decoder this run restores with")
             folder.claim(overwrite=overwrite, resume=config.decoder.resume)
 
         cluster.from_leader(claim)
@@ -127,15 +128,6 @@ def _interrupted_training(out: Path) -> str:
     if not epoch:
         return "inr: interrupted in the first epoch (nothing saved yet)"
     return f"inr: interrupted ({out / DECODER_FILE} holds epoch {epoch}); resume with --resume"
-
-
-def _refuse_overwriting_the_decoder(config: InvertConfig, out: Path, overwrite: bool) -> None:
-    """--overwrite sets the run in --out aside, its decoder.pt included: a --decoder there would be gone before
-    this run read it."""
-    checkpoint = config.decoder.checkpoint
-    if overwrite and checkpoint is not None and out.resolve() in checkpoint.resolve().parents:
-        raise UserError(f"--overwrite would set aside {checkpoint}, the --decoder this run restores with, with the "
-                        f"run in {out}; choose another --out")
 
 
 def _restore_all(decoder: MDEQDecoder, corruption: Corruption, settings: RestorationSettings, device: torch.device,

@@ -24,7 +24,8 @@ from inr_cli.jiio.robust_options import RobustRun
 from inr_cli.media.labelled import LabelledImages, load_labelled
 from inr_cli.progress import counter_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, to_json, versions
-from inr_cli.run_folder import RunFolder, refuse_changed_settings, refuse_replacing_another_run
+from inr_cli.run_folder import (RunFolder, refuse_changed_settings, refuse_replacing_another_run,
+                                refuse_setting_aside_an_input)
 from inr_cli.sample import read_checkpoint
 from inr_core.errors import UserError
 from training.fitting.checkpoint import serialize
@@ -45,9 +46,7 @@ PICTURE_COUNT = 16
 def run_jiio_robust(run: RobustRun, *, out: Path | None, show_progress: bool, as_json: bool) -> int:
     device = resolve_device(run.device)
     out = out or Path("runs") / f"jiio-robust-{run.config.adversary}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if run.overwrite and run.classifier is not None and out.resolve() in run.classifier.resolve().parents:
-        raise UserError(f"--overwrite would set aside {run.classifier}, the --classifier this run attacks, with the "
-                        f"run in {out}; choose another --out")
+    refuse_setting_aside_an_input(run.classifier, out, run.overwrite, "the --classifier this run attacks")
     folder = RunFolder(out, own_files=(CLASSIFIER_FILE,)).claim(overwrite=run.overwrite, resume=run.resume)
     try:
         with StopRequest() as stop:
