@@ -220,6 +220,18 @@ def test_uint16_arrays_and_gif_files_are_read(tmp_path, faces):
     assert load_images(str(folder), 28).shape[0] == 1
 
 
+
+def test_8_bit_values_stored_as_uint16_are_refused_rather_than_read_near_black(tmp_path, faces):
+    np.save(tmp_path / "faces16.npy", faces.astype(np.uint16))  # 0-255 in a type scaled by 65535
+    with pytest.raises(UserError) as info:
+        load_images(str(tmp_path / "faces16.npy"), 28)
+    assert str(info.value) == f"{tmp_path / 'faces16.npy'}: uint16 images whose values all lie in 0-255 would read " \
+        "as near-black (uint16 is scaled by 65535); save 8-bit images as uint8, or any images as floats in [0, 1]"
+    dark = faces.astype(np.uint16)
+    dark[0, 0, 0] = 256  # one value past 8 bits: a genuine (dark) 16-bit collection is read as it is
+    np.save(tmp_path / "dark16.npy", dark)
+    assert float(load_images(str(tmp_path / "dark16.npy"), 28).max()) < -0.98
+
 def load_images_of(tmp_path, images):
     np.save(tmp_path / "reference.npy", images)
     return load_images(str(tmp_path / "reference.npy"), 28)

@@ -135,6 +135,10 @@ def _array_images(array: np.ndarray, source: str) -> np.ndarray:
             raise UserError(f"{source}: floating-point images must lie in [0, 1]")
     elif array.dtype not in IMAGE_INTEGER_TYPES:
         raise UserError(f"{source}: unsupported array type {array.dtype}; use uint8, uint16 or floats in [0, 1]")
+    elif array.dtype == np.uint16 and array.size and array.max() <= 255:
+        # uint16 is scaled by 65,535: 8-bit values kept in a wider type would train and score as near-black images.
+        raise UserError(f"{source}: uint16 images whose values all lie in 0-255 would read as near-black (uint16 is "
+                        "scaled by 65535); save 8-bit images as uint8, or any images as floats in [0, 1]")
     return array
 
 
