@@ -189,3 +189,31 @@ def test_a_dataset_summary_counts_the_inputs_that_kept_an_earlier_network():
     assert summary["kept_earlier"] == 0 and summary["stopped_early"] == 1
     assert ("3 of 3 inputs fitted. 1 stopped short of their steps, their loss running away after every rollback"
             in markdown(summary, ("psnr",), "t"))
+
+
+def test_an_amortized_fit_whose_solves_stop_short_measures_its_history_one_way_and_says_so(camera_u8):
+    """With --max-iter 1 the progress measure (solved from the cached training states) and the final one (solved
+    from zero) part by ~10 dB. The history is one series of the first kind, the kept network is chosen on it, and
+    a note gives both figures of the network written; alone and in a group alike."""
+    signals = tiles(camera_u8, 2)
+    config = replace(CONFIG, model="gabor-imfn", hidden=16, layers=1, steps=24, eval_every=6,
+                     solver=replace(CONFIG.solver, max_iter=1))
+    alone = fit_module.fit(signals[0], config, IMAGE.recipe)
+    grouped = [outcome.result for outcome in grouped_module.fit_group(signals, config, IMAGE.recipe)]
+    for result in (alone, grouped[0], grouped[1]):
+        steps = [entry["step"] for entry in result.evaluations]
+        along = [entry["psnr"] for entry in result.evaluations]
+        assert steps == [6, 12, 18, 24]
+        assert along[-1] > result.final.psnr + 3.0  # the last point is measured as the others, not from zero
+        kept = result.kept_step or 24
+        kept_psnr = along[steps.index(kept)]
+        assert kept_psnr == max(along)  # --keep best chose on the one series
+        [note] = [note for note in result.notes if "solving from zero" in note]
+        assert f"step {kept}" in note and f"{kept_psnr:.2f} dB" in note and f"{result.final.psnr:.2f} dB" in note
+
+
+def test_a_converged_amortized_fit_ends_its_history_at_its_final_psnr_without_a_note(camera_u8):
+    config = replace(CONFIG, model="gabor-imfn", hidden=16, layers=1, steps=24, eval_every=6)
+    result = fit_module.fit(tiles(camera_u8, 1)[0], config, IMAGE.recipe)
+    assert result.evaluations[-1]["psnr"] == pytest.approx(result.final.psnr, abs=0.01)
+    assert not [note for note in result.notes if "solving from zero" in note]

@@ -16,7 +16,7 @@ from torch import nn
 from inr_core.errors import UserError
 from models import build_model, count_parameters
 from training.adam import Adam
-from training.fitting.amortized import FixpointCache
+from training.fitting.amortized import FixpointCache, solved_from_zero_note
 from training.fitting.best import BestNetwork, kept_note
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.control import (MAX_ROLLBACKS, FitControl, Interrupted, RunawayGuard,
@@ -275,15 +275,30 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
         synchronize(device)
         train_seconds = trained_before + time.perf_counter() - start - eval_seconds
         eval_start = time.perf_counter()
-        kept = _keep_best(keeper, model, measure_progress, cache, config, (train_coords, chunk), notes)
+        # The last network measured as the run measured its others: what --keep best weighs, and, for an
+        # amortized fit, the history's last point (see amortized.solved_from_zero_note).
+        last_measured = None
+        if progress and (keeper is not None or cache is not None):
+            with precision_scope(config.precision, device):
+                last_measured = _read_back(measure_progress(model, None if cache is None else cache.z))
+        kept = _keep_best(keeper, model, last_measured, cache, config, (train_coords, chunk), notes)
         with precision_scope(config.precision, device):
             result = signal.evaluate(model, device, chunk)
             psnr_fp16 = psnr_with_half_precision_weights(model, signal, device, chunk)
         eval_seconds += time.perf_counter() - eval_start
     last_step = config.steps if stopped is None else stopped.kept_step
     evaluations = [{"step": step, **_read_back(entry)} for step, entry in progress]
-    # The last step's network, as measured along the run when a better one was kept, else by the final evaluation.
-    evaluations.append({"step": last_step, **(result.history_entry() if kept is None else kept.last_entry)})
+    if kept is not None:  # the last step's network as measured along the run; the kept one is earlier in the list
+        evaluations.append({"step": last_step, **kept.last_entry})
+    elif cache is not None and last_measured is not None:
+        evaluations.append({"step": last_step, **last_measured})
+    else:
+        evaluations.append({"step": last_step, **result.history_entry()})
+    if cache is not None and last_measured is not None:
+        written = (kept.step, float(keeper.psnr)) if kept is not None else (last_step, last_measured["psnr"])
+        note = solved_from_zero_note(*written, getattr(result, "psnr", None))
+        if note:
+            notes.append(note)
     if training_step.note:
         notes.append(training_step.note)
     ceiling = bf16_ceiling_note(config.precision, getattr(result, "psnr", None))
@@ -314,20 +329,17 @@ class KeptNetwork:
     cache_residuals: dict | None  # the amortized cache's residuals on the last network, whose states it holds
 
 
-def _keep_best(keeper: BestNetwork | None, model: nn.Module, measure_progress, cache: FixpointCache | None,
+def _keep_best(keeper: BestNetwork | None, model: nn.Module, last: dict | None, cache: FixpointCache | None,
                config: FitConfig, train_points: tuple[torch.Tensor, int], notes: list[str]) -> KeptNetwork | None:
-    """Put the best network measured along the run into ``model`` when it beats the last one, measured alike
-    (see :mod:`training.fitting.best`); None when the last network stays."""
-    if keeper is None or not bool(torch.isfinite(keeper.psnr)):
+    """Put the best network measured along the run into ``model`` when it beats the last one, ``last`` (measured
+    alike, read back; see :mod:`training.fitting.best`); None when the last network stays."""
+    if keeper is None or last is None or not bool(torch.isfinite(keeper.psnr)):
         return None
-    device = torch.device(config.device)
-    with precision_scope(config.precision, device):
-        last = measure_progress(model, None if cache is None else cache.z)
-    if not bool(keeper.beats(last["psnr"])):  # (a finite best means the measure is a PSNR)
+    if not bool(keeper.beats(torch.tensor(last["psnr"], device=keeper.psnr.device))):  # (a finite best means the measure is a PSNR)
         return None
     residuals = None if cache is None else cache.residuals(model, *train_points)
     model.load_state_dict(keeper.values())
-    kept = KeptNetwork(int(keeper.step), _read_back(last), residuals)
+    kept = KeptNetwork(int(keeper.step), last, residuals)
     notes.append(kept_note(kept.step, float(keeper.psnr), config.steps, kept.last_entry["psnr"]))
     return kept
 

@@ -41,7 +41,7 @@ from models import count_parameters
 from models.fixpoint import SolverStats, solve
 from models.implicit import ImplicitINR, Prepared, holding_estimates
 from training.fitting import step as step_module
-from training.fitting.amortized import FixpointCache
+from training.fitting.amortized import FixpointCache, solved_from_zero_note
 from training.fitting.best import BestNetwork, kept_note
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.control import Interrupted, runs_away, set_learning_rate
@@ -385,10 +385,13 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
         synchronize(device)
     train_seconds = time.perf_counter() - timed_from - progress_seconds
 
+    # The last networks measured as the run measured the others: what --keep best weighs and, for an amortized
+    # group, each history's last point (as for a fit alone: see amortized.solved_from_zero_note).
     last_entry, keep_best = None, [False] * count
-    if keeper is not None and progress:
+    if progress and (keeper is not None or cache is not None):
         last_entry = _measure(group_progress, network, stacked, cache, config, device)
-        keep_best = keeper.beats(last_entry["psnr"]).tolist()
+        if keeper is not None:
+            keep_best = keeper.beats(last_entry["psnr"]).tolist()
     histories = _histories(progress, last_entry, count, config.steps)
     outcomes = []
     history = losses.cpu()
@@ -415,6 +418,10 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
             psnr_fp16 = psnr_with_half_precision_weights(model, signal, device, chunk)
             solver = None if not config.is_implicit() else solver_report(
                 own_config, model, own_cache, points, final, chunk, cache_note, cache_residuals)
+        along_the_run = keep_best[g] or (cache is not None and last_entry is not None)
+        if cache is not None and last_entry is not None:
+            written = (kept_step, float(keeper.psnr[g])) if keep_best[g] else (config.steps, histories[g][-1]["psnr"])
+            notes.extend(note for note in [solved_from_zero_note(*written, getattr(final, "psnr", None))] if note)
         ceiling = bf16_ceiling_note(config.precision, getattr(final, "psnr", None))
         if ceiling:
             notes.append(ceiling)
@@ -427,7 +434,7 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
             compile_seconds=compile_seconds, setup_seconds=first_step_at - called_at,
             first_step_at=first_step_at, eval_seconds=time.perf_counter() - eval_start + progress_seconds / count,
             batch_psnr=[psnr_from_mse(v) for v in history[:, g].tolist()],
-            final=final, evaluations=histories[g] if keep_best[g] else
+            final=final, evaluations=histories[g] if along_the_run else
             histories[g][:len(progress)] + [{"step": config.steps, **final.history_entry()}],
             solver=solver, notes=notes, psnr_fp16_weights=psnr_fp16, kept_step=kept_step, group_size=count)))
     return outcomes
