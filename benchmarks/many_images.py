@@ -1,11 +1,12 @@
 """Benchmark: many same-sized images one at a time, as stacked groups, and shared between processes (torchrun).
 
 Cuts --count crops of --size px from scikit-image's photos, writes them as PNGs, and fits them with
-`inr fit image -` three ways in one run: one process fitting them one at a time (`--group-size 1`, the
-baseline), one process fitting same-shaped inputs together as stacked networks (the default), and
-`torchrun --nproc_per_node=--procs` (each rank grouping its share). It prints each run's wall time (the whole
-command, start-up included), images per second, its ratio to the baseline, and the largest PSNR difference of an
-image against the baseline (same images, same seed: only rounding may differ).
+`inr fit image -` in one run: one process fitting them one at a time (`--group-size 1`, the baseline), one
+process fitting same-shaped inputs together as stacked networks (the default), `torchrun
+--nproc_per_node=--procs` with each rank grouping its share, and (with more than one process) torchrun with each
+rank fitting its share one at a time: scale-out alone, against the baseline. It prints each run's wall time (the
+whole command, start-up included), images per second, its ratio to the baseline, and the largest PSNR difference
+of an image against the baseline (same images, same seed: only rounding may differ).
 
     python benchmarks/many_images.py --count 32 --size 32 --steps 300 --procs 2          # CPU, a minute or two
     python benchmarks/many_images.py --count 32 --size 32 --steps 300 --repeat 5   # a shared machine: medians
@@ -94,13 +95,15 @@ def main() -> None:
             fit += ["--precision", args.precision]
         if args.compile != "auto":
             fit.append("--compile" if args.compile == "on" else "--no-compile")
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.procs}",
+                    "-m", "inr_cli", *fit]
         ways = {
             "one at a time (baseline)": [sys.executable, "-m", "inr_cli", *fit, "--group-size", "1"],
             "grouped, one process": [sys.executable, "-m", "inr_cli", *fit],
-            f"torchrun, {args.procs} process{'es' if args.procs > 1 else ''}":
-                [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.procs}",
-                 "-m", "inr_cli", *fit],
+            f"torchrun, {args.procs} process{'es' if args.procs > 1 else ''}": torchrun,
         }
+        if args.procs > 1:  # scale-out alone: the baseline's way of fitting, shared between processes
+            ways[f"torchrun, {args.procs}, one at a time"] = [*torchrun, "--group-size", "1"]
         # Rounds run the three ways in turn, so that a machine shared with other work slows them alike.
         walls: dict[str, list[float]] = {label: [] for label in ways}
         reports: dict[str, list[dict]] = {}
@@ -133,7 +136,7 @@ def main() -> None:
               f"{worst:>16.4f}{peak:>14}{compiled:>11.1f}"
               + (f"  [{min(walls[label]):.1f}-{max(walls[label]):.1f} s; x {min(speedups):.2f}-{max(speedups):.2f}]"
                  if args.repeat > 1 else ""))
-    grouped_label, many_label = list(ways)[1:]
+    grouped_label, many_label = list(ways)[1:3]
     close = sum(abs(a["psnr"] - b["psnr"]) <= 0.01 for a, b in zip(one_by_one, reports[grouped_label]))
     kept_early = sum(r.get("kept_step", args.steps) != args.steps for r in one_by_one)
     print(f"grouped: {close} of {args.count} images within 0.01 dB of their one-at-a-time fit; {kept_early} "
@@ -142,6 +145,11 @@ def main() -> None:
     alone_ratios = [many / alone for many, alone in zip(walls[many_label], walls[baseline_label])]
     print(f"torchrun / grouped one-process wall: {statistics.median(many_ratios):.2f}; torchrun / one at a time: "
           f"{statistics.median(alone_ratios):.2f}")
+    if args.procs > 1:  # the same way of fitting in one process and in several: what scale-out alone gives
+        scaled_label = list(ways)[3]
+        scaled = [many / alone for many, alone in zip(walls[scaled_label], walls[baseline_label])]
+        print(f"scale-out alone, one at a time in both: torchrun / one process wall {statistics.median(scaled):.2f}"
+              + (f" [{min(scaled):.2f}-{max(scaled):.2f}]" if args.repeat > 1 else ""))
     print("targets: grouped >= 2x (CPU, 32 crops of 32 px) and >= 10x (GPU, 100 crops of 128 px, SIREN 3x256) "
           "faster, PSNR within 0.05 dB; torchrun over 2 CPU processes <= 0.8x the one-process wall")
 
