@@ -280,9 +280,11 @@ def _run(run: RobustRun, out: Path, device: torch.device, show_progress: bool, a
     report = {
         "report_version": REPORT_VERSION, "command": "jiio-robust", "output_dir": str(out), "device": str(device),
         "epsilon": config.attack.epsilon, "norm": "L2", "value_range": [0.0, 1.0],
-        "classifier": {"checkpoint": str(run.classifier or out / CLASSIFIER_FILE), "trained_here": run.trains(),
-                       "adversary": config.adversary, "epochs": payload.get("epoch"), "preset": config.preset,
-                       "image_size": config.image_size, "classes": config.classes,
+        # The file the measured classifier is in: a run that trained (a resume from --classifier included) saved
+        # it in OUT, whatever it started from (that source is in the notes).
+        "classifier": {"checkpoint": str(out / CLASSIFIER_FILE if run.trains() else run.classifier),
+                       "trained_here": run.trains(), "adversary": config.adversary, "epochs": payload.get("epoch"),
+                       "preset": config.preset, "image_size": config.image_size, "classes": config.classes,
                        "params": sum(p.numel() for p in model.parameters()), "data": payload.get("data"),
                        "history": payload.get("history")},
         "test": {**test.describe(), "count": len(test.labels)},
