@@ -33,3 +33,42 @@ def test_a_resume_into_another_folder_reports_the_checkpoint_it_measured(tmp_pat
                              "--attacks", "pgd", "--out", tmp_path / "eval", "--json"], capsys)
     assert code == 0, error
     assert json.loads(text)["classifier"]["checkpoint"] == str(second / "classifier.pt")
+
+
+def test_a_small_epsilon_is_within_the_ball_up_to_float_rounding():
+    """A perturbation of norm 1e-6 measured as attacked - images in float32 reads up to ~1e-6 above it (the pixels'
+    rounding): the check allowed only 1e-5 of epsilon, and a correct attack crashed with an AssertionError."""
+    from training.jiio.inference import l2_ball
+    from training.jiio.robust.attacks import assert_within_ball
+
+    images = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.5
+    push = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    for epsilon in (1e-6, 1e-4, 1.0):
+        attacked = l2_ball(images, epsilon)(images + push)
+        norms = assert_within_ball(attacked - images, epsilon)
+        assert 0.5 * epsilon < float(norms.max()) < epsilon + 3.4e-6  # 3.3e-6: a float32 step per pixel, in L2
+    # Outside the ball by more than rounding is still refused.
+    try:
+        assert_within_ball(l2_ball(images, 1e-5)(images + push) - images, 1e-6)
+    except AssertionError as error:
+        assert str(error).startswith("perturbation of L2 norm ") and str(error).endswith(" exceeds epsilon 1e-06")
+    else:
+        raise AssertionError("a perturbation 10 times epsilon was let through")
+
+
+def test_small_radii_train_and_measure(tmp_path, labelled, capsys):
+    """--epsilon 1e-6 trained to the end and crashed in the measurement with an AssertionError traceback, leaving a
+    classifier.pt and no report; 1e-4 crashed attacking a trained classifier. Both attacks now leave the clean
+    accuracy (a radius far below what changes a prediction)."""
+    for epsilon in ("1e-6", "1e-4"):
+        out = tmp_path / epsilon
+        code, text, error = inr(["jiio-robust", "--data", labelled, "--train-count", "32", "--test-count", "16",
+                                 *TINY, "--adversary", "pgd", "--epochs", "1", "--epsilon", epsilon, "--out", out,
+                                 "--json"], capsys)
+        assert code == 0, error
+        report = json.loads(text)
+        assert report["accuracy"]["pgd"] == report["accuracy"]["jiio"] == report["accuracy"]["clean"]
+        code, text, error = inr(["jiio-robust", "--classifier", out / "classifier.pt", "--test-count", "16", *TINY,
+                                 "--epsilon", epsilon, "--out", tmp_path / f"eval-{epsilon}", "--json"], capsys)
+        assert code == 0, error
+        assert json.loads(text)["accuracy"]["jiio"] == report["accuracy"]["clean"]
