@@ -5,7 +5,7 @@ and summary say of the attacks."""
 import json
 
 import torch
-from test_jiio_robust_cli import TINY, inr
+from test_jiio_robust_cli import TINY, _classifier_checkpoint, inr
 import test_jiio_robust
 import test_jiio_robust_cli
 
@@ -72,3 +72,28 @@ def test_small_radii_train_and_measure(tmp_path, labelled, capsys):
                                  "--epsilon", epsilon, "--out", tmp_path / f"eval-{epsilon}", "--json"], capsys)
         assert code == 0, error
         assert json.loads(text)["accuracy"]["jiio"] == report["accuracy"]["clean"]
+
+
+def test_an_evaluation_only_run_attacks_with_the_seed_and_batch_given(tmp_path, labelled, capsys):
+    """With --classifier, --seed and --batch-size were silently replaced by the classifier's: two seeds gave
+    bit-identical attacks, --batch-size 4 attacked one batch of 8, and the report said neither."""
+
+    path = _classifier_checkpoint(tmp_path / "classifier.pt")  # trained with seed 0, batch 64
+
+    def attack(*args):
+        code, text, error = inr(["jiio-robust", "--classifier", path, "--test-data", labelled, "--test-count", "8",
+                                 "--pgd-steps", "2", "--attacks", "pgd", *args, "--out", tmp_path / "eval",
+                                 "--overwrite", "--quiet", "--json"], capsys)
+        assert code == 0, error
+        report = json.loads(text)
+        settings = report["attack_settings"]
+        assert (report["classifier"]["seed"], report["classifier"]["batch_size"]) == (0, 64)
+        return settings["seed"], settings["batch_size"], report["attacks"]["pgd"]["batches"], \
+            report["attacks"]["pgd"]["loss_mean"]
+
+    seed0 = attack("--seed", "0", "--batch-size", "4")
+    seed7 = attack("--seed", "7", "--batch-size", "4")
+    assert seed0[:3] == (0, 4, 2) and seed7[:3] == (7, 4, 2) and seed0[3] != seed7[3]
+    assert attack("--seed", "7", "--batch-size", "4", "--eval-batch-size", "8")[:3] == (7, 8, 1)
+    # Left out: the classifier's own, as the run that trained it measured it.
+    assert attack()[:3] == (0, 64, 1)

@@ -41,7 +41,8 @@ ROBUST_EXAMPLES = """
 
 
 # The options a resumed run takes from its checkpoint (RobustConfig field: parameter name): the classifier, its
-# training recipe and its adversary's attack, which the measurement after training uses too.
+# training recipe and its adversary's attack, which the measurement after training uses too. (An evaluation-only
+# run uses the --seed and --batch-size given, and the classifier's where they are not.)
 RESUMED_FROM_CHECKPOINT = {"preset": "preset", "image_size": "image_size", "adversary": "adversary",
                            "batch_size": "batch_size", "lr": "lr", "seed": "seed", "attack.epsilon": "epsilon",
                            "attack.pgd_steps": "pgd_steps", "attack.pgd_step_factor": "pgd_step_factor",
@@ -90,13 +91,15 @@ def jiio_robust(
     test_labels: Annotated[Optional[str], typer.Option(help="IDX label file for an IDX --test-data.",
                                                        show_default=False)] = None,
     test_count: Annotated[int, typer.Option(help="Test images to measure.")] = RobustRun.test_count,
-    batch_size: Annotated[int, typer.Option(help="Images per training batch.")] = RobustConfig.batch_size,
+    batch_size: Annotated[int, typer.Option(help="Images per training batch (with --classifier alone: attacked "
+                                            "together; default there the classifier's).")] = RobustConfig.batch_size,
     eval_batch_size: Annotated[Optional[int], typer.Option(help="Images attacked together (the time per batch is "
                                                            "reported). Default: --batch-size.",
                                                            show_default=False)] = None,
     lr: Annotated[float, typer.Option(help="Learning rate (Adam).")] = RobustConfig.lr,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = RobustRun.device,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation, order and the attacks' random starts.")]
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, order and the attacks' random starts (with "
+                                      "--classifier alone: the random starts; default there the classifier's).")]
         = RobustConfig.seed,
     out: Annotated[Optional[Path], typer.Option(help="Run folder. Default: runs/jiio-robust-ADVERSARY-TIME.",
                                                 show_default=False)] = None,

@@ -255,6 +255,18 @@ def _picture(out: Path, test: LabelledImages, evaluation: Evaluation, config: Ro
     return labels
 
 
+def _attack_seed_and_batch(run: RobustRun, config: RobustConfig) -> tuple[int, int]:
+    """The seed of the attacks' random starts and the images attacked together. A run that trained measures with its
+    own (a resume's are its checkpoint's; --eval-batch-size may set the batch). An evaluation-only run takes the
+    --seed and --eval-batch-size (or --batch-size) given, so that the same classifier can be attacked from other
+    random starts; left out, the classifier's own, as the run that trained it measured it."""
+    if run.trains():
+        return config.seed, run.eval_batch_size or config.batch_size
+    seed = run.config.seed if "seed" in run.given else config.seed
+    batch = run.eval_batch_size or (run.config.batch_size if "batch_size" in run.given else config.batch_size)
+    return seed, batch
+
+
 def _run(run: RobustRun, out: Path, device: torch.device, show_progress: bool, as_json: bool, stop: StopRequest
          ) -> int:
     model, config, payload, test, notes = _obtain(run, out, device, show_progress, stop)
@@ -265,7 +277,7 @@ def _run(run: RobustRun, out: Path, device: torch.device, show_progress: bool, a
     if int(test.labels.max()) >= learned:
         raise UserError(f"{test.source}: label {int(test.labels.max())} is not one of the {learned} classes the "
                         f"classifier was trained on (labels 0 to {learned - 1}); test it on those classes only")
-    batch = run.eval_batch_size or config.batch_size
+    seed, batch = _attack_seed_and_batch(run, config)
     total = len(test.labels) * len(run.attacks)
     with counter_progress(f"attack ({', '.join(run.attacks)}, eps {config.attack.epsilon:g})", total,
                           show_progress) as update:
@@ -273,7 +285,7 @@ def _run(run: RobustRun, out: Path, device: torch.device, show_progress: bool, a
             if update:
                 update(run.attacks.index(name) * len(test.labels) + done, name)
 
-        evaluation = evaluate(model, test.images, test.labels, config, run.attacks, batch, seed=config.seed,
+        evaluation = evaluate(model, test.images, test.labels, config, run.attacks, batch, seed=seed,
                               on_batch=on_batch, device=device)
     results = evaluation.summary()
     rows = _picture(out, test, evaluation, config, results)
@@ -285,13 +297,14 @@ def _run(run: RobustRun, out: Path, device: torch.device, show_progress: bool, a
         "classifier": {"checkpoint": str(out / CLASSIFIER_FILE if run.trains() else run.classifier),
                        "trained_here": run.trains(), "adversary": config.adversary, "epochs": payload.get("epoch"),
                        "preset": config.preset, "image_size": config.image_size, "classes": config.classes,
+                       "seed": config.seed, "batch_size": config.batch_size,
                        "params": sum(p.numel() for p in model.parameters()), "data": payload.get("data"),
                        "history": payload.get("history")},
         "test": {**test.describe(), "count": len(test.labels)},
         "accuracy": {name: results[name]["accuracy"] for name in results},
         "attacks": {name: results[name] for name in run.attacks},
         "clean": results["clean"],
-        "attack_settings": config.attack.to_dict(),
+        "attack_settings": {**config.attack.to_dict(), "seed": seed, "batch_size": batch},
         "picture_rows": rows,
         "notes": notes,
         "files": {"classifier": CLASSIFIER_FILE, "picture": PICTURE, "report": REPORT} if run.trains() else
