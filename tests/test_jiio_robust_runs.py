@@ -97,3 +97,49 @@ def test_an_evaluation_only_run_attacks_with_the_seed_and_batch_given(tmp_path, 
     assert attack("--seed", "7", "--batch-size", "4", "--eval-batch-size", "8")[:3] == (7, 8, 1)
     # Left out: the classifier's own, as the run that trained it measured it.
     assert attack()[:3] == (0, 64, 1)
+
+
+def _ctrl_c_after_the_first_attacked_batch(monkeypatch):
+    """A real SIGINT to this process once the attacks' first batch is done (the run's own handler takes it)."""
+    import os
+    import signal
+
+    import inr_cli.jiio.robust_runs as robust_runs
+
+    evaluate = robust_runs.evaluate
+
+    def interrupted(*args, on_batch, **kwargs):
+        pressed = []
+
+        def first_then_ctrl_c(name, done):
+            on_batch(name, done)
+            if not pressed:  # once: a second Ctrl-C stops the process at once, as the user then means
+                pressed.append(os.kill(os.getpid(), signal.SIGINT))
+        return evaluate(*args, on_batch=first_then_ctrl_c, **kwargs)
+
+    monkeypatch.setattr(robust_runs, "evaluate", interrupted)
+
+
+def test_ctrl_c_while_attacking_stops_the_run_and_says_what_is_kept(tmp_path, labelled, capsys, monkeypatch):
+    """The first Ctrl-C during the attacks was ignored: they ran to the end, and the run wrote its report and exited
+    0 as if it had not been pressed."""
+    out = tmp_path / "run"
+    common = ["jiio-robust", "--data", labelled, *TRAIN, "--epochs", "1", "--eval-batch-size", "4", "--out", out]
+    with monkeypatch.context() as patched:
+        _ctrl_c_after_the_first_attacked_batch(patched)
+        assert inr(common, capsys)[::2] == (
+            130, f"inr: interrupted while attacking, before the report ({out / 'classifier.pt'} holds the trained "
+                 "classifier, epoch 1); run the command again with --resume to measure it")
+    assert sorted(p.name for p in out.iterdir()) == ["classifier.pt"]
+    code, text, error = inr([*common, "--resume", "--json"], capsys)  # as the line says: it measures it
+    assert code == 0, error
+    assert json.loads(text)["classifier"]["epochs"] == 1 and (out / "report.json").is_file()
+    # An evaluation-only run leaves nothing.
+    evaluation = tmp_path / "eval"
+    with monkeypatch.context() as patched:
+        _ctrl_c_after_the_first_attacked_batch(patched)
+        assert inr(["jiio-robust", "--classifier", out / "classifier.pt", "--test-count", "8", *TINY, "--attacks",
+                    "pgd", "--eval-batch-size", "4", "--out", evaluation], capsys)[::2] == (
+            130, "inr: interrupted while attacking, before the report (nothing written); run the command again to "
+                 f"measure {out / 'classifier.pt'}")
+    assert not evaluation.exists()

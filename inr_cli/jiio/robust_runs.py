@@ -5,7 +5,8 @@ under PGD and JIIO attacks, and write report.json and adversarial.png. The optio
 
 Held-out images are the --test-count images that follow the training ones in --data (the classifier never saw
 them), or the first --test-count of --test-data. The run folder belongs to this process while it runs
-(:class:`inr_cli.run_folder.RunFolder`); Ctrl-C stops between batches, keeping the last finished epoch.
+(:class:`inr_cli.run_folder.RunFolder`); Ctrl-C stops between batches (of training or of the attacks), keeping the
+last finished epoch: a measurement that was stopped writes no report.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from training.fitting.checkpoint import serialize
 from training.fitting.devices import resolve_device
 from training.jiio.channels import matched_with_note
 from training.jiio.robust.checkpoint import classifier_from_payload, classifier_payload, training_state_from_payload
-from training.jiio.robust.classifier_training import (Evaluation, TrainingInterrupted, evaluate, new_state,
-                                                      train_classifier)
+from training.jiio.robust.classifier_training import (Evaluation, EvaluationInterrupted, TrainingInterrupted,
+                                                      evaluate, new_state, train_classifier)
 from training.jiio.robust.config import RobustConfig
 from training.jiio.run_record import data_digest, other_data, recorded_path, unchecked_data_note
 
@@ -58,6 +59,9 @@ def run_jiio_robust(run: RobustRun, *, out: Path | None, show_progress: bool, as
                 stderr_console.print(f"inr: interrupted in epoch {stopped.epoch + 1} ({saved}); resume with --resume",
                                      markup=False, soft_wrap=True)
                 return stop.exit_code
+            except EvaluationInterrupted:
+                stderr_console.print(_interrupted_attacking(run, out), markup=False, soft_wrap=True)
+                return stop.exit_code
             except Exception:
                 if run.overwrite:
                     # A replacement that failed takes what it wrote with it (the classifier it trained, its
@@ -68,6 +72,26 @@ def run_jiio_robust(run: RobustRun, *, out: Path | None, show_progress: bool, as
                 raise
     finally:
         folder.release()
+
+
+def _interrupted_attacking(run: RobustRun, out: Path) -> str:
+    """The line for Ctrl-C during the attacks: no report is written; what is kept, and how to measure it."""
+    if not run.trains():
+        return (f"inr: interrupted while attacking, before the report (nothing written); run the command again to "
+                f"measure {run.classifier}")
+    target = out / CLASSIFIER_FILE
+    try:
+        epoch = f", epoch {read_checkpoint(target).get('epoch')}"
+    except UserError:
+        epoch = ""
+    if run.overwrite:
+        again = "with --resume in place of --overwrite"
+    elif run.classifier is not None and Path(run.classifier).resolve() != target.resolve():
+        again = "with --resume and without --classifier"
+    else:
+        again = "with --resume"
+    return (f"inr: interrupted while attacking, before the report ({target} holds the trained classifier{epoch}); "
+            f"run the command again {again} to measure it")
 
 
 def _load_split(run: RobustRun, size: int, trained_on: dict | None) -> tuple[LabelledImages | None, LabelledImages]:
@@ -286,7 +310,7 @@ def _run(run: RobustRun, out: Path, device: torch.device, show_progress: bool, a
                 update(run.attacks.index(name) * len(test.labels) + done, name)
 
         evaluation = evaluate(model, test.images, test.labels, config, run.attacks, batch, seed=seed,
-                              on_batch=on_batch, device=device)
+                              on_batch=on_batch, device=device, should_stop=stop.requested)
     results = evaluation.summary()
     rows = _picture(out, test, evaluation, config, results)
     report = {

@@ -12,7 +12,8 @@ Per batch, by ``RobustConfig.adversary``:
 
 Every epoch reseeds the order and the attacks' random starts from (seed, epoch), so a run resumed after epoch k
 continues as the uninterrupted run would. :func:`evaluate` measures clean accuracy and accuracy under each attack on
-held-out images, with every perturbation's norm asserted and every prediction read at a re-solved equilibrium.
+held-out images, with every perturbation's norm asserted and every prediction read at a re-solved equilibrium; it
+stops between batches when asked (:class:`EvaluationInterrupted`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ class TrainingInterrupted(Exception):
     def __init__(self, epoch: int):
         super().__init__(f"interrupted in epoch {epoch + 1}")
         self.epoch = epoch
+
+
+class EvaluationInterrupted(Exception):
+    """Raised by :func:`evaluate` between batches when the caller asks to stop: no measurement is complete."""
+
+    def __init__(self):
+        super().__init__("interrupted while attacking")
 
 
 @dataclass
@@ -175,14 +183,22 @@ def summarize_attack(results: list[AttackResult]) -> dict:
 
 def evaluate(model: MDEQClassifier, images: torch.Tensor, labels: torch.Tensor, config: RobustConfig,
              attacks: tuple[str, ...] = ("pgd", "jiio"), batch_size: int | None = None, seed: int = 0,
-             on_batch: Callable[[str, int], None] | None = None, device: torch.device | str = "cpu") -> Evaluation:
+             on_batch: Callable[[str, int], None] | None = None, device: torch.device | str = "cpu",
+             should_stop: Callable[[], bool] | None = None) -> Evaluation:
     """Clean accuracy and accuracy under each attack (``config.attack``) on ``images`` in [0, 1], batch by batch;
-    ``on_batch(what, images_done)`` drives progress bars."""
+    ``on_batch(what, images_done)`` drives progress bars; ``should_stop`` is polled between batches, and once
+    more after the last (then :class:`EvaluationInterrupted`)."""
     model = model.eval().requires_grad_(False)  # attacks differentiate with respect to the images only
     size = batch_size or config.batch_size
+
+    def poll() -> None:
+        if should_stop is not None and should_stop():
+            raise EvaluationInterrupted()
+
     try:
         logits, residual = [], []
         for first in range(0, len(images), size):
+            poll()
             part_logits, part_residual = model.predict(images[first:first + size].to(device),
                                                        settings=config.attack.solver)
             logits.append(part_logits.argmax(1).cpu())
@@ -193,10 +209,12 @@ def evaluate(model: MDEQClassifier, images: torch.Tensor, labels: torch.Tensor, 
             generator = torch.Generator().manual_seed(seed)
             results[name] = []
             for first in range(0, len(images), size):
+                poll()
                 batch, batch_labels = images[first:first + size].to(device), labels[first:first + size].to(device)
                 results[name].append(_to_host(attack(name, model, batch, batch_labels, config.attack, generator)))
                 if on_batch is not None:
                     on_batch(name, min(first + size, len(images)))
+        poll()
         return Evaluation(clean_correct, torch.cat(residual), results)
     finally:
         model.requires_grad_(True)
