@@ -143,3 +143,61 @@ def test_ctrl_c_while_attacking_stops_the_run_and_says_what_is_kept(tmp_path, la
             130, "inr: interrupted while attacking, before the report (nothing written); run the command again to "
                  f"measure {out / 'classifier.pt'}")
     assert not evaluation.exists()
+
+
+def _ctrl_c_in_epoch(monkeypatch, epoch):
+    """A real SIGINT to this process after the first training batch of ``epoch`` (1-based)."""
+    import os
+    import signal
+
+    import inr_cli.jiio.robust_runs as robust_runs
+
+    train_classifier = robust_runs.train_classifier
+
+    def interrupted(*args, on_batch, **kwargs):
+        pressed = []
+
+        def then_ctrl_c(current, done):
+            on_batch(current, done)
+            if current + 1 == epoch and not pressed:
+                pressed.append(os.kill(os.getpid(), signal.SIGINT))
+        return train_classifier(*args, on_batch=then_ctrl_c, **kwargs)
+
+    monkeypatch.setattr(robust_runs, "train_classifier", interrupted)
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_ctrl_c_in_training_says_what_can_be_done(tmp_path, labelled, capsys, monkeypatch):
+    """Stopped in the first epoch, the line said "resume with --resume", with nothing to resume: the folder was gone
+    and --resume failed, or (with --overwrite) continued the earlier run that had been put back."""
+    out = tmp_path / "run"
+    common = ["jiio-robust", "--data", labelled, *TRAIN, "--epochs", "2", "--out", out]
+
+    def stopped_in(epoch, *args):
+        with monkeypatch.context() as patched:
+            _ctrl_c_in_epoch(patched, epoch)
+            code, _, error = inr([*common, *args], capsys)
+        assert code == 130
+        return error
+
+    assert stopped_in(1) == "inr: interrupted in epoch 1 (nothing saved yet); run the command again"
+    assert not out.exists()
+    assert inr(common, capsys)[0] == 0
+    before = _files(out)
+    assert stopped_in(1, "--overwrite", "--seed", "1") == (
+        f"inr: interrupted in epoch 1 (nothing saved yet; the run that was in {out} is back as it was); run the "
+        "command again")
+    assert _files(out) == before
+    assert stopped_in(2, "--overwrite", "--seed", "1") == (
+        f"inr: interrupted in epoch 2 ({out / 'classifier.pt'} holds epoch 1); resume with --resume in place of "
+        "--overwrite")
+    # Continuing a classifier into another folder: nothing there yet, the classifier continued is untouched.
+    other = tmp_path / "other"
+    assert stopped_in(2, "--seed", "1", "--classifier", out / "classifier.pt", "--resume", "--epochs", "3",
+                      "--out", other) == (
+        f"inr: interrupted in epoch 2 (nothing saved in {other} yet; {out / 'classifier.pt'} still holds epoch 1); "
+        "run the command again")
+    assert not other.exists()

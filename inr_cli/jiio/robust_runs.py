@@ -25,7 +25,7 @@ from inr_cli.jiio.robust_options import RobustRun
 from inr_cli.media.labelled import LabelledImages, load_labelled
 from inr_cli.progress import counter_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, to_json, versions
-from inr_cli.run_folder import (RunFolder, refuse_changed_settings, refuse_replacing_another_run,
+from inr_cli.run_folder import (SET_ASIDE, RunFolder, refuse_changed_settings, refuse_replacing_another_run,
                                 refuse_setting_aside_an_input)
 from inr_cli.sample import read_checkpoint
 from inr_core.errors import UserError
@@ -54,10 +54,7 @@ def run_jiio_robust(run: RobustRun, *, out: Path | None, show_progress: bool, as
             try:
                 return _run(run, out, device, show_progress, as_json, stop)
             except TrainingInterrupted as stopped:
-                saved = "nothing saved yet" if stopped.epoch == 0 else \
-                    f"{out / CLASSIFIER_FILE} holds epoch {stopped.epoch}"
-                stderr_console.print(f"inr: interrupted in epoch {stopped.epoch + 1} ({saved}); resume with --resume",
-                                     markup=False, soft_wrap=True)
+                stderr_console.print(_interrupted_training(run, out, stopped.epoch), markup=False, soft_wrap=True)
                 return stop.exit_code
             except EvaluationInterrupted:
                 stderr_console.print(_interrupted_attacking(run, out), markup=False, soft_wrap=True)
@@ -74,6 +71,33 @@ def run_jiio_robust(run: RobustRun, *, out: Path | None, show_progress: bool, as
         folder.release()
 
 
+def _resume_flags(run: RobustRun, target: Path) -> str:
+    """How the command is given again to continue the run saved in ``target``: --resume excludes --overwrite, and a
+    --classifier elsewhere would be refused for replacing ``target``, the run's checkpoint now."""
+    if run.overwrite:
+        return "--resume in place of --overwrite"
+    if run.classifier is not None and Path(run.classifier).resolve() != target.resolve():
+        return "--resume and without --classifier"
+    return "--resume"
+
+
+def _interrupted_training(run: RobustRun, out: Path, epoch: int) -> str:
+    """The line for Ctrl-C during training (``epoch`` epochs finished): what is saved, and what can be done."""
+    target = out / CLASSIFIER_FILE
+    if target.is_file():
+        return f"inr: interrupted in epoch {epoch + 1} ({target} holds epoch {epoch}); resume with " + \
+            _resume_flags(run, target)
+    # Nothing saved in OUT: no run to --resume there. The command given again starts over (or, from a --classifier
+    # elsewhere, continues it again); a run that --overwrite set aside is put back as it was when the folder is
+    # released.
+    kept = [f"{run.classifier} still holds epoch {epoch}"] if run.classifier is not None else []
+    if run.overwrite and (out / SET_ASIDE).is_dir():
+        kept.append(f"the run that was in {out} is back as it was")
+    where = f" in {out}" if run.classifier is not None else ""
+    return (f"inr: interrupted in epoch {epoch + 1} (nothing saved{where} yet"
+            f"{''.join('; ' + line for line in kept)}); run the command again")
+
+
 def _interrupted_attacking(run: RobustRun, out: Path) -> str:
     """The line for Ctrl-C during the attacks: no report is written; what is kept, and how to measure it."""
     if not run.trains():
@@ -84,14 +108,8 @@ def _interrupted_attacking(run: RobustRun, out: Path) -> str:
         epoch = f", epoch {read_checkpoint(target).get('epoch')}"
     except UserError:
         epoch = ""
-    if run.overwrite:
-        again = "with --resume in place of --overwrite"
-    elif run.classifier is not None and Path(run.classifier).resolve() != target.resolve():
-        again = "with --resume and without --classifier"
-    else:
-        again = "with --resume"
     return (f"inr: interrupted while attacking, before the report ({target} holds the trained classifier{epoch}); "
-            f"run the command again {again} to measure it")
+            f"run the command again with {_resume_flags(run, target)} to measure it")
 
 
 def _load_split(run: RobustRun, size: int, trained_on: dict | None) -> tuple[LabelledImages | None, LabelledImages]:
