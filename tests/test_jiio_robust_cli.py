@@ -42,7 +42,7 @@ def test_train_resume_and_report(tmp_path, labelled, capsys):
               "--out", out]
     code, text, error = inr([*common, "--epochs", "1"], capsys)
     assert code == 0, error
-    assert text.splitlines()[1].startswith("  clean accuracy ")
+    assert text.splitlines()[1].split()[:2] == ["clean", "accuracy"]
     # A resume keeps its run's recipe and adversary: an option given to change them is refused, not ignored.
     saved = (out / "classifier.pt").read_bytes()
     code, text, error = inr([*common, "--epochs", "2", "--resume", "--adversary", "pgd", "--epsilon", "0.25"], capsys)
@@ -271,12 +271,12 @@ def test_the_adversarial_picture_says_what_it_shows(tmp_path, labelled, capsys):
     assert code == 0, error
     report = json.loads(text)
     caption = png_caption(out / "adversarial.png")
-    assert caption.startswith("jiio-robust: jiio-trained tiny MDEQ classifier · L2 attacks of radius 0.5 · "
+    assert caption.startswith("jiio-robust: JIIO-trained tiny MDEQ classifier · L2 attacks of radius ε = 0.5 · "
                               "4 test images · rows: original / pgd adversarial / pgd perturbation / "
                               "jiio adversarial / jiio perturbation · ")
     accuracy = report["accuracy"]
-    assert (f"accuracy clean {accuracy['clean']:.2%} · pgd {accuracy['pgd']:.2%} · jiio {accuracy['jiio']:.2%}"
-            in caption)
+    assert (f"accuracy clean {accuracy['clean']:.2%} · PGD-2 (step 2.5ε/2) {accuracy['pgd']:.2%} · "
+            f"JIIO-2 (step 6ε/2) {accuracy['jiio']:.2%}" in caption)
 
 
 def _files(folder):

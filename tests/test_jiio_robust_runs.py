@@ -201,3 +201,29 @@ def test_ctrl_c_in_training_says_what_can_be_done(tmp_path, labelled, capsys, mo
         f"inr: interrupted in epoch 2 (nothing saved in {other} yet; {out / 'classifier.pt'} still holds epoch 1); "
         "run the command again")
     assert not other.exists()
+
+
+def test_the_caption_and_summary_name_each_attacks_budget(tmp_path, labelled, capsys):
+    """A "pgd 20" and a "pgd 100" picture were captioned alike ("pgd 42.97%"), the perturbation rows' separate
+    scales were not said, and a clean-trained classifier was "none-trained"."""
+    from inr_cli.figures.layout import png_caption
+
+    out = tmp_path / "run"
+    code, text, error = inr(["jiio-robust", "--data", labelled, "--train-count", "32", "--test-count", "8", *TINY,
+                             "--adversary", "none", "--epochs", "1", "--pgd-steps", "3", "--pgd-step-factor", "2",
+                             "--jiio-iters", "5", "--out", out], capsys)
+    assert code == 0, error
+    report = json.loads((out / "report.json").read_text())
+    accuracy, attacks = report["accuracy"], report["attacks"]
+    assert png_caption(out / "adversarial.png") == (
+        "jiio-robust: clean-trained tiny MDEQ classifier · L2 attacks of radius ε = 1 · 8 test images · rows: "
+        "original / pgd adversarial / pgd perturbation / jiio adversarial / jiio perturbation · "
+        f"accuracy clean {accuracy['clean']:.2%} · PGD-3 (step 2ε/3) "
+        f"{accuracy['pgd']:.2%} · JIIO-5 (step 6ε/5) {accuracy['jiio']:.2%} · perturbation rows: mid-gray 0, black "
+        "and white the largest |delta| in that row (each row on its own scale)")
+    lines = text.splitlines()
+    assert lines[0] == "jiio-robust: clean-trained tiny MDEQ classifier, 8 test images, L2 eps 1"
+    assert lines[1] == f"  clean  accuracy {accuracy['clean']:.2%}"
+    for line, (title, name, step) in zip(lines[2:4], [("PGD-3 ", "pgd", "2 eps/3"), ("JIIO-5", "jiio", "6 eps/5")]):
+        assert line.startswith(f"  {title} accuracy {accuracy[name]:.2%}, loss {attacks[name]['loss_mean']:.3g}, ")
+        assert line.endswith(f", step {step}")

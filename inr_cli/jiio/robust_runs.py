@@ -272,11 +272,25 @@ def _by_class_name(test: LabelledImages, trained: list | None, notes: list[str])
     return replace(test, labels=numbers[test.labels], classes=list(trained))
 
 
+def trained_as(adversary: str) -> str:
+    """How a classifier is named by what it trained on: "clean-trained", "PGD-trained", "JIIO-trained"."""
+    return f"{'clean' if adversary == 'none' else adversary.upper()}-trained"
+
+
+def attack_budget(name: str, settings: dict, eps: str = "ε") -> tuple[str, str]:
+    """An attack's name with its budget ("PGD-20", "JIIO-40") and its step ("2.5ε/20"), from the report's
+    ``attack_settings`` (a "pgd 20" and a "pgd 100" result read alike without them)."""
+    steps, factor = (settings["pgd_steps"], settings["pgd_step_factor"]) if name == "pgd" else \
+        (settings["jiio_iterations"], settings["jiio_step_factor"])
+    return f"{name.upper()}-{steps}", f"{factor:g}{eps}/{steps}"
+
+
 def _picture(out: Path, test: LabelledImages, evaluation: Evaluation, config: RobustConfig, results: dict
              ) -> list[str]:
     """Originals, and per attack the adversarial images and their perturbations (mid-gray is 0, full black and
-    white the largest |delta| shown), for the first few test images; captioned with the classifier, the attack's
-    radius and the accuracies the report gives."""
+    white the largest |delta| shown in that row: each perturbation row has its own scale), for the first few test
+    images; captioned with the classifier, the attack's radius, each attack's budget and the accuracies the report
+    gives."""
     shown = slice(0, PICTURE_COUNT)
     originals = test.images[shown]
     rows, labels = [originals * 2 - 1], ["original"]
@@ -286,13 +300,17 @@ def _picture(out: Path, test: LabelledImages, evaluation: Evaluation, config: Ro
         rows.append(delta / delta.abs().amax().clamp_min(1e-12))
         labels += [f"{name} adversarial", f"{name} perturbation"]
     count = len(test.labels)
-    caption = [f"jiio-robust: {config.adversary}-trained {config.preset} MDEQ classifier",
-               f"L2 attacks of radius {config.attack.epsilon:g}",
+    settings = config.attack.to_dict()
+    budgets = {name: attack_budget(name, settings) for name in evaluation.attacks}
+    caption = [f"jiio-robust: {trained_as(config.adversary)} {config.preset} MDEQ classifier",
+               f"L2 attacks of radius ε = {config.attack.epsilon:g}",
                f"the first {len(originals)} of {count} test images" if len(originals) < count else
                f"{count} test images", "rows: " + " / ".join(labels),
                f"accuracy clean {results['clean']['accuracy']:.2%}",
-               *(f"{name} {results[name]['accuracy']:.2%}" for name in evaluation.attacks),
-               "perturbations: mid-gray 0, black and white the largest |delta| shown"]
+               *(f"{budgets[name][0]} (step {budgets[name][1]}) {results[name]['accuracy']:.2%}"
+                 for name in evaluation.attacks),
+               "perturbation rows: mid-gray 0, black and white the largest |delta| in that row (each row on its own "
+               "scale)"]
     write_image_grid(out / PICTURE, rows, labels=labels, caption=caption)
     return labels
 
@@ -361,12 +379,15 @@ def _run(run: RobustRun, out: Path, device: torch.device, show_progress: bool, a
 
 def summary_text(report: dict) -> str:
     classifier = report["classifier"]
-    lines = [f"jiio-robust: {classifier['adversary']}-trained {classifier['preset']} MDEQ classifier, "
+    budgets = {name: attack_budget(name, report["attack_settings"], " eps") for name in report["attacks"]}
+    width = max(len("clean"), *(len(title) for title, _ in budgets.values()))
+    lines = [f"jiio-robust: {trained_as(classifier['adversary'])} {classifier['preset']} MDEQ classifier, "
              f"{report['test']['count']} test images, L2 eps {report['epsilon']:g}",
-             f"  clean accuracy {report['accuracy']['clean']:.2%}"]
+             f"  {'clean':{width}s} accuracy {report['accuracy']['clean']:.2%}"]
     for name, s in report["attacks"].items():
-        lines.append(f"  {name:4s} accuracy {s['accuracy']:.2%}, loss {s['loss_mean']:.3g}, "
+        title, step = budgets[name]
+        lines.append(f"  {title:{width}s} accuracy {s['accuracy']:.2%}, loss {s['loss_mean']:.3g}, "
                      f"{s['ms_per_batch']:.0f} ms/batch, |delta| max {s['delta_norm_max']:.4g}, "
-                     f"re-solve residual max {s['final_residual_max']:.1e}")
+                     f"re-solve residual max {s['final_residual_max']:.1e}, step {step}")
     lines.append(f"  wrote {report['output_dir']}")
     return "\n".join(lines)
