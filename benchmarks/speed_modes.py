@@ -31,11 +31,12 @@ from dataclasses import dataclass, field, replace
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_args import name_list  # noqa: E402
 from fit_image import camera, plain_loop  # noqa: E402
 
 from inr_cli.modalities.image import IMAGE  # noqa: E402
 from inr_cli.peak_memory import measure_peak_memory  # noqa: E402
-from models import get_spec  # noqa: E402
+from models import get_spec, model_names  # noqa: E402
 from training.fitting.config import FitConfig, resolve_config  # noqa: E402
 from training.fitting.fit import fit  # noqa: E402
 from training.fitting.precision import PRECISIONS  # noqa: E402
@@ -92,6 +93,8 @@ def main() -> None:
     parser.add_argument("--budget-seconds", type=float, default=None, help="skip rows starting after this")
     parser.add_argument("--json", default=None, help="also write every row here")
     args = parser.parse_args()
+    models = name_list(parser, "--models", args.models, model_names(), "model")
+    modes = name_list(parser, "--modes", args.modes, PRECISIONS, "precision")
 
     pixels = camera(args.size)
     signal = image_signal(pixels)
@@ -107,14 +110,14 @@ def main() -> None:
             return False
         return True
 
-    for name in args.models.split(","):
+    for name in models:
         layers = 3 if name == "siren" else 1
         base = resolve_config(FitConfig(model=name, hidden=args.hidden, layers=layers, steps=args.steps,
                                         device=args.device, batch_size=args.size ** 2, eval_every=checkpoints[0]),
                               signal, IMAGE.recipe)
         if within_budget(f"{name} plain"):
             rows.append(plain_row(base, pixels, checkpoints))
-        for mode in args.modes.split(","):
+        for mode in modes:
             for compiled in compile_options:
                 label = f"inr {mode} {'compiled' if compiled else 'eager'}"
                 if within_budget(f"{name} {label}"):
@@ -149,7 +152,7 @@ def main() -> None:
         print(f"skipped (past --budget-seconds): {label}")
 
     print(f"\nfastest mode within {SAME_PSNR_DB} dB of fp32 eager at step {args.steps}, per model:")
-    for name in args.models.split(","):
+    for name in models:
         reference = next((r for r in rows if r.model == name and r.label == "inr fp32 eager"), None)
         ours = [r for r in rows if r.model == name and r.label.startswith("inr ")]
         if reference is None or not ours:

@@ -1,0 +1,24 @@
+"""Argument checks shared by the benchmark scripts: a bad option is one line on stderr and exit status 2
+(argparse's ``parser.error``), before any work starts, instead of a traceback after it or a table whose labels
+name something that did not run."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+
+
+def one_of(parser: argparse.ArgumentParser, option: str, value: str, allowed: Iterable[str],
+           what: str = "name") -> str:
+    """``value`` if it is one of ``allowed``; otherwise ``parser.error``."""
+    allowed = list(allowed)
+    if value not in allowed:
+        parser.error(f"{option}: unknown {what} {value!r}; choose from {', '.join(allowed)}")
+    return value
+
+
+def name_list(parser: argparse.ArgumentParser, option: str, text: str, allowed: Iterable[str],
+              what: str = "name") -> list[str]:
+    """The comma-separated entries of ``text``, each one of ``allowed``; otherwise ``parser.error``."""
+    allowed = list(allowed)
+    return [one_of(parser, option, entry.strip(), allowed, what) for entry in text.split(",")]

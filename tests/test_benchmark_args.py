@@ -1,0 +1,40 @@
+"""The benchmark scripts' arguments: a bad one is one line on stderr and exit status 2 before any work, and small
+--steps values run. Each script runs in a subprocess, at sizes that take seconds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TINY_FIT = ["--size", "16", "--hidden", "16"]
+
+
+def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=BENCHMARKS.parent)
+
+
+def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:
+    """Exit 2, nothing on stdout, no traceback, and the error is stderr's one line after argparse's usage."""
+    assert result.returncode == 2, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    last = result.stderr.strip().splitlines()[-1]
+    assert ": error: " in last and message in last, result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--modes", "fp64"], "--modes: unknown precision 'fp64'; choose from fp32, tf32, bf16"),
+    (["--modes", "fp32,bf-16"], "--modes: unknown precision 'bf-16'"),
+    (["--models", "sirn"], "--models: unknown model 'sirn'; choose from siren, "),
+])
+def test_speed_modes_refuses_unknown_list_entries(args, message):
+    result = run_script("speed_modes.py", *TINY_FIT, "--steps", "2", "--compile", "off", "--models", "siren",
+                        "--modes", "fp32", *args)
+    assert_refused(result, message)
