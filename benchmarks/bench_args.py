@@ -22,3 +22,15 @@ def name_list(parser: argparse.ArgumentParser, option: str, text: str, allowed: 
     """The comma-separated entries of ``text``, each one of ``allowed``; otherwise ``parser.error``."""
     allowed = list(allowed)
     return [one_of(parser, option, entry.strip(), allowed, what) for entry in text.split(",")]
+
+
+def at_least(parser: argparse.ArgumentParser, option: str, value, minimum):
+    """``value`` if it is at least ``minimum`` (None passes: an option left out); otherwise ``parser.error``."""
+    if value is not None and not value >= minimum:
+        parser.error(f"{option} must be at least {minimum:g}; got {value:g}")
+    return value
+
+
+def checkpoints(steps: int) -> list[int]:
+    """The steps a benchmark evaluates at: half and all of ``steps``, never step 0 (--steps 1 evaluates at 1)."""
+    return sorted({max(1, steps // 2), steps})

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from skimage import data, transform
 
+from bench_args import at_least
+from bench_args import checkpoints as benchmark_checkpoints
 from inr_cli.modalities.image import IMAGE
 from models import build_model, get_spec
 from training.fitting.config import FitConfig, resolve_config
@@ -94,9 +96,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=1, help="alternate both loops this many times; best time")
     args = parser.parse_args()
+    at_least(parser, "--steps", args.steps, 1)
 
     pixels = camera(args.size)
-    checkpoints = sorted({args.steps // 2, args.steps})
+    checkpoints = benchmark_checkpoints(args.steps)
     rows = []
     for name in args.models.split(","):
         layers = args.layers if args.layers is not None else (3 if name == "siren" else 1)

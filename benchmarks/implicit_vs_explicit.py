@@ -19,6 +19,8 @@ from dataclasses import replace
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_args import at_least  # noqa: E402
+from bench_args import checkpoints as benchmark_checkpoints  # noqa: E402
 from fit_image import camera  # noqa: E402
 
 from inr_cli.modalities.image import IMAGE  # noqa: E402
@@ -53,9 +55,10 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    at_least(parser, "--steps", args.steps, 1)
 
     pixels = camera(args.size)
-    checkpoints = sorted({args.steps // 2, args.steps})
+    checkpoints = benchmark_checkpoints(args.steps)
     rows = []
     for name in args.models.split(","):
         for layers in (int(n) for n in args.sizes.split(",")):

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field, replace
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_args import name_list  # noqa: E402
+from bench_args import at_least, name_list  # noqa: E402
+from bench_args import checkpoints as benchmark_checkpoints  # noqa: E402
 from fit_image import camera, plain_loop  # noqa: E402
 
 from inr_cli.modalities.image import IMAGE  # noqa: E402
@@ -93,12 +94,13 @@ def main() -> None:
     parser.add_argument("--budget-seconds", type=float, default=None, help="skip rows starting after this")
     parser.add_argument("--json", default=None, help="also write every row here")
     args = parser.parse_args()
+    at_least(parser, "--steps", args.steps, 1)
     models = name_list(parser, "--models", args.models, model_names(), "model")
     modes = name_list(parser, "--modes", args.modes, PRECISIONS, "precision")
 
     pixels = camera(args.size)
     signal = image_signal(pixels)
-    checkpoints = sorted({args.steps // 2, args.steps})
+    checkpoints = benchmark_checkpoints(args.steps)
     compile_options = {"both": (False, True), "on": (True,), "off": (False,)}[args.compile]
     began = time.perf_counter()
     rows: list[Row] = []

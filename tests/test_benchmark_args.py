@@ -38,3 +38,21 @@ def test_speed_modes_refuses_unknown_list_entries(args, message):
     result = run_script("speed_modes.py", *TINY_FIT, "--steps", "2", "--compile", "off", "--models", "siren",
                         "--modes", "fp32", *args)
     assert_refused(result, message)
+
+
+@pytest.mark.parametrize(("script", "args"), [
+    ("fit_image.py", ["--models", "siren"]),
+    ("speed_modes.py", ["--models", "siren", "--modes", "fp32", "--compile", "off"]),
+    ("implicit_vs_explicit.py", ["--models", "isiren", "--sizes", "1"]),
+])
+def test_one_step_evaluates_at_step_one(script, args):
+    result = run_script(script, *TINY_FIT, "--steps", "1", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout.split("\n\n")[0]
+    assert "@1" in table and "@0" not in table, table
+    assert "nan" not in table, table
+
+
+@pytest.mark.parametrize("script", ["fit_image.py", "speed_modes.py", "implicit_vs_explicit.py"])
+def test_no_steps_is_refused(script):
+    assert_refused(run_script(script, *TINY_FIT, "--steps", "0"), "--steps must be at least 1; got 0")
