@@ -5,7 +5,7 @@ name something that did not run."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 def one_of(parser: argparse.ArgumentParser, option: str, value: str, allowed: Iterable[str],
@@ -22,6 +22,21 @@ def name_list(parser: argparse.ArgumentParser, option: str, text: str, allowed: 
     """The comma-separated entries of ``text``, each one of ``allowed``; otherwise ``parser.error``."""
     allowed = list(allowed)
     return [one_of(parser, option, entry.strip(), allowed, what) for entry in text.split(",")]
+
+
+def number_list(parser: argparse.ArgumentParser, option: str, text: str, kind: Callable = int,
+                minimum: float | None = None) -> list:
+    """The comma-separated numbers of ``text``, each at least ``minimum``; otherwise ``parser.error``."""
+    numbers = []
+    for entry in (entry.strip() for entry in text.split(",")):
+        try:
+            number = kind(entry)
+        except ValueError:
+            parser.error(f"{option}: {entry!r} is not {'an integer' if kind is int else 'a number'}")
+        if minimum is not None and not number >= minimum:
+            parser.error(f"{option}: each entry must be at least {minimum:g}; got {entry}")
+        numbers.append(number)
+    return numbers
 
 
 def at_least(parser: argparse.ArgumentParser, option: str, value, minimum):

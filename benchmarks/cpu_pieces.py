@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from bench_args import at_least, name_list, number_list
 from inr_core.host_memory import keep_freed_host_memory
 from models import build_model
 from training.fitting.amortized import FixpointCache
@@ -84,13 +85,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one timing block")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    models = name_list(parser, "--models", args.models, SHAPES, "model")
+    sizes = number_list(parser, "--pieces", args.pieces, int, 1)
+    for option in ("--points", "--hidden", "--repeats"):
+        at_least(parser, option, getattr(args, option[2:]), 1)
+    at_least(parser, "--seconds", args.seconds, 0)
     keep_freed_host_memory()
-    sizes = [int(size) for size in args.pieces.split(",")]
     print(f"{args.points:,} points per step, width {args.hidden}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}; "
           f"inr's pieces at this width: {cpu_piece_points(args.hidden):,} points")
     print(f"{'model':14s} {'pieces of':>10s} {'step ms':>9s} {'ratio':>6s} {'no-grad ms':>11s} {'ratio':>6s}")
-    for name in args.models.split(","):
+    for name in models:
         rows = measure(name, args.points, args.hidden, sizes, args.seconds, args.repeats)
         whole_train, whole_forward = rows[0][1], rows[0][2]
         for piece, train, forward in rows:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import torch
 from skimage import data, transform
 
-from bench_args import at_least
+from bench_args import at_least, name_list
 from bench_args import checkpoints as benchmark_checkpoints
 from inr_cli.modalities.image import IMAGE
-from models import build_model, get_spec
+from models import build_model, get_spec, model_names
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.devices import synchronize
 from training.fitting.fit import fit
@@ -96,12 +96,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=1, help="alternate both loops this many times; best time")
     args = parser.parse_args()
-    at_least(parser, "--steps", args.steps, 1)
+    for option in ("--size", "--steps", "--hidden", "--layers", "--repeats"):
+        at_least(parser, option, getattr(args, option[2:]), 1)
+    models = name_list(parser, "--models", args.models, model_names(), "model")
 
     pixels = camera(args.size)
     checkpoints = benchmark_checkpoints(args.steps)
     rows = []
-    for name in args.models.split(","):
+    for name in models:
         layers = args.layers if args.layers is not None else (3 if name == "siren" else 1)
         # fp32 and eager, as the plain loop runs (on CUDA a fit would default to tf32 and a compiled step:
         # benchmarks/speed_modes.py compares those modes against the same plain loop).

@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_args import at_least
 from inr_core.host_memory import environment_with_huge_pages
 
 MODES = {
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--large", action="store_true",
                         help="also a 512-px Gabor-iMFN fit (about 7 GB of memory in heap-only mode)")
     args = parser.parse_args()
+    at_least(parser, "--repeats", args.repeats, 1)
     if environment_with_huge_pages({}) is None:
         print("note: here glibc is older than 2.35 or the kernel's transparent huge pages are not in madvise mode, "
               "so the `inr` command does not start itself again: 'huge pages' runs as '4 KiB pages' does")

@@ -19,12 +19,13 @@ from dataclasses import replace
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_args import at_least  # noqa: E402
+from bench_args import at_least, name_list, number_list  # noqa: E402
 from bench_args import checkpoints as benchmark_checkpoints  # noqa: E402
 from fit_image import camera  # noqa: E402
 
 from inr_cli.modalities.image import IMAGE  # noqa: E402
 from inr_cli.peak_memory import measure_peak_memory  # noqa: E402
+from models import model_names  # noqa: E402
 from models.fixpoint import SolverSettings  # noqa: E402
 from training.fitting.amortized import FixpointCache  # noqa: E402
 from training.fitting.config import FitConfig, resolve_config  # noqa: E402
@@ -55,13 +56,16 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    at_least(parser, "--steps", args.steps, 1)
+    for option in ("--size", "--steps", "--hidden"):
+        at_least(parser, option, getattr(args, option[2:]), 1)
+    models = name_list(parser, "--models", args.models, model_names(), "model")
+    sizes = number_list(parser, "--sizes", args.sizes, int, 1)
 
     pixels = camera(args.size)
     checkpoints = benchmark_checkpoints(args.steps)
     rows = []
-    for name in args.models.split(","):
-        for layers in (int(n) for n in args.sizes.split(",")):
+    for name in models:
+        for layers in sizes:
             base = FitConfig(model=name, hidden=args.hidden, layers=layers, steps=args.steps, device=args.device,
                              batch_size=args.size * args.size, eval_every=checkpoints[0])
             explicit, explicit_mb, explicit_peak = run(replace(base, explicit=True), pixels)
@@ -100,7 +104,7 @@ def main() -> None:
     print("targets: ms ratio <= 1.3, memory ratio <= 1.1")
 
     # Memory flat in solver iterations: the same fit, solving every step (no amortization) to 10 or 50 iterations.
-    name = args.models.split(",")[0]
+    name = models[0]
     print(f"\nmemory vs solver iterations ({name} 1L-{args.hidden}D, no amortization, tol 1e-9, 20 steps):")
     for cap in (10, 50):
         config = FitConfig(model=name, hidden=args.hidden, layers=1, steps=20, device=args.device, amortize=False,

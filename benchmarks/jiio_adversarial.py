@@ -27,7 +27,9 @@ from pathlib import Path
 
 import torch
 
+from bench_args import at_least, one_of
 from inr_cli.media.labelled import load_labelled
+from models.mdeq_classifier_presets import PRESETS
 from training.jiio.robust.classifier_training import evaluate, train_classifier
 from training.jiio.robust.config import ADVERSARIES, AttackSettings, RobustConfig
 
@@ -51,6 +53,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (small convolutions: 1 is fastest)")
     parser.add_argument("--budget", type=float, help="seconds the whole run may take: fewer epochs if needed")
     args = parser.parse_args()
+    for option in ("--train", "--test", "--epochs", "--image-size", "--batch-size", "--pgd-steps", "--jiio-iters",
+                   "--threads"):
+        at_least(parser, option, getattr(args, option[2:].replace("-", "_")), 1)
+    if args.preset is not None:
+        one_of(parser, "--preset", args.preset, PRESETS, "preset")
     torch.set_num_threads(args.threads)
     size = dict(SIZES["quick" if args.quick else "full"])
     size.update({k: v for k, v in vars(args).items() if k in size and v is not None})

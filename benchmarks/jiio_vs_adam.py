@@ -21,14 +21,17 @@ from pathlib import Path
 
 import torch
 
+from bench_args import at_least, number_list, one_of
 from inr_cli.media.datasets import load_images
 from inr_cli.sample import read_checkpoint
+from inr_core.errors import UserError
+from models.mdeq_presets import PRESETS
 from training.fitting.devices import resolve_device
 from training.jiio.comparison import compare_on_batch, summarize_comparisons
 from training.jiio.decoder_checkpoint import decoder_from_payload
 from training.jiio.decoder_training import DecoderConfig, train_decoder
 from training.jiio.inverse_tasks import SIGNED_RANGE, Corruption, corrupt, restore
-from training.jiio.settings import RESTORATION_ITERATIONS, AdamSettings, CorruptionSettings, JIIOSettings
+from training.jiio.settings import RESTORATION_ITERATIONS, TASKS, AdamSettings, CorruptionSettings, JIIOSettings
 from training.metrics import psnr
 
 FASHION = "/usr/share/datasets/fashion-mnist/"
@@ -68,13 +71,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    for option in ("--train", "--epochs", "--count", "--iters", "--adam-max-steps", "--adam-max-iter", "--repeats"):
+        at_least(parser, option, getattr(args, option[2:].replace("-", "_")), 1)
+    one_of(parser, "--preset", args.preset, PRESETS, "preset")
+    one_of(parser, "--task", args.task, TASKS, "task")
+    adam_lrs = number_list(parser, "--adam-lrs", args.adam_lrs, float)
+    for option, path in (("--decoder", args.decoder), ("--images", args.images)):
+        if path is not None and not Path(path).exists():  # before a decoder trains for minutes
+            parser.error(f"{option}: {path}: no such file or folder")
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    decoder, size = decoder_for(args, device)
+    try:
+        decoder, size = decoder_for(args, device)
+        images = load_images(args.images, size)[:args.count]
+    except UserError as error:  # a file that is not a decoder, or not images
+        parser.error(str(error))
     for p in decoder.parameters():
         p.requires_grad_(False)
-    images = load_images(args.images, size)[:args.count]
     corrupted = corrupt(images, args.task, CorruptionSettings(), generator=torch.Generator().manual_seed(0))
     problem = Corruption(corrupted.observed.to(device), corrupted.mask.to(device))
 
@@ -84,7 +98,7 @@ def main() -> None:
 
     restore(decoder, problem, JIIOSettings(iterations=2))  # warm-up (allocator, kernels)
     adam = [AdamSettings(steps=args.iters, lr=float(lr), tol=args.adam_tol, max_iter=args.adam_max_iter)
-            for lr in args.adam_lrs.split(",")]
+            for lr in adam_lrs]
     batch = compare_on_batch(decoder, problem, JIIOSettings(iterations=args.iters), adam, args.adam_max_steps,
                              measure=median_of_repeats)
     summary = summarize_comparisons([batch], args.adam_max_steps)

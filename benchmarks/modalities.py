@@ -18,7 +18,9 @@ import torch
 import trimesh
 from skimage import data
 
+from bench_args import at_least, one_of
 from inr_cli.modalities import get_modality
+from models import get_spec, model_names
 from training.fitting.config import FitConfig
 from training.fitting.fit import fit
 from training.fitting.shapes import shape_samples
@@ -60,6 +62,10 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    for option in ("--steps", "--scale", "--hidden", "--layers"):
+        at_least(parser, option, getattr(args, option[2:]), 1)
+    one_of(parser, "--explicit", args.explicit, [n for n in model_names() if not get_spec(n).implicit], "model")
+    one_of(parser, "--implicit", args.implicit, [n for n in model_names() if get_spec(n).implicit], "model")
 
     frames = camera_pan(8, 32 * args.scale)
     samples = tones(1.0 * args.scale)

@@ -20,12 +20,16 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_args import at_least, name_list, number_list, one_of  # noqa: E402
 from fit_image import camera  # noqa: E402
 
 from inr_cli.modalities.image import IMAGE  # noqa: E402
+from inr_core.errors import InvalidSetting  # noqa: E402
+from models import model_names  # noqa: E402
 from training.fitting.config import FitConfig, resolve_config  # noqa: E402
 from training.fitting.fit import fit  # noqa: E402
 from training.fitting.signal import image_signal  # noqa: E402
+from training.schedule import LR_SCHEDULES  # noqa: E402
 
 THRESHOLDS = (25.0, 30.0, 35.0)
 
@@ -45,20 +49,30 @@ def main() -> None:
     parser.add_argument("--schedules", default="constant", help="comma-separated: constant, cosine")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    for option in ("--size", "--steps", "--hidden", "--layers"):
+        at_least(parser, option, getattr(args, option[2:]), 1)
+    one_of(parser, "--model", args.model, model_names(), "model")
+    schedules = name_list(parser, "--schedules", args.schedules, LR_SCHEDULES, "schedule")
+    lrs = number_list(parser, "--lrs", args.lrs, float)
 
     signal = image_signal(camera(args.size))
     layers = args.layers if args.layers is not None else (3 if args.model == "siren" else 1)
     base = FitConfig(model=args.model, hidden=args.hidden, layers=layers, steps=args.steps, device=args.device,
                      batch_size=args.size ** 2, eval_every=0)
     recipe_lr = resolve_config(base, signal, IMAGE.recipe).lr
-    rows = []
-    for schedule in args.schedules.split(","):
-        for lr in (float(text) for text in args.lrs.split(",")):
-            config = FitConfig(**{**base.__dict__, "lr": lr, "lr_schedule": schedule})
+    configs = [FitConfig(**{**base.__dict__, "lr": lr, "lr_schedule": schedule})
+               for schedule in schedules for lr in lrs]
+    for config in configs:  # all of them before the first fit
+        try:
             config.validate()
-            result = fit(signal, resolve_config(config, signal, IMAGE.recipe))
-            ms = 1e3 / result.steps_per_second
-            rows.append((lr, schedule, ms, result, [first_step_at(result.batch_psnr, t) for t in THRESHOLDS]))
+        except InvalidSetting as error:
+            parser.error(str(error))
+    rows = []
+    for config in configs:
+        result = fit(signal, resolve_config(config, signal, IMAGE.recipe))
+        ms = 1e3 / result.steps_per_second
+        rows.append((config.lr, config.lr_schedule, ms, result,
+                     [first_step_at(result.batch_psnr, t) for t in THRESHOLDS]))
 
     config = rows[0][3].config
     gpu = f" ({torch.cuda.get_device_name(0)})" if config.device.startswith("cuda") else ""

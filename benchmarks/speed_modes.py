@@ -94,7 +94,8 @@ def main() -> None:
     parser.add_argument("--budget-seconds", type=float, default=None, help="skip rows starting after this")
     parser.add_argument("--json", default=None, help="also write every row here")
     args = parser.parse_args()
-    at_least(parser, "--steps", args.steps, 1)
+    for option in ("--size", "--steps", "--hidden"):
+        at_least(parser, option, getattr(args, option[2:]), 1)
     models = name_list(parser, "--models", args.models, model_names(), "model")
     modes = name_list(parser, "--modes", args.modes, PRECISIONS, "precision")
 

@@ -56,3 +56,25 @@ def test_one_step_evaluates_at_step_one(script, args):
 @pytest.mark.parametrize("script", ["fit_image.py", "speed_modes.py", "implicit_vs_explicit.py"])
 def test_no_steps_is_refused(script):
     assert_refused(run_script(script, *TINY_FIT, "--steps", "0"), "--steps must be at least 1; got 0")
+
+
+@pytest.mark.parametrize(("script", "args", "message"), [
+    ("fit_image.py", ["--models", "siren,sirn"], "--models: unknown model 'sirn'; choose from siren, "),
+    ("fit_image.py", ["--repeats", "0"], "--repeats must be at least 1; got 0"),
+    ("modalities.py", ["--explicit", "foo"], "--explicit: unknown model 'foo'; choose from siren, fourier-mfn, "),
+    ("modalities.py", ["--implicit", "siren"], "--implicit: unknown model 'siren'; choose from isiren, "),
+    ("cpu_pieces.py", ["--models", "sirn"], "--models: unknown model 'sirn'; choose from siren, "),
+    ("cpu_pieces.py", ["--pieces", "8192,0"], "--pieces: each entry must be at least 1; got 0"),
+    ("recipe_sweep.py", ["--schedules", "cosin"],
+     "--schedules: unknown schedule 'cosin'; choose from constant, cosine"),
+    ("recipe_sweep.py", ["--lrs", "1e-3,x"], "--lrs: 'x' is not a number"),
+    ("recipe_sweep.py", ["--lrs", "0"], "lr must be a positive, finite number, got 0.0"),
+    ("implicit_vs_explicit.py", ["--sizes", "1,four"], "--sizes: 'four' is not an integer"),
+    ("jiio_vs_adam.py", ["--decoder", "/nonexistent.pt"], "--decoder: /nonexistent.pt: no such file"),
+    ("jiio_vs_adam.py", ["--task", "inpant"], "--task: unknown task 'inpant'; choose from reconstruct, inpaint, "),
+    ("jiio_adversarial.py", ["--preset", "foo", "--train", "64", "--test", "32", "--epochs", "1"],
+     "--preset: unknown preset 'foo'; choose from tiny, small, large"),
+    ("host_allocator.py", ["--repeats", "0"], "--repeats must be at least 1; got 0"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(script, args, message):
+    assert_refused(run_script(script, *args), message)
