@@ -109,8 +109,9 @@ def main() -> None:
               f" {float(result.cost.mean()):10.2f} {psnr(result.images.cpu(), images, value_range=SIGNED_RANGE):8.2f}"
               f" {jiio_s and result.seconds / jiio_s:8.2f}")
 
-    print(f"\n{args.task}, {len(images)} images {size}px, Adam solves to {args.adam_tol:g} "
-          f"(at most {args.adam_max_iter} steps), device {device}"
+    print(f"\n{args.task}, {len(images)} images {size}px, each Adam step solves forward (Anderson) and backward "
+          f"to {args.adam_tol:g} in at most {args.adam_max_iter} solver iterations each; Adam runs at most "
+          f"{args.adam_max_steps} steps to JIIO's loss; device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"{'method':28s} {'iters':>6s} {'ms/image':>12s} {'cost':>10s} {'PSNR':>8s} {'vs JIIO':>8s}")
     row("JIIO", batch.jiio)
