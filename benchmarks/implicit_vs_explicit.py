@@ -1,9 +1,16 @@
 """Benchmark: implicit (amortized fixpoint, Neumann T = 1) against the explicit one-pass model of the same size.
 
-Same parameters, same seed, camera resized to --size; prints ms/step, PSNR (on [0, 1]) at fixed steps and peak
-memory of the whole fit, then implicit/explicit ratios. A last block shows that the implicit model's memory does
-not grow with the number of solver iterations (solves run without a graph), by fitting without amortization at
-two iteration caps. Timings of the papers' published code (one H200, 512 px) are in docs/models.md.
+Same parameters, same seed, camera resized to --size; prints ms/step, PSNR (on [0, 1]) at half and all of the
+steps, the memory one training step keeps for backward (plus the implicit model's fixpoint cache) and, on a GPU
+only, the CUDA peak of the whole fit, then implicit/explicit ratios. A last block shows that the implicit model's
+memory does not grow with the number of solver iterations (solves run without a graph), by fitting without
+amortization at two iteration caps. Timings of the papers' published code (one H200, 512 px) are in docs/models.md.
+
+Both models of a pair run in the fit's default mode for the device, which the header names: fp32 and eager on
+the CPU (there only SIREN and Fourier-MFN compile by default, none of the models here);
+on CUDA TF32, and compiled (the implicit model in two pieces, docs/performance.md) for fits of at least 1e8
+point-steps, so `--size 512 --steps 2000` (5.2e8) is compiled and `--size 128 --steps 300` is not.
+benchmarks/fit_image.py holds both loops to fp32 eager; benchmarks/speed_modes.py compares the modes.
 
     python benchmarks/implicit_vs_explicit.py --size 128 --steps 300          # CPU, a few minutes
     python benchmarks/implicit_vs_explicit.py --size 512 --steps 2000 --device cuda
