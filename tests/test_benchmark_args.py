@@ -75,6 +75,7 @@ def test_no_steps_is_refused(script):
     ("jiio_adversarial.py", ["--preset", "foo", "--train", "64", "--test", "32", "--epochs", "1"],
      "--preset: unknown preset 'foo'; choose from tiny, small, large"),
     ("host_allocator.py", ["--repeats", "0"], "--repeats must be at least 1; got 0"),
+    ("host_allocator.py", ["--cases", "camera,fidd"], "--cases: unknown case 'fidd'; choose from fid, camera, sdf, "),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(script, args, message):
     assert_refused(run_script(script, *args), message)
