@@ -12,7 +12,12 @@ on CUDA TF32, and compiled (the implicit model in two pieces, docs/performance.m
 point-steps, so `--size 512 --steps 2000` (5.2e8) is compiled and `--size 128 --steps 300` is not.
 benchmarks/fit_image.py holds both loops to fp32 eager; benchmarks/speed_modes.py compares the modes.
 
-    python benchmarks/implicit_vs_explicit.py --size 128 --steps 300          # CPU, a few minutes
+On 2 idle CPU cores (AMD EPYC, torch 2.13) one step of each of the twelve fits at 128 px adds up to 3.4 s, and the
+rest of the run (start-up, evaluations, the 20-step memory block) takes about 55 s: `--steps 30` ran in 155 s, so
+`--steps 300` takes about 18 minutes (more on a busy machine or one thread).
+
+    python benchmarks/implicit_vs_explicit.py --size 128 --steps 300          # CPU, about 18 minutes on 2 cores
+    python benchmarks/implicit_vs_explicit.py --size 128 --steps 30           # CPU, about 2.5 minutes on 2 cores
     python benchmarks/implicit_vs_explicit.py --size 512 --steps 2000 --device cuda
 """
 
