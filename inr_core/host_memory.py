@@ -15,20 +15,21 @@ limit is worse than nothing: it freezes the mmap threshold at 128 KiB, so every 
 Elsewhere (macOS, Windows, musl) nothing is changed. Command-line entry points call it once at start-up; a
 library user can call it, or set ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``, to the same effect.
 
-Larger tensors, from 32 MiB, are mapped afresh each time: glibc refuses a higher mmap threshold, and serving them from the heap
-instead (``M_MMAP_MAX`` 0) made such fits 1.6x faster but fragmented the heap to 1.5-3x the peak memory. What
-costs is faulting the new mappings in 4 KiB page by page. Where the kernel gives transparent huge pages only to
-memory that asks for them (``/sys/kernel/mm/transparent_hugepage/enabled`` reads ``[madvise]``, the default of
-many distributions), glibc 2.35 and later ask for them when started with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``,
-and each 2 MiB is then one fault. A tunable is read only at start-up, so :func:`relaunch_with_huge_pages`
-replaces the process (same id, name, arguments and standard streams) with itself started that way.
+Larger tensors, from 32 MiB, are mapped afresh each time: glibc refuses a higher mmap threshold, and serving them
+from the heap instead (``M_MMAP_MAX`` 0) made such fits 1.6x faster but fragmented the heap to 1.5-3x the peak
+memory. What costs is faulting the new mappings in 4 KiB page by page. Where the kernel gives transparent huge pages
+only to memory that asks for them (``/sys/kernel/mm/transparent_hugepage/enabled`` reads ``[madvise]``, the default
+of many distributions), glibc 2.35 and later ask for them when started with
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, and each 2 MiB is then one fault. A tunable is read only at start-up, so
+:func:`relaunch_with_huge_pages` replaces the process (same id, name, arguments and standard streams) with itself
+started that way.
 
 Measured on 2 cores (``benchmarks/host_allocator.py``, medians of 2). Before CPU steps ran in pieces, a SIREN 3x256
 step on a 256 x 256 image or a 50,000-point SDF batch made dozens of such tensors: 40 steps on camera 256 x 256
 trained in 15.4 s instead of 21.0 s, 60 steps of an SDF fit in 16.8 s instead of 23.9 s, with the same peak memory.
 In pieces of 8 MiB no fit makes them every step, and the one command that still does, FID's Inception pass, gained
-nothing measurable (0.95x, within the runs' spread); docs/performance.md has the table. A ``GLIBC_TUNABLES`` that already names ``glibc.malloc.hugetlb``
-(``=0`` to switch it off) is left as it is.
+nothing measurable (0.95x, within the runs' spread); docs/performance.md has the table. A ``GLIBC_TUNABLES`` that
+already names ``glibc.malloc.hugetlb`` (``=0`` to switch it off) is left as it is.
 """
 
 from __future__ import annotations
