@@ -335,7 +335,8 @@ def _keep_best(keeper: BestNetwork | None, model: nn.Module, last: dict | None, 
     alike, read back; see :mod:`training.fitting.best`); None when the last network stays."""
     if keeper is None or last is None or not bool(torch.isfinite(keeper.psnr)):
         return None
-    if not bool(keeper.beats(torch.tensor(last["psnr"], device=keeper.psnr.device))):  # (a finite best means the measure is a PSNR)
+    last_psnr = torch.tensor(last["psnr"], device=keeper.psnr.device)  # (a finite best means the measure is a PSNR)
+    if not bool(keeper.beats(last_psnr)):
         return None
     residuals = None if cache is None else cache.residuals(model, *train_points)
     model.load_state_dict(keeper.values())

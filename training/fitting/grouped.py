@@ -421,7 +421,9 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
         along_the_run = keep_best[g] or (cache is not None and last_entry is not None)
         if cache is not None and last_entry is not None:
             written = (kept_step, float(keeper.psnr[g])) if keep_best[g] else (config.steps, histories[g][-1]["psnr"])
-            notes.extend(note for note in [solved_from_zero_note(*written, getattr(final, "psnr", None))] if note)
+            note = solved_from_zero_note(*written, getattr(final, "psnr", None))
+            if note:
+                notes.append(note)
         ceiling = bf16_ceiling_note(config.precision, getattr(final, "psnr", None))
         if ceiling:
             notes.append(ceiling)
