@@ -1,9 +1,12 @@
 """The benchmark scripts' arguments: a bad one is one line on stderr and exit status 2 before any work, and small
---steps values run. Each script runs in a subprocess, at sizes that take seconds."""
+--steps values run. Scripts that do work run in a subprocess, at sizes that take seconds; refusals run in this
+process (as ``python SCRIPT ARGS`` would run them: ``runpy`` with ``sys.argv`` set), which saves a torch import per
+case. A script that failed to refuse would go on to work here and fail the test on its exit status."""
 
 from __future__ import annotations
 
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +23,20 @@ def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.Comp
                           timeout=timeout, env=env, cwd=BENCHMARKS.parent)
 
 
+def run_here(script: str, *args: str, monkeypatch, capsys) -> subprocess.CompletedProcess:
+    """``python SCRIPT ARGS`` run in this process; its exit status, stdout and stderr. Any exception other than
+    ``SystemExit`` propagates (a traceback, in a subprocess) and fails the test."""
+    monkeypatch.setattr(sys, "argv", [str(BENCHMARKS / script), *args])
+    monkeypatch.setattr(sys, "path", list(sys.path))  # scripts put their own folder first; undone after the test
+    try:
+        runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess([script, *args], code, out, err)
+
+
 def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:
     """Exit 2, nothing on stdout, no traceback, and the error is stderr's one line after argparse's usage."""
     assert result.returncode == 2, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
@@ -34,9 +51,9 @@ def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:
     (["--modes", "fp32,bf-16"], "--modes: unknown precision 'bf-16'"),
     (["--models", "sirn"], "--models: unknown model 'sirn'; choose from siren, "),
 ])
-def test_speed_modes_refuses_unknown_list_entries(args, message):
-    result = run_script("speed_modes.py", *TINY_FIT, "--steps", "2", "--compile", "off", "--models", "siren",
-                        "--modes", "fp32", *args)
+def test_speed_modes_refuses_unknown_list_entries(args, message, monkeypatch, capsys):
+    result = run_here("speed_modes.py", *TINY_FIT, "--steps", "2", "--compile", "off", "--models", "siren",
+                      "--modes", "fp32", *args, monkeypatch=monkeypatch, capsys=capsys)
     assert_refused(result, message)
 
 
@@ -54,8 +71,9 @@ def test_one_step_evaluates_at_step_one(script, args):
 
 
 @pytest.mark.parametrize("script", ["fit_image.py", "speed_modes.py", "implicit_vs_explicit.py"])
-def test_no_steps_is_refused(script):
-    assert_refused(run_script(script, *TINY_FIT, "--steps", "0"), "--steps must be at least 1; got 0")
+def test_no_steps_is_refused(script, monkeypatch, capsys):
+    result = run_here(script, *TINY_FIT, "--steps", "0", monkeypatch=monkeypatch, capsys=capsys)
+    assert_refused(result, "--steps must be at least 1; got 0")
 
 
 @pytest.mark.parametrize(("script", "args", "message"), [
@@ -77,5 +95,5 @@ def test_no_steps_is_refused(script):
     ("host_allocator.py", ["--repeats", "0"], "--repeats must be at least 1; got 0"),
     ("host_allocator.py", ["--cases", "camera,fidd"], "--cases: unknown case 'fidd'; choose from fid, camera, sdf, "),
 ])
-def test_bad_arguments_are_one_line_and_exit_2(script, args, message):
-    assert_refused(run_script(script, *args), message)
+def test_bad_arguments_are_one_line_and_exit_2(script, args, message, monkeypatch, capsys):
+    assert_refused(run_here(script, *args, monkeypatch=monkeypatch, capsys=capsys), message)
