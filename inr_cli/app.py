@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as error:
         if not (isinstance(error, (InvalidSetting, RefusedOnEveryRank)) and _another_rank()):
             print(f"inr: error: {phrase(error)}", file=sys.stderr)
+            # What the run kept for the user to go on from (a training run's last saved epoch, say), a line each.
+            for note in getattr(error, "__notes__", ()):
+                print(f"inr: {note}", file=sys.stderr)
         sys.exit(USAGE_EXIT_CODE if isinstance(error, InvalidSetting) else 1)
     except (typer.Abort, KeyboardInterrupt, CtrlC):
         print("inr: interrupted", file=sys.stderr)

@@ -373,6 +373,37 @@ def test_a_training_run_that_diverges_leaves_no_decoder(tmp_path, capsys, monkey
     assert files_in(tmp_path) == ["images.npz"]
 
 
+def test_a_training_run_that_fails_otherwise_keeps_its_saved_epochs_for_resume(tmp_path, capsys, monkeypatch):
+    """Epoch 2's checkpoint cannot be written (a full disk): the run fails, and epoch 1's decoder.pt stays (it was
+    deleted with the folder, so that --resume had nothing to continue); the error line is followed by one saying
+    so, and --resume then finishes the run."""
+    import inr_cli.jiio.decoder_runs as decoder_runs
+    from inr_core.errors import UserError
+
+    real_write, calls = decoder_runs.atomic_write_bytes, []
+
+    def write(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise UserError(f"{path}: cannot write: No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(decoder_runs, "atomic_write_bytes", write)
+    np.savez(tmp_path / "images.npz", images=np.zeros((6, 16, 16), np.uint8))
+    args = ["jiio-invert", "--data", tmp_path / "images.npz", "--epochs", "3", "--count", "2", "--no-fid",
+            "--iters", "2", "--out", tmp_path / "run", "--device", "cpu", *TINY_DECODER]
+    code, stderr = call_main(args, capsys)
+    target = tmp_path / "run" / "decoder.pt"
+    assert (code, stderr.splitlines()) == (1, [
+        f"inr: error: {target}: cannot write: No space left on device",
+        f"inr: {target} holds epoch 1 of this run, saved before the failure; add --resume to continue from it"])
+    assert torch.load(target, weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(decoder_runs, "atomic_write_bytes", real_write)
+    code, stderr = call_main([*args, "--resume"], capsys)
+    assert (code, stderr) == (0, "")
+    assert torch.load(target, weights_only=True)["epoch"] == 3
+
+
 def test_test_images_with_nan_are_refused_before_restoring(tmp_path, capsys, decoder):
     (tmp_path / "decoder.pt").write_bytes(serialize(decoder))
     images = np.full((3, 16, 16), 0.5, np.float32)

@@ -227,3 +227,33 @@ def test_the_caption_and_summary_name_each_attacks_budget(tmp_path, labelled, ca
     for line, (title, name, step) in zip(lines[2:4], [("PGD-3 ", "pgd", "2 eps/3"), ("JIIO-5", "jiio", "6 eps/5")]):
         assert line.startswith(f"  {title} accuracy {accuracy[name]:.2%}, loss {attacks[name]['loss_mean']:.3g}, ")
         assert line.endswith(f", step {step}")
+
+
+def test_a_training_run_that_fails_keeps_its_saved_epochs_for_resume(tmp_path, labelled, capsys, monkeypatch):
+    """Epoch 2's checkpoint cannot be written (a full disk): epoch 1's classifier.pt was deleted with the folder,
+    so --resume had nothing to continue. It stays, a line after the error says so, and --resume finishes."""
+    import inr_cli.jiio.robust_runs as robust_runs
+    from inr_core.errors import UserError
+
+    real_write, calls = robust_runs.atomic_write_bytes, []
+
+    def write(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise UserError(f"{path}: cannot write: No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(robust_runs, "atomic_write_bytes", write)
+    out = tmp_path / "run"
+    args = ["jiio-robust", "--data", labelled, *TRAIN, "--epochs", "3", "--out", out]
+    code, _, error = inr(args, capsys)
+    target = out / "classifier.pt"
+    assert (code, error.splitlines()) == (1, [
+        f"inr: error: {target}: cannot write: No space left on device",
+        f"inr: {target} holds epoch 1 of this run, saved before the failure; run the command again with --resume "
+        "to continue from it"])
+    assert torch.load(target, weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(robust_runs, "atomic_write_bytes", real_write)
+    code, _, error = inr([*args, "--resume"], capsys)
+    assert code == 0, error
+    assert torch.load(target, weights_only=True)["epoch"] == 3

@@ -31,7 +31,7 @@ from training.jiio.channels import matched_with_note
 from training.jiio.decoder_checkpoint import decoder_from_payload, decoder_payload, training_state_from_payload
 from inr_core.errors import InvalidSetting, RefusedOnEveryRank, UserError
 from training.jiio.decoder_training import (UNBOUNDED_EPOCHS, DecoderConfig, DecoderTrainingState, Ranks,
-                                           epochs_within, train_decoder)
+                                           TrainingDiverged, epochs_within, train_decoder)
 from training.jiio.invert_config import DecoderSource
 from training.jiio.latent_density import fit_gaussian_mixture
 from training.jiio.run_record import data_digest, other_data, recorded_path, unchecked_data_note
@@ -118,12 +118,33 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
         raise
     except UserError as error:
         raise RefusedOnEveryRank(str(error)) from None
+    start_epoch = state.epoch if state is not None else 0
     try:
         return _train_into(target, source, config, state, trained_on, notes, held_out, device, show_progress, ranks)
-    except Exception:
-        if state is None and ranks.rank == 0:  # a fresh run: what it saved is not a decoder that finished training
+    except TrainingDiverged:
+        # The recipe failed: --resume, which keeps it, would diverge again, and a fresh run with a smaller --lr
+        # needs the folder free. A fresh run's epochs go with it.
+        if state is None and ranks.rank == 0:
             target.unlink(missing_ok=True)
         raise
+    except Exception as error:
+        # Anything else (a full disk, say) leaves what the run saved: each epoch's checkpoint is complete (written
+        # atomically), and --resume continues it once the cause is dealt with. (--overwrite's caller removes it,
+        # to put the run it replaced back.)
+        saved = saved_epoch(target) if ranks.rank == 0 else 0
+        if saved > start_epoch:
+            error.add_note(f"{target} holds epoch {saved} of this run, saved before the failure; add --resume to "
+                           "continue from it")
+        raise
+
+
+def saved_epoch(target: Path) -> int:
+    """The epoch a training checkpoint (a decoder's or a classifier's) holds; 0: none there, or not one that can be
+    read."""
+    try:
+        return int(read_checkpoint(target).get("epoch") or 0) if target.is_file() else 0
+    except UserError:
+        return 0
 
 
 def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, state: DecoderTrainingState | None,

@@ -28,7 +28,7 @@ from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, remove_if_empty
 from inr_cli.interrupts import EXIT_CODES, CtrlC
 from inr_cli.jiio.decoder_runs import (DECODER_FILE, check_inputs, check_masks, obtain_decoder, observed_mask,
-                                       observed_masks, sizes_of_test_images, test_images)
+                                       observed_masks, saved_epoch, sizes_of_test_images, test_images)
 from inr_cli.jiio.fid_model import distances_text, fid_reports, load_fid_model
 from inr_cli.media.datasets import image_sizes
 from inr_cli.media.images import quantize, write_png
@@ -36,7 +36,6 @@ from inr_cli.pages import PAGE, write_invert_page
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
 from inr_cli.run_folder import RunFolder, refuse_setting_aside_an_input
-from inr_cli.sample import read_checkpoint
 from inr_core.errors import UserError, check
 from models.mdeq import MDEQDecoder
 from training.fitting.devices import resolve_device
@@ -103,6 +102,7 @@ def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bo
                 # the decoder it trained with it, so the run it replaced comes back whole; its set-aside decoder
                 # stays in .inr-replaced otherwise, beside a folder that is neither run.
                 (out / DECODER_FILE).unlink(missing_ok=True)
+                error.__notes__ = [f"the run that was in {out} is back as it was"]  # not this run's kept decoder
             for pictures in {path.parent for path in written} - {out}:  # OUT/KIND/METHOD/
                 remove_if_empty([pictures, pictures.parent])
             if isinstance(error, (CtrlC, KeyboardInterrupt)) and config.decoder.data is not None:
@@ -121,10 +121,7 @@ def run_jiio_invert(config: InvertConfig, *, out: Path | None, show_progress: bo
 def _interrupted_training(out: Path) -> str:
     """The line for Ctrl-C in a run that trains: the decoder is saved after every epoch, and --resume goes on
     from the last one saved (or, when training had finished, restores with it)."""
-    try:
-        epoch = read_checkpoint(out / DECODER_FILE).get("epoch") if (out / DECODER_FILE).is_file() else None
-    except UserError:
-        epoch = None
+    epoch = saved_epoch(out / DECODER_FILE)
     if not epoch:
         return "inr: interrupted in the first epoch (nothing saved yet)"
     return f"inr: interrupted ({out / DECODER_FILE} holds epoch {epoch}); resume with --resume"

@@ -21,6 +21,7 @@ import torch
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_bytes, atomic_write_text
 from inr_cli.interrupts import StopRequest
+from inr_cli.jiio.decoder_runs import saved_epoch
 from inr_cli.jiio.robust_options import RobustRun
 from inr_cli.media.labelled import LabelledImages, load_labelled
 from inr_cli.progress import counter_progress, stderr_console
@@ -59,13 +60,14 @@ def run_jiio_robust(run: RobustRun, *, out: Path | None, show_progress: bool, as
             except EvaluationInterrupted:
                 stderr_console.print(_interrupted_attacking(run, out), markup=False, soft_wrap=True)
                 return stop.exit_code
-            except Exception:
+            except Exception as error:
                 if run.overwrite:
                     # A replacement that failed takes what it wrote with it (the classifier it trained, its
                     # picture), so the run it replaced comes back whole rather than beside a folder that is
                     # neither run. One stopped by Ctrl-C keeps its last epoch for --resume.
                     for name in (CLASSIFIER_FILE, PICTURE):
                         (out / name).unlink(missing_ok=True)
+                    error.__notes__ = [f"the run that was in {out} is back as it was"]  # not this run's classifier
                 raise
     finally:
         folder.release()
@@ -104,10 +106,8 @@ def _interrupted_attacking(run: RobustRun, out: Path) -> str:
         return (f"inr: interrupted while attacking, before the report (nothing written); run the command again to "
                 f"measure {run.classifier}")
     target = out / CLASSIFIER_FILE
-    try:
-        epoch = f", epoch {read_checkpoint(target).get('epoch')}"
-    except UserError:
-        epoch = ""
+    saved = saved_epoch(target)
+    epoch = f", epoch {saved}" if saved else ""
     return (f"inr: interrupted while attacking, before the report ({target} holds the trained classifier{epoch}); "
             f"run the command again with {_resume_flags(run, target)} to measure it")
 
@@ -198,12 +198,25 @@ def _obtain(run: RobustRun, out: Path, device: torch.device, show_progress: bool
         raise UserError(f"{data_info['source']}: label {int(train.labels.max())} does not fit the resumed "
                         f"classifier's {config.classes} classes")
     state = state or new_state(config, device)
-    payload = _train(config, state, train, data_info, target, device, show_progress, stop, fresh=run.resume is False)
+    start = state.epoch
+    try:
+        payload = _train(config, state, train, data_info, target, device, show_progress, stop)
+    except TrainingInterrupted:
+        raise
+    except Exception as error:
+        # What the run saved is kept: each epoch's checkpoint is complete (written atomically), and it is what
+        # --resume continues once the cause (a full disk, say) is dealt with. (With --overwrite the caller removes
+        # it, to put the run it replaced back.)
+        saved = saved_epoch(target)
+        if saved > start:
+            error.add_note(f"{target} holds epoch {saved} of this run, saved before the failure; run the command "
+                           f"again with {_resume_flags(run, target)} to continue from it")
+        raise
     return state.model, config, payload, test, notes
 
 
 def _train(config: RobustConfig, state, train: LabelledImages, data_info: dict, target: Path, device: torch.device,
-           show_progress: bool, stop: StopRequest, fresh: bool) -> dict:
+           show_progress: bool, stop: StopRequest) -> dict:
     count = len(train.labels)
     start = state.epoch
     total = max(0, config.epochs - start) * count
@@ -224,15 +237,8 @@ def _train(config: RobustConfig, state, train: LabelledImages, data_info: dict, 
                 update((current.epoch - start) * count, f"epoch {current.epoch}/{config.epochs} loss "
                        f"{last['loss']:.3g} accuracy {last['train_accuracy']:.1%}")
 
-        try:
-            train_classifier(config, train.images, train.labels, state, on_epoch=on_epoch, on_batch=on_batch,
-                             should_stop=stop.requested, device=device)
-        except TrainingInterrupted:
-            raise
-        except Exception:
-            if fresh:  # what a failed fresh run saved is not a classifier that trained without error
-                target.unlink(missing_ok=True)
-            raise
+        train_classifier(config, train.images, train.labels, state, on_epoch=on_epoch, on_batch=on_batch,
+                         should_stop=stop.requested, device=device)
     if state.epoch == start:  # nothing left to train: the checkpoint is rewritten as it was
         save(state)
     return classifier_payload(state, config, data_info)

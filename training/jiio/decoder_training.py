@@ -223,11 +223,15 @@ def epochs_within(budget_seconds: float, first_epoch_seconds: float, done_before
     return max(done_before + 1, min(cap, done_before + fit))
 
 
+class TrainingDiverged(UserError):
+    """An epoch left a NaN or infinite cost, weight or latent: the recipe failed, not the machine."""
+
+
 def _check_finite(state: DecoderTrainingState, record: dict) -> None:
     """Stop at the first epoch that leaves a NaN or infinite cost, weight or latent: it is never handed on (so
     never saved), and a decoder trained further from it would only restore black images."""
     finite = math.isfinite(record["cost_per_image"]) and bool(torch.isfinite(state.latents).all()) and \
         all(bool(torch.isfinite(p).all()) for p in state.decoder.parameters())
     if not finite:
-        raise UserError(f"decoder training diverged in epoch {record['epoch']} (cost per image "
+        raise TrainingDiverged(f"decoder training diverged in epoch {record['epoch']} (cost per image "
                         f"{record['cost_per_image']:.3g}); try a smaller --lr")
