@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -17,23 +18,44 @@ def _current_umask() -> int:
     return mask
 
 
+def write_error(path: Path, error: OSError) -> UserError:
+    """The one line for an output that could not be written (a full disk, a read-only or failing filesystem)."""
+    return UserError(f"{path}: cannot write: {error.strerror or first_line(error)}")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # Straight to the descriptor, no buffered file object: a buffered one that failed to write flushes its buffer
+    # again on close, raising a second error chained to the first.
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file in the same folder, flush it to disk, then rename it over ``path``."""
+    """Write ``data`` to a temporary file in the same folder, flush it to disk, then rename it over ``path``. A
+    failure (a full disk, a read-only filesystem) removes the temporary file and is a one-line UserError naming
+    ``path``."""
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp_name = None
     try:
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would have.
-        os.fchmod(fd, 0o666 & ~_current_umask())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
+            # mkstemp creates the file private (0600); give it the permissions a plain open() would have.
+            os.fchmod(fd, 0o666 & ~_current_umask())
+            _write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the write's own error is the one to report
+                os.close(fd)
+            raise
+        os.close(fd)
+        os.replace(tmp_name, path)
+    except BaseException as error:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+        if isinstance(error, OSError):
+            raise write_error(path, error) from None
         raise
 
 

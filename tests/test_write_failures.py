@@ -1,0 +1,86 @@
+"""Outputs that cannot be written (a full disk, a read-only filesystem): one line naming the file, exit 1, and no
+part of the failed outputs left behind. A full disk is simulated in this process for one file only: the system
+calls that write its temporary file fail with ENOSPC, as they do on a full filesystem (no root, no mounts)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers import in_process, save_png
+
+TINY_FIT = ["--steps", "3", "--hidden", "8", "--layers", "1", "--device", "cpu", "--eval-every", "0", "--quiet"]
+FULL = os.strerror(errno.ENOSPC)
+
+
+def disk_full(monkeypatch, *targets: Path) -> None:
+    """Make writing any of ``targets`` fail as a full disk does. The atomic writer writes ``.NAME.XXXXXXXX.tmp``
+    beside NAME; a write(2) (or fsync(2): where the filesystem allocates late, ENOSPC surfaces there) on an open
+    file of that pattern raises ENOSPC. Other files are written as usual."""
+    full = {(os.path.realpath(target.parent), target.name) for target in targets}
+    real_write, real_fsync = os.write, os.fsync
+
+    def is_full(fd: int) -> bool:
+        try:
+            opened = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            return False
+        return any(str(opened.parent) == folder and opened.name.startswith(f".{name}.") and opened.suffix == ".tmp"
+                   for folder, name in full)
+
+    def write(fd, data):
+        if is_full(fd):
+            raise OSError(errno.ENOSPC, FULL)
+        return real_write(fd, data)
+
+    def fsync(fd):
+        if is_full(fd):
+            raise OSError(errno.ENOSPC, FULL)
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def files_in(folder: Path) -> list[str]:
+    """Every file under ``folder`` (hidden ones too), relative, sorted."""
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, camera_u8, astronaut_u8):
+    folder = tmp_path_factory.mktemp("images")
+    return [save_png(folder / "a.png", camera_u8[::32, ::32]), save_png(folder / "b.png", astronaut_u8[::32, ::32]),
+            save_png(folder / "c.png", camera_u8[100:116, 200:216])]
+
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds open files through /proc")
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, images, capsys, monkeypatch):
+    """It was a 45-line traceback ending in OSError."""
+    out = tmp_path / "run"
+    disk_full(monkeypatch, out / "checkpoint.pt")
+    code, stdout, stderr = in_process(["fit", "image", images[0], *TINY_FIT, "--out", out], capsys)
+    assert (code, stdout, stderr) == (1, "", f"inr: error: {out / 'checkpoint.pt'}: cannot write: {FULL}\n")
+    assert not any(name.endswith(".tmp") for name in files_in(tmp_path))
+
+
+def test_a_full_disk_in_compare_and_sample_is_one_line(tmp_path, images, capsys, monkeypatch):
+    """compare printed two chained tracebacks (its writer flushed again on close after the failed write); sample
+    one traceback."""
+    fitted = tmp_path / "fitted"
+    code, _, stderr = in_process(["fit", "image", images[0], *TINY_FIT, "--out", fitted], capsys)
+    assert code == 0, stderr
+    out = tmp_path / "cmp"
+    big = tmp_path / "big.png"
+    disk_full(monkeypatch, out / "compare.json", big)
+    code, stdout, stderr = in_process(["compare", "image", images[0], "--steps", "2", "--models", "siren", "--sizes",
+                                       "1L4D", "--device", "cpu", "--quiet", "--out", out], capsys)
+    assert (code, stdout, stderr) == (1, "", f"inr: error: {out / 'compare.json'}: cannot write: {FULL}\n")
+    code, stdout, stderr = in_process(["sample", fitted / "checkpoint.pt", "--scale", "2", "--out", big], capsys)
+    assert (code, stdout, stderr) == (1, "", f"inr: error: {big}: cannot write: {FULL}\n")
+    assert not any(name.endswith(".tmp") for name in files_in(tmp_path))
