@@ -167,7 +167,7 @@ def test_a_file_that_is_no_checkpoint_says_so(tmp_path, capsys, monkeypatch, con
     (tmp_path / "model.pt").write_bytes(content)
     code, stderr = inr(["sample", "model.pt"], tmp_path, capsys, monkeypatch, subprocess=content.isascii())
     assert one_error_line(code, stderr, 1) == \
-        "inr: error: model.pt: not an inr checkpoint (neither `inr fit` nor `inr jiio-invert` wrote it)"
+        "inr: error: model.pt: not an inr checkpoint (no inr command wrote it)"
     assert files_in(tmp_path) == ["model.pt"]
 
 

@@ -86,7 +86,7 @@ def deserialize(data: bytes, source: str = "checkpoint") -> dict:
                             "to its end (a copy or a write that was cut short?)") from None
         raise UserError(f"{source}: refused: it holds objects other than tensors and plain data, so it is not an "
                         "inr checkpoint" if refused else
-                        f"{source}: not an inr checkpoint (neither `inr fit` nor `inr jiio-invert` wrote it)") \
+                        f"{source}: not an inr checkpoint (no inr command wrote it)") \
             from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{source}: not an inr checkpoint (missing format marker)")
