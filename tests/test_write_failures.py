@@ -5,6 +5,7 @@ calls that write its temporary file fail with ENOSPC, as they do on a full files
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -84,3 +85,21 @@ def test_a_full_disk_in_compare_and_sample_is_one_line(tmp_path, images, capsys,
     code, stdout, stderr = in_process(["sample", fitted / "checkpoint.pt", "--scale", "2", "--out", big], capsys)
     assert (code, stdout, stderr) == (1, "", f"inr: error: {big}: cannot write: {FULL}\n")
     assert not any(name.endswith(".tmp") for name in files_in(tmp_path))
+
+
+def test_one_input_that_cannot_be_written_fails_alone(tmp_path, images, capsys, monkeypatch):
+    """The second input's checkpoint could not be written: a traceback ended the run there, the third input was
+    never written, and there was no JSON line for the second, no summary."""
+    out = tmp_path / "multi"
+    disk_full(monkeypatch, out / "b" / "checkpoint.pt")
+    code, stdout, stderr = in_process(["fit", "image", *images, *TINY_FIT, "--json", "--out", out], capsys)
+    failure = f"{out / 'b' / 'checkpoint.pt'}: cannot write: {FULL}"
+    assert (code, stderr) == (1, f"inr: error: {failure}\n")
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    assert [line["input"] for line in lines] == [str(image) for image in images]
+    assert lines[1] == {"input": str(images[1]), "status": "failed", "error": failure}
+    assert "psnr" in lines[0] and "psnr" in lines[2]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["status"] for row in summary["rows"]] == ["fitted", "failed", "fitted"]
+    assert summary["rows"][1]["error"] == failure
+    assert (out / "c" / "report.json").is_file()
