@@ -3,7 +3,10 @@
 - **Lock.** The process writing a run holds an exclusive ``flock`` on ``.inr.lock`` in the run's root folder for
   as long as it runs. A second ``inr`` process aimed at the same folder is refused at once, in one line. The
   operating system drops the lock when its holder dies, even by ``kill -9``, so a stale lock file never blocks
-  anyone (its contents, the holder's pid and host, are only for the message).
+  anyone (its contents, the holder's pid and host, are only for the message). The lock covers the folder's
+  whole tree: a run into a folder inside one that another live run holds (an input's sub-folder of a run over
+  several inputs) is refused, and so is a run into a folder with a sub-folder that another live run holds; each
+  would write files the other one writes.
 - **Reuse.** A folder that already holds a run (a ``report.json``, a ``summary.json``, or a saved training state,
   at the root or in an input's sub-folder) is refused unless ``--overwrite`` or ``--resume`` (finished inputs
   are kept, unfinished ones continue from their saved state).
@@ -79,6 +82,7 @@ class RunFolder:
         command that checks the folder's contents its own way calls this alone (and :meth:`release` after)."""
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"--out {self.root} is a file, not a folder; choose a folder for the run")
+        _refuse_held_ancestor(self.root)  # before making anything inside another run's folder
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             handle = open(self.root / LOCK, "a+")
@@ -97,7 +101,27 @@ class RunFolder:
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         handle.flush()
         self._handle = handle
+        _HELD.add(self._lock_key())
+        try:
+            # Checked again now that this run holds its own lock: of two runs starting at once, one inside the
+            # other's folder, each takes its lock before it looks for the other's, so at least one sees the other.
+            _refuse_held_ancestor(self.root)
+            _refuse_held_descendant(self.root)
+        except BaseException:
+            self._unlock()
+            raise
         return self
+
+    def _lock_key(self) -> Path:
+        return (self.root / LOCK).resolve()
+
+    def _unlock(self) -> None:
+        """Drop the lock (and its file), and the folders this run made if they are still empty."""
+        _HELD.discard(self._lock_key())
+        (self.root / LOCK).unlink(missing_ok=True)
+        self._handle.close()
+        self._handle = None
+        remove_if_empty(self._created)
 
     def _check_reuse(self, overwrite: bool, resume: bool, several: bool | None) -> None:
         reports, states = _finished_and_unfinished(self.root)
@@ -172,10 +196,65 @@ class RunFolder:
         if self._handle is None:
             return
         self._settle_set_aside()
-        (self.root / LOCK).unlink(missing_ok=True)
-        self._handle.close()
-        self._handle = None
-        remove_if_empty(self._created)
+        self._unlock()
+
+
+# The lock files this process holds (resolved): a folder this process claimed is not "another run's".
+_HELD: set[Path] = set()
+# How deep below a claimed folder other runs' locks are looked for: an input's folder of a run over several inputs
+# (ROOT/INPUT), and `inr jiio-invert`'s restorations (ROOT/KIND/METHOD) are the folders runs write into.
+DESCENDANT_DEPTH = 2
+
+
+def lock_holder(lock: Path) -> str | None:
+    """Who holds the lock file ``lock`` (its text, ``pid N on HOST``) if a live process other than this one holds
+    it; None when nobody does (no file, or a stale one left by a process that died: the system dropped its lock)."""
+    try:
+        if lock.resolve() in _HELD or not lock.is_file():
+            return None
+        with open(lock) as handle:
+            try:  # a shared lock is refused only while some process holds the exclusive one a run takes
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return handle.read().strip() or "another process"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:  # a lock file we may not read cannot be tested; it does not block (as before)
+        return None
+    return None
+
+
+def _refuse_held_ancestor(root: Path) -> None:
+    """Refuse a run folder inside a folder that another live inr run holds: that run writes into its sub-folders
+    (one per input) and would replace this run's files, or this run its."""
+    try:
+        where = Path(root).resolve()  # through symbolic links: the folder the files would land in
+    except (OSError, RuntimeError):
+        where = Path(os.path.abspath(root))
+    for folder in where.parents:
+        holder = lock_holder(folder / LOCK)
+        if holder is not None:
+            raise UserError(f"{root} is inside {folder}, which is being written by another inr run ({holder}); wait "
+                            f"for it to finish or choose another --out")
+
+
+def _refuse_held_descendant(root: Path) -> None:
+    """Refuse a run folder with a sub-folder (up to :data:`DESCENDANT_DEPTH` down) that another live inr run holds:
+    this run would write its inputs' files there."""
+    level = [Path(root)]
+    for _ in range(DESCENDANT_DEPTH):
+        below = []
+        for folder in level:
+            try:
+                below += sorted(child for child in folder.iterdir() if child.is_dir() and not child.is_symlink()
+                                and not child.name.startswith("."))
+            except OSError:
+                continue
+        for folder in below:
+            holder = lock_holder(folder / LOCK)
+            if holder is not None:
+                raise UserError(f"{root} holds {folder}, which is being written by another inr run ({holder}); "
+                                f"wait for it to finish or choose another --out")
+        level = below
 
 
 def refuse_foreign_files(folder: Path, own_files: tuple[str, ...] = ()) -> None:
