@@ -26,6 +26,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import warnings
@@ -110,6 +111,7 @@ class RunFolder:
         except BaseException:
             self._unlock()
             raise
+        remove_stale_temporaries(self.root)
         return self
 
     def _lock_key(self) -> Path:
@@ -254,6 +256,37 @@ def _refuse_held_descendant(root: Path) -> None:
             if holder is not None:
                 raise UserError(f"{root} holds {folder}, which is being written by another inr run ({holder}); "
                                 f"wait for it to finish or choose another --out")
+        level = below
+
+
+# The temporary file inr_cli.files.atomic_write_bytes writes beside NAME before renaming it over NAME
+# (tempfile.mkstemp's 8 random characters between the prefix ".NAME." and the suffix ".tmp").
+STALE_TEMPORARY = re.compile(r"\A\..+\.[a-z0-9_]{8}\.tmp\Z")
+
+
+def remove_stale_temporaries(root: Path) -> None:
+    """Remove the temporary files of writes that never finished (their process was killed, or the machine lost
+    power) from a folder this process has just claimed, and from its sub-folders (up to
+    :data:`DESCENDANT_DEPTH` down, no other live run holds one: :meth:`RunFolder.lock`). Holding the lock proves no
+    live inr process writes there, so such a file is dead weight: a full-size copy of a checkpoint, hidden."""
+    level = [Path(root)]
+    for _ in range(DESCENDANT_DEPTH + 1):
+        below = []
+        for folder in level:
+            try:
+                entries = sorted(folder.iterdir())
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.is_symlink():
+                    continue
+                if entry.is_dir() and not entry.name.startswith("."):
+                    below.append(entry)
+                elif STALE_TEMPORARY.match(entry.name) and entry.is_file():
+                    try:
+                        entry.unlink()
+                    except OSError:  # not ours to remove after all (another owner): it only takes space
+                        pass
         level = below
 
 

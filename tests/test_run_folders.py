@@ -89,3 +89,44 @@ def test_inr_fit_into_a_sub_folder_of_a_running_run_is_refused_in_one_line(tmp_p
                    f"written by another inr run (pid 4242 on elsewhere); wait for it to finish or choose another "
                    f"--out\n")
     assert sorted(p.name for p in (tmp_path / "M").iterdir()) == [LOCK]
+
+
+def test_claiming_a_folder_removes_the_temporary_files_of_writes_that_never_finished(tmp_path):
+    """A write killed between its temporary file and the rename left a hidden full-size copy (``.NAME.XXXXXXXX.tmp``,
+    as inr_cli.files.atomic_write_bytes names it) that no later run removed."""
+    root = tmp_path / "run"
+    stale = [root / ".checkpoint.pt.34ljf3bk.tmp", root / "a" / ".report.json.abcd_123.tmp",
+             root / "inpaint" / "jiio" / ".0000.png.zz9y8x7w.tmp"]
+    kept = [root / ".notes.tmp", root / "a" / ".x.short.tmp", root / ".checkpoint.pt.34ljf3bk.tmp.bak",
+            root / "inpaint" / "jiio" / "deeper" / ".0001.png.abcdefgh.tmp"]  # not inr's pattern, or too deep
+    for path in [*stale, *kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 100)
+    RunFolder(root).claim(overwrite=False, resume=False, several=True).release()
+    assert [path.exists() for path in stale] == [False] * 3
+    assert [path.read_bytes() for path in kept] == [b"x" * 100] * 4
+
+
+def test_a_folder_another_run_holds_keeps_its_temporary_files(tmp_path):
+    """A live writer's temporary file is not stale: a claim refused by its lock removes nothing."""
+    temporary = tmp_path / "M" / "c" / ".checkpoint.pt.abcdefgh.tmp"
+    holder = hold_lock(temporary.parent)
+    temporary.write_bytes(b"half")
+    try:
+        with pytest.raises(UserError):
+            RunFolder(tmp_path / "M").lock()
+        with pytest.raises(UserError):
+            RunFolder(temporary.parent).lock()
+    finally:
+        holder.close()
+    assert temporary.read_bytes() == b"half"
+
+
+def test_inr_fit_into_a_folder_holding_only_a_stale_temporary_removes_it(tmp_path, capsys):
+    image = save_png(tmp_path / "a.png", np.arange(64, dtype=np.uint8).reshape(8, 8))
+    (tmp_path / "k2").mkdir()
+    (tmp_path / "k2" / ".checkpoint.pt.abcd1234.tmp").write_bytes(b"\0" * 1000)
+    code, _, err = in_process(["fit", "image", image, "--steps", "2", "--out", tmp_path / "k2", "--quiet",
+                               "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert not any(path.name.endswith(".tmp") for path in (tmp_path / "k2").iterdir())
