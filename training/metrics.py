@@ -51,27 +51,87 @@ def mse_from_psnr(psnr_db: float) -> float:
     return 4.0 * 10.0 ** (-psnr_db / 10.0)
 
 
-def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float | None:
-    """SSIM (scikit-image defaults: uniform 7x7 window, smaller for tiny images) of two ``(H, W, C)`` images in [0, 1].
+# Metrics over a whole signal are accumulated a piece at a time, so no float64 copy of the whole signal (8 bytes a
+# value, several of them at once) ever exists: a 40 MP photo's evaluation used to hold more than its training did.
+# About 2**20 values per piece (8 MiB as float64); the tests set these smaller to force many pieces.
+METRIC_CHUNK_VALUES = 1 << 20
+SSIM_TILE_VALUES = 1 << 20
 
-    Returns None when the image is too small for even a 3x3 window.
-    """
-    height, width = target.shape[:2]
+
+def _unit(values: torch.Tensor, target_pm1: bool) -> torch.Tensor:
+    """``values`` in [0, 1]: as they are, or mapped from [-1, 1] exactly as ``GridSignal.unit_values`` maps them."""
+    return (values + 1.0) * 0.5 if target_pm1 else values
+
+
+def squared_error_sum(prediction: torch.Tensor, target: torch.Tensor, index: torch.Tensor | None = None, *,
+                      target_pm1: bool = False) -> tuple[float, int]:
+    """The sum over every value of ``(clamp(prediction, 0, 1) - target)^2`` in float64, and how many values it
+    covers, for ``(n, C)`` tensors (the rows ``index`` of them, when given); ``target_pm1``: the target is held
+    in [-1, 1] (a signal's values) and is compared in [0, 1]. Summed a piece of float32 rows at a time, so only
+    one piece is ever in float64; equal to the whole-tensor sum up to the order of float64 additions."""
+    rows = len(prediction) if index is None else len(index)
+    step = max(1, METRIC_CHUNK_VALUES // max(1, prediction.shape[-1]))
+    total = 0.0
+    for start in range(0, rows, step):
+        part = slice(start, start + step) if index is None else index[start:start + step]
+        error = (prediction[part].clamp(0.0, 1.0).double() - _unit(target[part], target_pm1).double()) ** 2
+        total += error.sum().item()
+    return total, rows * prediction.shape[-1]
+
+
+def psnr_in_chunks(prediction: torch.Tensor, target: torch.Tensor, index: torch.Tensor | None = None, *,
+                   target_pm1: bool = False) -> float:
+    """:func:`psnr` of ``(n, C)`` tensors in [0, 1] (rows ``index``; a ``target_pm1`` target in [-1, 1]) from
+    :func:`squared_error_sum`: no whole-size copy of either."""
+    total, count = squared_error_sum(prediction, target, index, target_pm1=target_pm1)
+    return _decibels(total / count)
+
+
+def _ssim_window(height: int, width: int) -> int | None:
     win = min(7, height, width)
     win -= 1 - win % 2  # the window must be odd
-    if win < 3:
+    return win if win >= 3 else None
+
+
+def ssim(prediction: torch.Tensor, target: torch.Tensor, *, target_pm1: bool = False) -> float | None:
+    """SSIM (scikit-image defaults: uniform 7x7 window, smaller for tiny images) of two ``(H, W, C)`` images in [0, 1]
+    (``target_pm1``: the target in [-1, 1], compared in [0, 1]).
+
+    Computed in bands of rows, each with a halo as wide as the window's radius: scikit-image's SSIM is the mean
+    of a map whose every value depends on the window around it, and whose border (the radius) is left out, so
+    each band's inner rows give exactly the whole image's values there. Only one band is ever in float64.
+    Returns None when the image is too small for even a 3x3 window.
+    """
+    height, width, channels = target.shape
+    win = _ssim_window(height, width)
+    if win is None:
         return None
     from skimage.metrics import structural_similarity  # loads scipy: only when SSIM is asked for, not at start-up
 
-    pred = prediction.clamp(0.0, 1.0).cpu().numpy().astype(np.float64)
-    ref = target.cpu().numpy().astype(np.float64)
-    return float(structural_similarity(ref, pred, data_range=1.0, channel_axis=-1, win_size=win))
+    pad = (win - 1) // 2
+    rows_per_band = max(1, SSIM_TILE_VALUES // max(1, width * channels) - 2 * pad)
+    sums = np.zeros(channels)
+    for start in range(pad, height - pad, rows_per_band):
+        stop = min(start + rows_per_band, height - pad)
+        pred = prediction[start - pad:stop + pad].clamp(0.0, 1.0).cpu().numpy().astype(np.float64)
+        ref = _unit(target[start - pad:stop + pad], target_pm1).cpu().numpy().astype(np.float64)
+        for channel in range(channels):
+            _, ssim_map = structural_similarity(ref[..., channel], pred[..., channel], data_range=1.0, win_size=win,
+                                                full=True)
+            sums[channel] += ssim_map[pad:len(ssim_map) - pad, pad:width - pad].sum()
+    return float((sums / ((height - 2 * pad) * (width - 2 * pad))).mean())
 
 
 def snr(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """Signal-to-noise ratio in dB, ``10 log10(sum x^2 / sum (x - x_hat)^2)``, on the signal's own values."""
-    noise = torch.sum((prediction.double() - target.double()) ** 2).item()
-    power = torch.sum(target.double() ** 2).item()
+    """Signal-to-noise ratio in dB, ``10 log10(sum x^2 / sum (x - x_hat)^2)``, on the signal's own values;
+    summed in float64 a piece of float32 values at a time (no float64 copy of a whole clip)."""
+    prediction, target = prediction.reshape(-1), target.reshape(-1)
+    noise = power = 0.0
+    for start in range(0, len(target), METRIC_CHUNK_VALUES):
+        part = slice(start, start + METRIC_CHUNK_VALUES)
+        reference = target[part].double()
+        noise += torch.sum((prediction[part].double() - reference) ** 2).item()
+        power += torch.sum(reference ** 2).item()
     if noise == 0.0:
         return math.inf
     return -math.inf if power == 0.0 else 10.0 * math.log10(power / noise)

@@ -15,7 +15,7 @@ from torch import nn
 
 from models.fixpoint import summarize_solves
 from training.fitting.render import eval_mode, predict_points_with_stats, render_grid_with_stats
-from training.metrics import psnr, psnr_on_device, ssim, to_unit_range
+from training.metrics import psnr_in_chunks, psnr_on_device, ssim, to_unit_range
 
 if TYPE_CHECKING:
     from training.fitting.signal import GridSignal, ScatteredSamples, SubGrid
@@ -44,34 +44,39 @@ class SampleEvaluation:
         return {"psnr": None, "psnr_holdout": None, "iou": self.iou}
 
 
-def _subgrid_ssim(prediction: torch.Tensor, target: torch.Tensor, shape: tuple[int, ...]) -> float | None:
-    if len(shape) != 2:
+def _subgrid_ssim(signal: GridSignal, flat: torch.Tensor, part: SubGrid) -> float | None:
+    """SSIM of the rendered ``flat`` (``(points, C)`` in [0, 1]) against the signal on ``part``, where it forms a 2-D
+    grid; every point of the grid is read in place (bands at a time: :func:`training.metrics.ssim`)."""
+    if len(part.shape) != 2:
         return None
-    return ssim(prediction.reshape(*shape, -1), target.reshape(*shape, -1))
+    rows = signal.rows_of(part)
+    if rows is None:
+        return ssim(flat.reshape(*part.shape, -1), signal.values.reshape(*part.shape, -1), target_pm1=True)
+    return ssim(flat[rows].reshape(*part.shape, -1), signal.values[rows].reshape(*part.shape, -1), target_pm1=True)
 
 
 def _render_unit(model: nn.Module, signal: GridSignal, device: torch.device, chunk_points: int
                  ) -> tuple[torch.Tensor, list]:
     """The whole grid rendered, in [0, 1] and shaped as the grid, with the render's solver statistics."""
     rendered, solves = render_grid_with_stats(model, signal.grid_shape, signal.channels, device, chunk_points)
-    return to_unit_range(rendered), solves
+    # In place (the render is a fresh tensor): to_unit_range's two whole-size temporaries were a photo's size each.
+    # The same float32 operations as to_unit_range, so the same values.
+    return rendered.add_(1.0).mul_(0.5).clamp_(0.0, 1.0), solves
 
 
 def evaluate_grid(model: nn.Module, signal: GridSignal, device: torch.device, chunk_points: int) -> GridEvaluation:
     reconstruction, solves = _render_unit(model, signal, device, chunk_points)
     flat = reconstruction.reshape(-1, signal.channels)
-    target = signal.unit_values()
-    train = signal.train
     result = GridEvaluation(
         reconstruction=reconstruction,
         psnr=signal.reported_psnr(reconstruction),  # (a video's: the mean over its frames)
-        ssim=_subgrid_ssim(flat[train.index], target[train.index], train.shape),
+        ssim=_subgrid_ssim(signal, flat, signal.train),
         solver=summarize_solves(solves),
     )
     held = signal.holdout
     if held is not None and len(held.index):
-        result.psnr_holdout = psnr(flat[held.index], target[held.index])
-        result.ssim_holdout = _subgrid_ssim(flat[held.index], target[held.index], held.shape)
+        result.psnr_holdout = psnr_in_chunks(flat, signal.values, held.index, target_pm1=True)
+        result.ssim_holdout = _subgrid_ssim(signal, flat, held)
     return result
 
 

@@ -25,7 +25,7 @@ from inr_core.errors import InvalidSetting
 from training.fitting.evaluate import (GridEvaluation, GridProgress, SampleEvaluation, evaluate_grid,
                                       evaluate_samples)
 from training.fitting.render import grid_coordinates
-from training.metrics import psnr, psnr_per_frame, video_psnr
+from training.metrics import psnr_in_chunks, video_psnr
 
 HOLDOUT_MODES = ("none", "grid")
 
@@ -118,8 +118,13 @@ class GridSignal:
         """The PSNR a report gives ``reconstruction`` (the grid rendered, ``(*grid_shape, channels)`` in [0, 1]):
         on the training points, as :meth:`evaluate` measures it. Another measure beside it (the network's weights
         rounded to fp16) takes this one, so the two differ only by what was changed."""
-        train = self.train.index
-        return psnr(reconstruction.reshape(-1, self.channels)[train], self.unit_values()[train])
+        return psnr_in_chunks(reconstruction.reshape(-1, self.channels), self.values, self.rows_of(self.train),
+                              target_pm1=True)
+
+    def rows_of(self, part: SubGrid) -> torch.Tensor | None:
+        """``part``'s indices, or None where it is every point of the grid: metrics then read the values in place
+        instead of gathering a copy of them (a whole photo's, through fancy indexing)."""
+        return None if part.shape == self.grid_shape and len(part.index) == self.num_points else part.index
 
     def frames_of(self, index: torch.Tensor) -> torch.Tensor | None:
         """The frame each of the points ``index`` lies in, where :meth:`reported_psnr` is the mean of the frames'
@@ -240,7 +245,10 @@ class VideoSignal(GridSignal):
     :meth:`frames_of`) and at the end, so its history, ``--keep best`` and its report measure one thing."""
 
     def reported_psnr(self, reconstruction: torch.Tensor) -> float:
-        return video_psnr(psnr_per_frame(reconstruction.reshape(*self.grid_shape, -1), self.unit_grid()))
+        # Frame by frame, each in chunks: no [0, 1] copy of the whole clip (unit_grid) is made for it.
+        frames, channels = self.grid_shape[0], self.channels
+        rendered, values = reconstruction.reshape(frames, -1, channels), self.values.reshape(frames, -1, channels)
+        return video_psnr([psnr_in_chunks(rendered[t], values[t], target_pm1=True) for t in range(frames)])
 
     def frames_of(self, index: torch.Tensor) -> torch.Tensor:
         return torch.div(index, math.prod(self.grid_shape[1:]), rounding_mode="floor")

@@ -1,0 +1,141 @@
+"""Memory per point of fitting and evaluating: metrics accumulated in pieces equal the whole computation, and no
+whole-signal float64 copy (or second copy of the values) is made on the way."""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import training.metrics as metrics
+from training.fitting.evaluate import evaluate_grid
+from training.fitting.signal import image_signal
+
+
+class TensorLog(TorchDispatchMode):
+    """The storages that operations make (not those of views and in-place results, which are their inputs'), by
+    dtype, with their sizes in elements: what a whole-size copy would show."""
+
+    def __init__(self):
+        super().__init__()
+        self.storages: dict[torch.dtype, dict[int, int]] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {arg.untyped_storage().data_ptr() for arg in [*args, *(kwargs or {}).values()]
+                  if isinstance(arg, torch.Tensor)}
+        for tensor in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(tensor, torch.Tensor) and tensor.untyped_storage().data_ptr() not in inputs:
+                storage = tensor.untyped_storage()
+                self.storages.setdefault(tensor.dtype, {})[storage.data_ptr()] = \
+                    storage.nbytes() // tensor.element_size()
+        return out
+
+    def sizes(self, dtype: torch.dtype) -> list[int]:
+        return list(self.storages.get(dtype, {}).values())
+
+    def largest(self, dtype: torch.dtype) -> int:
+        return max(self.sizes(dtype), default=0)
+
+
+@pytest.fixture
+def small_pieces(monkeypatch):
+    """Pieces of a few values, so even tiny test inputs are measured in many of them."""
+    monkeypatch.setattr(metrics, "METRIC_CHUNK_VALUES", 7)
+    monkeypatch.setattr(metrics, "SSIM_TILE_VALUES", 40)
+
+
+def _skimage_ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    height, width = target.shape[:2]
+    win = min(7, height, width)
+    win -= 1 - win % 2
+    return float(structural_similarity(target.numpy().astype(np.float64),
+                                       prediction.clamp(0, 1).numpy().astype(np.float64),
+                                       data_range=1.0, channel_axis=-1, win_size=win))
+
+
+@pytest.mark.parametrize("shape", [(40, 33, 3), (9, 50, 1), (3, 3, 1), (5, 8, 2), (100, 7, 4)])
+@pytest.mark.parametrize("tile", [1, 7, 40, 1 << 20])
+def test_ssim_in_bands_equals_whole_image(shape, tile, monkeypatch):
+    monkeypatch.setattr(metrics, "SSIM_TILE_VALUES", tile)
+    generator = torch.Generator().manual_seed(sum(shape))
+    target = torch.rand(*shape, generator=generator)
+    prediction = target + 0.2 * torch.randn(*shape, generator=generator)  # partly outside [0, 1]: clamped
+    whole = _skimage_ssim(prediction, target)
+    assert metrics.ssim(prediction, target) == pytest.approx(whole, abs=1e-12)
+    assert metrics.ssim(prediction, target * 2 - 1, target_pm1=True) == pytest.approx(whole, abs=1e-12)
+
+
+def test_ssim_holds_one_band_in_float64(monkeypatch):
+    """The float64 arrays SSIM makes (numpy's allocations, which tracemalloc sees) are a band's, not the image's."""
+    target = torch.rand(256, 256, 3, generator=torch.Generator().manual_seed(0))
+    prediction = (target + 0.05).clamp(0, 1)
+    whole_float64 = target.numel() * 8
+    monkeypatch.setattr(metrics, "SSIM_TILE_VALUES", 16 * 256 * 3)
+    metrics.ssim(prediction, target)  # (scipy and skimage loaded before measuring)
+    tracemalloc.start()
+    metrics.ssim(prediction, target)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < whole_float64 / 2, peak
+
+
+def test_psnr_and_snr_in_pieces_equal_whole(small_pieces):
+    generator = torch.Generator().manual_seed(1)
+    target = torch.rand(101, 3, generator=generator)
+    prediction = target + 0.1 * torch.randn(101, 3, generator=generator)
+    index = torch.randperm(101, generator=generator)[:37]
+    assert metrics.psnr_in_chunks(prediction, target) == pytest.approx(metrics.psnr(prediction, target), abs=1e-12)
+    assert metrics.psnr_in_chunks(prediction, target * 2 - 1, index, target_pm1=True) == \
+        pytest.approx(metrics.psnr(prediction[index], target[index]), abs=1e-12)
+    assert metrics.psnr_in_chunks(target, target) == math.inf
+    noise = torch.sum((prediction.double() - target.double()) ** 2)
+    expected = 10 * math.log10(torch.sum(target.double() ** 2) / noise)
+    assert metrics.snr(prediction, target) == pytest.approx(expected, abs=1e-12)
+
+
+class Offset(torch.nn.Module):
+    """A 'network' that predicts a fixed smooth function of its coordinates: what evaluations measure needs none."""
+
+    def forward_with_stats(self, coords: torch.Tensor):
+        return torch.sin(3 * coords.sum(-1, keepdim=True)).expand(-1, 3) * 0.9, None
+
+
+def _reference(signal, reconstruction: torch.Tensor, part) -> tuple[float, float]:
+    """PSNR and SSIM of ``part`` as they were computed before pieces: whole-image copies."""
+    target = signal.unit_values()[part.index]
+    flat = reconstruction.reshape(-1, signal.channels)[part.index]
+    return metrics.psnr(flat, target), _skimage_ssim(flat.reshape(*part.shape, -1), target.reshape(*part.shape, -1))
+
+
+@pytest.mark.parametrize("holdout", ["none", "grid"])
+def test_grid_evaluation_in_pieces_equals_whole(holdout, small_pieces):
+    pixels = torch.rand(30, 26, 3, generator=torch.Generator().manual_seed(2))
+    signal = image_signal(pixels, holdout=holdout)
+    result = evaluate_grid(Offset(), signal, torch.device("cpu"), 50)
+    psnr, ssim = _reference(signal, result.reconstruction, signal.train)
+    assert result.psnr == pytest.approx(psnr, abs=1e-10)
+    assert result.ssim == pytest.approx(ssim, abs=1e-12)
+    if holdout == "grid":
+        psnr, ssim = _reference(signal, result.reconstruction, signal.holdout)
+        assert result.psnr_holdout == pytest.approx(psnr, abs=1e-10)
+        assert result.ssim_holdout == pytest.approx(ssim, abs=1e-12)
+
+
+def test_grid_evaluation_makes_no_whole_image_copies(small_pieces):
+    """The final evaluation of a photo: one float32 render (turned into [0, 1] in place), no float64 tensor larger
+    than a piece, and no second float32 copy of the image (the target is read where it is held)."""
+    pixels = torch.rand(64, 48, 3, generator=torch.Generator().manual_seed(3))
+    signal = image_signal(pixels)
+    values = pixels.numel()
+    with TensorLog() as log:
+        evaluate_grid(Offset(), signal, torch.device("cpu"), 64)
+    assert log.largest(torch.float64) <= 7
+    whole_float32 = [n for n in log.sizes(torch.float32) if n >= values]
+    assert len(whole_float32) == 1, whole_float32
+
