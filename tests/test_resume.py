@@ -4,10 +4,12 @@ loss that runs away being rolled back."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -386,3 +388,64 @@ def test_resume_refuses_a_folder_laid_out_for_the_other_kind_of_run(tiles):
     assert again.returncode == 0, again.stderr  # the same kind of run resumes as before
     assert [Path(json.loads(line)["output_dir"]) for line in again.stdout.splitlines()] == [
         Path("moved") / Path(name).stem for name in names[:2]]
+
+
+def _signal_when_blocked(number: int, fifo: Path) -> threading.Thread:
+    """Send ``number`` to this process once its main thread waits to open ``fifo`` (the kernel's wait channel says
+    so), then, so that a process that swallows the signal does not hang the tests, open ``fifo`` for writing for a
+    few seconds, which lets a reader blocked on it go on."""
+    wchan = Path(f"/proc/self/task/{threading.main_thread().native_id}/wchan")
+
+    def act():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and wchan.read_text() != "wait_for_partner":
+            time.sleep(0.05)
+        os.kill(os.getpid(), number)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader (any more)
+                pass
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=act, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_an_input_is_read_stops_the_run(tmp_path, capsys, number):
+    """A FIFO as input blocked its reader, and a single SIGTERM (what `timeout`, systemd or SLURM send) only set a
+    flag that no fit loop would ever see: the process went on waiting for good."""
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    thread = _signal_when_blocked(number, fifo)
+    code, out, err = in_process(["fit", "image", fifo, "--steps", "2", "--out", tmp_path / "run", "--quiet",
+                                 "--device", "cpu"], capsys)
+    thread.join()
+    assert (code, out, err) == ({signal.SIGTERM: 143, signal.SIGINT: 130}[number], "", "inr: interrupted\n")
+    assert not (tmp_path / "run").exists()  # its empty folder and lock went with it
+
+
+def test_a_signal_that_no_training_loop_saw_is_not_swallowed(tmp_path, capsys):
+    """A signal taken while training code ran waits for the loop's next step boundary; when none comes (the fit
+    was past its last poll), the run still ends as interrupted when it leaves the StopRequest."""
+    from inr_cli.interrupts import StopRequest
+    from inr_cli.modalities.image import IMAGE
+    from training.fitting.config import FitConfig
+    from training.fitting.fit import fit
+    from training.fitting.signal import image_signal
+
+    sent = []
+
+    def on_progress(progress):  # runs below the fit's frames: training code
+        if not sent:
+            sent.append(progress.step)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    config = FitConfig(model="siren", hidden=8, layers=1, steps=3, device="cpu")
+    with pytest.raises(SystemExit) as stopped:
+        with StopRequest():
+            fit(image_signal(torch.rand(4, 4, 1)), config, IMAGE.recipe, on_progress=on_progress)
+    assert sent and stopped.value.code == 143 and capsys.readouterr().err == "inr: interrupted\n"
