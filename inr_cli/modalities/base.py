@@ -143,6 +143,9 @@ class Modality(ABC):
     summary_metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "psnr_holdout", "ssim_holdout", "bits_per_point",
                                                       "psnr_fp16_weights")
     sample_settings: ClassVar[tuple[str, ...]] = ()  # the SampleRequest fields this modality takes
+    # Host bytes per rendered value at the peak of writing a sample (`inr sample` budgets with it): by default the
+    # float32 render and its writer's temporaries; a shape's is its extraction's.
+    render_bytes_per_value: ClassVar[int] = 24
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

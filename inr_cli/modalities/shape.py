@@ -17,10 +17,11 @@ from inr_cli.modalities.base import (MAX_RESOLUTION, FittedNetwork, LoadedSignal
                                      SampleRequest, SampleTarget, register_modality)
 from inr_cli.reports import number_text
 from inr_core.errors import UserError, check
-from training.fitting.devices import render_chunk_size
+from training.fitting.devices import available_host_bytes, render_chunk_size
 from training.fitting.fit import FitResult
 from training.fitting.recipes import Recipe, frequency_for_cube, papers_learning_rate
-from training.fitting.shapes import TARGETS, TRUNCATION, extract_surface, shape_samples
+from training.fitting.shapes import (EXTRACTION_BYTES_PER_VALUE, TARGETS, TRUNCATION, extract_surface, extraction_bytes,
+                                     largest_extraction, shape_samples)
 from training.fitting.signal import ScatteredSamples
 from training.metrics import mse_from_psnr
 from training.geometry import chamfer_and_normals
@@ -31,6 +32,9 @@ METRIC_SAMPLES = 100_000
 DEFAULT_SAMPLE_RESOLUTION = 128
 PREVIEW = "preview.png"
 PROGRESS = "training.png"
+# Host memory the rendering network's chunked passes take beside the field (80 MiB for SIREN 3x256 on a CPU, in
+# pieces of 8 MiB tensors; an implicit model's solver state about as much again).
+NETWORK_ALLOWANCE = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,11 @@ class ShapeModality(Modality):
     folder_suffixes = (".3mf", ".glb", ".gltf", ".obj", ".off", ".ply", ".stl")  # what trimesh reads
     psnr_plot = False  # a training plot of loss and IoU instead
     sample_settings = ("resolution",)
+    render_bytes_per_value = EXTRACTION_BYTES_PER_VALUE
 
     def load(self, source: str, options: ShapeOptions, seed: int) -> LoadedShape:
+        # Before the mesh is read and any step trained: the extraction after the fit is the run's largest allocation.
+        check_extraction_memory(options.resolution, source)
         mesh = read_mesh(source, max_faces=options.max_faces)
         rng = np.random.default_rng(seed)
         signal = shape_samples(mesh.vertices, mesh.faces, target=options.target, samples=options.samples,
@@ -148,6 +155,21 @@ class ShapeModality(Modality):
         vertices, faces = extract_surface(network.model, target.grid[0], network.device, network.chunk,
                                           info.get("target", "sdf"))
         write_mesh(path, to_input_coordinates(vertices, info["scale"], info["center"]), faces)
+
+
+def check_extraction_memory(resolution: int, source: str) -> None:
+    """Refuse, in one line naming a resolution that fits, a ``--resolution`` whose mesh extraction (after the
+    fit) needs more memory than is available now: a 1024^3 grid trained and was then killed extracting, losing
+    the run. Budgeted as `inr sample` budgets a render: bytes per grid value (the float32 field and the surface)
+    and the network's working set, against MemAvailable."""
+    needed = extraction_bytes(resolution) + NETWORK_ALLOWANCE
+    available = available_host_bytes()
+    if needed <= available:
+        return
+    fits = largest_extraction(available - NETWORK_ALLOWANCE)
+    advice = f"--resolution {fits} fits" if fits else "free some memory"
+    raise UserError(f"{source}: extracting the mesh at --resolution {resolution} ({resolution}^3 grid points) needs "
+                    f"about {needed / 1e9:.1f} GB of memory, {available / 1e9:.1f} GB is available; {advice}")
 
 
 def empty_surface_note(target: str, resolution: int, written: str) -> str:

@@ -46,7 +46,36 @@ def shape_samples(vertices: np.ndarray, faces: np.ndarray, *, target: str, sampl
                             loss="bce" if target == "occupancy" else "mse")
 
 
+# Host bytes per grid value at the peak of extracting a surface: the float32 field (4), and 1 for the surface that
+# marching cubes builds (about 180 bytes per vertex in its float32, float64 and index arrays: room for R^3 / 180
+# vertices, 6 million at 1024^3, where a sphere filling the cube has 2.6 million). Measured on such a sphere at
+# 512^3: 4.9 bytes per value above the process's start (12.9 while the field was copied to float64).
+EXTRACTION_BYTES_PER_VALUE = 5
+
+
+def extraction_bytes(resolution: int) -> int:
+    """Host memory that :func:`extract_surface` needs on a ``resolution``^3 grid (the network's own working set
+    aside)."""
+    return resolution ** 3 * EXTRACTION_BYTES_PER_VALUE
+
+
+def largest_extraction(available: int, smallest: int = 8) -> int | None:
+    """The finest grid whose extraction fits in ``available`` bytes, rounded down to a multiple of 8 (None when not
+    even ``smallest`` does)."""
+    resolution = int(round((max(0, available) / EXTRACTION_BYTES_PER_VALUE) ** (1 / 3))) + 1
+    while resolution >= smallest and extraction_bytes(resolution) > available:
+        resolution -= 1
+    resolution -= resolution % 8
+    return resolution if resolution >= smallest else None
+
+
 def extract_surface(model: nn.Module, resolution: int, device: torch.device, chunk: int, target: str):
-    """Marching cubes on the network's field over a ``resolution``^3 grid: (vertices, faces) in the cube."""
-    field = render_grid(model, (resolution,) * 3, 1, device, chunk)[..., 0].numpy().astype(np.float64)
-    return extract_mesh(-field if target == "occupancy" else field)  # negative inside, for level 0
+    """Marching cubes on the network's field over a ``resolution``^3 grid: (vertices, faces) in the cube.
+
+    The field stays the float32 it is rendered in: scikit-image's marching cubes works in float32 and converted
+    the float64 copy this used to make straight back (a 1024^3 grid: 8.6 GB for nothing, and as much again for the
+    negated occupancy), so the vertices are the same. Occupancy is negated in place."""
+    field = render_grid(model, (resolution,) * 3, 1, device, chunk)[..., 0].numpy()
+    if target == "occupancy":
+        np.negative(field, out=field)  # negative inside, for level 0
+    return extract_mesh(field)
