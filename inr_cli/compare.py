@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import shutil
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from inr_cli.files import atomic_write_text, expand_inputs, refuse_empty_folder
+from inr_cli.files import (atomic_write_text, expand_inputs, refuse_empty_folder, remove_if_empty,
+                           remove_written_on_failure)
 from inr_cli.modalities.image import IMAGE, ImageOptions
-from inr_cli.pages import write_compare_page
+from inr_cli.pages import PAGE, write_compare_page
 from inr_cli.peak_memory import measure_peak_memory
 from inr_cli.progress import stderr_console
 from inr_cli.reports import clean, versions
-from inr_cli.run_folder import RunFolder, refuse_foreign_files
+from inr_cli.run_folder import SET_ASIDE, RunFolder, refuse_foreign_files
 from inr_core.errors import InvalidSetting, UserError, check
 from models import get_spec, model_names
 from training.fitting.amortized import FixpointCache
@@ -28,7 +32,9 @@ from training.fitting.signal import GridSignal
 from training.fitting.step_memory import training_step_bytes
 
 SIZE_PATTERN = re.compile(r"^(\d+)L(\d+)D$", re.IGNORECASE)
-SUMMARY_FILE = "compare.json"
+SUMMARY_FILE = "compare.json"  # written only by a comparison: it marks the folder as one
+TABLE_FILE = "compare.md"
+PICTURES = "pictures"  # as write_compare_page names it
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -195,11 +201,40 @@ def _compare(images: list, config: CompareConfig, base: FitConfig, holdout, out:
              f"{', holdout grid' if holdout != 'none' else ''}\n\nPSNR on [0, 1]{spread}. "
              f"step MB: what one full-batch training step keeps for backward (plus the implicit model's fixpoint "
              f"cache); peak MB: CUDA allocator peak over the fit (GPU only).\n\n")
-    atomic_write_text(out / "compare.md", title + table + "\n")
-    atomic_write_text(out / SUMMARY_FILE, json.dumps(clean(summary), indent=2) + "\n")
-    for stale in (out / "pictures").glob("*.png"):  # a replaced comparison's: other images, models or sizes
-        stale.unlink()
-    write_compare_page(out, summary, [loaded.signal.unit_grid() for _, loaded in images], pictures,
-                       {"table": "compare.md", "summary": SUMMARY_FILE})
+    with _replacing_comparison(out):
+        atomic_write_text(out / TABLE_FILE, title + table + "\n")
+        atomic_write_text(out / SUMMARY_FILE, json.dumps(clean(summary), indent=2) + "\n")
+        write_compare_page(out, summary, [loaded.signal.unit_grid() for _, loaded in images], pictures,
+                           {"table": TABLE_FILE, "summary": SUMMARY_FILE})
     print(json.dumps(clean(summary)) if as_json else table, flush=True)
     return 0
+
+
+@contextlib.contextmanager
+def _replacing_comparison(out: Path) -> Iterator[None]:
+    """Write a comparison's files in the block, whole or not at all. An earlier comparison's files (--overwrite;
+    its pictures may be of other images, models or sizes) are set aside first, deleted once the block is done, and
+    put back if it fails (a full disk): a failed comparison leaves the folder as it found it, never a compare.md
+    without its compare.json, which every later run would refuse as someone else's file."""
+    aside = out / SET_ASIDE
+    shutil.rmtree(aside, ignore_errors=True)  # one left by a comparison that was killed: replaced now
+    pictures = out / PICTURES
+    earlier = [out / name for name in (TABLE_FILE, SUMMARY_FILE, PAGE) if (out / name).is_file()]
+    earlier += sorted(pictures.glob("*.png"))
+    made_pictures = not pictures.exists()
+    for path in earlier:
+        kept = aside / path.relative_to(out)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(kept)
+    try:
+        with remove_written_on_failure():
+            yield
+    except BaseException:
+        if made_pictures:
+            remove_if_empty([pictures])
+        for path in earlier:
+            path.parent.mkdir(exist_ok=True)
+            (aside / path.relative_to(out)).rename(path)
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

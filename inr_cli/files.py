@@ -7,6 +7,8 @@ import io
 import os
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from inr_core.errors import UserError
@@ -57,6 +59,32 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(error, OSError):
             raise write_error(path, error) from None
         raise
+    for written in getattr(_recorders, "lists", ()):
+        written.append(path)
+
+
+# The files written in this thread inside each active remove_written_on_failure() block (a fit's files are
+# written in a background thread on CUDA while the next input trains).
+_recorders = threading.local()
+
+
+@contextlib.contextmanager
+def remove_written_on_failure() -> Iterator[list[Path]]:
+    """Inside the block, every file the atomic writers finish (in this thread) is listed; if the block fails (an
+    error, an interrupt) they are removed again: a set of outputs that could not be finished leaves none of its
+    files, never a part that later runs would take for someone else's files. Yields the list."""
+    written: list[Path] = []
+    lists = getattr(_recorders, "lists", [])
+    _recorders.lists = [*lists, written]
+    try:
+        yield written
+    except BaseException:
+        for path in reversed(written):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        raise
+    finally:
+        _recorders.lists = lists
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from inr_cli.figures import write_psnr_plot
-from inr_cli.files import atomic_write_bytes, atomic_write_text
+from inr_cli.files import atomic_write_bytes, atomic_write_text, remove_written_on_failure
 from inr_cli.modalities.base import QUALITY_KEYS, FitCommandConfig, LoadedSignal, Modality
 from inr_cli.pages import write_run_page
 from inr_cli.progress import stderr_console
@@ -75,7 +76,24 @@ def rendered_run(modality: Modality, run: TrainedRun) -> TrainedRun:
 
 
 def write_run(modality: Modality, run: TrainedRun) -> dict:
-    """Write the modality's outputs, the plot, the checkpoint and (last) the report; return the report."""
+    """Write the modality's outputs, the plot, the checkpoint and (last) the report; return the report. If one
+    cannot be written (a full disk), those written so far are removed again: a folder holding part of a run and no
+    report would be refused by every later run into it (--resume and --overwrite included) as someone else's."""
+    try:
+        with remove_written_on_failure():
+            report = _write_files(modality, run)
+    except BaseException:
+        if run.log is not None:  # the input failed: its TensorBoard run ends here (the write's error is the one to say)
+            with contextlib.suppress(OSError):
+                run.log.close()
+        raise
+    (run.out_dir / TRAINING_STATE).unlink(missing_ok=True)  # finished: nothing left to resume
+    if run.log is not None:
+        run.log.finish(run.result, report, run.loaded.signal, run.out_dir)
+    return report
+
+
+def _write_files(modality: Modality, run: TrainedRun) -> dict:
     source, loaded, out_dir, result = run.source, run.loaded, run.out_dir, run.result
     fit_config = result.config
     outputs = modality.write_outputs(loaded, result, out_dir, run.rendered)
@@ -134,7 +152,4 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
     report = write_run_page(out_dir, report, loaded.signal, loaded.info)  # index.html (and the target it shows)
     # The report goes last: its presence means every other file of the run is complete.
     atomic_write_text(out_dir / REPORT, to_json(report) + "\n")
-    (out_dir / TRAINING_STATE).unlink(missing_ok=True)  # finished: nothing left to resume
-    if run.log is not None:
-        run.log.finish(result, report, loaded.signal, out_dir)
     return report

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from inr_cli.figures.charts import histogram_chart
 from inr_cli.figures.layout import save_png
-from inr_cli.files import atomic_write_text
+from inr_cli.files import atomic_write_text, remove_written_on_failure
 from inr_cli.pages import write_summary_page
 from inr_cli.pages.overview import GROUPED_SECONDS, MEAN_STD
 from inr_cli.reports import clean, to_json
@@ -108,11 +108,14 @@ def write_summary(root: Path, sources: list[str], outcomes: dict[int, dict | str
     (index.html, linking to each input's page) into ``root``."""
     summary = summarize(sources, outcomes, metrics)
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / SUMMARY_JSON, to_json(clean(summary)) + "\n")
-    atomic_write_text(root / SUMMARY_MD, markdown(summary, metrics, title))
-    headline = metrics[0]
-    write_histogram(root / SUMMARY_PLOT, [row.get(headline) for row in summary["rows"] if row["status"] == "fitted"],
-                    headline, title)
-    write_summary_page(root, summary, outcomes, metrics, title,
-                       {"summary": SUMMARY_JSON, "table": SUMMARY_MD, "histogram": SUMMARY_PLOT})
+    # All four or none (a full disk): a summary.json without its table and page would pass for a whole summary,
+    # and --resume writes the summary again anyway.
+    with remove_written_on_failure():
+        atomic_write_text(root / SUMMARY_JSON, to_json(clean(summary)) + "\n")
+        atomic_write_text(root / SUMMARY_MD, markdown(summary, metrics, title))
+        headline = metrics[0]
+        write_histogram(root / SUMMARY_PLOT, [row.get(headline) for row in summary["rows"]
+                                              if row["status"] == "fitted"], headline, title)
+        write_summary_page(root, summary, outcomes, metrics, title,
+                           {"summary": SUMMARY_JSON, "table": SUMMARY_MD, "histogram": SUMMARY_PLOT})
     return summary

@@ -103,3 +103,101 @@ def test_one_input_that_cannot_be_written_fails_alone(tmp_path, images, capsys, 
     assert [row["status"] for row in summary["rows"]] == ["fitted", "failed", "fitted"]
     assert summary["rows"][1]["error"] == failure
     assert (out / "c" / "report.json").is_file()
+
+
+def test_a_run_that_cannot_be_written_leaves_nothing_and_can_be_run_again(tmp_path, images, capsys, monkeypatch):
+    """The pictures written before the checkpoint stayed, without a report, and every later run into the folder
+    (--resume and --overwrite too) refused them as 'files that are not an inr run's'."""
+    out = tmp_path / "run"
+    args = ["fit", "image", images[0], *TINY_FIT, "--out", out]
+    with monkeypatch.context() as patched:
+        disk_full(patched, out / "checkpoint.pt")
+        code, _, stderr = in_process(args, capsys)
+    assert code == 1, stderr
+    assert not out.exists()  # the run made the folder: it goes too
+    out.mkdir()  # a folder the user made stays, empty
+    with monkeypatch.context() as patched:
+        disk_full(patched, out / "report.json")
+        code, _, stderr = in_process(args, capsys)
+    assert code == 1, stderr
+    assert files_in(out) == []
+    code, _, stderr = in_process(args, capsys)
+    assert (code, stderr) == (0, "")
+    finished = {name: (out / name).read_bytes() for name in files_in(out)}
+    # An --overwrite that cannot write its files puts the finished run back as it was, and nothing else.
+    with monkeypatch.context() as patched:
+        disk_full(patched, out / "index.html")
+        code, _, stderr = in_process([*args, "--overwrite", "--seed", "1"], capsys)
+    assert code == 1, stderr
+    assert {name: (out / name).read_bytes() for name in files_in(out)} == finished
+
+
+def test_an_input_that_cannot_be_written_leaves_no_folder_and_resume_fits_it(tmp_path, images, capsys, monkeypatch):
+    out = tmp_path / "multi"
+    args = ["fit", "image", *images, *TINY_FIT, "--out", out]
+    with monkeypatch.context() as patched:
+        disk_full(patched, out / "b" / "checkpoint.pt")
+        code, _, stderr = in_process(args, capsys)
+    assert code == 1, stderr
+    assert not (out / "b").exists() and (out / "c" / "report.json").is_file()
+    code, _, stderr = in_process([*args, "--resume"], capsys)
+    assert (code, stderr) == (0, "")
+    assert (out / "b" / "report.json").is_file()
+    assert json.loads((out / "summary.json").read_text())["fitted"] == 3
+
+
+def test_outputs_written_in_the_background_are_removed_too(tmp_path, images, capsys, monkeypatch):
+    """On CUDA an input's files are written by a thread while the next input trains: the same cleanup there."""
+    from dataclasses import replace
+
+    from inr_cli.fitting import OutputOptions, run_fit_command
+    from inr_cli.modalities.base import FitCommandConfig
+    from inr_cli.modalities.image import ImageOptions
+    from training.fitting.config import FitConfig
+
+    out = tmp_path / "multi"
+    disk_full(monkeypatch, out / "a" / "report.json")
+    fit = FitConfig(model="siren", hidden=8, layers=1, steps=3, device="cpu", eval_every=0)
+    output = OutputOptions(out=out, as_json=True, show_progress=False)
+    code = run_fit_command(FitCommandConfig("image", fit, ImageOptions()), [str(image) for image in images[:2]],
+                           replace(output, write_in_background=True))
+    assert code == 1
+    assert not (out / "a").exists() and (out / "b" / "report.json").is_file()
+    capsys.readouterr()
+
+
+def test_a_summary_that_cannot_be_written_leaves_none_of_its_files(tmp_path, images, capsys, monkeypatch):
+    """summary.json stayed without summary.md, summary.png and the overview page."""
+    out = tmp_path / "multi"
+    disk_full(monkeypatch, out / "summary.md")
+    code, _, stderr = in_process(["fit", "image", *images[:2], *TINY_FIT, "--out", out], capsys)
+    assert (code, stderr) == (1, f"inr: error: {out / 'summary.md'}: cannot write: {FULL}\n")
+    assert [name for name in files_in(out) if "/" not in name] == []
+
+
+def test_a_comparison_that_cannot_be_written_leaves_the_folder_as_it_was(tmp_path, images, capsys, monkeypatch):
+    """compare.md stayed without compare.json, and every later comparison into the folder refused it as someone
+    else's file."""
+    out = tmp_path / "cmp"
+    args = ["compare", "image", images[0], "--steps", "2", "--models", "siren", "--sizes", "1L4D", "--device",
+            "cpu", "--quiet", "--out", out]
+    with monkeypatch.context() as patched:
+        disk_full(patched, out / "compare.json")
+        code, _, stderr = in_process(args, capsys)
+    assert code == 1, stderr
+    assert not out.exists()
+    code, _, stderr = in_process(args, capsys)
+    assert (code, stderr) == (0, "")
+    earlier = {name: (out / name).read_bytes() for name in files_in(out)}
+    assert "compare.md" in earlier and "pictures/siren-1L-4D-explicit-0.png" in earlier
+    # An --overwrite whose page cannot be written (its pictures, compare.md and compare.json are by then) puts the
+    # earlier comparison back whole.
+    with monkeypatch.context() as patched:
+        disk_full(patched, out / "index.html")
+        code, _, stderr = in_process([*args, "--sizes", "1L2D", "--overwrite"], capsys)
+    assert code == 1, stderr
+    assert {name: (out / name).read_bytes() for name in files_in(out)} == earlier
+    code, _, stderr = in_process([*args, "--sizes", "1L2D", "--overwrite"], capsys)
+    assert (code, stderr) == (0, "")
+    assert not (out / "pictures" / "siren-1L-4D-explicit-0.png").exists()  # the replaced comparison's pictures
+    assert not (out / ".inr-replaced").exists()
