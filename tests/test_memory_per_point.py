@@ -97,6 +97,7 @@ def test_psnr_and_snr_in_pieces_equal_whole(small_pieces):
     noise = torch.sum((prediction.double() - target.double()) ** 2)
     expected = 10 * math.log10(torch.sum(target.double() ** 2) / noise)
     assert metrics.snr(prediction, target) == pytest.approx(expected, abs=1e-12)
+    assert metrics.snr((prediction + 1) / 2, target, prediction_unit=True) == pytest.approx(expected, abs=1e-5)
 
 
 class Offset(torch.nn.Module):
@@ -138,4 +139,42 @@ def test_grid_evaluation_makes_no_whole_image_copies(small_pieces):
     assert log.largest(torch.float64) <= 7
     whole_float32 = [n for n in log.sizes(torch.float32) if n >= values]
     assert len(whole_float32) == 1, whole_float32
+
+
+def _tones(samples: int, cycles: list[float], channels: int = 2) -> torch.Tensor:
+    t = torch.arange(samples, dtype=torch.float64) / samples
+    clip = sum(torch.sin(2 * math.pi * k * t + k) / (1 + i) for i, k in enumerate(cycles))
+    return torch.stack([clip * (0.5 + 0.2 * c) for c in range(channels)], dim=1).float()
+
+
+def test_spectrum_in_segments_finds_the_whole_clips_bandwidth(monkeypatch):
+    """Welch's mean over segments puts 99% of the energy where the whole clip's FFT does, to a segment's bin; a
+    clip no longer than a segment is measured whole, as before."""
+    from training.fitting import recipes
+
+    clip = _tones(1 << 16, [300, 2000, 5100])
+    whole = recipes.cycles_holding_energy(clip)
+    assert whole == pytest.approx(5101, abs=1)
+    monkeypatch.setattr(recipes, "SPECTRUM_SEGMENT", 1 << 12)  # 16 whole-clip cycles a bin
+    with TensorLog() as log:
+        segmented = recipes.cycles_holding_energy(clip)
+    assert segmented == pytest.approx(whole, abs=16)
+    assert max(log.largest(torch.float64), log.largest(torch.complex128)) <= 2 * (1 << 12)
+    monkeypatch.setattr(recipes, "SPECTRUM_SEGMENT", 1 << 16)
+    assert recipes.cycles_holding_energy(clip) == whole
+
+
+def test_audio_recipe_skips_the_spectrum_when_frequency_is_given(monkeypatch):
+    from inr_cli.modalities.audio import AUDIO
+    from training.fitting import recipes
+    from training.fitting.config import FitConfig, resolve_config
+    from training.fitting.signal import audio_signal
+
+    calls = []
+    monkeypatch.setattr(recipes, "cycles_holding_energy", lambda values: calls.append(1) or 10.0)
+    signal = audio_signal(_tones(4000, [37]))
+    given = resolve_config(FitConfig(model="siren", frequency=12.5, steps=1), signal, AUDIO.recipe)
+    assert given.frequency == 12.5 and calls == []
+    measured = resolve_config(FitConfig(model="siren", steps=1), signal, AUDIO.recipe)
+    assert measured.frequency == pytest.approx(0.25 * math.pi * 10.0) and calls == [1]
 

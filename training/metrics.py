@@ -122,15 +122,18 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor, *, target_pm1: bool = F
     return float((sums / ((height - 2 * pad) * (width - 2 * pad))).mean())
 
 
-def snr(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """Signal-to-noise ratio in dB, ``10 log10(sum x^2 / sum (x - x_hat)^2)``, on the signal's own values;
+def snr(prediction: torch.Tensor, target: torch.Tensor, *, prediction_unit: bool = False) -> float:
+    """Signal-to-noise ratio in dB, ``10 log10(sum x^2 / sum (x - x_hat)^2)``, on the signal's own values
+    (``prediction_unit``: the prediction is in [0, 1], mapped to [-1, 1] as ``x * 2 - 1`` a piece at a time);
     summed in float64 a piece of float32 values at a time (no float64 copy of a whole clip)."""
     prediction, target = prediction.reshape(-1), target.reshape(-1)
     noise = power = 0.0
     for start in range(0, len(target), METRIC_CHUNK_VALUES):
         part = slice(start, start + METRIC_CHUNK_VALUES)
-        reference = target[part].double()
-        noise += torch.sum((prediction[part].double() - reference) ** 2).item()
+        reference, predicted = target[part].double(), prediction[part]
+        if prediction_unit:
+            predicted = predicted * 2.0 - 1.0
+        noise += torch.sum((predicted.double() - reference) ** 2).item()
         power += torch.sum(reference ** 2).item()
     if noise == 0.0:
         return math.inf

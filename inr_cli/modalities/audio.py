@@ -58,10 +58,12 @@ class AudioModality(Modality):
         return LoadedAudioSignal(signal, audio.info(), audio.notes, audio, source)
 
     def recipe(self, model: str, signal: GridSignal) -> Recipe:
-        return Recipe(papers_learning_rate(model), frequency_for_bandwidth(model, signal.values))
+        # Measured only where no --frequency is given: the spectrum of a long clip is seconds of work.
+        return Recipe(papers_learning_rate(model), lambda: frequency_for_bandwidth(model, signal.values))
 
     def metrics(self, loaded: LoadedAudioSignal, result: FitResult) -> dict:
-        return {**grid_quality(result.final), "snr": snr(to_samples(result.final.reconstruction), loaded.audio.samples),
+        return {**grid_quality(result.final),
+                "snr": snr(result.final.reconstruction, loaded.audio.samples, prediction_unit=True),
                 "metric_notes": "psnr: samples mapped from [-1, 1] to [0, 1]; snr: on the samples in [-1, 1]"}
 
     def write_outputs(self, loaded: LoadedAudioSignal, result: FitResult, out_dir: Path, rendered: object = None

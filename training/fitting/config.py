@@ -170,7 +170,7 @@ def resolve_config(config: FitConfig, signal, recipe_rule: RecipeRule | None = N
         config,
         device=str(device),
         lr=config.lr if config.lr is not None else recipe.learning_rate,
-        frequency=config.frequency if config.frequency is not None else recipe.frequency,
+        frequency=config.frequency if config.frequency is not None else recipe.frequency_value(),
         batch_size=min(batch, n_train),
         precision=config.precision or default_precision(device),
         compile=config.compile if config.compile is not None else

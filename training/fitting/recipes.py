@@ -42,8 +42,13 @@ class Recipe:
     """A modality's defaults for one model on one signal: what ``None`` in a FitConfig resolves to."""
 
     learning_rate: float
-    frequency: float  # SIREN first-layer w0, or MFN input scale
+    # SIREN first-layer w0, or MFN input scale; or a function that measures it, called only when the fit has no
+    # --frequency of its own (audio's reads the whole clip's spectrum: seconds of a long clip's time, for nothing)
+    frequency: float | Callable[[], float]
     points_per_step: int | None = None  # at most this many random points per step; None: as memory allows
+
+    def frequency_value(self) -> float:
+        return self.frequency() if callable(self.frequency) else self.frequency
 
 
 # A modality's rule: the Recipe for a model (by name) on a signal. Modality.recipe is one.
@@ -69,13 +74,35 @@ def frequency_for_side(model: str, side: int) -> float:
     return max(1.0, side / 2.0)
 
 
+# The spectrum of a long clip is averaged over segments of this many samples (Welch's method, rectangular windows,
+# overlapping just enough to cover every sample): a whole 10-minute stereo clip's float64 FFT took 4 GB. A clip up
+# to this length is one segment, its whole spectrum as before. Each segment resolves 1 / SPECTRUM_SEGMENT of the
+# sampling rate (0.04 Hz at 44.1 kHz), far finer than the frequency scale needs. Tests set it smaller.
+SPECTRUM_SEGMENT = 1 << 20
+
+
+def _segment_starts(length: int, segment: int) -> list[int]:
+    count = math.ceil(length / segment)
+    return [0] if count == 1 else [round(i * (length - segment) / (count - 1)) for i in range(count)]
+
+
 def cycles_holding_energy(values: torch.Tensor, fraction: float = ENERGY_FRACTION) -> float:
-    """Cycles over the whole signal (an rfft bin) below which ``fraction`` of its energy lies, channels summed."""
-    power = torch.fft.rfft(values.double() - values.double().mean(0), dim=0).abs().pow(2).sum(-1)
+    """Cycles over the whole signal (an rfft bin) below which ``fraction`` of its energy lies, channels summed.
+
+    A signal longer than :data:`SPECTRUM_SEGMENT` is measured by the mean power spectrum of segments of that
+    length (one segment's bin ``b`` is ``b * N / segment`` cycles over the whole signal), so only one segment is
+    ever in float64."""
+    length = len(values)
+    segment = min(length, SPECTRUM_SEGMENT)
+    mean = sum(values[start:start + segment].double().sum(0) for start in range(0, length, segment)) / length
+    power = torch.zeros(segment // 2 + 1, dtype=torch.float64)
+    for start in _segment_starts(length, segment):
+        piece = values[start:start + segment].double() - mean
+        power += torch.fft.rfft(piece, dim=0).abs().pow(2).sum(-1)
     cumulative = torch.cumsum(power, 0)
     if cumulative[-1] <= 0:
         return 1.0
-    return float(torch.searchsorted(cumulative, fraction * cumulative[-1]).item()) + 1.0
+    return float(torch.searchsorted(cumulative, fraction * cumulative[-1]).item()) * length / segment + 1.0
 
 
 def frequency_for_bandwidth(model: str, values: torch.Tensor) -> float:
