@@ -13,10 +13,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from inr_cli.files import expand_inputs, numbered, prepare_output_dir
+from inr_cli.errors import out_of_memory_message
+from inr_cli.files import expand_inputs, first_line, numbered, prepare_output_dir
 from inr_cli.modalities.base import (FitCommandConfig, FittedNetwork, Modality, SampleRequest, SampleTarget,
                                      get_modality, modality_names)
-from inr_core.errors import InvalidSetting, UserError, check
+from inr_core.errors import InvalidSetting, UserError, check, out_of_memory
 from training.fitting.checkpoint import deserialize, model_from_payload
 from training.fitting.devices import (activation_bytes_per_point, available_host_bytes, check_device_name,
                                       render_chunk_size, resolve_device)
@@ -30,6 +31,7 @@ SAMPLE_FLAGS = {"scale": "--scale", "width": "--width", "height": "--height", "r
 HOST_BYTES_PER_VALUE = 24
 MAX_DECODER_SAMPLES = 100_000
 CHECKPOINT_NAMES = ("checkpoint.pt", "decoder.pt")  # what `inr fit` and `inr jiio-invert` write into a run folder
+MEMORY_HINT = "the output does not fit; lower --scale, --width, --height, --resolution or -n"  # as inr_cli.app says
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,10 @@ def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | 
     """`inr sample` over one checkpoint or several: the options are checked once, before any file is read; then
     each checkpoint is sampled in turn, in this one process. With several, ``out`` is a folder that receives
     each sample as NAME-SAMPLE (a decoder's draws in a folder NAME; :func:`sample_names`), or, without it, each
-    sample goes beside its checkpoint. A checkpoint that fails is reported on one stderr line and the others go
-    on; nothing more is printed about it (the exit code says that one failed), as with `inr fit`'s several inputs.
-    Returns the exit code: 1 if any failed. ``on_written`` receives each file written."""
+    sample goes beside its checkpoint. A checkpoint that fails, whatever the error (writing its files included),
+    is reported on one stderr line and the others go on; nothing more is printed about it (the exit code says that
+    one failed), as with `inr fit`'s several inputs. Returns the exit code: 1 if any failed. ``on_written``
+    receives each file written."""
     request.validate()
     decoder.validate()
     check_device_name(device)
@@ -157,8 +160,9 @@ def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | 
     failed = 0
     for checkpoint, name in zip(checkpoints, sample_names(checkpoints)):
         try:
-            written = run_sample(checkpoint, request, out=out, device=device, decoder=decoder,
-                                 name_in_folder=name if several and out is not None else None)
+            written = _one_line_errors(checkpoint, lambda: run_sample(
+                checkpoint, request, out=out, device=device, decoder=decoder,
+                name_in_folder=name if several and out is not None else None), several)
         except UserError as error:
             if not several:
                 raise
@@ -168,6 +172,30 @@ def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | 
         if written is not None:
             on_written(written)
     return 1 if failed else 0
+
+
+def _one_line_errors(checkpoint: Path, sample, several: bool):
+    """``sample()``, a write of it that failed (a full disk, a folder that went away) a UserError of one line; with
+    ``several`` checkpoints any other error too (an allocation that failed, anything else), so that one
+    checkpoint's failure does not end the others'. Alone, those are the entry point's to report (an allocation that
+    failed in one line with what to lower, a bug with its traceback)."""
+    try:
+        return sample()
+    except UserError:
+        raise
+    except OSError as error:
+        where = error.filename if error.filename is not None else checkpoint
+        raise UserError(f"{where}: {error.strerror or first_line(error)}") from None
+    except (MemoryError, RuntimeError) as error:
+        if not several:
+            raise
+        if not out_of_memory(error):
+            raise UserError(f"{checkpoint}: {type(error).__name__}: {first_line(error)}") from None
+        raise UserError(f"{checkpoint}: {out_of_memory_message(error, MEMORY_HINT)}") from None
+    except Exception as error:  # noqa: BLE001 - one checkpoint's failure, reported on its line
+        if not several:
+            raise
+        raise UserError(f"{checkpoint}: {type(error).__name__}: {first_line(error)}") from None
 
 
 def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = None, device: str = "auto",

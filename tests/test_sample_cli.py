@@ -1,11 +1,12 @@
 """`inr sample`: several checkpoints with failures among them, and decoder draws with FID (its progress and cost)."""
 
+import shutil
 import typing
 
 import numpy as np
 import pytest
 import torch
-from helpers import in_process, run_cli, untrained_decoder_checkpoint
+from helpers import in_process, run_cli, save_png, untrained_decoder_checkpoint
 
 
 def _inr(args, capsys) -> tuple[int, str, str]:
@@ -98,3 +99,44 @@ def test_many_draws_show_their_progress_unless_quiet(tmp_path, capsys, monkeypat
     assert _inr([*common, tmp_path / "shown"], capsys)[0] == 0
     assert _inr([*common, tmp_path / "quiet", "--quiet"], capsys)[0] == 0
     assert bars == [("decoding 5 draws", 5, True, [2, 4, 5]), ("decoding 5 draws", 5, False, [])]
+
+
+# ------------------------------------------------------------------ where samples go, and what they never replace
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A finished `inr fit` run of an 8x8 picture (2 steps): its folder holds checkpoint.pt, target.png, ..."""
+    from inr_cli.app import main
+
+    folder = tmp_path_factory.mktemp("fitted")
+    save_png(folder / "a.png", np.arange(64, dtype=np.uint8).reshape(8, 8))
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", "image", str(folder / "a.png"), "--steps", "2", "--out", str(folder / "run"), "--quiet",
+              "--device", "cpu"])
+    assert stopped.value.code == 0
+    return folder / "run"
+
+
+def test_a_checkpoint_whose_sample_cannot_be_written_fails_alone(fitted, tmp_path, capsys, monkeypatch):
+    """A write error (a full disk) on one of several checkpoints ended every later one with a traceback."""
+    from inr_cli.modalities.image import ImageModality
+
+    write_sample = ImageModality.write_sample
+
+    def full_for_the_first(self, network, target, path):
+        if not failed:
+            failed.append(path)
+            raise OSError(28, "No space left on device", str(path))
+        write_sample(self, network, target, path)
+
+    failed = []
+    monkeypatch.setattr(ImageModality, "write_sample", full_for_the_first)
+    (tmp_path / "other").mkdir()
+    shutil.copy(fitted / "checkpoint.pt", tmp_path / "other" / "checkpoint.pt")
+    out = tmp_path / "big"
+    code, stdout, err = _inr(["sample", fitted / "checkpoint.pt", tmp_path / "other" / "checkpoint.pt", "--out", out,
+                              "--device", "cpu"], capsys)
+    assert (code, stdout) == (1, f"{out / 'other-sample-8x8.png'}\n")
+    assert err == f"inr: error: {out / 'run-sample-8x8.png'}: No space left on device\n"
+    assert sorted(p.name for p in out.iterdir()) == ["other-sample-8x8.png"]
