@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import sys
 import tempfile
 import threading
@@ -100,13 +101,24 @@ def atomic_write_with(path: Path, write) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+# What an input path that is neither a file nor a folder is, by its stat mode: refused before anything opens it.
+_SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"))
+
+
 def existing_file(source: str, what: str) -> Path:
-    """The path of an input file, or a one-line UserError if it is missing or a directory."""
+    """The path of an input file, or a one-line UserError if it is missing, a directory or not a regular file."""
     path = Path(source)
     if not path.exists():
         raise UserError(f"{source}: no such file")
     if path.is_dir():
         raise UserError(f"{source}: is a directory, not {what}")
+    # Opening a named pipe waits for a writer, for good if none comes; a device reads forever (/dev/zero) or
+    # nothing: stat them (which opens nothing) and refuse.
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _SPECIAL_FILES if test(mode)), "a special file")
+        raise UserError(f"{source}: not a regular file ({kind})")
     return path
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import in_process, save_png
+from helpers import in_process, run_cli, save_png
 
 TINY_FIT = ["--steps", "3", "--hidden", "8", "--layers", "1", "--device", "cpu", "--eval-every", "0", "--quiet"]
 FULL = os.strerror(errno.ENOSPC)
@@ -201,3 +201,14 @@ def test_a_comparison_that_cannot_be_written_leaves_the_folder_as_it_was(tmp_pat
     assert (code, stderr) == (0, "")
     assert not (out / "pictures" / "siren-1L-4D-explicit-0.png").exists()  # the replaced comparison's pictures
     assert not (out / ".inr-replaced").exists()
+
+
+def test_an_input_that_is_not_a_regular_file_is_refused_before_it_is_opened(tmp_path, capsys):
+    """A named pipe as input blocked the run for good, opening it waiting for a writer that never came."""
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    proc = run_cli(["fit", "image", fifo, *TINY_FIT, "--out", tmp_path / "run"], cwd=tmp_path, timeout=60)
+    assert (proc.returncode, proc.stderr) == (1, f"inr: error: {fifo}: not a regular file (a named pipe)\n")
+    assert not (tmp_path / "run").exists()
+    code, _, stderr = in_process(["fit", "audio", os.devnull, *TINY_FIT, "--out", tmp_path / "sound"], capsys)
+    assert (code, stderr) == (1, f"inr: error: {os.devnull}: not a regular file (a character device)\n")
