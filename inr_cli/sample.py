@@ -141,28 +141,31 @@ def sample_names(checkpoints: list[Path]) -> list[str]:
 
 
 def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | None = None, device: str = "auto",
-                decoder: DecoderSampleOptions = DecoderSampleOptions(), on_written=print) -> int:
+                decoder: DecoderSampleOptions = DecoderSampleOptions(), on_written=print,
+                out_is_folder: bool = False) -> int:
     """`inr sample` over one checkpoint or several: the options are checked once, before any file is read; then
     each checkpoint is sampled in turn, in this one process. With several, ``out`` is a folder that receives
     each sample as NAME-SAMPLE (a decoder's draws in a folder NAME; :func:`sample_names`), or, without it, each
-    sample goes beside its checkpoint. A checkpoint that fails, whatever the error (writing its files included),
-    is reported on one stderr line and the others go on; nothing more is printed about it (the exit code says that
-    one failed), as with `inr fit`'s several inputs. Returns the exit code: 1 if any failed. ``on_written``
-    receives each file written."""
+    sample goes beside its checkpoint; so does one fitted network's sample when ``out`` is a folder (an existing
+    one, or ``out_is_folder``: it was given with a trailing slash). A checkpoint that fails, whatever the error
+    (writing its files included), is reported on one stderr line and the others go on; nothing more is printed
+    about it (the exit code says that one failed), as with `inr fit`'s several inputs. Returns the exit code: 1 if
+    any failed. ``on_written`` receives each file written."""
     request.validate()
     decoder.validate()
     check_device_name(device)
     several = len(checkpoints) > 1
     if several and out is not None:
-        check(out.is_dir() if out.exists() else not out.suffix, "out",
+        check(out.is_dir() if out.exists() else not out.suffix or out_is_folder, "out",
               f"with several checkpoints must be a folder (each sample is written into it, named after its run "
               f"folder), got {out}")
+    into_folder = out is not None and (several or out_is_folder or out.is_dir())
     failed = 0
     for checkpoint, name in zip(checkpoints, sample_names(checkpoints)):
         try:
             written = _one_line_errors(checkpoint, lambda: run_sample(
                 checkpoint, request, out=out, device=device, decoder=decoder,
-                name_in_folder=name if several and out is not None else None), several)
+                name_in_folder=name if into_folder else None, several=several), several)
         except UserError as error:
             if not several:
                 raise
@@ -199,11 +202,11 @@ def _one_line_errors(checkpoint: Path, sample, several: bool):
 
 
 def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = None, device: str = "auto",
-               decoder: DecoderSampleOptions = DecoderSampleOptions(), name_in_folder: str | None = None
-               ) -> Path | None:
+               decoder: DecoderSampleOptions = DecoderSampleOptions(), name_in_folder: str | None = None,
+               several: bool = True) -> Path | None:
     """Validate the request, then render the sample (or the decoder's draws). Returns the file written.
-    ``name_in_folder``: ``out`` is a folder shared with other checkpoints' samples, this one's goes in as
-    NAME-SAMPLE (a decoder's draws: into its folder NAME)."""
+    ``name_in_folder``: ``out`` is a folder, this one's sample goes in as NAME-SAMPLE; a decoder's draws go into
+    its folder NAME when ``out`` is shared with other checkpoints' samples (``several``), else into ``out``."""
     request.validate()
     decoder.validate()
     check_device_name(device)
@@ -217,7 +220,7 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
             raise UserError(f"{checkpoint}: {' '.join(stray)} does not apply to a decoder checkpoint "
                             "(it takes -n, --fid, --fid-model, --fid-count, --seed, --individual, --json)")
         from inr_cli.jiio.decoder_sample import sample_decoder
-        if name_in_folder is not None:
+        if name_in_folder is not None and several:
             out = out / name_in_folder
         return sample_decoder(checkpoint, payload, out=out, device_name=device, count=decoder.count, fid=decoder.fid,
                               fid_model=decoder.fid_model, fid_count=decoder.fid_count, seed=decoder.seed,
@@ -245,7 +248,7 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
     out = out or checkpoint.parent / target.default_name
     if out.suffix.lower() not in target.suffixes:
         raise UserError(f"{out}: {modality.name} samples are written as {' or '.join(target.suffixes)}; "
-                        "give such a file name")
+                        "give such a file name, or a folder to write it into (ending in /)")
     torch_device = resolve_device(device)
     fit, out_features = config.fit, payload["architecture"]["out_features"]
     chunk = render_chunk_size(fit.hidden, fit.layers, torch_device, fit.solver_tensors())

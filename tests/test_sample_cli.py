@@ -118,6 +118,22 @@ def fitted(tmp_path_factory):
     return folder / "run"
 
 
+@pytest.mark.parametrize("slash", ["/", ""])
+def test_one_fitted_networks_sample_into_a_folder(fitted, tmp_path, capsys, slash):
+    """`--out ro/` asked for a .png file name: a folder (a name ending in /, or one that exists) takes the sample
+    as RUN-sample-..., as it does each of several checkpoints'."""
+    folder = tmp_path / "big"
+    if not slash:
+        folder.mkdir()
+    code, out, err = _inr(["sample", fitted / "checkpoint.pt", "--scale", "2", "--out", f"{folder}{slash}",
+                           "--device", "cpu"], capsys)
+    assert (code, out) == (0, f"{folder / 'run-sample-16x16.png'}\n"), err
+    assert sorted(p.name for p in folder.iterdir()) == ["run-sample-16x16.png"]
+    assert _inr(["sample", fitted / "checkpoint.pt", "--out", tmp_path / "noname", "--device", "cpu"], capsys) == (
+        1, "", f"inr: error: {tmp_path / 'noname'}: image samples are written as .png; give such a file name, or a "
+               "folder to write it into (ending in /)\n")
+
+
 def test_a_checkpoint_whose_sample_cannot_be_written_fails_alone(fitted, tmp_path, capsys, monkeypatch):
     """A write error (a full disk) on one of several checkpoints ended every later one with a traceback."""
     from inr_cli.modalities.image import ImageModality

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -56,11 +57,12 @@ def sample(
     seed: Annotated[int, typer.Option(help="Decoder: seed for the draws.")] = 0,
     individual: Annotated[bool, typer.Option("--individual", help="Decoder: also one PNG per sample (in --out when "
                                              "it is a folder, else in a folder named after the grid).")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Output file (PNG, WAV, MP4/MKV, PLY/OBJ/GLB); for a "
-                                                "decoder, a .png grid or a folder. Default: sample-... beside the "
-                                                "checkpoint (a decoder: samples-COUNT.png). With several "
-                                                "checkpoints, a folder: each sample goes in as RUN-sample-... "
-                                                "(RUN: its checkpoint's folder; a decoder's draws into RUN/).",
+    out: Annotated[Optional[str], typer.Option(help="Output file (PNG, WAV, MP4/MKV, PLY/OBJ/GLB); for a "
+                                               "decoder, a .png grid or a folder. Default: sample-... beside the "
+                                               "checkpoint (a decoder: samples-COUNT.png). A folder (one that exists, "
+                                               "or a name ending in /), and with several checkpoints always a "
+                                               "folder: each sample goes in as RUN-sample-... (RUN: its checkpoint's "
+                                               "folder; a decoder's draws into the folder, with several into RUN/).",
                                       show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Decoder: print the sample report as JSON.")] = False,
@@ -78,7 +80,9 @@ def sample(
                             resolution=resolution)
     decoder = DecoderSampleOptions(count=count, fid=fid, fid_model=fid_model, fid_count=fid_count, seed=seed,
                                    as_json=as_json, individual=individual, show_progress=not quiet)
-    code = run_samples(checkpoints_in([str(path) for path in checkpoints]), request, out=out, device=device,
-                       decoder=decoder, on_written=lambda written: print(written, flush=True))
+    code = run_samples(checkpoints_in([str(path) for path in checkpoints]), request,
+                       out=None if out is None else Path(out), device=device, decoder=decoder,
+                       on_written=lambda written: print(written, flush=True),
+                       out_is_folder=out is not None and out.endswith(("/", os.sep)))
     if code:
         raise typer.Exit(code)
