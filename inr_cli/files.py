@@ -147,6 +147,16 @@ def remove_if_empty(folders: list[Path]) -> None:
             break
 
 
+def refuse_dangling_link(path: Path) -> None:
+    """Refuse an output folder that is, or lies under, a symbolic link to nothing: making it fails with 'File
+    exists', which names a folder the user cannot see. (Called once making the folder has failed.)"""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        if candidate.is_symlink() and not candidate.exists():
+            where = f"--out {path}" if candidate == path else f"--out {path}: {candidate}"
+            raise UserError(f"{where} is a symbolic link to {os.readlink(candidate)}, which does not exist")
+
+
 def prepare_output_dir(path: Path) -> Path:
     """Create ``path`` (and parents) and prove we can write there, before any long computation starts."""
     path = Path(path)
@@ -155,6 +165,7 @@ def prepare_output_dir(path: Path) -> Path:
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".inr-write-test.", delete=True)
         probe.close()
     except OSError as error:
+        refuse_dangling_link(path)
         raise UserError(f"cannot write to output folder {path}: {error.strerror or error}") from None
     return path
 

@@ -212,3 +212,23 @@ def test_an_input_that_is_not_a_regular_file_is_refused_before_it_is_opened(tmp_
     assert not (tmp_path / "run").exists()
     code, _, stderr = in_process(["fit", "audio", os.devnull, *TINY_FIT, "--out", tmp_path / "sound"], capsys)
     assert (code, stderr) == (1, f"inr: error: {os.devnull}: not a regular file (a character device)\n")
+
+
+def test_a_symbolic_link_to_nothing_as_the_output_folder_says_so(tmp_path, images, capsys):
+    """It said 'cannot write to output folder ...: File exists', of a folder that does not exist."""
+    from inr_cli.files import prepare_output_dir
+    from inr_core.errors import UserError
+
+    fitted = tmp_path / "fitted"
+    code, _, stderr = in_process(["fit", "image", images[0], *TINY_FIT, "--out", fitted], capsys)
+    assert code == 0, stderr
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "gone")
+    code, _, stderr = in_process(["sample", fitted / "checkpoint.pt", "--out", dangling / "big.png"], capsys)
+    assert (code, stderr) == (1, f"inr: error: --out {dangling} is a symbolic link to {tmp_path / 'gone'}, which "
+                                 "does not exist\n")
+    with pytest.raises(UserError) as refused:
+        prepare_output_dir(dangling / "run")
+    assert str(refused.value) == (f"--out {dangling / 'run'}: {dangling} is a symbolic link to {tmp_path / 'gone'}, "
+                                  "which does not exist")
+    assert not (tmp_path / "gone").exists()
