@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from inr_core.errors import UserError
+from models.registry import build_model
 
 
 class BumpySphere(torch.nn.Module):
@@ -68,3 +69,69 @@ def test_a_resolution_whose_extraction_cannot_fit_is_refused_before_the_mesh_is_
     with pytest.raises(UserError, match="no such file|not-read"):  # 512 itself passes the check and reads the file
         shape_module.SHAPE.load(missing, shape_module.ShapeOptions(resolution=512), seed=0)
     assert shape_module.SHAPE.render_bytes_per_value == 5  # what `inr sample` budgets a shape's render with
+
+
+def _whole_quantize(pixels: torch.Tensor, bit_depth: int) -> np.ndarray:
+    """The rounding quantize did on the whole array at once (float64 of everything), for comparison."""
+    top, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
+    return np.rint(pixels.clamp(0, 1).numpy().astype(np.float64) * top).astype(dtype)
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_quantizing_in_bands_gives_the_levels_of_quantizing_the_whole_array(bit_depth, monkeypatch):
+    from inr_cli.media import images
+
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.rand(13, 7, 3, generator=generator) * 1.2 - 0.1  # out of range too: clamped
+    pixels[0, 0] = torch.tensor([0.5 / 255, 127.5 / 255, 0.5 / 65535])  # halfway between levels
+    stack = torch.rand(5, 3, 4, 4, generator=generator).permute(0, 2, 3, 1)  # not contiguous, as JIIO's images
+    monkeypatch.setattr(images, "QUANTIZE_BAND_VALUES", 7)  # bands of one row (or one image): many bands
+    for array in (pixels, stack, pixels[:0]):
+        levels = images.quantize(array, bit_depth)
+        assert levels.dtype == images.level_dtype(bit_depth)
+        np.testing.assert_array_equal(levels, _whole_quantize(array, bit_depth))
+
+
+def _fitted_network(chunk: int):
+    from inr_cli.modalities.base import FittedNetwork
+
+    torch.manual_seed(0)
+    model = build_model("siren", 2, 3, hidden=8, layers=1, frequency=30.0)
+    return FittedNetwork(model=model, out_features=3, device=torch.device("cpu"), chunk=chunk, info={}, config=None)
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_a_render_rounded_band_by_band_is_the_png_of_the_whole_render(bit_depth, tmp_path):
+    """`inr sample` held ~24 bytes per value (the float32 render, its [0, 1] copy, the float64 rounding): the
+    render is now mapped to [0, 1], and for a PNG rounded to its levels, each band as it is rendered. With bands of
+    a row or less, the values, the levels and the file are those of the whole render."""
+    from inr_cli.media.images import write_png
+    from training.fitting.render import render_grid
+    from training.metrics import to_unit_range
+
+    network = _fitted_network(chunk=5)  # a 9-pixel row in two pieces: every band boundary there can be
+    whole = to_unit_range(render_grid(network.model, (11, 9), 3, network.device, 5))
+    assert torch.equal(network.render((11, 9)), whole)
+    levels = network.render_levels((11, 9), bit_depth)
+    np.testing.assert_array_equal(levels, _whole_quantize(whole, bit_depth))
+    write_png(tmp_path / "whole.png", whole, bit_depth)
+    write_png(tmp_path / "levels.png", levels, bit_depth)
+    assert (tmp_path / "levels.png").read_bytes() == (tmp_path / "whole.png").read_bytes()
+    with pytest.raises(ValueError, match="levels must be"):
+        write_png(tmp_path / "wrong.png", levels.astype(np.int32), bit_depth)
+
+
+def test_a_render_s_levels_are_the_only_whole_image_array_its_rounding_makes():
+    """Traced (numpy) memory of rendering 600 x 500 RGB straight to 8-bit levels: the 0.9 MB of levels and a
+    band's temporaries, where rounding the whole float render made 7.2 MB of float64 alone."""
+    import tracemalloc
+
+    network = _fitted_network(chunk=8192)
+    tracemalloc.start()
+    try:
+        levels = network.render_levels((600, 500), 8)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert levels.nbytes == 600 * 500 * 3 and peak < 2 * levels.nbytes
+

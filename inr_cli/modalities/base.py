@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,7 +37,7 @@ from training.fitting.config import FitConfig
 from training.fitting.evaluate import GridEvaluation
 from training.fitting.fit import FitResult
 from training.fitting.recipes import Recipe
-from training.fitting.render import render_grid
+from training.fitting.render import render_grid_as
 from training.fitting.signal import Signal
 from training.metrics import to_unit_range
 
@@ -126,8 +127,20 @@ class FittedNetwork:
     config: FitCommandConfig
 
     def render(self, grid: tuple[int, ...]) -> torch.Tensor:
-        """The network's values over ``grid``, in [0, 1], on the CPU."""
-        return to_unit_range(render_grid(self.model, grid, self.out_features, self.device, self.chunk))
+        """The network's values over ``grid``, in [0, 1], float32 on the CPU: mapped band by band as rendered, so
+        the mapping's two whole-size temporaries never exist (a peak of 4 bytes per value, not 12)."""
+        return torch.from_numpy(render_grid_as(self.model, grid, self.out_features, self.device, self.chunk,
+                                               lambda values: to_unit_range(values).numpy(), np.float32))
+
+    def render_levels(self, grid: tuple[int, ...], bit_depth: int) -> np.ndarray:
+        """The network's values over ``grid`` as the integers a PNG of ``bit_depth`` stores (what
+        :func:`inr_cli.media.images.write_png` writes of :meth:`render`, value for value), each band rounded as it
+        is rendered: 1 or 2 bytes per value for the whole image, where a float render and its rounding held about
+        24 (an 8000x6000 RGB sample passed 3 GB)."""
+        from inr_cli.media.images import level_dtype, quantize
+
+        return render_grid_as(self.model, grid, self.out_features, self.device, self.chunk,
+                              lambda values: quantize(to_unit_range(values), bit_depth), level_dtype(bit_depth))
 
 
 class Modality(ABC):

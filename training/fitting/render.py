@@ -8,8 +8,10 @@ values (explicit networks have none), for the caller to summarise.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -45,6 +47,27 @@ def _forward(model: nn.Module, coords: torch.Tensor, solves: list[SolverStats]) 
     return values
 
 
+def _grid_bands(model: nn.Module, grid_shape: tuple[int, ...], out_channels: int, device: torch.device,
+                chunk_points: int, solves: list[SolverStats]):
+    """``(start, values)`` for each band of rows along the grid's first axis, in order: ``values`` is the model's
+    ``(rows, prod(grid_shape[1:]), C)`` output on ``device``. Coordinates are generated per band."""
+    axes = grid_axes(grid_shape, device)
+    first, rest = axes[0], axes[1:]
+    points_per_row = math.prod(grid_shape[1:])
+    rows_per_chunk = max(1, chunk_points // max(1, points_per_row))
+    rest_mesh = torch.meshgrid(*rest, indexing="ij") if rest else ()
+    rest_flat = torch.stack([m.reshape(-1) for m in rest_mesh], dim=-1) if rest else torch.zeros(1, 0, device=device)
+    with eval_mode(model):
+        for start in range(0, grid_shape[0], rows_per_chunk):
+            rows = first[start:start + rows_per_chunk]
+            coords = torch.cat(
+                [rows.repeat_interleave(points_per_row)[:, None], rest_flat.repeat(len(rows), 1)], dim=-1
+            )
+            # A single row can still be too long (a very wide image): split it further.
+            pieces = [_forward(model, piece, solves) for piece in coords.split(chunk_points)]
+            yield start, torch.cat(pieces).reshape(len(rows), points_per_row, out_channels)
+
+
 @torch.no_grad()
 def render_grid_with_stats(model: nn.Module, grid_shape: tuple[int, ...], out_channels: int, device: torch.device,
                            chunk_points: int, on_device: bool = False) -> tuple[torch.Tensor, list[SolverStats]]:
@@ -56,24 +79,24 @@ def render_grid_with_stats(model: nn.Module, grid_shape: tuple[int, ...], out_ch
     activations of the whole signal ever exist at once on the device.
     """
     solves: list[SolverStats] = []
-    axes = grid_axes(grid_shape, device)
-    first, rest = axes[0], axes[1:]
-    points_per_row = math.prod(grid_shape[1:])
-    rows_per_chunk = max(1, chunk_points // max(1, points_per_row))
-    rest_mesh = torch.meshgrid(*rest, indexing="ij") if rest else ()
-    rest_flat = torch.stack([m.reshape(-1) for m in rest_mesh], dim=-1) if rest else torch.zeros(1, 0, device=device)
-    output = torch.empty(grid_shape[0], points_per_row, out_channels, device=device if on_device else "cpu")
-    with eval_mode(model):
-        for start in range(0, grid_shape[0], rows_per_chunk):
-            rows = first[start:start + rows_per_chunk]
-            coords = torch.cat(
-                [rows.repeat_interleave(points_per_row)[:, None], rest_flat.repeat(len(rows), 1)], dim=-1
-            )
-            # A single row can still be too long (a very wide image): split it further.
-            pieces = [_forward(model, piece, solves) for piece in coords.split(chunk_points)]
-            values = torch.cat(pieces).reshape(len(rows), points_per_row, out_channels)
-            output[start:start + len(rows)] = values if on_device else values.cpu()
+    output = torch.empty(grid_shape[0], math.prod(grid_shape[1:]), out_channels,
+                         device=device if on_device else "cpu")
+    for start, values in _grid_bands(model, grid_shape, out_channels, device, chunk_points, solves):
+        output[start:start + len(values)] = values if on_device else values.cpu()
     return output.reshape(*grid_shape, out_channels), solves
+
+
+@torch.no_grad()
+def render_grid_as(model: nn.Module, grid_shape: tuple[int, ...], out_channels: int, device: torch.device,
+                   chunk_points: int, convert: Callable[[torch.Tensor], np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """:func:`render_grid`, each band of the float32 values converted by ``convert`` (on the CPU, element by element:
+    a mapping to [0, 1], a rounding to a file's integers) as it comes, into one ``(*grid_shape, C)`` array of
+    ``dtype``. The whole render never exists in float32 (4 bytes per value) beside what it becomes (1 or 2 for a
+    PNG's levels), nor do the conversion's temporaries; the values are those of converting the whole render."""
+    output = np.empty((grid_shape[0], math.prod(grid_shape[1:]), out_channels), dtype)
+    for start, values in _grid_bands(model, grid_shape, out_channels, device, chunk_points, []):
+        output[start:start + len(values)] = convert(values.cpu())
+    return output.reshape(*grid_shape, out_channels)
 
 
 def render_grid(model: nn.Module, grid_shape: tuple[int, ...], out_channels: int, device: torch.device,
