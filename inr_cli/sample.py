@@ -8,7 +8,9 @@ allocated, so a damaged file or an impossible size ends in one line, not a trace
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,8 @@ SAMPLE_FLAGS = {"scale": "--scale", "width": "--width", "height": "--height", "r
 HOST_BYTES_PER_VALUE = 24
 MAX_DECODER_SAMPLES = 100_000
 CHECKPOINT_NAMES = ("checkpoint.pt", "decoder.pt")  # what `inr fit` and `inr jiio-invert` write into a run folder
+# What a run over several inputs writes beside its inputs' folders (inr_cli.run_folder.ROOT_FILES, lock aside).
+SUMMARY_NAMES = ("summary.json", "summary.md", "summary.png", "index.html")
 MEMORY_HINT = "the output does not fit; lower --scale, --width, --height, --resolution or -n"  # as inr_cli.app says
 
 
@@ -141,7 +145,7 @@ def sample_names(checkpoints: list[Path]) -> list[str]:
 
 
 def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | None = None, device: str = "auto",
-                decoder: DecoderSampleOptions = DecoderSampleOptions(), on_written=print,
+                decoder: DecoderSampleOptions = DecoderSampleOptions(), on_written=print, overwrite: bool = False,
                 out_is_folder: bool = False) -> int:
     """`inr sample` over one checkpoint or several: the options are checked once, before any file is read; then
     each checkpoint is sampled in turn, in this one process. With several, ``out`` is a folder that receives
@@ -150,7 +154,7 @@ def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | 
     one, or ``out_is_folder``: it was given with a trailing slash). A checkpoint that fails, whatever the error
     (writing its files included), is reported on one stderr line and the others go on; nothing more is printed
     about it (the exit code says that one failed), as with `inr fit`'s several inputs. Returns the exit code: 1 if
-    any failed. ``on_written`` receives each file written."""
+    any failed. ``on_written`` receives each file written. ``overwrite``: an existing file may be replaced."""
     request.validate()
     decoder.validate()
     check_device_name(device)
@@ -164,7 +168,7 @@ def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | 
     for checkpoint, name in zip(checkpoints, sample_names(checkpoints)):
         try:
             written = _one_line_errors(checkpoint, lambda: run_sample(
-                checkpoint, request, out=out, device=device, decoder=decoder,
+                checkpoint, request, out=out, device=device, decoder=decoder, overwrite=overwrite,
                 name_in_folder=name if into_folder else None, several=several), several)
         except UserError as error:
             if not several:
@@ -201,9 +205,51 @@ def _one_line_errors(checkpoint: Path, sample, several: bool):
         raise UserError(f"{checkpoint}: {type(error).__name__}: {first_line(error)}") from None
 
 
+def writable_sample_path(out: Path, overwrite: bool) -> Path:
+    """Where a sample asked for as ``out`` is written: ``out`` itself, or, for a symbolic link to a file, the file
+    it points to (the link stays). Refused in one line: a link that points nowhere; a file that a run's report in
+    its folder lists as that run's own (its target, reconstruction, checkpoint, report), whatever ``overwrite``
+    says; any other file that exists, unless ``overwrite``."""
+    path = out
+    if out.is_symlink():
+        path = Path(os.path.realpath(out))
+        if not path.exists():
+            raise UserError(f"--out {out} is a symbolic link to {os.readlink(out)}, which does not exist; choose "
+                            "another --out")
+    if path.is_dir():
+        raise UserError(f"{out}: is a folder, where the sample's file would go; choose another --out")
+    owner = _run_listing(path)
+    if owner is not None:
+        raise UserError(f"{out}: belongs to the run in {owner.parent} ({owner.name} lists it as one of its files), "
+                        "which this sample would replace; choose another --out")
+    if path.exists() and not overwrite:
+        raise UserError(f"{out}: already exists; add --overwrite to replace it, or choose another --out")
+    return path
+
+
+def _run_listing(path: Path) -> Path | None:
+    """The report (or summary) of a run in ``path``'s folder that lists ``path`` as one of the run's files, or is
+    ``path``; None when there is none. `inr sample`'s own reports (a decoder's draws) do not count: a later sample
+    replaces them."""
+    folder = path.parent
+    report = folder / "report.json"
+    try:
+        written = json.loads(report.read_text()) if report.is_file() else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        written = None
+    if isinstance(written, dict) and written.get("command") != "sample":
+        files = written.get("files")
+        listed = {Path(str(name)).name for name in files.values()} if isinstance(files, dict) else set()
+        if path.name in listed | {report.name}:
+            return report
+    if (folder / SUMMARY_NAMES[0]).is_file() and path.name in SUMMARY_NAMES:
+        return folder / SUMMARY_NAMES[0]
+    return None
+
+
 def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = None, device: str = "auto",
                decoder: DecoderSampleOptions = DecoderSampleOptions(), name_in_folder: str | None = None,
-               several: bool = True) -> Path | None:
+               overwrite: bool = False, several: bool = True) -> Path | None:
     """Validate the request, then render the sample (or the decoder's draws). Returns the file written.
     ``name_in_folder``: ``out`` is a folder, this one's sample goes in as NAME-SAMPLE; a decoder's draws go into
     its folder NAME when ``out`` is shared with other checkpoints' samples (``several``), else into ``out``."""
@@ -225,7 +271,7 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
         return sample_decoder(checkpoint, payload, out=out, device_name=device, count=decoder.count, fid=decoder.fid,
                               fid_model=decoder.fid_model, fid_count=decoder.fid_count, seed=decoder.seed,
                               as_json=decoder.as_json, individual=decoder.individual,
-                              show_progress=decoder.show_progress)
+                              show_progress=decoder.show_progress, overwrite=overwrite)
     if decoder.given_flags():
         raise UserError(f"{checkpoint}: {' '.join(decoder.given_flags())} only applies to a decoder checkpoint")
 
@@ -258,6 +304,7 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
     check_render_memory(target, out_features, chunk * per_point if torch_device.type == "cpu" else 0, modality, out)
     network = FittedNetwork(model=model.to(torch_device), out_features=out_features, device=torch_device,
                             chunk=chunk, info=info, config=config)
-    prepare_output_dir(out.parent)
-    modality.write_sample(network, target, out)
+    destination = writable_sample_path(out, overwrite)
+    prepare_output_dir(destination.parent)
+    modality.write_sample(network, target, destination)
     return out

@@ -118,6 +118,49 @@ def fitted(tmp_path_factory):
     return folder / "run"
 
 
+def test_a_sample_never_silently_replaces_an_existing_file(fitted, tmp_path, capsys):
+    """`inr sample CKPT --out mine.png` replaced the user's picture, exit 0 and no word."""
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"the user's picture")
+    args = ["sample", fitted / "checkpoint.pt", "--out", mine, "--device", "cpu"]
+    assert _inr(args, capsys) == (1, "", f"inr: error: {mine}: already exists; add --overwrite to replace it, or "
+                                         "choose another --out\n")
+    assert mine.read_bytes() == b"the user's picture"
+    code, out, err = _inr([*args, "--overwrite"], capsys)
+    assert (code, out) == (0, f"{mine}\n"), err
+    assert mine.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("name", ["target.png", "reconstruction.png"])
+def test_a_sample_never_replaces_a_file_of_a_run_even_with_overwrite(fitted, tmp_path, capsys, name):
+    """`inr sample run/checkpoint.pt --out run/target.png` replaced the run's target: its report's PSNR then
+    described pictures it no longer held."""
+    run = tmp_path / "run"
+    shutil.copytree(fitted, run)
+    before = (run / name).read_bytes()
+    for extra in ([], ["--overwrite"]):
+        assert _inr(["sample", run / "checkpoint.pt", "--out", run / name, "--device", "cpu", *extra], capsys) == (
+            1, "", f"inr: error: {run / name}: belongs to the run in {run} (report.json lists it as one of its "
+                   "files), which this sample would replace; choose another --out\n")
+    assert (run / name).read_bytes() == before
+
+
+def test_a_sample_through_a_symbolic_link_writes_where_it_points(fitted, tmp_path, capsys):
+    """The atomic rename replaced the link itself with a plain file."""
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to(tmp_path / "nowhere" / "x.png")
+    assert _inr(["sample", fitted / "checkpoint.pt", "--out", dangling, "--device", "cpu"], capsys) == (
+        1, "", f"inr: error: --out {dangling} is a symbolic link to {tmp_path / 'nowhere' / 'x.png'}, which does not "
+               "exist; choose another --out\n")
+    assert dangling.is_symlink() and not (tmp_path / "nowhere").exists()
+    real, link = tmp_path / "real.png", tmp_path / "link.png"
+    real.write_bytes(b"old")
+    link.symlink_to(real)
+    code, _, err = _inr(["sample", fitted / "checkpoint.pt", "--out", link, "--overwrite", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert link.is_symlink() and real.read_bytes().startswith(b"\x89PNG")
+
+
 @pytest.mark.parametrize("slash", ["/", ""])
 def test_one_fitted_networks_sample_into_a_folder(fitted, tmp_path, capsys, slash):
     """`--out ro/` asked for a .png file name: a folder (a name ending in /, or one that exists) takes the sample
@@ -156,3 +199,15 @@ def test_a_checkpoint_whose_sample_cannot_be_written_fails_alone(fitted, tmp_pat
     assert (code, stdout) == (1, f"{out / 'other-sample-8x8.png'}\n")
     assert err == f"inr: error: {out / 'run-sample-8x8.png'}: No space left on device\n"
     assert sorted(p.name for p in out.iterdir()) == ["other-sample-8x8.png"]
+
+
+def test_draws_never_silently_replace_a_picture_named_as_their_grid(tmp_path, capsys):
+    decoder = untrained_decoder_checkpoint(tmp_path / "decoder.pt")
+    mine = tmp_path / "pic.png"
+    mine.write_bytes(b"the user's picture")
+    args = ["sample", decoder, "-n", "2", "--out", mine, "--quiet", "--device", "cpu"]
+    assert _inr(args, capsys) == (1, "", f"inr: error: {mine}: already exists; add --overwrite to replace it, or "
+                                         "choose another --out\n")
+    assert mine.read_bytes() == b"the user's picture"
+    assert _inr([*args, "--overwrite"], capsys)[0] == 0 and mine.read_bytes().startswith(b"\x89PNG")
+    assert _inr(args, capsys)[0] == 0  # now the grid of an earlier draw: replaced as draws are

@@ -62,8 +62,13 @@ def sample(
                                                "checkpoint (a decoder: samples-COUNT.png). A folder (one that exists, "
                                                "or a name ending in /), and with several checkpoints always a "
                                                "folder: each sample goes in as RUN-sample-... (RUN: its checkpoint's "
-                                               "folder; a decoder's draws into the folder, with several into RUN/).",
+                                               "folder; a decoder's draws into the folder, with several into RUN/). "
+                                               "A symbolic link to a file is written through.",
                                       show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a file that exists where a sample goes "
+                                            "(never one that a run's report there lists as its own, such as its "
+                                            "target.png). A decoder's earlier draws are replaced without it.")]
+        = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Decoder: print the sample report as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (a decoder's FID shows one).")]
@@ -82,7 +87,7 @@ def sample(
                                    as_json=as_json, individual=individual, show_progress=not quiet)
     code = run_samples(checkpoints_in([str(path) for path in checkpoints]), request,
                        out=None if out is None else Path(out), device=device, decoder=decoder,
-                       on_written=lambda written: print(written, flush=True),
+                       on_written=lambda written: print(written, flush=True), overwrite=overwrite,
                        out_is_folder=out is not None and out.endswith(("/", os.sep)))
     if code:
         raise typer.Exit(code)

@@ -44,25 +44,27 @@ class SampleFiles:
     shown: Path
 
 
-def sample_files(out: Path | None, checkpoint: Path, count: int, individual: bool) -> SampleFiles:
+def sample_files(out: Path | None, checkpoint: Path, count: int, individual: bool, overwrite: bool = False
+                 ) -> SampleFiles:
     """The files ``--out`` asks for: a .png name is the grid, anything without a suffix (or an existing folder) a
     folder to write into; the default is ``samples-COUNT.png`` beside the checkpoint."""
     out = out or checkpoint.parent / f"samples-{count}.png"
-    if out.suffix.lower() == ".png":
+    if out.suffix.lower() == ".png" and not out.is_dir():
         files = SampleFiles(out, out.with_suffix(".json"), out.with_suffix("") if individual else None, out)
     elif out.is_dir() or not out.suffix:
         files = SampleFiles(out / "grid.png", out / "report.json", out / "samples" if individual else None, out)
     else:
         raise UserError(f"{out}: decoder samples are written as a PNG grid or into a folder; give a .png file name "
                         "or a folder")
-    _check_targets(files)
+    _check_targets(files, overwrite)
     return files
 
 
-def _check_targets(files: SampleFiles) -> None:
+def _check_targets(files: SampleFiles, overwrite: bool = False) -> None:
     """Refuse, before anything is drawn or written, targets that are in the way: a grid or report that would land
-    on a folder, or a folder (--out, the one for --individual) that is a file. Otherwise the grid could be written
-    and the report fail, leaving draws without their record."""
+    on a folder, or a folder (--out, the one for --individual) that is a file; a report of another run there; a
+    grid file that no earlier draw there wrote, unless ``overwrite``. Otherwise the grid could be written and the
+    report fail, leaving draws without their record."""
     for path in (files.grid, files.report):
         if path.is_dir():
             raise UserError(f"{path}: is a folder, where the sample's {path.suffix[1:].upper()} file would go; "
@@ -73,6 +75,21 @@ def _check_targets(files: SampleFiles) -> None:
     if files.report.is_file() and _report_command(files.report) != "sample":  # earlier draws are replaced, no more
         raise UserError(f"{files.report.parent}: holds another run ({files.report.name} is not an `inr sample` "
                         f"report), which these draws would replace; choose another --out")
+    if files.grid.is_symlink():  # the grid is renamed into place, which would replace the link itself
+        raise UserError(f"{files.grid}: is a symbolic link; choose another --out")
+    if files.grid.exists() and _earlier_grid(files.report) != files.grid.name:
+        from inr_cli.sample import writable_sample_path  # the rules of a fitted network's sample file
+        writable_sample_path(files.grid, overwrite)
+
+
+def _earlier_grid(report: Path) -> str | None:
+    """The name of the grid that the earlier `inr sample` draw whose report is ``report`` wrote; None if none."""
+    try:
+        earlier = json.loads(report.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    grid = earlier.get("grid") if isinstance(earlier, dict) and earlier.get("command") == "sample" else None
+    return Path(grid).name if isinstance(grid, str) else None
 
 
 def _report_command(path: Path) -> str | None:
@@ -117,13 +134,13 @@ def _clear_earlier_individual(report: Path) -> None:
 def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_name: str = "auto",
                    count: int | None = None, fid: str | None = None, fid_model: Path | None = None,
                    fid_count: int | None = None, seed: int = 0, as_json: bool = False, individual: bool = False,
-                   show_progress: bool = False) -> Path | None:
+                   show_progress: bool = False, overwrite: bool = False) -> Path | None:
     """Draw ``count`` images (default 64); the options were checked by ``DecoderSampleOptions.validate``. Returns
     the grid or folder written (None with ``as_json``). ``show_progress``: bars over the draws (more than one chunk
-    of them) and FID's Inception passes."""
+    of them) and FID's Inception passes. ``overwrite``: a grid file that no earlier draw wrote may be replaced."""
     count = 64 if count is None else count
     fid_count = FID_REAL_IMAGES if fid_count is None else fid_count
-    files = sample_files(out, checkpoint, count, individual)
+    files = sample_files(out, checkpoint, count, individual, overwrite)
     device = resolve_device(device_name)
     decoder, config = decoder_from_payload(payload, str(checkpoint), device)
     decoder.requires_grad_(False)
