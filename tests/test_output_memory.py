@@ -135,3 +135,28 @@ def test_a_render_s_levels_are_the_only_whole_image_array_its_rounding_makes():
         tracemalloc.stop()
     assert levels.nbytes == 600 * 500 * 3 and peak < 2 * levels.nbytes
 
+
+def test_the_preview_s_distances_use_chamfer_s_tree_and_are_those_of_scipy_s_default_tree(monkeypatch):
+    """The shape preview's nearest-surface lookup used scipy's default k-d tree, which for the far-off vertices of
+    an early fit of a 1.3 M-face mesh answered in 5.4 ms a query (about an hour for its 711,503 vertices); the tree
+    Chamfer uses (0.43 ms) gives the same exact nearest distances."""
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    from inr_cli.media.meshes import surface_distance
+    from training import geometry
+
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    vertices, faces = np.asarray(sphere.vertices) * 0.9, np.asarray(sphere.faces)
+    points = np.random.default_rng(1).uniform(-1, 1, (300, 3)) * [1, 1, 0.1] + [0, 0, 3]  # a far-off, flat patch
+    built = []
+
+    def tree_noting(centres):
+        built.append(len(centres))
+        return cKDTree(centres)  # scipy's default tree, to compare with
+
+    expected = surface_distance(points, vertices, faces, samples=2000)
+    monkeypatch.setattr(geometry, "nearest_neighbour_tree", tree_noting)
+    default_tree = surface_distance(points, vertices, faces, samples=2000)
+    assert built == [len(vertices) + 2000]  # the preview asked for geometry's tree
+    np.testing.assert_array_equal(expected, default_tree)

@@ -66,8 +66,8 @@ def chamfer_and_normals(pred_v, pred_f, true_v, true_f, count: int, rng: np.rand
                 "normal_consistency": None}
     pred_points, pred_normals = sample_surface(pred_v, pred_f, count, rng)
     true_points, true_normals = sample_surface(true_v, true_f, count, rng)
-    to_true, nearest_true = _nearest_neighbours(true_points).query(pred_points)
-    to_pred, nearest_pred = _nearest_neighbours(pred_points).query(true_points)
+    to_true, nearest_true = nearest_neighbour_tree(true_points).query(pred_points)
+    to_pred, nearest_pred = nearest_neighbour_tree(pred_points).query(true_points)
     cos_a = np.abs(np.sum(pred_normals * true_normals[nearest_true], axis=1))
     cos_b = np.abs(np.sum(true_normals * pred_normals[nearest_pred], axis=1))
     return {"chamfer_pred_to_true": float(to_true.mean()), "chamfer_true_to_pred": float(to_pred.mean()),
@@ -75,11 +75,13 @@ def chamfer_and_normals(pred_v, pred_f, true_v, true_f, count: int, rng: np.rand
             "normal_consistency": float(0.5 * (cos_a.mean() + cos_b.mean()))}
 
 
-def _nearest_neighbours(points: np.ndarray) -> cKDTree:
+def nearest_neighbour_tree(points: np.ndarray) -> cKDTree:
     """A k-d tree of surface samples, split at the midpoint of each cell rather than the median and with cells
     kept at their split bounds: the same exact nearest neighbours. Queries from far off against a small, thin
     patch of samples (the surface of a barely trained network: 12 faces, 100,000 samples) pruned almost nothing
-    in scipy's default tree, 27.8 s against 0.9 s; on surfaces near each other both take 0.2 s."""
+    in scipy's default tree, 27.8 s against 0.9 s; on surfaces near each other both take 0.2 s. The shape preview's
+    distances use it too: 711,503 vertices of a poor 512^3 fit against 1.41 M points of a 1.3 M-face target took
+    5.4 ms a query in the default tree (about an hour), 0.43 ms in this one."""
     return cKDTree(points, balanced_tree=False, compact_nodes=False)
 
 
