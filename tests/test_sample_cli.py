@@ -201,6 +201,44 @@ def test_a_checkpoint_whose_sample_cannot_be_written_fails_alone(fitted, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["other-sample-8x8.png"]
 
 
+def test_draws_into_a_folder_another_run_holds_are_refused(tmp_path, capsys):
+    """`inr sample DECODER --out X` took no lock: while a fit wrote X it drew, and its report.json replaced the
+    fit's."""
+    from test_run_folders import hold_lock
+
+    decoder = untrained_decoder_checkpoint(tmp_path / "decoder.pt")
+    holder = hold_lock(tmp_path / "X")
+    try:
+        result = _inr(["sample", decoder, "-n", "2", "--out", tmp_path / "X", "--quiet", "--device", "cpu"], capsys)
+    finally:
+        holder.close()
+    assert result == (1, "", f"inr: error: {tmp_path / 'X'} is being written by another inr run (pid 4242 on "
+                             "elsewhere); wait for it to finish or choose another --out\n")
+    assert sorted(p.name for p in (tmp_path / "X").iterdir()) == [".inr.lock"]
+
+
+def test_draws_check_their_folder_again_before_writing(tmp_path, capsys, monkeypatch):
+    """The check for another run's report was made once, before the draws; a report that appeared meanwhile was
+    replaced."""
+    import inr_cli.jiio.decoder_sample as decoder_sample
+
+    decoder = untrained_decoder_checkpoint(tmp_path / "decoder.pt")
+    out = tmp_path / "X"
+    out.mkdir()
+    fit_report = b'{"command": "fit", "psnr": 30.0}'
+    mixture = decoder_sample.sample_gaussian_mixture
+
+    def meanwhile(*args, **kwargs):  # a writer that ignores the lock, while the draws are made
+        (out / "report.json").write_bytes(fit_report)
+        return mixture(*args, **kwargs)
+
+    monkeypatch.setattr(decoder_sample, "sample_gaussian_mixture", meanwhile)
+    assert _inr(["sample", decoder, "-n", "2", "--out", out, "--quiet", "--device", "cpu"], capsys) == (
+        1, "", f"inr: error: {out}: holds another run (report.json is not an `inr sample` report), which these draws "
+               "would replace; choose another --out\n")
+    assert (out / "report.json").read_bytes() == fit_report and not (out / "grid.png").exists()
+
+
 def test_draws_never_silently_replace_a_picture_named_as_their_grid(tmp_path, capsys):
     decoder = untrained_decoder_checkpoint(tmp_path / "decoder.pt")
     mine = tmp_path / "pic.png"

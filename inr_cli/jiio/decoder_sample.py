@@ -4,6 +4,8 @@ images; with --individual, one PNG per sample too).
 
 ``--out`` names either the grid (``draws.png``: the report is ``draws.json``, the single samples go in ``draws/``)
 or a folder (``grid.png``, ``report.json`` and ``samples/`` inside it), the way `inr jiio-invert` lays out a run.
+A folder is claimed as a run's is (:class:`inr_cli.run_folder.RunFolder`'s lock), so no other inr run writes it
+meanwhile, and what it holds is checked again before the draws are written.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from inr_cli.files import atomic_write_text, prepare_output_dir, remove_if_empty
 from inr_cli.media.images import write_png
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, to_json, versions
+from inr_cli.run_folder import RunFolder
 from training.jiio.channels import match_channels
 from training.jiio.decoder_checkpoint import decoder_from_payload
 from training.fitting.devices import resolve_device
@@ -61,10 +64,10 @@ def sample_files(out: Path | None, checkpoint: Path, count: int, individual: boo
 
 
 def _check_targets(files: SampleFiles, overwrite: bool = False) -> None:
-    """Refuse, before anything is drawn or written, targets that are in the way: a grid or report that would land
-    on a folder, or a folder (--out, the one for --individual) that is a file; a report of another run there; a
-    grid file that no earlier draw there wrote, unless ``overwrite``. Otherwise the grid could be written and the
-    report fail, leaving draws without their record."""
+    """Refuse, before anything is drawn or written (and again just before writing), targets that are in the way: a
+    grid or report that would land on a folder, or a folder (--out, the one for --individual) that is a file; a
+    report of another run there; a grid file that no earlier draw there wrote, unless ``overwrite``. Otherwise the
+    grid could be written and the report fail, leaving draws without their record."""
     for path in (files.grid, files.report):
         if path.is_dir():
             raise UserError(f"{path}: is a folder, where the sample's {path.suffix[1:].upper()} file would go; "
@@ -139,8 +142,25 @@ def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_
     the grid or folder written (None with ``as_json``). ``show_progress``: bars over the draws (more than one chunk
     of them) and FID's Inception passes. ``overwrite``: a grid file that no earlier draw wrote may be replaced."""
     count = 64 if count is None else count
-    fid_count = FID_REAL_IMAGES if fid_count is None else fid_count
     files = sample_files(out, checkpoint, count, individual, overwrite)
+    # A folder of draws is claimed as a run folder is: no other inr run writes it (or a folder around it) meanwhile.
+    claimed = RunFolder(files.shown).lock() if files.shown != files.grid else None
+    try:
+        if claimed is not None:
+            _check_targets(files, overwrite)  # what it holds now that no other run can write it
+        return _draw(checkpoint, payload, files, device_name=device_name, count=count, fid=fid, fid_model=fid_model,
+                     fid_count=fid_count, seed=seed, as_json=as_json, show_progress=show_progress,
+                     overwrite=overwrite)
+    finally:
+        if claimed is not None:
+            claimed.release()
+
+
+def _draw(checkpoint: Path, payload: dict, files: SampleFiles, *, device_name: str, count: int, fid: str | None,
+          fid_model: Path | None, fid_count: int | None, seed: int, as_json: bool, show_progress: bool,
+          overwrite: bool) -> Path | None:
+    """The draws of :func:`sample_decoder`, written into ``files``."""
+    fid_count = FID_REAL_IMAGES if fid_count is None else fid_count
     device = resolve_device(device_name)
     decoder, config = decoder_from_payload(payload, str(checkpoint), device)
     decoder.requires_grad_(False)
@@ -157,6 +177,7 @@ def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_
     with counter_progress(f"decoding {count:,} draws", count, enabled=show_progress and count > DRAW_CHUNK) as update:
         images, residuals = decoder.generate(latents, DRAW_CHUNK, on_chunk=update)
     images = images.cpu()
+    _check_targets(files, overwrite)  # again: the draws took a while, and the folder may hold something new
     prepare_output_dir(files.grid.parent)
     if files.individual is not None:
         write_individual(files.individual, images)
