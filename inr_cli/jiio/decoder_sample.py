@@ -52,7 +52,7 @@ def sample_files(out: Path | None, checkpoint: Path, count: int, individual: boo
     """The files ``--out`` asks for: a .png name is the grid, anything without a suffix (or an existing folder) a
     folder to write into; the default is ``samples-COUNT.png`` beside the checkpoint."""
     out = out or checkpoint.parent / f"samples-{count}.png"
-    if out.suffix.lower() == ".png" and not out.is_dir():
+    if out.suffix.lower() == ".png":
         files = SampleFiles(out, out.with_suffix(".json"), out.with_suffix("") if individual else None, out)
     elif out.is_dir() or not out.suffix:
         files = SampleFiles(out / "grid.png", out / "report.json", out / "samples" if individual else None, out)
