@@ -135,6 +135,28 @@ def test_the_grid_says_what_it_shows(tmp_path, decoder, collection, capsys):
         "under each image: its PSNR against the original"])
 
 
+
+def test_the_grid_shows_the_first_images_and_says_so(tmp_path, decoder, collection, capsys, monkeypatch):
+    """`--count 10000` drew all 10,000 restorations into one 1502 x 182,511 px grid.png (3.6 GB to draw): the grid
+    holds the first GRID_IMAGES, its caption says of how many, and restored/ and the report still have them all."""
+    import inr_cli.jiio.invert as invert
+    from inr_cli.figures.layout import png_caption
+
+    drawn = {}
+    original = invert.write_image_grid
+    monkeypatch.setattr(invert, "write_image_grid", lambda path, rows, **kw: (drawn.update(kw, rows=rows),
+                                                                               original(path, rows, **kw))[1])
+    monkeypatch.setattr(invert, "GRID_IMAGES", 3)
+    out = tmp_path / "run"
+    code, _, error = _inr(_restore(decoder, collection, out, "--task", "denoise"), capsys)
+    assert code == 0, error
+    report = json.loads((out / "report.json").read_text())
+    assert [len(row) for row in drawn["rows"]] == [3, 3, 3]
+    assert drawn["psnrs"][1] == [entry["jiio"]["psnr"] for entry in report["per_image"][:3]]
+    assert "the first 3 of 4 test images of 16 px (all in restored/ and the report)" in png_caption(out / "grid.png")
+    assert len(report["per_image"]) == 4 and len(list((out / "restored" / "jiio").glob("*.png"))) == 4
+
+
 def _files(folder):
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
             and p.name != ".inr.lock"}

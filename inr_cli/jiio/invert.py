@@ -49,6 +49,9 @@ from training.metrics import psnr
 
 REPORT = "report.json"
 GRID = "grid.png"
+# grid.png shows the first this-many test images: all 10,000 of Fashion-MNIST's made one 1502 x 182,511 px picture
+# (274 MP, 3.6 GB to draw) that viewers refuse to open. Every image is still written in restored/ and reported.
+GRID_IMAGES = 64
 # What the method was given, as the first grid row and the summary name it.
 GRID_INPUT_LABELS = {"inpaint": "corrupted", "denoise": "noisy", "reconstruct": "input"}
 INPUT_NAMES = {"inpaint": "corrupted input", "denoise": "noisy input", "reconstruct": "input"}
@@ -298,10 +301,12 @@ def _run(config: InvertConfig, out: Path, device: torch.device, show_progress: b
     # Under each image its PSNR against the original, measured as the report's per-image entries are (as written).
     rows = [label for label, _ in grid]
     written.append(out / GRID)
-    write_image_grid(out / GRID, [images for _, images in grid], labels=rows,
-                     psnrs=[None if torch.equal(images, target) else _psnr(images, target) for _, images in grid],
+    shown = min(len(target), GRID_IMAGES)
+    write_image_grid(out / GRID, [images[:shown] for _, images in grid], labels=rows,
+                     psnrs=[None if torch.equal(images, target) else _psnr(images[:shown], target[:shown])
+                            for _, images in grid],
                      caption=_grid_caption(restoration.task, len(target), size, rows, corrupted, summaries,
-                                           keep_observed))
+                                           keep_observed, shown))
 
     report = {
         "report_version": REPORT_VERSION,
@@ -402,10 +407,13 @@ def _psnr_text(whole: float, hidden: float | None) -> str:
 
 
 def _grid_caption(task: str, count: int, size: int, rows: list[str], corrupted: dict[str, list[float]] | None,
-                  summaries: dict[str, dict], composited: bool) -> list[str]:
-    """grid.png's caption: the task, the test images, the rows, and the mean PSNRs the report gives."""
-    parts = [f"jiio-invert {task}", f"{count} test image{'' if count == 1 else 's'} of {size} px",
-             "rows: " + " / ".join(rows)]
+                  summaries: dict[str, dict], composited: bool, shown: int | None = None) -> list[str]:
+    """grid.png's caption: the task, the test images (the first ``shown`` of them, where not all), the rows, and
+    the mean PSNRs the report gives (of all the images)."""
+    images = f"{count} test image{'' if count == 1 else 's'} of {size} px"
+    if shown is not None and shown < count:
+        images = f"the first {shown} of {count:,} test images of {size} px (all in restored/ and the report)"
+    parts = [f"jiio-invert {task}", images, "rows: " + " / ".join(rows)]
     if corrupted is not None:
         hidden = _mean(corrupted["psnr_masked"]) if "psnr_masked" in corrupted else None
         parts.append(f"{INPUT_NAMES[task]} mean PSNR {_psnr_text(_mean(corrupted['psnr']), hidden)}")
