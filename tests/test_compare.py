@@ -33,6 +33,31 @@ def test_sizes_past_what_a_fit_takes_are_refused_before_fitting():
     CompareConfig(FitConfig(steps=3), ImageOptions(), ("siren",), ((1, 256),)).validate()
 
 
+@pytest.mark.parametrize("model", ["siren", "fourier-imfn"])
+def test_step_memory_of_a_large_image_is_carried_over_from_two_small_steps(model, monkeypatch):
+    """"step MB" took a whole-image step to count it (a 3 MP photo with SIREN 1L-256D passed 6 GB). Two steps of
+    a few points, carried over linearly, give what the whole step holds: measured here both ways on 24 x 24."""
+    import inr_cli.compare as compare
+    from training.fitting.config import FitConfig
+    from training.fitting.fit import fit
+    from training.fitting.signal import image_signal
+
+    signal = image_signal(torch.rand(24, 24, 3, generator=torch.Generator().manual_seed(0)))
+    config = FitConfig(model=model, hidden=16, layers=2, steps=2, device="cpu", eval_every=0, seed=0)
+    result = fit(signal, config, compare.IMAGE.recipe)
+    whole = compare.step_megabytes(result, signal, torch.device("cpu"))  # 576 points: measured as they are
+    monkeypatch.setattr(compare, "MEASURED_POINTS", 100, raising=False)
+    measured, counted = [], compare.training_step_bytes
+
+    def spy(model, coords, target, cache=None):
+        measured.append(len(coords))
+        return counted(model, coords, target, cache)
+
+    monkeypatch.setattr(compare, "training_step_bytes", spy)
+    assert compare.step_megabytes(result, signal, torch.device("cpu")) == pytest.approx(whole, rel=1e-12)
+    assert measured == [100, 200]
+
+
 def test_one_image_has_no_spread_to_show():
     assert _mean_std([21.25]) == (21.25, None) and _fmt(21.25, None) == "21.25"
     assert _mean_std([20.0, 22.0]) == (21.0, 1.0) and _fmt(21.0, 1.0) == "21.00 ± 1.00"
