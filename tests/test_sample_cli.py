@@ -239,6 +239,29 @@ def test_draws_check_their_folder_again_before_writing(tmp_path, capsys, monkeyp
     assert (out / "report.json").read_bytes() == fit_report and not (out / "grid.png").exists()
 
 
+def test_individual_draws_never_remove_pngs_they_did_not_write(tmp_path, capsys):
+    """--individual deleted every all-digit PNG in DIR/samples: a user's 0002.png or 20240101.png."""
+    decoder = untrained_decoder_checkpoint(tmp_path / "decoder.pt")
+    out = tmp_path / "ds"
+    (out / "samples").mkdir(parents=True)
+    for name in ("0001.png", "20240101.png"):
+        (out / "samples" / name).write_bytes(name.encode())
+    args = ["sample", decoder, "--individual", "--out", out, "--quiet", "--device", "cpu"]
+    for extra in ([], ["--overwrite"]):
+        assert _inr([*args, "-n", "2", *extra], capsys) == (
+            1, "", f"inr: error: {out / 'samples'}: holds PNGs that no earlier draw there wrote (0001.png, "
+                   "20240101.png), which the draws' numbered PNGs would replace or remove; choose another --out\n")
+    assert {p.name: p.read_bytes() for p in (out / "samples").iterdir()} == {"0001.png": b"0001.png",
+                                                                            "20240101.png": b"20240101.png"}
+    assert sorted(p.name for p in out.iterdir()) == ["samples"]
+    # An earlier draw's own PNGs, as its report lists them, are replaced; a file that is no PNG stays.
+    shutil.rmtree(out)
+    assert _inr([*args, "-n", "3"], capsys)[0] == 0
+    (out / "samples" / "notes.txt").write_text("mine")
+    assert _inr([*args, "-n", "2"], capsys)[0] == 0
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["0000.png", "0001.png", "notes.txt"]
+
+
 def test_draws_never_silently_replace_a_picture_named_as_their_grid(tmp_path, capsys):
     decoder = untrained_decoder_checkpoint(tmp_path / "decoder.pt")
     mine = tmp_path / "pic.png"

@@ -56,7 +56,9 @@ def sample(
                                            show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Decoder: seed for the draws.")] = 0,
     individual: Annotated[bool, typer.Option("--individual", help="Decoder: also one PNG per sample (in --out when "
-                                             "it is a folder, else in a folder named after the grid).")] = False,
+                                             "it is a folder, else in a folder named after the grid). Refused where "
+                                             "that folder holds PNGs an earlier draw there did not write; an "
+                                             "earlier draw's are replaced.")] = False,
     out: Annotated[Optional[str], typer.Option(help="Output file (PNG, WAV, MP4/MKV, PLY/OBJ/GLB); for a "
                                                "decoder, a .png grid or a folder. Default: sample-... beside the "
                                                "checkpoint (a decoder: samples-COUNT.png). A folder (one that exists, "

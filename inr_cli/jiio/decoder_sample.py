@@ -5,7 +5,9 @@ images; with --individual, one PNG per sample too).
 ``--out`` names either the grid (``draws.png``: the report is ``draws.json``, the single samples go in ``draws/``)
 or a folder (``grid.png``, ``report.json`` and ``samples/`` inside it), the way `inr jiio-invert` lays out a run.
 A folder is claimed as a run's is (:class:`inr_cli.run_folder.RunFolder`'s lock), so no other inr run writes it
-meanwhile, and what it holds is checked again before the draws are written.
+meanwhile, and what it holds is checked again before the draws are written. An earlier draw's files, as its
+report lists them, are replaced; nothing else is: not a file that no earlier draw wrote (the grid's name unless
+--overwrite; a PNG in the folder for --individual), nor another run's report.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ def sample_files(out: Path | None, checkpoint: Path, count: int, individual: boo
 def _check_targets(files: SampleFiles, overwrite: bool = False) -> None:
     """Refuse, before anything is drawn or written (and again just before writing), targets that are in the way: a
     grid or report that would land on a folder, or a folder (--out, the one for --individual) that is a file; a
-    report of another run there; a grid file that no earlier draw there wrote, unless ``overwrite``. Otherwise the
-    grid could be written and the report fail, leaving draws without their record."""
+    report of another run there; a grid file that no earlier draw there wrote, unless ``overwrite``; PNGs in the
+    folder for --individual that no earlier draw there wrote (its numbered PNGs would replace or remove them).
+    Otherwise the grid could be written and the report fail, leaving draws without their record."""
     for path in (files.grid, files.report):
         if path.is_dir():
             raise UserError(f"{path}: is a folder, where the sample's {path.suffix[1:].upper()} file would go; "
@@ -75,42 +78,52 @@ def _check_targets(files: SampleFiles, overwrite: bool = False) -> None:
     for folder in (files.grid.parent, files.individual):
         if folder is not None and folder.exists() and not folder.is_dir():
             raise UserError(f"{folder}: is not a folder, where the samples would go; choose another --out")
-    if files.report.is_file() and _report_command(files.report) != "sample":  # earlier draws are replaced, no more
+    earlier = _earlier_draw(files.report)
+    if files.report.is_file() and earlier is None:  # earlier draws are replaced, no more
         raise UserError(f"{files.report.parent}: holds another run ({files.report.name} is not an `inr sample` "
                         f"report), which these draws would replace; choose another --out")
     if files.grid.is_symlink():  # the grid is renamed into place, which would replace the link itself
         raise UserError(f"{files.grid}: is a symbolic link; choose another --out")
-    if files.grid.exists() and _earlier_grid(files.report) != files.grid.name:
+    if files.grid.exists() and not (earlier and Path(str(earlier.get("grid"))).name == files.grid.name):
         from inr_cli.sample import writable_sample_path  # the rules of a fitted network's sample file
         writable_sample_path(files.grid, overwrite)
+    if files.individual is not None and files.individual.is_dir():
+        wrote = earlier_draws(files.report, files.individual.name)
+        foreign = sorted(png.name for png in files.individual.glob("*.png") if png.name not in wrote)
+        if foreign:
+            listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise UserError(f"{files.individual}: holds PNGs that no earlier draw there wrote ({listed}), which the "
+                            f"draws' numbered PNGs would replace or remove; choose another --out")
 
 
-def _earlier_grid(report: Path) -> str | None:
-    """The name of the grid that the earlier `inr sample` draw whose report is ``report`` wrote; None if none."""
+def _earlier_draw(report: Path) -> dict | None:
+    """The report of an earlier `inr sample` draw at ``report``; None when there is none, or it is not one."""
     try:
         earlier = json.loads(report.read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    grid = earlier.get("grid") if isinstance(earlier, dict) and earlier.get("command") == "sample" else None
-    return Path(grid).name if isinstance(grid, str) else None
+    return earlier if isinstance(earlier, dict) and earlier.get("command") == "sample" else None
 
 
-def _report_command(path: Path) -> str | None:
-    """The command that wrote the JSON report at ``path``; None when it is not one of inr's."""
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    return report.get("command") if isinstance(report, dict) else None
+def earlier_draws(report: Path, folder_name: str) -> set[str]:
+    """The numbered PNGs that the earlier draw whose report is ``report`` wrote into its folder for --individual,
+    when that folder is the one named ``folder_name`` beside the report (its place relative to the report is fixed:
+    ``samples/``, or the grid's name), by the count the report gives; an empty set when it wrote none there."""
+    earlier = _earlier_draw(report)
+    folder, count = (earlier.get("individual"), earlier.get("samples")) if earlier else (None, None)
+    if not isinstance(folder, str) or Path(folder).name != folder_name or not isinstance(count, int) or count < 1:
+        return set()
+    digits = max(4, len(str(count - 1)))
+    return {f"{i:0{digits}d}.png" for i in range(count)}
 
 
-def write_individual(folder: Path, images: torch.Tensor) -> None:
-    """One 8-bit PNG per image (N, C, S, S) in [-1, 1], numbered from 0 with at least four digits. Earlier draws'
-    numbered PNGs there are removed first: a folder of 8 draws redrawn with 4 would otherwise keep 4 stale ones."""
+def write_individual(folder: Path, images: torch.Tensor, earlier: set[str]) -> None:
+    """One 8-bit PNG per image (N, C, S, S) in [-1, 1], numbered from 0 with at least four digits. The earlier
+    draw's numbered PNGs there (``earlier``: as its report lists them) are removed first: a folder of 8 draws
+    redrawn with 4 would otherwise keep 4 stale ones. No other file there is touched (:func:`_check_targets`)."""
     prepare_output_dir(folder)
-    for earlier in folder.glob("*.png"):
-        if earlier.stem.isdigit():
-            earlier.unlink()
+    for name in sorted(earlier):
+        (folder / name).unlink(missing_ok=True)
     digits = max(4, len(str(len(images) - 1)))
     for i, image in enumerate(images):
         write_png(folder / f"{i:0{digits}d}.png", ((image + 1) / 2).permute(1, 2, 0), 8)
@@ -118,20 +131,20 @@ def write_individual(folder: Path, images: torch.Tensor) -> None:
 
 def _clear_earlier_individual(report: Path) -> None:
     """An earlier draw's one-PNG-per-sample folder, as the report this draw replaces lists it: its report first
-    (a half-cleared draw never looks complete), then its numbered PNGs, so none is left beside a report that does
-    not list them."""
-    try:
-        earlier = json.loads(report.read_text())
-    except (OSError, ValueError):
+    (a half-cleared draw never looks complete), then the numbered PNGs it lists, so none is left beside a report
+    that does not list them."""
+    earlier = _earlier_draw(report)
+    folder = earlier.get("individual") if earlier else None
+    if not isinstance(folder, str):
         return
-    folder = earlier.get("individual") if isinstance(earlier, dict) and earlier.get("command") == "sample" else None
-    if not isinstance(folder, str) or not Path(folder).is_dir():
+    folder = report.parent / Path(folder).name  # where it is now: the run may have moved since
+    names = earlier_draws(report, folder.name)
+    if not folder.is_dir() or not names:
         return
     report.unlink(missing_ok=True)
-    for png in Path(folder).glob("*.png"):
-        if png.stem.isdigit():
-            png.unlink()
-    remove_if_empty([Path(folder)])
+    for name in sorted(names):
+        (folder / name).unlink(missing_ok=True)
+    remove_if_empty([folder])
 
 
 def sample_decoder(checkpoint: Path, payload: dict, *, out: Path | None, device_name: str = "auto",
@@ -180,7 +193,7 @@ def _draw(checkpoint: Path, payload: dict, files: SampleFiles, *, device_name: s
     _check_targets(files, overwrite)  # again: the draws took a while, and the folder may hold something new
     prepare_output_dir(files.grid.parent)
     if files.individual is not None:
-        write_individual(files.individual, images)
+        write_individual(files.individual, images, earlier_draws(files.report, files.individual.name))
     else:
         _clear_earlier_individual(files.report)
     shown = f"the first {GRID_LIMIT} shown" if count > GRID_LIMIT else "all shown"
