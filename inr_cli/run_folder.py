@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from inr_cli.files import atomic_write_bytes, missing_ancestors, remove_if_empty
+from inr_cli.files import atomic_write_bytes, missing_ancestors, refuse_dangling_link, remove_if_empty
 from inr_core.errors import UserError
 
 LOCK = ".inr.lock"
@@ -88,6 +88,7 @@ class RunFolder:
             self.root.mkdir(parents=True, exist_ok=True)
             handle = open(self.root / LOCK, "a+")
         except OSError as error:
+            refuse_dangling_link(self.root)  # 'File exists' would name a folder the user cannot see
             raise UserError(f"cannot write to output folder {self.root}: {error.strerror or error}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -28,9 +28,6 @@ from training.jiio.decoder_checkpoint import is_decoder_payload
 
 SAMPLE_FLAGS = {"scale": "--scale", "width": "--width", "height": "--height", "rate": "--rate",
                 "duration": "--duration", "fps": "--fps", "resolution": "--resolution"}
-# Host bytes per rendered value at the peak of writing it (measured about 20 for a PNG): the float32 render, its
-# [0, 1] copy, and the float64 temporaries of rounding to the file's integers.
-HOST_BYTES_PER_VALUE = 24
 MAX_DECODER_SAMPLES = 100_000
 CHECKPOINT_NAMES = ("checkpoint.pt", "decoder.pt")  # what `inr fit` and `inr jiio-invert` write into a run folder
 # What a run over several inputs writes beside its inputs' folders (inr_cli.run_folder.ROOT_FILES, lock aside).
@@ -128,7 +125,8 @@ def check_render_memory(target: SampleTarget, channels: int, network_bytes: int,
                         ) -> None:
     """Refuse, before allocating, a sample whose values (and on the CPU the network's working set,
     ``network_bytes``) need more memory than is available."""
-    needed = math.prod(target.grid) * channels * HOST_BYTES_PER_VALUE + network_bytes
+    # Host bytes per rendered value at the peak of writing it: the modality's (Modality.render_bytes_per_value).
+    needed = math.prod(target.grid) * channels * modality.render_bytes_per_value + network_bytes
     available = available_host_bytes()
     if needed > available:
         flags = ", ".join(SAMPLE_FLAGS[name] for name in modality.sample_settings)

@@ -231,4 +231,8 @@ def test_a_symbolic_link_to_nothing_as_the_output_folder_says_so(tmp_path, image
         prepare_output_dir(dangling / "run")
     assert str(refused.value) == (f"--out {dangling / 'run'}: {dangling} is a symbolic link to {tmp_path / 'gone'}, "
                                   "which does not exist")
+    # inr fit's run folder is made by its lock, which said the same 'File exists'.
+    code, _, stderr = in_process(["fit", "image", images[0], *TINY_FIT, "--out", dangling], capsys)
+    assert (code, stderr) == (1, f"inr: error: --out {dangling} is a symbolic link to {tmp_path / 'gone'}, which "
+                                 "does not exist\n")
     assert not (tmp_path / "gone").exists()
