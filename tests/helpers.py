@@ -92,3 +92,19 @@ def untrained_decoder_checkpoint(path: Path) -> Path:
     state = DecoderTrainingState(decoder, torch.optim.Adam(decoder.parameters()), torch.zeros(4, 8))
     path.write_bytes(serialize(decoder_payload(state, config, {"source": "test"})))
     return path
+
+
+def full_disk_at_write(module, write_number: int, monkeypatch) -> None:
+    """Make ``module``'s ``atomic_write_bytes`` fail as a full disk does (its one-line error) on its
+    ``write_number``-th call; the other calls write."""
+    from inr_core.errors import UserError
+
+    real_write, calls = module.atomic_write_bytes, []
+
+    def write(path, data):
+        calls.append(path)
+        if len(calls) == write_number:
+            raise UserError(f"{path}: cannot write: No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(module, "atomic_write_bytes", write)

@@ -378,17 +378,10 @@ def test_a_training_run_that_fails_otherwise_keeps_its_saved_epochs_for_resume(t
     deleted with the folder, so that --resume had nothing to continue); the error line is followed by one saying
     so, and --resume then finishes the run."""
     import inr_cli.jiio.decoder_runs as decoder_runs
-    from inr_core.errors import UserError
+    from helpers import full_disk_at_write
 
-    real_write, calls = decoder_runs.atomic_write_bytes, []
-
-    def write(path, data):
-        calls.append(path)
-        if len(calls) == 2:
-            raise UserError(f"{path}: cannot write: No space left on device")
-        real_write(path, data)
-
-    monkeypatch.setattr(decoder_runs, "atomic_write_bytes", write)
+    real_write = decoder_runs.atomic_write_bytes
+    full_disk_at_write(decoder_runs, 2, monkeypatch)
     np.savez(tmp_path / "images.npz", images=np.zeros((6, 16, 16), np.uint8))
     args = ["jiio-invert", "--data", tmp_path / "images.npz", "--epochs", "3", "--count", "2", "--no-fid",
             "--iters", "2", "--out", tmp_path / "run", "--device", "cpu", *TINY_DECODER]

@@ -233,17 +233,10 @@ def test_a_training_run_that_fails_keeps_its_saved_epochs_for_resume(tmp_path, l
     """Epoch 2's checkpoint cannot be written (a full disk): epoch 1's classifier.pt was deleted with the folder,
     so --resume had nothing to continue. It stays, a line after the error says so, and --resume finishes."""
     import inr_cli.jiio.robust_runs as robust_runs
-    from inr_core.errors import UserError
+    from helpers import full_disk_at_write
 
-    real_write, calls = robust_runs.atomic_write_bytes, []
-
-    def write(path, data):
-        calls.append(path)
-        if len(calls) == 2:
-            raise UserError(f"{path}: cannot write: No space left on device")
-        real_write(path, data)
-
-    monkeypatch.setattr(robust_runs, "atomic_write_bytes", write)
+    real_write = robust_runs.atomic_write_bytes
+    full_disk_at_write(robust_runs, 2, monkeypatch)
     out = tmp_path / "run"
     args = ["jiio-robust", "--data", labelled, *TRAIN, "--epochs", "3", "--out", out]
     code, _, error = inr(args, capsys)
