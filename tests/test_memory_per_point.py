@@ -178,3 +178,38 @@ def test_audio_recipe_skips_the_spectrum_when_frequency_is_given(monkeypatch):
     measured = resolve_config(FitConfig(model="siren", steps=1), signal, AUDIO.recipe)
     assert measured.frequency == pytest.approx(0.25 * math.pi * 10.0) and calls == [1]
 
+
+def test_a_grid_fit_holds_no_per_point_copies(monkeypatch):
+    """A minibatch fit of a whole grid: no int64 tensor a point (arange, randperm), no coordinate grid, no copy of
+    the targets, no whole-size tensor for progress; the only float32 tensors as large as the signal are the final
+    render and its fp16-weights twin (each made once), and the permutation is int32."""
+    from training.fitting import fit as fitting
+    from training.fitting.config import FitConfig
+    from training.fitting.signal import video_signal
+
+    monkeypatch.setattr(fitting, "render_chunk_size", lambda *args: 128)  # evaluations in many chunks
+    frames = torch.rand(4, 32, 40, 1, generator=torch.Generator().manual_seed(4))
+    signal = video_signal(frames)
+    points = frames.numel()
+    config = FitConfig(model="siren", hidden=8, layers=1, steps=6, batch_size=128, eval_every=2, lr=1e-3,
+                       frequency=30.0, device="cpu", compile=False)
+    with TensorLog() as log:
+        result = fitting.fit(signal, config)
+    assert log.largest(torch.int64) < points
+    assert log.largest(torch.float64) < points
+    assert sorted(n for n in log.sizes(torch.float32) if n >= points) == [points, points]
+    assert math.isfinite(result.final.psnr) and len(result.evaluations) == 3
+
+
+
+@pytest.mark.parametrize("points", [1, 10, 1000, 300_001])
+def test_the_epoch_order_is_int32_and_the_same_permutation(points):
+    """BatchSampler draws the permutation in int32 (4 bytes a point instead of 8): torch gives the same one as in
+    int64 from the same generator, so the batches, and every fit, stay as they were."""
+    from training.fitting.fit import BatchSampler
+
+    sampler = BatchSampler(points, max(1, points // 3), torch.device("cpu"), torch.Generator().manual_seed(7))
+    batch = sampler.next()
+    expected = torch.randperm(points, generator=torch.Generator().manual_seed(7))
+    assert sampler.state()["order"].dtype == torch.int32 and batch.dtype == torch.int64
+    assert torch.equal(sampler.state()["order"].long(), expected) and torch.equal(batch, expected[:len(batch)])

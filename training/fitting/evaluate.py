@@ -7,6 +7,7 @@ Each evaluation re-solves implicit networks from zero, chunk by chunk, and summa
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from torch import nn
 
 from models.fixpoint import summarize_solves
 from training.fitting.render import eval_mode, predict_points_with_stats, render_grid_with_stats
-from training.metrics import psnr_in_chunks, psnr_on_device, ssim, to_unit_range
+from training.metrics import psnr_in_chunks, ssim, to_unit_range
 
 if TYPE_CHECKING:
     from training.fitting.signal import GridSignal, ScatteredSamples, SubGrid
@@ -74,7 +75,7 @@ def evaluate_grid(model: nn.Module, signal: GridSignal, device: torch.device, ch
         solver=summarize_solves(solves),
     )
     held = signal.holdout
-    if held is not None and len(held.index):
+    if held is not None and held.count:
         result.psnr_holdout = psnr_in_chunks(flat, signal.values, held.index, target_pm1=True)
         result.ssim_holdout = _subgrid_ssim(signal, flat, held)
     return result
@@ -83,7 +84,7 @@ def evaluate_grid(model: nn.Module, signal: GridSignal, device: torch.device, ch
 def measured_parts(signal: GridSignal) -> dict:
     """What progress measures, by report key: the training points, and the held-out ones where there are any."""
     parts = {"psnr": signal.train}
-    if signal.holdout is not None and len(signal.holdout.index):
+    if signal.holdout is not None and signal.holdout.count:
         parts["psnr_holdout"] = signal.holdout
     return parts
 
@@ -124,41 +125,72 @@ def _progress_psnr(prediction: torch.Tensor, target: torch.Tensor, frames: Frame
 
 class GridProgress:
     """PSNR on the training and held-out points along the run, measured on the device and left there, on the
-    report's definition (a video's is the mean over its frames: :class:`FrameIndex`).
+    report's definition (a video's is the mean over its frames).
 
-    Coordinates and targets move to the device once; each call predicts there and returns 0-d tensors, so
-    recording progress never waits for the GPU. An amortized implicit fit passes its cached states, from which
-    the training points' solves start (a few iterations instead of dozens from zero, to the same tolerance).
-    SSIM, the reconstruction and solver statistics are for the final evaluation, which solves from zero.
+    Nothing of the points' size is held for it beyond the signal's own values (moved to the device once, shared
+    with the fit's targets where the fit has them there) and a part's indices where it is not the whole grid:
+    each chunk's coordinates are made from its indices (:class:`GridPoints`), its targets mapped to [0, 1] as
+    ``unit_values`` maps them, and its squared errors summed in float64 on the device (per frame for a video),
+    so recording progress never waits for the GPU nor copies the signal. An amortized implicit fit passes its
+    cached states, from which the training points' solves start (a few iterations instead of dozens from zero, to
+    the same tolerance). SSIM, the reconstruction and solver statistics are for the final evaluation, which solves
+    from zero.
     """
 
-    def __init__(self, signal: GridSignal, device: torch.device, chunk_points: int):
-        self.device, self.chunk_points = device, chunk_points
-        target = signal.unit_values()
-        parts = measured_parts(signal)
-        self.coords = {key: signal.coordinates(part.index).to(device) for key, part in parts.items()}
-        self.targets = {key: target[part.index].to(device) for key, part in parts.items()}
-        self.frames = {key: FrameIndex.of(signal, part, device) for key, part in parts.items()}
+    def __init__(self, signal: GridSignal, device: torch.device, chunk_points: int,
+                 values: torch.Tensor | None = None):
+        from training.fitting.signal import GridPoints  # (signal.py imports this module)
 
-    def _predict(self, model: nn.Module, coords: torch.Tensor, states: torch.Tensor | None) -> torch.Tensor:
-        pieces = []
-        for start in range(0, len(coords), self.chunk_points):
-            x = coords[start:start + self.chunk_points]
-            if states is None:
-                pieces.append(model.forward_with_stats(x)[0])
-            else:
-                pieces.append(model.forward_with_stats(x, states[start:start + self.chunk_points])[0])
-        return torch.cat(pieces)
+        self.device, self.chunk_points, self.channels = device, chunk_points, signal.channels
+        self.values = signal.values.to(device) if values is None else values  # [-1, 1], (points, C)
+        self.points = GridPoints(signal.grid_shape, device)
+        self.parts = {}  # key -> (indices on the device or None for every point, count)
+        self.frames = {}  # key -> (the frame of a point index, or None; values per frame)
+        for key, part in measured_parts(signal).items():
+            rows = signal.rows_of(part)
+            self.parts[key] = (None if rows is None else rows.to(device), part.count)
+            self.frames[key] = self._frame_counts(signal, rows, part.count)
+
+    def _frame_counts(self, signal: GridSignal, rows: torch.Tensor | None, count: int):
+        """Where the PSNR is the mean of the frames' (a video): how many values each frame has among the points,
+        counted a chunk at a time (frames with none are no frames of theirs); None otherwise."""
+        if signal.frames_of(torch.zeros(1, dtype=torch.int64)) is None:
+            return None
+        counts = torch.zeros(signal.grid_shape[0], dtype=torch.float64)
+        if rows is None:  # every point: each frame has all of its own (a frame is a block of the first axis)
+            counts += math.prod(signal.grid_shape[1:])
+        for start in range(0, 0 if rows is None else count, self.chunk_points):
+            index = rows[start:start + self.chunk_points].cpu()
+            counts += torch.bincount(signal.frames_of(index), minlength=len(counts)).double()
+        present = counts > 0
+        return signal.frames_of, (counts[present] * self.channels).to(self.device), present.to(self.device)
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, train_states: torch.Tensor | None = None) -> dict:
         entry = {"psnr": None, "psnr_holdout": None}
         with eval_mode(model):
-            for key, coords in self.coords.items():
-                prediction = to_unit_range(self._predict(model, coords, train_states if key == "psnr" else None))
+            for key, (rows, count) in self.parts.items():
+                states = train_states if key == "psnr" else None
                 frames = self.frames[key]
-                entry[key] = psnr_on_device(prediction, self.targets[key]) if frames is None else \
-                    _progress_psnr(prediction, self.targets[key], frames)
+                sums = torch.zeros(() if frames is None else len(frames[2]), dtype=torch.float64,
+                                   device=self.device)
+                for start in range(0, count, self.chunk_points):
+                    stop = min(count, start + self.chunk_points)
+                    index = torch.arange(start, stop, device=self.device) if rows is None else rows[start:stop]
+                    x = self.points(index)
+                    predicted = model.forward_with_stats(x)[0] if states is None else \
+                        model.forward_with_stats(x, states[start:stop])[0]
+                    values = self.values[start:stop] if rows is None else self.values[index]
+                    target = (values + 1.0) * 0.5  # as GridSignal.unit_values maps it
+                    error = (to_unit_range(predicted).double() - target.double()) ** 2
+                    if frames is None:
+                        sums += error.sum()
+                    else:
+                        sums.index_add_(0, frames[0](index), error.sum(-1))
+                if frames is None:
+                    entry[key] = -10.0 * torch.log10(sums / (count * self.channels))
+                else:
+                    entry[key] = (-10.0 * torch.log10(sums[frames[2]] / frames[1])).mean()
         return entry
 
 

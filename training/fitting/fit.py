@@ -26,7 +26,7 @@ from training.fitting.devices import (cpu_piece_points, loss_read_interval, memo
 from training.fitting.evaluate import GridEvaluation, SampleEvaluation, psnr_with_half_precision_weights
 from training.fitting.precision import bf16_ceiling_note, matmul_precision, precision_note, precision_scope
 from training.fitting.recipes import RecipeRule
-from training.fitting.signal import Signal, training_loss
+from training.fitting.signal import GridPoints, GridSignal, Signal, training_loss
 from training.fitting.render import eval_mode
 from training.fitting.step import TrainingStep, piece_bounds
 from training.metrics import psnr_from_mse
@@ -121,11 +121,24 @@ class BatchSampler:
 
     def next(self) -> torch.Tensor:
         if self._pos + self.batch_size > self.n:
-            self._order = torch.randperm(self.n, generator=self.generator).to(self.device)
+            # int32 where it can hold every position: the same permutation as int64 from the same generator (a
+            # test holds them equal), at half the bytes a point; each batch is widened, as before.
+            dtype = torch.int32 if self.n <= torch.iinfo(torch.int32).max else torch.int64
+            self._order = torch.randperm(self.n, generator=self.generator, dtype=dtype).to(self.device)
             self._pos = 0
-        batch = self._order[self._pos:self._pos + self.batch_size]
+        batch = self._order[self._pos:self._pos + self.batch_size].long()
         self._pos += self.batch_size
         return batch
+
+
+def _batch_coordinates(signal: GridSignal, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``batch`` (positions among the training points) -> their coordinates, made from their grid indices."""
+    points = GridPoints(signal.grid_shape, device)
+    rows = signal.rows_of(signal.train)
+    if rows is None:
+        return points
+    rows = rows.to(device)
+    return lambda batch: points(rows[batch])
 
 
 def amortized_cache(config: FitConfig, n_train: int, device: torch.device, signals: int | None = None
@@ -169,12 +182,19 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     optimizer = make_optimizer(model.parameters(), config, device)
     chunk = render_chunk_size(config.hidden, config.layers, device, config.solver_tensors())
 
-    train_coords = signal.train_coordinates().to(device)
-    train_values = signal.train_targets().to(device)
+    train_values = signal.train_targets().to(device)  # (a whole grid's values themselves: no copy on the CPU)
     n_train = signal.train_count
     full_batch = config.batch_size >= n_train
     sampler = BatchSampler(n_train, config.batch_size, device, torch.Generator().manual_seed(config.seed))
     cache, cache_note = amortized_cache(config, n_train, device)
+    # A grid's coordinates are made batch by batch from the points' indices (GridPoints), never held whole: they
+    # were 8-12 bytes a point beside 12 of values. Whole-batch steps and an amortized cache (which solves every
+    # training point) still take them all; scattered samples hold theirs anyway.
+    if full_batch or cache is not None or not isinstance(signal, GridSignal):
+        train_coords = signal.train_coordinates().to(device)
+        coordinates_of = train_coords.__getitem__
+    else:
+        train_coords, coordinates_of = None, _batch_coordinates(signal, device)
     piece_rows = cpu_piece_points(config.hidden) if device.type == "cpu" else None
     training_step = TrainingStep(model, optimizer, training_loss(signal), cache, device, config.compile,
                                  config.precision, piece_rows)
@@ -232,7 +252,7 @@ def fit(signal: Signal, config: FitConfig, recipe_rule: RecipeRule | None = None
     with matmul_precision(config.precision, device):
         while step <= config.steps:
             batch = None if full_batch else sampler.next()
-            coords = train_coords if batch is None else train_coords[batch]
+            coords = train_coords if batch is None else coordinates_of(batch)
             target = train_values if batch is None else train_values[batch]
             set_learning_rate(optimizer, config.learning_rate(step, guard.rollbacks))
             losses[step - 1] = training_step(coords, target, batch)

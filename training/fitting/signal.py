@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from inr_core.errors import InvalidSetting
 from training.fitting.evaluate import (GridEvaluation, GridProgress, SampleEvaluation, evaluate_grid,
                                       evaluate_samples)
-from training.fitting.render import grid_coordinates
+from training.fitting.render import grid_axes, grid_coordinates
 from training.metrics import psnr_in_chunks, video_psnr
 
 HOLDOUT_MODES = ("none", "grid")
@@ -56,12 +56,31 @@ def per_signal_training_loss(signal: "Signal"):
     return LOSSES_PER_SIGNAL[signal.loss]
 
 
-@dataclass(frozen=True)
 class SubGrid:
-    """Some points of a grid: their flat (row-major) indices, and the shape they form (for windowed metrics)."""
+    """Some points of a grid: their flat (row-major) indices, and the shape they form (for windowed metrics).
 
-    index: torch.Tensor  # (n,) int64
-    shape: tuple[int, ...]
+    Every point of a grid is ``SubGrid.whole(shape)``: its indices are ``arange(n)``, made only when asked for
+    (``index``), not held: they were 8 bytes a point, beside the values' 4 a channel."""
+
+    def __init__(self, index: torch.Tensor | None, shape: tuple[int, ...], count: int | None = None):
+        self._index, self.shape = index, tuple(shape)
+        self.count = len(index) if index is not None else count
+
+    @classmethod
+    def whole(cls, shape: tuple[int, ...]) -> SubGrid:
+        return cls(None, shape, math.prod(shape))
+
+    @property
+    def is_whole(self) -> bool:
+        return self._index is None
+
+    @property
+    def index(self) -> torch.Tensor:
+        """``(n,)`` int64 (made afresh for a whole grid: callers over large grids use ``count`` and ``is_whole``)."""
+        return torch.arange(self.count) if self._index is None else self._index
+
+    def __repr__(self) -> str:
+        return f"SubGrid({'whole' if self.is_whole else 'index'}, shape={self.shape}, count={self.count})"
 
 
 @dataclass
@@ -89,17 +108,21 @@ class GridSignal:
 
     @property
     def train_count(self) -> int:
-        return len(self.train.index)
+        return self.train.count
 
     def coordinates(self, index: torch.Tensor | None = None) -> torch.Tensor:
-        coords = grid_coordinates(self.grid_shape)
-        return coords if index is None else coords[index]
+        if index is None:
+            return grid_coordinates(self.grid_shape)
+        return GridPoints(self.grid_shape, index.device)(index)  # (not the whole grid, to pick some of it)
 
     def train_coordinates(self) -> torch.Tensor:
-        return self.coordinates(self.train.index)
+        rows = self.rows_of(self.train)
+        return self.coordinates(rows)
 
     def train_targets(self) -> torch.Tensor:
-        return self.values[self.train.index]
+        """The training points' values: the values themselves (no copy) where every point trains."""
+        rows = self.rows_of(self.train)
+        return self.values if rows is None else self.values[rows]
 
     def unit_values(self) -> torch.Tensor:
         """The values as ``(points, channels)`` in [0, 1] (they are kept in [-1, 1]), as metrics compare them."""
@@ -124,7 +147,9 @@ class GridSignal:
     def rows_of(self, part: SubGrid) -> torch.Tensor | None:
         """``part``'s indices, or None where it is every point of the grid: metrics then read the values in place
         instead of gathering a copy of them (a whole photo's, through fancy indexing)."""
-        return None if part.shape == self.grid_shape and len(part.index) == self.num_points else part.index
+        if part.is_whole or (part.shape == self.grid_shape and part.count == self.num_points):
+            return None
+        return part.index
 
     def frames_of(self, index: torch.Tensor) -> torch.Tensor | None:
         """The frame each of the points ``index`` lies in, where :meth:`reported_psnr` is the mean of the frames'
@@ -135,6 +160,20 @@ class GridSignal:
         """The measurement a fit records along the run: ``(model, train_states=None) -> {"psnr", "psnr_holdout"}``
         as device tensors (``train_states``: an amortized implicit fit's cached states, to start solves from)."""
         return GridProgress(self, device, chunk_points)
+
+
+class GridPoints:
+    """The coordinates of a grid's points made from their flat (row-major) indices, on the device of the axes:
+    exactly the values :func:`grid_coordinates` holds there, without holding a whole grid of them (a video's would
+    be 12 bytes a point, more than its values), so a fit makes each batch's coordinates from its indices."""
+
+    def __init__(self, grid_shape: tuple[int, ...], device: torch.device | str = "cpu"):
+        self.axes = grid_axes(grid_shape, device)
+        self.strides = [math.prod(grid_shape[axis + 1:]) for axis in range(len(grid_shape))]
+
+    def __call__(self, index: torch.Tensor) -> torch.Tensor:
+        return torch.stack([axis[torch.div(index, stride, rounding_mode="floor") % len(axis)]
+                            for axis, stride in zip(self.axes, self.strides)], dim=-1)
 
 
 @dataclass(frozen=True)
@@ -198,17 +237,23 @@ def fingerprint(signal: Signal) -> str:
     digest.update(repr((kind, getattr(signal, "grid_shape", None), signal.loss)).encode())
     # A grid's coordinates follow from its shape and the training points' indices: hashed as they are held,
     # without making the coordinates (a long clip's would take as much memory again as its values).
-    held = (signal.train.index, signal.values) if isinstance(signal, GridSignal) else \
+    held = (signal.train, signal.values) if isinstance(signal, GridSignal) else \
         (signal.train.points, signal.train.values)
     for tensor in held:
-        array = tensor.detach().cpu().contiguous().numpy()
+        if isinstance(tensor, SubGrid) and tensor.is_whole:
+            # Every point's index, arange(n) as int64, hashed a piece at a time: the same bytes, never held whole.
+            digest.update(repr((torch.zeros(0, dtype=torch.int64).numpy().dtype.str, (tensor.count,))).encode())
+            for start in range(0, tensor.count, 1 << 20):
+                digest.update(memoryview(torch.arange(start, min(tensor.count, start + (1 << 20))).numpy()).cast("B"))
+            continue
+        array = (tensor.index if isinstance(tensor, SubGrid) else tensor).detach().cpu().contiguous().numpy()
         digest.update(repr((array.dtype.str, array.shape)).encode())
         digest.update(memoryview(array).cast("B"))
     return digest.hexdigest()
 
 
 def _full_grid(values: torch.Tensor, grid_shape: tuple[int, ...], kind: type[GridSignal] = GridSignal) -> GridSignal:
-    return kind(values.contiguous(), grid_shape, SubGrid(torch.arange(values.shape[0]), grid_shape))
+    return kind(values.contiguous(), grid_shape, SubGrid.whole(grid_shape))
 
 
 def image_signal(pixels: torch.Tensor, holdout: str = "none") -> GridSignal:
