@@ -213,3 +213,36 @@ def test_the_epoch_order_is_int32_and_the_same_permutation(points):
     expected = torch.randperm(points, generator=torch.Generator().manual_seed(7))
     assert sampler.state()["order"].dtype == torch.int32 and batch.dtype == torch.int64
     assert torch.equal(sampler.state()["order"].long(), expected) and torch.equal(batch, expected[:len(batch)])
+
+def test_video_metrics_in_pieces_equal_the_whole_clips(small_pieces):
+    from types import SimpleNamespace
+
+    from inr_cli.modalities.video import VIDEO
+    from training.fitting.signal import video_signal
+
+    generator = torch.Generator().manual_seed(5)
+    frames = torch.rand(3, 6, 5, 3, generator=generator)
+    signal = video_signal(frames)
+    reconstruction = (frames + 0.1 * torch.randn(frames.shape, generator=generator)).clamp(0, 1)
+    result = SimpleNamespace(final=SimpleNamespace(reconstruction=reconstruction))
+    with TensorLog() as log:
+        measured = VIDEO.metrics(SimpleNamespace(signal=signal), result)
+    target = signal.unit_grid()
+    expected = metrics.psnr_per_frame(reconstruction, target)
+    assert measured["psnr_frames"] == pytest.approx(expected, abs=1e-10)
+    assert measured["psnr"] == pytest.approx(metrics.video_psnr(expected), abs=1e-10)
+    assert measured["psnr_whole_clip"] == pytest.approx(metrics.psnr(reconstruction, target), abs=1e-10)
+    assert measured["psnr"] == signal.reported_psnr(reconstruction)  # the final evaluation's, bit for bit
+    assert log.largest(torch.float64) <= 7 and log.largest(torch.float32) <= 7
+
+
+def test_video_frames_become_8_bit_a_frame_at_a_time():
+    from inr_cli.media.video import _as_uint8_rgb
+
+    for channels in (1, 3):
+        frames = torch.rand(3, 5, 7, channels, generator=torch.Generator().manual_seed(channels)) * 1.2 - 0.1
+        whole = np.rint(frames.clamp(0, 1).numpy() * 255.0).astype(np.uint8)
+        with TensorLog() as log:
+            converted = _as_uint8_rgb(frames)
+        assert np.array_equal(converted, np.repeat(whole, 3, axis=3) if channels == 1 else whole)
+        assert log.largest(torch.float32) <= 5 * 7 * channels  # one frame's clamp, not the clip's

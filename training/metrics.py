@@ -79,12 +79,16 @@ def squared_error_sum(prediction: torch.Tensor, target: torch.Tensor, index: tor
     return total, rows * prediction.shape[-1]
 
 
+def psnr_from_sums(total: float, count: int) -> float:
+    """The PSNR of ``count`` values in [0, 1] whose squared errors sum to ``total`` (:func:`squared_error_sum`)."""
+    return _decibels(total / count)
+
+
 def psnr_in_chunks(prediction: torch.Tensor, target: torch.Tensor, index: torch.Tensor | None = None, *,
                    target_pm1: bool = False) -> float:
     """:func:`psnr` of ``(n, C)`` tensors in [0, 1] (rows ``index``; a ``target_pm1`` target in [-1, 1]) from
     :func:`squared_error_sum`: no whole-size copy of either."""
-    total, count = squared_error_sum(prediction, target, index, target_pm1=target_pm1)
-    return _decibels(total / count)
+    return psnr_from_sums(*squared_error_sum(prediction, target, index, target_pm1=target_pm1))
 
 
 def _ssim_window(height: int, width: int) -> int | None:

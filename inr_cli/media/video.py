@@ -216,31 +216,44 @@ def _clip_notes(frame_notes: list[list[str]]) -> list[str]:
 
 
 def _as_uint8_rgb(frames: torch.Tensor) -> np.ndarray:
-    array = np.rint(frames.clamp(0, 1).numpy() * 255.0).astype(np.uint8)
-    return np.repeat(array, 3, axis=3) if array.shape[3] == 1 else array
+    """``(T, H, W, C)`` values in [0, 1] as 8-bit RGB, converted a frame at a time: the whole clip exists only as
+    the uint8 result (3 bytes a pixel), never as the float32 temporaries of clamping and scaling (12 bytes each,
+    three of them, which for 8 frames of 1080p were 2.4 GB at once). The same values as converting it whole."""
+    out = np.empty((*frames.shape[:3], 3), dtype=np.uint8)
+    for index in range(len(frames)):
+        out[index] = np.rint(frames[index].clamp(0, 1).numpy() * 255.0).astype(np.uint8)  # (gray broadcasts)
+    return out
+
+
+def _encode_lossless(array: np.ndarray, fps: float) -> bytes:
+    return iio.imwrite("<bytes>", array, extension=".mkv", plugin="pyav", codec="ffv1", fps=fps,
+                       out_pixel_format="bgr0")
+
+
+def _encode_viewable(array: np.ndarray, fps: float) -> bytes:
+    # 4:2:0 chroma needs even sides: repeat the last row/column where needed (a copy only then).
+    if array.shape[1] % 2 or array.shape[2] % 2:
+        array = np.pad(array, ((0, 0), (0, array.shape[1] % 2), (0, array.shape[2] % 2), (0, 0)), mode="edge")
+    return iio.imwrite("<bytes>", array, extension=".mp4", plugin="pyav", codec="libx264", fps=fps,
+                       out_pixel_format="yuv420p")
 
 
 def write_lossless(path: Path, frames: torch.Tensor, fps: float) -> None:
     """FFV1 in Matroska: exact 8-bit RGB frames, for measuring."""
-    data = iio.imwrite("<bytes>", _as_uint8_rgb(frames), extension=".mkv", plugin="pyav", codec="ffv1", fps=fps,
-                       out_pixel_format="bgr0")
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, _encode_lossless(_as_uint8_rgb(frames), fps))
 
 
 def write_viewable(path: Path, frames: torch.Tensor, fps: float) -> None:
     """H.264 MP4 that any player opens."""
-    array = _as_uint8_rgb(frames)
-    # 4:2:0 chroma needs even sides: repeat the last row/column where needed.
-    pad = ((0, 0), (0, array.shape[1] % 2), (0, array.shape[2] % 2), (0, 0))
-    data = iio.imwrite("<bytes>", np.pad(array, pad, mode="edge"), extension=".mp4", plugin="pyav",
-                       codec="libx264", fps=fps, out_pixel_format="yuv420p")
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, _encode_viewable(_as_uint8_rgb(frames), fps))
 
 
 def write_videos(mp4: Path, mkv: Path, frames: torch.Tensor, fps: float) -> None:
-    """H.264 MP4 for watching and lossless FFV1 MKV for measuring, both atomically."""
-    write_lossless(mkv, frames, fps)
-    write_viewable(mp4, frames, fps)
+    """H.264 MP4 for watching and lossless FFV1 MKV for measuring, both atomically, from one 8-bit conversion.
+    (Each file is still encoded in memory before it is written: atomic_write_bytes takes bytes.)"""
+    array = _as_uint8_rgb(frames)
+    atomic_write_bytes(mkv, _encode_lossless(array, fps))
+    atomic_write_bytes(mp4, _encode_viewable(array, fps))
 
 
 def read_lossless(path: Path) -> np.ndarray:

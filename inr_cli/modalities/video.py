@@ -19,7 +19,7 @@ from inr_core.errors import check
 from training.fitting.fit import FitResult
 from training.fitting.recipes import Recipe, frequency_for_side, papers_learning_rate
 from training.fitting.signal import GridSignal, video_signal
-from training.metrics import psnr, psnr_per_frame, video_psnr
+from training.metrics import psnr_from_sums, squared_error_sum, video_psnr
 
 # The implicit-layer paper trains on 65,536 random points per step, never the whole clip at once.
 POINTS_PER_STEP = 65536
@@ -65,8 +65,14 @@ class VideoModality(Modality):
     def metrics(self, loaded: LoadedVideoSignal, result: FitResult) -> dict:
         # Against the frames as the fit holds them (the signal's), so that ``psnr`` is its final evaluation's, bit
         # for bit, and its history's last entry (float32 rounding of the [-1, 1] scaling apart, the frames read).
-        reconstruction, frames = result.final.reconstruction, loaded.signal.unit_grid()
-        per_frame = psnr_per_frame(reconstruction, frames)
+        # Frame by frame, a piece at a time, against the signal's [-1, 1] values read in place: no [0, 1] copy of the
+        # clip (unit_grid) and no float64 one; the whole clip's PSNR is the same sums added over the frames.
+        signal = loaded.signal
+        count, channels = signal.grid_shape[0], signal.channels
+        rendered = result.final.reconstruction.reshape(count, -1, channels)
+        values = signal.values.reshape(count, -1, channels)
+        sums = [squared_error_sum(rendered[t], values[t], target_pm1=True) for t in range(count)]
+        per_frame = [psnr_from_sums(total, size) for total, size in sums]
         finite = [p for p in per_frame if math.isfinite(p)]
         return {
             # The papers' video PSNR, the mean over frames, is the headline; the whole clip's stays beside it.
@@ -74,7 +80,7 @@ class VideoModality(Modality):
             "ssim": None, "psnr_holdout": None, "ssim_holdout": None,
             "psnr_std": statistics.pstdev(finite) if len(finite) > 1 else 0.0,
             "psnr_frames": per_frame,
-            "psnr_whole_clip": psnr(reconstruction, frames),
+            "psnr_whole_clip": psnr_from_sums(math.fsum(total for total, _ in sums), sum(size for _, size in sums)),
         }
 
     def write_outputs(self, loaded: LoadedVideoSignal, result: FitResult, out_dir: Path, rendered: object = None
