@@ -246,3 +246,13 @@ def test_video_frames_become_8_bit_a_frame_at_a_time():
             converted = _as_uint8_rgb(frames)
         assert np.array_equal(converted, np.repeat(whole, 3, axis=3) if channels == 1 else whole)
         assert log.largest(torch.float32) <= 5 * 7 * channels  # one frame's clamp, not the clip's
+
+
+def test_audio_samples_in_range_are_the_signals_values():
+    from training.fitting.signal import audio_signal
+
+    samples = torch.rand(100, 2) * 2 - 1
+    assert audio_signal(samples).values.data_ptr() == samples.data_ptr()  # no second copy of the clip
+    loud = samples * 1.5
+    values = audio_signal(loud).values
+    assert values.data_ptr() != loud.data_ptr() and torch.equal(values, loud.clamp(-1, 1))

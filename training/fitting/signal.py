@@ -280,7 +280,12 @@ def audio_signal(samples: torch.Tensor) -> GridSignal:
     """A signal from ``(N, channels)`` samples in [-1, 1]: time runs over [-1, 1], every sample trains."""
     if samples.ndim != 2 or samples.shape[0] < 2:
         raise ValueError(f"audio needs at least 2 samples, got shape {tuple(samples.shape)}")
-    return _full_grid(samples.float().clamp(-1.0, 1.0), (samples.shape[0],))
+    samples = samples.float()
+    # Samples already in [-1, 1] (every integer format, most float files) are the values themselves: clamping made
+    # a second copy of the whole clip (1.3 GB for an hour of stereo) beside the loaded one, with the same values.
+    low, high = torch.aminmax(samples)
+    inside = bool(low >= -1.0) and bool(high <= 1.0)
+    return _full_grid(samples if inside else samples.clamp(-1.0, 1.0), (samples.shape[0],))
 
 
 @dataclass
