@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from models.fixpoint import summarize_solves
-from training.fitting.render import eval_mode, predict_points_with_stats, render_grid_with_stats
-from training.metrics import psnr_in_chunks, ssim, to_unit_range
+from training.fitting.render import _grid_bands, eval_mode, predict_points_with_stats, render_grid_with_stats
+from training.metrics import psnr_from_sums, psnr_in_chunks, squared_error_sum, ssim, to_unit_range, video_psnr
 
 if TYPE_CHECKING:
     from training.fitting.signal import GridSignal, ScatteredSamples, SubGrid
@@ -281,5 +281,29 @@ def psnr_with_half_precision_weights(model: nn.Module, signal, device: torch.dev
     for tensor in rounded.state_dict().values():  # what a checkpoint stores (not settings such as SIREN's w0)
         if tensor.is_floating_point():
             tensor.copy_(tensor.to(STORED_WEIGHTS))
-    reconstruction, _ = _render_unit(rounded, signal, device, chunk_points)
-    return signal.reported_psnr(reconstruction)
+    if signal.rows_of(signal.train) is not None:  # (a held-out grid: measured on its rendered grid, as before)
+        reconstruction, _ = _render_unit(rounded, signal, device, chunk_points)
+        return signal.reported_psnr(reconstruction)
+    return _reported_psnr_by_bands(rounded, signal, device, chunk_points)
+
+
+def _reported_psnr_by_bands(model: nn.Module, signal: GridSignal, device: torch.device, chunk_points: int) -> float:
+    """``signal.reported_psnr`` of ``model``'s render of the whole grid, measured band by band as the bands are
+    rendered (the same bands, so the same values, as :func:`_render_unit`): the final evaluation's render is still
+    held, and a second whole one beside it was a photo's size again. Sums per frame where the report's PSNR is
+    the mean of the frames' (a band along the first axis is whole frames)."""
+    with torch.no_grad():
+        count, channels = signal.grid_shape[0], signal.channels
+        values = signal.values.reshape(count, -1, channels)
+        per_frame = signal.frames_of(torch.zeros(1, dtype=torch.int64)) is not None
+        sums: list[tuple[float, int]] = []
+        for start, band in _grid_bands(model, signal.grid_shape, channels, device, chunk_points, []):
+            band = band.cpu().add_(1.0).mul_(0.5).clamp_(0.0, 1.0)  # as _render_unit maps the render
+            if per_frame:
+                sums += [squared_error_sum(band[i], values[start + i], target_pm1=True) for i in range(len(band))]
+            else:
+                sums.append(squared_error_sum(band.reshape(-1, channels),
+                                              values[start:start + len(band)].reshape(-1, channels), target_pm1=True))
+    if per_frame:
+        return video_psnr([psnr_from_sums(total, size) for total, size in sums])
+    return psnr_from_sums(math.fsum(total for total, _ in sums), sum(size for _, size in sums))
