@@ -193,10 +193,11 @@ def test_a_sample_larger_than_memory_is_refused_before_allocating(tmp_path, caps
     (tmp_path / "checkpoint.pt").write_bytes(serialize(fitted))
     code, stderr = call_main(["sample", tmp_path / "checkpoint.pt", "--width", "65536", "--device", "cpu",
                               "--out", tmp_path / "big.png"], capsys)
-    # 54613 x 65536 pixels x 3 channels x 24 bytes at the peak of writing them, plus the network's working set.
+    # 54613 x 65536 pixels x 3 channels x 4 bytes at the peak of writing them (an image's levels and the PNG
+    # encoder's copy), plus the network's working set.
     line = one_error_line(code, stderr, 1)
     assert line.startswith(f"inr: error: {tmp_path / 'big.png'}: this sample (54613 x 65536 points, 3 channels) "
-                           "needs about 257.7 GB of memory, 8.0 GB is available; ask for a smaller one (--scale, "
+                           "needs about 43.0 GB of memory, 8.0 GB is available; ask for a smaller one (--scale, "
                            "--width, --height)")
     assert files_in(tmp_path) == ["checkpoint.pt"]
 
