@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -390,41 +391,34 @@ def test_resume_refuses_a_folder_laid_out_for_the_other_kind_of_run(tiles):
         Path("moved") / Path(name).stem for name in names[:2]]
 
 
-def _signal_when_blocked(number: int, fifo: Path) -> threading.Thread:
-    """Send ``number`` to this process once its main thread waits to open ``fifo`` (the kernel's wait channel says
-    so), then, so that a process that swallows the signal does not hang the tests, open ``fifo`` for writing for a
-    few seconds, which lets a reader blocked on it go on."""
-    wchan = Path(f"/proc/self/task/{threading.main_thread().native_id}/wchan")
-
-    def act():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and wchan.read_text() != "wait_for_partner":
-            time.sleep(0.05)
-        os.kill(os.getpid(), number)
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            try:
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:  # no reader (any more)
-                pass
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=act, daemon=True)
-    thread.start()
-    return thread
-
-
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_while_an_input_is_read_stops_the_run(tmp_path, capsys, number):
-    """A FIFO as input blocked its reader, and a single SIGTERM (what `timeout`, systemd or SLURM send) only set a
-    flag that no fit loop would ever see: the process went on waiting for good."""
-    fifo = tmp_path / "fifo.png"
-    os.mkfifo(fifo)
-    thread = _signal_when_blocked(number, fifo)
-    code, out, err = in_process(["fit", "image", fifo, "--steps", "2", "--out", tmp_path / "run", "--quiet",
-                                 "--device", "cpu"], capsys)
+def test_a_signal_while_an_input_is_read_stops_the_run(tmp_path, capsys, monkeypatch, number):
+    """A signal that came while an input was being read (a FIFO blocked its reader for good) only set a flag that
+    no fit loop would ever see: the process went on waiting. The read here waits until the signal is sent, and the
+    signal is sent only once the read has begun (inside the run's handler: never to the test process itself)."""
+    import inr_cli.modalities.image as image_module
+
+    reading = threading.Event()
+
+    def waiting_read(*args, **kwargs):
+        reading.set()
+        time.sleep(60)  # the signal's handler raises here
+        raise AssertionError("the signal did not stop the read")
+
+    def send():
+        if reading.wait(60):
+            os.kill(os.getpid(), number)
+
+    monkeypatch.setattr(image_module, "read_image", waiting_read)
+    save_png(tmp_path / "photo.png", np.zeros((4, 4), np.uint8))
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    code, out, err = in_process(["fit", "image", tmp_path / "photo.png", "--steps", "2", "--out", tmp_path / "run",
+                                 "--quiet", "--device", "cpu"], capsys)
     thread.join()
     assert (code, out, err) == ({signal.SIGTERM: 143, signal.SIGINT: 130}[number], "", "inr: interrupted\n")
+    assert time.monotonic() - started < 30  # stopped at once, not at the end of the read
     assert not (tmp_path / "run").exists()  # its empty folder and lock went with it
 
 
