@@ -121,6 +121,15 @@ def run_config_from_payload(payload: dict, checkpoint: Path) -> FitCommandConfig
     return config
 
 
+def saved_epoch(target: Path) -> int:
+    """The epoch a training checkpoint (a decoder's or a classifier's) holds; 0: none there, or not one that can be
+    read."""
+    try:
+        return int(read_checkpoint(target).get("epoch") or 0) if target.is_file() else 0
+    except UserError:
+        return 0
+
+
 def check_render_memory(target: SampleTarget, channels: int, network_bytes: int, modality: Modality, out: Path
                         ) -> None:
     """Refuse, before allocating, a sample whose values (and on the CPU the network's working set,

@@ -24,7 +24,7 @@ from inr_cli.media.images import IMAGE_SUFFIXES, read_image
 from inr_cli.files import atomic_write_bytes
 from inr_cli.progress import counter_progress
 from inr_cli.run_folder import refuse_changed_settings, refuse_replacing_another_run
-from inr_cli.sample import read_checkpoint
+from inr_cli.sample import read_checkpoint, saved_epoch
 from models.mdeq import MDEQDecoder
 from training.fitting.checkpoint import serialize
 from training.jiio.channels import matched_with_note
@@ -136,15 +136,6 @@ def _train(source: DecoderSource, held_out: int, out: Path, device: torch.device
             error.add_note(f"{target} holds epoch {saved} of this run, saved before the failure; add --resume to "
                            "continue from it")
         raise
-
-
-def saved_epoch(target: Path) -> int:
-    """The epoch a training checkpoint (a decoder's or a classifier's) holds; 0: none there, or not one that can be
-    read."""
-    try:
-        return int(read_checkpoint(target).get("epoch") or 0) if target.is_file() else 0
-    except UserError:
-        return 0
 
 
 def _train_into(target: Path, source: DecoderSource, config: DecoderConfig, state: DecoderTrainingState | None,

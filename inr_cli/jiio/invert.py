@@ -28,7 +28,7 @@ from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_text, remove_if_empty
 from inr_cli.interrupts import EXIT_CODES, CtrlC
 from inr_cli.jiio.decoder_runs import (DECODER_FILE, check_inputs, check_masks, obtain_decoder, observed_mask,
-                                       observed_masks, saved_epoch, sizes_of_test_images, test_images)
+                                       observed_masks, sizes_of_test_images, test_images)
 from inr_cli.jiio.fid_model import distances_text, fid_reports, load_fid_model
 from inr_cli.media.datasets import image_sizes
 from inr_cli.media.images import quantize, write_png
@@ -36,6 +36,7 @@ from inr_cli.pages import PAGE, write_invert_page
 from inr_cli.progress import counter_progress
 from inr_cli.reports import REPORT_VERSION, db_text, to_json, versions
 from inr_cli.run_folder import RunFolder, refuse_setting_aside_an_input
+from inr_cli.sample import saved_epoch
 from inr_core.errors import UserError, check
 from models.mdeq import MDEQDecoder
 from training.fitting.devices import resolve_device

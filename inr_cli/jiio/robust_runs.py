@@ -21,14 +21,13 @@ import torch
 from inr_cli.figures import write_image_grid
 from inr_cli.files import atomic_write_bytes, atomic_write_text
 from inr_cli.interrupts import StopRequest
-from inr_cli.jiio.decoder_runs import saved_epoch
 from inr_cli.jiio.robust_options import RobustRun
 from inr_cli.media.labelled import LabelledImages, load_labelled
 from inr_cli.progress import counter_progress, stderr_console
 from inr_cli.reports import REPORT_VERSION, to_json, versions
 from inr_cli.run_folder import (SET_ASIDE, RunFolder, refuse_changed_settings, refuse_replacing_another_run,
                                 refuse_setting_aside_an_input)
-from inr_cli.sample import read_checkpoint
+from inr_cli.sample import read_checkpoint, saved_epoch
 from inr_core.errors import UserError
 from training.fitting.checkpoint import serialize
 from training.fitting.devices import resolve_device
