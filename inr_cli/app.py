@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import typer
 import typer.core
 
-from inr_cli.errors import out_of_memory_message, phrase
+from inr_cli.errors import another_rank, let_rank_zero_speak, out_of_memory_message, phrase
 from inr_cli.interrupts import CtrlC, CtrlCReported
 from inr_core.errors import InvalidSetting, RefusedOnEveryRank, UserError, out_of_memory
 from inr_core.host_memory import keep_freed_host_memory, relaunch_with_huge_pages
@@ -165,12 +164,6 @@ def does_work(args: list[str]) -> bool:
     return bool(args) and "--help" not in args and args != ["--version"]
 
 
-def _another_rank() -> bool:
-    """Whether this process is a torchrun rank other than 0. A usage error or a setting no run can use is found
-    alike by every rank, before they connect: rank 0 says it, once."""
-    return os.environ.get("RANK", "0") != "0"
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code, never a traceback."""
     if argv is None and started_as_inr(sys.argv[0]) and does_work(sys.argv[1:]):
@@ -185,16 +178,20 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as error:
         # A group run without a command has printed its help already (click's NoArgsIsHelpError, which has no
         # message): exit as a usage error, without an empty error line under the help.
-        if error.format_message() and not _another_rank():
+        if error.format_message() and not another_rank():
             where = error.ctx.command_path if error.ctx is not None else "inr"
             print(f"{where}: error: {error.format_message()}", file=sys.stderr)
+        if error.format_message():
+            let_rank_zero_speak()
         sys.exit(error.exit_code)
     except UserError as error:
-        if not (isinstance(error, (InvalidSetting, RefusedOnEveryRank)) and _another_rank()):
+        if not (isinstance(error, (InvalidSetting, RefusedOnEveryRank)) and another_rank()):
             print(f"inr: error: {phrase(error)}", file=sys.stderr)
             # What the run kept for the user to go on from (a training run's last saved epoch, say), a line each.
             for note in getattr(error, "__notes__", ()):
                 print(f"inr: {note}", file=sys.stderr)
+        else:
+            let_rank_zero_speak()
         sys.exit(USAGE_EXIT_CODE if isinstance(error, InvalidSetting) else 1)
     except (typer.Abort, KeyboardInterrupt, CtrlC):
         print("inr: interrupted", file=sys.stderr)

@@ -4,13 +4,18 @@ Layers below the CLI raise :class:`inr_core.errors.InvalidSetting` naming a conf
 ``solver.max_iter``); here it becomes ``--steps must be at least 1, got 0``. A command whose flag is not simply
 the field's last name with dashes passes its own ``flags`` mapping.
 
+In a torchrun run every rank meets a usage error or a refusal the whole run shares; rank 0 says it, once
+(:func:`let_rank_zero_speak`).
+
 An allocation that fails (a network or a step too large for the memory there is; recognised by
 :func:`inr_core.errors.out_of_memory`) becomes one line too, saying what to lower.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import time
 
 from inr_core.errors import InvalidSetting, UserError
 
@@ -62,3 +67,22 @@ def out_of_memory_message(error: BaseException, remedy: str) -> str:
     else:
         amount = f" (asked for {asked.group(2)} at once)"
     return f"out of memory{amount}: {remedy}"
+
+
+def another_rank() -> bool:
+    """Whether this process is a torchrun rank other than 0. A usage error or a setting no run can use is found
+    alike by every rank, before they connect: rank 0 says it, once."""
+    return os.environ.get("RANK", "0") != "0"
+
+
+# How long a silent rank waits for rank 0 to say an error they share before it exits anyway.
+RANK_ZERO_SPEAKS_SECONDS = 30.0
+
+
+def let_rank_zero_speak() -> None:
+    """Hold a rank other than 0 that leaves a shared error for rank 0 to print. torchrun stops every worker (SIGTERM)
+    as soon as one exits with an error: a silent rank that exited first could stop rank 0 before its line was
+    written (seen in CI: the usage error printed no times). Rank 0, failing the same way, exits first, and torchrun
+    then stops this rank in its wait, which costs nothing; the bound only matters if rank 0 did not fail."""
+    if another_rank():
+        time.sleep(RANK_ZERO_SPEAKS_SECONDS)
