@@ -35,6 +35,70 @@ def run_cli(args: list[str], cwd: Path, stdin: str | None = None, timeout: float
                           capture_output=True, text=True, timeout=timeout, env=cli_env())
 
 
+# The warning filters a Python started without -W or PYTHONWARNINGS has (run_cli's subprocesses: cli_env drops
+# PYTHONWARNINGS), last to first as warnings.filterwarnings inserts them.
+_INTERPRETER_WARNING_FILTERS = (("ignore", ResourceWarning), ("ignore", ImportWarning),
+                                ("ignore", PendingDeprecationWarning), ("ignore", DeprecationWarning))
+
+
+def run_here(args: list, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """:func:`run_cli` in this process: the same command line, working folder, stdin and captured text, without
+    the 2-3 s an interpreter takes to start and import torch (on 2 cores, most of a small CLI test's time).
+
+    What a subprocess would show on stderr and pytest would otherwise take for itself is shown too: warnings
+    (under the interpreter's default filters, after the command's own output) and log records of level WARNING
+    and above (Python's last-resort handler). For tests of what a command does, not of the process around it: a
+    test that signals, kills or races a run, holds a lock another process must see, or checks the interpreter's
+    own exit path keeps :func:`run_cli`. An exception the command lets escape propagates here (a subprocess would
+    print its traceback)."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    from inr_cli.app import main
+
+    def text(data: bytes = b"", errors: str = "strict") -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors=errors, newline=None)
+
+    # A subprocess's stdout and stdin are strict, its stderr writes what it cannot encode as escapes.
+    out, err, given = text(), text(errors="backslashreplace"), text((stdin or "").encode())
+    last_resort = logging.StreamHandler(err)
+    last_resort.setLevel(logging.WARNING)
+    previous_folder, previous_stdin = os.getcwd(), sys.stdin
+    code = 0
+    try:
+        os.chdir(cwd)
+        sys.stdin = given
+        logging.getLogger().addHandler(last_resort)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.resetwarnings()
+            for action, category in _INTERPRETER_WARNING_FILTERS:
+                warnings.filterwarnings(action, category=category)
+            warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+            try:
+                main([str(a) for a in args])
+            except SystemExit as stopped:
+                code = stopped.code if isinstance(stopped.code, int) else (0 if stopped.code is None else 1)
+                if isinstance(stopped.code, str):  # as the interpreter does: the message on stderr
+                    print(stopped.code, file=sys.stderr)
+            for warning in caught:
+                err.write(warnings.formatwarning(warning.message, warning.category, warning.filename,
+                                                 warning.lineno, warning.line))
+            out.flush()
+            err.flush()
+    finally:
+        logging.getLogger().removeHandler(last_resort)
+        os.chdir(previous_folder)
+        sys.stdin = previous_stdin
+
+    def read(stream: io.TextIOWrapper) -> str:
+        return stream.buffer.getvalue().decode("utf-8", errors="surrogateescape")
+
+    return subprocess.CompletedProcess(["inr", *map(str, args)], code, read(out), read(err))
+
+
 def camera_crops_npz(path: Path, count: int) -> Path:
     """``count`` gray 16x16 crops of scikit-image's camera photo, stepping down a diagonal, as an .npz (uint8)."""
     from skimage import data

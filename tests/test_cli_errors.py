@@ -1,6 +1,7 @@
 """Bad input through the command line: a non-zero exit, exactly one line on stderr, no traceback, nothing written.
 
-Run as subprocesses so that everything a user would see on stderr (warnings included) is checked.
+Run in this process by helpers.run_here, which shows on stderr what a user would see there (warnings and log
+records included); the broken-pipe cases start real processes, whose exit path is what they check.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import cli_env, run_cli
+from helpers import cli_env, run_here
 from inr_cli.app import escape_unencodable_output
 from inr_cli.errors import out_of_memory_message
 from inr_cli.figures.layout import png_caption
@@ -93,7 +94,7 @@ def test_fit_bad_input(tmp_path, case):
     prepare, extra, must_mention = CASES[case]
     argument = prepare(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
-    proc = run_cli(["fit", "image", argument, *TINY, *extra, "--out", "out"], cwd=tmp_path)
+    proc = run_here(["fit", "image", argument, *TINY, *extra, "--out", "out"], cwd=tmp_path)
     line = assert_one_line_error(proc)
     assert must_mention in line
     assert not (tmp_path / "out").exists()
@@ -102,7 +103,7 @@ def test_fit_bad_input(tmp_path, case):
 
 def test_unknown_model_lists_the_models(tmp_path):
     make_png(tmp_path)
-    proc = run_cli(["fit", "image", "ok.png", *TINY, "--model", "resnet", "--out", "out"], cwd=tmp_path)
+    proc = run_here(["fit", "image", "ok.png", *TINY, "--model", "resnet", "--out", "out"], cwd=tmp_path)
     line = assert_one_line_error(proc, code=2)  # a usage error
     for name in ("siren", "fourier-mfn", "gabor-mfn"):
         assert name in line
@@ -112,7 +113,7 @@ def test_unwritable_output_folder(tmp_path):
     """--out below a regular file: mkdir fails even for root."""
     make_png(tmp_path)
     (tmp_path / "afile").write_text("keep me")
-    proc = run_cli(["fit", "image", "ok.png", *TINY, "--out", "afile/run"], cwd=tmp_path)
+    proc = run_here(["fit", "image", "ok.png", *TINY, "--out", "afile/run"], cwd=tmp_path)
     line = assert_one_line_error(proc, code=1)
     assert "afile" in line
     assert (tmp_path / "afile").read_text() == "keep me"
@@ -120,7 +121,7 @@ def test_unwritable_output_folder(tmp_path):
 
 
 def test_empty_stdin(tmp_path):
-    proc = run_cli(["fit", "image", "-", *TINY, "--out", "out"], cwd=tmp_path, stdin="\n\n")
+    proc = run_here(["fit", "image", "-", *TINY, "--out", "out"], cwd=tmp_path, stdin="\n\n")
     assert "stdin" in assert_one_line_error(proc)
     assert not (tmp_path / "out").exists()
 
@@ -128,7 +129,7 @@ def test_empty_stdin(tmp_path):
 def test_one_bad_input_among_good_ones(tmp_path):
     """Each failure is one stderr line; the good inputs are still fitted; the exit code says something failed."""
     make_png(tmp_path)
-    proc = run_cli(["fit", "image", "ok.png", "nope.png", *TINY, "--json", "--quiet", "--out", "out"], cwd=tmp_path)
+    proc = run_here(["fit", "image", "ok.png", "nope.png", *TINY, "--json", "--quiet", "--out", "out"], cwd=tmp_path)
     assert proc.returncode == 1
     report, failure = (json.loads(line) for line in proc.stdout.splitlines())  # a line per input, in order
     assert report["input"] == "ok.png" and "psnr" in report
@@ -173,7 +174,7 @@ def test_a_reader_that_stops_early_leaves_no_empty_input_folder(tmp_path):
 def test_failed_fit_leaves_no_output_folder(tmp_path):
     """A fit that fails after its output folder was created (here: it diverges) removes that folder again."""
     make_png(tmp_path)
-    proc = run_cli(["fit", "image", "ok.png", "--hidden", "8", "--layers", "1", "--steps", "20", "--lr", "1e30",
+    proc = run_here(["fit", "image", "ok.png", "--hidden", "8", "--layers", "1", "--steps", "20", "--lr", "1e30",
                     "--device", "cpu", "--quiet", "--out", "out"], cwd=tmp_path)
     assert "ok.png: training diverged" in assert_one_line_error(proc, code=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]
@@ -181,7 +182,7 @@ def test_failed_fit_leaves_no_output_folder(tmp_path):
 
 def test_failed_fit_leaves_no_parent_folders(tmp_path):
     make_png(tmp_path)
-    proc = run_cli(["fit", "image", "ok.png", "--hidden", "8", "--layers", "1", "--steps", "20", "--lr", "1e30",
+    proc = run_here(["fit", "image", "ok.png", "--hidden", "8", "--layers", "1", "--steps", "20", "--lr", "1e30",
                     "--device", "cpu", "--quiet", "--out", "new/run"], cwd=tmp_path)
     assert "diverged" in assert_one_line_error(proc)
     assert not (tmp_path / "new" / "run").exists()
@@ -196,7 +197,7 @@ def test_failed_fit_leaves_no_parent_folders(tmp_path):
 ], ids=["steps-overflow", "seed-overflow", "seed-negative", "hidden-overflow"])
 def test_an_integer_out_of_range_is_a_usage_error_naming_its_range(tmp_path, option, value, allowed):
     make_png(tmp_path)
-    proc = run_cli(["fit", "image", "ok.png", *TINY, option, value, "--out", "out"], cwd=tmp_path)
+    proc = run_here(["fit", "image", "ok.png", *TINY, option, value, "--out", "out"], cwd=tmp_path)
     assert assert_one_line_error(proc, code=2) == f"inr: error: {option} must be {allowed}, got {value}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]
 
@@ -208,7 +209,7 @@ def test_an_integer_out_of_range_is_a_usage_error_naming_its_range(tmp_path, opt
 ], ids=["fit", "compare"])
 def test_a_network_too_big_for_memory_is_one_line_saying_what_to_lower(tmp_path, command):
     make_png(tmp_path)
-    proc = run_cli([*command, "--device", "cpu", "--out", "out"], cwd=tmp_path)
+    proc = run_here([*command, "--device", "cpu", "--out", "out"], cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     line = proc.stderr.splitlines()[-1]  # compare announces each model on stderr before fitting it
     assert line.startswith("inr: error: out of memory (asked for ") and "does not fit" in line
@@ -242,7 +243,7 @@ AWKWARD_NAMES = {
 def test_an_awkward_file_name_is_fitted_and_shown_as_escapes(tmp_path, case):
     name, shown = AWKWARD_NAMES[case]
     make_png(tmp_path, name)
-    proc = run_cli(["fit", "image", name, *TINY, "--quiet", "--json", "--out", "run"], cwd=tmp_path)
+    proc = run_here(["fit", "image", name, *TINY, "--quiet", "--json", "--out", "run"], cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["input"] == json.loads(proc.stdout)["input"] == name  # JSON escapes give the name back exactly
@@ -254,7 +255,7 @@ def test_a_run_of_several_inputs_writes_its_summary_for_a_name_that_is_not_utf_8
     name, _ = AWKWARD_NAMES["not-utf-8"]
     make_png(tmp_path, name)
     make_png(tmp_path, "plain.png")
-    proc = run_cli(["fit", "image", name, "plain.png", *TINY, "--quiet", "--json", "--out", "set"], cwd=tmp_path)
+    proc = run_here(["fit", "image", name, "plain.png", *TINY, "--quiet", "--json", "--out", "set"], cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert "\\udcff" in (tmp_path / "set" / "summary.md").read_text()  # the byte, as an escape
     summary = json.loads((tmp_path / "set" / "summary.json").read_text())
@@ -264,7 +265,7 @@ def test_a_run_of_several_inputs_writes_its_summary_for_a_name_that_is_not_utf_8
 def test_compare_writes_its_page_for_a_name_that_is_not_utf_8(tmp_path):
     name, shown = AWKWARD_NAMES["not-utf-8"]
     make_png(tmp_path, name)
-    proc = run_cli(["compare", "image", name, "--models", "siren", "--sizes", "1L8D", "--steps", "2",
+    proc = run_here(["compare", "image", name, "--models", "siren", "--sizes", "1L8D", "--steps", "2",
                     "--device", "cpu", "--json", "--out", "out"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert shown in (tmp_path / "out" / "index.html").read_bytes().decode("utf-8")
@@ -283,14 +284,14 @@ def test_text_stdout_cannot_encode_is_printed_as_escapes(monkeypatch):
 
 
 def test_sample_missing_file(tmp_path):
-    proc = run_cli(["sample", "nope.pt"], cwd=tmp_path)
+    proc = run_here(["sample", "nope.pt"], cwd=tmp_path)
     assert "nope.pt" in assert_one_line_error(proc)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_sample_directory(tmp_path):
     (tmp_path / "run").mkdir()
-    proc = run_cli(["sample", "run"], cwd=tmp_path)
+    proc = run_here(["sample", "run"], cwd=tmp_path)
     assert "run" in assert_one_line_error(proc)
 
 
@@ -298,14 +299,14 @@ def test_sample_directory(tmp_path):
                          ids=["empty", "png", "zeros"])
 def test_sample_non_checkpoint(tmp_path, content):
     (tmp_path / "model.pt").write_bytes(content)
-    proc = run_cli(["sample", "model.pt", "--scale", "2"], cwd=tmp_path)
+    proc = run_here(["sample", "model.pt", "--scale", "2"], cwd=tmp_path)
     assert "model.pt" in assert_one_line_error(proc, code=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no sample-*.png
 
 
 def test_sample_image_file_instead_of_checkpoint(tmp_path):
     make_png(tmp_path)
-    proc = run_cli(["sample", "ok.png"], cwd=tmp_path)
+    proc = run_here(["sample", "ok.png"], cwd=tmp_path)
     assert "ok.png" in assert_one_line_error(proc, code=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]
 
@@ -313,11 +314,31 @@ def test_sample_image_file_instead_of_checkpoint(tmp_path):
 @pytest.mark.parametrize("text", ["hello world\n", "some notes\n"])
 def test_sample_text_file(tmp_path, text):
     (tmp_path / "notes.txt").write_text(text)
-    proc = run_cli(["sample", "notes.txt"], cwd=tmp_path)
+    proc = run_here(["sample", "notes.txt"], cwd=tmp_path)
     assert_one_line_error(proc, code=1)
 
 
 def test_sample_plain_pickle(tmp_path):
     (tmp_path / "model.pkl").write_bytes(pickle.dumps({"weights": [1, 2, 3]}, protocol=4))
-    proc = run_cli(["sample", "model.pkl"], cwd=tmp_path)
+    proc = run_here(["sample", "model.pkl"], cwd=tmp_path)
     assert_one_line_error(proc, code=1)
+
+
+def test_run_here_shows_what_a_subprocess_would_print_on_stderr(tmp_path, monkeypatch):
+    """The in-process runner these tests use must not let pytest take a warning or a log record a user would see:
+    a test that asserts "one line on stderr" would then pass over them."""
+    import logging
+    import warnings
+
+    import inr_cli.app
+
+    def noisy():
+        warnings.warn("a user would see this", UserWarning)
+        warnings.warn("and not this", DeprecationWarning)  # the interpreter's default filters ignore it
+        logging.getLogger("some.library").warning("nor miss this")
+
+    monkeypatch.setattr(inr_cli.app, "escape_unencodable_output", noisy)
+    proc = run_here(["--version"], cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip()
+    assert "UserWarning: a user would see this" in proc.stderr and "nor miss this" in proc.stderr
+    assert "and not this" not in proc.stderr
