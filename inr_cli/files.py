@@ -88,6 +88,41 @@ def remove_written_on_failure() -> Iterator[list[Path]]:
         _recorders.lists = lists
 
 
+@contextlib.contextmanager
+def atomic_output_path(path: Path) -> Iterator[Path]:
+    """For writers that open and fill the file themselves (a video encoder fed a frame at a time, so the file never
+    exists whole in memory as :func:`atomic_write_bytes` needs it): yields a temporary path in ``path``'s folder,
+    named as that function names its temporaries (so a run folder's sweep of stale ones finds it after a kill -9).
+    When the block ends, the file is flushed to disk and renamed over ``path``; if the block fails (an error, an
+    interrupt) the temporary file is removed and ``path`` is left as it was. An OSError (a full disk) is the same
+    one-line UserError naming ``path``."""
+    path = Path(path)
+    tmp_name = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            # mkstemp creates the file private (0600); give it the permissions a plain open() would have.
+            os.fchmod(fd, 0o666 & ~_current_umask())
+        finally:
+            os.close(fd)
+        yield Path(tmp_name)
+        fd = os.open(tmp_name, os.O_RDONLY)  # the writer has closed its own descriptor: sync through a new one
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_name, path)
+    except BaseException as error:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+        if isinstance(error, OSError):
+            raise write_error(path, error) from None
+        raise
+    for written in getattr(_recorders, "lists", ()):
+        written.append(path)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     # A file name whose bytes are not UTF-8 reaches Python as surrogates, which UTF-8 cannot hold: written as
     # escapes (\udcff), so a report or table naming it is still written.

@@ -6,8 +6,10 @@ an H.264 MP4 for watching, and an FFV1 MKV that is lossless (8-bit RGB), from wh
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inr_cli.files import atomic_write_bytes
+from inr_cli.files import atomic_output_path
 from inr_cli.media.images import IMAGE_SUFFIXES, drop_alpha, read_image, shrink_to_longest_side
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import InvalidSetting, UserError, check
@@ -225,35 +227,106 @@ def _as_uint8_rgb(frames: torch.Tensor) -> np.ndarray:
     return out
 
 
-def _encode_lossless(array: np.ndarray, fps: float) -> bytes:
-    return iio.imwrite("<bytes>", array, extension=".mkv", plugin="pyav", codec="ffv1", fps=fps,
-                       out_pixel_format="bgr0")
+# How each file is encoded (as imageio's pyav plugin wrote them from a whole array before, setting for setting):
+# the container, the codec and the pixel format the codec stores.
+LOSSLESS_FORMAT = ("matroska", "ffv1", "bgr0")
+VIEWABLE_FORMAT = ("mp4", "libx264", "yuv420p")
 
 
-def _encode_viewable(array: np.ndarray, fps: float) -> bytes:
-    # 4:2:0 chroma needs even sides: repeat the last row/column where needed (a copy only then).
-    if array.shape[1] % 2 or array.shape[2] % 2:
-        array = np.pad(array, ((0, 0), (0, array.shape[1] % 2), (0, array.shape[2] % 2), (0, 0)), mode="edge")
-    return iio.imwrite("<bytes>", array, extension=".mp4", plugin="pyav", codec="libx264", fps=fps,
-                       out_pixel_format="yuv420p")
+def _uint8_frame(frame: torch.Tensor) -> np.ndarray:
+    """One ``(H, W, C)`` frame in [0, 1] as 8-bit RGB, rounded as :func:`_as_uint8_rgb` rounds it (gray repeated)."""
+    levels = np.rint(frame.clamp(0, 1).numpy() * 255.0).astype(np.uint8)
+    return np.repeat(levels, 3, axis=2) if levels.shape[2] == 1 else levels
+
+
+def _even_sides(frame: np.ndarray) -> np.ndarray:
+    # 4:2:0 chroma needs even sides: repeat the last row/column where needed (a copy of the frame only then).
+    if frame.shape[0] % 2 or frame.shape[1] % 2:
+        return np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
+    return frame
+
+
+def _video_frame(frame: np.ndarray) -> av.VideoFrame:
+    """The encoder's frame of one 8-bit RGB array (a function of its own so that tests can watch what is fed)."""
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+
+
+class _FrameEncoder:
+    """A video file encoded as its frames come, one at a time: nothing of the clip's size is held (a 1080p frame
+    is 6 MB; the whole 8-bit clip, and each file encoded in memory, were each of the clip's size before). The
+    stream is set up as imageio's pyav writer sets it up (frame rate, time base, pts), so the files are the same.
+    On success the encoder is flushed and the file closed; on a failure it is closed without flushing (what it
+    wrote is a temporary file that :func:`atomic_output_path` removes)."""
+
+    def __init__(self, path: Path, kind: tuple[str, str, str], fps: float):
+        container_format, codec, pixel_format = kind
+        rate = Fraction.from_float(fps).limit_denominator(65535)  # as imageio: av refuses some float rates
+        self.container = av.open(str(path), mode="w", format=container_format)
+        try:
+            self.stream = self.container.add_stream(codec, rate)
+            self.stream.time_base = Fraction(1 / rate).limit_denominator(2 ** 16 - 1)
+            self.stream.pix_fmt = pixel_format
+        except BaseException:
+            self.container.close()
+            raise
+        self.count = 0
+
+    def add(self, frame: np.ndarray) -> None:
+        av_frame = _video_frame(frame)
+        if self.stream.codec_context.time_base:
+            av_frame.time_base = self.stream.codec_context.time_base
+        av_frame.pts = self.count
+        self.count += 1
+        if not self.stream.codec_context.is_open:  # the first frame opens the codec at its size
+            self.stream.width, self.stream.height = av_frame.width, av_frame.height
+        for packet in self.stream.encode(av_frame):
+            self.container.mux(packet)
+
+    def __enter__(self) -> _FrameEncoder:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            if kind is None:
+                for packet in self.stream.encode():  # the frames the encoder still holds
+                    self.container.mux(packet)
+                self.container.close()
+            else:
+                with contextlib.suppress(Exception):  # the failure that got us here is the one to report
+                    self.container.close()
+        finally:
+            # As imageio does on closing: PyAV keeps a swscale worker pool for the thread's life, which can
+            # deadlock a later fork; dropping the reformatter joins its workers.
+            local = getattr(av.video.frame, "_thread_local", None)
+            if getattr(local, "reformatter", None) is not None:
+                del local.reformatter
+
+
+def _write_streamed(path: Path, kind: tuple[str, str, str], frames: torch.Tensor, fps: float) -> None:
+    """``path`` encoded from ``frames`` (``(T, H, W, C)`` in [0, 1]) a frame at a time, each frame rounded to 8 bits as
+    it is fed, into a temporary file renamed into place only when it is complete."""
+    with atomic_output_path(path) as temporary, _FrameEncoder(temporary, kind, fps) as encoder:
+        for index in range(len(frames)):
+            levels = _uint8_frame(frames[index])
+            encoder.add(_even_sides(levels) if kind == VIEWABLE_FORMAT else levels)
 
 
 def write_lossless(path: Path, frames: torch.Tensor, fps: float) -> None:
     """FFV1 in Matroska: exact 8-bit RGB frames, for measuring."""
-    atomic_write_bytes(path, _encode_lossless(_as_uint8_rgb(frames), fps))
+    _write_streamed(path, LOSSLESS_FORMAT, frames, fps)
 
 
 def write_viewable(path: Path, frames: torch.Tensor, fps: float) -> None:
     """H.264 MP4 that any player opens."""
-    atomic_write_bytes(path, _encode_viewable(_as_uint8_rgb(frames), fps))
+    _write_streamed(path, VIEWABLE_FORMAT, frames, fps)
 
 
 def write_videos(mp4: Path, mkv: Path, frames: torch.Tensor, fps: float) -> None:
-    """H.264 MP4 for watching and lossless FFV1 MKV for measuring, both atomically, from one 8-bit conversion.
-    (Each file is still encoded in memory before it is written: atomic_write_bytes takes bytes.)"""
-    array = _as_uint8_rgb(frames)
-    atomic_write_bytes(mkv, _encode_lossless(array, fps))
-    atomic_write_bytes(mp4, _encode_viewable(array, fps))
+    """Lossless FFV1 MKV for measuring, then H.264 MP4 for watching, each atomically and a frame at a time. One after
+    the other, not side by side: the encoders' own buffers (FFV1 about 0.2 GB, x264's look-ahead about 0.45 GB at
+    1080p) would add up, where rounding each frame to 8 bits twice costs little."""
+    write_lossless(mkv, frames, fps)
+    write_viewable(mp4, frames, fps)
 
 
 def read_lossless(path: Path) -> np.ndarray:

@@ -1,0 +1,130 @@
+"""Video at real sizes, checked on small clips: the outputs are encoded as a stream of frames (never the whole clip
+in memory, never a partial file left behind), and the set-up costs follow what is needed."""
+
+from __future__ import annotations
+
+import os
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+import inr_cli.media.video as video
+from inr_cli.files import atomic_output_path, remove_written_on_failure
+from inr_core.errors import UserError
+
+
+def clip(frames=5, height=6, width=8, channels=3, seed=0) -> torch.Tensor:
+    """A reconstruction as the fit hands it over: (T, H, W, C) float32, a little outside [0, 1] here and there."""
+    return torch.rand(frames, height, width, channels, generator=torch.Generator().manual_seed(seed)) * 1.2 - 0.1
+
+
+def encoded_in_memory(frames: torch.Tensor, fps: float) -> tuple[bytes, bytes]:
+    """The MKV and MP4 as they were written before they were streamed: the whole clip rounded to 8 bits, each file
+    encoded by imageio into bytes."""
+    levels = video._as_uint8_rgb(frames)
+    mkv = iio.imwrite("<bytes>", levels, extension=".mkv", plugin="pyav", codec="ffv1", fps=fps,
+                      out_pixel_format="bgr0")
+    if levels.shape[1] % 2 or levels.shape[2] % 2:
+        levels = np.pad(levels, ((0, 0), (0, levels.shape[1] % 2), (0, levels.shape[2] % 2), (0, 0)), mode="edge")
+    mp4 = iio.imwrite("<bytes>", levels, extension=".mp4", plugin="pyav", codec="libx264", fps=fps,
+                      out_pixel_format="yuv420p")
+    return mkv, mp4
+
+
+@pytest.mark.parametrize("shape, fps", [((5, 6, 8, 3), 25.0), ((4, 5, 7, 1), 29.97)])
+def test_streamed_videos_hold_the_frames_written_whole_before(tmp_path, shape, fps):
+    frames = clip(*shape)
+    video.write_videos(tmp_path / "r.mp4", tmp_path / "r.mkv", frames, fps)
+    old_mkv, old_mp4 = encoded_in_memory(frames, fps)
+    # H.264: the same encoder settings give the same bytes. FFV1 in Matroska: the same decoded frames (the
+    # container draws a random segment UID, so two encodings of one clip never share every byte).
+    assert (tmp_path / "r.mp4").read_bytes() == old_mp4
+    (tmp_path / "old.mkv").write_bytes(old_mkv)
+    assert np.array_equal(video.read_lossless(tmp_path / "r.mkv"), video.read_lossless(tmp_path / "old.mkv"))
+    assert np.array_equal(video.read_lossless(tmp_path / "r.mkv"), video._as_uint8_rgb(frames))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.mkv", "r.mkv", "r.mp4"]
+
+
+def test_the_encoder_is_fed_one_frame_at_a_time(tmp_path, monkeypatch):
+    events = []
+    rounded, fed = video._uint8_frame, video._video_frame
+
+    def rounding(frame):
+        events.append(("round", tuple(frame.shape)))
+        return rounded(frame)
+
+    def feeding(frame):
+        events.append(("feed", frame.shape))
+        return fed(frame)
+
+    monkeypatch.setattr(video, "_uint8_frame", rounding)
+    monkeypatch.setattr(video, "_video_frame", feeding)
+    video.write_videos(tmp_path / "r.mp4", tmp_path / "r.mkv", clip(4, 5, 7), 25.0)
+    # Each frame is rounded and handed to the encoder before the next is rounded: never the whole clip at once.
+    # The MKV keeps 7x5, the MP4 gets the even sides H.264 needs, from a frame-sized pad.
+    per_file = [("round", (5, 7, 3)), ("feed", (5, 7, 3))] * 4 + [("round", (5, 7, 3)), ("feed", (6, 8, 3))] * 4
+    assert events == per_file
+
+
+@pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
+@pytest.mark.parametrize("writer", ["write_lossless", "write_viewable"])
+def test_a_failure_half_way_leaves_no_partial_and_no_temporary_file(tmp_path, monkeypatch, failure, writer):
+    target = tmp_path / ("r.mkv" if writer == "write_lossless" else "r.mp4")
+    target.write_bytes(b"an earlier file")
+    calls = []
+    fed = video._video_frame
+
+    def failing(frame):
+        calls.append(1)
+        if len(calls) == 3:  # a frame after two were encoded (the temporary file holds some of the clip)
+            raise failure("stopped")
+        return fed(frame)
+
+    monkeypatch.setattr(video, "_video_frame", failing)
+    with pytest.raises(failure):
+        getattr(video, writer)(target, clip(6, 16, 16), 25.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    assert target.read_bytes() == b"an earlier file"
+
+
+def test_a_full_disk_while_encoding_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    fed = video._video_frame
+    calls = []
+
+    def disk_full(frame):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return fed(frame)
+
+    monkeypatch.setattr(video, "_video_frame", disk_full)
+    with pytest.raises(UserError, match=r"r\.mkv: cannot write: No space left on device"):
+        video.write_lossless(tmp_path / "r.mkv", clip(4), 25.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_output_path(tmp_path):
+    path = tmp_path / "out.bin"
+    with remove_written_on_failure() as written:
+        with atomic_output_path(path) as temporary:
+            # In the same folder, named as the run folder's sweep of stale temporaries expects.
+            assert temporary.parent == tmp_path and temporary.name.startswith(".out.bin.")
+            assert temporary.name.endswith(".tmp")
+            assert not path.exists()
+            temporary.write_bytes(b"done")
+        assert written == [path]
+    assert path.read_bytes() == b"done" and os.listdir(tmp_path) == ["out.bin"]
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    with pytest.raises(ValueError):
+        with atomic_output_path(path) as temporary:
+            temporary.write_bytes(b"half")
+            raise ValueError
+    assert path.read_bytes() == b"done" and os.listdir(tmp_path) == ["out.bin"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
