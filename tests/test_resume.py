@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import cli_env, in_process, run_cli, save_png
+from helpers import cli_env, in_process, run_cli, run_here, save_png
 
 # Long enough (a few seconds of training) to be stopped half-way, small enough to stay fast.
 FIT = ["--steps", "400", "--hidden", "24", "--layers", "1", "--device", "cpu", "--quiet", "--json",
@@ -60,7 +60,7 @@ def same_fit(a: Path, b: Path) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(tiles):
     folder, names = tiles
-    proc = run_cli(["fit", "image", names[0], "--out", "whole", *FIT], cwd=folder)
+    proc = run_here(["fit", "image", names[0], "--out", "whole", *FIT], cwd=folder)
     assert proc.returncode == 0, proc.stderr
     return folder / "whole"
 
@@ -85,7 +85,7 @@ def test_a_stopped_fit_resumes_to_the_same_weights(tiles, uninterrupted, how):
         assert torch.load(out / "training-state.pt", weights_only=True)["step"] == step
     if how == signal.SIGTERM:
         return  # the same saved state as SIGINT's: resuming it is tested there
-    resumed = run_cli(["fit", "image", names[0], "--out", out.name, "--resume", *FIT], cwd=folder)
+    resumed = run_here(["fit", "image", names[0], "--out", out.name, "--resume", *FIT], cwd=folder)
     assert resumed.returncode == 0, resumed.stderr
     assert any(note.startswith("resumed at step") for note in json.loads(resumed.stdout)["notes"])
     assert not (out / "training-state.pt").exists()  # finished: nothing left to resume
@@ -97,30 +97,30 @@ def test_a_stopped_cosine_fit_resumes_on_the_same_rates(tiles):
     with its weights; resuming it with another schedule is refused in one line."""
     folder, names = tiles
     cosine = [*FIT, "--lr-schedule", "cosine"]
-    whole = run_cli(["fit", "image", names[1], "--out", "whole-cosine", *cosine], cwd=folder)
+    whole = run_here(["fit", "image", names[1], "--out", "whole-cosine", *cosine], cwd=folder)
     assert whole.returncode == 0, whole.stderr
     out = folder / "stopped-cosine"
     process = start(["fit", "image", names[1], "--out", out.name, *cosine], folder)
     wait_for(out / "training-state.pt", process)
     process.send_signal(signal.SIGINT)
     assert process.communicate(timeout=60) and process.returncode == 130
-    refused = run_cli(["fit", "image", names[1], "--out", out.name, "--resume", *FIT], cwd=folder)
+    refused = run_here(["fit", "image", names[1], "--out", out.name, "--resume", *FIT], cwd=folder)
     assert refused.returncode != 0 and "differs in lr_schedule" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     # Another image of the same size would have gone on from this one's weights: refused, by the state's record
     # of what it trained on, not by the file's name. The same image under another name resumes.
-    other = run_cli(["fit", "image", names[2], "--out", out.name, "--resume", *cosine], cwd=folder)
+    other = run_here(["fit", "image", names[2], "--out", out.name, "--resume", *cosine], cwd=folder)
     assert other.returncode == 1 and "saved while fitting another input" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
     (folder / "renamed.png").write_bytes((folder / names[1]).read_bytes())
-    resumed = run_cli(["fit", "image", "renamed.png", "--out", out.name, "--resume", *cosine], cwd=folder)
+    resumed = run_here(["fit", "image", "renamed.png", "--out", out.name, "--resume", *cosine], cwd=folder)
     assert resumed.returncode == 0, resumed.stderr
     same_fit(out, folder / "whole-cosine")
 
 
 def test_a_several_input_run_resumes_keeping_what_finished(tiles):
     folder, names = tiles
-    whole = run_cli(["fit", "image", *names, "--out", "whole-set", "--group-size", "1", *FIT], cwd=folder)
+    whole = run_here(["fit", "image", *names, "--out", "whole-set", "--group-size", "1", *FIT], cwd=folder)
     assert whole.returncode == 0, whole.stderr
     out = folder / "stopped-set"
     process = start(["fit", "image", *names, "--out", out.name, "--group-size", "1", *FIT], folder)
@@ -130,7 +130,7 @@ def test_a_several_input_run_resumes_keeping_what_finished(tiles):
     assert process.returncode == 130
     assert (out / "tile0" / "report.json").exists() and not (out / "tile1" / "report.json").exists()
     first_report = (out / "tile0" / "report.json").read_text()
-    resumed = run_cli(["fit", "image", *names, "--out", out.name, "--resume", "--group-size", "1", *FIT],
+    resumed = run_here(["fit", "image", *names, "--out", out.name, "--resume", "--group-size", "1", *FIT],
                       cwd=folder)
     assert resumed.returncode == 0, resumed.stderr
     assert [json.loads(line)["input"] for line in resumed.stdout.splitlines()] == names  # all three, in order
@@ -145,18 +145,18 @@ def test_one_run_folder_one_writer_and_no_silent_reuse(tiles):
     folder, names = tiles
     holder = RunFolder(folder / "busy").claim(overwrite=False, resume=False)  # another process's run, as it were
     try:
-        second = run_cli(["fit", "image", names[1], "--out", "busy", *FIT], cwd=folder)
+        second = run_cli(["fit", "image", names[1], "--out", "busy", *FIT], cwd=folder)  # another process
     finally:
         holder.release()
     assert second.returncode == 1 and second.stderr.startswith("inr: error: busy is being written by another inr run")
     assert len(second.stderr.strip().splitlines()) == 1
-    first = run_cli(["fit", "image", names[0], "--out", "busy", *FIT], cwd=folder)
+    first = run_here(["fit", "image", names[0], "--out", "busy", *FIT], cwd=folder)
     assert first.returncode == 0 and json.loads((folder / "busy" / "report.json").read_text())["input"] == names[0]
 
-    again = run_cli(["fit", "image", names[1], "--out", "busy", *FIT], cwd=folder)
+    again = run_here(["fit", "image", names[1], "--out", "busy", *FIT], cwd=folder)
     assert again.returncode == 1 and "already holds a finished run; add --overwrite" in again.stderr
     (folder / "busy" / "notes.txt").write_text("mine")  # not an output of the run: never removed
-    replaced = run_cli(["fit", "image", names[1], "--out", "busy", "--overwrite", *FIT[:1], "50", *FIT[2:]],
+    replaced = run_here(["fit", "image", names[1], "--out", "busy", "--overwrite", *FIT[:1], "50", *FIT[2:]],
                        cwd=folder)  # a shorter fit: its report must be the one in the folder
     assert replaced.returncode == 0, replaced.stderr
     report = json.loads((folder / "busy" / "report.json").read_text())
@@ -164,7 +164,7 @@ def test_one_run_folder_one_writer_and_no_silent_reuse(tiles):
     assert (folder / "busy" / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in (folder / "busy").iterdir()) == sorted([*report["files"].values(), "notes.txt"])
 
-    both = run_cli(["fit", "image", names[1], "--out", "busy", "--overwrite", "--resume", *FIT], cwd=folder)
+    both = run_here(["fit", "image", names[1], "--out", "busy", "--overwrite", "--resume", *FIT], cwd=folder)
     assert both.returncode == 2 and "--resume and --overwrite exclude each other" in both.stderr
 
 
@@ -183,11 +183,11 @@ def test_a_folder_of_other_files_is_not_written_into(tiles):
     save_png(mine / "target.png", torch.zeros(4, 4, dtype=torch.uint8).numpy())
     (mine / "index.html").write_text("<p>my page</p>")
     before = folder_contents(mine)
-    proc = run_cli(["fit", "image", "photos/target.png", "--out", "photos", *QUICK], cwd=folder)
+    proc = run_here(["fit", "image", "photos/target.png", "--out", "photos", *QUICK], cwd=folder)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "holds files that are not an inr run's (index.html, target.png)" in proc.stderr
     assert folder_contents(mine) == before  # the input and the page untouched
-    into_file = run_cli(["fit", "image", "photos/target.png", "--out", "photos/index.html", *QUICK], cwd=folder)
+    into_file = run_here(["fit", "image", "photos/target.png", "--out", "photos/index.html", *QUICK], cwd=folder)
     assert into_file.returncode == 1 and into_file.stderr == \
         "inr: error: --out photos/index.html is a file, not a folder; choose a folder for the run\n"
     assert folder_contents(mine) == before
@@ -195,15 +195,15 @@ def test_a_folder_of_other_files_is_not_written_into(tiles):
 
 def test_a_failing_overwrite_keeps_the_old_run_and_a_working_one_replaces_it(tiles):
     folder, names = tiles
-    first = run_cli(["fit", "image", names[0], "--out", "kept", *QUICK], cwd=folder)
+    first = run_here(["fit", "image", names[0], "--out", "kept", *QUICK], cwd=folder)
     assert first.returncode == 0, first.stderr
     before = folder_contents(folder / "kept")
     for bad in ("missing.png", "tile0.png.txt"):
         (folder / "tile0.png.txt").write_text("not an image")
-        failed = run_cli(["fit", "image", bad, "--out", "kept", "--overwrite", *QUICK], cwd=folder)
+        failed = run_here(["fit", "image", bad, "--out", "kept", "--overwrite", *QUICK], cwd=folder)
         assert failed.returncode == 1 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
         assert folder_contents(folder / "kept") == before  # put back exactly, nothing set aside left over
-    replaced = run_cli(["fit", "image", names[1], "--out", "kept", "--overwrite", *QUICK], cwd=folder)
+    replaced = run_here(["fit", "image", names[1], "--out", "kept", "--overwrite", *QUICK], cwd=folder)
     assert replaced.returncode == 0, replaced.stderr
     report = json.loads((folder / "kept" / "report.json").read_text())
     assert report["input"] == names[1]
@@ -212,7 +212,7 @@ def test_a_failing_overwrite_keeps_the_old_run_and_a_working_one_replaces_it(til
 
 def test_an_interrupted_overwrite_keeps_the_old_run_set_aside_until_the_new_one_finishes(tiles):
     folder, names = tiles
-    first = run_cli(["fit", "image", names[0], "--out", "aside", *QUICK], cwd=folder)
+    first = run_here(["fit", "image", names[0], "--out", "aside", *QUICK], cwd=folder)
     assert first.returncode == 0, first.stderr
     old_report = (folder / "aside" / "report.json").read_text()
     process = start(["fit", "image", names[1], "--out", "aside", "--overwrite", *FIT], folder)
@@ -222,7 +222,7 @@ def test_an_interrupted_overwrite_keeps_the_old_run_set_aside_until_the_new_one_
     assert process.returncode == 130, stderr
     # Only a state to resume from was written: the old run is not given up for it.
     assert (folder / "aside" / ".inr-replaced" / "report.json").read_text() == old_report
-    resumed = run_cli(["fit", "image", names[1], "--out", "aside", "--resume", *FIT], cwd=folder)
+    resumed = run_here(["fit", "image", names[1], "--out", "aside", "--resume", *FIT], cwd=folder)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((folder / "aside" / "report.json").read_text())["input"] == names[1]
     assert not (folder / "aside" / ".inr-replaced").exists()
@@ -230,14 +230,14 @@ def test_an_interrupted_overwrite_keeps_the_old_run_set_aside_until_the_new_one_
 
 def test_resume_keeps_only_this_runs_finished_inputs(tiles, monkeypatch, capsys):
     folder, names = tiles
-    done = run_cli(["fit", "image", names[0], "--out", "done", *QUICK], cwd=folder)
+    done = run_here(["fit", "image", names[0], "--out", "done", *QUICK], cwd=folder)
     assert done.returncode == 0, done.stderr
-    same = run_cli(["fit", "image", f"./{names[0]}", "--out", "done", "--resume", *QUICK], cwd=folder)
+    same = run_here(["fit", "image", f"./{names[0]}", "--out", "done", "--resume", *QUICK], cwd=folder)
     assert same.returncode == 0 and json.loads(same.stdout)["input"] == names[0]  # kept, not refitted
     report = (folder / "done" / "report.json").read_text()
-    other_input = run_cli(["fit", "image", names[1], "--out", "done", "--resume", *QUICK], cwd=folder)
+    other_input = run_here(["fit", "image", names[1], "--out", "done", "--resume", *QUICK], cwd=folder)
     assert other_input.returncode == 1 and f"a run of {names[0]}, not of {names[1]}" in other_input.stderr
-    other_steps = run_cli(["fit", "image", names[0], "--out", "done", "--resume", *QUICK[:1], "7", *QUICK[2:]],
+    other_steps = run_here(["fit", "image", names[0], "--out", "done", "--resume", *QUICK[:1], "7", *QUICK[2:]],
                           cwd=folder)
     assert other_steps.returncode == 1 and "finished with other settings (differs in fit.steps)" in other_steps.stderr
     assert (folder / "done" / "report.json").read_text() == report
@@ -253,7 +253,7 @@ def test_resume_keeps_only_this_runs_finished_inputs(tiles, monkeypatch, capsys)
     assert code == 1 and "finished with other settings (differs in fit.keep)" in err
     for damaged in ("[1, 2]", "{}", "{not json"):  # not a table; a table of nothing; not JSON at all
         (folder / "done" / "report.json").write_text(damaged)
-        proc = run_cli(["fit", "image", names[0], "--out", "done", "--resume", *QUICK], cwd=folder)
+        proc = run_here(["fit", "image", names[0], "--out", "done", "--resume", *QUICK], cwd=folder)
         assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert "not a readable inr report" in proc.stderr
 
@@ -339,7 +339,7 @@ def test_a_fit_at_the_limit_of_float32_ends_as_fitted_not_diverged():
 def test_an_interrupted_group_starts_again_and_ends_as_if_never_stopped(tiles):
     folder, names = tiles
     fit = [*FIT[:1], "1500", *FIT[2:]]  # long enough to be caught mid-way: groups save no state of their own
-    whole = run_cli(["fit", "image", *names, "--out", "whole-group", *fit], cwd=folder)
+    whole = run_here(["fit", "image", *names, "--out", "whole-group", *fit], cwd=folder)
     assert whole.returncode == 0, whole.stderr
     out = folder / "stopped-group"
     process = start(["fit", "image", *names, "--out", out.name, *fit], folder)
@@ -350,7 +350,7 @@ def test_an_interrupted_group_starts_again_and_ends_as_if_never_stopped(tiles):
     assert stderr.endswith(f" of 3 inputs fitted together ({names[0]}, ...; a group saves no state: it starts again)"
                            "; resume with --resume\n"), stderr
     assert not any((out / Path(name).stem / "report.json").exists() for name in names)
-    resumed = run_cli(["fit", "image", *names, "--out", out.name, "--resume", *fit], cwd=folder)
+    resumed = run_here(["fit", "image", *names, "--out", out.name, "--resume", *fit], cwd=folder)
     assert resumed.returncode == 0, resumed.stderr
     for name in names:
         same_fit(out / Path(name).stem, folder / "whole-group" / Path(name).stem)
@@ -375,17 +375,17 @@ def test_resume_refuses_a_folder_laid_out_for_the_other_kind_of_run(tiles):
     summary: resuming one kind in the other's folder wrote each's page and report over the other's."""
     folder, names = tiles
     small = ["--steps", "3", "--hidden", "8", "--layers", "1", "--device", "cpu", "--quiet"]
-    assert run_cli(["fit", "image", names[0], "--out", "single", *small], cwd=folder).returncode == 0
-    assert run_cli(["fit", "image", *names[:2], "--out", "set", *small], cwd=folder).returncode == 0
+    assert run_here(["fit", "image", names[0], "--out", "single", *small], cwd=folder).returncode == 0
+    assert run_here(["fit", "image", *names[:2], "--out", "set", *small], cwd=folder).returncode == 0
     before = {path: path.read_bytes() for path in (folder / "single").rglob("*") if path.is_file()}
-    as_set = run_cli(["fit", "image", *names[:2], "--out", "single", "--resume", *small], cwd=folder)
+    as_set = run_here(["fit", "image", *names[:2], "--out", "single", "--resume", *small], cwd=folder)
     assert as_set.returncode == 1 and "holds the run of one input, not of several" in as_set.stderr
-    as_single = run_cli(["fit", "image", names[0], "--out", "set", "--resume", *small], cwd=folder)
+    as_single = run_here(["fit", "image", names[0], "--out", "set", "--resume", *small], cwd=folder)
     assert as_single.returncode == 1 and "holds a run over several inputs, not of one" in as_single.stderr
     assert {path: path.read_bytes() for path in (folder / "single").rglob("*") if path.is_file()} == before
     assert not (folder / "set" / "report.json").exists()
     shutil.copytree(folder / "set", folder / "moved")  # a run's folder may be moved; its reports say where it is
-    again = run_cli(["fit", "image", *names[:2], "--out", "moved", "--resume", "--json", *small], cwd=folder)
+    again = run_here(["fit", "image", *names[:2], "--out", "moved", "--resume", "--json", *small], cwd=folder)
     assert again.returncode == 0, again.stderr  # the same kind of run resumes as before
     assert [Path(json.loads(line)["output_dir"]) for line in again.stdout.splitlines()] == [
         Path("moved") / Path(name).stem for name in names[:2]]
