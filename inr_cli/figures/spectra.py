@@ -53,14 +53,20 @@ def fft_size(rate: int) -> int:
 
 def mel_spectrogram(signal: np.ndarray, rate: int, bands: int = 128, n_fft: int | None = None) -> MelSpectrogram:
     """Hann-windowed power spectra of ``signal`` pooled into mel bands. Frames overlap by three quarters on a
-    short clip; on a long one they are spread out so at most :data:`MAX_FRAMES` are computed."""
+    short clip; on a long one they are spread out so at most :data:`MAX_FRAMES` are computed.
+
+    ``signal`` is a 1-D array, or anything of a length that gives such an array for an array of indices (a
+    channel read lazily, :class:`inr_cli.media.audio.Channel`): only the frames' samples are read and made
+    float64, never a copy of the whole clip (an hour at 44.1 kHz was 1.3 GB), with the same values as before."""
     n_fft = n_fft or fft_size(rate)
-    signal = np.asarray(signal, dtype=np.float64)
+    if isinstance(signal, (list, tuple)):
+        signal = np.asarray(signal, dtype=np.float64)
     if len(signal) < n_fft:
-        signal = np.pad(signal, (0, n_fft - len(signal)))
+        signal = np.pad(np.asarray(signal[np.arange(len(signal))], dtype=np.float64), (0, n_fft - len(signal)))
     hop = max(n_fft // 4, -(-(len(signal) - n_fft) // (MAX_FRAMES - 1)))
     starts = np.arange(0, len(signal) - n_fft + 1, hop)
-    frames = signal[starts[:, None] + np.arange(n_fft)[None, :]] * np.hanning(n_fft)[None, :]
+    samples = np.asarray(signal[starts[:, None] + np.arange(n_fft)[None, :]], dtype=np.float64)
+    frames = samples * np.hanning(n_fft)[None, :]
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
     filters, edges = mel_filterbank(rate, n_fft, min(bands, n_fft // 4))
     return MelSpectrogram(filters @ power.T, (starts + n_fft / 2) / rate, edges)

@@ -82,28 +82,71 @@ def write_wav(path: Path, samples: torch.Tensor, rate: int, subtype: str = "FLOA
 
 
 ENVELOPE_POINTS = 4000  # buckets across a waveform panel: about five per pixel of its 840
+# Samples read at a time for the waveform's envelope: 2**17 (512 KiB as float32). Pieces of 2**20 drew the same
+# envelope of an hour's clip, but the allocator kept about 500 MB more of their freed memory (inr keeps freed memory
+# for reuse: inr_core/host_memory.py), and took 3.2 s instead of 1.9. The tests set it smaller to force many pieces.
+ENVELOPE_CHUNK = 1 << 17
 
 
-def _envelope(signal: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Min/max envelope over ``points`` buckets: a minutes-long clip plots as fast as a short one."""
+class Channel:
+    """One channel of an ``(N, channels)`` clip as the comparison figure reads it: ``values[:, channel]`` passed
+    through ``transform`` (elementwise: to the file's scale, say) only where it is read, the piece asked for
+    (``channel[start:stop]``, or an array of indices). A long clip's figure reads it in pieces and a few thousand
+    frames; its first channel, scaled, was copied whole (and again as float64 for each spectrogram)."""
+
+    def __init__(self, values: np.ndarray, transform=None, channel: int = 0) -> None:
+        self.column = values[:, channel]  # a view: nothing copied
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    def __getitem__(self, index) -> np.ndarray:
+        piece = self.column[index]
+        return piece if self.transform is None else self.transform(piece)
+
+
+class _Difference:
+    """``minuend - subtrahend`` of two channels, computed only where read (the waveform's error)."""
+
+    def __init__(self, minuend: Channel, subtrahend: Channel) -> None:
+        self.minuend, self.subtrahend = minuend, subtrahend
+
+    def __len__(self) -> int:
+        return len(self.minuend)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self.minuend[index] - self.subtrahend[index]
+
+
+def _envelope(signal, points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Min/max envelope over ``points`` buckets: a minutes-long clip plots as fast as a short one. Read a run of
+    whole buckets of about :data:`ENVELOPE_CHUNK` samples at a time; each bucket's min and max are those of the
+    whole clip's buckets."""
     count = len(signal)
     if count <= 2 * points:
-        index = np.arange(count)
-        return index, signal, signal
+        index, values = np.arange(count), signal[0:count]
+        return index, values, values
     edges = np.linspace(0, count, points + 1).astype(int)
-    low = np.minimum.reduceat(signal, edges[:-1])
-    high = np.maximum.reduceat(signal, edges[:-1])
-    return edges[:-1], low, high
+    per_piece = max(1, ENVELOPE_CHUNK * points // count)  # buckets a piece
+    lows, highs = [], []
+    for first in range(0, points, per_piece):
+        last = min(first + per_piece, points)
+        piece = signal[edges[first]:edges[last]]
+        lows.append(np.minimum.reduceat(piece, edges[first:last] - edges[first]))
+        highs.append(np.maximum.reduceat(piece, edges[first:last] - edges[first]))
+    return edges[:-1], np.concatenate(lows), np.concatenate(highs)
 
 
-def _draw_wave(axis, signal: np.ndarray, rate: int, **style) -> None:
+def _draw_wave(axis, signal, rate: int, **style) -> tuple[np.ndarray, np.ndarray]:
     """A long clip as its min/max envelope, filled; a short one (its envelope is the samples themselves, a band of
-    no width that a fill would not show) as a line through its samples."""
+    no width that a fill would not show) as a line through its samples. Returns the envelope's low and high."""
     index, low, high = _envelope(signal, ENVELOPE_POINTS)
     if low is high:
-        axis.plot(index / rate, signal, lw=0.8, **style)
+        axis.plot(index / rate, low, lw=0.8, **style)
     else:
         axis.fill_between(index / rate, low, high, lw=0, **style)
+    return low, high
 
 
 def _frequency_ticks(axis, edges: np.ndarray) -> None:
@@ -126,15 +169,17 @@ SPECTRAL_ERROR_DB = 20.0  # the error map's full scale, either way
 RELEVANT_DB = 60.0  # the spectral error is measured where levels are within this of the target's loudest
 
 
-def audio_comparison_figure(target: np.ndarray, reconstruction: np.ndarray, rate: int,
+def audio_comparison_figure(target: np.ndarray | Channel, reconstruction: np.ndarray | Channel, rate: int,
                             caption: list[str] | tuple[str, ...] = ()) -> Figure:
     """The first channel: waveform with its error; mel spectrograms of target and reconstruction on one dB scale;
-    the spectral error (reconstruction minus target, dB) over time and frequency, and averaged per band."""
+    the spectral error (reconstruction minus target, dB) over time and frequency, and averaged per band.
+    ``target`` and ``reconstruction`` are ``(N, channels)`` arrays, or the channel to show (:class:`Channel`)."""
     from inr_cli.figures import new_figure
     from inr_cli.figures.layout import font, wrapped
     from inr_cli.figures.spectra import FLOOR_DB, decibels, mel_spectrogram
 
-    target, reconstruction = target[:, 0], reconstruction[:, 0]
+    target, reconstruction = (Channel(np.asarray(clip)) if getattr(clip, "ndim", None) == 2 else clip
+                              for clip in (target, reconstruction))
     spectra = [mel_spectrogram(wave, rate) for wave in (target, reconstruction)]
     reference = float(spectra[0].power.max())
     levels = [decibels(s.power, reference) for s in spectra]
@@ -154,10 +199,10 @@ def audio_comparison_figure(target: np.ndarray, reconstruction: np.ndarray, rate
     for i, line in enumerate(lines):
         fig.text(0.01, 1 - (0.08 + 0.2 * i) / (10.6 + 0.2 * len(lines)), line, fontsize=11, va="top")
     wave_axis = fig.add_subplot(grid[0, 0])
-    _draw_wave(wave_axis, target, rate, color="tab:blue", label="target")
-    _draw_wave(wave_axis, reconstruction - target, rate, color="tab:red", alpha=0.8, label="error")
+    low, high = _draw_wave(wave_axis, target, rate, color="tab:blue", label="target")
+    _draw_wave(wave_axis, _Difference(reconstruction, target), rate, color="tab:red", alpha=0.8, label="error")
     wave_axis.set_xlim(0, len(target) / rate)
-    top = max(1.0, float(np.abs(target).max()))  # a float clip may go beyond [-1, 1]
+    top = max(1.0, float(max(-low.min(), high.max())))  # the largest |sample|: a float clip may go beyond [-1, 1]
     wave_axis.set_ylim(-1.05 * top, 1.05 * top)
     wave_axis.set_title("waveform: target (blue) and error of the reconstruction (red)", fontsize=10)
     extent = (0.0, len(target) / rate, 0, len(spectra[0].edges) - 2)
@@ -188,7 +233,7 @@ def audio_comparison_figure(target: np.ndarray, reconstruction: np.ndarray, rate
     return fig
 
 
-def write_audio_comparison(path: Path, target: np.ndarray, reconstruction: np.ndarray, rate: int,
+def write_audio_comparison(path: Path, target: np.ndarray | Channel, reconstruction: np.ndarray | Channel, rate: int,
                            caption: list[str] | tuple[str, ...] = ()) -> None:
     from inr_cli.figures.captions import caption_text
     from inr_cli.figures.layout import CAPTION_KEY

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from inr_cli.figures.captions import run_caption
-from inr_cli.media.audio import DEFAULT_MAX_SECONDS, LoadedAudio, read_audio, write_audio_comparison, write_wav
+from inr_cli.media.audio import (DEFAULT_MAX_SECONDS, Channel, LoadedAudio, read_audio, write_audio_comparison,
+                                 write_wav)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, grid_quality, register_modality)
 from inr_cli.reports import db_text
@@ -68,12 +69,15 @@ class AudioModality(Modality):
 
     def write_outputs(self, loaded: LoadedAudioSignal, result: FitResult, out_dir: Path, rendered: object = None
                       ) -> Outputs:
-        audio, reconstruction = loaded.audio, to_samples(result.final.reconstruction)
-        write_wav(out_dir / RECONSTRUCTION, reconstruction, audio.rate, audio.subtype, audio.gain)
+        # The figure reads the render (in [0, 1]) and the samples a piece at a time, each piece mapped as the whole
+        # clip was (to_samples, times the gain): no whole-clip copy of either (an hour of stereo is 1.3 GB a copy).
+        audio, unit, gain = loaded.audio, result.final.reconstruction, loaded.audio.gain
+        write_wav(out_dir / RECONSTRUCTION, to_samples(unit), audio.rate, audio.subtype, gain)
         caption = run_caption(loaded.source, result.config, audio_quality(self.metrics(loaded, result), audio),
                               result.kept_step)
-        write_audio_comparison(out_dir / COMPARISON, audio.samples.numpy() * audio.gain,
-                               reconstruction.numpy() * audio.gain, audio.rate, caption)
+        write_audio_comparison(out_dir / COMPARISON, Channel(audio.samples.numpy(), lambda piece: piece * gain),
+                               Channel(unit.numpy(), lambda piece: to_samples(torch.from_numpy(piece)).numpy() * gain),
+                               audio.rate, caption)
         return Outputs({"reconstruction": RECONSTRUCTION, "comparison": COMPARISON})
 
     def summary_line(self, report: dict) -> str:
