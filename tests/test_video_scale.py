@@ -128,3 +128,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_resized_frames_are_the_image_resize_as_matrix_products(tmp_path, monkeypatch):
+    from inr_cli.media.images import shrink_to_longest_side
+
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (3, 60, 90, 3), dtype=np.uint8)
+    iio.imwrite(tmp_path / "c.mkv", frames, plugin="pyav", codec="ffv1", fps=10, out_pixel_format="bgr0")
+    expected = [shrink_to_longest_side(frame.astype(np.float32) / 255.0, 32) for frame in frames]
+
+    def whole_frame_resize(*args, **kwargs):
+        raise AssertionError("a decoded frame went through the whole-frame scikit-image resize")
+
+    monkeypatch.setattr(video, "shrink_to_longest_side", whole_frame_resize)
+    read = video.read_video(str(tmp_path / "c.mkv"), resize=32)
+    assert read.frames.shape == (3, 21, 32, 3) and read.frames.dtype == torch.float32
+    # Within one float32 rounding of scikit-image's (which filters in float32); in [0, 1].
+    assert np.abs(read.frames.numpy() - np.stack(expected)).max() <= 2.0 ** -24
+    assert read.frames.min() >= 0 and read.frames.max() <= 1
+    assert "frames resized to 32x21 (--resize 32)" in read.notes
+
