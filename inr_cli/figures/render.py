@@ -159,10 +159,11 @@ def render(vertices: np.ndarray, colours: np.ndarray, faces: np.ndarray, camera:
     """The mesh seen by ``camera``, as a (height, width, 3) float picture in [0, 1] on white, ``size`` being
     (width, height).
 
-    ``colours`` (V, 3) are the vertices' base colours, ``normals`` (F, 3, 3) the faces' normals at their corners
-    (by default :func:`corner_normals`); ``scale`` is pixels per unit and ``centre`` the picture coordinates
-    (x, y) at the middle of the picture. Rendered ``supersample`` times larger and averaged down, so
-    silhouettes are anti-aliased. ``closed``: the mesh is closed and its faces wound outward, so faces turned
+    ``colours`` (V, 3) are the vertices' base colours, or a function that, given the (sorted) indices of the
+    vertices the picture shows, returns a (V, 3) array right at least at those; ``normals`` (F, 3, 3) the faces'
+    normals at their corners (by default :func:`corner_normals`); ``scale`` is pixels per unit and ``centre`` the
+    picture coordinates (x, y) at the middle of the picture. Rendered ``supersample`` times larger and averaged
+    down, so silhouettes are anti-aliased. ``closed``: the mesh is closed and its faces wound outward, so faces turned
     away from the eye can be skipped (half the work)."""
     if normals is None:
         normals = corner_normals(vertices, faces)
@@ -179,6 +180,8 @@ def render(vertices: np.ndarray, colours: np.ndarray, faces: np.ndarray, camera:
     # Two-sided: a face seen from behind (an open mesh, or one wound the other way) is lit as its front.
     normal *= np.where(_dot(normal, toward) < 0, np.float32(-1), np.float32(1))[:, None]
     corners = faces[seen]
+    if callable(colours):  # colours worth computing only where they are seen (the shape preview's distances)
+        colours = colours(np.unique(corners))
     base = sum(colours[corners[:, k]] * w[:, k:k + 1] for k in range(3))
     diffuse = np.full(len(normal), AMBIENT, dtype=np.float32)
     shine = np.zeros(len(normal), dtype=np.float32)

@@ -3,7 +3,7 @@ its distance to the target surface, with the colour bar and a caption."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,28 +96,49 @@ class Framing:
         return cls(scale, (width, height), centres)
 
 
-def mesh_views(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray, views: list[Camera], framing: Framing
-               ) -> list[np.ndarray]:
+class SeenColours:
+    """Vertex colours computed when a view first shows their vertex, each once however many views show it:
+    ``colour_of(indices)`` gives the (N, 3) colours of those vertices. Passed to the renderer as ``colours``."""
+
+    def __init__(self, count: int, colour_of: Callable[[np.ndarray], np.ndarray]):
+        self.table = np.zeros((count, 3), dtype=np.float32)
+        self.known = np.zeros(count, dtype=bool)
+        self.colour_of = colour_of
+
+    def __call__(self, indices: np.ndarray) -> np.ndarray:
+        missing = indices[~self.known[indices]]
+        if len(missing):
+            self.table[missing] = self.colour_of(missing)
+            self.known[missing] = True
+        return self.table
+
+
+def mesh_views(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray | SeenColours, views: list[Camera],
+               framing: Framing) -> list[np.ndarray]:
     """The mesh from each camera, as (height, width, 3) pictures in [0, 1] (blank where it has no faces)."""
     width, height = framing.size
     if len(faces) == 0:
         return [np.ones((height, width, 3)) for _ in views]
     normals = corner_normals(vertices, faces)
     closed = is_closed_outward(vertices, faces)
-    colours = np.asarray(colours, dtype=np.float32)
+    if not callable(colours):
+        colours = np.asarray(colours, dtype=np.float32)
     return [render(vertices, colours, faces, camera, framing.scale, centre, framing.size, normals=normals,
                    closed=closed) for camera, centre in zip(views, framing.centres)]
 
 
 def preview_panels(target: tuple[np.ndarray, np.ndarray], reconstruction: tuple[np.ndarray, np.ndarray],
-                   error: np.ndarray, up: str, longest: int = PANEL) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                   error: np.ndarray | Callable[[np.ndarray], np.ndarray], up: str, longest: int = PANEL
+                   ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The target's views and the reconstruction's, the latter coloured by ``error`` (per vertex, as a fraction
-    of full scale), framed alike."""
+    of full scale), framed alike. ``error`` may be a function of vertex indices, asked only for the vertices the
+    views show (the corners of the faces that own a pixel: at most three per pixel however large the mesh)."""
     views = cameras(up)
     framing = Framing.around(target[0], views, longest)
     plain = np.broadcast_to(np.array(SURFACE), (len(target[0]), 3))
-    return (mesh_views(*target, plain, views, framing),
-            mesh_views(*reconstruction, error_colours(error), views, framing))
+    colours = SeenColours(len(reconstruction[0]), lambda indices: error_colours(error(indices))) if callable(error) \
+        else error_colours(error)
+    return (mesh_views(*target, plain, views, framing), mesh_views(*reconstruction, colours, views, framing))
 
 
 def preview_image(target_views: Sequence[np.ndarray], reconstruction_views: Sequence[np.ndarray],

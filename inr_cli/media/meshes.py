@@ -214,42 +214,73 @@ def resolve_up(choice: str, vertices: np.ndarray, faces: np.ndarray, source: str
 
 # ------------------------------------------------------------------------------------------------ the preview
 
-def surface_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, samples: int = 100_000,
-                     seed: int = 0) -> np.ndarray:
-    """Distance from each point to the surface, nearly exact and fast on dense meshes: the surface is covered
+class SurfaceDistances:
+    """Distances from points to a mesh's surface, nearly exact and fast on dense meshes: the surface is covered
     with small discs (around its vertices and ``samples`` points, each in its face's plane), and a point's
     distance is to the nearest disc's centre's disc. Exactly zero for points on the mesh's vertices; points on the
-    surface read zero, and points just past an open border may read up to a disc's radius too little."""
-    from inr_cli.figures.render import vertex_normals
-    from training.geometry import nearest_neighbour_tree, sample_surface
+    surface read zero, and points just past an open border may read up to a disc's radius too little. Built once,
+    asked many times (the preview asks per view, for the vertices that view shows)."""
 
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, samples: int = 100_000, seed: int = 0):
+        from inr_cli.figures.render import vertex_normals
+        from training.geometry import nearest_neighbour_tree, sample_surface
+
+        surface, normals = sample_surface(vertices, faces, samples, np.random.default_rng(seed))
+        self.centres = np.concatenate([vertices, surface])
+        self.normals = np.concatenate([vertex_normals(vertices, faces), normals])
+        # Random centres leave gaps: a disc three times the radius of the area each centre stands for covers all
+        # but one point in ten thousand, so a point on the surface reads (nearly) zero wherever it lies.
+        self.radius = 3 * np.sqrt(surface_area(vertices, faces) / (np.pi * len(self.centres)))
+        # Chamfer's tree: scipy's default one pruned almost nothing for the far-off vertices of an early fit.
+        self.tree = nearest_neighbour_tree(self.centres)
+
+    def __call__(self, points: np.ndarray, up_to: float = np.inf) -> np.ndarray:
+        """The distance of each point; ``inf`` for those farther than ``up_to``. A bound lets the tree stop
+        looking: with none, each vertex of an early fit (far inside a 1.3 M-face target, nearly as far from all of
+        its surface) took 0.34 ms, with the preview's 1% of the diagonal about none."""
+        if len(points) == 0:
+            return np.zeros(0)
+        # A disc's points lie within its radius of its centre: a point whose nearest centre is farther than
+        # up_to + radius is farther than up_to from every disc.
+        distance, nearest = self.tree.query(points, workers=-1, distance_upper_bound=up_to + self.radius)
+        result = np.full(len(points), np.inf)
+        found = np.flatnonzero(np.isfinite(distance))
+        distance, nearest = distance[found], nearest[found]
+        offset = points[found] - self.centres[nearest]
+        across = np.abs((offset * self.normals[nearest]).sum(axis=1))
+        along = np.sqrt(np.maximum(distance ** 2 - across ** 2, 0.0))
+        measured = np.sqrt(across ** 2 + np.maximum(along - self.radius, 0.0) ** 2)
+        result[found] = np.where(measured <= up_to, measured, np.inf)
+        return result
+
+
+def surface_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, samples: int = 100_000,
+                     seed: int = 0) -> np.ndarray:
+    """Distance from each point to the surface (see :class:`SurfaceDistances`)."""
     if len(points) == 0:
         return np.zeros(0)
-    surface, normals = sample_surface(vertices, faces, samples, np.random.default_rng(seed))
-    centres = np.concatenate([vertices, surface])
-    normals = np.concatenate([vertex_normals(vertices, faces), normals])
-    area = surface_area(vertices, faces)
-    # Random centres leave gaps: a disc three times the radius of the area each centre stands for covers all
-    # but one point in ten thousand, so a point on the surface reads (nearly) zero wherever it lies.
-    radius = 3 * np.sqrt(area / (np.pi * len(centres)))
-    # Chamfer's tree: scipy's default one pruned almost nothing for the far-off vertices of an early fit.
-    distance, nearest = nearest_neighbour_tree(centres).query(points, workers=-1)
-    offset = points - centres[nearest]
-    across = np.abs((offset * normals[nearest]).sum(axis=1))
-    along = np.sqrt(np.maximum(distance ** 2 - across ** 2, 0.0))
-    return np.sqrt(across ** 2 + np.maximum(along - radius, 0.0) ** 2)
+    return SurfaceDistances(vertices, faces, samples, seed)(points)
 
 
 def write_preview(path: Path, target: LoadedMesh, vertices: np.ndarray, faces: np.ndarray, up: str = "+y",
                   caption: list[str] | tuple[str, ...] = ()) -> None:
     """Target above reconstruction (both in the normalised cube, ``up`` at the top), three views each, smooth-
-    shaded; the reconstruction coloured by its distance to the target's surface."""
+    shaded; the reconstruction coloured by its distance to the target's surface.
+
+    Only the vertices a view shows are measured (at most three per pixel), and only up to the colour scale's full
+    scale (past it every distance has the same colour, and the tree stops looking): the picture is the one every
+    vertex measured in full gives. For a --resolution 512 mesh of an early fit of a 1.3 M-face target, measuring
+    all 711,503 vertices in full took most of the preview's 36 s; the 509,854 shown, bounded, take 0.5 s."""
     from inr_cli.figures.captions import caption_text
     from inr_cli.figures.layout import save_png
     from inr_cli.figures.shapes import ERROR_FULL_SCALE, preview_image, preview_panels
 
     diagonal = float(np.linalg.norm(np.ptp(target.vertices, axis=0)))
-    error = surface_distance(vertices, target.vertices, target.faces) / diagonal / ERROR_FULL_SCALE
+    distances = SurfaceDistances(target.vertices, target.faces) if len(faces) else None
+
+    def error(indices: np.ndarray) -> np.ndarray:  # of the vertices a view shows, as fractions of full scale
+        return distances(vertices[indices], up_to=diagonal * ERROR_FULL_SCALE) / diagonal / ERROR_FULL_SCALE
+
     target_views, reconstruction_views = preview_panels((target.vertices, target.faces), (vertices, faces), error, up)
     image = preview_image(target_views, reconstruction_views, caption, empty=len(faces) == 0)
     save_png(path, image, caption_text(caption))
