@@ -1,17 +1,23 @@
-"""Audio's outputs at real sizes: the comparison figure read from the clip a piece (and a few thousand frames) at a
-time, with the same picture as from the whole clip.
+"""Audio's outputs at real sizes: the WAV written a piece at a time, and the comparison figure read from the clip a
+piece (and a few thousand frames) at a time, with the same file bytes and the same picture as from the whole clip.
 The pieces are forced small through the module constants, so a clip of a few thousand samples makes many."""
 
 from __future__ import annotations
 
+import errno
+import io
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 
 import inr_cli.figures.spectra as spectra
 import inr_cli.media.audio as audio
-from inr_cli.media.audio import Channel, audio_comparison_figure
+from inr_cli.media.audio import Channel, audio_comparison_figure, write_wav
+from inr_core.errors import UserError
 
 RATE = 8000
 
@@ -22,6 +28,99 @@ def clip(frames: int, channels: int = 2, low: float = -1.2, high: float = 1.2, s
     tone = np.sin(2 * np.pi * 440 * np.arange(frames) / RATE)[:, None]
     values = (low + high) / 2 + (high - low) / 2 * (0.7 * tone + 0.3 * rng.uniform(-1, 1, (frames, channels)))
     return torch.from_numpy(values.astype(np.float32))
+
+
+def whole_clip_bytes(samples: torch.Tensor, subtype: str, gain: float) -> bytes:
+    """The file as the writer made it before it wrote in pieces: the whole clip clamped, scaled and encoded in
+    memory in one call."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, (samples.clamp(-1.0, 1.0) * gain).numpy(), RATE, subtype=subtype, format="WAV")
+    return buffer.getvalue()
+
+
+def record_writes(monkeypatch) -> list[int]:
+    """The number of frames of each piece handed to libsndfile."""
+    sizes, real_write = [], soundfile.SoundFile.write
+
+    def write(self, data):
+        sizes.append(len(data))
+        return real_write(self, data)
+
+    monkeypatch.setattr(soundfile.SoundFile, "write", write)
+    return sizes
+
+
+@pytest.mark.parametrize("subtype,gain", [("PCM_16", 1.0), ("PCM_24", 1.0), ("PCM_U8", 1.0), ("FLOAT", 1.0),
+                                          ("FLOAT", 2.5)])
+def test_the_wav_is_written_in_pieces_with_the_bytes_of_the_whole_clip(tmp_path, monkeypatch, subtype, gain):
+    """write_wav encoded the whole clip into memory (and a clamped, scaled copy of it) before writing the file: an
+    hour of stereo held 1.3 GB a copy."""
+    monkeypatch.setattr(audio, "WAV_CHUNK_FRAMES", 1000, raising=False)
+    samples = clip(10_007, channels=3)
+    expected = whole_clip_bytes(samples, subtype, gain)
+    sizes = record_writes(monkeypatch)
+    write_wav(tmp_path / "out.wav", samples, RATE, subtype, gain)
+    assert (tmp_path / "out.wav").read_bytes() == expected
+    assert len(sizes) == 11 and max(sizes) == 1000 and sum(sizes) == 10_007
+    assert os.listdir(tmp_path) == ["out.wav"]
+
+
+def test_a_render_in_0_1_is_mapped_a_piece_at_a_time_as_the_whole_was(tmp_path, monkeypatch):
+    """unit=True: the render in [0, 1] is written as to_samples (x * 2 - 1) of the whole render was, with no
+    [-1, 1] copy of it."""
+    from inr_cli.modalities.audio import to_samples
+
+    monkeypatch.setattr(audio, "WAV_CHUNK_FRAMES", 333, raising=False)
+    unit = clip(5000, low=-0.1, high=1.1, seed=1)
+    for subtype in ("PCM_16", "FLOAT"):
+        write_wav(tmp_path / "out.wav", unit, RATE, subtype, 1.5, unit=True)
+        assert (tmp_path / "out.wav").read_bytes() == whole_clip_bytes(to_samples(unit), subtype, 1.5)
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_failure_half_way_leaves_no_partial_file_and_no_temporary(tmp_path, monkeypatch, existing):
+    """An error (an interrupt, a failing library) after some pieces are in the file: the temporary file goes, and a
+    file of that name from before is left as it was."""
+    monkeypatch.setattr(audio, "WAV_CHUNK_FRAMES", 100, raising=False)
+    real_write, calls = soundfile.SoundFile.write, []
+
+    def write(self, data):
+        calls.append(len(data))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_write(self, data)
+
+    monkeypatch.setattr(soundfile.SoundFile, "write", write)
+    path = tmp_path / "out.wav"
+    if existing:
+        path.write_bytes(b"the earlier file")
+    with pytest.raises(KeyboardInterrupt):
+        write_wav(path, clip(1000), RATE, "PCM_16")
+    assert calls == [100, 100, 100]
+    assert os.listdir(tmp_path) == (["out.wav"] if existing else [])
+    if existing:
+        assert path.read_bytes() == b"the earlier file"
+
+
+def test_a_full_disk_half_way_is_the_one_line_write_error(tmp_path, monkeypatch):
+    """libsndfile only sees a short write (soundfile then fails an assert): the disk's own error is what is said,
+    in the one line every output gives, and nothing is left."""
+    monkeypatch.setattr(audio, "WAV_CHUNK_FRAMES", 100, raising=False)
+    real_write, written = os.write, []
+
+    def write(fd, data):
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if Path(name).name.startswith(".out.wav.") and name.endswith(".tmp"):
+            written.append(len(data))
+            if sum(written) > 1000:  # the header and a few pieces fit; then the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(UserError) as info:
+        write_wav(tmp_path / "out.wav", clip(1000), RATE, "PCM_16")
+    assert str(info.value) == f"{tmp_path / 'out.wav'}: cannot write: {os.strerror(errno.ENOSPC)}"
+    assert os.listdir(tmp_path) == []
 
 
 class Reads:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +12,7 @@ import numpy as np
 import soundfile
 import torch
 
-from inr_cli.files import atomic_write_with, existing_file, first_line
+from inr_cli.files import atomic_output_path, atomic_write_with, existing_file, first_line
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import UserError
 
@@ -74,11 +75,67 @@ def read_audio(source: str, max_seconds: float = DEFAULT_MAX_SECONDS) -> LoadedA
     return LoadedAudio(torch.from_numpy(np.clip(data, -1.0, 1.0)), rate, subtype, notes, gain)
 
 
-def write_wav(path: Path, samples: torch.Tensor, rate: int, subtype: str = "FLOAT", gain: float = 1.0) -> None:
-    """Write ``(N, channels)`` samples in [-1, 1], multiplied by ``gain`` (see :class:`LoadedAudio`), as WAV,
-    atomically."""
-    data = (samples.clamp(-1.0, 1.0) * gain).numpy()
-    atomic_write_with(path, lambda buf: soundfile.write(buf, data, rate, subtype=subtype, format="WAV"))
+# Frames converted and written at a time: 2**18 (six seconds of 44.1 kHz audio, 2 MiB a channel as float32). The
+# file is filled through libsndfile a piece at a time, so no converted copy of the clip nor the encoded file exists
+# whole in memory (an hour of stereo was 1.3 GB a copy). The tests set it smaller to force many pieces.
+WAV_CHUNK_FRAMES = 1 << 18
+
+
+class _Sink:
+    """A file descriptor as libsndfile's virtual I/O wants it. Its writes go through ``os.write``, and an error
+    there (a full disk) is kept and returns a short count: libsndfile only sees a short write (soundfile then
+    fails an assert, or its close fails), so the OSError itself is raised afterwards, as the one-line write error
+    every other output gives."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        if self.error is not None:
+            return 0
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as error:
+            self.error = error
+        return len(data) - len(view)
+
+    def read(self, size: int) -> bytes:
+        return os.read(self.fd, size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self.fd, offset, whence)
+
+    def tell(self) -> int:
+        return os.lseek(self.fd, 0, os.SEEK_CUR)
+
+
+def write_wav(path: Path, samples: torch.Tensor, rate: int, subtype: str = "FLOAT", gain: float = 1.0, *,
+              unit: bool = False) -> None:
+    """Write ``(N, channels)`` samples in [-1, 1] (``unit``: in [0, 1], mapped to [-1, 1] as ``x * 2 - 1``),
+    multiplied by ``gain`` (see :class:`LoadedAudio`), as WAV, atomically: a piece of :data:`WAV_CHUNK_FRAMES`
+    frames at a time into a temporary file beside ``path``, renamed over it once complete and removed if anything
+    fails. Each piece goes through the same float32 operations as the whole clip did, so the file is the same."""
+    count, channels = samples.shape
+    with atomic_output_path(path) as temporary:
+        sink = _Sink(os.open(temporary, os.O_RDWR | os.O_TRUNC))
+        try:
+            with soundfile.SoundFile(sink, "w", rate, channels, subtype, format="WAV") as handle:
+                for start in range(0, count, WAV_CHUNK_FRAMES):
+                    piece = samples[start:start + WAV_CHUNK_FRAMES]
+                    if unit:
+                        piece = piece * 2.0 - 1.0
+                    handle.write((piece.clamp(-1.0, 1.0) * gain).numpy())
+            if sink.error is not None:  # a failed write that libsndfile let pass (its header's, on closing)
+                raise sink.error
+        except (AssertionError, RuntimeError):
+            if sink.error is None:
+                raise
+            raise sink.error from None
+        finally:
+            os.close(sink.fd)
 
 
 ENVELOPE_POINTS = 4000  # buckets across a waveform panel: about five per pixel of its 840

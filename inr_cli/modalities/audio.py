@@ -69,10 +69,10 @@ class AudioModality(Modality):
 
     def write_outputs(self, loaded: LoadedAudioSignal, result: FitResult, out_dir: Path, rendered: object = None
                       ) -> Outputs:
-        # The figure reads the render (in [0, 1]) and the samples a piece at a time, each piece mapped as the whole
-        # clip was (to_samples, times the gain): no whole-clip copy of either (an hour of stereo is 1.3 GB a copy).
+        # The render (in [0, 1]) and the samples are read a piece at a time, each piece mapped as the whole clip
+        # was (to_samples, times the gain): no whole-clip copy of either (an hour of stereo is 1.3 GB a copy).
         audio, unit, gain = loaded.audio, result.final.reconstruction, loaded.audio.gain
-        write_wav(out_dir / RECONSTRUCTION, to_samples(unit), audio.rate, audio.subtype, gain)
+        write_wav(out_dir / RECONSTRUCTION, unit, audio.rate, audio.subtype, gain, unit=True)
         caption = run_caption(loaded.source, result.config, audio_quality(self.metrics(loaded, result), audio),
                               result.kept_step)
         write_audio_comparison(out_dir / COMPARISON, Channel(audio.samples.numpy(), lambda piece: piece * gain),
@@ -96,8 +96,9 @@ class AudioModality(Modality):
         return SampleTarget((count,), f"sample-{rate}Hz-{count / rate:g}s.wav", (".wav",), rate)
 
     def write_sample(self, network: FittedNetwork, target: SampleTarget, path: Path) -> None:
-        write_wav(path, to_samples(network.render(target.grid)), target.rate, network.info.get("subtype", "FLOAT"),
-                  network.info.get("gain", 1.0))  # checkpoints from before the gain have none: 1
+        # The render mapped to [-1, 1] a piece at a time as it is written, not as a second whole clip.
+        write_wav(path, network.render(target.grid), target.rate, network.info.get("subtype", "FLOAT"),
+                  network.info.get("gain", 1.0), unit=True)  # checkpoints from before the gain have none: 1
 
 
 def audio_quality(metrics: dict, audio: LoadedAudio) -> list[str]:
