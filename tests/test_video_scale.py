@@ -149,3 +149,44 @@ def test_resized_frames_are_the_image_resize_as_matrix_products(tmp_path, monkey
     assert read.frames.min() >= 0 and read.frames.max() <= 1
     assert "frames resized to 32x21 (--resize 32)" in read.notes
 
+
+def test_a_target_is_written_from_the_signals_values_a_frame_at_a_time(tmp_path):
+    from training.fitting.signal import video_signal
+
+    frames = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (3, 6, 8, 3)).astype(np.float32) / 255)
+    signal = video_signal(frames)
+    unit = video.UnitFrames(signal.values, signal.grid_shape)
+    assert len(unit) == 3 and all(torch.equal(unit[t], signal.unit_grid()[t]) for t in range(3))
+    video.write_viewable(tmp_path / "view.mp4", unit, 25.0)
+    video.write_viewable(tmp_path / "whole.mp4", signal.unit_grid(), 25.0)
+    assert (tmp_path / "view.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()
+
+
+def test_a_fitted_clip_holds_its_frames_once_as_the_signals_values(tmp_path):
+    from inr_cli.modalities.video import VIDEO, VideoOptions, signal_a_frame_at_a_time
+    from training.fitting.signal import video_signal
+
+    frames = np.random.default_rng(5).integers(0, 256, (4, 10, 14, 3), dtype=np.uint8)
+    iio.imwrite(tmp_path / "c.mkv", frames, plugin="pyav", codec="ffv1", fps=10, out_pixel_format="bgr0")
+    decoded = video.read_video(str(tmp_path / "c.mkv")).frames
+    whole = video_signal(decoded)
+    loaded = VIDEO.load(str(tmp_path / "c.mkv"), VideoOptions(), 0)
+    # The same signal as scaling the clip whole; the loaded frames are its values seen in [0, 1], not a copy.
+    assert torch.equal(loaded.signal.values, whole.values) and loaded.signal.grid_shape == whole.grid_shape
+    assert type(loaded.signal) is type(whole) and loaded.signal.train.is_whole
+    assert isinstance(loaded.video.frames, video.UnitFrames)
+    assert loaded.video.frames.values.data_ptr() == loaded.signal.values.data_ptr()
+    assert loaded.video.info() == video.LoadedVideo(decoded, 10.0).info()
+    # The frame strip shows the same 8-bit target as from the decoded frames.
+    reconstruction = clip(4, 10, 14, seed=6)
+    shown = video.frame_strip(loaded.video.frames, reconstruction, [20.0] * 4)
+    assert np.array_equal(np.asarray(shown), np.asarray(video.frame_strip(decoded, reconstruction, [20.0] * 4)))
+    gray = decoded[..., :1]
+    assert torch.equal(signal_a_frame_at_a_time(gray).values, video_signal(gray).values)
+
+
+def test_frames_are_stacked_letting_go_of_each():
+    frames = [np.full((2, 3, 1), index, dtype=np.float32) for index in range(3)]
+    expected = np.stack(frames)
+    stacked = video._stack_letting_go(frames)
+    assert np.array_equal(stacked, expected) and stacked.dtype == np.float32 and frames == [None] * 3

@@ -38,14 +38,41 @@ DEEPER_THAN_OUTPUT = "samples deeper than 8 bits fitted as read, written back as
 
 @dataclass
 class LoadedVideo:
-    frames: torch.Tensor  # (T, H, W, C) float32 in [0, 1], C = 1 or 3
+    frames: torch.Tensor | UnitFrames  # (T, H, W, C) float32 in [0, 1], C = 1 or 3
     fps: float
     notes: list[str] = field(default_factory=list)
+
+    def as_signal_frames(self, values: torch.Tensor) -> None:
+        """From now on the frames are the fitted signal's ``values`` (``(points, C)`` in [-1, 1]) seen in [0, 1]:
+        the decoded float32 frames are let go (see :class:`UnitFrames`)."""
+        self.frames = UnitFrames(values, tuple(self.frames.shape[:3]))
 
     def info(self) -> dict:
         count, height, width, channels = self.frames.shape
         return {"kind": "video", "frames": count, "height": height, "width": width, "channels": channels,
                 "fps": self.fps, "bit_depth": 8}
+
+
+class UnitFrames:
+    """A grid signal's ``[-1, 1]`` values seen as ``(T, H, W, C)`` frames in [0, 1], each frame mapped when it is
+    asked for, exactly as ``GridSignal.unit_values`` maps the whole (``(v + 1) * 0.5``). A fitted clip's frames are
+    these once its signal exists (:meth:`LoadedVideo.as_signal_frames`): a float32 [0, 1] copy beside the
+    signal's values was 12 more bytes a pixel while fitting (1.2 GB for 48 frames of 1080p). The writers and the
+    frame strip take them as they take a tensor, as does the run page's ``target.mp4``, which otherwise maps the
+    whole clip (2.4 GB with its temporary, the peak of that run)."""
+
+    def __init__(self, values: torch.Tensor, grid_shape: tuple[int, ...]):
+        self.values = values.reshape(*grid_shape, -1)
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.values.shape
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return (self.values[index] + 1.0) * 0.5
 
 
 def parse_frame_range(text: str | None) -> slice:
@@ -169,7 +196,16 @@ def read_video(source: str, frames: str | None = None, resize: int | None = None
     chosen = _gray_to_rgb_if_mixed(chosen, notes)
     if resize and not path.is_dir():  # a folder's frames carry the image reader's note of it
         notes.append(f"frames resized to {chosen[0].shape[1]}x{chosen[0].shape[0]} (--resize {resize})")
-    return LoadedVideo(torch.from_numpy(np.stack(chosen)), fps, notes)
+    return LoadedVideo(torch.from_numpy(_stack_letting_go(chosen)), fps, notes)
+
+
+def _stack_letting_go(frames: list[np.ndarray]) -> np.ndarray:
+    """``np.stack(frames)``, each frame let go of once copied: the clip is held about once while it is stacked,
+    not twice (the list and the stack: 2.4 GB for 48 frames of 1080p)."""
+    stacked = np.empty((len(frames), *frames[0].shape), dtype=np.result_type(*frames))
+    for index in range(len(frames)):
+        stacked[index], frames[index] = frames[index], None
+    return stacked
 
 
 def _gray_to_rgb_if_mixed(frames: list[np.ndarray], notes: list[str]) -> list[np.ndarray]:
@@ -326,21 +362,22 @@ class _FrameEncoder:
                 del local.reformatter
 
 
-def _write_streamed(path: Path, kind: tuple[str, str, str], frames: torch.Tensor, fps: float) -> None:
-    """``path`` encoded from ``frames`` (``(T, H, W, C)`` in [0, 1]) a frame at a time, each frame rounded to 8 bits as
-    it is fed, into a temporary file renamed into place only when it is complete."""
+def _write_streamed(path: Path, kind: tuple[str, str, str], frames: torch.Tensor | UnitFrames, fps: float
+                    ) -> None:
+    """``path`` encoded from ``frames`` (``(T, H, W, C)`` in [0, 1], or :class:`UnitFrames`) a frame at a time, each
+    frame rounded to 8 bits as it is fed, into a temporary file renamed into place only when it is complete."""
     with atomic_output_path(path) as temporary, _FrameEncoder(temporary, kind, fps) as encoder:
         for index in range(len(frames)):
             levels = _uint8_frame(frames[index])
             encoder.add(_even_sides(levels) if kind == VIEWABLE_FORMAT else levels)
 
 
-def write_lossless(path: Path, frames: torch.Tensor, fps: float) -> None:
+def write_lossless(path: Path, frames: torch.Tensor | UnitFrames, fps: float) -> None:
     """FFV1 in Matroska: exact 8-bit RGB frames, for measuring."""
     _write_streamed(path, LOSSLESS_FORMAT, frames, fps)
 
 
-def write_viewable(path: Path, frames: torch.Tensor, fps: float) -> None:
+def write_viewable(path: Path, frames: torch.Tensor | UnitFrames, fps: float) -> None:
     """H.264 MP4 that any player opens."""
     _write_streamed(path, VIEWABLE_FORMAT, frames, fps)
 
@@ -361,7 +398,7 @@ STRIP_MAX_WIDTH = 3000  # pixels, all frames side by side
 STRIP_MIN_FRAME = 160  # small frames are enlarged (whole pixels) to at least this width, so labels fit
 
 
-def frame_strip(target: torch.Tensor, reconstruction: torch.Tensor, psnrs: list[float], count: int = 6,
+def frame_strip(target: torch.Tensor | UnitFrames, reconstruction: torch.Tensor, psnrs: list[float], count: int = 6,
                 caption: list[str] | tuple[str, ...] = ()) -> Image.Image:
     """Evenly spaced frames, each titled with its number: originals above, reconstructions below with their
     PSNR; the ``caption`` parts on top."""
@@ -379,7 +416,7 @@ def frame_strip(target: torch.Tensor, reconstruction: torch.Tensor, psnrs: list[
 
     def tiles(frames: torch.Tensor) -> list[Image.Image]:
         resample = Image.Resampling.NEAREST if factor > 1 else Image.Resampling.LANCZOS
-        return [Image.fromarray(_as_uint8_rgb(frames[i:i + 1])[0]).resize(shown, resample) for i in picks]
+        return [Image.fromarray(_uint8_frame(frames[i])).resize(shown, resample) for i in picks]
 
     table = tile_table([tiles(target), tiles(reconstruction)], labels=["target", "reconstruction"],
                        notes=[None, [f"PSNR {db_text(psnrs[i])}" for i in picks]],
@@ -387,7 +424,7 @@ def frame_strip(target: torch.Tensor, reconstruction: torch.Tensor, psnrs: list[
     return with_caption(table, caption) if caption else table
 
 
-def write_frame_strip(path: Path, target: torch.Tensor, reconstruction: torch.Tensor, psnrs: list[float],
+def write_frame_strip(path: Path, target: torch.Tensor | UnitFrames, reconstruction: torch.Tensor, psnrs: list[float],
                       count: int = 6, caption: list[str] | tuple[str, ...] = ()) -> None:
     from inr_cli.figures.captions import caption_text
     from inr_cli.figures.layout import save_png

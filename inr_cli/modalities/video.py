@@ -7,6 +7,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from inr_cli.figures.captions import run_caption
 from inr_cli.media.video import (DEFAULT_MAX_VIDEO_PIXELS, LoadedVideo, parse_frame_range, read_video,
                                  write_frame_psnr_plot, write_frame_strip, write_lossless, write_videos, write_viewable)
@@ -18,7 +20,7 @@ from inr_cli.reports import db_text
 from inr_core.errors import check
 from training.fitting.fit import FitResult
 from training.fitting.recipes import Recipe, frequency_for_side, papers_learning_rate
-from training.fitting.signal import GridSignal, video_signal
+from training.fitting.signal import GridSignal, SubGrid, VideoSignal
 from training.metrics import psnr_from_sums, squared_error_sum, video_psnr
 
 # The implicit-layer paper trains on 65,536 random points per step, never the whole clip at once.
@@ -55,7 +57,9 @@ class VideoModality(Modality):
 
     def load(self, source: str, options: VideoOptions, seed: int) -> LoadedVideoSignal:
         video = read_video(source, frames=options.frames, resize=options.resize, max_pixels=options.max_pixels)
-        return LoadedVideoSignal(video_signal(video.frames), video.info(), video.notes, video, source)
+        signal = signal_a_frame_at_a_time(video.frames)
+        video.as_signal_frames(signal.values)  # the decoded frames are let go: the signal's values are the clip
+        return LoadedVideoSignal(signal, video.info(), video.notes, video, source)
 
     def recipe(self, model: str, signal: GridSignal) -> Recipe:
         # The image rules on the frame's longest side, at the papers' video learning rates (no size boost).
@@ -115,6 +119,17 @@ class VideoModality(Modality):
                                  soft_wrap=True)
         write = write_viewable if viewable else write_lossless
         write(path, network.render(target.grid), target.rate)
+
+
+def signal_a_frame_at_a_time(frames: torch.Tensor) -> VideoSignal:
+    """``video_signal(frames)``, the same values, scaled to [-1, 1] a frame at a time into the signal's tensor:
+    whole, the scaling made two temporaries of the clip's size (1.2 GB each for 48 frames of 1080p)."""
+    count, height, width, channels = frames.shape
+    values = torch.empty(count * height * width, channels, dtype=torch.float32)
+    per_frame = height * width
+    for index in range(count):
+        values[index * per_frame:(index + 1) * per_frame] = frames[index].reshape(-1, channels).float() * 2.0 - 1.0
+    return VideoSignal(values, (count, height, width), SubGrid.whole((count, height, width)))
 
 
 def video_quality(metrics: dict) -> list[str]:
