@@ -190,3 +190,21 @@ def test_frames_are_stacked_letting_go_of_each():
     expected = np.stack(frames)
     stacked = video._stack_letting_go(frames)
     assert np.array_equal(stacked, expected) and stacked.dtype == np.float32 and frames == [None] * 3
+
+
+def test_frame_index_counts_frames_without_sorting_the_points(monkeypatch):
+    from training.fitting.evaluate import FrameIndex
+    from training.fitting.signal import SubGrid, video_signal
+
+    signal = video_signal(torch.rand(5, 3, 4, 3))
+    rng = np.random.default_rng(7)
+    parts = [SubGrid.whole(signal.grid_shape), SubGrid(torch.from_numpy(rng.choice(60, 25, replace=False)), (25,)),
+             SubGrid(torch.tensor([59, 0, 13, 12, 50]), (5,))]  # frames 0, 1 and 4 only, out of order
+    expected = []
+    for part in parts:
+        _, frame = torch.unique(signal.frames_of(part.index), return_inverse=True)
+        expected.append((frame, torch.bincount(frame).double() * 3))
+    monkeypatch.setattr(torch, "unique", lambda *args, **kwargs: pytest.fail("sorted every point's frame"))
+    for part, (frame, values) in zip(parts, expected):
+        index = FrameIndex.of(signal, part, torch.device("cpu"))
+        assert torch.equal(index.frame, frame) and torch.equal(index.values, values)
