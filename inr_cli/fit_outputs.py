@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from inr_cli.figures import write_psnr_plot
+from inr_cli.errors import out_of_memory_message, phrase
 from inr_cli.files import atomic_write_bytes, atomic_write_text, remove_written_on_failure
 from inr_cli.modalities.base import QUALITY_KEYS, FitCommandConfig, LoadedSignal, Modality
 from inr_cli.pages import write_run_page
@@ -15,6 +16,7 @@ from inr_cli.progress import stderr_console
 from inr_cli.reports import REPORT_VERSION, to_json, versions
 from inr_cli.run_folder import REPORT, TRAINING_STATE
 from inr_cli.tensorboard_log import FitLog
+from inr_core.errors import UserError, out_of_memory
 from models.registry import count_stored_numbers
 from training.fitting.checkpoint import checkpoint_payload, serialize
 from training.fitting.fit import FitResult
@@ -22,6 +24,8 @@ from training.fitting.evaluate import bits_per_point
 
 PSNR_PLOT = "psnr.png"
 CHECKPOINT = "checkpoint.pt"
+# What to lower when the outputs made after a fit (a shape's mesh extraction) run out of memory.
+OUTPUTS_MEMORY_HINT = "the outputs made after the fit do not fit; lower --resolution"
 
 
 def input_stem(source: str) -> str:
@@ -44,6 +48,7 @@ class TrainedRun:
     # None on a CPU, where no allocator statistic is trustworthy (inr_cli/peak_memory.py)
     peak_memory_mb: float | None = None
     rendered: object = None  # what Modality.render_outputs gave, in the fit's thread (see rendered_run)
+    checkpoint_written: bool = False  # already, before the outputs were made (see checkpoint_first)
 
 
 def _solver_warning(result: FitResult) -> str | None:
@@ -69,23 +74,65 @@ def _report_metrics(metrics: dict, measured: dict) -> dict:
     return {**metrics, **measured}
 
 
+def checkpoint_first(modality: Modality) -> bool:
+    """Whether the modality's runs write their checkpoint before their outputs are made: a shape's mesh extraction
+    and preview take minutes at a high --resolution, and a failure or a kill there (a full disk, a figure's error,
+    an out-of-memory kill) lost the trained network. Other modalities write theirs with the outputs, all or
+    nothing (see write_run)."""
+    return bool(getattr(modality, "checkpoint_first", False))
+
+
+def _write_checkpoint(run: TrainedRun) -> None:
+    payload = checkpoint_payload(run.result, run.loaded.info, in_features=run.loaded.signal.dims,
+                                 out_features=run.loaded.signal.channels, config=run.config.to_dict())
+    atomic_write_bytes(run.out_dir / CHECKPOINT, serialize(payload))
+
+
+def _kept_checkpoint(error: BaseException, run: TrainedRun) -> BaseException:
+    """The error of outputs that failed after the checkpoint was written, saying that it is kept: a UserError as
+    one line (a failed input of `inr fit` is one line on stderr, in --json and in the summary; running out of
+    memory is this input's failure too, now that its network is safe), anything else (an interrupt, a bug's
+    traceback) with a note."""
+    kept = f"{run.out_dir / CHECKPOINT} holds the fitted network, kept: `inr sample` makes its outputs from it"
+    if isinstance(error, UserError):
+        return UserError(f"{phrase(error)} ({kept})")
+    if out_of_memory(error):
+        return UserError(f"{run.source}: {out_of_memory_message(error, OUTPUTS_MEMORY_HINT)} ({kept})")
+    error.add_note(kept)
+    return error
+
+
 def rendered_run(modality: Modality, run: TrainedRun) -> TrainedRun:
     """``run`` with what its outputs need of the fitted network computed now, in the thread that fitted it (see
-    :meth:`inr_cli.modalities.base.Modality.render_outputs`), before it goes to the writer."""
-    return replace(run, rendered=modality.render_outputs(run.loaded, run.result))
+    :meth:`inr_cli.modalities.base.Modality.render_outputs`), before it goes to the writer. For a modality that
+    writes its checkpoint first (:func:`checkpoint_first`) the checkpoint is written here, before that."""
+    if not checkpoint_first(modality):
+        return replace(run, rendered=modality.render_outputs(run.loaded, run.result))
+    _write_checkpoint(run)  # a failure here leaves nothing (an atomic write): the input fails as any write does
+    try:
+        return replace(run, rendered=modality.render_outputs(run.loaded, run.result), checkpoint_written=True)
+    except BaseException as error:
+        raise _kept_checkpoint(error, replace(run, checkpoint_written=True)) from None
 
 
 def write_run(modality: Modality, run: TrainedRun) -> dict:
     """Write the modality's outputs, the plot, the checkpoint and (last) the report; return the report. If one
     cannot be written (a full disk), those written so far are removed again: a folder holding part of a run and no
-    report would be refused by every later run into it (--resume and --overwrite included) as someone else's."""
+    report would be refused by every later run into it (--resume and --overwrite included) as someone else's.
+
+    The one exception is a checkpoint written before the outputs were made (:func:`checkpoint_first`): the fitted
+    network is worth more than a clean folder, so it stays, the error says so, and the input counts as failed (no
+    report: --resume of a run over several inputs fits it again). An --overwrite that fails so puts the old run
+    back whole, its own checkpoint over this one (inr_cli/run_folder.py): never a report beside another network."""
     try:
         with remove_written_on_failure():
             report = _write_files(modality, run)
-    except BaseException:
+    except BaseException as error:
         if run.log is not None:  # the input failed: its TensorBoard run ends here (the write's error is the one to say)
             with contextlib.suppress(OSError):
                 run.log.close()
+        if run.checkpoint_written:
+            raise _kept_checkpoint(error, run) from None
         raise
     (run.out_dir / TRAINING_STATE).unlink(missing_ok=True)  # finished: nothing left to resume
     if run.log is not None:
@@ -103,9 +150,8 @@ def _write_files(modality: Modality, run: TrainedRun) -> dict:
                         f"{input_stem(source)}: {fit_config.model} {fit_config.layers}L-{fit_config.hidden}D",
                         kept_step=result.kept_step)
         files["psnr_plot"] = PSNR_PLOT
-    payload = checkpoint_payload(result, loaded.info, in_features=loaded.signal.dims,
-                                 out_features=loaded.signal.channels, config=run.config.to_dict())
-    atomic_write_bytes(out_dir / CHECKPOINT, serialize(payload))
+    if not run.checkpoint_written:
+        _write_checkpoint(run)
 
     notes = list(loaded.notes) + list(result.notes) + list(outputs.notes)
     warning = _solver_warning(result)

@@ -74,6 +74,9 @@ class ShapeModality(Modality):
     options_type = ShapeOptions
     folder_suffixes = (".3mf", ".glb", ".gltf", ".obj", ".off", ".ply", ".stl")  # what trimesh reads
     psnr_plot = False  # a training plot of loss and IoU instead
+    # The mesh extraction and the preview take minutes at a high --resolution: the trained network is saved before
+    # them, and kept if they fail (inr_cli/fit_outputs.py).
+    checkpoint_first = True
     sample_settings = ("resolution",)
     render_bytes_per_value = EXTRACTION_BYTES_PER_VALUE
 
