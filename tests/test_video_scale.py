@@ -208,3 +208,40 @@ def test_frame_index_counts_frames_without_sorting_the_points(monkeypatch):
     for part, (frame, values) in zip(parts, expected):
         index = FrameIndex.of(signal, part, torch.device("cpu"))
         assert torch.equal(index.frame, frame) and torch.equal(index.values, values)
+
+
+class _Wave(torch.nn.Module):
+    """A stand-in network: smooth values a little beyond [-1, 1], so rounding and clamping both matter."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+
+    def forward_with_stats(self, coords):
+        waves = torch.stack([torch.sin(3 * coords.sum(-1) + k) * 1.1 for k in range(self.channels)], dim=-1)
+        return waves, None
+
+
+@pytest.mark.parametrize("channels, suffix", [(3, ".mkv"), (1, ".mkv"), (3, ".mp4")])
+def test_a_sample_is_rendered_to_8_bit_levels_and_streamed(tmp_path, monkeypatch, channels, suffix):
+    from inr_cli.modalities.base import FittedNetwork, SampleTarget
+    from inr_cli.modalities.video import VIDEO
+
+    network = FittedNetwork(_Wave(channels), channels, torch.device("cpu"), 50, {}, None)
+    target = SampleTarget((4, 6, 10), "s" + suffix, (".mp4", ".mkv"), 12.0)
+    VIDEO.write_sample(network, target, tmp_path / ("new" + suffix))
+    # As before: the float render, then each writer rounding it.
+    (video.write_lossless if suffix == ".mkv" else video.write_viewable)(tmp_path / ("old" + suffix),
+                                                                         network.render(target.grid), 12.0)
+    if suffix == ".mp4":
+        assert (tmp_path / "new.mp4").read_bytes() == (tmp_path / "old.mp4").read_bytes()
+    else:
+        assert np.array_equal(video.read_lossless(tmp_path / "new.mkv"), video.read_lossless(tmp_path / "old.mkv"))
+    assert VIDEO.render_bytes_per_value == 2
+    # No float render of the whole clip: the writer is handed uint8 levels.
+    handed = []
+    streamed = video._write_streamed
+    monkeypatch.setattr(video, "_write_streamed", lambda path, kind, frames, fps: (handed.append(frames),
+                                                                                  streamed(path, kind, frames, fps)))
+    VIDEO.write_sample(network, target, tmp_path / ("again" + suffix))
+    assert handed[0].dtype == np.uint8 and handed[0].shape == (4, 6, 10, channels)

@@ -293,9 +293,15 @@ LOSSLESS_FORMAT = ("matroska", "ffv1", "bgr0")
 VIEWABLE_FORMAT = ("mp4", "libx264", "yuv420p")
 
 
-def _uint8_frame(frame: torch.Tensor) -> np.ndarray:
-    """One ``(H, W, C)`` frame in [0, 1] as 8-bit RGB, rounded as :func:`_as_uint8_rgb` rounds it (gray repeated)."""
-    levels = np.rint(frame.clamp(0, 1).numpy() * 255.0).astype(np.uint8)
+def eight_bit_levels(values: torch.Tensor) -> np.ndarray:
+    """Values in [0, 1] (any shape, float32) rounded to the 8-bit levels the video files store."""
+    return np.rint(values.clamp(0, 1).numpy() * 255.0).astype(np.uint8)
+
+
+def _uint8_frame(frame: torch.Tensor | np.ndarray) -> np.ndarray:
+    """One ``(H, W, C)`` frame in [0, 1] as 8-bit RGB, rounded as :func:`_as_uint8_rgb` rounds it (gray repeated);
+    a uint8 array is taken as levels already rounded (:func:`eight_bit_levels`, as a sample is rendered)."""
+    levels = frame if isinstance(frame, np.ndarray) and frame.dtype == np.uint8 else eight_bit_levels(frame)
     return np.repeat(levels, 3, axis=2) if levels.shape[2] == 1 else levels
 
 
@@ -362,22 +368,23 @@ class _FrameEncoder:
                 del local.reformatter
 
 
-def _write_streamed(path: Path, kind: tuple[str, str, str], frames: torch.Tensor | UnitFrames, fps: float
-                    ) -> None:
-    """``path`` encoded from ``frames`` (``(T, H, W, C)`` in [0, 1], or :class:`UnitFrames`) a frame at a time, each
-    frame rounded to 8 bits as it is fed, into a temporary file renamed into place only when it is complete."""
+def _write_streamed(path: Path, kind: tuple[str, str, str], frames: torch.Tensor | UnitFrames | np.ndarray,
+                    fps: float) -> None:
+    """``path`` encoded from ``frames`` (``(T, H, W, C)`` in [0, 1], :class:`UnitFrames`, or uint8 levels already
+    rounded) a frame at a time, each frame rounded to 8 bits as it is fed, into a temporary file renamed into place
+    only when it is complete."""
     with atomic_output_path(path) as temporary, _FrameEncoder(temporary, kind, fps) as encoder:
         for index in range(len(frames)):
             levels = _uint8_frame(frames[index])
             encoder.add(_even_sides(levels) if kind == VIEWABLE_FORMAT else levels)
 
 
-def write_lossless(path: Path, frames: torch.Tensor | UnitFrames, fps: float) -> None:
+def write_lossless(path: Path, frames: torch.Tensor | UnitFrames | np.ndarray, fps: float) -> None:
     """FFV1 in Matroska: exact 8-bit RGB frames, for measuring."""
     _write_streamed(path, LOSSLESS_FORMAT, frames, fps)
 
 
-def write_viewable(path: Path, frames: torch.Tensor | UnitFrames, fps: float) -> None:
+def write_viewable(path: Path, frames: torch.Tensor | UnitFrames | np.ndarray, fps: float) -> None:
     """H.264 MP4 that any player opens."""
     _write_streamed(path, VIEWABLE_FORMAT, frames, fps)
 

@@ -7,11 +7,13 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from inr_cli.figures.captions import run_caption
-from inr_cli.media.video import (DEFAULT_MAX_VIDEO_PIXELS, LoadedVideo, parse_frame_range, read_video,
-                                 write_frame_psnr_plot, write_frame_strip, write_lossless, write_videos, write_viewable)
+from inr_cli.media.video import (DEFAULT_MAX_VIDEO_PIXELS, LoadedVideo, eight_bit_levels, parse_frame_range,
+                                 read_video, write_frame_psnr_plot, write_frame_strip, write_lossless, write_videos,
+                                 write_viewable)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, register_modality)
 from inr_cli.modalities.image import sample_size
@@ -21,7 +23,8 @@ from inr_core.errors import check
 from training.fitting.fit import FitResult
 from training.fitting.recipes import Recipe, frequency_for_side, papers_learning_rate
 from training.fitting.signal import GridSignal, SubGrid, VideoSignal
-from training.metrics import psnr_from_sums, squared_error_sum, video_psnr
+from training.fitting.render import render_grid_as
+from training.metrics import psnr_from_sums, squared_error_sum, to_unit_range, video_psnr
 
 # The implicit-layer paper trains on 65,536 random points per step, never the whole clip at once.
 POINTS_PER_STEP = 65536
@@ -54,6 +57,9 @@ class VideoModality(Modality):
     name = "video"
     options_type = VideoOptions
     sample_settings = ("scale", "width", "height", "fps")
+    # A sample is rendered to 8-bit levels (1 byte a value) and encoded a frame at a time: 2 leaves room for the
+    # render's bands and the encoder's own buffers (about 0.5 GB at 1080p, whatever the length).
+    render_bytes_per_value = 2
 
     def load(self, source: str, options: VideoOptions, seed: int) -> LoadedVideoSignal:
         video = read_video(source, frames=options.frames, resize=options.resize, max_pixels=options.max_pixels)
@@ -118,7 +124,11 @@ class VideoModality(Modality):
                                  f"column or row repeated); a .mkv keeps {width}x{height}", markup=False,
                                  soft_wrap=True)
         write = write_viewable if viewable else write_lossless
-        write(path, network.render(target.grid), target.rate)
+        # Rendered band by band straight to the files' 8-bit levels (1 byte a value, where the float render was 4
+        # and the writers then held the clip again): the same levels as rounding network.render(grid).
+        levels = render_grid_as(network.model, target.grid, network.out_features, network.device, network.chunk,
+                                lambda values: eight_bit_levels(to_unit_range(values)), np.uint8)
+        write(path, levels, target.rate)
 
 
 def signal_a_frame_at_a_time(frames: torch.Tensor) -> VideoSignal:
