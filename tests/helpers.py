@@ -41,16 +41,18 @@ _INTERPRETER_WARNING_FILTERS = (("ignore", ResourceWarning), ("ignore", ImportWa
                                 ("ignore", PendingDeprecationWarning), ("ignore", DeprecationWarning))
 
 
-def run_here(args: list, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+def run_here(args: list, cwd: Path, stdin: str | None = None, timeout: float | None = None
+             ) -> subprocess.CompletedProcess:
     """:func:`run_cli` in this process: the same command line, working folder, stdin and captured text, without
     the 2-3 s an interpreter takes to start and import torch (on 2 cores, most of a small CLI test's time).
 
-    What a subprocess would show on stderr and pytest would otherwise take for itself is shown too: warnings
-    (under the interpreter's default filters, after the command's own output) and log records of level WARNING
-    and above (Python's last-resort handler). For tests of what a command does, not of the process around it: a
+    What a subprocess would show and pytest would otherwise take for itself is shown too: warnings (under the
+    interpreter's default filters) and log records of level WARNING and above (Python's last-resort handler) on
+    stderr, and what native code (a C library) writes to file descriptors 1 and 2, after the command's own text
+    on each. For tests of what a command does, not of the process around it: a
     test that signals, kills or races a run, holds a lock another process must see, or checks the interpreter's
     own exit path keeps :func:`run_cli`. An exception the command lets escape propagates here (a subprocess would
-    print its traceback)."""
+    print its traceback). ``timeout`` is run_cli's, taken and ignored: there is no process here to stop."""
     import contextlib
     import io
     import logging
@@ -67,11 +69,12 @@ def run_here(args: list, cwd: Path, stdin: str | None = None) -> subprocess.Comp
     last_resort.setLevel(logging.WARNING)
     previous_folder, previous_stdin = os.getcwd(), sys.stdin
     code = 0
+    native_out, native_err = _NativeOutput(1), _NativeOutput(2)
     try:
         os.chdir(cwd)
         sys.stdin = given
         logging.getLogger().addHandler(last_resort)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), native_out, native_err, \
                 warnings.catch_warnings(record=True) as caught:
             warnings.resetwarnings()
             for action, category in _INTERPRETER_WARNING_FILTERS:
@@ -93,10 +96,35 @@ def run_here(args: list, cwd: Path, stdin: str | None = None) -> subprocess.Comp
         os.chdir(previous_folder)
         sys.stdin = previous_stdin
 
-    def read(stream: io.TextIOWrapper) -> str:
-        return stream.buffer.getvalue().decode("utf-8", errors="surrogateescape")
+    def read(stream: io.TextIOWrapper, native: _NativeOutput) -> str:
+        return (stream.buffer.getvalue() + native.written).decode("utf-8", errors="surrogateescape")
 
-    return subprocess.CompletedProcess(["inr", *map(str, args)], code, read(out), read(err))
+    return subprocess.CompletedProcess(["inr", *map(str, args)], code, read(out, native_out),
+                                      read(err, native_err))
+
+
+class _NativeOutput:
+    """While entered, what is written to file descriptor ``fd`` goes to a temporary file (then ``written``), not
+    wherever the descriptor pointed (pytest's own capture); Python's streams are redirected apart."""
+
+    def __init__(self, fd: int):
+        self.fd, self.written = fd, b""
+
+    def __enter__(self) -> _NativeOutput:
+        import tempfile
+
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(self.fd)
+        os.dup2(self._file.fileno(), self.fd)
+        return self
+
+    def __exit__(self, *exc_info) -> bool:
+        os.dup2(self._saved, self.fd)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.written = self._file.read()
+        self._file.close()
+        return False
 
 
 def camera_crops_npz(path: Path, count: int) -> Path:

@@ -7,6 +7,7 @@ records included); the broken-pipe cases start real processes, whose exit path i
 from __future__ import annotations
 
 import io
+import os
 import json
 import pickle
 import subprocess
@@ -342,3 +343,12 @@ def test_run_here_shows_what_a_subprocess_would_print_on_stderr(tmp_path, monkey
     assert proc.returncode == 0 and proc.stdout.strip()
     assert "UserWarning: a user would see this" in proc.stderr and "nor miss this" in proc.stderr
     assert "and not this" not in proc.stderr
+
+
+def test_run_here_shows_what_native_code_writes_to_the_descriptors(tmp_path, monkeypatch):
+    """A C library's message goes to file descriptor 2 itself, past Python's sys.stderr: a subprocess shows it."""
+    import inr_cli.app
+
+    monkeypatch.setattr(inr_cli.app, "escape_unencodable_output", lambda: os.write(2, b"libfoo: a warning\n"))
+    proc = run_here(["--version"], cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "libfoo: a warning\n"

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import run_cli, run_here
 from inr_cli.compare import _fmt, _mean_std, parse_models, parse_sizes, variants
 from inr_core.errors import UserError
 
@@ -69,7 +69,7 @@ def test_implicit_models_also_run_explicitly():
 
 
 def test_cli_compare_writes_one_row_per_model_size_and_variant(tmp_path):
-    proc = run_cli(["compare", "image", "skimage:camera", "skimage:moon", "--resize", "24", "--steps", "20",
+    proc = run_here(["compare", "image", "skimage:camera", "skimage:moon", "--resize", "24", "--steps", "20",
                     "--models", "fourier-imfn,fourier-mfn", "--sizes", "1L16D,2L16D", "--holdout", "grid",
                     "--out", "cmp", "--json", "--precision", "bf16"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -106,7 +106,7 @@ def test_cli_compare_writes_one_row_per_model_size_and_variant(tmp_path):
 
 
 def test_cli_compare_rejects_bad_sizes_in_one_line(tmp_path):
-    proc = run_cli(["compare", "image", "--sizes", "big", "--out", "cmp"], cwd=tmp_path)
+    proc = run_here(["compare", "image", "--sizes", "big", "--out", "cmp"], cwd=tmp_path)
     assert proc.returncode == 2  # a bad option value: usage
     assert proc.stderr.count("\n") == 1 and "nLcD" in proc.stderr
     assert not (tmp_path / "cmp").exists()
@@ -117,14 +117,14 @@ def test_cli_compare_writes_into_no_folder_of_other_files(tmp_path):
     (tmp_path / "mine" / "index.html").write_text("<p>my page</p>")
     args = ["compare", "image", "skimage:moon", "--resize", "8", "--steps", "2", "--models", "siren", "--sizes",
             "1L4D"]
-    proc = run_cli([*args, "--out", "mine"], cwd=tmp_path)
+    proc = run_here([*args, "--out", "mine"], cwd=tmp_path)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert "holds files that are not an inr run's (index.html)" in proc.stderr
     assert (tmp_path / "mine" / "index.html").read_text() == "<p>my page</p>"
-    proc = run_cli([*args, "--out", "cmp", "--sizes", "1L4D,1L2D"], cwd=tmp_path)
+    proc = run_here([*args, "--out", "cmp", "--sizes", "1L4D,1L2D"], cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr.count("\n") == 2
     assert (tmp_path / "cmp" / "pictures" / "siren-1L-2D-explicit-0.png").is_file()
-    again = run_cli([*args, "--out", "cmp", "--quiet"], cwd=tmp_path)  # a comparison is not replaced unasked
+    again = run_here([*args, "--out", "cmp", "--quiet"], cwd=tmp_path)  # a comparison is not replaced unasked
     assert again.returncode == 1 and again.stderr == \
         "inr: error: cmp already holds a comparison; add --overwrite to replace it, or choose another --out\n"
     from inr_cli.run_folder import RunFolder
@@ -136,7 +136,7 @@ def test_cli_compare_writes_into_no_folder_of_other_files(tmp_path):
         holder.release()
     assert busy.returncode == 1 and busy.stderr.startswith("inr: error: cmp is being written by another inr run")
     assert busy.stderr.count("\n") == 1 and (tmp_path / "cmp" / "pictures" / "siren-1L-2D-explicit-0.png").is_file()
-    replaced = run_cli([*args, "--out", "cmp", "--quiet", "--overwrite"], cwd=tmp_path)
+    replaced = run_here([*args, "--out", "cmp", "--quiet", "--overwrite"], cwd=tmp_path)
     assert replaced.returncode == 0 and replaced.stderr == ""
     assert not (tmp_path / "cmp" / ".inr.lock").exists()
     # Only the new comparison's pictures are left: the old one's 2-wide network is gone with it.

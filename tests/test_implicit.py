@@ -154,10 +154,10 @@ def test_cli_implicit_fit_reports_solver_and_samples_at_another_size(tmp_path):
 
     from PIL import Image
 
-    from helpers import run_cli, save_png
+    from helpers import run_here, save_png
 
     save_png(tmp_path / "cam.png", data.camera()[::16, ::16])  # 32 x 32
-    proc = run_cli(["fit", "image", "cam.png", "--model", "gabor-imfn", "--hidden", "32", "--layers", "1",
+    proc = run_here(["fit", "image", "cam.png", "--model", "gabor-imfn", "--hidden", "32", "--layers", "1",
                     "--steps", "60", "--solver", "anderson", "--out", "run", "--json", "--quiet"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -166,31 +166,31 @@ def test_cli_implicit_fit_reports_solver_and_samples_at_another_size(tmp_path):
     assert solver["evaluation"]["converged"] is True
     assert solver["evaluation"]["max_rel_residual"] <= 1e-3
     assert report["config"]["fit"]["model"] == "gabor-imfn" and report["config"]["fit"]["solver"]["neumann_steps"] == 1
-    sampled = run_cli(["sample", "run/checkpoint.pt", "--scale", "2"], cwd=tmp_path)
+    sampled = run_here(["sample", "run/checkpoint.pt", "--scale", "2"], cwd=tmp_path)
     assert sampled.returncode == 0, sampled.stderr
     assert Image.open(tmp_path / "run" / "sample-64x64.png").size == (64, 64)
 
 
 def test_cli_warns_when_the_evaluation_solve_does_not_converge(tmp_path):
-    from helpers import run_cli, save_png
+    from helpers import run_here, save_png
 
     save_png(tmp_path / "cam.png", data.camera()[::16, ::16])
-    proc = run_cli(["fit", "image", "cam.png", "--model", "isiren", "--hidden", "16", "--steps", "5",
+    proc = run_here(["fit", "image", "cam.png", "--model", "isiren", "--hidden", "16", "--steps", "5",
                     "--max-iter", "2", "--out", "run", "--quiet"], cwd=tmp_path)
     assert proc.returncode == 0
     assert "did not converge" in proc.stderr and "(raise --max-iter or try --solver anderson)" in proc.stderr
 
 
 def test_a_bf16_fit_that_cannot_reach_its_tolerance_is_told_the_tolerance_bf16_can_reach(tmp_path):
-    from helpers import run_cli, save_png
+    from helpers import run_here, save_png
 
     # bf16 rounds f(z) by ~4e-3: at the default --tol 1e-3 no solve converges, and more iterations cannot help.
     save_png(tmp_path / "cam.png", data.camera()[200:224, 200:224])
     args = ["fit", "image", "cam.png", "--model", "gabor-imfn", "--hidden", "16", "--layers", "1", "--steps", "40",
             "--precision", "bf16", "--quiet"]
-    proc = run_cli([*args, "--out", "run"], cwd=tmp_path)
+    proc = run_here([*args, "--out", "run"], cwd=tmp_path)
     assert proc.returncode == 0 and "(give --tol 1e-2 with --precision bf16, or fit in fp32)" in proc.stderr
-    advised = run_cli([*args, "--out", "advised", "--tol", "1e-2"], cwd=tmp_path)
+    advised = run_here([*args, "--out", "advised", "--tol", "1e-2"], cwd=tmp_path)
     assert advised.returncode == 0 and advised.stderr == ""
 
 

@@ -2,7 +2,8 @@
 
 Each refused input must give exactly one stderr line starting ``inr: error:`` (exit 1 for a refused file, 2 for a
 bad option value), no traceback and no run folder. The files are tiny: a 1-bit PNG of 12000x12000 pixels is 30 KB,
-a PLY header can claim a billion faces. Run as subprocesses so that anything a library prints is seen.
+a PLY header can claim a billion faces. Run in-process by helpers.run_here, which shows what a library prints
+(to Python's streams or to the file descriptors themselves), as a subprocess would.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tifffile
 import trimesh
 from PIL import Image
 
-from helpers import run_cli
+from helpers import run_here
 from inr_cli.media.limits import library_warnings_as_notes
 
 TINY = ["--hidden", "8", "--layers", "1", "--steps", "2", "--device", "cpu", "--eval-every", "0"]
@@ -181,7 +182,7 @@ def test_refused_in_one_line(tmp_path, case):
     argument = prepare(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
     started = time.perf_counter()
-    proc = run_cli(["fit", COMMANDS[kind], argument, *TINY, *extra, "--out", "out"], cwd=tmp_path)
+    proc = run_here(["fit", COMMANDS[kind], argument, *TINY, *extra, "--out", "out"], cwd=tmp_path)
     assert time.perf_counter() - started < 30  # refused from the header: nothing large is ever decoded
     assert proc.returncode == code, proc.stderr
     assert proc.stderr.splitlines() == [f"inr: error: {message}"]
@@ -194,7 +195,7 @@ def test_a_large_png_is_refused_at_the_default_limit_even_with_resize(tmp_path):
     full size before it can be reduced), and Pillow's own warning never reaches the terminal."""
     bilevel_png(tmp_path / "bomb.png", 12000)
     started = time.perf_counter()
-    proc = run_cli(["fit", "image", "bomb.png", "--resize", "32", *TINY, "--out", "out"], cwd=tmp_path)
+    proc = run_here(["fit", "image", "bomb.png", "--resize", "32", *TINY, "--out", "out"], cwd=tmp_path)
     assert time.perf_counter() - started < 30
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [f"inr: error: bomb.png: 12000x12000 = 144,000,000 pixels exceeds --max-pixels "
@@ -207,7 +208,7 @@ def test_a_large_png_with_a_raised_limit_is_reduced_while_read(tmp_path):
     anti-aliased resize never sees 144 million float pixels (it used to run for over ten minutes)."""
     bilevel_png(tmp_path / "bomb.png", 12000)
     started = time.perf_counter()
-    proc = run_cli(["fit", "image", "bomb.png", "--resize", "32", "--max-pixels", "150000000", *TINY, "--json",
+    proc = run_here(["fit", "image", "bomb.png", "--resize", "32", "--max-pixels", "150000000", *TINY, "--json",
                     "--quiet", "--out", "out"], cwd=tmp_path)
     assert time.perf_counter() - started < 60
     assert proc.returncode == 0 and proc.stderr == ""
@@ -222,11 +223,11 @@ def test_a_jpeg_with_resize_counts_at_the_scale_it_is_decoded_at(tmp_path):
     """A 4000x3000 JPEG is 12 million pixels, over --max-pixels 1,000,000; with --resize 32 libjpeg decodes it at
     1/8 scale (500x375), which is under the limit, so it is read."""
     Image.new("RGB", (4000, 3000), (200, 100, 50)).save(tmp_path / "photo.jpg")
-    refused = run_cli(["fit", "image", "photo.jpg", "--max-pixels", "1000000", *TINY, "--out", "a"], cwd=tmp_path)
+    refused = run_here(["fit", "image", "photo.jpg", "--max-pixels", "1000000", *TINY, "--out", "a"], cwd=tmp_path)
     assert refused.returncode == 1 and refused.stderr.splitlines() == [
         f"inr: error: photo.jpg: 4000x3000 = 12,000,000 pixels exceeds --max-pixels 1,000,000; {LIMIT} scale the "
         "image down first"]
-    proc = run_cli(["fit", "image", "photo.jpg", "--resize", "32", "--max-pixels", "1000000", *TINY, "--json",
+    proc = run_here(["fit", "image", "photo.jpg", "--resize", "32", "--max-pixels", "1000000", *TINY, "--json",
                     "--quiet", "--out", "b"], cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == ""
     report = json.loads(proc.stdout)
@@ -238,7 +239,7 @@ def test_a_non_latin_file_name_draws_its_plots_without_warnings(tmp_path):
     """The PSNR plot's title carries the file name; characters the font lacks used to print matplotlib's glyph
     warnings on stderr."""
     small_png(tmp_path / "写真_صورة.png")
-    proc = run_cli(["fit", "image", "写真_صورة.png", *TINY, "--json", "--quiet", "--out", "out"], cwd=tmp_path)
+    proc = run_here(["fit", "image", "写真_صورة.png", *TINY, "--json", "--quiet", "--out", "out"], cwd=tmp_path)
     assert proc.returncode == 0
     assert proc.stderr == ""
     assert (tmp_path / "out" / "psnr.png").stat().st_size > 0

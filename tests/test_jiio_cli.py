@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import camera_crops_npz, in_process, run_cli, save_png, untrained_decoder_checkpoint
+from helpers import camera_crops_npz, in_process, run_here, save_png, untrained_decoder_checkpoint
 from PIL import Image
 from skimage import data
 
@@ -61,7 +61,7 @@ def test_resume_continues_exactly_as_the_uninterrupted_run():
 
 def test_train_then_inpaint_writes_images_grid_report_and_checkpoint(tmp_path, collection):
     out = tmp_path / "run"
-    result = run_cli(["jiio-invert", "--task", "inpaint", "--data", collection, "--epochs", "2", *TINY,
+    result = run_here(["jiio-invert", "--task", "inpaint", "--data", collection, "--epochs", "2", *TINY,
                       "--count", "8", "--iters", "10", "--out", out, "--quiet", "--json"], tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -97,8 +97,8 @@ def test_resume_through_the_cli_and_refusal_to_overwrite(tmp_path, collection, c
     shared = ["jiio-invert", "--data", collection, *TINY, "--count", "4", "--iters", "3", "--quiet", "--no-fid",
               "--lr-schedule", "constant"]
     common = [*shared, "--out", out]
-    assert run_cli([*common, "--epochs", "1"], tmp_path, timeout=300).returncode == 0
-    again = run_cli([*common, "--epochs", "1"], tmp_path)
+    assert run_here([*common, "--epochs", "1"], tmp_path, timeout=300).returncode == 0
+    again = run_here([*common, "--epochs", "1"], tmp_path)
     assert again.returncode == 1 and ("already holds a finished run; add --overwrite to replace it, add --resume to "
                                       "continue it" in again.stderr)
     # A resume keeps its run's architecture and recipe: an option given to change them is refused, not ignored.
@@ -114,19 +114,19 @@ def test_resume_through_the_cli_and_refusal_to_overwrite(tmp_path, collection, c
             "has constant) would change them" in error)
     assert (out / "decoder.pt").read_bytes() == finished
     save_png(out / "restored" / "jiio" / "0009.png", np.zeros((4, 4), np.uint8))  # as from a run of more images
-    resumed = run_cli([*common, "--epochs", "2", "--resume", "--json"], tmp_path, timeout=300)
+    resumed = run_here([*common, "--epochs", "2", "--resume", "--json"], tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     decoder = json.loads(resumed.stdout)["decoder"]
     assert decoder["epochs"] == 2 and decoder["epochs_trained_now"] == 1 and len(decoder["history"]) == 2
     assert sorted(p.name for p in (out / "restored" / "jiio").iterdir()) == [f"{i:04d}.png" for i in range(4)]
 
     straight = tmp_path / "straight"
-    assert run_cli([*shared, "--out", straight, "--epochs", "2"], tmp_path, timeout=300).returncode == 0
+    assert run_here([*shared, "--out", straight, "--epochs", "2"], tmp_path, timeout=300).returncode == 0
     a = deserialize((out / "decoder.pt").read_bytes())["model_state"]
     b = deserialize((straight / "decoder.pt").read_bytes())["model_state"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     kept = (out / "decoder.pt").read_bytes()  # continuing another run's decoder here would replace this one
-    other = run_cli([*common, "--epochs", "3", "--resume", "--decoder", straight / "decoder.pt"], tmp_path)
+    other = run_here([*common, "--epochs", "3", "--resume", "--decoder", straight / "decoder.pt"], tmp_path)
     assert other.returncode == 1 and "holds another run's checkpoint" in other.stderr
     assert (out / "decoder.pt").read_bytes() == kept
 
@@ -139,7 +139,7 @@ def test_train_minutes_lowers_the_epochs_to_what_fits(tmp_path, collection):
     out = tmp_path / "run"
     # 0.01 s of training: the first epoch overruns it, so 1 of the 5 epochs is trained, and the checkpoint's
     # schedule is that of a 1-epoch run (what --resume would continue).
-    result = run_cli(["jiio-invert", "--data", collection, "--epochs", "5", "--train-minutes", "0.0002", *TINY,
+    result = run_here(["jiio-invert", "--data", collection, "--epochs", "5", "--train-minutes", "0.0002", *TINY,
                       "--count", "4", "--iters", "3", "--no-fid", "--out", out, "--quiet", "--json"], tmp_path,
                      timeout=300)
     assert result.returncode == 0, result.stderr
@@ -152,13 +152,13 @@ def test_train_minutes_lowers_the_epochs_to_what_fits(tmp_path, collection):
                             "--train-minutes must be a positive, finite number, got 0.0"),
                            (["--decoder", str(out / "decoder.pt"), "--train-minutes", "1"],
                             "--train-minutes limits training: it needs --data")]:
-        refused = run_cli(["jiio-invert", *flags, "--out", tmp_path / "x"], tmp_path)
+        refused = run_here(["jiio-invert", *flags, "--out", tmp_path / "x"], tmp_path)
         assert refused.returncode != 0 and message in refused.stderr, refused.stderr
 
 
 def test_both_methods_report_time_ratios_and_sample_draws_a_grid(tmp_path, collection):
     out = tmp_path / "run"
-    result = run_cli(["jiio-invert", "--task", "denoise", "--data", collection, "--epochs", "1", *TINY,
+    result = run_here(["jiio-invert", "--task", "denoise", "--data", collection, "--epochs", "1", *TINY,
                       "--count", "4", "--iters", "5", "--method", "both", "--out", out, "--quiet"], tmp_path,
                      timeout=300)
     assert result.returncode == 0, result.stderr
@@ -188,7 +188,7 @@ def test_both_methods_report_time_ratios_and_sample_draws_a_grid(tmp_path, colle
     assert ratio in result.stdout
     assert len(list((out / "restored" / "adam").glob("*.png"))) == 4
 
-    sample = run_cli(["sample", out / "decoder.pt", "-n", "10", "--json"], tmp_path)
+    sample = run_here(["sample", out / "decoder.pt", "-n", "10", "--json"], tmp_path)
     assert sample.returncode == 0, sample.stderr
     info = json.loads(sample.stdout)
     assert info["samples"] == 10 and info["density_components"] == 10
@@ -198,11 +198,11 @@ def test_both_methods_report_time_ratios_and_sample_draws_a_grid(tmp_path, colle
     assert pixels.std() > 5  # draws differ from one another: not one flat image
 
     run_report = (out / "report.json").read_text()
-    into_run = run_cli(["sample", out / "decoder.pt", "-n", "2", "--out", out], tmp_path)
+    into_run = run_here(["sample", out / "decoder.pt", "-n", "2", "--out", out], tmp_path)
     assert into_run.returncode == 1 and "holds another run (report.json is not an `inr sample` report)" in \
         into_run.stderr and (out / "report.json").read_text() == run_report
     for count in ("6", "3"):  # drawn again into one folder: no draws of the first time are left among the new
-        drawn = run_cli(["sample", out / "decoder.pt", "-n", count, "--out", tmp_path / "draws", "--individual"],
+        drawn = run_here(["sample", out / "decoder.pt", "-n", count, "--out", tmp_path / "draws", "--individual"],
                         tmp_path)
         assert drawn.returncode == 0, drawn.stderr
     assert sorted(p.name for p in (tmp_path / "draws" / "samples").iterdir()) == ["0000.png", "0001.png", "0002.png"]
@@ -222,7 +222,7 @@ def test_errors_are_one_line(tmp_path, collection):
         (["sample", tmp_path / "nope.pt", "-n", "4"], "no such file", 1),
     ]
     for args, message, code in cases:
-        result = run_cli([*args, "--quiet"] if args[0] == "jiio-invert" else args, tmp_path)
+        result = run_here([*args, "--quiet"] if args[0] == "jiio-invert" else args, tmp_path)
         assert result.returncode == code, (args, result.returncode, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, (args, result.stderr)

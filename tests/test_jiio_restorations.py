@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli, save_png
+from helpers import run_here, save_png
 from PIL import Image
 from skimage import data
 
@@ -43,7 +43,7 @@ def inpainted(tmp_path_factory):
     crops = np.stack([camera[100 + 10 * i:116 + 10 * i, 60 + 14 * i:76 + 14 * i] for i in range(20)])
     np.savez(root / "crops.npz", images=crops)
     out = root / "inpaint"
-    result = run_cli(["jiio-invert", "--task", "inpaint", "--data", root / "crops.npz", "--epochs", "1", *TINY,
+    result = run_here(["jiio-invert", "--task", "inpaint", "--data", root / "crops.npz", "--epochs", "1", *TINY,
                       "--count", str(HELD_OUT), "--out", out], root, timeout=300)
     assert result.returncode == 0, result.stderr
     return out, crops, result.stdout
@@ -111,7 +111,7 @@ def test_inpainting_writes_the_composite_and_the_raw_decoding_and_scores_both(in
 def test_no_composite_writes_the_decoding_as_the_restoration(inpainted, tmp_path):
     out, _, _ = inpainted
     plain = tmp_path / "plain"
-    result = run_cli(["jiio-invert", "--task", "inpaint", "--decoder", out / "decoder.pt", *RESTORE,
+    result = run_here(["jiio-invert", "--task", "inpaint", "--decoder", out / "decoder.pt", *RESTORE,
                       "--count", str(HELD_OUT), "--no-composite", "--out", plain, "--json"], tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -127,7 +127,7 @@ def test_denoising_single_image_files_reports_the_noisy_inputs_psnr(inpainted, t
     first = save_png(tmp_path / "one.png", camera_u8[200:216, 200:216])
     second = save_png(tmp_path / "two.png", np.stack([camera_u8[:48, :64]] * 3, axis=2))  # RGB, 64x48: resized
     run = tmp_path / "denoise"
-    result = run_cli(["jiio-invert", "--task", "denoise", "--decoder", out / "decoder.pt", *RESTORE, "--count", "2",
+    result = run_here(["jiio-invert", "--task", "denoise", "--decoder", out / "decoder.pt", *RESTORE, "--count", "2",
                       "--images", first, "--images", second, "--out", run], tmp_path)
     assert result.returncode == 0, result.stderr
     report = _report(run)
@@ -165,7 +165,7 @@ def test_masks_say_which_pixels_are_filled_one_per_image_or_one_for_all(inpainte
     expected[1, 0:3, :] = True
     for given, hidden in ((masks, expected), (masks[:1], expected[[0, 0]])):
         run = tmp_path / f"masked{len(given)}"
-        result = run_cli(["jiio-invert", "--task", "inpaint", "--decoder", out / "decoder.pt", *RESTORE, "--count", "2",
+        result = run_here(["jiio-invert", "--task", "inpaint", "--decoder", out / "decoder.pt", *RESTORE, "--count", "2",
                           *[a for p in photos for a in ("--images", p)], *[a for m in given for a in ("--mask", m)],
                           "--out", run], tmp_path)
         assert result.returncode == 0, result.stderr
@@ -208,7 +208,7 @@ def test_masks_that_cannot_be_used_are_refused_in_one_line(inpainted, tmp_path, 
               "--mask gives the hidden pixels itself: drop --mask-size", 2),
              (["--task", "inpaint", "--mask", black], "the mask marks no pixel to fill", 1)]
     for args, message, code in cases:
-        result = run_cli(["jiio-invert", "--decoder", out / "decoder.pt", *RESTORE, "--images", photo, *args,
+        result = run_here(["jiio-invert", "--decoder", out / "decoder.pt", *RESTORE, "--images", photo, *args,
                           "--out", tmp_path / "refused"], tmp_path)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == code and len(lines) == 1 and message in lines[0], (args, result.stderr)
@@ -228,7 +228,7 @@ def test_an_image_source_that_is_no_image_is_refused_in_one_line(tmp_path):
 def test_sample_into_a_folder_writes_grid_report_and_one_png_per_sample(inpainted, tmp_path):
     out, _, _ = inpainted
     folder = tmp_path / "draws"
-    result = run_cli(["sample", out / "decoder.pt", "-n", "5", "--out", folder, "--individual"], tmp_path)
+    result = run_here(["sample", out / "decoder.pt", "-n", "5", "--out", folder, "--individual"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(folder)
     assert sorted(p.name for p in folder.iterdir()) == ["grid.png", "report.json", "samples"]

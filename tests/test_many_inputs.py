@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from helpers import cli_env, run_cli, save_png
+from helpers import cli_env, run_here, save_png
 from inr_cli.fitting import OutputOptions, run_fit_command
 from inr_cli.modalities.base import FitCommandConfig
 from inr_cli.modalities.image import ImageOptions
@@ -66,7 +66,7 @@ def torchrun(args: list[str], cwd, stdin: str) -> subprocess.CompletedProcess:
 def test_torchrun_shares_the_inputs_and_writes_what_one_process_writes(six_images):
     folder, names = six_images
     stdin = "\n".join(names) + "\n"
-    single = run_cli(["fit", "image", "-", "--out", "single", *SMALL_FIT], cwd=folder, stdin=stdin)
+    single = run_here(["fit", "image", "-", "--out", "single", *SMALL_FIT], cwd=folder, stdin=stdin)
     assert single.returncode == 0, single.stderr
     shared = torchrun(["fit", "image", "-", "--out", "shared", *SMALL_FIT], cwd=folder, stdin=stdin)
     assert shared.returncode == 0, shared.stderr
@@ -287,8 +287,8 @@ def test_cli_groups_same_shaped_inputs_and_their_checkpoints_sample(tmp_path, ca
     # 3 channels: a group of its own, between the grey tiles, which still fit together (and report in order).
     names.insert(1, save_png(tmp_path / "colour.png", astronaut_u8[:24, :24]).name)
     stdin = "\n".join(names) + "\n"
-    grouped = run_cli(["fit", "image", "-", "--out", "grouped", *SMALL_FIT], cwd=tmp_path, stdin=stdin)
-    alone = run_cli(["fit", "image", "-", "--out", "alone", "--group-size", "1", *SMALL_FIT], cwd=tmp_path,
+    grouped = run_here(["fit", "image", "-", "--out", "grouped", *SMALL_FIT], cwd=tmp_path, stdin=stdin)
+    alone = run_here(["fit", "image", "-", "--out", "alone", "--group-size", "1", *SMALL_FIT], cwd=tmp_path,
                     stdin=stdin)
     assert grouped.returncode == 0 and alone.returncode == 0, grouped.stderr + alone.stderr
     together = [json.loads(line) for line in grouped.stdout.splitlines()]
@@ -301,14 +301,14 @@ def test_cli_groups_same_shaped_inputs_and_their_checkpoints_sample(tmp_path, ca
     assert not any("fitted together" in note for note in together[1]["notes"])
     assert not any("fitted together" in note for r in separate for note in r["notes"])
     # A grouped fit's checkpoint is an ordinary single-signal checkpoint.
-    sample = run_cli(["sample", "grouped/tile1/checkpoint.pt", "--out", "tile1-x2.png", "--scale", "2"], cwd=tmp_path)
+    sample = run_here(["sample", "grouped/tile1/checkpoint.pt", "--out", "tile1-x2.png", "--scale", "2"], cwd=tmp_path)
     assert sample.returncode == 0, sample.stderr
     assert (tmp_path / "tile1-x2.png").is_file()
 
 
 def test_group_size_must_be_positive(tmp_path, six_images):
     folder, names = six_images
-    proc = run_cli(["fit", "image", str(folder / names[0]), "--group-size", "0", *SMALL_FIT], cwd=tmp_path)
+    proc = run_here(["fit", "image", str(folder / names[0]), "--group-size", "0", *SMALL_FIT], cwd=tmp_path)
     assert proc.returncode == 2 and "--group-size must be at least 1" in proc.stderr
 
 
@@ -361,7 +361,7 @@ def test_crop_brings_mixed_sizes_to_one_shape(tmp_path, camera_u8, astronaut_u8)
     names = [save_png(tmp_path / "tall.png", camera_u8[:60, :30]).name,
              save_png(tmp_path / "wide.png", camera_u8[100:130, :90]).name,
              save_png(tmp_path / "small.png", camera_u8[:10, :10]).name]
-    proc = run_cli(["fit", "image", *names, "--crop", "24x20", "--out", "set", *SMALL_FIT], cwd=tmp_path)
+    proc = run_here(["fit", "image", *names, "--crop", "24x20", "--out", "set", *SMALL_FIT], cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("inr: error: small.png: 10x10 is smaller than the 24x20 crop (--crop 24x20); "
                                    "choose a smaller crop")
@@ -377,11 +377,11 @@ def test_a_folder_stands_for_the_images_in_it(tmp_path, camera_u8):
     for name in ("b.png", "a.png", "nested/c.png"):
         save_png(photos / name, camera_u8[:16, :16])
     (photos / "notes.txt").write_text("not an image")
-    proc = run_cli(["fit", "image", "photos", "--out", "run", *SMALL_FIT], cwd=tmp_path)
+    proc = run_here(["fit", "image", "photos", "--out", "run", *SMALL_FIT], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["input"] for line in proc.stdout.splitlines()] == ["photos/a.png", "photos/b.png"]
     (tmp_path / "empty").mkdir()  # fails on its own turn, as a bad file does; the others are fitted
-    proc = run_cli(["fit", "image", "empty", "photos", "--out", "run2", *SMALL_FIT], cwd=tmp_path)
+    proc = run_here(["fit", "image", "empty", "photos", "--out", "run2", *SMALL_FIT], cwd=tmp_path)
     assert proc.returncode == 1 and proc.stderr.startswith(
         "inr: error: empty: a folder with no files to fit in it (looked for .bmp, .gif, .jpeg, .jpg, .png,")
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -411,7 +411,7 @@ def test_resize_stops_where_the_image_still_covers_the_crop(tmp_path, camera_u8)
     assert (image.height, image.width) == (16, 64)
     assert image.notes == ["resized from 256x64 to 64x16 (--resize 32), kept at 64 to cover the 16x16 crop"]
 
-    proc = run_cli(["fit", "image", "wide.png", "--resize", "32", "--crop", "16", "--out", "run", *SMALL_FIT],
+    proc = run_here(["fit", "image", "wide.png", "--resize", "32", "--crop", "16", "--out", "run", *SMALL_FIT],
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.splitlines()[0])

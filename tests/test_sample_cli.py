@@ -6,7 +6,7 @@ import typing
 import numpy as np
 import pytest
 import torch
-from helpers import in_process, run_cli, save_png, untrained_decoder_checkpoint
+from helpers import in_process, run_here, save_png, untrained_decoder_checkpoint
 
 
 def _inr(args, capsys) -> tuple[int, str, str]:
@@ -53,10 +53,10 @@ def test_fid_shows_its_progress_unless_quiet_and_help_gives_its_cost(tmp_path):
     real = tmp_path / "real.npz"
     np.savez(real, images=np.random.default_rng(0).integers(0, 255, (8, 16, 16), dtype=np.uint8))
     args = ["sample", decoder, "-n", "5", "--fid", real, "--fid-model", model, "--fid-count", "6", "--device", "cpu"]
-    shown = run_cli(args, tmp_path)
+    shown = run_here(args, tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "FID: Inception features" in shown.stderr and "11/11" in shown.stderr  # 6 real and 5 drawn images
-    quiet = run_cli([*args, "--quiet"], tmp_path)
+    quiet = run_here([*args, "--quiet"], tmp_path)
     assert quiet.returncode == 0, quiet.stderr
     assert "Inception" not in quiet.stderr and quiet.stderr.startswith("FID ")  # the result's line alone
     from inr_cli.commands.sample import sample
