@@ -199,3 +199,28 @@ def test_the_comparison_from_channels_read_in_pieces_is_the_same_picture(monkeyp
     assert np.array_equal(pixels(whole), pixels(lazy))
     sizes = reads[0].sizes + reads[1].sizes
     assert sizes and max(sizes) < frames // 2
+
+
+def test_the_snr_is_summed_once_for_the_caption_and_the_report(tmp_path, monkeypatch):
+    """write_outputs takes the metrics for its caption and the report takes them again: the second SNR summed the
+    whole clip once more (5 s for an hour of stereo). A new render is measured afresh."""
+    from types import SimpleNamespace
+
+    import inr_cli.modalities.audio as modality
+    from training.fitting.evaluate import GridEvaluation
+
+    samples = clip(4000, low=-0.9, high=0.9)
+    soundfile.write(tmp_path / "in.wav", samples.numpy(), RATE, subtype="FLOAT")
+    loaded = modality.AUDIO.load(str(tmp_path / "in.wav"), modality.AudioOptions(), 0)
+    sums, real_snr = [], modality.snr
+    monkeypatch.setattr(modality, "snr", lambda *args, **kwargs: sums.append(1) or real_snr(*args, **kwargs))
+
+    def result(render):
+        return SimpleNamespace(final=GridEvaluation(reconstruction=render, psnr=20.0, ssim=None))
+
+    first = result((samples * 0.4 + 0.5).clamp(0, 1))
+    values = [modality.AUDIO.metrics(loaded, first)["snr"] for _ in range(3)]
+    assert len(sums) == 1 and values[0] == values[1] == values[2]
+    assert values[0] == real_snr(first.final.reconstruction, loaded.audio.samples, prediction_unit=True)
+    other = modality.AUDIO.metrics(loaded, result((samples * 0.3 + 0.5).clamp(0, 1)))["snr"]
+    assert len(sums) == 2 and other != values[0]

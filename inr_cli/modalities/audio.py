@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,6 +38,9 @@ class AudioOptions(ModalityOptions):
 class LoadedAudioSignal(LoadedSignal):
     audio: LoadedAudio
     source: str = ""
+    # The SNR last measured and the render it is of, held weakly (a cache must not keep a render alive): the
+    # outputs' caption and the report both ask for the metrics, and summing an hour's clip takes seconds.
+    measured_snr: tuple[weakref.ref | None, float] = field(default=(None, math.nan), repr=False, compare=False)
 
 
 def to_samples(unit_values: torch.Tensor) -> torch.Tensor:
@@ -63,8 +68,11 @@ class AudioModality(Modality):
         return Recipe(papers_learning_rate(model), lambda: frequency_for_bandwidth(model, signal.values))
 
     def metrics(self, loaded: LoadedAudioSignal, result: FitResult) -> dict:
-        return {**grid_quality(result.final),
-                "snr": snr(result.final.reconstruction, loaded.audio.samples, prediction_unit=True),
+        render, value = loaded.measured_snr
+        if render is None or render() is not result.final.reconstruction:
+            value = snr(result.final.reconstruction, loaded.audio.samples, prediction_unit=True)
+            loaded.measured_snr = (weakref.ref(result.final.reconstruction), value)
+        return {**grid_quality(result.final), "snr": value,
                 "metric_notes": "psnr: samples mapped from [-1, 1] to [0, 1]; snr: on the samples in [-1, 1]"}
 
     def write_outputs(self, loaded: LoadedAudioSignal, result: FitResult, out_dir: Path, rendered: object = None
