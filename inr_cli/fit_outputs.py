@@ -79,7 +79,7 @@ def checkpoint_first(modality: Modality) -> bool:
     and preview take minutes at a high --resolution, and a failure or a kill there (a full disk, a figure's error,
     an out-of-memory kill) lost the trained network. Other modalities write theirs with the outputs, all or
     nothing (see write_run)."""
-    return bool(getattr(modality, "checkpoint_first", False))
+    return modality.checkpoint_first
 
 
 def _write_checkpoint(run: TrainedRun) -> None:

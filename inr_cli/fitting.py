@@ -25,7 +25,7 @@ from inr_cli.fit_options import OutputOptions
 from inr_cli.files import (expand_inputs, missing_ancestors, numbered, prepare_output_dir, refuse_empty_folder,
                            remove_if_empty)
 from inr_cli.fit_groups import WaitingGroups
-from inr_cli.fit_outputs import TrainedRun, input_stem, rendered_run, write_run
+from inr_cli.fit_outputs import CHECKPOINT, TrainedRun, input_stem, rendered_run, write_run
 from inr_cli.modalities.base import FitCommandConfig, LoadedSignal, Modality, get_modality
 from inr_cli.peak_memory import measure_peak_memory
 from inr_cli.progress import fit_progress, stderr_console
@@ -344,8 +344,10 @@ def run_fit_command(config: FitCommandConfig, paths: list[str], output: OutputOp
 
     def claim_root() -> Path:
         root = run_root(sources, output.out, config.fit.model)
-        claimed.append(RunFolder(root).claim(overwrite=output.overwrite, resume=output.resume,
-                                             several=len(sources) > 1))
+        # A checkpoint alone marks the folder as this command's run: a shape fit keeps it when its mesh or preview
+        # failed (fit_outputs), and --resume must fit that input again, not take the folder for someone else's.
+        claimed.append(RunFolder(root, run_marks=(CHECKPOINT,)).claim(overwrite=output.overwrite,
+                                                                      resume=output.resume, several=len(sources) > 1))
         return root
 
     interrupted = False

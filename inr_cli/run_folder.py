@@ -52,17 +52,23 @@ class RunFolder:
     """The root folder of one `inr fit` run, claimed for this process (see the module's doc)."""
 
     def __init__(self, root: Path, own_files: tuple[str, ...] = (), offers_overwrite: bool = True,
-                 cannot_resume: str | None = None, listed_pictures: str | None = None):
+                 cannot_resume: str | None = None, listed_pictures: str | None = None,
+                 run_marks: tuple[str, ...] = ()):
         """``own_files``: names beyond reports, training states and summaries that mark a folder as this command's
         run (e.g. the classifier an unfinished `inr jiio-robust` run saves after each epoch); --overwrite sets them
         aside with the rest, so a replacement that fails before its first save puts them back.
         ``offers_overwrite``: whether the command has ``--overwrite``, and ``cannot_resume`` why this run has no
         --resume, if it has none (its refusals name only the ways out it has).
         ``listed_pictures``: a glob (e.g. ``[0-9][0-9][0-9][0-9].png``) of the files a report's listed sub-folders
-        (ROOT/KIND/METHOD/, as `inr jiio-invert` lists its restorations) hold; --overwrite sets those aside too."""
+        (ROOT/KIND/METHOD/, as `inr jiio-invert` lists its restorations) hold; --overwrite sets those aside too.
+        ``run_marks``: names that show the folder holds this command's run without being a state to go on from (a
+        shape fit's checkpoint, kept when its mesh failed): they let --resume and --overwrite in, and --overwrite
+        sets them aside, but a replacement that leaves only such a file gets the old run back (own_files keep it
+        set aside: the replacement has something to resume)."""
         self.listed_pictures = listed_pictures
         self.root = Path(root)
         self.own_files, self.offers_overwrite, self.cannot_resume = own_files, offers_overwrite, cannot_resume
+        self.run_marks = run_marks
         self._created = missing_ancestors(self.root)
         self._handle = None
 
@@ -131,7 +137,8 @@ class RunFolder:
         summary = [self.root / name for name in SUMMARY_FILES if (self.root / name).exists()]
         if summary and (self.root / OVERVIEW_PAGE).exists():
             summary.append(self.root / OVERVIEW_PAGE)  # the summary's page goes with it
-        if not (reports or states or summary or any((self.root / name).exists() for name in self.own_files)):
+        if not (reports or states or summary or
+                any((self.root / name).exists() for name in (*self.own_files, *self.run_marks))):
             refuse_foreign_files(self.root)
             return
         if resume:
@@ -148,7 +155,8 @@ class RunFolder:
                             f"choose another --out")
         aside = self.root / SET_ASIDE
         shutil.rmtree(aside, ignore_errors=True)  # a set-aside left by a run that was killed: it is being replaced
-        own = [self.root / name for name in self.own_files]  # an unfinished run's checkpoint (listed by no report)
+        # An unfinished run's checkpoint, or a failed input's kept one (listed by no report).
+        own = [self.root / name for name in (*self.own_files, *self.run_marks)]
         outputs = [*(output for report in reports for output in _run_outputs(report, self.listed_pictures)), *states,
                    *summary]
         for path in [*outputs, *(path for path in own if path.is_file() and path not in outputs)]:

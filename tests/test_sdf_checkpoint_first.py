@@ -128,3 +128,19 @@ def test_other_modalities_still_leave_nothing_when_a_picture_cannot_be_written(t
     assert code == 1 and "holds the fitted network" not in stderr
     assert not out.exists()
     np.testing.assert_equal(camera_u8.ndim, 2)
+
+
+def test_a_single_input_run_that_kept_only_its_checkpoint_resumes(tmp_path, blobs, capsys, monkeypatch):
+    """The kept checkpoint marks the folder as this command's run: --resume fits the input again (not refused as a
+    folder of someone else's files), and a new run without --resume or --overwrite is told what the folder holds."""
+    out = tmp_path / "run"
+    args = ["fit", "sdf", blobs[0], *TINY, "--out", out]
+    with monkeypatch.context() as patched:
+        disk_full(patched, out / "preview.png")
+        code, _, stderr = in_process(args, capsys)
+    assert code == 1 and files_in(out) == ["checkpoint.pt"], stderr
+    code, _, stderr = in_process(args, capsys)
+    assert code != 0 and "not an inr run" not in stderr and "--resume" in stderr, stderr
+    code, _, stderr = in_process([*args, "--resume"], capsys)
+    assert code == 0, stderr
+    assert "report.json" in files_in(out) and "preview.png" in files_in(out)
