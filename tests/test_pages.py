@@ -140,3 +140,47 @@ def test_names_with_control_characters_or_undecodable_bytes_are_shown_as_escapes
     assert "<title>cr\\rhere\\xff.png</title>" in page and "\r" not in page
     # The link keeps the file's own bytes, percent-encoded, so the browser finds the file.
     assert f'href="{link(name)}"' in page and link(name) == "cr%0Dhere%FF.png"
+
+
+@pytest.mark.parametrize("modality", ["audio", "video"])
+def test_the_page_s_target_of_a_clip_is_written_without_a_copy_of_the_whole_signal(tmp_path, monkeypatch, modality):
+    """write_target mapped every signal to [0, 1] whole (unit_grid) before looking at its modality: audio never
+    used that copy, and video encodes a frame at a time; for an hour of stereo or 48 frames of 1080p it was the
+    run's peak (2.4 GB with its temporary). The files are those the whole copy gave."""
+    import torch
+
+    from inr_cli.pages.run_page import write_target
+    from training.fitting.signal import GridSignal, audio_signal, video_signal
+
+    generator = torch.Generator().manual_seed(0)
+    if modality == "audio":
+        signal, info = audio_signal(torch.rand(4000, 2, generator=generator) * 2 - 1), {"rate": 8000}
+    else:
+        signal, info = video_signal(torch.rand(3, 16, 18, 3, generator=generator)), {"fps": 12}
+    # What the whole [0, 1] copy gave: the video encoded from it; the clip's samples written as they are.
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    if modality == "audio":
+        from inr_cli.media.audio import write_wav
+
+        files = {"target": "target.wav"}
+        write_wav(whole / files["target"], signal.values, info["rate"], "PCM_16", 1.0)
+    else:
+        from inr_cli.media.video import write_viewable
+
+        files = {"target": "target.mp4"}
+        write_viewable(whole / files["target"], signal.unit_grid(), info["fps"])
+
+    def refused(self):
+        raise AssertionError("a copy of the whole signal")
+
+    monkeypatch.setattr(GridSignal, "unit_grid", refused)
+    streamed = tmp_path / "streamed"
+    streamed.mkdir()
+    assert write_target(streamed, modality, signal, info) == files
+    if modality == "audio":
+        assert (streamed / files["target"]).read_bytes() == (whole / files["target"]).read_bytes()
+    else:
+        import imageio.v3 as iio
+
+        assert np.array_equal(iio.imread(streamed / files["target"]), iio.imread(whole / files["target"]))

@@ -29,11 +29,10 @@ def write_target(out_dir: Path, modality: str, signal, info: dict) -> dict[str, 
     name = TARGET_FILES.get(modality)
     if name is None or not isinstance(signal, GridSignal):
         return {}
-    unit = signal.unit_grid()
     if modality == "image":
         from inr_cli.media.images import write_png
 
-        write_png(out_dir / name, unit, 16 if info.get("bit_depth") == 16 else 8)
+        write_png(out_dir / name, signal.unit_grid(), 16 if info.get("bit_depth") == 16 else 8)
     elif modality == "audio":
         from inr_cli.media.audio import write_wav
 
@@ -42,9 +41,10 @@ def write_target(out_dir: Path, modality: str, signal, info: dict) -> dict[str, 
         gain = info.get("gain", 1.0)
         write_wav(out_dir / name, signal.values, info["rate"], "PCM_16" if gain == 1.0 else "FLOAT", gain)
     else:
-        from inr_cli.media.video import write_viewable
+        from inr_cli.media.video import UnitFrames, write_viewable
 
-        write_viewable(out_dir / name, unit, info["fps"])
+        # The signal's values mapped to [0, 1] a frame at a time as the frames are encoded: no copy of the clip.
+        write_viewable(out_dir / name, UnitFrames(signal.values, signal.grid_shape), info["fps"])
     return {"target": name}
 
 
