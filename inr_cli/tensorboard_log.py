@@ -121,19 +121,22 @@ class FitLog:
         final = result.final
         if not isinstance(final, GridEvaluation):
             return
-        picture = final.reconstruction.clamp(0, 1)
-        target = signal.unit_grid().reshape(picture.shape) if isinstance(signal, GridSignal) else None
-        dims = picture.dim() - 1
+        # Only what is logged is clamped (a clip's few frames, its first channel), and only an image's target is
+        # made: whole copies of a long clip or video were gigabytes (48 frames of 1080p: 1.2 GB each).
+        rendered = final.reconstruction
+        dims = rendered.dim() - 1
         if dims == 2:  # an image: (H, W, C)
+            picture = rendered.clamp(0, 1)
+            target = signal.unit_grid().reshape(picture.shape) if isinstance(signal, GridSignal) else None
             for tag, pixels in (("reconstruction", picture), ("target", target)):
                 if pixels is not None:
                     self.writer.add_image(tag, _displayable(pixels), last, dataformats="HWC")
         elif dims == 3:  # a video: a few frames, (N, H, W, C)
-            chosen = torch.linspace(0, picture.shape[0] - 1, min(VIDEO_FRAMES_LOGGED, picture.shape[0])).long()
-            self.writer.add_images("reconstruction/frames", _displayable(picture[chosen]), last,
+            chosen = torch.linspace(0, rendered.shape[0] - 1, min(VIDEO_FRAMES_LOGGED, rendered.shape[0])).long()
+            self.writer.add_images("reconstruction/frames", _displayable(rendered[chosen].clamp(0, 1)), last,
                                    dataformats="NHWC")
         elif dims == 1 and isinstance(report.get("audio"), dict):  # a clip: its first channel, in [-1, 1]
-            samples = picture[:, 0] * 2.0 - 1.0
+            samples = rendered[:, 0].clamp(0, 1) * 2.0 - 1.0
             self.writer.add_audio("reconstruction", samples, last, sample_rate=report["audio"]["rate"])
 
     def _figures(self, files: dict, out_dir: Path, last: int) -> None:

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from inr_cli.fitting import OutputOptions, run_fit_command
@@ -144,3 +145,39 @@ def test_a_member_that_diverged_in_its_group_logs_only_its_fit_alone(pictures, t
         assert len(list((tmp_path / "tb" / "run" / name).glob("events.out.tfevents.*"))) == 1
     events = _events(tmp_path / "tb" / "run" / "c")
     assert _steps(events, "train/psnr") == list(range(1, STEPS + 1))  # the fit alone, once
+
+
+def test_a_clip_logs_its_frames_and_first_channel_without_whole_copies(monkeypatch):
+    """Only what is logged is clamped (a video's few frames, a clip's first channel) and no target is made for a
+    clip: the values are those the whole clamped copy gave."""
+    from types import SimpleNamespace
+
+    from inr_cli.tensorboard_log import FitLog
+    from training.fitting.evaluate import GridEvaluation
+    from training.fitting.signal import GridSignal, audio_signal, video_signal
+
+    logged = {}
+    writer = SimpleNamespace(add_images=lambda tag, pixels, step, dataformats: logged.update({tag: pixels}),
+                             add_audio=lambda tag, samples, step, sample_rate: logged.update({tag: samples}),
+                             add_image=lambda *args, **kwargs: pytest.fail("a clip logs no image"))
+    log = FitLog.__new__(FitLog)
+    log.writer = writer
+    monkeypatch.setattr(GridSignal, "unit_grid", lambda self: pytest.fail("a clip's target was made"))
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.rand(12, 4, 5, 3, generator=generator) * 1.4 - 0.2  # beyond [0, 1]: clamping matters
+    result = SimpleNamespace(final=GridEvaluation(frames, 0.0, None))
+    log._reconstruction(result, video_signal(frames.clamp(0, 1)), {}, 7)
+    whole = frames.clamp(0, 1)
+    chosen = torch.linspace(0, 11, 6).long()  # VIDEO_FRAMES_LOGGED
+    assert torch.equal(torch.as_tensor(logged["reconstruction/frames"]),
+                       torch.as_tensor(_displayable_reference(whole[chosen])))
+    clip = torch.rand(100, 2, generator=generator) * 1.4 - 0.2
+    log._reconstruction(SimpleNamespace(final=GridEvaluation(clip, 0.0, None)), audio_signal(clip.clamp(0, 1)),
+                        {"audio": {"rate": 8000}}, 7)
+    assert torch.equal(logged["reconstruction"], clip.clamp(0, 1)[:, 0] * 2.0 - 1.0)
+
+
+def _displayable_reference(pixels):
+    from inr_cli.tensorboard_log import _displayable
+
+    return _displayable(pixels)
