@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import io
 import os
 import stat
@@ -43,16 +45,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            hold_while_written(fd)
             # mkstemp creates the file private (0600); give it the permissions a plain open() would have.
             os.fchmod(fd, 0o666 & ~_current_umask())
             _write_all(fd, data)
             os.fsync(fd)
-        except BaseException:
-            with contextlib.suppress(OSError):  # the write's own error is the one to report
+            os.replace(tmp_name, path)  # still locked: a sweep never takes a finished file for a stale one
+        finally:
+            with contextlib.suppress(OSError):  # a write's own error is the one to report; the data is on disk
                 os.close(fd)
-            raise
-        os.close(fd)
-        os.replace(tmp_name, path)
     except BaseException as error:
         if tmp_name is not None:
             with contextlib.suppress(OSError):
@@ -97,14 +98,13 @@ def atomic_output_path(path: Path) -> Iterator[Path]:
     interrupt) the temporary file is removed and ``path`` is left as it was. An OSError (a full disk) is the same
     one-line UserError naming ``path``."""
     path = Path(path)
-    tmp_name = None
+    tmp_name, held = None, None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            # mkstemp creates the file private (0600); give it the permissions a plain open() would have.
-            os.fchmod(fd, 0o666 & ~_current_umask())
-        finally:
-            os.close(fd)
+        held = fd  # kept open, with its lock, until the file is in place: the writer opens its own descriptor
+        hold_while_written(held)
+        # mkstemp creates the file private (0600); give it the permissions a plain open() would have.
+        os.fchmod(fd, 0o666 & ~_current_umask())
         yield Path(tmp_name)
         fd = os.open(tmp_name, os.O_RDONLY)  # the writer has closed its own descriptor: sync through a new one
         try:
@@ -119,8 +119,36 @@ def atomic_output_path(path: Path) -> Iterator[Path]:
         if isinstance(error, OSError):
             raise write_error(path, error) from None
         raise
+    finally:
+        if held is not None:
+            os.close(held)
     for written in getattr(_recorders, "lists", ()):
         written.append(path)
+
+
+def hold_while_written(fd: int) -> None:
+    """Lock a temporary file, open as ``fd``, for as long as it is open: a run that claims the folder sweeps the
+    temporaries of writes that never finished (inr_cli.run_folder.remove_stale_temporaries) and leaves those whose
+    writer still holds this lock (an `inr sample` writing into a run's folder takes no lock on the folder). The
+    system drops it when the writer closes the file or dies, even by kill -9. Where files cannot be locked
+    (some network filesystems) the write goes on unlocked, as before."""
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def written_by_a_live_process(path: Path) -> bool:
+    """Whether a temporary file is being written now (its writer holds :func:`hold_while_written`'s lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        return error.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)  # (closing drops the lock just taken)
+    return False
 
 
 def atomic_write_text(path: Path, text: str) -> None:

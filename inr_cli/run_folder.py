@@ -34,7 +34,8 @@ from pathlib import Path
 
 import torch
 
-from inr_cli.files import atomic_write_bytes, missing_ancestors, refuse_dangling_link, remove_if_empty
+from inr_cli.files import (atomic_write_bytes, missing_ancestors, refuse_dangling_link, remove_if_empty,
+                           written_by_a_live_process)
 from inr_core.errors import UserError
 
 LOCK = ".inr.lock"
@@ -276,8 +277,10 @@ STALE_TEMPORARY = re.compile(r"\A\..+\.[a-z0-9_]{8}\.tmp\Z")
 def remove_stale_temporaries(root: Path) -> None:
     """Remove the temporary files of writes that never finished (their process was killed, or the machine lost
     power) from a folder this process has just claimed, and from its sub-folders (up to
-    :data:`DESCENDANT_DEPTH` down, no other live run holds one: :meth:`RunFolder.lock`). Holding the lock proves no
-    live inr process writes there, so such a file is dead weight: a full-size copy of a checkpoint, hidden."""
+    :data:`DESCENDANT_DEPTH` down, no other live run holds one: :meth:`RunFolder.lock`). Holding the folder's lock
+    proves no live inr run writes there, but `inr sample` writes into a run's folder without claiming it: a
+    temporary file whose writer still holds its own lock (:func:`inr_cli.files.hold_while_written`) is being
+    written now, and stays. Any other is dead weight: a full-size copy of a checkpoint, hidden."""
     level = [Path(root)]
     for _ in range(DESCENDANT_DEPTH + 1):
         below = []
@@ -291,7 +294,7 @@ def remove_stale_temporaries(root: Path) -> None:
                     continue
                 if entry.is_dir() and not entry.name.startswith("."):
                     below.append(entry)
-                elif STALE_TEMPORARY.match(entry.name) and entry.is_file():
+                elif STALE_TEMPORARY.match(entry.name) and entry.is_file() and not written_by_a_live_process(entry):
                     try:
                         entry.unlink()
                     except OSError:  # not ours to remove after all (another owner): it only takes space

@@ -130,3 +130,43 @@ def test_inr_fit_into_a_folder_holding_only_a_stale_temporary_removes_it(tmp_pat
                                "--device", "cpu"], capsys)
     assert code == 0, err
     assert not any(path.name.endswith(".tmp") for path in (tmp_path / "k2").iterdir())
+
+
+def test_a_temporary_file_being_written_now_is_not_swept(tmp_path, monkeypatch):
+    """`inr sample` writes into a run's folder without claiming it: a run claiming the folder at that moment swept
+    the sample's temporary file away, and the sample's rename then failed. A writer holds a lock on its temporary
+    file while it writes; the sweep leaves a locked one and removes an unlocked one (a write that died)."""
+    import inr_cli.files as files
+    from inr_cli.run_folder import RunFolder
+
+    root = tmp_path / "run"
+    root.mkdir()
+
+    def claim_and_release():
+        RunFolder(root).claim(overwrite=False, resume=False).release()
+
+    with files.atomic_output_path(root / "sample.mp4") as temporary:  # an encoder writing a frame at a time
+        temporary.write_bytes(b"frames")
+        claim_and_release()
+        assert temporary.read_bytes() == b"frames"
+    assert (root / "sample.mp4").read_bytes() == b"frames"
+
+    writing = files._write_all
+
+    def claimed_while_writing(fd, data):  # another run claims the folder in the middle of a write
+        writing(fd, data[:2])
+        claim_and_release()
+        writing(fd, data[2:])
+
+    other = tmp_path / "other"
+    other.mkdir()
+    root = other
+    monkeypatch.setattr(files, "_write_all", claimed_while_writing)
+    files.atomic_write_bytes(other / "sample.png", b"pixels")
+    assert (other / "sample.png").read_bytes() == b"pixels"
+
+    dead = other / ".sample2.png.abcdefgh.tmp"  # its writer is gone: nobody holds it
+    dead.write_bytes(b"half")
+    (other / "sample.png").unlink()
+    claim_and_release()
+    assert not dead.exists()
