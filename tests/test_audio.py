@@ -10,7 +10,7 @@ import pytest
 import soundfile
 import torch
 
-from helpers import run_cli
+from helpers import run_here
 from inr_cli.figures.spectra import fft_size
 from inr_cli.media.audio import audio_comparison_figure, read_audio, write_wav
 from inr_core.errors import UserError
@@ -84,7 +84,7 @@ def test_models_fit_a_tone_sequence(model, psnr_bar, snr_bar):
 def test_cli_fit_audio_writes_outputs_whose_metrics_match_the_files(tmp_path):
     data = tone_sequence()
     write(tmp_path / "tones.wav", data)
-    proc = run_cli(["fit", "audio", "tones.wav", "--model", "fourier-mfn", "--hidden", "64", "--layers", "1",
+    proc = run_here(["fit", "audio", "tones.wav", "--model", "fourier-mfn", "--hidden", "64", "--layers", "1",
                     "--steps", "150", "--out", "run", "--json", "--quiet"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -100,14 +100,14 @@ def test_cli_fit_audio_writes_outputs_whose_metrics_match_the_files(tmp_path):
     mse01 = np.mean(((written + 1) / 2 - (target + 1) / 2) ** 2)
     assert -10 * np.log10(mse01) == pytest.approx(report["psnr"], abs=0.05)
 
-    resampled = run_cli(["sample", "run/checkpoint.pt", "--rate", str(2 * RATE)], cwd=tmp_path)
+    resampled = run_here(["sample", "run/checkpoint.pt", "--rate", str(2 * RATE)], cwd=tmp_path)
     assert resampled.returncode == 0, resampled.stderr
     info = soundfile.info(tmp_path / resampled.stdout.strip())
     assert info.samplerate == 2 * RATE and info.frames == 2 * len(data) and info.channels == 2
-    stretched = run_cli(["sample", "run/checkpoint.pt", "--duration", "1.5", "--out", "long.wav"], cwd=tmp_path)
+    stretched = run_here(["sample", "run/checkpoint.pt", "--duration", "1.5", "--out", "long.wav"], cwd=tmp_path)
     assert stretched.returncode == 0, stretched.stderr
     assert soundfile.info(tmp_path / "long.wav").frames == int(1.5 * RATE)
-    too_short = run_cli(["sample", "run/checkpoint.pt", "--duration", "0.0001", "--out", "short.wav"], cwd=tmp_path)
+    too_short = run_here(["sample", "run/checkpoint.pt", "--duration", "0.0001", "--out", "short.wav"], cwd=tmp_path)
     assert too_short.returncode == 1 and too_short.stderr == \
         "inr: error: 0.0001 s at 8000 Hz is 1 sample; a clip needs 2 at least: raise --rate or --duration\n"
     assert not (tmp_path / "short.wav").exists()  # not padded out to 2 samples (at --rate 1: a 2 s clip)
@@ -121,7 +121,7 @@ def test_a_float_clip_beyond_one_is_fitted_and_written_at_its_own_scale(tmp_path
     write(tmp_path / "loud.wav", data, subtype="FLOAT")
     loaded = read_audio(str(tmp_path / "loud.wav"))
     assert loaded.gain == pytest.approx(2.5) and np.abs(loaded.samples.numpy() * loaded.gain - data).max() < 1e-6
-    proc = run_cli(["fit", "audio", "loud.wav", "--model", "fourier-mfn", "--hidden", "64", "--layers", "1",
+    proc = run_here(["fit", "audio", "loud.wav", "--model", "fourier-mfn", "--hidden", "64", "--layers", "1",
                     "--steps", "150", "--out", "run", "--json", "--quiet"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -134,7 +134,7 @@ def test_a_float_clip_beyond_one_is_fitted_and_written_at_its_own_scale(tmp_path
     assert recomputed_snr == pytest.approx(report["snr"], abs=0.01)
     mse01 = np.mean(((written - data) / 2.5 / 2) ** 2)
     assert -10 * np.log10(mse01) == pytest.approx(report["psnr"], abs=0.01)
-    sampled = run_cli(["sample", "run/checkpoint.pt", "--out", "again.wav"], cwd=tmp_path)
+    sampled = run_here(["sample", "run/checkpoint.pt", "--out", "again.wav"], cwd=tmp_path)
     assert sampled.returncode == 0, sampled.stderr
     again = soundfile.read(tmp_path / "again.wav", dtype="float64", always_2d=True)[0]
     np.testing.assert_allclose(again, written, atol=1e-5)
@@ -161,7 +161,7 @@ def test_bad_audio_is_a_one_line_error_for_the_reader(tmp_path):
 
 def test_bad_audio_through_the_cli_exits_with_one_line_each_and_writes_nothing(tmp_path):
     names = bad_clips(tmp_path)
-    proc = run_cli(["fit", "audio", *names, "--steps", "5", "--out", "runs", "--quiet"], cwd=tmp_path)
+    proc = run_here(["fit", "audio", *names, "--steps", "5", "--out", "runs", "--quiet"], cwd=tmp_path)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == len(names) and all(line.startswith("inr: error:") for line in lines)

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli
+from helpers import run_cli, run_here
 
 import training.jiio.decoder_training as decoder_training
 from inr_cli.app import main
@@ -348,7 +348,7 @@ def test_training_data_with_nan_is_refused_before_training(tmp_path):
     images = np.random.default_rng(0).random((12, 16, 16)).astype(np.float32)
     images[3, 5, 5] = np.nan
     np.savez(tmp_path / "nan.npz", images=images)
-    proc = run_cli(["jiio-invert", "--data", "nan.npz", "--epochs", "1", "--count", "2", "--out", "run",
+    proc = run_here(["jiio-invert", "--data", "nan.npz", "--epochs", "1", "--count", "2", "--out", "run",
                     *TINY_DECODER], cwd=tmp_path)
     assert one_error_line(proc.returncode, proc.stderr, 1) == \
         "inr: error: nan.npz: 1 of 12 images holds NaN or infinite values (the first is image 3); replace or drop them"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from helpers import run_cli
+from helpers import run_here
 from inr_cli.media import meshes as mesh_module
 from inr_cli.media.meshes import read_mesh
 from inr_core.errors import UserError
@@ -81,7 +81,7 @@ def test_chamfer_of_a_small_patch_far_from_the_surface_is_the_exact_nearest_dist
 
 def test_cli_fit_sdf_outputs_metrics_and_input_coordinates(meshes):
     folder, torus = meshes
-    proc = run_cli(["fit", "sdf", "torus.ply", "--hidden", "64", "--steps", "200", "--samples", "30000",
+    proc = run_here(["fit", "sdf", "torus.ply", "--hidden", "64", "--steps", "200", "--samples", "30000",
                     "--eval-points", "10000", "--resolution", "48", "--out", "run", "--json", "--quiet"], cwd=folder)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -94,14 +94,14 @@ def test_cli_fit_sdf_outputs_metrics_and_input_coordinates(meshes):
     assert report["psnr"] is None
     extracted = trimesh.load(run / "reconstruction.ply")
     assert np.allclose(extracted.bounds, torus.bounds, atol=0.05)  # back in the input's coordinates
-    sampled = run_cli(["sample", "run/checkpoint.pt", "--resolution", "32", "--out", "small.obj"], cwd=folder)
+    sampled = run_here(["sample", "run/checkpoint.pt", "--resolution", "32", "--out", "small.obj"], cwd=folder)
     assert sampled.returncode == 0, sampled.stderr
     assert np.allclose(trimesh.load(folder / "small.obj").bounds, torus.bounds, atol=0.1)
 
 
 def test_occupancy_target_trains_with_bce(meshes):
     folder, _ = meshes
-    proc = run_cli(["fit", "sdf", "sphere.obj", "--target", "occupancy", "--hidden", "32", "--steps", "100",
+    proc = run_here(["fit", "sdf", "sphere.obj", "--target", "occupancy", "--hidden", "32", "--steps", "100",
                     "--samples", "20000", "--eval-points", "10000", "--resolution", "32", "--out", "occ", "--json",
                     "--quiet"], cwd=folder)
     assert proc.returncode == 0, proc.stderr
@@ -122,7 +122,7 @@ def test_bad_meshes_are_one_line_each_and_write_nothing(meshes):
     for name in names[:-1]:
         with pytest.raises(UserError):
             read_mesh(str(folder / name))
-    proc = run_cli(["fit", "sdf", *names, "--steps", "5", "--out", "runs", "--quiet"], cwd=folder)
+    proc = run_here(["fit", "sdf", *names, "--steps", "5", "--out", "runs", "--quiet"], cwd=folder)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == len(names) and all(line.startswith("inr: error:") for line in lines), proc.stderr

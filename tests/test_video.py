@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from helpers import run_cli
+from helpers import run_here
 from inr_cli.media.video import parse_frame_range, read_lossless, read_video
 from inr_core.errors import UserError
 from inr_cli.modalities.video import VIDEO
@@ -93,7 +93,7 @@ def test_the_psnr_at_fp16_weights_of_a_video_is_the_mean_over_frames_as_its_psnr
 
 def test_cli_fit_video_outputs_and_metrics_match_the_lossless_file(clips):
     folder, frames = clips
-    proc = run_cli(["fit", "video", "pan_frames", "--model", "fourier-mfn", "--hidden", "32", "--layers", "2",
+    proc = run_here(["fit", "video", "pan_frames", "--model", "fourier-mfn", "--hidden", "32", "--layers", "2",
                     "--steps", "60", "--out", "run", "--json", "--quiet"], cwd=folder)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -112,15 +112,15 @@ def test_cli_fit_video_outputs_and_metrics_match_the_lossless_file(clips):
     viewable = iio.imread(run / "reconstruction.mp4", plugin="pyav")
     assert viewable.shape == (8, 24, 32, 3)
 
-    sampled = run_cli(["sample", "run/checkpoint.pt", "--scale", "2", "--fps", "50"], cwd=folder)
+    sampled = run_here(["sample", "run/checkpoint.pt", "--scale", "2", "--fps", "50"], cwd=folder)
     assert sampled.returncode == 0, sampled.stderr
     assert iio.imread(folder / sampled.stdout.strip(), plugin="pyav").shape == (16, 48, 64, 3)
     assert sampled.stderr == ""
     # H.264 takes even sides only: an odd size asked for is padded, and said so; Matroska keeps it exactly.
-    odd = run_cli(["sample", "run/checkpoint.pt", "--width", "7", "--out", "odd.mp4"], cwd=folder)
+    odd = run_here(["sample", "run/checkpoint.pt", "--width", "7", "--out", "odd.mp4"], cwd=folder)
     assert odd.returncode == 0 and "the 7x5 frames are written as 8x6" in odd.stderr
     assert iio.imread(folder / "odd.mp4", plugin="pyav").shape[1:3] == (6, 8)
-    exact = run_cli(["sample", "run/checkpoint.pt", "--width", "7", "--out", "odd.mkv"], cwd=folder)
+    exact = run_here(["sample", "run/checkpoint.pt", "--width", "7", "--out", "odd.mkv"], cwd=folder)
     assert exact.returncode == 0 and exact.stderr == ""
     assert read_lossless(folder / "odd.mkv").shape[1:3] == (5, 7)
 
@@ -148,21 +148,21 @@ def test_bad_video_input_is_one_line_each_and_writes_nothing(clips):
     Image.fromarray(pan(height=20)[1]).save(mixed / "1.png")
     (folder / "notes.mp4").write_text("not a video\n")
     names = ["empty_frames", "mixed", "notes.mp4", "missing.mp4"]
-    proc = run_cli(["fit", "video", *names, "--steps", "5", "--out", "runs", "--quiet"], cwd=folder)
+    proc = run_here(["fit", "video", *names, "--steps", "5", "--out", "runs", "--quiet"], cwd=folder)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == len(names) and all(line.startswith("inr: error:") for line in lines), proc.stderr
     assert "all frames must share one size" in proc.stderr
-    zero = run_cli(["fit", "video", "pan.gif", "--frames", "20:30", "--out", "runs", "--quiet"], cwd=folder)
+    zero = run_here(["fit", "video", "pan.gif", "--frames", "20:30", "--out", "runs", "--quiet"], cwd=folder)
     assert zero.returncode == 1 and "no frames" in zero.stderr and zero.stderr.count("\n") == 1
     import soundfile
 
     soundfile.write(folder / "sound.mkv", np.zeros((800, 1), np.float32), 8000, format="WAV")  # audio only
-    sound = run_cli(["fit", "video", "sound.mkv", "--out", "runs", "--quiet"], cwd=folder)
+    sound = run_here(["fit", "video", "sound.mkv", "--out", "runs", "--quiet"], cwd=folder)
     assert (sound.returncode, sound.stderr) == (1, "inr: error: sound.mkv: no video stream in it (streams: audio)\n")
     for text, message in (("abc", "--frames must be START:STOP, e.g. 0:60 or 30:; got 'abc'"),
                           ("-2:", "--frames takes frame indices of 0 or more; got '-2:'")):
-        unusable = run_cli(["fit", "video", "pan.gif", "--frames", text, "--out", "runs", "--quiet"], cwd=folder)
+        unusable = run_here(["fit", "video", "pan.gif", "--frames", text, "--out", "runs", "--quiet"], cwd=folder)
         assert (unusable.returncode, unusable.stderr) == (2, f"inr: error: {message}\n")  # a usage error
     assert not (folder / "runs").exists()
 

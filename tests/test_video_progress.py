@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import run_cli, save_png
+from helpers import run_here, save_png
 from inr_cli.modalities.video import VIDEO
 from models import build_model
 from training.fitting.config import FitConfig
@@ -109,7 +109,7 @@ def test_cli_video_history_and_psnr_plot_are_on_the_report_s_psnr(tmp_path):
     folder.mkdir()
     for index, frame in enumerate(uneven_clip()):
         save_png(folder / f"{index:03d}.png", np.repeat(np.rint(frame.numpy() * 255).astype(np.uint8), 3, axis=2))
-    proc = run_cli(["fit", "video", "clip", "--model", "siren", "--hidden", "8", "--layers", "1", "--steps", "6",
+    proc = run_here(["fit", "video", "clip", "--model", "siren", "--hidden", "8", "--layers", "1", "--steps", "6",
                     "--eval-every", "2", "--keep", "last", "--out", "run", "--quiet"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "run" / "report.json").read_text())
