@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 import typer.core
 
-from inr_cli.errors import another_rank, let_rank_zero_speak, out_of_memory_message, phrase
+from inr_cli.errors import LeftToRankZero, another_rank, let_rank_zero_speak, out_of_memory_message, phrase
 from inr_cli.interrupts import CtrlC, CtrlCReported
 from inr_core.errors import InvalidSetting, RefusedOnEveryRank, UserError, out_of_memory
 from inr_core.host_memory import keep_freed_host_memory, relaunch_with_huge_pages
@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt, CtrlC):
         print("inr: interrupted", file=sys.stderr)
         sys.exit(130)
+    except LeftToRankZero as left:
+        let_rank_zero_speak()
+        sys.exit(left.code)
     except SystemExit as stopped:
         if stopped.code == 1 and stdout_was_closed():
             sys.exit(BROKEN_PIPE_EXIT_CODE)

@@ -20,7 +20,7 @@ from typing import Callable, TypeVar
 
 import torch
 
-from inr_cli.errors import let_rank_zero_speak
+from inr_cli.errors import LeftToRankZero
 from inr_core.errors import InvalidSetting, UserError
 
 T = TypeVar("T")
@@ -100,8 +100,7 @@ class Cluster:
         if kind == "error":
             if self.is_leader:
                 raise payload
-            let_rank_zero_speak()
-            raise SystemExit(2 if isinstance(payload, InvalidSetting) else 1)
+            raise LeftToRankZero(2 if isinstance(payload, InvalidSetting) else 1)
         return payload
 
     def gather_to_leader(self, mine: dict) -> dict | None:

@@ -79,6 +79,12 @@ def another_rank() -> bool:
 RANK_ZERO_SPEAKS_SECONDS = 30.0
 
 
+class LeftToRankZero(SystemExit):
+    """Raised by a rank other than 0 that met, in a collective, an error rank 0 reports for all (``code``: the exit
+    code). It unwinds as rank 0's error does, through leaving the process group together, and only then does the
+    entry point hold the rank (:func:`let_rank_zero_speak`): held before, it kept rank 0 waiting at that leave."""
+
+
 def let_rank_zero_speak() -> None:
     """Hold a rank other than 0 that leaves a shared error for rank 0 to print. torchrun stops every worker (SIGTERM)
     as soon as one exits with an error: a silent rank that exited first could stop rank 0 before its line was
