@@ -40,20 +40,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file in the same folder, flush it to disk, then rename it over ``path``. A
     failure (a full disk, a read-only filesystem) removes the temporary file and is a one-line UserError naming
     ``path``."""
+    with _locked_temporary(path) as (fd, tmp_name):
+        _write_all(fd, data)
+        os.fsync(fd)
+        os.replace(tmp_name, path)  # still locked: a sweep never takes a finished file for a stale one
+
+
+@contextlib.contextmanager
+def _locked_temporary(path: Path) -> Iterator[tuple[int, str]]:
+    """A temporary file beside ``path`` (``.NAME.XXXXXXXX.tmp``, the permissions a plain open() gives), open and
+    locked (:func:`hold_while_written`) while the block fills it and renames it over ``path``. If the block fails
+    the file is removed, and an OSError is the one-line UserError naming ``path``; if it succeeds, ``path`` is
+    listed for :func:`remove_written_on_failure`. Yields the descriptor and the file's name."""
     path = Path(path)
-    tmp_name = None
+    fd, tmp_name = None, None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            hold_while_written(fd)
-            # mkstemp creates the file private (0600); give it the permissions a plain open() would have.
-            os.fchmod(fd, 0o666 & ~_current_umask())
-            _write_all(fd, data)
-            os.fsync(fd)
-            os.replace(tmp_name, path)  # still locked: a sweep never takes a finished file for a stale one
-        finally:
-            with contextlib.suppress(OSError):  # a write's own error is the one to report; the data is on disk
-                os.close(fd)
+        hold_while_written(fd)
+        # mkstemp creates the file private (0600); give it the permissions a plain open() would have.
+        os.fchmod(fd, 0o666 & ~_current_umask())
+        yield fd, tmp_name
     except BaseException as error:
         if tmp_name is not None:
             with contextlib.suppress(OSError):
@@ -61,6 +67,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(error, OSError):
             raise write_error(path, error) from None
         raise
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):  # a write's own error is the one to report; the data is on disk
+                os.close(fd)
     for written in getattr(_recorders, "lists", ()):
         written.append(path)
 
@@ -97,14 +107,7 @@ def atomic_output_path(path: Path) -> Iterator[Path]:
     When the block ends, the file is flushed to disk and renamed over ``path``; if the block fails (an error, an
     interrupt) the temporary file is removed and ``path`` is left as it was. An OSError (a full disk) is the same
     one-line UserError naming ``path``."""
-    path = Path(path)
-    tmp_name, held = None, None
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        held = fd  # kept open, with its lock, until the file is in place: the writer opens its own descriptor
-        hold_while_written(held)
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would have.
-        os.fchmod(fd, 0o666 & ~_current_umask())
+    with _locked_temporary(path) as (_, tmp_name):  # held open and locked while the writer uses its own descriptor
         yield Path(tmp_name)
         fd = os.open(tmp_name, os.O_RDONLY)  # the writer has closed its own descriptor: sync through a new one
         try:
@@ -112,18 +115,6 @@ def atomic_output_path(path: Path) -> Iterator[Path]:
         finally:
             os.close(fd)
         os.replace(tmp_name, path)
-    except BaseException as error:
-        if tmp_name is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-        if isinstance(error, OSError):
-            raise write_error(path, error) from None
-        raise
-    finally:
-        if held is not None:
-            os.close(held)
-    for written in getattr(_recorders, "lists", ()):
-        written.append(path)
 
 
 def hold_while_written(fd: int) -> None:
