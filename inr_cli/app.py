@@ -16,7 +16,8 @@ from pathlib import Path
 import typer
 import typer.core
 
-from inr_cli.errors import LeftToRankZero, another_rank, let_rank_zero_speak, out_of_memory_message, phrase
+from inr_cli.errors import (LeftToRankZero, another_rank, let_rank_zero_speak, out_of_memory_message, phrase,
+                            print_notes)
 from inr_cli.interrupts import CtrlC, CtrlCReported
 from inr_core.errors import InvalidSetting, RefusedOnEveryRank, UserError, out_of_memory
 from inr_core.host_memory import keep_freed_host_memory, relaunch_with_huge_pages
@@ -187,14 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as error:
         if not (isinstance(error, (InvalidSetting, RefusedOnEveryRank)) and another_rank()):
             print(f"inr: error: {phrase(error)}", file=sys.stderr)
-            # What the run kept for the user to go on from (a training run's last saved epoch, say), a line each.
-            for note in getattr(error, "__notes__", ()):
-                print(f"inr: {note}", file=sys.stderr)
+            print_notes(error)
         else:
             let_rank_zero_speak()
         sys.exit(USAGE_EXIT_CODE if isinstance(error, InvalidSetting) else 1)
-    except (typer.Abort, KeyboardInterrupt, CtrlC):
+    except (typer.Abort, KeyboardInterrupt, CtrlC) as interrupt:
         print("inr: interrupted", file=sys.stderr)
+        print_notes(interrupt)
         sys.exit(130)
     except LeftToRankZero as left:
         let_rank_zero_speak()

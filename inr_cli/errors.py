@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 
 from inr_core.errors import InvalidSetting, UserError
@@ -77,6 +78,13 @@ def another_rank() -> bool:
 
 # How long a silent rank waits for rank 0 to say an error they share before it exits anyway.
 RANK_ZERO_SPEAKS_SECONDS = 30.0
+
+
+def print_notes(error: BaseException) -> None:
+    """What a failed or interrupted command kept for the user to go on from (a training run's last saved epoch, a
+    shape fit's checkpoint), a line each under its error line: the notes (``add_note``) on ``error``."""
+    for note in getattr(error, "__notes__", ()):
+        print(f"inr: {note}", file=sys.stderr)
 
 
 class LeftToRankZero(SystemExit):

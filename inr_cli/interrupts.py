@@ -17,6 +17,8 @@ import signal
 import sys
 import threading
 
+from inr_cli.errors import print_notes
+
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 # Modules whose code polls the request at its step boundaries (or runs below code that does).
 POLLING_PACKAGES = ("training.",)
@@ -54,6 +56,8 @@ class StopRequest:
         swallowed = exc_type is None and self.signal_number is not None and not self._seen  # no loop saw it
         if stopped_now or swallowed:
             print("inr: interrupted", file=sys.stderr, flush=True)
+            if exc is not None:
+                print_notes(exc)  # what the interrupted work kept (a shape fit's checkpoint)
             raise SystemExit(self.exit_code) from None
         return False
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 import numpy as np
 import pytest
@@ -144,3 +145,29 @@ def test_a_single_input_run_that_kept_only_its_checkpoint_resumes(tmp_path, blob
     code, _, stderr = in_process([*args, "--resume"], capsys)
     assert code == 0, stderr
     assert "report.json" in files_in(out) and "preview.png" in files_in(out)
+
+
+@pytest.mark.parametrize("number", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_while_the_mesh_is_made_says_the_checkpoint_is_kept(tmp_path, blobs, capsys, monkeypatch,
+                                                                         number):
+    """Ctrl-C (or SIGTERM) during the minutes a high --resolution extraction takes printed only "inr: interrupted":
+    the kept network was not mentioned."""
+    import signal
+    import threading
+
+    from inr_cli.modalities.shape import ShapeModality
+
+    def interrupted(*_, **__):
+        # To the main thread, whose run's handler is in place by now (never to the test process as a whole).
+        signal.pthread_kill(threading.main_thread().ident, getattr(signal, number))
+        for _ in range(600):
+            time.sleep(0.1)  # (the handler raises here)
+        raise AssertionError("the signal did not stop the run")
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr(ShapeModality, "render_outputs", interrupted)
+        code, stdout, stderr = in_process(["fit", "sdf", blobs[0], *TINY, "--out", out], capsys)
+    assert (code, stdout) == ({"SIGINT": 130, "SIGTERM": 143}[number], "")
+    assert stderr == f"inr: interrupted\ninr: {kept(out)}\n"
+    assert files_in(out) == ["checkpoint.pt"]
