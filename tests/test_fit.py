@@ -310,3 +310,38 @@ def test_implicit_settings_given_to_a_fit_they_do_nothing_for_are_noted(camera_u
     assert "--max-iter 3: no effect on gabor-imfn (run --explicit: one pass, no fixpoint)" in fit_image(
         signal, replace(explicit_run, solver=SolverSettings(max_iter=3))).notes
     assert not any("no effect" in note for note in fit_image(signal, replace(explicit_run, explicit=False)).notes)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_the_epoch_s_order_is_let_go_before_the_final_evaluation(camera_crop, monkeypatch, grouped):
+    """A minibatch fit held its epoch's order (4 bytes a point) through the final evaluation, whose render of the
+    whole signal is the peak of a long clip's run (an hour of stereo: 635 MB more)."""
+    import training.fitting.fit as fit_module
+    from training.fitting.grouped import fit_group
+    from training.fitting.signal import GridSignal
+
+    samplers = []
+    real_sampler = fit_module.BatchSampler
+
+    def recorded(*args, **kwargs):
+        samplers.append(real_sampler(*args, **kwargs))
+        return samplers[-1]
+
+    held_at_evaluation = []
+    real_evaluate = GridSignal.evaluate
+
+    def evaluate(self, *args, **kwargs):
+        held_at_evaluation.append(sum(sampler._order.numel() for sampler in samplers))
+        return real_evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "BatchSampler", recorded)
+    monkeypatch.setattr("training.fitting.grouped.BatchSampler", recorded)
+    monkeypatch.setattr(GridSignal, "evaluate", evaluate)
+    signal = image_signal(camera_crop[:24, :24])
+    config = FitConfig(model="siren", hidden=8, layers=1, steps=3, batch_size=100, eval_every=0, device="cpu")
+    if grouped:
+        fit_group([signal, signal], config, IMAGE.recipe)
+    else:
+        fit(signal, config, IMAGE.recipe)
+    assert samplers and all(sampler.n == 576 for sampler in samplers)
+    assert held_at_evaluation and held_at_evaluation == [0] * len(held_at_evaluation)

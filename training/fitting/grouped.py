@@ -383,6 +383,7 @@ def fit_group(signals: list[Signal], config: FitConfig | list[FitConfig], recipe
             if stop_requested is not None and stop_requested():
                 raise Interrupted(step)
         synchronize(device)
+    sampler.release()  # training is over: the final evaluations' renders need the memory
     train_seconds = time.perf_counter() - timed_from - progress_seconds
 
     # The last networks measured as the run measured the others: what --keep best weighs and, for an amortized
