@@ -48,7 +48,7 @@ class TrainedRun:
     # None on a CPU, where no allocator statistic is trustworthy (inr_cli/peak_memory.py)
     peak_memory_mb: float | None = None
     rendered: object = None  # what Modality.render_outputs gave, in the fit's thread (see rendered_run)
-    checkpoint_written: bool = False  # already, before the outputs were made (see checkpoint_first)
+    checkpoint_written: bool = False  # already, before the outputs were made (Modality.checkpoint_first)
 
 
 def _solver_warning(result: FitResult) -> str | None:
@@ -74,14 +74,6 @@ def _report_metrics(metrics: dict, measured: dict) -> dict:
     return {**metrics, **measured}
 
 
-def checkpoint_first(modality: Modality) -> bool:
-    """Whether the modality's runs write their checkpoint before their outputs are made: a shape's mesh extraction
-    and preview take minutes at a high --resolution, and a failure or a kill there (a full disk, a figure's error,
-    an out-of-memory kill) lost the trained network. Other modalities write theirs with the outputs, all or
-    nothing (see write_run)."""
-    return modality.checkpoint_first
-
-
 def _write_checkpoint(run: TrainedRun) -> None:
     payload = checkpoint_payload(run.result, run.loaded.info, in_features=run.loaded.signal.dims,
                                  out_features=run.loaded.signal.channels, config=run.config.to_dict())
@@ -105,8 +97,8 @@ def _kept_checkpoint(error: BaseException, run: TrainedRun) -> BaseException:
 def rendered_run(modality: Modality, run: TrainedRun) -> TrainedRun:
     """``run`` with what its outputs need of the fitted network computed now, in the thread that fitted it (see
     :meth:`inr_cli.modalities.base.Modality.render_outputs`), before it goes to the writer. For a modality that
-    writes its checkpoint first (:func:`checkpoint_first`) the checkpoint is written here, before that."""
-    if not checkpoint_first(modality):
+    writes its checkpoint first (``Modality.checkpoint_first``) the checkpoint is written here, before that."""
+    if not modality.checkpoint_first:
         return replace(run, rendered=modality.render_outputs(run.loaded, run.result))
     _write_checkpoint(run)  # a failure here leaves nothing (an atomic write): the input fails as any write does
     try:
@@ -120,7 +112,7 @@ def write_run(modality: Modality, run: TrainedRun) -> dict:
     cannot be written (a full disk), those written so far are removed again: a folder holding part of a run and no
     report would be refused by every later run into it (--resume and --overwrite included) as someone else's.
 
-    The one exception is a checkpoint written before the outputs were made (:func:`checkpoint_first`): the fitted
+    The one exception is a checkpoint written before the outputs were made (``Modality.checkpoint_first``): the fitted
     network is worth more than a clean folder, so it stays, the error says so, and the input counts as failed (no
     report: --resume of a run over several inputs fits it again). An --overwrite that fails so puts the old run
     back whole, its own checkpoint over this one (inr_cli/run_folder.py): never a report beside another network."""

@@ -159,8 +159,9 @@ class Modality(ABC):
     # Host bytes per rendered value at the peak of writing a sample (`inr sample` budgets with it): by default the
     # float32 render and its writer's temporaries; a shape's is its extraction's.
     render_bytes_per_value: ClassVar[int] = 24
-    # Whether a run writes its checkpoint before making its outputs, and keeps it when they fail (a shape's mesh
-    # extraction and preview take minutes at a high --resolution): inr_cli.fit_outputs.checkpoint_first.
+    # Whether a run writes its checkpoint before making its outputs, and keeps it when they fail: a shape's mesh
+    # extraction and preview take minutes at a high --resolution, and a failure or kill there lost the network.
+    # Others write it with the outputs, all or nothing (inr_cli.fit_outputs.write_run).
     checkpoint_first: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
