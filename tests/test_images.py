@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,7 @@ def test_gray16_via_pillow(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "back.png")), array)
 
 
-def test_rgb16_via_pypng(tmp_path):
+def test_rgb16_keeps_every_bit(tmp_path):
     array = random_image(7, 9, 3, 16)
     with open(tmp_path / "rgb16.png", "wb") as handle:
         png.Writer(9, 7, greyscale=False, bitdepth=16).write(handle, array.reshape(7, 27))
@@ -329,6 +330,25 @@ def truncated_png16(tmp_path: Path) -> Path:
     return path
 
 
+def damaged_png16(tmp_path: Path) -> Path:
+    """A 16-bit colour PNG whose pixel data changed after its chunk's checksum was taken: still a valid zlib
+    stream of the right length, so only the checksum tells (a decoder that skips it shows the changed picture)."""
+    path = tmp_path / "damaged16.png"
+    array = random_image(16, 16, 3, 16)
+    with open(path, "wb") as handle:
+        png.Writer(16, 16, greyscale=False, bitdepth=16).write(handle, array.reshape(16, 48))
+    data = path.read_bytes()
+    start = data.index(b"IDAT") - 4  # the chunk's length field
+    length = int.from_bytes(data[start:start + 4], "big")
+    rows = bytearray(zlib.decompress(data[start + 8:start + 8 + length]))
+    rows[1 + 5] ^= 0x01  # a sample byte of the first row (its byte 0 is the row's filter type)
+    body = zlib.compress(bytes(rows))
+    old_crc = data[start + 8 + length:start + 12 + length]
+    path.write_bytes(data[:start] + len(body).to_bytes(4, "big") + b"IDAT" + body + old_crc
+                     + data[start + 12 + length:])
+    return path
+
+
 def truncated_tiff(tmp_path: Path) -> Path:
     path = tmp_path / "truncated.tif"
     tifffile.imwrite(path, random_image(16, 16, 1, 16)[:, :, 0])
@@ -359,8 +379,8 @@ def missing(tmp_path: Path) -> Path:
     return tmp_path / "missing.png"
 
 
-@pytest.mark.parametrize("make", [truncated_png, truncated_png16, truncated_tiff, text_png, empty_png, a_directory,
-                                  missing])
+@pytest.mark.parametrize("make", [truncated_png, truncated_png16, damaged_png16, truncated_tiff, text_png, empty_png,
+                                  a_directory, missing])
 def test_bad_files_raise_one_line_user_error(tmp_path, make):
     path = make(tmp_path)
     with pytest.raises(UserError) as info:

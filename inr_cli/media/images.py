@@ -1,6 +1,7 @@
-"""Reading and writing images: Pillow for the common formats, pypng and tifffile where Pillow drops bits.
+"""Reading and writing images: Pillow for the common formats; FFmpeg, pypng and tifffile where Pillow drops bits.
 
-Pillow reads 16-bit grayscale natively but narrows 16-bit colour PNGs to 8 bits, so those go through pypng;
+Pillow reads 16-bit grayscale natively but narrows 16-bit colour PNGs to 8 bits, so those are read by
+:mod:`inr_cli.media.png16` (FFmpeg, pypng where FFmpeg refuses) and written by pypng;
 gray and RGB TIFFs go through tifffile (shipped with scikit-image), which keeps every sample format, and the
 TIFFs it cannot read as they are meant to be seen (other colour spaces, compressions it has no codec for) through
 Pillow, where Pillow reads them without loss.
@@ -21,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from inr_cli.files import atomic_write_with, existing_file, first_line
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
+from inr_cli.media.png16 import read_png16
 from inr_core.errors import InvalidSetting, UserError
 
 # Pillow's own decompression-bomb guard warns (raw, on stderr) or fails at a fixed size; every image read here is
@@ -114,12 +116,6 @@ def _is_16bit_colour(png_header: tuple[int, int, int, int] | None) -> bool:
 def _check_pixels(source: str, width: int, height: int, max_pixels: int) -> None:
     refuse_if_over(source, width * height, max_pixels, "--max-pixels", f"{width}x{height} = {width * height:,} pixels",
                    "scale the image down first")
-
-
-def _read_png16(path: Path) -> np.ndarray:
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    planes = info["planes"]
-    return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
 
 
 def box_factor(height: int, width: int, longest: int | None) -> int:
@@ -296,7 +292,7 @@ def _read_stored(path: Path, source: str, notes: list[str], max_pixels: int, shr
             png_header = _png_header(path)
             if _is_16bit_colour(png_header):
                 _check_pixels(source, png_header[0], png_header[1], max_pixels)
-                array = _read_png16(path)
+                array = read_png16(path)
                 return array, array.shape[:2]
             return _read_with_pillow(path, source, notes, max_pixels, shrink_to, cover)
     except UnidentifiedImageError:
