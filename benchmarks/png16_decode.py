@@ -55,8 +55,8 @@ def main() -> None:
         pypng_seconds, by_pypng = timed(_decode_with_pypng, path)
         size_mb = path.stat().st_size / 1e6
     print(f"{args.width}x{args.height} 16-bit RGB PNG ({size_mb:.1f} MB, rows filtered '{args.filter}')")
-    print(f"FFmpeg (inr): {ffmpeg_seconds:.2f} s   pypng: {pypng_seconds:.2f} s   ratio {pypng_seconds / ffmpeg_seconds:.1f}x"
-          f"   same samples: {np.array_equal(by_ffmpeg, by_pypng)}")
+    print(f"FFmpeg (inr): {ffmpeg_seconds:.2f} s   pypng: {pypng_seconds:.2f} s   "
+          f"ratio {pypng_seconds / ffmpeg_seconds:.1f}x   same samples: {np.array_equal(by_ffmpeg, by_pypng)}")
 
 
 if __name__ == "__main__":
