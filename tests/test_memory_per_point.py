@@ -211,8 +211,8 @@ def test_the_epoch_order_is_int32_and_the_same_permutation(points):
     sampler = BatchSampler(points, max(1, points // 3), torch.device("cpu"), torch.Generator().manual_seed(7))
     batch = sampler.next()
     expected = torch.randperm(points, generator=torch.Generator().manual_seed(7))
-    assert sampler.state()["order"].dtype == torch.int32 and batch.dtype == torch.int64
-    assert torch.equal(sampler.state()["order"].long(), expected) and torch.equal(batch, expected[:len(batch)])
+    assert sampler._order.dtype == torch.int32 and batch.dtype == torch.int64
+    assert torch.equal(sampler._order.long(), expected) and torch.equal(batch, expected[:len(batch)])
 
 def test_video_metrics_in_pieces_equal_the_whole_clips(small_pieces):
     from types import SimpleNamespace

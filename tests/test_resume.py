@@ -20,8 +20,9 @@ import torch
 from helpers import cli_env, in_process, run_cli, run_here, save_png
 
 # Long enough (a few seconds of training) to be stopped half-way, small enough to stay fast.
-FIT = ["--steps", "400", "--hidden", "24", "--layers", "1", "--device", "cpu", "--quiet", "--json",
-       "--checkpoint-every", "10", "--eval-every", "100"]
+# Batches of 150 of a tile's 576 points: three an epoch, so a save every 10 steps falls inside an epoch.
+FIT = ["--steps", "400", "--batch-size", "150", "--hidden", "24", "--layers", "1", "--device", "cpu", "--quiet",
+       "--json", "--checkpoint-every", "10", "--eval-every", "100"]
 
 
 @pytest.fixture(scope="module")

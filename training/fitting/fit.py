@@ -17,6 +17,7 @@ from inr_core.errors import UserError
 from models import build_model, count_parameters
 from training.adam import Adam
 from training.fitting.amortized import FixpointCache, solved_from_zero_note
+from training.fitting.batches import BatchSampler
 from training.fitting.best import BestNetwork, kept_note
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.control import (MAX_ROLLBACKS, FitControl, Interrupted, RunawayGuard,
@@ -102,39 +103,6 @@ def make_optimizer(parameters, config: FitConfig, device: torch.device) -> torch
 
 def divergence_error(step: int, loss: float, detail: str = "") -> UserError:
     return UserError(f"training diverged at step {step} (loss {loss}){detail}; try a smaller --lr")
-
-
-class BatchSampler:
-    """Index batches into the training points: every point once per epoch, in a fresh random order each epoch."""
-
-    def __init__(self, n: int, batch_size: int, device: torch.device, generator: torch.Generator):
-        self.n, self.batch_size, self.device, self.generator = n, batch_size, device, generator
-        self._order = torch.empty(0, dtype=torch.int64)
-        self._pos = n
-
-    def state(self) -> dict:
-        return {"order": self._order.cpu(), "pos": self._pos, "generator": self.generator.get_state()}
-
-    def restore(self, state: dict) -> None:
-        self._order, self._pos = state["order"].to(self.device), state["pos"]
-        self.generator.set_state(state["generator"])
-
-    def release(self) -> None:
-        """Let go of the epoch's order (4 bytes a point) once training is over: the final evaluation renders the
-        whole signal beside it (an hour of stereo: 635 MB; 48 frames of 1080p: 398 MB). Only a further
-        :meth:`next` would need it, and would draw a fresh epoch."""
-        self._order, self._pos = torch.empty(0, dtype=torch.int64), self.n
-
-    def next(self) -> torch.Tensor:
-        if self._pos + self.batch_size > self.n:
-            # int32 where it can hold every position: the same permutation as int64 from the same generator (a
-            # test holds them equal), at half the bytes a point; each batch is widened, as before.
-            dtype = torch.int32 if self.n <= torch.iinfo(torch.int32).max else torch.int64
-            self._order = torch.randperm(self.n, generator=self.generator, dtype=dtype).to(self.device)
-            self._pos = 0
-        batch = self._order[self._pos:self._pos + self.batch_size].long()
-        self._pos += self.batch_size
-        return batch
 
 
 def _batch_coordinates(signal: GridSignal, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:

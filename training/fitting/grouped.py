@@ -42,13 +42,14 @@ from models.fixpoint import SolverStats, solve
 from models.implicit import ImplicitINR, Prepared, holding_estimates
 from training.fitting import step as step_module
 from training.fitting.amortized import FixpointCache, solved_from_zero_note
+from training.fitting.batches import BatchSampler
 from training.fitting.best import BestNetwork, kept_note
 from training.fitting.config import FitConfig, resolve_config
 from training.fitting.control import Interrupted, runs_away, set_learning_rate
 from training.fitting.devices import cpu_piece_points, loss_read_interval, render_chunk_size, synchronize
 from training.fitting.evaluate import GroupGridProgress, psnr_with_half_precision_weights
-from training.fitting.fit import (BatchSampler, FitProgress, FitResult, amortized_cache, divergence_error,
-                                  make_model, make_optimizer, solver_report)
+from training.fitting.fit import (FitProgress, FitResult, amortized_cache, divergence_error, make_model,
+                                  make_optimizer, solver_report)
 from training.fitting.precision import (autocast, bf16_ceiling_note, matmul_precision, precision_note,
                                         precision_scope)
 from training.fitting.recipes import RecipeRule
