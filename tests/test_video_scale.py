@@ -4,6 +4,7 @@ in memory, never a partial file left behind), and the set-up costs follow what i
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -146,24 +147,53 @@ def _umask() -> int:
     return mask
 
 
-def test_resized_frames_are_the_image_resize_as_matrix_products(tmp_path, monkeypatch):
+@pytest.mark.parametrize("source", ["file", "folder"])
+def test_resized_frames_are_the_image_resize_as_matrix_products(tmp_path, monkeypatch, source):
+    import inr_cli.media.images as images
     from inr_cli.media.images import shrink_to_longest_side
 
     rng = np.random.default_rng(3)
     frames = rng.integers(0, 256, (3, 60, 90, 3), dtype=np.uint8)
-    iio.imwrite(tmp_path / "c.mkv", frames, plugin="pyav", codec="ffv1", fps=10, out_pixel_format="bgr0")
+    if source == "file":
+        iio.imwrite(tmp_path / "c.mkv", frames, plugin="pyav", codec="ffv1", fps=10, out_pixel_format="bgr0")
+        path = tmp_path / "c.mkv"
+    else:
+        path = tmp_path / "frames"
+        path.mkdir()
+        for index, frame in enumerate(frames):
+            iio.imwrite(path / f"{index:02d}.png", frame)
     expected = [shrink_to_longest_side(frame.astype(np.float32) / 255.0, 32) for frame in frames]
 
     def whole_frame_resize(*args, **kwargs):
         raise AssertionError("a decoded frame went through the whole-frame scikit-image resize")
 
     monkeypatch.setattr(video, "shrink_to_longest_side", whole_frame_resize)
-    read = video.read_video(str(tmp_path / "c.mkv"), resize=32)
+    monkeypatch.setattr(images, "resize_pixels", whole_frame_resize)  # the image reader's, for a folder's frames
+    read = video.read_video(str(path), resize=32)
     assert read.frames.shape == (3, 21, 32, 3) and read.frames.dtype == torch.float32
     # Within one float32 rounding of scikit-image's (which filters in float32); in [0, 1].
     assert np.abs(read.frames.numpy() - np.stack(expected)).max() <= 2.0 ** -24
     assert read.frames.min() >= 0 and read.frames.max() <= 1
     assert "frames resized to 32x21 (--resize 32)" in read.notes
+    # A --resize the frames are within already changes nothing, and says nothing of resizing.
+    unchanged = video.read_video(str(path), resize=90)
+    assert unchanged.frames.shape == (3, 60, 90, 3) and not any("resize" in note for note in unchanged.notes)
+
+
+def test_a_frame_folder_reads_only_the_selected_frames(tmp_path, monkeypatch):
+    for index in range(6):
+        iio.imwrite(tmp_path / f"{index:02d}.png", np.full((4, 5, 3), 40 * index, dtype=np.uint8))
+    read_files = []
+    real_read_image = video.read_image
+
+    def recorded(source, **kwargs):
+        read_files.append(Path(source).name)
+        return real_read_image(source, **kwargs)
+
+    monkeypatch.setattr(video, "read_image", recorded)
+    clip = video.read_video(str(tmp_path), frames="2:4")
+    assert read_files == ["02.png", "03.png"]
+    assert np.allclose(clip.frames[:, 0, 0, 0].numpy(), [80 / 255, 120 / 255])
 
 
 def test_a_target_is_written_from_the_signals_values_a_frame_at_a_time(tmp_path):
