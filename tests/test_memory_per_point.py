@@ -202,6 +202,32 @@ def test_a_grid_fit_holds_no_per_point_copies(monkeypatch):
 
 
 
+def test_a_clip_s_long_axis_is_made_once_for_its_whole_fit(monkeypatch):
+    """An audio clip's grid has one axis as long as the clip (4 bytes a sample: 635 MB for an hour of 44.1 kHz).
+    The batches' coordinates, every progress measurement, the final render and its fp16-weights twin share one;
+    each made its own, three of them at once at the end of a fit."""
+    from training.fitting import fit as fitting
+    from training.fitting.config import FitConfig
+    from training.fitting.signal import audio_signal
+
+    samples = 3000
+    made = []
+    real_linspace = torch.linspace
+
+    def counted(start, end, steps, **kwargs):
+        made.append(steps)
+        return real_linspace(start, end, steps, **kwargs)
+
+    monkeypatch.setattr(torch, "linspace", counted)
+    monkeypatch.setattr(fitting, "render_chunk_size", lambda *args: 256)  # evaluations in many chunks
+    signal = audio_signal(torch.rand(samples, 2, generator=torch.Generator().manual_seed(6)) * 2 - 1)
+    config = FitConfig(model="siren", hidden=8, layers=1, steps=6, batch_size=500, eval_every=2, lr=1e-3,
+                       frequency=30.0, device="cpu", compile=False)
+    result = fitting.fit(signal, config)
+    assert math.isfinite(result.final.psnr) and len(result.evaluations) == 3
+    assert made.count(samples) == 1
+
+
 @pytest.mark.parametrize("points", [1, 10, 1000, 300_001])
 def test_the_epoch_order_is_int32_and_the_same_permutation(points):
     """BatchSampler draws the permutation in int32 (4 bytes a point instead of 8): torch gives the same one as in

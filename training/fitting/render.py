@@ -8,6 +8,7 @@ values (explicit networks have none), for the caller to summarise.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -18,9 +19,27 @@ from torch import nn
 from models.fixpoint import SolverStats
 
 
-def grid_axes(shape: tuple[int, ...], device: torch.device | str = "cpu") -> list[torch.Tensor]:
-    """Per-axis coordinates of a regular grid: ``linspace(-1, 1, n)`` on each axis (a single sample sits at 0)."""
-    return [torch.linspace(-1.0, 1.0, n, device=device) if n > 1 else torch.zeros(1, device=device) for n in shape]
+class GridAxes(list):
+    """The axes of one grid on one device (a list of 1-D tensors), shared by whoever asks while any holds them."""
+
+
+# An audio clip's grid has one axis as long as the clip: 4 bytes a sample (635 MB for an hour at 44.1 kHz), made
+# by every batch-coordinate maker, progress measurement and render that asked for it (three at once at the end of
+# a fit). They share one while any of them holds it; held by none, it is let go.
+_axes_held: weakref.WeakValueDictionary[tuple, GridAxes] = weakref.WeakValueDictionary()
+
+
+def grid_axes(shape: tuple[int, ...], device: torch.device | str = "cpu") -> GridAxes:
+    """Per-axis coordinates of a regular grid: ``linspace(-1, 1, n)`` on each axis (a single sample sits at 0).
+    The same tensors for the same grid and device while any caller holds them: read them, never write them."""
+    device = torch.device(device)
+    key = (tuple(shape), str(device))
+    axes = _axes_held.get(key)
+    if axes is None:
+        axes = GridAxes(torch.linspace(-1.0, 1.0, n, device=device) if n > 1 else torch.zeros(1, device=device)
+                        for n in shape)
+        _axes_held[key] = axes
+    return axes
 
 
 def grid_coordinates(shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
