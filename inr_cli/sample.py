@@ -19,10 +19,12 @@ from inr_cli.errors import out_of_memory_message
 from inr_cli.files import expand_inputs, first_line, numbered, prepare_output_dir
 from inr_cli.modalities.base import (FitCommandConfig, FittedNetwork, Modality, SampleRequest, SampleTarget,
                                      get_modality, modality_names)
+from inr_cli.progress import counter_progress
 from inr_core.errors import InvalidSetting, UserError, check, out_of_memory
 from training.fitting.checkpoint import deserialize, model_from_payload
 from training.fitting.devices import (activation_bytes_per_point, available_host_bytes, check_device_name,
                                       render_chunk_size, resolve_device)
+from training.fitting.render import reporting_render_progress
 from training.checkpoint_kinds import CLASSIFIER_KIND, checkpoint_holds
 from training.jiio.decoder_checkpoint import is_decoder_payload
 
@@ -33,6 +35,8 @@ CHECKPOINT_NAMES = ("checkpoint.pt", "decoder.pt")  # what `inr fit` and `inr ji
 # What a run over several inputs writes beside its inputs' folders (inr_cli.run_folder.ROOT_FILES, lock aside).
 SUMMARY_NAMES = ("summary.json", "summary.md", "summary.png", "index.html")
 MEMORY_HINT = "the output does not fit; lower --scale, --width, --height, --resolution or -n"  # as inr_cli.app says
+# Renders of at most this many passes of the network show no progress bar (they take a moment).
+RENDER_PASSES_WITHOUT_A_BAR = 4
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ def sample_names(checkpoints: list[Path]) -> list[str]:
 
 def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | None = None, device: str = "auto",
                 decoder: DecoderSampleOptions = DecoderSampleOptions(), on_written=print, overwrite: bool = False,
-                out_is_folder: bool = False) -> int:
+                out_is_folder: bool = False, show_progress: bool = False) -> int:
     """`inr sample` over one checkpoint or several: the options are checked once, before any file is read; then
     each checkpoint is sampled in turn, in this one process. With several, ``out`` is a folder that receives
     each sample as NAME-SAMPLE (a decoder's draws in a folder NAME; :func:`sample_names`), or, without it, each
@@ -161,7 +165,8 @@ def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | 
     one, or ``out_is_folder``: it was given with a trailing slash). A checkpoint that fails, whatever the error
     (writing its files included), is reported on one stderr line and the others go on; nothing more is printed
     about it (the exit code says that one failed), as with `inr fit`'s several inputs. Returns the exit code: 1 if
-    any failed. ``on_written`` receives each file written. ``overwrite``: an existing file may be replaced."""
+    any failed. ``on_written`` receives each file written. ``overwrite``: an existing file may be replaced.
+    ``show_progress``: a bar over each fitted network's render that takes more than a few passes."""
     request.validate()
     decoder.validate()
     check_device_name(device)
@@ -176,7 +181,8 @@ def run_samples(checkpoints: list[Path], request: SampleRequest, *, out: Path | 
         try:
             written = _one_line_errors(checkpoint, lambda: run_sample(
                 checkpoint, request, out=out, device=device, decoder=decoder, overwrite=overwrite,
-                name_in_folder=name if into_folder else None, several=several), several)
+                name_in_folder=name if into_folder else None, several=several, show_progress=show_progress),
+                several)
         except UserError as error:
             if not several:
                 raise
@@ -256,8 +262,9 @@ def _run_listing(path: Path) -> Path | None:
 
 def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = None, device: str = "auto",
                decoder: DecoderSampleOptions = DecoderSampleOptions(), name_in_folder: str | None = None,
-               overwrite: bool = False, several: bool = True) -> Path | None:
+               overwrite: bool = False, several: bool = True, show_progress: bool = False) -> Path | None:
     """Validate the request, then render the sample (or the decoder's draws). Returns the file written.
+    ``show_progress``: a progress bar over a fitted network's render (a decoder's FID has its own).
     ``name_in_folder``: ``out`` is a folder, this one's sample goes in as NAME-SAMPLE; a decoder's draws go into
     its folder NAME when ``out`` is shared with other checkpoints' samples (``several``), else into ``out``."""
     request.validate()
@@ -313,5 +320,9 @@ def run_sample(checkpoint: Path, request: SampleRequest, *, out: Path | None = N
                             chunk=chunk, info=info, config=config)
     destination = writable_sample_path(out, overwrite)
     prepare_output_dir(destination.parent)
-    modality.write_sample(network, target, destination)
+    # A bar where the render takes several passes (minutes for a large image on a CPU); a few passes need none.
+    worth_a_bar = show_progress and math.prod(target.grid) > RENDER_PASSES_WITHOUT_A_BAR * chunk
+    with counter_progress(f"rendering {destination.name}", target.grid[0], enabled=worth_a_bar) as update, \
+            reporting_render_progress(None if update is None else lambda done, total: update(done, total=total)):
+        modality.write_sample(network, target, destination)
     return out

@@ -7,7 +7,7 @@ import torch
 
 from models import build_model
 from training.fitting.render import (grid_axes, grid_coordinates, predict_points_with_stats, render_grid,
-                                     render_grid_with_stats)
+                                     render_grid_with_stats, reporting_render_progress)
 
 
 def full_forward(model, shape, channels):
@@ -76,3 +76,17 @@ def test_implicit_render_returns_one_solve_per_chunk_and_agrees_with_the_whole_p
     torch.testing.assert_close(predicted, values.reshape(-1, 1), rtol=0, atol=1e-3)
     explicit = build_model("fourier-mfn", 2, 1, hidden=16, layers=1, frequency=8.0)
     assert render_grid_with_stats(explicit, (9, 13), 1, torch.device("cpu"), chunk_points=30)[1] == []
+
+
+@pytest.mark.parametrize("shape,chunk", [((9, 13), 30), ((4, 5, 6), 60), ((1000,), 64)])
+def test_a_render_reports_its_rows_as_its_bands_are_done(shape, chunk):
+    """An image's rows, a video's frames, a clip's samples: after each band, how many of the first axis are done."""
+    model = build_model("siren", len(shape), 1, hidden=8, layers=1, frequency=8.0)
+    heard = []
+    with reporting_render_progress(lambda done, total: heard.append((done, total))):
+        render_grid(model, shape, 1, torch.device("cpu"), chunk_points=chunk)
+    assert len(heard) > 1 and all(total == shape[0] for _, total in heard)
+    done = [count for count, _ in heard]
+    assert done == sorted(set(done)) and done[-1] == shape[0]
+    render_grid(model, shape, 1, torch.device("cpu"), chunk_points=chunk)  # outside the block: nobody hears
+    assert len(heard) == len(done)

@@ -272,3 +272,26 @@ def test_draws_never_silently_replace_a_picture_named_as_their_grid(tmp_path, ca
     assert mine.read_bytes() == b"the user's picture"
     assert _inr([*args, "--overwrite"], capsys)[0] == 0 and mine.read_bytes().startswith(b"\x89PNG")
     assert _inr(args, capsys)[0] == 0  # now the grid of an earlier draw: replaced as draws are
+
+
+def test_a_large_render_shows_its_progress_unless_quiet_and_a_small_one_none(tmp_path, camera_u8):
+    """A 10-megapixel sample of a SIREN 3x256 took 39 s on two CPU cores with nothing on screen."""
+    from inr_cli.sample import RENDER_PASSES_WITHOUT_A_BAR
+    from training.fitting.devices import render_chunk_size
+
+    save_png(tmp_path / "tile.png", camera_u8[:16, :16])
+    fitted = run_here(["fit", "image", "tile.png", "--steps", "1", "--hidden", "32", "--layers", "1", "--device",
+                       "cpu", "--quiet", "--out", "run"], tmp_path)
+    assert fitted.returncode == 0, fitted.stderr
+    # Square samples just past and just within the passes that show no bar.
+    chunk = render_chunk_size(32, 1, torch.device("cpu"), 0)
+    large = int(np.ceil(np.sqrt((RENDER_PASSES_WITHOUT_A_BAR + 1) * chunk)))
+    small = int(np.sqrt(RENDER_PASSES_WITHOUT_A_BAR * chunk))
+    shown = run_here(["sample", "run", "--width", str(large), "--out", "large.png", "--device", "cpu"], tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "rendering large.png" in shown.stderr and f"{large}/{large}" in shown.stderr  # every row, to the end
+    for extra, name in ((["--quiet"], "quiet.png"), ([], "small.png")):
+        width = small if name == "small.png" else large
+        silent = run_here(["sample", "run", "--width", str(width), "--out", name, "--device", "cpu", *extra],
+                          tmp_path)
+        assert silent.returncode == 0 and silent.stderr == "", silent.stderr

@@ -73,7 +73,8 @@ def sample(
         = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Decoder: print the sample report as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (a decoder's FID shows one).")]
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (a large render's, a decoder's "
+                                                               "FID's).")]
         = False,
 ):
     """Re-render a fitted network from its checkpoint alone: an image at any resolution, audio at any rate or
@@ -90,6 +91,6 @@ def sample(
     code = run_samples(checkpoints_in([str(path) for path in checkpoints]), request,
                        out=None if out is None else Path(out), device=device, decoder=decoder,
                        on_written=lambda written: print(written, flush=True), overwrite=overwrite,
-                       out_is_folder=out is not None and out.endswith(("/", os.sep)))
+                       out_is_folder=out is not None and out.endswith(("/", os.sep)), show_progress=not quiet)
     if code:
         raise typer.Exit(code)

@@ -11,6 +11,7 @@ import math
 import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 import torch
@@ -46,6 +47,22 @@ def grid_coordinates(shape: tuple[int, ...], device: torch.device | str = "cpu")
     """All points of the grid, row-major, as an ``(prod(shape), len(shape))`` tensor."""
     mesh = torch.meshgrid(*grid_axes(shape, device), indexing="ij")
     return torch.stack(mesh, dim=-1).reshape(-1, len(shape))
+
+
+# Who hears how far the grid renders in this context have come (a command's progress bar): called after each band
+# with (rows done, rows in all) along the grid's first axis.
+_band_listener: ContextVar[Callable[[int, int], None] | None] = ContextVar("render_progress", default=None)
+
+
+@contextmanager
+def reporting_render_progress(listener: Callable[[int, int], None] | None):
+    """Within the block, every grid render calls ``listener(rows done, rows in all)`` (along the grid's first axis:
+    an image's rows, a video's frames, a clip's samples, a shape's slices) after each band it has handed on."""
+    token = _band_listener.set(listener)
+    try:
+        yield
+    finally:
+        _band_listener.reset(token)
 
 
 @contextmanager
@@ -85,6 +102,9 @@ def _grid_bands(model: nn.Module, grid_shape: tuple[int, ...], out_channels: int
             # A single row can still be too long (a very wide image): split it further.
             pieces = [_forward(model, piece, solves) for piece in coords.split(chunk_points)]
             yield start, torch.cat(pieces).reshape(len(rows), points_per_row, out_channels)
+            listener = _band_listener.get()
+            if listener is not None:
+                listener(start + len(rows), grid_shape[0])
 
 
 @torch.no_grad()
