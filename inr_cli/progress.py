@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from training.fitting.fit import FitProgress
+from training.fitting.render import reporting_render_progress
 
 stderr_console = Console(stderr=True, emoji=False, highlight=False)
 
@@ -22,18 +23,28 @@ def fit_progress(label: str, total_steps: int, enabled: bool = True):
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3e}  PSNR {task.fields[psnr]:6.2f} dB  {task.fields[rate]:7.1f} steps/s"),
+        TextColumn("loss {task.fields[loss]:.3e}  PSNR {task.fields[psnr]:6.2f} dB  {task.fields[tail]}"),
         TimeRemainingColumn(),
         console=stderr_console,
         transient=False,
     )
-    with progress:
-        task = progress.add_task(label, total=total_steps, loss=float("nan"), psnr=0.0, rate=0.0)
+    trained, speed = False, ""
 
-        def update(state: FitProgress) -> None:
-            rate = state.step / state.seconds if state.seconds > 0 else 0.0
-            progress.update(task, completed=state.step, loss=state.loss, psnr=state.psnr, rate=rate)
+    def update(state: FitProgress) -> None:
+        nonlocal trained, speed
+        trained = state.step >= state.steps
+        speed = f"{state.step / state.seconds if state.seconds > 0 else 0.0:7.1f} steps/s"
+        progress.update(task, completed=state.step, loss=state.loss, psnr=state.psnr, tail=speed)
 
+    def evaluating(done: int, total: int) -> None:
+        # The renders after the last step (the final evaluation, its fp16-weights twin, a shape's extraction)
+        # take minutes for a large signal on a CPU: the bar says how far they have come, where the speed was.
+        # (Along the run, progress measurements are quick, and the steps move on.)
+        if trained:
+            progress.update(task, tail=f"evaluating {done}/{total}" if done < total else speed)
+
+    with progress, reporting_render_progress(evaluating):
+        task = progress.add_task(label, total=total_steps, loss=float("nan"), psnr=0.0, tail=f"{0.0:7.1f} steps/s")
         yield update
 
 

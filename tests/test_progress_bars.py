@@ -1,0 +1,37 @@
+"""The fit's progress bar: steps along the run, then how far the renders after the last step have come."""
+
+from __future__ import annotations
+
+import torch
+from rich.progress import Progress
+
+from inr_cli.progress import fit_progress
+from models import build_model
+from training.fitting.fit import FitProgress
+from training.fitting.render import render_grid
+
+
+def test_after_the_last_step_the_bar_shows_the_evaluation_rows_then_the_speed_again(monkeypatch):
+    tails = []
+    real_update = Progress.update
+
+    def recorded(self, task, **fields):
+        if "tail" in fields:
+            tails.append(fields["tail"])
+        return real_update(self, task, **fields)
+
+    monkeypatch.setattr(Progress, "update", recorded)
+    model = build_model("siren", 2, 1, hidden=8, layers=1, frequency=8.0)
+
+    def render() -> None:  # 4 bands of 2 rows
+        render_grid(model, (8, 5), 1, torch.device("cpu"), chunk_points=10)
+
+    with fit_progress("photo", total_steps=2) as update:
+        update(FitProgress(1, 2, 0.1, 10.0, 0.5))
+        render()  # a progress measurement along the run: the bar keeps its speed
+        update(FitProgress(2, 2, 0.05, 13.0, 1.0))
+        render()  # the final evaluation
+    assert tails == ["    2.0 steps/s", "    2.0 steps/s", "evaluating 2/8", "evaluating 4/8", "evaluating 6/8",
+                     "    2.0 steps/s"]
+    render()  # outside the bar: nobody hears
+    assert len(tails) == 6
