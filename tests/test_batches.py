@@ -82,11 +82,14 @@ def test_a_state_saved_with_the_order_itself_still_restores():
     assert "epoch_generator" in restored.state()  # the next epoch was drawn here: the small form again
 
 
-def test_release_waits_for_the_order_drawn_ahead_and_lets_go():
-    ahead = sampler(prefetch=True)
-    ahead.next()
-    ahead.release()
+def test_release_waits_for_the_order_drawn_ahead_and_lets_go_as_if_it_was_never_drawn():
+    ahead, in_turn = sampler(prefetch=True), sampler(prefetch=False)
+    for released in (ahead, in_turn):
+        draw(released, 3)
+        released.release()
     assert ahead._order.numel() == 0 and ahead._ahead is None
+    # A batch asked for afterwards starts a fresh epoch, the same whether the next order had been drawn ahead.
+    assert torch.equal(ahead.next(), in_turn.next())
 
 
 def test_a_failure_while_drawing_ahead_reaches_the_training_thread(monkeypatch):

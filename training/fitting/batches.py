@@ -111,6 +111,8 @@ class BatchSampler:
             self._ahead = _Draw(self._draw)  # _draw notes the generator's state first, in this thread's order
 
     def _drop_ahead(self) -> None:
+        """Discard the order being drawn ahead, and the generator's draw of it: as if it had never been drawn."""
         if self._ahead is not None:
             self._ahead.result()  # the thread holds the generator until it is done
             self._ahead = None
+            self.generator.set_state(self._next_start)
