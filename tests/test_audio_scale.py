@@ -224,3 +224,33 @@ def test_the_snr_is_summed_once_for_the_caption_and_the_report(tmp_path, monkeyp
     assert values[0] == real_snr(first.final.reconstruction, loaded.audio.samples, prediction_unit=True)
     other = modality.AUDIO.metrics(loaded, result((samples * 0.3 + 0.5).clamp(0, 1)))["snr"]
     assert len(sums) == 2 and other != values[0]
+
+
+@pytest.mark.parametrize("peak", [0.9, 2.5])  # PCM-like, and a float file scaled down by its peak
+def test_reading_a_clip_holds_it_once(tmp_path, peak):
+    """The checks and the scaling worked on whole-clip copies: the absolute values for the peak, a finiteness
+    mask, the scaled samples and a clipped copy, an hour of stereo (1.27 GB) up to three times at once."""
+    import tracemalloc
+
+    rng = np.random.default_rng(8)
+    samples = (rng.uniform(-1, 1, (200_000, 2)) * peak).astype(np.float32)
+    soundfile.write(tmp_path / "clip.wav", samples, 44100, subtype="FLOAT")
+    tracemalloc.start()
+    try:
+        loaded = audio.read_audio(str(tmp_path / "clip.wav"))
+        _, most = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert most < 1.2 * samples.nbytes  # numpy reports its arrays to tracemalloc
+    assert loaded.gain == (float(np.abs(samples).max()) if peak > 1 else 1.0)
+    # The values of scaling and clipping a copy, as before.
+    np.testing.assert_array_equal(loaded.samples.numpy(), np.clip(samples / np.float32(loaded.gain), -1, 1))
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_a_clip_with_an_infinite_or_nan_sample_is_refused(tmp_path, bad):
+    samples = np.full((100, 1), 0.25, np.float32)
+    samples[37] = bad
+    soundfile.write(tmp_path / "bad.wav", samples, 8000, subtype="FLOAT")
+    with pytest.raises(UserError, match="NaN or infinite"):
+        audio.read_audio(str(tmp_path / "bad.wav"))
