@@ -5,6 +5,8 @@
 #      torchrun with one process; wall, images/s, speed-up, PSNR differences and peak GPU memory
 #      (target: grouped >= 10x faster than one at a time, every PSNR within 0.05 dB);
 #   2. the same with 32 crops and two torchrun processes sharing the one GPU (the LOCAL_RANK path).
+#   3. benchmarks/epoch_order.py: a 99.5 M-point signal's batch order drawn in turn against drawn ahead while
+#      the GPU trains (stand-in steps of 5 ms), and whether the batches are the same (~30 s).
 # Results go to $OUT (the device tool's output folder) or ./gpu-out.
 #
 # The GPU image lacks pypng, which `inr_cli.media.images` imports; carry it as a wheel, from the repo root here:
@@ -19,3 +21,5 @@ timeout 330 python3 benchmarks/many_images.py --count 100 --size 128 --steps 300
   --device cuda 2>&1 | tee "$OUT/many_images_100.txt"
 timeout 150 python3 benchmarks/many_images.py --count 32 --size 128 --steps 300 --hidden 256 --procs 2 \
   --device cuda 2>&1 | tee "$OUT/many_images_32_two_procs.txt"
+timeout 60 python3 benchmarks/epoch_order.py --points 99500000 --batch 262144 --epochs 3 --step-ms 5 \
+  --device cuda 2>&1 | tee "$OUT/epoch_order.txt"
