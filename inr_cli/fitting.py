@@ -28,7 +28,7 @@ from inr_cli.fit_groups import WaitingGroups
 from inr_cli.fit_outputs import CHECKPOINT, TrainedRun, input_stem, rendered_run, write_run
 from inr_cli.modalities.base import FitCommandConfig, LoadedSignal, Modality, get_modality
 from inr_cli.peak_memory import measure_peak_memory
-from inr_cli.progress import fit_progress, stderr_console
+from inr_cli.progress import fit_progress, status_line, stderr_console
 from inr_cli.reports import human_summary, to_json
 from inr_cli.run_folder import (ROOT_FILES, RunFolder, finished_report, load_training_state,
                                save_training_state)
@@ -262,12 +262,15 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
         if isinstance(run, UserError):
             outcomes.failed(index, run)
             return
-        try:
-            run = rendered_run(modality, run)  # here, in the fit's thread: not in the writer's
-        except UserError as error:
-            outcomes.failed(index, error)
-            return
-        pending.append((index, writer.submit(write_run, modality, run)))
+        # (Written here, between fits, on a CPU: a shape's extraction and preview, or a long video's encoding, take
+        # a minute or more after the bar has finished; the spinner says what is happening.)
+        with status_line(f"writing the outputs of {run.source}", show_progress):
+            try:
+                run = rendered_run(modality, run)  # here, in the fit's thread: not in the writer's
+            except UserError as error:
+                outcomes.failed(index, error)
+                return
+            pending.append((index, writer.submit(write_run, modality, run)))
 
     def fit_now(group: list[Job] | None, writer) -> None:
         nonlocal turn_started_at

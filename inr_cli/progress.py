@@ -66,3 +66,15 @@ def counter_progress(label: str, total: int, enabled: bool = True, detail: str =
                             **({} if total is None else {"total": total}))
 
         yield update
+
+
+@contextmanager
+def status_line(text: str, enabled: bool = True):
+    """A spinner with ``text`` on stderr while a step with no count of its own runs (a run's outputs being made and
+    written after its bar has finished: a shape's surface extraction and preview, a long video's encoding). Gone
+    when the step ends; nothing at all where stderr is not a terminal."""
+    if not enabled:
+        yield
+        return
+    with stderr_console.status(text, spinner="dots"):
+        yield

@@ -35,3 +35,29 @@ def test_after_the_last_step_the_bar_shows_the_evaluation_rows_then_the_speed_ag
                      "    2.0 steps/s"]
     render()  # outside the bar: nobody hears
     assert len(tails) == 6
+
+
+def test_a_spinner_says_the_outputs_are_being_written_unless_quiet(tmp_path, monkeypatch, camera_u8):
+    """After a fit's bar had finished, its outputs (a shape's extraction and preview, a long video's encoding)
+    took a minute or more with nothing on screen."""
+    from contextlib import contextmanager
+
+    import inr_cli.fitting as fitting
+    from helpers import run_here, save_png
+
+    shown = []
+
+    @contextmanager
+    def recorded(text, enabled=True):
+        shown.append((text, enabled))
+        yield
+
+    save_png(tmp_path / "tile.png", camera_u8[:16, :16])
+    args = ["fit", "image", "tile.png", "--steps", "2", "--hidden", "8", "--layers", "1", "--device", "cpu"]
+    real = run_here([*args, "--out", "real"], tmp_path)
+    assert real.returncode == 0 and "writing" not in real.stderr  # not a terminal here: the spinner draws nothing
+    monkeypatch.setattr(fitting, "status_line", recorded)
+    loud = run_here([*args, "--out", "loud"], tmp_path)
+    quiet = run_here([*args, "--out", "quiet", "--quiet"], tmp_path)
+    assert loud.returncode == 0 and quiet.returncode == 0, loud.stderr + quiet.stderr
+    assert shown == [("writing the outputs of tile.png", True), ("writing the outputs of tile.png", False)]
