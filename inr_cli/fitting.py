@@ -306,7 +306,9 @@ def _fit_inputs(modality: Modality, config: FitCommandConfig, jobs: list[tuple[i
                     if earlier is not None:  # where it is now: the run's folder may have moved since
                         outcomes.finished_earlier(index, {**earlier, "output_dir": str(out_dir)})
                         continue
-                    job = load_job(modality, index, source, out_dir, config)
+                    # (An hour of audio, a folder of video frames or a large mesh takes seconds to read and prepare.)
+                    with status_line(f"reading {source}", show_progress):
+                        job = load_job(modality, index, source, out_dir, config)
                 except UserError as error:
                     hand_over(index, error, writer)
                     continue

@@ -37,9 +37,9 @@ def test_after_the_last_step_the_bar_shows_the_evaluation_rows_then_the_speed_ag
     assert len(tails) == 6
 
 
-def test_a_spinner_says_the_outputs_are_being_written_unless_quiet(tmp_path, monkeypatch, camera_u8):
+def test_a_spinner_says_an_input_is_read_and_its_outputs_written_unless_quiet(tmp_path, monkeypatch, camera_u8):
     """After a fit's bar had finished, its outputs (a shape's extraction and preview, a long video's encoding)
-    took a minute or more with nothing on screen."""
+    took a minute or more with nothing on screen; before it started, reading an hour of audio took seconds."""
     from contextlib import contextmanager
 
     import inr_cli.fitting as fitting
@@ -60,4 +60,5 @@ def test_a_spinner_says_the_outputs_are_being_written_unless_quiet(tmp_path, mon
     loud = run_here([*args, "--out", "loud"], tmp_path)
     quiet = run_here([*args, "--out", "quiet", "--quiet"], tmp_path)
     assert loud.returncode == 0 and quiet.returncode == 0, loud.stderr + quiet.stderr
-    assert shown == [("writing the outputs of tile.png", True), ("writing the outputs of tile.png", False)]
+    assert shown == [("reading tile.png", True), ("writing the outputs of tile.png", True),
+                     ("reading tile.png", False), ("writing the outputs of tile.png", False)]
