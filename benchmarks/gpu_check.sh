@@ -11,10 +11,8 @@
 # Results go to $OUT (the device tool's output folder) or ./gpu-out, each step's as it finishes. Every step has
 # its own time limit (about 570 s in all), so a step that hangs or runs long costs only its own share of the call.
 #
-# The GPU image lacks pypng, which `inr_cli.media.images` imports; carry it as a wheel, from the repo root here:
-#   echo /.whl/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl pypng==0.20220715.0
-# and run:  bash benchmarks/gpu_check.sh   (with `carry: [".whl"]`).
+# Nothing needs carrying: what the GPU image lacks (pypng, PyAV, soundfile, trimesh, libigl) only 16-bit colour
+# PNGs, audio, video and shapes import, and this check has none. Run:  bash benchmarks/gpu_check.sh
 set -o pipefail
 source benchmarks/gpu_env.sh
 RUNS=$(mktemp -d)

@@ -13,11 +13,10 @@
 #   inr jiio-invert --task reconstruct --decoder gpu-out/decoder-run/decoder.pt \
 #       --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --count 1000 --device cpu
 #
-# The GPU image has neither the Debian Fashion-MNIST package nor pypng; carry both, from the repo root here:
-#   echo /.whl/ >> .git/info/exclude; echo /.fmnist/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl pypng==0.20220715.0
+# The GPU image lacks the Debian Fashion-MNIST package; carry its files, from the repo root here:
+#   echo /.fmnist/ >> .git/info/exclude
 #   mkdir -p .fmnist && cp /usr/share/datasets/fashion-mnist/*.gz .fmnist/
-# and run:  bash benchmarks/gpu_check_jiio.sh   (with `carry: [".whl", ".fmnist"]`).
+# and run:  bash benchmarks/gpu_check_jiio.sh   (with `carry: [".fmnist"]`).
 set -o pipefail
 FASHION=${FASHION:-.fmnist}
 source benchmarks/gpu_env.sh

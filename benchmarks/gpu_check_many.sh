@@ -9,10 +9,8 @@
 #      the GPU trains (stand-in steps of 5 ms), and whether the batches are the same (~30 s).
 # Results go to $OUT (the device tool's output folder) or ./gpu-out.
 #
-# The GPU image lacks pypng, which `inr_cli.media.images` imports; carry it as a wheel, from the repo root here:
-#   echo /.whl/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl pypng==0.20220715.0
-# and run:  bash benchmarks/gpu_check_many.sh   (with `carry: [".whl"]`).
+# Nothing needs carrying: what the GPU image lacks (pypng, PyAV, soundfile, trimesh, libigl) only 16-bit colour
+# PNGs, audio, video and shapes import, and this check has none. Run:  bash benchmarks/gpu_check_many.sh
 set -o pipefail
 source benchmarks/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"

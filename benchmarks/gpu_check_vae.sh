@@ -10,11 +10,10 @@
 # model, so if the time limit stops the run (an MDEQ epoch on 60,000 images longer than planned), the models it
 # finished are still there to score.
 #
-# Carry pypng and the Fashion-MNIST files, from the repo root here:
-#   echo /.whl/ >> .git/info/exclude; echo /.fmnist/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl pypng==0.20220715.0
+# Carry the Fashion-MNIST files, from the repo root here:
+#   echo /.fmnist/ >> .git/info/exclude
 #   mkdir -p .fmnist && cp /usr/share/datasets/fashion-mnist/*.gz .fmnist/
-# and run:  bash benchmarks/gpu_check_vae.sh   (with `carry: [".whl", ".fmnist"]`).
+# and run:  bash benchmarks/gpu_check_vae.sh   (with `carry: [".fmnist"]`).
 set -o pipefail
 source benchmarks/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"

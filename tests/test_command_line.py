@@ -85,3 +85,21 @@ def test_the_fit_commands_are_listed_with_their_summaries_as_running_sentences(c
               if line.startswith("│ ") and line.split("│")[1].split()}
     assert {"image", "audio", "video", "sdf"} <= set(listed)
     assert "a waveform and spectrogram comparison, a PSNR plot" in listed["audio"]
+
+
+def test_an_image_fit_needs_none_of_the_other_media_libraries(tmp_path):
+    """The GPU image this project is measured on lacks pypng, PyAV, soundfile, trimesh and libigl: an image fit
+    (8-bit, as every GPU check fits) imports none of them, so nothing needs carrying there."""
+    probe = ("import sys\n"
+             "for name in ('png', 'av', 'soundfile', 'trimesh', 'igl'):\n"
+             "    sys.modules[name] = None  # importing it fails\n"
+             "from inr_cli.app import main\n"
+             "try:\n"
+             "    main(['fit', 'image', '--resize', '32', '--steps', '2', '--hidden', '8', '--layers', '1',\n"
+             "          '--device', 'cpu', '--quiet', '--out', 'run'])\n"
+             "except SystemExit as done:\n"
+             "    print('exit', done.code)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=cli_env(),
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and "exit" not in proc.stdout.replace("exit 0", ""), proc.stdout + proc.stderr
+    assert (tmp_path / "run" / "report.json").is_file()

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import png
 import tifffile
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -297,7 +296,7 @@ def _read_stored(path: Path, source: str, notes: list[str], max_pixels: int, shr
             return _read_with_pillow(path, source, notes, max_pixels, shrink_to, cover)
     except UnidentifiedImageError:
         raise UserError(f"{source}: not an image Pillow can read (PNG, JPEG, TIFF, BMP, WebP, ...)") from None
-    except (OSError, ValueError, SyntaxError, png.Error, tifffile.TiffFileError) as error:
+    except (OSError, ValueError, SyntaxError, tifffile.TiffFileError) as error:  # (pypng's errors: ValueError)
         raise UserError(f"{source}: unreadable or corrupt image ({first_line(error)})") from None
 
 
@@ -510,6 +509,8 @@ def write_png(path: Path, pixels: torch.Tensor | np.ndarray, bit_depth: int) -> 
         array = quantize(pixels, bit_depth)
     height, width, channels = array.shape
     if bit_depth == 16 and channels > 1:
+        import png  # only 16-bit colour is written with pypng (Pillow would narrow it)
+
         writer = png.Writer(width, height, greyscale=channels <= 2, alpha=channels in (2, 4), bitdepth=16)
         atomic_write_with(path, lambda buf: writer.write(buf, array.reshape(height, width * channels)))
         return

@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import png
 
 # FFmpeg's pixel format for each 16-bit colour PNG (a tRNS chunk's transparent colour turns RGB into RGBA, as
 # pypng's asDirect does): samples interleaved, big-endian, as the PNG stores them.
@@ -28,8 +27,8 @@ class _NotDecodedHere(Exception):
 
 
 def read_png16(path: Path) -> np.ndarray:
-    """The ``(height, width, channels)`` uint16 samples of a 16-bit colour PNG. Raises ``png.Error`` or ``OSError``
-    for a file neither FFmpeg nor pypng can read."""
+    """The ``(height, width, channels)`` uint16 samples of a 16-bit colour PNG. Raises ``ValueError`` (pypng's
+    message) or ``OSError`` for a file neither FFmpeg nor pypng can read."""
     try:
         return _decode_with_ffmpeg(path)
     except (ImportError, _NotDecodedHere):
@@ -59,8 +58,14 @@ def _decode_with_ffmpeg(path: Path) -> np.ndarray:
 
 
 def _decode_with_pypng(path: Path) -> np.ndarray:
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
+    import png  # here: only a file FFmpeg refused needs it (and the GPU image this project is measured on lacks it)
+
+    try:
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    except png.Error as error:
+        raise ValueError(str(error)) from None
+    array = array.reshape(height, width, info["planes"])
     if info["bitdepth"] != 16:  # shifted down to an sBIT chunk's depth: back to the scale the file stores
         array = np.round(array * (65535 / (2 ** info["bitdepth"] - 1))).astype(np.uint16)
     return array
