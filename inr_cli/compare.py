@@ -19,7 +19,7 @@ from inr_cli.files import (atomic_write_text, expand_inputs, refuse_empty_folder
 from inr_cli.modalities.image import IMAGE, ImageOptions
 from inr_cli.pages import PAGE, write_compare_page
 from inr_cli.peak_memory import measure_peak_memory
-from inr_cli.progress import stderr_console
+from inr_cli.progress import fit_progress, stderr_console
 from inr_cli.reports import clean, versions
 from inr_cli.run_folder import SET_ASIDE, RunFolder, refuse_foreign_files
 from inr_core.errors import InvalidSetting, UserError, check
@@ -188,8 +188,12 @@ def _compare(images: list, config: CompareConfig, base: FitConfig, holdout, out:
             if not quiet:
                 stderr_console.print(f"{label}: {path}", markup=False)
             device = torch.device(run_config.device)
-            with measure_peak_memory(device) as peak:
-                result = fit(signal, run_config)
+            # Below each line, in a terminal, the fit's own bar (a grid of sizes fits for many minutes on a CPU).
+            # Where stderr is a file or a pipe the lines alone say what is fitting, as they always did.
+            bar = not quiet and stderr_console.is_terminal
+            with fit_progress(name, run_config.steps, enabled=bar) as on_progress, \
+                    measure_peak_memory(device) as peak:
+                result = fit(signal, run_config, on_progress=on_progress)
             per_image.append((result, peak.megabytes, step_megabytes(result, signal, device)))
         pictures.append([r.final.reconstruction for r, _, _ in per_image])
         psnr_mean, psnr_std = _mean_std([r.final.psnr for r, _, _ in per_image])

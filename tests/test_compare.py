@@ -178,3 +178,27 @@ def test_ctrl_c_during_a_comparison_says_so_in_one_line(tmp_path):
     finally:
         process.kill()  # a million steps: never left running, whatever went wrong
     assert process.returncode == 130 and stderr == "inr: interrupted\n"
+
+
+def test_in_a_terminal_each_fit_of_a_comparison_shows_its_bar(tmp_path, monkeypatch):
+    """A grid of sizes fits for many minutes on a CPU; in a terminal each fit's bar moves under its line (where
+    stderr is a file or a pipe, the lines alone, as the other tests here hold)."""
+    import io
+
+    from rich.console import Console
+
+    import inr_cli.compare as compare
+    import inr_cli.progress as progress
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=120, emoji=False, highlight=False)
+    monkeypatch.setattr(compare, "stderr_console", terminal)
+    monkeypatch.setattr(progress, "stderr_console", terminal)
+    proc = run_here(["compare", "image", "skimage:moon", "--resize", "16", "--steps", "20", "--models", "siren",
+                     "--sizes", "1L4D", "--out", "cmp"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shown = screen.getvalue()
+    assert "[1/1] siren 1L-4D explicit: skimage:moon" in shown and "20/20" in shown and "steps/s" in shown
+    quiet = run_here(["compare", "image", "skimage:moon", "--resize", "16", "--steps", "20", "--models", "siren",
+                      "--sizes", "1L4D", "--out", "cmp-quiet", "--quiet"], cwd=tmp_path)
+    assert quiet.returncode == 0 and screen.getvalue() == shown  # --quiet: neither line nor bar
