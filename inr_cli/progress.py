@@ -5,12 +5,15 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from training.fitting.fit import FitProgress
 from training.fitting.render import reporting_render_progress
 
 stderr_console = Console(stderr=True, emoji=False, highlight=False)
+# Labels are file names and such, shown as they are: escaped, since rich would read "photo[red].png" as markup
+# (and show "photo.png" in red).
 
 
 @contextmanager
@@ -44,7 +47,8 @@ def fit_progress(label: str, total_steps: int, enabled: bool = True):
             progress.update(task, tail=f"evaluating {done}/{total}" if done < total else speed)
 
     with progress, reporting_render_progress(evaluating):
-        task = progress.add_task(label, total=total_steps, loss=float("nan"), psnr=0.0, tail=f"{0.0:7.1f} steps/s")
+        task = progress.add_task(escape(label), total=total_steps, loss=float("nan"), psnr=0.0,
+                                 tail=f"{0.0:7.1f} steps/s")
         yield update
 
 
@@ -59,7 +63,7 @@ def counter_progress(label: str, total: int, enabled: bool = True, detail: str =
                         TextColumn("{task.fields[text]}"), TimeRemainingColumn(), console=stderr_console,
                         transient=False)
     with progress:
-        task = progress.add_task(label, total=total, text=detail)
+        task = progress.add_task(escape(label), total=total, text=escape(detail))
 
         def update(completed: int, text: str | None = None, total: int | None = None) -> None:
             progress.update(task, completed=completed, **({} if text is None else {"text": text}),
@@ -76,5 +80,5 @@ def status_line(text: str, enabled: bool = True):
     if not enabled:
         yield
         return
-    with stderr_console.status(text, spinner="dots"):
+    with stderr_console.status(escape(text), spinner="dots"):
         yield

@@ -62,3 +62,23 @@ def test_a_spinner_says_an_input_is_read_and_its_outputs_written_unless_quiet(tm
     assert loud.returncode == 0 and quiet.returncode == 0, loud.stderr + quiet.stderr
     assert shown == [("reading tile.png", True), ("writing the outputs of tile.png", True),
                      ("reading tile.png", False), ("writing the outputs of tile.png", False)]
+
+
+def test_labels_are_shown_as_they_are_not_read_as_markup(monkeypatch):
+    """A file named photo[red].png was shown as "photo" (in red) on its bar: rich read the brackets as markup."""
+    import io
+
+    from rich.console import Console
+
+    import inr_cli.progress as progress
+
+    screen = io.StringIO()
+    monkeypatch.setattr(progress, "stderr_console", Console(file=screen, force_terminal=True, width=150))
+    with progress.fit_progress("photo[red]", total_steps=1) as update:
+        update(FitProgress(1, 1, 0.1, 10.0, 0.5))
+    with progress.counter_progress("draws[bold]", 1, detail="[i]") as update:
+        update(1)
+    with progress.status_line("reading photo[red].png"):
+        pass
+    shown = screen.getvalue()
+    assert "photo[red]" in shown and "draws[bold]" in shown and "[i]" in shown and "reading photo[red].png" in shown
