@@ -263,13 +263,13 @@ def test_video_metrics_in_pieces_equal_the_whole_clips(small_pieces):
 
 
 def test_video_frames_become_8_bit_a_frame_at_a_time():
-    from inr_cli.media.video import _as_uint8_rgb
+    from inr_cli.media.video import _uint8_frame
 
     for channels in (1, 3):
         frames = torch.rand(3, 5, 7, channels, generator=torch.Generator().manual_seed(channels)) * 1.2 - 0.1
         whole = np.rint(frames.clamp(0, 1).numpy() * 255.0).astype(np.uint8)
         with TensorLog() as log:
-            converted = _as_uint8_rgb(frames)
+            converted = np.stack([_uint8_frame(frames[index]) for index in range(len(frames))])
         assert np.array_equal(converted, np.repeat(whole, 3, axis=3) if channels == 1 else whole)
         assert log.largest(torch.float32) <= 5 * 7 * channels  # one frame's clamp, not the clip's
 

@@ -297,16 +297,6 @@ def _clip_notes(frame_notes: list[list[str]]) -> list[str]:
     return [note if count == total == 1 else f"{count} of {total} frames: {note}" for note, count in counts.items()]
 
 
-def _as_uint8_rgb(frames: torch.Tensor) -> np.ndarray:
-    """``(T, H, W, C)`` values in [0, 1] as 8-bit RGB, converted a frame at a time: the whole clip exists only as
-    the uint8 result (3 bytes a pixel), never as the float32 temporaries of clamping and scaling (12 bytes each,
-    three of them, which for 8 frames of 1080p were 2.4 GB at once). The same values as converting it whole."""
-    out = np.empty((*frames.shape[:3], 3), dtype=np.uint8)
-    for index in range(len(frames)):
-        out[index] = np.rint(frames[index].clamp(0, 1).numpy() * 255.0).astype(np.uint8)  # (gray broadcasts)
-    return out
-
-
 # How each file is encoded (as imageio's pyav plugin wrote them from a whole array before, setting for setting):
 # the container, the codec and the pixel format the codec stores.
 LOSSLESS_FORMAT = ("matroska", "ffv1", "bgr0")
@@ -319,8 +309,9 @@ def eight_bit_levels(values: torch.Tensor) -> np.ndarray:
 
 
 def _uint8_frame(frame: torch.Tensor | np.ndarray) -> np.ndarray:
-    """One ``(H, W, C)`` frame in [0, 1] as 8-bit RGB, rounded as :func:`_as_uint8_rgb` rounds it (gray repeated);
-    a uint8 array is taken as levels already rounded (:func:`eight_bit_levels`, as a sample is rendered)."""
+    """One ``(H, W, C)`` frame in [0, 1] as 8-bit RGB (gray repeated), rounded as the whole clip rounded at once
+    would be: only a frame's float32 temporaries exist, never the clip's. A uint8 array is taken as levels already
+    rounded (:func:`eight_bit_levels`, as a sample is rendered)."""
     levels = frame if isinstance(frame, np.ndarray) and frame.dtype == np.uint8 else eight_bit_levels(frame)
     return np.repeat(levels, 3, axis=2) if levels.shape[2] == 1 else levels
 
