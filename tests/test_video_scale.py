@@ -215,7 +215,7 @@ def test_a_target_is_written_from_the_signals_values_a_frame_at_a_time(tmp_path)
 
 
 def test_a_fitted_clip_holds_its_frames_once_as_the_signals_values(tmp_path):
-    from inr_cli.modalities.video import VIDEO, VideoOptions, signal_a_frame_at_a_time
+    from inr_cli.modalities.video import VIDEO, VideoOptions
     from training.fitting.signal import video_signal
 
     frames = np.random.default_rng(5).integers(0, 256, (4, 10, 14, 3), dtype=np.uint8)
@@ -233,8 +233,10 @@ def test_a_fitted_clip_holds_its_frames_once_as_the_signals_values(tmp_path):
     reconstruction = clip(4, 10, 14, seed=6)
     shown = video.frame_strip(loaded.video.frames, reconstruction, [20.0] * 4)
     assert np.array_equal(np.asarray(shown), np.asarray(video.frame_strip(decoded, reconstruction, [20.0] * 4)))
+    # Scaled a frame at a time: the values of scaling the whole clip at once, in colour and in gray.
+    assert torch.equal(whole.values, decoded.reshape(-1, 3).float() * 2.0 - 1.0)
     gray = decoded[..., :1]
-    assert torch.equal(signal_a_frame_at_a_time(gray).values, video_signal(gray).values)
+    assert torch.equal(video_signal(gray).values, gray.reshape(-1, 1).float() * 2.0 - 1.0)
 
 
 def test_frames_are_stacked_letting_go_of_each():

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from inr_cli.figures.captions import run_caption
 from inr_cli.media.video import (DEFAULT_MAX_VIDEO_PIXELS, LoadedVideo, eight_bit_levels, parse_frame_range,
@@ -22,7 +21,7 @@ from inr_cli.reports import db_text
 from inr_core.errors import check
 from training.fitting.fit import FitResult
 from training.fitting.recipes import Recipe, frequency_for_side, papers_learning_rate
-from training.fitting.signal import GridSignal, SubGrid, VideoSignal
+from training.fitting.signal import GridSignal, video_signal
 from training.fitting.render import render_grid_as
 from training.metrics import psnr_from_sums, squared_error_sum, to_unit_range, video_psnr
 
@@ -63,7 +62,7 @@ class VideoModality(Modality):
 
     def load(self, source: str, options: VideoOptions, seed: int) -> LoadedVideoSignal:
         video = read_video(source, frames=options.frames, resize=options.resize, max_pixels=options.max_pixels)
-        signal = signal_a_frame_at_a_time(video.frames)
+        signal = video_signal(video.frames)
         video.as_signal_frames(signal.values)  # the decoded frames are let go: the signal's values are the clip
         return LoadedVideoSignal(signal, video.info(), video.notes, video, source)
 
@@ -129,17 +128,6 @@ class VideoModality(Modality):
         levels = render_grid_as(network.model, target.grid, network.out_features, network.device, network.chunk,
                                 lambda values: eight_bit_levels(to_unit_range(values)), np.uint8)
         write(path, levels, target.rate)
-
-
-def signal_a_frame_at_a_time(frames: torch.Tensor) -> VideoSignal:
-    """``video_signal(frames)``, the same values, scaled to [-1, 1] a frame at a time into the signal's tensor:
-    whole, the scaling made two temporaries of the clip's size (1.2 GB each for 48 frames of 1080p)."""
-    count, height, width, channels = frames.shape
-    values = torch.empty(count * height * width, channels, dtype=torch.float32)
-    per_frame = height * width
-    for index in range(count):
-        values[index * per_frame:(index + 1) * per_frame] = frames[index].reshape(-1, channels).float() * 2.0 - 1.0
-    return VideoSignal(values, (count, height, width), SubGrid.whole((count, height, width)))
 
 
 def video_quality(metrics: dict) -> list[str]:
