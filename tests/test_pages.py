@@ -180,7 +180,7 @@ def test_the_page_s_target_of_a_clip_is_written_without_a_copy_of_the_whole_sign
     assert write_target(streamed, modality, signal, info) == files
     if modality == "audio":
         assert (streamed / files["target"]).read_bytes() == (whole / files["target"]).read_bytes()
-    else:
-        import imageio.v3 as iio
+    else:  # (x264 does not reproduce its stream exactly across runs: the same video within a lossy encoding's reach)
+        from helpers import same_h264_stream
 
-        assert np.array_equal(iio.imread(streamed / files["target"]), iio.imread(whole / files["target"]))
+        assert same_h264_stream((streamed / files["target"]).read_bytes(), (whole / files["target"]).read_bytes())

@@ -10,6 +10,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from helpers import same_h264_stream
 
 import inr_cli.media.video as video
 from inr_cli.files import atomic_output_path, remove_written_on_failure
@@ -38,21 +39,6 @@ def encoded_in_memory(frames: torch.Tensor, fps: float) -> tuple[bytes, bytes]:
     mp4 = iio.imwrite("<bytes>", levels, extension=".mp4", plugin="pyav", codec="libx264", fps=fps,
                       out_pixel_format="yuv420p")
     return mkv, mp4
-
-
-def same_h264_stream(one: bytes, other: bytes) -> bool:
-    """Two MP4 files hold the same video as far as a lossy encoding can say: as many frames of the same size, within
-    30 dB PSNR of each other (a wrong frame or order is about 10 dB). Not bytes, nor the decoded pixels exactly:
-    x264 did not reproduce its stream across processes here. In full runs of the suite two encodings of the same
-    8-bit levels came out a few bytes apart in size, and once decoded to frames more than half a level apart on
-    average; the MKV tests compare the levels themselves, losslessly."""
-    import imageio.v3 as iio
-
-    decoded, expected = (iio.imread(video_bytes, extension=".mp4").astype(np.float64) for video_bytes in (one, other))
-    if decoded.shape != expected.shape:
-        return False
-    error = float(np.mean((decoded - expected) ** 2))
-    return error == 0.0 or 10.0 * np.log10(255.0 ** 2 / error) >= 30.0
 
 
 @pytest.mark.parametrize("shape, fps", [((5, 6, 8, 3), 25.0), ((4, 5, 7, 1), 29.97)])
