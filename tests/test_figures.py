@@ -18,7 +18,7 @@ from inr_cli.figures.layout import fitted, png_caption, printable, save_png as s
     with_caption
 from inr_cli.figures.shapes import SURFACE, preview_panels
 from inr_cli.figures.spectra import hz_to_mel, mel_filterbank
-from inr_cli.media.meshes import detect_up, resolve_up, surface_distance, write_preview
+from inr_cli.media.meshes import SurfaceDistances, detect_up, resolve_up, write_preview
 from inr_cli.modalities.shape import SHAPE, ShapeOptions, shape_quality
 from inr_cli.reports import db_text, number_text
 from inr_core.errors import InvalidSetting
@@ -82,15 +82,15 @@ def test_preview_stands_the_mesh_upright():
 
 def test_error_colouring_is_zero_on_the_target_and_shows_a_displacement():
     vertices, faces = arrays(tower())
-    assert np.array_equal(surface_distance(vertices, vertices, faces), np.zeros(len(vertices)))
+    assert np.array_equal(SurfaceDistances(vertices, faces)(vertices), np.zeros(len(vertices)))
     target_views, same_views = preview_panels((vertices, faces), (vertices, faces), np.zeros(len(vertices)), "+z")
     assert all(np.array_equal(a, b) for a, b in zip(target_views, same_views))
     # Points 0.05 off the middle of a side read 0.05 (the discs cover the surface; its faces are large).
     off_side = np.array([[0.35, 0.0, z] for z in np.linspace(-0.5, 0.5, 9)])
-    assert np.allclose(surface_distance(off_side, vertices, faces), 0.05, atol=2e-3)
+    assert np.allclose(SurfaceDistances(vertices, faces)(off_side), 0.05, atol=2e-3)
     # A reconstruction pushed off the target is coloured: pixels leave the target's grey for yellow and red.
     moved = vertices + [0.0, 0.0, 0.05]
-    error = surface_distance(moved, vertices, faces) / np.linalg.norm(np.ptp(vertices, axis=0)) / 0.01
+    error = SurfaceDistances(vertices, faces)(moved) / np.linalg.norm(np.ptp(vertices, axis=0)) / 0.01
     coloured = preview_panels((vertices, faces), (moved, faces), error, "+z")[1][0]
     seen = silhouette(coloured)
     red_over_blue = coloured[..., 0] - coloured[..., 2]

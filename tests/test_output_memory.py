@@ -161,7 +161,7 @@ def test_the_preview_s_distances_use_chamfer_s_tree_and_are_those_of_scipy_s_def
     import trimesh
     from scipy.spatial import cKDTree
 
-    from inr_cli.media.meshes import surface_distance
+    from inr_cli.media.meshes import SurfaceDistances
     from training import geometry
 
     sphere = trimesh.creation.icosphere(subdivisions=2)
@@ -173,8 +173,8 @@ def test_the_preview_s_distances_use_chamfer_s_tree_and_are_those_of_scipy_s_def
         built.append(len(centres))
         return cKDTree(centres)  # scipy's default tree, to compare with
 
-    expected = surface_distance(points, vertices, faces, samples=2000)
+    expected = SurfaceDistances(vertices, faces, samples=2000)(points)
     monkeypatch.setattr(geometry, "nearest_neighbour_tree", tree_noting)
-    default_tree = surface_distance(points, vertices, faces, samples=2000)
+    default_tree = SurfaceDistances(vertices, faces, samples=2000)(points)
     assert built == [len(vertices) + 2000]  # the preview asked for geometry's tree
     np.testing.assert_array_equal(expected, default_tree)

@@ -9,7 +9,7 @@ import trimesh
 
 from inr_cli.figures import layout, shapes
 from inr_cli.figures.shapes import ERROR_FULL_SCALE, preview_panels
-from inr_cli.media.meshes import LoadedMesh, SurfaceDistances, surface_distance, write_preview
+from inr_cli.media.meshes import LoadedMesh, SurfaceDistances, write_preview
 
 
 def _sphere(subdivisions: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +29,7 @@ def _reconstruction() -> tuple[np.ndarray, np.ndarray, int]:
 def test_distances_up_to_a_bound_are_the_full_ones_and_inf_past_it():
     vertices, faces = _sphere(3, 0.9)
     points = np.random.default_rng(0).uniform(-1, 1, (2000, 3))
-    full = surface_distance(points, vertices, faces, samples=5000)
+    full = SurfaceDistances(vertices, faces, samples=5000)(points)
     bounded = SurfaceDistances(vertices, faces, samples=5000)(points, up_to=0.05)
     near = full <= 0.05
     assert 0 < near.sum() < len(points)
@@ -56,7 +56,7 @@ def test_the_preview_measures_only_the_vertices_it_shows_and_looks_as_if_it_meas
     assert 0 < sum(measured) < outer
     # Every vertex measured in full, coloured as before: the same pictures.
     diagonal = float(np.linalg.norm(np.ptp(target.vertices, axis=0)))
-    error = surface_distance(vertices, target.vertices, target.faces) / diagonal / ERROR_FULL_SCALE
+    error = SurfaceDistances(target.vertices, target.faces)(vertices) / diagonal / ERROR_FULL_SCALE
     assert (error > 1).any() and (error < 0.5).any()  # both ends of the scale are shown
     expected = preview_panels((target.vertices, target.faces), (vertices, faces), error, "+y")[1]
     assert all(np.array_equal(a, b) for a, b in zip(drawn["v"], expected))

@@ -254,14 +254,6 @@ class SurfaceDistances:
         return result
 
 
-def surface_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, samples: int = 100_000,
-                     seed: int = 0) -> np.ndarray:
-    """Distance from each point to the surface (see :class:`SurfaceDistances`)."""
-    if len(points) == 0:
-        return np.zeros(0)
-    return SurfaceDistances(vertices, faces, samples, seed)(points)
-
-
 def write_preview(path: Path, target: LoadedMesh, vertices: np.ndarray, faces: np.ndarray, up: str = "+y",
                   caption: list[str] | tuple[str, ...] = ()) -> None:
     """Target above reconstruction (both in the normalised cube, ``up`` at the top), three views each, smooth-
