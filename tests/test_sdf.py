@@ -13,7 +13,7 @@ from helpers import run_here
 from inr_cli.media import meshes as mesh_module
 from inr_cli.media.meshes import read_mesh
 from inr_core.errors import UserError
-from training.geometry import chamfer_and_normals, extract_mesh, iou, sample_surface, signed_distance
+from training.geometry import DistanceField, chamfer_and_normals, extract_mesh, iou, sample_surface, signed_distance
 
 
 @pytest.fixture
@@ -44,6 +44,56 @@ def test_signed_distance_and_surface_samples_on_a_sphere(meshes):
     surface, normals = sample_surface(v, f, 1000, rng)
     assert np.abs(np.linalg.norm(surface, axis=1) - 0.5).max() < 0.02
     assert np.mean(np.sum(normals * surface, axis=1) > 0) == 1.0  # outward normals
+
+
+def test_signed_distances_are_exact_euclidean_distances_with_the_winding_number_sign():
+    """Inside an axis-aligned box the distance is known exactly. libigl's own fast-winding-number signed distance
+    multiplies it by 1 - 2|w|, a few tenths of a percent off where the winding number is not exactly 1."""
+    import igl
+
+    box = trimesh.creation.box(extents=(1.0, 1.2, 1.4))
+    v, f = np.asarray(box.vertices, float), np.asarray(box.faces, np.int64)
+    rng = np.random.default_rng(1)
+    inside = rng.uniform(-0.45, 0.45, (3000, 3)) * [1.0, 1.2, 1.4]
+    known = -np.min(np.array([0.5, 0.6, 0.7]) - np.abs(inside), axis=1)
+    assert np.abs(signed_distance(inside, v, f) - known).max() < 1e-12
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+    v, f = np.asarray(sphere.vertices, float), np.asarray(sphere.faces, np.int64)
+    points = rng.uniform(-1, 1, (3000, 3))
+    exact = np.sqrt(igl.point_mesh_squared_distance(points, v, f)[0])
+    assert np.abs(np.abs(signed_distance(points, v, f)) - exact).max() < 1e-12
+
+
+def test_the_sign_is_libigls_fast_winding_number_rule_on_an_open_mesh():
+    import igl
+
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+    v, f = np.asarray(sphere.vertices, float), np.asarray(sphere.faces, np.int64)[40:]  # a hole: not watertight
+    points = np.random.default_rng(2).uniform(-0.8, 0.8, (5000, 3))
+    theirs, *_ = igl.signed_distance(points, v, f,
+                                     sign_type=igl.SignedDistanceType.SIGNED_DISTANCE_TYPE_FAST_WINDING_NUMBER)
+    assert np.array_equal(DistanceField(v, f).inside(points), theirs < 0)
+
+
+def test_truncated_distances_skip_the_exact_search_only_where_the_band_cannot_reach(monkeypatch):
+    """Clipped to the band they equal the exact distances clipped, and the exact search sees only points near the
+    surface: a finely tessellated sphere's centre region never reaches it."""
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.5)
+    v, f = np.asarray(sphere.vertices, float), np.asarray(sphere.faces, np.int64)
+    points = np.random.default_rng(3).uniform(-1, 1, (20000, 3))
+    field = DistanceField(v, f)
+    searched = []
+    exact_search = field.distance
+    monkeypatch.setattr(field, "distance", lambda p: searched.append(p) or exact_search(p))
+    truncated = field.truncated(points, 0.1)
+    exact = signed_distance(points, v, f)
+    assert np.array_equal(truncated, np.clip(exact, -0.1, 0.1))
+    searched = {tuple(p) for p in np.concatenate(searched)}
+    assert all(tuple(p) in searched for p in points[np.abs(exact) < 0.1])  # every point in the band was searched
+    assert len(searched) < 0.4 * len(points)  # and most of the cube was not
+    assert np.abs(np.linalg.norm(np.array(list(searched)), axis=1) - 0.5).max() < 0.1 + field.longest_edge + 0.02
+    coarse = DistanceField(*(np.asarray(a) for a in (trimesh.creation.box().vertices, trimesh.creation.box().faces)))
+    assert np.array_equal(coarse.truncated(points, 0.1), np.clip(coarse.signed(points), -0.1, 0.1))
 
 
 def test_extraction_is_outward_and_metrics_are_sane():

@@ -13,18 +13,18 @@ from torch import nn
 from inr_core.errors import check
 from training.fitting.render import render_grid
 from training.fitting.signal import Samples, ScatteredSamples
-from training.geometry import extract_mesh, near_surface_points, signed_distance, uniform_points
+from training.geometry import DistanceField, extract_mesh, near_surface_points, uniform_points
 
 TARGETS = ("sdf", "occupancy")
 TRUNCATION = 0.1  # signed distances are clamped to +-0.1 (normalised units) and scaled to [-1, 1]
 
 
-def target_values(distances: np.ndarray, target: str) -> torch.Tensor:
-    """What the network fits at points with these signed distances: 1 inside / 0 outside, or the truncated
-    distance scaled to [-1, 1]."""
+def target_values(field: DistanceField, points: np.ndarray, target: str) -> torch.Tensor:
+    """What the network fits at ``points``: 1 inside / 0 outside, or the signed distance truncated to
+    +-TRUNCATION and scaled to [-1, 1]."""
     if target == "occupancy":
-        return torch.from_numpy((distances < 0).astype(np.float32))[:, None]
-    return torch.from_numpy((np.clip(distances, -TRUNCATION, TRUNCATION) / TRUNCATION).astype(np.float32))[:, None]
+        return torch.from_numpy(field.inside(points).astype(np.float32))[:, None]
+    return torch.from_numpy((field.truncated(points, TRUNCATION) / TRUNCATION).astype(np.float32))[:, None]
 
 
 def shape_samples(vertices: np.ndarray, faces: np.ndarray, *, target: str, samples: int, eval_points: int,
@@ -38,9 +38,10 @@ def shape_samples(vertices: np.ndarray, faces: np.ndarray, *, target: str, sampl
     groups = {"uniform": uniform_points(eval_points, rng),
               "surface": near_surface_points(vertices, faces, eval_points, rng)}
 
+    field = DistanceField(vertices, faces)
+
     def sampled(points: np.ndarray) -> Samples:
-        distances = signed_distance(points, vertices, faces)
-        return Samples(torch.from_numpy(points).float(), target_values(distances, target))
+        return Samples(torch.from_numpy(points).float(), target_values(field, points, target))
 
     return ScatteredSamples(sampled(train), {name: sampled(points) for name, points in groups.items()},
                             loss="bce" if target == "occupancy" else "mse")
