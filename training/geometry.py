@@ -11,21 +11,22 @@ import numpy as np
 from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
+from training.triangles import face_cross, row_norms
+
 NEAR_SURFACE_SIGMAS = (0.01, 0.05)  # Gaussian offsets of near-surface samples, in normalised units
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator):
     """``count`` points uniformly by area on the surface, and the unit normal of the face each lies on."""
-    corners = vertices[faces]  # (F, 3, 3)
-    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    areas = np.linalg.norm(cross, axis=1)
+    cross = face_cross(vertices, faces)
+    areas = row_norms(cross)
     if areas.sum() <= 0:
         raise ValueError("the mesh has no surface area")
     chosen = rng.choice(len(faces), size=count, p=areas / areas.sum())
     u, v = rng.random(count), rng.random(count)
     flip = u + v > 1
     u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    tri = corners[chosen]
+    tri = vertices[faces[chosen]]
     points = tri[:, 0] + u[:, None] * (tri[:, 1] - tri[:, 0]) + v[:, None] * (tri[:, 2] - tri[:, 0])
     normals = cross[chosen] / np.maximum(areas[chosen], 1e-30)[:, None]
     return points, normals

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.triangles import cross_rows
+
 BACKGROUND = np.array([1.0, 1.0, 1.0])
 # Fragments are handled this many at a time, to bound memory on a coarse mesh seen close up.
 FRAGMENT_CHUNK = 4_000_000
@@ -57,7 +59,7 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Unit normals at the vertices: the mean of the faces' normals around each, weighted by the face's angle at
     the vertex (so a cube's corner points along its diagonal however its faces are split); zero where none."""
     tri = vertices[faces]
-    face_normals = _unit(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))
+    face_normals = _unit(cross_rows(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))
     angles = np.stack([_corner_angle(tri[:, k], tri[:, (k + 1) % 3], tri[:, (k + 2) % 3]) for k in range(3)],
                       axis=1)  # (F, 3)
     normals = np.stack([np.bincount(faces.ravel(), weights=(angles * face_normals[:, None, c]).ravel(),
@@ -75,7 +77,7 @@ def corner_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     (the vertex normal more than CREASE_DEGREES off the face's own), where the face's normal keeps it flat. A
     dense scan shades smoothly; a box keeps its edges sharp instead of looking inflated."""
     tri = vertices[faces]
-    face_normals = _unit(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))
+    face_normals = _unit(cross_rows(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))
     at_vertices = vertex_normals(vertices, faces)[faces]
     smooth = _dot(at_vertices, face_normals[:, None, :]) >= np.cos(np.radians(CREASE_DEGREES))
     return np.where(smooth[:, :, None], at_vertices, face_normals[:, None, :]).astype(np.float32)

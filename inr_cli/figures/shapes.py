@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 from inr_cli.figures.layout import GAP, PAD, WHITE, ColourScale, centred_text, colour_bar, fitted, font, \
     line_height, text_width, to_uint8, with_caption
 from inr_cli.figures.render import Camera, corner_normals, render
+from training.triangles import cross_rows
 
 PANEL = 300
 # The colour of a surface where it lies on the target: the target's own, so a perfect fit looks like the target.
@@ -69,7 +70,7 @@ def is_closed_outward(vertices: np.ndarray, faces: np.ndarray) -> bool:
     if not np.array_equal(keys, np.sort(directed[:, 1] * count + directed[:, 0])):
         return False  # an edge with no face running it back: a border
     a, b, c = (vertices[faces[:, k]] for k in range(3))
-    return float((a * np.cross(b, c)).sum()) > 0.0  # six times the enclosed volume
+    return float((a * cross_rows(b, c)).sum()) > 0.0  # six times the enclosed volume
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import trimesh
 from inr_cli.files import atomic_write_bytes, existing_file, first_line
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import UserError
+from training.triangles import cross_rows, face_cross, row_norms
 
 FILL = 0.9  # the normalised mesh spans [-FILL, FILL] along its longest side
 MESH_FORMATS = ("ply", "obj", "glb")
@@ -82,9 +83,7 @@ def _claimed_faces(path: Path, source: str) -> int | None:
 
 
 def surface_area(vertices: np.ndarray, faces: np.ndarray) -> float:
-    corners = vertices[faces]
-    doubled = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
-    return float(doubled.sum()) / 2
+    return float(row_norms(face_cross(vertices, faces)).sum()) / 2
 
 
 def _is_watertight(vertices: np.ndarray, faces: np.ndarray) -> bool:
@@ -174,8 +173,8 @@ def base_scores(vertices: np.ndarray, faces: np.ndarray) -> dict[str, float]:
     """For each signed axis as up, how much of the mesh's footprint its base fills: the area of level faces at
     the very bottom over the bounding box's cross-section (1: a flat bottom, 0: no flat contact at all)."""
     corners = vertices[faces]
-    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    doubled_area = np.linalg.norm(cross, axis=1)
+    cross = cross_rows(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    doubled_area = row_norms(cross)
     level = np.abs(cross) >= BASE_FLATNESS * doubled_area[:, None]  # (F, 3): level across each axis
     extent = np.ptp(corners.reshape(-1, 3), axis=0)  # of the vertices in use
     slab = BASE_SLAB * float(extent.max())
