@@ -60,6 +60,23 @@ def test_frame_range_and_resize(clips):
             parse_frame_range(bad)
 
 
+def test_a_file_clip_converts_only_the_selected_frames_and_gives_imageios_pixels(clips, monkeypatch):
+    """Frames before --frames are decoded (H.264 needs them) but not converted to RGB, most of a frame's cost;
+    decoding stops at the selection's end. The frames are imageio's reader's, pixel for pixel."""
+    from inr_cli.media import video as video_module
+
+    folder, _ = clips
+    converted = []
+    monkeypatch.setattr(video_module, "rgb_array", lambda frame: converted.append(frame) or frame.to_ndarray(
+        format="rgb24"))
+    video = read_video(str(folder / "pan.mp4"), frames="5:7")
+    assert len(converted) == 2
+    theirs = np.stack(list(iio.imiter(folder / "pan.mp4", plugin="pyav")))[5:7]
+    assert np.array_equal(np.rint(video.frames.numpy() * 255).astype(np.uint8), theirs)
+    assert read_video(str(folder / "pan.mp4"), frames=":3").frames.shape[0] == 3 and len(converted) == 5
+    assert read_video(str(folder / "pan.gif"), frames="6:").frames.shape[0] == 2 and len(converted) == 5
+
+
 def test_a_model_fits_a_pan_in_random_minibatches():
     frames = torch.from_numpy(pan()).float() / 255
     signal = video_signal(frames)
