@@ -155,8 +155,8 @@ CASES = {
     "video-max-pixels-zero": ("video", lambda f: mp4(f / "clip.mp4").name, ["--max-pixels", "0"], 2,
                               "--max-pixels must be at least 1, got 0"),
     "audio-over-limit": ("audio", lambda f: wav(f / "tone.wav").name, ["--max-seconds", "0.5"], 1,
-                         f"tone.wav: 1 s (8,000 samples at 8000 Hz) exceeds --max-seconds 0.5; {LIMIT} cut the clip "
-                         "shorter"),
+                         f"tone.wav: 1 s (8,000 samples at 8000 Hz) exceeds --max-seconds 0.5; {LIMIT} fit a part with "
+                         "--seconds START:STOP"),
     "audio-max-seconds-zero": ("audio", lambda f: wav(f / "tone.wav").name, ["--max-seconds", "0"], 2,
                                "--max-seconds must be a positive, finite number, got 0.0"),
     "audio-max-seconds-nan": ("audio", lambda f: wav(f / "tone.wav").name, ["--max-seconds", "nan"], 2,

@@ -207,6 +207,7 @@ def fit_image(
   inr fit audio clip.wav                          [dim]# SIREN 3x256[/dim]
   inr fit audio song.flac --model fourier-mfn --steps 3000
   inr fit audio speech.mp3 --model fourier-imfn --json
+  inr fit audio concert.flac --seconds 90:100     [dim]# ten seconds of a long recording[/dim]
 """)
 def fit_audio(
     paths: Annotated[list[str], typer.Argument(
@@ -214,14 +215,18 @@ def fit_audio(
              "from stdin.",
         show_default=False)],
     max_seconds: Annotated[float, typer.Option(
-        help="Refuse clips longer than this many seconds (read from the file's header before decoding).")] = 600.0,
+        help="Refuse clips longer than this many seconds (read from the file's header before decoding; with "
+             "--seconds, the part kept).")] = 600.0,
+    seconds: Annotated[str | None, typer.Option(
+        help="START:STOP: fit only this part of each clip, in seconds (either end may be left out, e.g. 90:); "
+             "WAV and FLAC are decoded only there.", show_default=False)] = None,
     *, fit: FitConfig, output: OutputOptions,
 ) -> int:
     """Fit an audio clip: write the reconstruction (same rate and channels), a waveform and spectrogram
     comparison, a PSNR plot, report.json (PSNR and SNR) and a checkpoint."""
     from inr_cli.modalities.audio import AudioOptions
 
-    return _run_fit("audio", fit, AudioOptions(max_seconds=max_seconds), paths, output)
+    return _run_fit("audio", fit, AudioOptions(max_seconds=max_seconds, seconds=seconds), paths, output)
 
 
 @fit_command("video", batch_size_help="Random points per step. Default: 65,536, fewer if memory is short.",

@@ -15,7 +15,7 @@ import torch
 
 from inr_cli.files import atomic_output_path, atomic_write_with, existing_file, first_line
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
-from inr_core.errors import UserError
+from inr_core.errors import InvalidSetting, UserError, check
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -41,22 +41,77 @@ class LoadedAudio:
                 "seconds": count / self.rate, "subtype": self.subtype, "gain": self.gain}
 
 
-def read_audio(source: str, max_seconds: float = DEFAULT_MAX_SECONDS) -> LoadedAudio:
-    """The clip's samples; refused from its header, before reading, when it is longer than ``max_seconds``."""
+def parse_time_span(text: str | None) -> tuple[float, float | None]:
+    """'START:STOP' in seconds (either end optional; STOP excluded) -> (start, stop or None for the clip's end)."""
+    if not text:
+        return 0.0, None
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, stop = (float(part) if part.strip() else None for part in parts)
+    except ValueError:
+        raise InvalidSetting("seconds", f"must be START:STOP in seconds, e.g. 30:40 or 90:; got {text!r}") from None
+    start = 0.0 if start is None else start
+    check(math.isfinite(start) and start >= 0 and (stop is None or math.isfinite(stop)), "seconds",
+          f"takes finite times of 0 s or more; got {text!r}")
+    check(stop is None or stop > start, "seconds", f"selects nothing: STOP must be past START; got {text!r}")
+    return start, stop
+
+
+# Formats whose samples decode the same however the decoder got to them (PCM; FLAC's frames stand alone), where a
+# seek lands exactly. A lossy decoder carries state from frame to frame, so those formats are decoded from the
+# start and the part before the span dropped a block at a time: Vorbis then gives the whole clip's samples bit for
+# bit. (libsndfile's MP3 decoder gave other samples for the first 1,213 after a seek, and also after the boundary
+# between two reads, so an MP3's span can differ there from the same samples read in one piece.)
+EXACT_SEEK_FORMATS = {"WAV", "WAVEX", "W64", "RF64", "AIFF", "AU", "CAF", "FLAC", "IRCAM", "NIST", "VOC", "SD2"}
+SKIP_BLOCK_FRAMES = 1 << 16
+
+
+def _move_to(handle: soundfile.SoundFile, frame: int) -> None:
+    """Put ``handle`` at ``frame`` so that what it reads next is what a read from the start gives there."""
+    if frame == 0:
+        return
+    if handle.format in EXACT_SEEK_FORMATS:
+        handle.seek(frame)
+        return
+    block = np.empty((min(frame, SKIP_BLOCK_FRAMES), handle.channels), dtype=np.float32)
+    while frame > 0:
+        step = min(frame, len(block))
+        if len(handle.read(frames=step, dtype="float32", out=block[:step])) < step:
+            return  # the file held fewer frames than its header said: the read after this finds it empty
+        frame -= step
+
+
+def read_audio(source: str, max_seconds: float = DEFAULT_MAX_SECONDS, seconds: str | None = None) -> LoadedAudio:
+    """The clip's samples, or those of the ``seconds`` span ('START:STOP'); refused from its header, before
+    reading, when what is kept is longer than ``max_seconds``. Only the span is decoded from a WAV or FLAC file
+    (a seek); a lossy one is decoded up to the span's end, its first part dropped as it comes."""
     path = existing_file(source, "an audio file")
+    start, stop = parse_time_span(seconds)
     notes: list[str] = []
     try:
         with library_warnings_as_notes(notes), soundfile.SoundFile(path) as handle:
             subtype, rate, length = handle.subtype, handle.samplerate, handle.frames
             if rate <= 0:
                 raise UserError(f"{source}: the header gives a sample rate of {rate} Hz; the file is corrupt")
+            first = min(length, round(start * rate))
+            last = length if stop is None else min(length, round(stop * rate))
+            if seconds and first >= last:
+                raise UserError(f"{source}: --seconds {seconds} lies past the clip's end at {length / rate:,.6g} s")
+            kept = last - first
             # As many digits as the limit is shown with (:g): a 0.05 s clip must not read as 0.1 s, nor one just
             # over the limit as equal to it.
-            refuse_if_over(source, length / rate, max_seconds, "--max-seconds",
-                           f"{length / rate:,.6g} s ({length:,} samples at {rate} Hz)", "cut the clip shorter")
-            data = handle.read(dtype="float32", always_2d=True)
+            refuse_if_over(source, kept / rate, max_seconds, "--max-seconds",
+                           f"{kept / rate:,.6g} s ({kept:,} samples at {rate} Hz)",
+                           "choose a shorter --seconds span" if seconds else "fit a part with --seconds START:STOP")
+            _move_to(handle, first)
+            data = handle.read(frames=kept, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
         raise UserError(f"{source}: unreadable or unsupported audio ({first_line(error)})") from None
+    if seconds:
+        notes.append(f"samples from {first / rate:,.6g} s to {(first + len(data)) / rate:,.6g} s of the "
+                     f"{length / rate:,.6g} s clip (--seconds {seconds})")
     if data.shape[0] == 0:
         raise UserError(f"{source}: the clip has no samples")
     if data.shape[0] == 1:

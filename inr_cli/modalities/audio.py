@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from inr_cli.figures.captions import run_caption
-from inr_cli.media.audio import (DEFAULT_MAX_SECONDS, Channel, LoadedAudio, read_audio, write_audio_comparison,
-                                 write_wav)
+from inr_cli.media.audio import (DEFAULT_MAX_SECONDS, Channel, LoadedAudio, parse_time_span, read_audio,
+                                 write_audio_comparison, write_wav)
 from inr_cli.modalities.base import (FittedNetwork, LoadedSignal, Modality, ModalityOptions, Outputs, SampleRequest,
                                      SampleTarget, grid_quality, register_modality)
 from inr_cli.reports import db_text
@@ -29,9 +29,11 @@ COMPARISON = "comparison.png"
 @dataclass(frozen=True)
 class AudioOptions(ModalityOptions):
     max_seconds: float = DEFAULT_MAX_SECONDS  # longest clip read, checked from the file's header
+    seconds: str | None = None  # START:STOP in seconds: the part of each clip fitted
 
     def validate(self) -> None:
         check_positive(self.max_seconds, "max_seconds")
+        parse_time_span(self.seconds)  # raises on a malformed span
 
 
 @dataclass
@@ -56,7 +58,7 @@ class AudioModality(Modality):
     sample_settings = ("rate", "duration")
 
     def load(self, source: str, options: AudioOptions, seed: int) -> LoadedAudioSignal:
-        audio = read_audio(source, max_seconds=options.max_seconds)
+        audio = read_audio(source, max_seconds=options.max_seconds, seconds=options.seconds)
         try:
             signal = audio_signal(audio.samples)
         except ValueError as error:
