@@ -141,10 +141,13 @@ def coordinate_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         terms = [(column.contiguous(), row.contiguous()) for column, row in terms]
     with torch.autocast(device_type, enabled=False):
         (column, row), rest = terms[0], terms[1:]
-        out = column * row if bias is None else torch.addcmul(bias, column, row)  # the bias in the first pass
+        out = column * row
         for column, row in rest:
             out = torch.addcmul(out, column, row)
-        return out
+        # The bias last, in its own pass: the order of a matrix product's sums (products, then the bias), so a
+        # group's first layer rounds as the same network's alone does. With the bias first, one image of 32 in
+        # benchmarks/many_images.py ended 0.23 dB from its fit alone (at most 0.013 dB this way).
+        return out if bias is None else out + bias
 
 
 class OutputLinear(nn.Linear):
