@@ -91,9 +91,47 @@ def test_truncated_distances_skip_the_exact_search_only_where_the_band_cannot_re
     searched = {tuple(p) for p in np.concatenate(searched)}
     assert all(tuple(p) in searched for p in points[np.abs(exact) < 0.1])  # every point in the band was searched
     assert len(searched) < 0.4 * len(points)  # and most of the cube was not
-    assert np.abs(np.linalg.norm(np.array(list(searched)), axis=1) - 0.5).max() < 0.1 + field.longest_edge + 0.02
+    spacing = field._proxies[1]
+    assert np.abs(np.linalg.norm(np.array(list(searched)), axis=1) - 0.5).max() < 0.1 + spacing + 0.02
     coarse = DistanceField(*(np.asarray(a) for a in (trimesh.creation.box().vertices, trimesh.creation.box().faces)))
     assert np.array_equal(coarse.truncated(points, 0.1), np.clip(coarse.signed(points), -0.1, 0.1))
+
+
+def test_a_few_large_faces_keep_the_search_near_the_surface(monkeypatch):
+    """A fine sphere standing on a plane of two large triangles (a scan's flat base): grids of proxy points on the
+    two large faces keep every surface point near a proxy, so the bound stays tight; with the vertices alone, the
+    plane's 2.5-long edges would have sent every point to the exact search."""
+    from training.geometry import surface_proxies
+
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.5)
+    plane = np.array([[-0.9, -0.9, -0.6], [0.9, -0.9, -0.6], [0.9, 0.9, -0.6], [-0.9, 0.9, -0.6]])
+    v = np.concatenate([sphere.vertices, plane])
+    f = np.concatenate([sphere.faces, len(sphere.vertices) + np.array([[0, 1, 2], [0, 2, 3]])])
+    proxies, spacing = surface_proxies(v, f, budget=1_000_000)
+    assert spacing < 0.05 and len(proxies) > len(v)
+    points = np.random.default_rng(4).uniform(-1, 1, (20000, 3))
+    field = DistanceField(v, f)
+    searched = []
+    exact_search = field.distance
+    monkeypatch.setattr(field, "distance", lambda p: searched.append(len(p)) or exact_search(p))
+    truncated = field.truncated(points, 0.1)
+    unsigned = np.abs(field.signed(points))
+    assert np.array_equal(np.abs(truncated), np.minimum(unsigned, 0.1))
+    assert searched[0] < 0.5 * len(points)
+    # Searched: every point within the band, and none beyond the band and the spacing.
+    assert np.sum(unsigned < 0.1) <= searched[0] <= np.sum(unsigned <= 0.1 + spacing)
+    # Every point of the surface lies within the spacing of a proxy (checked on samples of it).
+    surface, _ = sample_surface(v, f, 20000, np.random.default_rng(5))
+    assert nearest_distance(proxies, surface).max() <= spacing
+    # A tight budget widens the spacing instead of gridding without end.
+    wide, wider_spacing = surface_proxies(v, f, budget=100)
+    assert wider_spacing > spacing and len(wide) <= len(v) + 100
+
+
+def nearest_distance(points: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    return cKDTree(points).query(queries)[0]
 
 
 def test_extraction_is_outward_and_metrics_are_sane():

@@ -57,11 +57,7 @@ class DistanceField:
         self._winding = igl.FastWindingNumberBVH()
         self._winding.init(self.vertices, self.faces, self.TAYLOR_ORDER)
         self._faces_tree: igl.AABB | None = None
-        self._vertex_tree: cKDTree | None = None
-        # Every point of a face lies within the face's longest edge of each of its corners. (Edge by edge: the
-        # corners of 5 M faces at once would be 360 MB, and as much again for each difference.)
-        self.longest_edge = max(float(np.linalg.norm(self.vertices[self.faces[:, a]] - self.vertices[self.faces[:, b]],
-                                                     axis=1).max(initial=0.0)) for a, b in ((0, 1), (1, 2), (2, 0)))
+        self._proxies: tuple[cKDTree, float] | None = None
 
     def inside(self, points: np.ndarray) -> np.ndarray:
         """True where a point is inside the mesh."""
@@ -82,19 +78,55 @@ class DistanceField:
         return np.where(self.inside(points), -1.0, 1.0) * self.distance(points)
 
     def truncated(self, points: np.ndarray, band: float) -> np.ndarray:
-        """Signed distance clipped to [-band, band]: exact within the band. A point whose nearest vertex is
-        farther than ``band`` plus the longest edge is farther than ``band`` from every face, so it gets
-        ``+-band`` without an exact search."""
+        """Signed distance clipped to [-band, band]: exact within the band. Every point of the surface lies within
+        ``spacing`` of a proxy point (:func:`surface_proxies`), so a point farther than ``band + spacing`` from
+        every proxy is farther than ``band`` from the surface and gets ``+-band`` without an exact search."""
         points = np.ascontiguousarray(points, dtype=np.float64)
         unsigned = np.full(len(points), float(band))
-        if self._vertex_tree is None:
-            self._vertex_tree = nearest_neighbour_tree(self.vertices)
-        nearest_vertex, _ = self._vertex_tree.query(points, distance_upper_bound=band + self.longest_edge,
-                                                    workers=-1)
-        near = np.isfinite(nearest_vertex)  # inf: no vertex within the bound
+        if self._proxies is None:
+            proxies, spacing = surface_proxies(self.vertices, self.faces, max(len(self.vertices), MIN_PROXY_BUDGET))
+            self._proxies = nearest_neighbour_tree(proxies), spacing
+        tree, spacing = self._proxies
+        nearest, _ = tree.query(points, distance_upper_bound=band + spacing, workers=-1)
+        near = np.isfinite(nearest)  # inf: no proxy within the bound
         if near.any():
             unsigned[near] = np.minimum(self.distance(points[near]), band)
         return np.where(self.inside(points), -1.0, 1.0) * unsigned
+
+
+# The widest spacing of the proxy points (normalised units, the cube being [-1, 1]^3): half the fits' truncation
+# band. A finely tessellated mesh gets its own, tighter one (see surface_proxies).
+PROXY_SPACING = 0.05
+MIN_PROXY_BUDGET = 1_000_000  # grid points allowed on large faces before the spacing is widened
+
+
+def surface_proxies(vertices: np.ndarray, faces: np.ndarray, budget: int) -> tuple[np.ndarray, float]:
+    """Points on the surface with every surface point within the returned spacing of one: the vertices, and on
+    each face longer (its longest edge) than the spacing a barycentric grid of m = ceil(longest / spacing) steps
+    a side, whose m^2 small triangles are each at most longest / m across.
+
+    The spacing is the 99.9th percentile of the faces' longest edges (at most PROXY_SPACING): a mesh's own
+    tessellation, with grids only on its few large faces (a scan's flat base, which would otherwise make the
+    vertices a useless bound for the whole mesh). It doubles until the grid points number at most ``budget``."""
+    longest = np.zeros(len(faces))
+    for a, b in ((0, 1), (1, 2), (2, 0)):  # edge by edge: the corners of 5 M faces at once would be 360 MB
+        np.maximum(longest, row_norms(vertices[faces[:, a]] - vertices[faces[:, b]]), out=longest)
+    spacing = min(PROXY_SPACING, float(np.quantile(longest, 0.999)))
+    spacing = spacing if spacing > 0 else PROXY_SPACING  # a mesh of degenerate faces: any spacing holds
+    while True:
+        big = np.flatnonzero(longest > spacing)
+        steps = np.ceil(longest[big] / spacing).astype(np.int64)
+        if int(((steps + 1) * (steps + 2) // 2).sum()) <= budget:
+            break
+        spacing *= 2
+    extra = [vertices]
+    for m in np.unique(steps):
+        i, j = np.triu_indices(m + 1)  # i <= j: (i, j - i) runs over every i + k <= m
+        weights = np.stack([m - j, i, j - i], axis=1) / m  # (K, 3) barycentric, rows summing to 1
+        chosen = faces[big[steps == m]]
+        corners = np.stack([vertices[chosen[:, c]] for c in range(3)], axis=1)  # (F_m, 3, 3)
+        extra.append(np.einsum("kc,fcd->fkd", weights, corners).reshape(-1, 3))
+    return np.concatenate(extra), spacing
 
 
 def signed_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
