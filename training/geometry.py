@@ -35,7 +35,8 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.
 class DistanceField:
     """A mesh's signed distance (negative inside) and inside/outside at any points, its search structures built
     once for every query: libigl's fast winding number hierarchy for the sign, its AABB tree for exact distances,
-    and a k-d tree of the vertices that tells which points lie far from the surface.
+    and a k-d tree of points spread over the surface (:func:`surface_proxies`) that tells which points lie far
+    from it.
 
     The sign is libigl's fast-winding-number rule (inside where the winding number's magnitude exceeds 1/2, the
     Taylor order and accuracy its ``signed_distance`` uses). The distance is the exact Euclidean one; libigl's
@@ -46,7 +47,7 @@ class DistanceField:
     (about 2 s) and spent 76 us on each point deep inside the shape, where every face lies at nearly the same
     distance and the AABB tree prunes little: a fit's 400,000 samples took 32 s to label (2 cores). A fit only
     needs distances within its truncation band (and occupancy only the sign), so :meth:`truncated` skips the
-    exact search for points the vertex tree proves to be outside the band: 9 s with the drawing of the points,
+    exact search for points the proxies' tree proves to be outside the band: 9 s with the drawing of the points,
     3 s for occupancy."""
 
     TAYLOR_ORDER, ACCURACY = 2, 2.0  # libigl signed_distance's own choice for its fast winding number
