@@ -14,8 +14,8 @@ import soundfile
 import torch
 
 from inr_cli.files import atomic_output_path, atomic_write_with, existing_file, first_line
-from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
-from inr_core.errors import InvalidSetting, UserError, check
+from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over, split_span
+from inr_core.errors import UserError, check
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -45,13 +45,7 @@ def parse_time_span(text: str | None) -> tuple[float, float | None]:
     """'START:STOP' in seconds (either end optional; STOP excluded) -> (start, stop or None for the clip's end)."""
     if not text:
         return 0.0, None
-    parts = text.split(":")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        start, stop = (float(part) if part.strip() else None for part in parts)
-    except ValueError:
-        raise InvalidSetting("seconds", f"must be START:STOP in seconds, e.g. 30:40 or 90:; got {text!r}") from None
+    start, stop = split_span(text, "seconds", float, "START:STOP in seconds, e.g. 30:40 or 90:")
     start = 0.0 if start is None else start
     check(math.isfinite(start) and start >= 0 and (stop is None or math.isfinite(stop)), "seconds",
           f"takes finite times of 0 s or more; got {text!r}")

@@ -1,4 +1,5 @@
-"""What the readers share: size limits checked before decoding, and library warnings kept off the terminal.
+"""What the readers share: size limits checked before decoding, START:STOP spans, and library warnings kept off
+the terminal.
 
 A file's header can claim far more data than memory holds (a 400 KB PNG of 12000x12000 pixels, a WAV header of
 hours), so each reader compares the size its file claims with a limit the user can raise, and says which option
@@ -10,10 +11,29 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
+from typing import TypeVar
 
 from inr_cli.files import first_line
-from inr_core.errors import UserError
+from inr_core.errors import InvalidSetting, UserError
+
+Number = TypeVar("Number", int, float)
+
+
+def split_span(text: str, setting: str, number: Callable[[str], Number], usage: str
+               ) -> tuple[Number | None, Number | None]:
+    """'START:STOP' -> (start, stop), None for an end left out; anything else is an :class:`InvalidSetting` of
+    ``setting`` that shows ``usage`` (``"START:STOP, e.g. 0:60 or 30:"``). The caller checks the values."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, stop = (number(part) if part.strip() else None for part in parts)
+    except ValueError:
+        raise InvalidSetting(setting, f"must be {usage}; got {text!r}") from None
+    return start, stop
+
 
 # Loggers of the decoding libraries that report through ``logging`` rather than ``warnings``.
 LIBRARY_LOGGERS = ("PIL", "tifffile", "imageio", "libav", "trimesh", "soundfile")

@@ -21,8 +21,8 @@ from PIL import Image
 from inr_cli.files import atomic_output_path
 from inr_cli.media.images import (IMAGE_SUFFIXES, box_factor, drop_alpha, read_image, resize_stack,
                                   shrink_to_longest_side)
-from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
-from inr_core.errors import InvalidSetting, UserError, check
+from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over, split_span
+from inr_core.errors import UserError, check
 
 DEFAULT_FOLDER_FPS = 25.0
 # Frames x height x width held once decoded (after --frames and --resize): 1.2 GB as the float RGB that is fitted.
@@ -79,13 +79,7 @@ def parse_frame_range(text: str | None) -> slice:
     """'a:b' (Python slice of frame indices, either end optional) -> slice."""
     if not text:
         return slice(None)
-    parts = text.split(":")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        start, stop = (int(p) if p.strip() else None for p in parts)
-    except ValueError:
-        raise InvalidSetting("frames", f"must be START:STOP, e.g. 0:60 or 30:; got {text!r}") from None
+    start, stop = split_span(text, "frames", int, "START:STOP, e.g. 0:60 or 30:")
     check((start is None or start >= 0) and (stop is None or stop >= 0), "frames",
           f"takes frame indices of 0 or more; got {text!r}")
     check(start is None or stop is None or stop > start, "frames",
