@@ -15,7 +15,7 @@ import trimesh
 from inr_cli.files import atomic_write_bytes, existing_file, first_line
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import UserError
-from training.triangles import cross_rows, face_cross, row_norms
+from training.triangles import cross_rows, every_edge_in_two_faces, face_cross, row_norms
 
 FILL = 0.9  # the normalised mesh spans [-FILL, FILL] along its longest side
 MESH_FORMATS = ("ply", "obj", "glb")
@@ -91,7 +91,7 @@ def _is_watertight(vertices: np.ndarray, faces: np.ndarray) -> bool:
     triangle's corners apart, so as loaded (unmerged, to fit exactly what the file holds) no STL would be."""
     merged = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
     merged.merge_vertices()
-    return merged.is_watertight
+    return every_edge_in_two_faces(np.asarray(merged.faces), len(merged.vertices))
 
 
 def _check_faces(source: str, faces: int, max_faces: int) -> None:
