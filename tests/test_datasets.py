@@ -68,6 +68,30 @@ def test_collections_resize_as_images_and_video_frames_do(tmp_path):
     assert torch.allclose(batch[0], torch.from_numpy(expected).permute(2, 0, 1) * 2 - 1, atol=1e-6)
 
 
+def test_a_large_photo_in_a_folder_is_reduced_while_it_is_read(tmp_path, monkeypatch):
+    """A 6 MP JPEG squared to 32 px is decoded at a reduced scale and box-reduced before the anti-aliased resize
+    (squaring a 12 MP one from full size took 12 s); the square is the full-size path's picture. A small image
+    takes the one resize it took before."""
+    from inr_cli.media import images as images_module
+
+    photo = Image.fromarray(data.astronaut()).resize((3000, 2000), Image.BICUBIC)
+    photo.save(tmp_path / "large.jpg", quality=95)
+    Image.fromarray(data.astronaut()[::8, ::8]).save(tmp_path / "small.png")
+    resized = []
+    resize = images_module.resize_pixels
+    monkeypatch.setattr(images_module, "resize_pixels", lambda p, shape: resized.append(p.shape) or resize(p, shape))
+    batch = load_images(str(tmp_path / "large.jpg"), 32)
+    assert len(resized) == 1 and resized[0][0] * resized[0][1] < 200_000  # never the 6 M pixels
+    full = resize(np.asarray(photo, dtype=np.float32) / 255, (32, 48))[:, 8:40]  # cover 32x32, centre crop
+    error = torch.mean((batch[0].permute(1, 2, 0) - (torch.from_numpy(full) * 2 - 1)) ** 2).item()
+    assert 10 * np.log10(4 / error) > 35  # PSNR on [-1, 1]
+    resized.clear()
+    small = load_images(str(tmp_path / "small.png"), 32)
+    assert resized == [(64, 64, 3)]
+    assert torch.allclose(small[0].permute(1, 2, 0), torch.from_numpy(resize(
+        np.asarray(data.astronaut()[::8, ::8], dtype=np.float32) / 255, (32, 32))) * 2 - 1, atol=1e-6)
+
+
 @pytest.mark.parametrize("size", [12, 40])  # down and up
 def test_an_array_is_resized_as_a_stack_each_image_as_it_would_be_alone(tmp_path, monkeypatch, size):
     """Arrays are squared a chunk at a time by two matrix products (resize_stack); each image comes out as the
