@@ -454,7 +454,13 @@ def cover_and_crop(pixels: np.ndarray, height: int, width: int, upscale: bool = 
         raise ValueError(f"{source_width}x{source_height} is smaller than the {width}x{height} crop")
     if scale != 1.0:
         covering = (max(height, round(source_height * scale)), max(width, round(source_width * scale)))
-        pixels = resize_stack(pixels, covering) if stacked else resize_pixels(pixels, covering)
+        if stacked:
+            pixels = resize_stack(pixels, covering)
+        else:
+            # A large photo is box-reduced first, as --resize reduces one: the anti-aliasing filter of a direct
+            # resize ran a wide Gaussian over every pixel (a 12 MP photo covered by 256x256: 3.1 s, now 0.3 s).
+            factor = box_factor(source_height, source_width, max(covering)) if scale < 1.0 else 1
+            pixels = resize_pixels(_box_reduce(pixels, factor) if factor > 1 else pixels, covering)
     top, left = (pixels.shape[stacked] - height) // 2, (pixels.shape[stacked + 1] - width) // 2
     return np.ascontiguousarray(pixels[..., top:top + height, left:left + width, :])
 
