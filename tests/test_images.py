@@ -288,6 +288,18 @@ def test_a_large_turned_photo_reads_as_the_same_picture_stored_upright(tmp_path)
     torch.testing.assert_close(turned.pixels, upright.pixels, rtol=0, atol=1e-6)
 
 
+def test_box_reduction_means_each_block_and_the_ragged_edges_over_what_they_hold():
+    from inr_cli.media.images import _box_reduce
+
+    pixels = RNG.random((7, 10, 2)).astype(np.float32)
+    reduced = _box_reduce(pixels, 3)
+    assert reduced.shape == (3, 4, 2) and reduced.dtype == np.float32
+    for row, top in enumerate(range(0, 7, 3)):
+        for col, left in enumerate(range(0, 10, 3)):
+            block = pixels[top:top + 3, left:left + 3]  # the last row of blocks is 1 high, the last column 1 wide
+            np.testing.assert_allclose(reduced[row, col], block.mean(axis=(0, 1)), rtol=1e-6)
+
+
 def test_a_crop_of_a_large_photo_is_box_reduced_before_its_resize(monkeypatch):
     """--crop alone scales a large photo down to cover the crop as --resize scales one, box-reduced first (a
     direct resize of 12 MP to cover 256x256 took 3.1 s in its anti-aliasing filter), so the resize sees a few
