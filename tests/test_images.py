@@ -291,7 +291,7 @@ def test_a_large_turned_photo_reads_as_the_same_picture_stored_upright(tmp_path)
 def test_box_reduction_means_each_block_and_the_ragged_edges_over_what_they_hold():
     from inr_cli.media.images import _box_reduce
 
-    pixels = RNG.random((7, 10, 2)).astype(np.float32)
+    pixels = np.random.default_rng(7).random((7, 10, 2)).astype(np.float32)
     reduced = _box_reduce(pixels, 3)
     assert reduced.shape == (3, 4, 2) and reduced.dtype == np.float32
     for row, top in enumerate(range(0, 7, 3)):
