@@ -13,7 +13,7 @@ from helpers import run_here
 from inr_cli.media import meshes as mesh_module
 from inr_cli.media.meshes import read_mesh
 from inr_core.errors import UserError
-from training.geometry import DistanceField, chamfer_and_normals, extract_mesh, iou, sample_surface, signed_distance
+from training.geometry import DistanceField, chamfer_and_normals, extract_mesh, iou, sample_surface
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_signed_distance_and_surface_samples_on_a_sphere(meshes):
     rng = np.random.default_rng(0)
     points = rng.uniform(-1, 1, (2000, 3))
     # The icosphere is inscribed in the true sphere: distances agree to the tessellation's sag (~0.01).
-    assert np.abs(signed_distance(points, v, f) - (np.linalg.norm(points, axis=1) - 0.5)).max() < 0.02
+    assert np.abs(DistanceField(v, f).signed(points) - (np.linalg.norm(points, axis=1) - 0.5)).max() < 0.02
     surface, normals = sample_surface(v, f, 1000, rng)
     assert np.abs(np.linalg.norm(surface, axis=1) - 0.5).max() < 0.02
     assert np.mean(np.sum(normals * surface, axis=1) > 0) == 1.0  # outward normals
@@ -56,12 +56,12 @@ def test_signed_distances_are_exact_euclidean_distances_with_the_winding_number_
     rng = np.random.default_rng(1)
     inside = rng.uniform(-0.45, 0.45, (3000, 3)) * [1.0, 1.2, 1.4]
     known = -np.min(np.array([0.5, 0.6, 0.7]) - np.abs(inside), axis=1)
-    assert np.abs(signed_distance(inside, v, f) - known).max() < 1e-12
+    assert np.abs(DistanceField(v, f).signed(inside) - known).max() < 1e-12
     sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
     v, f = np.asarray(sphere.vertices, float), np.asarray(sphere.faces, np.int64)
     points = rng.uniform(-1, 1, (3000, 3))
     exact = np.sqrt(igl.point_mesh_squared_distance(points, v, f)[0])
-    assert np.abs(np.abs(signed_distance(points, v, f)) - exact).max() < 1e-12
+    assert np.abs(np.abs(DistanceField(v, f).signed(points)) - exact).max() < 1e-12
 
 
 def test_the_sign_is_libigls_fast_winding_number_rule_on_an_open_mesh():
@@ -86,7 +86,7 @@ def test_truncated_distances_skip_the_exact_search_only_where_the_band_cannot_re
     exact_search = field.distance
     monkeypatch.setattr(field, "distance", lambda p: searched.append(p) or exact_search(p))
     truncated = field.truncated(points, 0.1)
-    exact = signed_distance(points, v, f)
+    exact = DistanceField(v, f).signed(points)
     assert np.array_equal(truncated, np.clip(exact, -0.1, 0.1))
     searched = {tuple(p) for p in np.concatenate(searched)}
     assert all(tuple(p) in searched for p in points[np.abs(exact) < 0.1])  # every point in the band was searched

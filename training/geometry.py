@@ -130,11 +130,6 @@ def surface_proxies(vertices: np.ndarray, faces: np.ndarray, budget: int) -> tup
     return np.concatenate(extra), spacing
 
 
-def signed_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Signed distance (negative inside) from each point to the mesh (see :class:`DistanceField`)."""
-    return DistanceField(vertices, faces).signed(points)
-
-
 def uniform_points(count: int, rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(-1.0, 1.0, size=(count, 3))
 

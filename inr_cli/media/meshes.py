@@ -15,7 +15,7 @@ import trimesh
 from inr_cli.files import atomic_write_bytes, existing_file, first_line
 from inr_cli.media.limits import library_warnings_as_notes, refuse_if_over
 from inr_core.errors import UserError
-from training.triangles import cross_rows, every_edge_in_two_faces, face_cross, row_norms
+from training.triangles import cross_rows, every_edge_in_two_faces, face_areas, row_norms
 
 FILL = 0.9  # the normalised mesh spans [-FILL, FILL] along its longest side
 MESH_FORMATS = ("ply", "obj", "glb")
@@ -83,7 +83,7 @@ def _claimed_faces(path: Path, source: str) -> int | None:
 
 
 def surface_area(vertices: np.ndarray, faces: np.ndarray) -> float:
-    return float(row_norms(face_cross(vertices, faces)).sum()) / 2
+    return float(face_areas(vertices, faces).sum())
 
 
 def _is_watertight(vertices: np.ndarray, faces: np.ndarray) -> bool:
